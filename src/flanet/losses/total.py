@@ -1,0 +1,134 @@
+"""Total training loss of FLA-Net, paper eq. (2)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from flanet.losses.heatmap import contrastive_loss, heatmap_mse
+from flanet.losses.mask import bce_loss, iou_loss
+
+#: Default margin of eq. (1). The paper does not state alpha. Heatmap MSE is small: two
+#: disjoint Gaussian peaks (std 5, peak 1) on a 352x352 map are 2*pi*25/352**2 = 1.3e-3
+#: apart, so a margin of 1e-3 asks the negative to be about that far from the anchor.
+DEFAULT_ALPHA = 1e-3
+
+
+class LossTerms(NamedTuple):
+    """Every term of eq. (2), unweighted, and their weighted sum.
+
+    Attributes:
+        total: weighted sum (the value to back-propagate), scalar.
+        bce: ``L_BCE(S_t, G^S_t)``.
+        iou: ``L_IoU(S_t, G^S_t)``.
+        heatmap: ``L_MSE(H_t, G^H_t)``, or None when the model has no localisation branch.
+        contrastive: eq. (1), or None when it is not computed (no heatmap, no ``H_{t-1}``,
+            or weight 0).
+        negative_fraction: share of batch items that found a negative for eq. (1) (0 for a
+            batch from one video, where ``contrastive`` is then 0); None when not computed.
+    """
+
+    total: Tensor
+    bce: Tensor
+    iou: Tensor
+    heatmap: Tensor | None
+    contrastive: Tensor | None
+    negative_fraction: Tensor | None
+
+
+class FLANetLoss(nn.Module):
+    """``L_total = w_c L_contrastive + w_h L_MSE(H_t) + w_b L_BCE(S_t) + w_i L_IoU(S_t)``, eq. (2).
+
+    The paper sets every weight to 1 (``lambda_1 = lambda_2 = lambda_3 = 1``, contrastive
+    unweighted). Terms that need a heatmap are skipped for models without a localisation
+    branch (flanet-basic, flanet-ffa, image baselines); the contrastive term is skipped when
+    ``heatmap_prev`` is not given or ``contrastive_weight`` is 0 (ablation "Basic+FLA+LB").
+
+    Args:
+        bce_weight: ``lambda_2``.
+        iou_weight: ``lambda_3``.
+        heatmap_weight: ``lambda_1``.
+        contrastive_weight: weight of eq. (1).
+        alpha: margin of eq. (1), see :data:`DEFAULT_ALPHA`.
+    """
+
+    def __init__(
+        self,
+        bce_weight: float = 1.0,
+        iou_weight: float = 1.0,
+        heatmap_weight: float = 1.0,
+        contrastive_weight: float = 1.0,
+        alpha: float = DEFAULT_ALPHA,
+    ) -> None:
+        super().__init__()
+        weights = {
+            "bce_weight": bce_weight,
+            "iou_weight": iou_weight,
+            "heatmap_weight": heatmap_weight,
+            "contrastive_weight": contrastive_weight,
+            "alpha": alpha,
+        }
+        negative = [name for name, value in weights.items() if value < 0]
+        if negative:
+            raise ValueError(f"loss weights and alpha must be >= 0, got negative {negative}")
+        self.bce_weight = float(bce_weight)
+        self.iou_weight = float(iou_weight)
+        self.heatmap_weight = float(heatmap_weight)
+        self.contrastive_weight = float(contrastive_weight)
+        self.alpha = float(alpha)
+
+    def forward(
+        self,
+        mask_logits: Tensor,
+        mask: Tensor,
+        heatmap: Tensor | None = None,
+        heatmap_target: Tensor | None = None,
+        heatmap_prev: Tensor | None = None,
+        video_index: Tensor | None = None,
+    ) -> LossTerms:
+        """Compute eq. (2) for one batch.
+
+        Args:
+            mask_logits: ``S_t`` logits ``(B, 1, H, W)``.
+            mask: ``G^S_t`` ``(B, 1, H, W)`` in ``{0, 1}``.
+            heatmap: ``H_t`` ``(B, 1, H, W)`` or None (model without localisation branch).
+            heatmap_target: ``G^H_t`` ``(B, 1, H, W)``; required when ``heatmap`` is given.
+            heatmap_prev: ``H_{t-1}`` ``(B, 1, H, W)`` predicted from the same clip, or None.
+            video_index: ``(B,)`` video index per item; required with ``heatmap_prev``.
+
+        Returns:
+            :class:`LossTerms`.
+        """
+        bce = bce_loss(mask_logits, mask)
+        iou = iou_loss(mask_logits, mask)
+        total = self.bce_weight * bce + self.iou_weight * iou
+        heat = contrastive = negative_fraction = None
+        if heatmap is not None:
+            if heatmap_target is None:
+                raise ValueError("FLANetLoss: a heatmap prediction needs heatmap_target")
+            heat = heatmap_mse(heatmap, heatmap_target)
+            total = total + self.heatmap_weight * heat
+            if heatmap_prev is not None and self.contrastive_weight > 0:
+                if video_index is None:
+                    raise ValueError("FLANetLoss: the contrastive term needs video_index")
+                term = contrastive_loss(heatmap, heatmap_prev, video_index, self.alpha)
+                contrastive = term.loss
+                negative_fraction = term.has_negative.float().mean()
+                total = total + self.contrastive_weight * contrastive
+        return LossTerms(total, bce, iou, heat, contrastive, negative_fraction)
+
+    def extra_repr(self) -> str:
+        return (
+            f"bce_weight={self.bce_weight}, iou_weight={self.iou_weight}, "
+            f"heatmap_weight={self.heatmap_weight}, "
+            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}"
+        )
+
+
+def uses_heatmap_prev(loss: FLANetLoss, has_heatmap: bool) -> bool:
+    """Whether training must produce ``H_{t-1}`` (4-frame clips) for this loss and model."""
+    return has_heatmap and loss.contrastive_weight > 0
+
+
+__all__ = ["DEFAULT_ALPHA", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]
