@@ -1,0 +1,54 @@
+"""Image-only baselines of Table 2 (UNet, UNet++) from segmentation-models-pytorch.
+
+They take the same clip tensor as FLA-Net but segment the current frame alone
+(``clip[:, 0]``), so every pipeline (training, evaluation, streaming) treats all models
+alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+from torch import Tensor, nn
+
+from flanet.models.encoder import check_input_size
+from flanet.models.outputs import SegmentationOutput
+from flanet.models.weights import load_encoder_weights
+
+_ARCHITECTURES = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus}
+
+
+class ImageBaseline(nn.Module):
+    """An smp image segmenter applied to the current frame of a clip.
+
+    Args:
+        net: an smp model mapping ``(B, 3, H, W)`` to logits ``(B, 1, H, W)``.
+        size_multiple: H and W must be multiples of this.
+    """
+
+    num_frames = 1
+    has_heatmap = False
+
+    def __init__(self, net: nn.Module, size_multiple: int = 32) -> None:
+        super().__init__()
+        self.net = net
+        self.size_multiple = size_multiple
+        self.config: dict = {}
+
+    def forward(self, clip: Tensor) -> SegmentationOutput:
+        """``clip (B, T, 3, H, W)`` (T >= 1, current frame first) -> output for frame t."""
+        if clip.ndim != 5 or clip.shape[2] != 3 or clip.shape[1] < 1:
+            raise ValueError(f"expected a clip (B, T, 3, H, W), got shape {tuple(clip.shape)}")
+        check_input_size(clip.shape[-2], clip.shape[-1], self.size_multiple)
+        return SegmentationOutput(self.net(clip[:, 0]), None)
+
+
+def create_image_baseline(
+    architecture: str, encoder: str, encoder_weights: str | Path | None = None
+) -> ImageBaseline:
+    """Builds ``unet`` or ``unetplusplus`` on a timm encoder (``tu-<name>`` in smp)."""
+    net = _ARCHITECTURES[architecture](encoder_name=f"tu-{encoder}", encoder_weights=None, classes=1)
+    if encoder_weights is not None:
+        load_encoder_weights(net.encoder.model, encoder, encoder_weights)
+    return ImageBaseline(net)

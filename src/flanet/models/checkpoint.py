@@ -1,0 +1,117 @@
+"""flanet checkpoints: weights plus the configuration that rebuilds the model.
+
+A checkpoint is a plain ``torch.save`` of dicts, lists, numbers, strings and tensors,
+so it loads with ``torch.load(..., weights_only=True)``: a file that would need to run
+code to load is refused.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from flanet import __version__
+from flanet.models.factory import create_model
+
+FORMAT = "flanet-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unsafe, damaged or does not fit."""
+
+
+class LoadedCheckpoint(NamedTuple):
+    """A rebuilt model (in eval mode) with the checkpoint's configuration and metadata."""
+
+    model: nn.Module
+    config: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
+    """Saves ``model`` (built by :func:`create_model`) with its config and ``metadata``.
+
+    The file is written next to its destination and renamed into place, so an
+    interrupted save never leaves a truncated checkpoint behind.
+    """
+    config = getattr(model, "config", None)
+    if not config:
+        raise CheckpointError("model has no .config: build it with flanet.models.create_model")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "flanet_version": __version__,
+        "model_config": dict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Reads and validates a checkpoint file without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused: the file holds Python objects that would run code when loaded "
+            f"(only weights_only checkpoints are read). Details: {str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: damaged or truncated checkpoint ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a flanet checkpoint (no 'format': '{FORMAT}'); "
+            "Lightning resume files live in the run folder's lightning/ directory"
+        )
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this flanet")
+    return payload
+
+
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expected_config: dict[str, Any] | None = None,
+) -> LoadedCheckpoint:
+    """Rebuilds the model stored in ``path`` and loads its weights (eval mode).
+
+    Args:
+        path: checkpoint written by :func:`save_checkpoint`.
+        map_location: device for the tensors.
+        expected_config: when given, the checkpoint's model configuration must equal it
+            (e.g. resuming a run); differences are named in the error.
+
+    Raises:
+        CheckpointError: missing, empty, truncated or unsafe file, a configuration that
+            differs from ``expected_config``, or weights that do not fit the model.
+    """
+    payload = read_checkpoint(path, map_location)
+    config = dict(payload["model_config"])
+    if expected_config is not None:
+        diff = sorted(k for k in set(config) | set(expected_config) if config.get(k) != expected_config.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {config.get(k)!r} vs expected {expected_config.get(k)!r}" for k in diff)
+            raise CheckpointError(f"{path}: checkpoint is for a different model configuration ({detail})")
+    model = create_model(**config)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit model {config.get('name')!r}: {err}") from err
+    model.to(map_location).eval()
+    return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})))

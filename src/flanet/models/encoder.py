@@ -1,0 +1,85 @@
+"""Per-frame encoder: a timm ``features_only`` backbone plus a lean channel neck.
+
+Everything here runs once per frame, so its output can be cached and reused by the next
+outputs of a video (streaming, Section 3: f_t, f_{t-1}, f_{t-2} come from one encoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from flanet.models.blocks import BConv
+from flanet.models.weights import load_encoder_weights
+
+
+def check_input_size(height: int, width: int, multiple: int) -> None:
+    """Raises ``ValueError`` naming the sizes that work when (H, W) does not fit the encoder."""
+    if height % multiple or width % multiple or height < multiple or width < multiple:
+        examples = ", ".join(str(multiple * k) for k in (2, 4, 8, 11, 16))
+        raise ValueError(
+            f"input size {height}x{width} does not fit this encoder: height and width must be "
+            f"positive multiples of {multiple} (e.g. {examples}; the paper uses 352)"
+        )
+
+
+class FrameEncoder(nn.Module):
+    """Encoder of Fig. 2 applied to single frames, returning the last ``num_levels`` levels.
+
+    Args:
+        backbone: a timm ``features_only`` model.
+        neck_channels: output channels per level (shallow to deep); a 1x1 BConv projects
+            each backbone level to it, so the fusion and decoders stay lean whatever the
+            backbone's widths.
+    """
+
+    def __init__(self, backbone: nn.Module, neck_channels: Sequence[int]) -> None:
+        super().__init__()
+        info = backbone.feature_info
+        in_channels = info.channels()
+        if len(in_channels) != len(neck_channels):
+            raise ValueError(
+                f"backbone gives {len(in_channels)} levels but neck_channels has {len(neck_channels)}"
+            )
+        self.backbone = backbone
+        self.neck = nn.ModuleList(
+            BConv(c_in, c_out, kernel_size=1) for c_in, c_out in zip(in_channels, neck_channels)
+        )
+        self.out_channels: tuple[int, ...] = tuple(neck_channels)
+        self.reductions: tuple[int, ...] = tuple(info.reduction())
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (the deepest level's stride)."""
+        return max(self.reductions)
+
+    def forward(self, frames: Tensor) -> list[Tensor]:
+        """``(N, 3, H, W)`` -> per level ``(N, C_l, H / r_l, W / r_l)``, shallow to deep."""
+        check_input_size(frames.shape[-2], frames.shape[-1], self.size_multiple)
+        return [neck(f) for neck, f in zip(self.neck, self.backbone(frames))]
+
+
+def create_timm_backbone(
+    name: str, weights: str | Path | None = None, num_levels: int = 4
+) -> nn.Module:
+    """Builds a timm ``features_only`` backbone giving its last ``num_levels`` levels.
+
+    Never touches the network: ``weights`` is a local ``.pth``/``.safetensors`` state
+    dict of the timm model (e.g. ImageNet Res2Net-50), or ``None`` for random weights.
+    """
+    if name not in timm.list_models():
+        raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models()")
+    with torch.device("meta"):  # count the levels without allocating weights
+        total = len(timm.create_model(name, features_only=True, pretrained=False).feature_info)
+    if total < num_levels:
+        raise ValueError(f"encoder {name!r} gives {total} feature levels, FLA-Net needs {num_levels}")
+    out_indices = tuple(range(total - num_levels, total))
+    backbone = timm.create_model(name, features_only=True, pretrained=False, out_indices=out_indices)
+    if weights is not None:
+        load_encoder_weights(backbone, name, weights)
+    return backbone
+

@@ -1,0 +1,138 @@
+"""``create_model(name, ...)``: the one way to build every model of the package."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from flanet.models.baselines import create_image_baseline
+from flanet.models.decoder import HeatmapHead, SegmentationHead, UNetDecoder
+from flanet.models.encoder import FrameEncoder, create_timm_backbone
+from flanet.models.flanet import CurrentFrame, FLANet
+from flanet.models.fusion import ConcatFusion, FrequencyFeatureAggregation
+
+DEFAULT_ENCODER = "res2net50_26w_4s"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of Table 3: which fusion, and whether the localisation branch exists."""
+
+    fusion: str  # "ffa" or "concat"
+    localisation: bool
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "flanet": Variant("ffa", True, "full FLA-Net: FFA + localisation branch (train with the contrastive loss)"),
+    "flanet-basic": Variant("concat", False, "Basic (Table 3): concat + 1x1 conv fusion, no localisation branch"),
+    "flanet-ffa": Variant("ffa", False, "Basic + FFA (Table 3 'Basic+FLA')"),
+    "flanet-lb": Variant("concat", True, "Basic + localisation branch (Table 3 'Basic+LB')"),
+}
+BASELINES: dict[str, str] = {
+    "unet": "UNet (smp) on the current frame only (Table 2 image baseline)",
+    "unetplusplus": "UNet++ (smp) on the current frame only (Table 2 image baseline)",
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return [*VARIANTS, *BASELINES]
+
+
+def describe_models() -> dict[str, str]:
+    """One-line description of every model name."""
+    return {**{k: v.description for k, v in VARIANTS.items()}, **BASELINES}
+
+
+def create_model(
+    name: str,
+    *,
+    encoder: str = DEFAULT_ENCODER,
+    encoder_weights: str | Path | None = None,
+    num_frames: int = 3,
+    neck_channels: Sequence[int] = (32, 64, 128, 256),
+    decoder_channels: Sequence[int] = (128, 64, 48, 32),
+    head_channels: int = 32,
+    ffa_levels: Sequence[int] = (0, 1, 2, 3),
+    attention_reduction: int = 8,
+) -> nn.Module:
+    """Builds a model by name (see :func:`list_models`).
+
+    Args:
+        name: ``flanet``, ``flanet-basic``, ``flanet-ffa``, ``flanet-lb``, ``unet`` or
+            ``unetplusplus``.
+        encoder: any timm model usable with ``features_only=True``; the paper uses
+            Res2Net-50 (``res2net50_26w_4s``).
+        encoder_weights: local ``.pth``/``.safetensors`` timm state dict (e.g. ImageNet
+            weights), or ``None`` for random initialisation. Never downloads.
+        num_frames: T, frames per clip (current + T-1 previous); the paper uses 3.
+        neck_channels: per-frame width of each of the four encoder levels (shallow to
+            deep) after a 1x1 projection; the paper does not give widths, these lean
+            defaults are justified in docs/benchmarks.md.
+        decoder_channels: widths of the four decoder stages, deep to shallow.
+        head_channels: width of the final BConv before the mask classifier.
+        ffa_levels: levels (0 = shallowest) that get temporal fusion; the others use
+            the current frame's features only.
+        attention_reduction: bottleneck reduction inside the FFA channel attention.
+
+    Returns:
+        The model; ``model.config`` holds the arguments that rebuild it
+        (``create_model(**model.config)``), with ``encoder_weights`` set to ``None``
+        because trained weights travel in checkpoints.
+    """
+    config = {
+        "name": name,
+        "encoder": encoder,
+        "encoder_weights": None,
+        "num_frames": int(num_frames),
+        "neck_channels": [int(c) for c in neck_channels],
+        "decoder_channels": [int(c) for c in decoder_channels],
+        "head_channels": int(head_channels),
+        "ffa_levels": [int(i) for i in ffa_levels],
+        "attention_reduction": int(attention_reduction),
+    }
+    if name in BASELINES:
+        model: nn.Module = create_image_baseline(name, encoder, encoder_weights)
+    elif name in VARIANTS:
+        model = _create_flanet(VARIANTS[name], encoder, encoder_weights, config)
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    model.config = config
+    return model
+
+
+def _create_flanet(variant: Variant, encoder: str, weights: str | Path | None, config: dict) -> FLANet:
+    num_frames, neck = config["num_frames"], config["neck_channels"]
+    levels = len(neck)
+    if num_frames < 2:
+        raise ValueError(f"FLA-Net needs num_frames >= 2 (current + previous), got {num_frames}")
+    if len(config["decoder_channels"]) != levels:
+        raise ValueError(f"decoder_channels needs {levels} entries, got {config['decoder_channels']}")
+    if any(not 0 <= i < levels for i in config["ffa_levels"]):
+        raise ValueError(f"ffa_levels must be in 0..{levels - 1}, got {config['ffa_levels']}")
+    backbone = create_timm_backbone(encoder, weights, num_levels=levels)
+    frame_encoder = FrameEncoder(backbone, neck)
+    fusions: list[nn.Module] = []
+    for level, channels in enumerate(neck):
+        if level not in config["ffa_levels"]:
+            fusions.append(CurrentFrame())
+        elif variant.fusion == "ffa":
+            fusions.append(FrequencyFeatureAggregation(channels, channels, config["attention_reduction"]))
+        else:
+            fusions.append(ConcatFusion(channels, channels, num_frames))
+    decoder_channels = config["decoder_channels"]
+    loc_decoder = UNetDecoder(neck, decoder_channels) if variant.localisation else None
+    heatmap_head = HeatmapHead(decoder_channels[-1]) if variant.localisation else None
+    return FLANet(
+        encoder=frame_encoder,
+        fusions=fusions,
+        seg_decoder=UNetDecoder(neck, decoder_channels),
+        seg_head=SegmentationHead(decoder_channels[-1], decoder_channels[-2], config["head_channels"]),
+        loc_decoder=loc_decoder,
+        heatmap_head=heatmap_head,
+        num_frames=num_frames,
+    )
