@@ -1,0 +1,120 @@
+"""FLA-Net and its variants: shapes, gradients, encode/decode equivalence, size errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flanet.models import SegmentationOutput, create_model, list_models
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, torch.nn.Module]:
+    return {name: create_model(name, encoder="resnet18") for name in list_models()}
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "unet", "unetplusplus"])
+def test_output_shapes(models: dict, name: str, batch: int) -> None:
+    model = models[name].eval()
+    clip = torch.randn(batch, 3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        out = model(clip)
+    assert isinstance(out, SegmentationOutput)
+    assert out.mask_logits.shape == (batch, 1, SIZE, SIZE)
+    if name in ("flanet", "flanet-lb"):
+        assert out.heatmap is not None and out.heatmap.shape == (batch, 1, SIZE, SIZE)
+    else:
+        assert out.heatmap is None
+
+
+def test_list_models_names() -> None:
+    assert set(list_models()) >= {"flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "unet", "unetplusplus"}
+
+
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb"])
+def test_gradients_reach_every_parameter(name: str) -> None:
+    model = create_model(name, encoder="resnet18").train()
+    for module in model.modules():  # timm zero-inits each block's last BN gamma, which blocks
+        if isinstance(module, torch.nn.BatchNorm2d):  # gradients inside the block at step 0
+            torch.nn.init.ones_(module.weight)
+    out = model(torch.randn(2, 3, 3, SIZE, SIZE))
+    loss = out.mask_logits.square().mean()
+    if out.heatmap is not None:
+        loss = loss + out.heatmap.square().mean()
+    loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert dead == []
+
+
+def test_encode_decode_equals_forward(models: dict) -> None:
+    model = models["flanet"].eval()
+    clip = torch.randn(2, 3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        full = model(clip)
+        feats = [model.encode(clip[:, k]) for k in range(3)]
+        halves = model.decode(feats)
+    torch.testing.assert_close(halves.mask_logits, full.mask_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(halves.heatmap, full.heatmap, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_windows_matches_each_window(models: dict) -> None:
+    model = models["flanet"].eval()
+    clip = torch.randn(2, 5, 3, SIZE, SIZE)  # [t, t-1, t-2, t-3, t-4] -> windows for t, t-1, t-2
+    with torch.no_grad():
+        out = model.forward_windows(clip)
+        assert out.mask_logits.shape == (2, 3, 1, SIZE, SIZE)
+        for w in range(3):
+            ref = model(clip[:, w : w + 3])
+            torch.testing.assert_close(out.mask_logits[:, w], ref.mask_logits, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.heatmap[:, w], ref.heatmap, atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_runs_once_per_frame(models: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = models["flanet"].eval()
+    seen: list[int] = []
+    original = model.encoder.forward
+    monkeypatch.setattr(model.encoder, "forward", lambda x: seen.append(x.shape[0]) or original(x))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 3, SIZE, SIZE))
+        model.forward_windows(torch.randn(2, 4, 3, SIZE, SIZE))
+    assert seen == [6, 8]  # one batched encoder call, each frame once
+
+
+def test_bad_input_sizes_name_the_sizes_that_work(models: dict) -> None:
+    with pytest.raises(ValueError, match="multiples of 32"):
+        models["flanet"](torch.randn(1, 3, 3, 70, 64))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        models["unet"](torch.randn(1, 3, 3, 70, 64))
+    with pytest.raises(ValueError, match="needs exactly 3"):
+        models["flanet"](torch.randn(1, 2, 3, SIZE, SIZE))
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        models["flanet"](torch.randn(1, 3, SIZE, SIZE))
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ValueError, match="unknown model 'flanet-x'.*flanet-basic"):
+        create_model("flanet-x")
+
+
+def test_config_rebuilds_same_architecture(models: dict) -> None:
+    model = models["flanet"]
+    rebuilt = create_model(**model.config)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+
+
+def test_res2net50_paper_configuration_forward() -> None:
+    model = create_model("flanet").eval()  # default encoder: res2net50_26w_4s, as the paper
+    assert model.config["encoder"] == "res2net50_26w_4s"
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 3, SIZE, SIZE))
+    assert out.mask_logits.shape == (1, 1, SIZE, SIZE)
+    assert out.heatmap.shape == (1, 1, SIZE, SIZE)
+
+
+def test_other_frame_counts() -> None:
+    model = create_model("flanet", encoder="resnet18", num_frames=2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 3, SIZE, SIZE)).mask_logits.shape == (1, 1, SIZE, SIZE)
