@@ -1,0 +1,199 @@
+"""``flanet bench``: streaming vs clip-by-clip inference throughput, memory and FLOPs.
+
+Every (device, encoder, mode) configuration runs in a fresh worker process
+(``python -m flanet.inference.bench --worker CONFIG``), so the peak RSS it reports
+(``resource.getrusage``) belongs to that configuration alone. A worker builds FLA-Net
+with random weights, streams ``frames`` synthetic frames through
+:class:`~flanet.inference.VideoSegmenter` (batch 1) ``warmup`` times untimed, then
+``runs`` times timed; output frames/s is ``frames / median(run seconds)``.
+GFLOPs per output frame come from ``torch.utils.flop_counter.FlopCounterMode``:
+one ``encode`` + one ``decode`` (streaming) or one ``model(clip)`` (clip-by-clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
+
+TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+MODES = ("streaming", "clip")
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, threads, torch version, GPU and allocator settings of this process."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "malloc_env": {k: os.environ.get(k) for k in TUNED_MALLOC_ENV},
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _gflops(fn: Any) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def _worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Measure one configuration in this process; returns the result record."""
+    from flanet.inference.streaming import VideoSegmenter
+    from flanet.models import create_model
+
+    torch.manual_seed(0)
+    device = torch.device(config["device"])
+    size, n_frames = config["image_size"], config["frames"]
+    model = create_model("flanet", encoder=config["encoder"], encoder_weights=None)
+    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "streaming")
+    rng = np.random.default_rng(0)
+    pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
+    x = torch.randn(1, 3, size, size, device=device)
+    with torch.inference_mode():
+        if segmenter.reuse_features:
+            gflops = _gflops(lambda: model.decode([model.encode(x)] * model.num_frames))
+        else:
+            gflops = _gflops(lambda: model(x[:, None].expand(1, model.num_frames, -1, -1, -1)))
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def one_run() -> float:
+        start = time.perf_counter()
+        for _ in segmenter.stream(pool[i % len(pool)] for i in range(n_frames)):
+            pass
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    for _ in range(config["warmup"]):
+        one_run()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = [one_run() for _ in range(config["runs"])]
+    median = statistics.median(seconds)
+    return {
+        **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
+        "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
+        "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_after_model_mb": rss_loaded,
+        "cuda_peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "machine": machine_description(),
+    }
+
+
+def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "flanet.inference.bench", "--worker", json.dumps(config)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench worker {config} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"\n## Inference: streaming vs clip-by-clip (`flanet bench`, {report['date']})\n",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
+        f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; allocator env: "
+        f"{', '.join(f'{k}={v}' for k, v in report['worker_malloc_env'].items()) or 'glibc defaults'}; "
+        f"load average at start {report['load_average_start']}. FLA-Net, random weights, batch 1, "
+        f"{report['settings']['image_size']}x{report['settings']['image_size']}, eval + inference mode; "
+        f"each configuration in a fresh process, {report['settings']['warmup']} warm-up run(s), median "
+        f"of {report['settings']['runs']} runs of {report['settings']['frames']} output frames.\n",
+        "| device | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS (MB) | CUDA peak (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        cuda = f"{r['cuda_peak_allocated_mb']:.0f}" if r["cuda_peak_allocated_mb"] is not None else "-"
+        lines.append(
+            f"| {r['device']} | {r['encoder']} | {r['mode']} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} | "
+            f"{r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} | {cuda} |"
+        )
+    lines.append("")
+    lines += [f"- {key}: streaming is {value:.2f}x clip-by-clip throughput" for key, value in report["speedup"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(encoders: list[str], image_size: int = 352, frames: int = 8, runs: int = 5, warmup: int = 1,
+              devices: list[str] | None = None, json_path: Path = Path("bench-inference.json"),
+              markdown: Path | None = None, tuned_malloc: bool = False) -> dict[str, Any]:
+    """Run every configuration in a fresh process, print a table, write JSON and markdown.
+
+    Args:
+        encoders: timm encoder names (random weights).
+        image_size: square input side.
+        frames: output frames per timed run.
+        runs: timed runs per configuration (median reported).
+        warmup: untimed runs first.
+        devices: e.g. ["cpu", "cuda"]; default cpu plus cuda when available.
+        json_path: where the JSON report goes.
+        markdown: file a section is appended to (None: do not write).
+        tuned_malloc: give workers the glibc settings of ``TUNED_MALLOC_ENV``.
+
+    Returns:
+        The report written to ``json_path``.
+    """
+    devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    env = {**os.environ, **(TUNED_MALLOC_ENV if tuned_malloc else {})}
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results = []
+    for device in devices:
+        for encoder in encoders:
+            for mode in MODES:
+                config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
+                          "frames": frames, "runs": runs, "warmup": warmup}
+                record = _run_worker(config, env)
+                print(f"{device:5s} {encoder:18s} {mode:9s} {record['fps']:7.2f} frames/s  "
+                      f"{record['gflops_per_frame']:6.1f} GFLOPs/frame  peak RSS {record['peak_rss_mb']:.0f} MB",
+                      flush=True)
+                results.append(record)
+    speedup = {}
+    for device in devices:
+        for encoder in encoders:
+            fps = {r["mode"]: r["fps"] for r in results if r["device"] == device and r["encoder"] == encoder}
+            speedup[f"{device} {encoder}"] = fps["streaming"] / fps["clip"]
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": results[0]["machine"], "load_average_start": load_start,
+        "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "worker_malloc_env": {k: v for k, v in env.items() if k in TUNED_MALLOC_ENV},
+        "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
+        "results": results, "speedup": speedup,
+    }
+    Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    for key, value in speedup.items():
+        print(f"{key}: streaming {value:.2f}x clip-by-clip")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        with markdown.open("a", encoding="utf-8") as handle:
+            handle.write(_markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="flanet bench worker (internal)")
+    parser.add_argument("--worker", required=True, help="JSON configuration of one measurement")
+    print(json.dumps(_worker(json.loads(parser.parse_args().worker))))

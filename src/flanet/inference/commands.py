@@ -1,0 +1,114 @@
+"""CLI commands of the inference package: ``flanet predict``, ``flanet export``, ``flanet bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from flanet.data import DataError
+    from flanet.inference.predict import predict_to_folder
+    from flanet.models.checkpoint import CheckpointError
+
+    input_path = Path(args.input)
+    out = Path(args.out) if args.out else Path.cwd() / f"{input_path.resolve().name}-flanet"
+    try:
+        out_dir = predict_to_folder(
+            args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
+            device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
+            progress=not args.no_progress,
+        )
+    except (CheckpointError, DataError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:
+        print(f"flanet predict: error: {error}", file=sys.stderr)
+        return 1
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    print(
+        f"{summary['frames']} frames ({summary['frames_with_lesion']} with a lesion, largest "
+        f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from flanet.inference.export import ExportError, export_checkpoint
+    from flanet.models.checkpoint import CheckpointError
+
+    try:
+        manifest = export_checkpoint(
+            args.checkpoint, Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
+        )
+    except (CheckpointError, ExportError, FileExistsError, ValueError) as error:
+        print(f"flanet export: error: {error}", file=sys.stderr)
+        return 1
+    for part in manifest["parts"]:
+        print(f"{part['name']}: {part['file']} (max |diff| vs PyTorch {part['max_abs_diff']:.2e})")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from flanet.inference.bench import run_bench
+
+    run_bench(
+        encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
+        warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
+        markdown=None if args.no_docs else Path(args.docs), tuned_malloc=args.tuned_malloc,
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``predict``, ``export`` and ``bench`` to the ``flanet`` CLI."""
+    p = subparsers.add_parser(
+        "predict", help="segment a video, a folder of frames or a dataset with a checkpoint",
+        description="Segment every frame (streaming: one encoder pass per frame) and write masks/*.png, "
+        "overlay.mp4, frames.csv and summary.json. Never writes into the input; refuses an existing "
+        "output folder without --force.",
+    )
+    p.add_argument("input", help="video file (mp4/avi/...), folder of frames, or dataset root")
+    p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
+    p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
+    p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
+    p.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's, else 352)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default 0.5)")
+    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders (default 25)")
+    p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_predict)
+
+    e = subparsers.add_parser(
+        "export", help="export the per-frame step (encoder, decoder, 3-frame step) to ONNX or TorchScript",
+        description="Export for deployment; every exported part is checked against PyTorch. See docs/inference.md.",
+    )
+    e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
+    e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
+    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
+    e.add_argument("--parts", default="all", choices=["all", "step", "streaming"],
+                   help="step: full 3-frame step; streaming: encoder + decoder; all (default): both")
+    e.add_argument("--image-size", type=int, help="fixed input size (default: the checkpoint's, else 352)")
+    e.set_defaults(func=_export)
+
+    b = subparsers.add_parser(
+        "bench", help="frames/s, peak memory and GFLOPs: streaming vs clip-by-clip inference",
+        description="Each configuration runs in a fresh process (peak RSS is per process).",
+    )
+    b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"])
+    b.add_argument("--image-size", type=int, default=352)
+    b.add_argument("--frames", type=int, default=8, help="output frames per timed run (default 8)")
+    b.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    b.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
+    b.add_argument("--tuned-malloc", action="store_true",
+                   help="run workers with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised (glibc)")
+    b.add_argument("--json", default="bench-inference.json", help="JSON results file")
+    b.add_argument("--docs", default="docs/benchmarks.md", help="markdown file a section is appended to")
+    b.add_argument("--no-docs", action="store_true", help="do not append to the markdown file")
+    b.set_defaults(func=_bench)

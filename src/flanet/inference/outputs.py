@@ -1,0 +1,158 @@
+"""Per-frame lesion statistics, overlay drawing and the writers of ``flanet predict``."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from flanet.inference.streaming import FrameResult
+
+__all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
+
+# Heatmap peaks below this value are not drawn (the target is a unit Gaussian, 0 = no lesion).
+HEATMAP_PEAK_MIN = 0.5
+CONTOUR_COLOUR_BGR = (0, 255, 0)
+PEAK_COLOUR_BGR = (0, 0, 255)
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """One row of the per-frame CSV; pixel coordinates of the input frame.
+
+    ``mean_probability`` is the mean lesion probability inside the predicted mask
+    (NaN without a lesion), ``max_probability`` the frame's maximum. The heatmap columns are
+    NaN for models without a localisation branch; bbox and centroid are NaN without a lesion.
+    """
+
+    frame: int
+    source: str
+    lesion_present: bool
+    area_px: int
+    bbox_x1: float
+    bbox_y1: float
+    bbox_x2: float
+    bbox_y2: float
+    centroid_x: float
+    centroid_y: float
+    mean_probability: float
+    max_probability: float
+    heatmap_peak_x: float
+    heatmap_peak_y: float
+    heatmap_peak_value: float
+    context_frames: int
+
+
+def frame_stats(result: FrameResult, source: str = "") -> FrameStats:
+    """Compute the lesion statistics of one prediction (vectorised over pixels).
+
+    The bbox is inclusive (x2, y2 are the last lesion column/row); the centroid is the mean
+    of the lesion pixels' coordinates.
+    """
+    mask = result.mask
+    area = int(mask.sum())
+    nan = math.nan
+    bbox = (nan, nan, nan, nan)
+    centroid = (nan, nan)
+    mean_prob = nan
+    if area:
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        bbox = (float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1]))
+        ys, xs = np.nonzero(mask)
+        centroid = (float(xs.mean()), float(ys.mean()))
+        mean_prob = float(result.probability[mask].mean())
+    peak = (nan, nan, nan)
+    if result.heatmap_full is not None:
+        flat = int(np.argmax(result.heatmap_full))
+        y, x = divmod(flat, result.heatmap_full.shape[1])
+        peak = (float(x), float(y), float(result.heatmap_full.flat[flat]))
+    return FrameStats(
+        result.index, source, area > 0, area, *bbox, *centroid, mean_prob,
+        float(result.probability.max()), *peak, result.context_frames,
+    )
+
+
+def draw_overlay(rgb: np.ndarray, result: FrameResult, stats: FrameStats) -> np.ndarray:
+    """Draw the lesion contour, the heatmap peak and the frame number on a BGR copy.
+
+    Args:
+        rgb: the input frame, RGB uint8 (H, W, 3); not modified.
+        result: the frame's prediction.
+        stats: the frame's statistics (for the peak).
+
+    Returns:
+        BGR uint8 (H, W, 3), ready for ``cv2.VideoWriter``.
+    """
+    canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(min(height, width) / 200))
+    contours, _ = cv2.findContours(
+        result.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(canvas, contours, -1, CONTOUR_COLOUR_BGR, thickness)
+    if stats.heatmap_peak_value >= HEATMAP_PEAK_MIN:
+        centre = (int(stats.heatmap_peak_x), int(stats.heatmap_peak_y))
+        marker = max(8, min(height, width) // 20)
+        cv2.drawMarker(canvas, centre, PEAK_COLOUR_BGR, cv2.MARKER_CROSS, marker, thickness)
+    label = f"frame {result.index}"
+    scale = max(0.4, min(height, width) / 600)
+    origin = (5, 5 + int(22 * scale))
+    cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2)
+    cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+    return canvas
+
+
+class OverlayVideoWriter:
+    """mp4 writer (``mp4v`` codec) at the input's size and frame rate; a context manager."""
+
+    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]) -> None:
+        self.path = Path(path)
+        self.size_wh = size_wh
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size_wh)
+        if not self._writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot open an mp4v video writer at {size_wh}, {fps} fps")
+
+    def write(self, bgr: np.ndarray) -> None:
+        """Append one BGR uint8 frame of the writer's size."""
+        self._writer.write(bgr)
+
+    def close(self) -> None:
+        """Finish the file."""
+        self._writer.release()
+
+    def __enter__(self) -> OverlayVideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class FrameTableWriter:
+    """CSV writer of :class:`FrameStats` rows (header = the dataclass's field names)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file = self.path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, fieldnames=[f.name for f in fields(FrameStats)])
+        self._writer.writeheader()
+
+    def write(self, stats: FrameStats) -> None:
+        """Append one row; NaN is written as an empty cell."""
+        row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(stats).items()}
+        self._writer.writerow(row)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
+
+    def __enter__(self) -> FrameTableWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

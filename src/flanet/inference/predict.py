@@ -1,0 +1,204 @@
+"""``predict_to_folder``: segment videos and write masks, overlay video, CSV and summary.
+
+Output layout (one video input; for a dataset root each video gets a sub-folder
+``<out>/<video id>/`` with the same files, and ``<out>/summary.json`` covers them all)::
+
+    <out>/masks/<frame>.png   binary masks (0/255) at the input frame's size
+    <out>/overlay.mp4         input frames + lesion contour + heatmap peak + frame number
+    <out>/frames.csv          per-frame statistics (see FrameStats)
+    <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from flanet.data import DataError
+from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.sources import VideoSource, resolve_sources
+from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+
+__all__ = ["predict_to_folder", "prepare_output_dir", "image_size_from_metadata", "OUTPUT_MARKER"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_MARKER = ".flanet-predict"  # marks a folder written by predict; only such folders are replaced by force
+
+
+def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
+    """Training image size recorded in checkpoint metadata (``image_size`` or ``data.image_size``)."""
+    metadata = metadata or {}
+    data = metadata.get("data") if isinstance(metadata.get("data"), dict) else {}
+    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    config_data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    for candidate in (metadata.get("image_size"), data.get("image_size"), config_data.get("image_size")):
+        if isinstance(candidate, int) and candidate > 0:
+            return candidate
+    return default
+
+
+def prepare_output_dir(out_dir: Path, input_path: Path, force: bool) -> Path:
+    """Create the output folder, refusing anything that could touch the user's input.
+
+    Raises:
+        ValueError: ``out_dir`` is the input, lies inside an input folder, or contains the input.
+        FileExistsError: ``out_dir`` exists and is not empty, without ``force``; or with
+            ``force`` but it was not written by ``flanet predict`` (no marker file).
+    """
+    out, source = out_dir.resolve(), input_path.resolve()
+    if out == source or (source.is_dir() and source in out.parents):
+        raise ValueError(f"{out_dir}: output folder lies inside the input {input_path}; choose another --out")
+    if out in source.parents:
+        raise ValueError(f"{out_dir}: output folder contains the input {input_path}; choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise FileExistsError(f"{out_dir}: output folder exists and is not empty; use --force to replace it")
+        if not (out / OUTPUT_MARKER).is_file():
+            raise FileExistsError(
+                f"{out_dir}: exists but was not written by `flanet predict`; refusing to delete it even with --force"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).write_text("written by flanet predict\n", encoding="utf-8")
+    return out
+
+
+class _LastFrame:
+    """Pass frames through while remembering the newest one (the overlay needs it)."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self._frames = frames
+        self.frame: np.ndarray | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for frame in self._frames:
+            self.frame = frame
+            yield frame
+
+
+def _predict_video(segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool) -> dict:
+    """Segment one video into ``video_dir``; returns its summary entry."""
+    masks_dir = video_dir / "masks"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    frames = _LastFrame(source.frames())
+    bar = tqdm(total=source.frame_count, desc=source.id, unit="frame", disable=not progress, leave=False)
+    writer: OverlayVideoWriter | None = None
+    count = with_lesion = full_context = 0
+    largest_area, largest_frame = 0, None
+    start = time.perf_counter()
+    try:
+        with FrameTableWriter(video_dir / "frames.csv") as table:
+            for result in segmenter.stream(frames):
+                rgb = as_rgb_frame(frames.frame, result.index)
+                name = source.frame_names[result.index] if source.frame_names else f"{result.index:06d}"
+                stats = frame_stats(result, source=name)
+                if writer is None:
+                    writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
+                writer.write(draw_overlay(rgb, result, stats))
+                table.write(stats)
+                mask_path = masks_dir / f"{name}.png"
+                if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
+                    raise OSError(f"{mask_path}: could not write the mask")
+                count += 1
+                with_lesion += stats.lesion_present
+                full_context += result.context_frames == segmenter.num_frames
+                if stats.area_px > largest_area:
+                    largest_area, largest_frame = stats.area_px, result.index
+                bar.update()
+    except DataError:  # unreadable frame or video: the data layer names the file
+        raise
+    except ValueError as error:  # malformed / changing-size frames, named by the segmenter
+        raise ValueError(f"{source.location}: {error}") from error
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    elapsed = time.perf_counter() - start
+    if count == 0:
+        raise ValueError(f"{source.location}: no frames could be read")
+    if count < segmenter.num_frames:
+        log.warning(
+            "%s has only %d frame(s); the model uses %d, so the first frame is repeated as its "
+            "temporal context (causal edge policy)", source.location, count, segmenter.num_frames,
+        )
+    return {
+        "video": source.id, "input": str(source.location), "output": str(video_dir),
+        "frames": count, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
+        "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
+        "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
+        "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
+    }
+
+
+def predict_to_folder(
+    model: nn.Module | str | Path,
+    input_path: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    image_size: int | None = None,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    fps: float = 25.0,
+    split: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Segment a video file, a folder of frames or a dataset root and write the results.
+
+    Args:
+        model: a flanet model, or the path of a flanet checkpoint (loaded safely).
+        input_path: video file, frame folder or dataset root (see ``resolve_sources``).
+        out_dir: output folder; must not exist (or be empty) unless ``force``.
+        force: replace an existing output folder previously written by this function.
+        image_size: model input side; default: the checkpoint's training size, else 352.
+        device: torch device; CUDA when available by default.
+        threshold: probability threshold of the binary masks.
+        fps: frame rate of overlays made from frame folders (videos keep their own).
+        split: for a dataset root, segment only this split.
+        progress: show a tqdm progress bar (frames/s).
+
+    Returns:
+        The output folder.
+    """
+    metadata: dict[str, Any] = {}
+    checkpoint = None
+    if isinstance(model, (str, Path)):
+        from flanet.models.checkpoint import load_checkpoint
+
+        checkpoint = str(model)
+        loaded = load_checkpoint(model, map_location="cpu")
+        model, metadata = loaded.model, dict(loaded.metadata or {})
+    size = image_size or image_size_from_metadata(metadata)
+    input_path = Path(input_path)
+    sources = resolve_sources(input_path, fps=fps, split=split)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold)
+    out = prepare_output_dir(Path(out_dir), input_path, force)
+    videos = []
+    start = time.perf_counter()
+    for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
+        video_dir = out if len(sources) == 1 else out / source.id
+        videos.append(_predict_video(segmenter, source, video_dir, progress))
+    elapsed = time.perf_counter() - start
+    total = sum(v["frames"] for v in videos)
+    summary = {
+        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
+        "device": str(segmenter.device), "threshold": threshold,
+        "streaming": segmenter.reuse_features, "input": str(input_path),
+        "frames": total, "frames_with_lesion": sum(v["frames_with_lesion"] for v in videos),
+        "largest_area_px": max(v["largest_area_px"] for v in videos),
+        "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return out

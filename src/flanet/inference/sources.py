@@ -1,0 +1,105 @@
+"""What ``flanet predict`` reads: a video file, a folder of frames, or a dataset root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from natsort import natsorted
+
+from flanet.data import Video, discover, read_image
+from flanet.data.video_io import iter_video_frames, probe_video
+
+__all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "VideoSource", "resolve_sources"]
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One video to segment, decoded lazily one frame at a time.
+
+    Attributes:
+        id: name used for the output sub-folder (the video id or the input's stem).
+        location: the file or folder the frames come from (for error messages).
+        fps: frame rate of the overlay video (the input's, or the default for frame folders).
+        frame_count: number of frames if known in advance (progress bar), else None.
+        frame_names: file stem of every frame for frame folders (names of the mask PNGs),
+            or None for video files (masks are then numbered).
+    """
+
+    id: str
+    location: Path
+    fps: float
+    frame_count: int | None
+    frame_names: list[str] | None
+    _open: Callable[[], Iterator[np.ndarray]] = field(repr=False)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Iterate the RGB uint8 (H, W, 3) frames, one decoded at a time."""
+        return self._open()
+
+
+def _video_file_source(path: Path, video_id: str) -> VideoSource:
+    info = probe_video(path)  # DataError for unreadable / zero-byte files
+    fps = float(info.fps) if info.fps and info.fps > 0 else 25.0
+    count = int(info.frame_count) if info.frame_count and info.frame_count > 0 else None
+    return VideoSource(video_id, path, fps, count, None, lambda: iter_video_frames(path))
+
+
+def _frame_list_source(frames: list[Path], video_id: str, location: Path, fps: float) -> VideoSource:
+    def read_all() -> Iterator[np.ndarray]:
+        return (read_image(path) for path in frames)
+
+    return VideoSource(video_id, location, fps, len(frames), [p.stem for p in frames], read_all)
+
+
+def _dataset_video_source(video: Video, root: Path, fps: float) -> VideoSource:
+    if video.video_file is not None:
+        return _video_file_source(Path(video.video_file), video.id)
+    location = Path(video.frames[0]).parent if video.frames else root
+    return _frame_list_source([Path(p) for p in video.frames], video.id, location, fps)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, in natural order (frame_2 before frame_10)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return natsorted(files, key=lambda p: p.name)
+
+
+def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = None) -> list[VideoSource]:
+    """Turn the INPUT of ``flanet predict`` into the videos to segment.
+
+    Args:
+        input_path: a video file (mp4/avi/mov/mkv/m4v), a folder holding frame images
+            directly, or a dataset root in any layout ``flanet.data.discover`` reads.
+        fps: frame rate given to frame folders (video files keep their own).
+        split: for a dataset root, the split to segment (None = every video).
+
+    Raises:
+        FileNotFoundError: the input does not exist.
+        ValueError: unsupported file type, empty folder, or an empty split.
+        flanet.data.DataError: unreadable video or dataset (raised by flanet.data).
+    """
+    path = Path(input_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: input does not exist")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(
+                f"{path}: unsupported input file type {path.suffix!r}; give a video "
+                f"({', '.join(sorted(VIDEO_SUFFIXES))}), a folder of frames or a dataset root"
+            )
+        return [_video_file_source(path, path.stem)]
+    frames = image_files(path)
+    if frames:
+        return [_frame_list_source(frames, path.name, path, fps)]
+    video_set = discover(path)
+    videos = video_set.subset(split) if split else list(video_set.videos)
+    if not videos:
+        where = f"split {split!r} of " if split else ""
+        raise ValueError(f"{path}: {where}dataset holds no videos")
+    return [_dataset_video_source(video, path, fps) for video in videos]

@@ -1,0 +1,188 @@
+"""Streaming video segmentation: one encoder pass per frame, features reused (issue 6).
+
+FLA-Net predicts frame ``t`` from the clip ``[I_t, I_{t-1}, I_{t-2}]`` (paper, Sec. 2).
+Evaluated clip by clip, every frame of a video goes through the encoder three times.
+:class:`VideoSegmenter` encodes each incoming frame once with ``model.encode``, keeps the
+per-frame features of the last ``num_frames`` frames in a ring buffer, and calls
+``model.decode([f_t, f_{t-1}, f_{t-2}])``. At the start of a video the first frame's
+features are repeated (the *causal* edge policy of the data layer), so the output for
+every frame equals ``model(clip)`` on the causally padded clip.
+
+Frames are taken one at a time from any iterable and nothing but the ring buffer is
+kept, so memory stays flat on arbitrarily long videos.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flanet.data import to_model_input
+
+__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Prediction for one incoming frame.
+
+    Attributes:
+        index: 0-based position of the frame in the stream.
+        mask_logits: raw mask logits at model resolution, (1, S, S), on CPU.
+        heatmap: raw localisation heatmap at model resolution, (1, S, S), on CPU; None for
+            models without the localisation branch.
+        probability: lesion probability resized to the input frame, (H, W) float32 in [0, 1].
+        heatmap_full: heatmap resized to the input frame, (H, W) float32, or None.
+        context_frames: distinct real frames in the temporal window (1..num_frames); fewer
+            than ``num_frames`` at the start of a video, where the first frame is repeated.
+        threshold: probability threshold used by :attr:`mask`.
+    """
+
+    index: int
+    mask_logits: torch.Tensor
+    heatmap: torch.Tensor | None
+    probability: np.ndarray
+    heatmap_full: np.ndarray | None
+    context_frames: int
+    threshold: float = 0.5
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Binary lesion mask at the input frame's size, (H, W) bool."""
+        return self.probability >= self.threshold
+
+
+def as_rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
+    """Check one incoming frame and return it as RGB uint8 (H, W, 3).
+
+    Grayscale frames, (H, W) or (H, W, 1), are replicated to three channels (ultrasound is
+    often grayscale); an alpha channel, (H, W, 4), is dropped.
+
+    Raises:
+        ValueError: for a non-uint8 array or an unsupported shape, naming the frame.
+    """
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"frame {index}: expected a uint8 numpy array (H, W, 3), got {kind}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        return np.ascontiguousarray(frame[:, :, :3])
+    raise ValueError(
+        f"frame {index}: unsupported shape {frame.shape}; expected (H, W, 3) RGB, "
+        "(H, W, 4) RGBA or (H, W) grayscale"
+    )
+
+
+class VideoSegmenter:
+    """Segment a video frame by frame with a FLA-Net model or an image baseline.
+
+    Args:
+        model: a flanet model (``create_model``); FLA-Net variants expose ``encode`` and
+            ``decode``, image baselines (``num_frames == 1``) only ``forward``.
+        image_size: side S of the square model input; a multiple of ``model.size_multiple``.
+        device: torch device; CUDA when available by default.
+        threshold: probability threshold for :attr:`FrameResult.mask`.
+        reuse_features: True (default) encodes each frame once and reuses its features;
+            False runs the full ``model(clip)`` for every frame (clip-by-clip reference,
+            the way the authors' code evaluates; used by ``flanet bench``).
+
+    Raises:
+        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_size: int = 352,
+        device: str | torch.device | None = None,
+        *,
+        threshold: float = 0.5,
+        reuse_features: bool = True,
+    ) -> None:
+        multiple = int(getattr(model, "size_multiple", 1))
+        if image_size <= 0 or image_size % multiple:
+            raise ValueError(
+                f"image_size {image_size} must be a positive multiple of {multiple} for this model"
+            )
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.image_size = image_size
+        self.threshold = threshold
+        self.num_frames = int(getattr(model, "num_frames", 1))
+        has_streaming_api = hasattr(model, "encode") and hasattr(model, "decode")
+        self.reuse_features = reuse_features and self.num_frames > 1 and has_streaming_api
+
+    @torch.inference_mode()
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per incoming frame, in order.
+
+        Args:
+            frames: RGB uint8 frames (H, W, 3) (grayscale accepted, see :func:`as_rgb_frame`),
+                consumed one at a time; all must have the same height and width.
+
+        Raises:
+            ValueError: for a malformed frame or a frame whose size differs from the first
+                frame's (the temporal window assumes one field of view).
+        """
+        window: deque = deque(maxlen=self.num_frames)  # newest first: [t, t-1, t-2]
+        first_size: tuple[int, int] | None = None
+        for index, frame in enumerate(frames):
+            rgb = as_rgb_frame(frame, index)
+            size = rgb.shape[:2]
+            if first_size is None:
+                first_size = size
+            elif size != first_size:
+                raise ValueError(
+                    f"frame {index} is {size[1]}x{size[0]} (WxH) but the video started at "
+                    f"{first_size[1]}x{first_size[0]}; frames of one video must keep one size"
+                )
+            image = to_model_input(rgb, self.image_size).to(self.device)  # (3, S, S)
+            window.appendleft(self._per_frame_state(image[None]))
+            padded = list(window) + [window[-1]] * (self.num_frames - len(window))
+            mask_logits, heatmap = self._predict(padded)
+            yield self._result(index, mask_logits, heatmap, size, len(window))
+
+    def _per_frame_state(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """What the ring buffer keeps for one frame: its encoder features, or the image."""
+        return self.model.encode(image) if self.reuse_features else image
+
+    def _predict(self, window: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the model on the window [t, t-1, ...]; returns (1,1,S,S) logits and heatmap."""
+        if self.reuse_features:
+            output = self.model.decode(window)
+        else:
+            output = self.model(torch.stack(window, dim=1))  # (1, T, 3, S, S)
+        return output.mask_logits, output.heatmap
+
+    def _result(
+        self,
+        index: int,
+        mask_logits: torch.Tensor,
+        heatmap: torch.Tensor | None,
+        size: tuple[int, int],
+        context: int,
+    ) -> FrameResult:
+        """Resize the (1, 1, S, S) outputs to the frame's size and pack a FrameResult."""
+        logits_full = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+        heat_full = None
+        if heatmap is not None:
+            heat_full = F.interpolate(heatmap, size=size, mode="bilinear", align_corners=False)
+            heat_full = heat_full[0, 0].float().cpu().numpy()
+        return FrameResult(
+            index=index,
+            mask_logits=mask_logits[0].float().cpu(),
+            heatmap=None if heatmap is None else heatmap[0].float().cpu(),
+            probability=torch.sigmoid(logits_full)[0, 0].float().cpu().numpy(),
+            heatmap_full=heat_full,
+            context_frames=context,
+            threshold=self.threshold,
+        )

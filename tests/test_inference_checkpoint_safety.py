@@ -1,0 +1,85 @@
+"""Checkpoint safety: code-running pickles are refused, damaged files are clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from flanet.cli import main
+from flanet.models import CheckpointError, create_model, load_checkpoint, save_checkpoint
+
+
+class _RunsCode:
+    """Unpickling this calls ``os.makedirs(target)``: a visible side effect instead of an attack."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple:
+        return (os.makedirs, (str(self.target),))
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "good.pt", create_model("flanet", encoder="resnet18"))
+
+
+def test_torch_checkpoint_holding_a_code_running_object_is_refused(good_checkpoint: Path, tmp_path: Path) -> None:
+    payload = torch.load(good_checkpoint, weights_only=True)
+    payload["metadata"] = {"note": _RunsCode(tmp_path / "pwned")}
+    path = tmp_path / "evil.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused: .*run code"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_plain_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"state_dict": _RunsCode(tmp_path / "pwned")}))
+    with pytest.raises(CheckpointError, match=r"evil\.pkl"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.97])
+def test_truncated_checkpoint_is_a_clear_error(good_checkpoint: Path, tmp_path: Path, fraction: float) -> None:
+    data = good_checkpoint.read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: damaged or truncated"):
+        load_checkpoint(path)
+
+
+def test_empty_and_missing_checkpoints_are_clear_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt: checkpoint is empty"):
+        load_checkpoint(empty)
+    with pytest.raises(CheckpointError, match=r"missing\.pt: checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_good_checkpoint_round_trips(good_checkpoint: Path) -> None:
+    loaded = load_checkpoint(good_checkpoint)
+    assert loaded.config["encoder"] == "resnet18" and not loaded.model.training
+
+
+def test_predict_command_refuses_an_unsafe_checkpoint(
+    good_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    payload = torch.load(good_checkpoint, weights_only=True)
+    payload["metadata"] = {"note": _RunsCode(tmp_path / "pwned")}
+    path = tmp_path / "evil.pt"
+    torch.save(payload, path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    code = main(["predict", "--checkpoint", str(path), str(frames), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert "refused" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()

@@ -1,0 +1,61 @@
+"""Export round trips: exported encoder/decoder/step reproduce PyTorch (ONNX via onnxruntime)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flanet.cli import main
+from flanet.inference.export import export_model, run_exported
+from flanet.models import create_model, save_checkpoint
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("flanet", encoder="resnet18").eval()
+
+
+def test_onnx_streaming_parts_reproduce_the_clip_forward(model: torch.nn.Module, tmp_path: Path) -> None:
+    manifest = export_model(model, tmp_path / "flanet.onnx", "onnx", SIZE, parts="streaming")
+    assert [p["name"] for p in manifest["parts"]] == ["encoder", "decoder"]
+    assert json.loads((tmp_path / "flanet.json").read_text())["parts"][0]["file"] == "flanet-encoder.onnx"
+    clip = torch.randn(1, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    features = [run_exported(tmp_path / "flanet-encoder.onnx", "onnx", [clip[:, k]]) for k in range(3)]
+    flat = [torch.from_numpy(f) for frame in features for f in frame]
+    mask_logits, heatmap = run_exported(tmp_path / "flanet-decoder.onnx", "onnx", flat)
+    with torch.inference_mode():
+        expected = model(clip)
+    np.testing.assert_allclose(mask_logits, expected.mask_logits.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(heatmap, expected.heatmap.numpy(), rtol=0, atol=1e-4)
+
+
+def test_torch_export_step_of_a_variant_without_heatmap(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    basic = create_model("flanet-basic", encoder="resnet18").eval()
+    export_model(basic, tmp_path / "basic.pt2", "torch-export", SIZE, parts="step")
+    clip = torch.randn(1, 3, 3, SIZE, SIZE)
+    (mask_logits,) = run_exported(tmp_path / "basic.pt2", "torch-export", [clip])
+    with torch.inference_mode():
+        np.testing.assert_allclose(mask_logits, basic(clip).mask_logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_export_command_from_a_checkpoint(model: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
+    code = main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx"), "--parts", "step"])
+    assert code == 0
+    assert "step: " in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "x.json").read_text())
+    assert manifest["image_size"] == SIZE and manifest["parts"][0]["inputs"] == {"clip": [1, 3, 3, SIZE, SIZE]}
+    assert manifest["parts"][0]["max_abs_diff"] < 1e-4
+
+
+def test_export_rejects_a_size_the_encoder_cannot_take(model: torch.nn.Module, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        export_model(model, tmp_path / "m.onnx", "onnx", 50)
