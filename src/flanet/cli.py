@@ -17,6 +17,7 @@ from flanet import __version__
 # Modules that each define ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "flanet.models.commands",
+    "flanet.data.commands",
     "flanet.training.commands",
     "flanet.evaluation.commands",
     "flanet.inference.commands",

@@ -1,0 +1,209 @@
+"""``flanet data check``: read every frame and mask of a data set and report every problem.
+
+Problems (each tied to its file; see docs/data.md for the full list): unreadable, empty or
+truncated images and masks, image/mask size mismatch, missing masks, non-binary masks, videos
+shorter than a clip, split lists naming missing videos (or one video in two splits), malformed
+``bbox.json``, boxes that disagree with their mask, unreadable video files. Stray system files
+are ignored with a note; grayscale, palette and 16-bit images are noted and read correctly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from flanet.data.bboxes import box_iou, mask_bbox
+from flanet.data.errors import DataError, Problem
+from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
+from flanet.data.layouts import discover
+from flanet.data.video_io import probe_video
+from flanet.data.videoset import Video, VideoSet
+
+MIN_BOX_IOU = 0.5
+SEVERITIES: tuple[str, ...] = ("error", "warning", "note")
+
+
+@dataclass
+class FrameResult:
+    """What checking one frame found."""
+
+    size: tuple[int, int] | None = None  # (W, H)
+    kind: str = ""  # "grayscale", "16-bit", "palette", "" for 8-bit colour
+    has_lesion: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    """Summary and problems of a data set check."""
+
+    root: Path
+    layout: str | None = None
+    videos: int = 0
+    frames: int = 0
+    masked_frames: int = 0
+    lesion_frames: int = 0
+    image_sizes: Counter = field(default_factory=Counter)
+    split_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    label_counts: dict[str, Counter] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def count(self, severity: str) -> int:
+        """Number of problems of one severity."""
+        return sum(problem.severity == severity for problem in self.problems)
+
+    def usable(self, strict: bool = False) -> bool:
+        """True without errors (and, when ``strict``, without warnings)."""
+        return self.count("error") == 0 and (not strict or self.count("warning") == 0)
+
+    def format(self) -> str:
+        """Human-readable report: summary, then every problem (errors first)."""
+        sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.image_sizes.most_common(6)) or "-"
+        splits = ", ".join(f"{name} {v} videos / {f} frames" for name, (v, f) in self.split_sizes.items()) or "none"
+        labels = "; ".join(f"{name}: " + ", ".join(f"{k} {n}" for k, n in sorted(c.items())) for name, c in self.label_counts.items()) or "none"
+        lines = [
+            f"data set      {self.root}",
+            f"layout        {self.layout or 'not recognised'}",
+            f"videos        {self.videos}",
+            f"frames        {self.frames} ({self.masked_frames} with a mask, {self.lesion_frames} with a lesion)",
+            f"image sizes   {sizes}",
+            f"splits        {splits}",
+            f"labels        {labels}",
+            f"problems      {self.count('error')} errors, {self.count('warning')} warnings, {self.count('note')} notes",
+        ]
+        order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+        lines += [f"  {problem}" for problem in sorted(self.problems, key=lambda p: order[p.severity])]
+        return "\n".join(lines)
+
+
+def _image_kind(array: np.ndarray, data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3:
+        return "palette"
+    if array.dtype == np.uint16:
+        return "16-bit"
+    return "grayscale" if array.ndim == 2 or array.shape[2] == 1 else ""
+
+
+def check_frame(video: Video, index: int, frame_size: tuple[int, int] | None = None) -> FrameResult:
+    """Read frame ``index`` of ``video`` and its mask; report what is wrong with them."""
+    result = FrameResult(size=frame_size)
+    frame_path = video.video_file or video.frames[index]
+    if video.video_file is None:
+        try:
+            data = read_bytes(frame_path)
+            array = decode_unchanged(data, frame_path)
+            result.size, result.kind = (array.shape[1], array.shape[0]), _image_kind(array, data)
+        except DataError as error:
+            result.problems.append(Problem("error", frame_path, f"unreadable image: {str(error).split(': ', 1)[-1]}"))
+    mask_path = video.masks[index]
+    if mask_path is None:
+        return result
+    try:
+        values = read_mask_values(mask_path)
+    except DataError as error:
+        result.problems.append(Problem("error", mask_path, f"unreadable mask: {str(error).split(': ', 1)[-1]}"))
+        return result
+    if result.size is not None and (values.shape[1], values.shape[0]) != result.size:
+        result.problems.append(Problem("error", mask_path, f"mask is {values.shape[1]}x{values.shape[0]}, its frame {frame_path.name} is {result.size[0]}x{result.size[1]}"))
+    distinct = np.unique(values)
+    if distinct.size > 2:
+        result.problems.append(Problem("warning", mask_path, f"mask is not binary ({distinct.size} distinct values, {distinct.min()}..{distinct.max()}); binarised at half its maximum"))
+    mask = binarise_mask(values)
+    result.has_lesion = bool(mask.any())
+    box = video.bboxes[index] if video.bboxes is not None else None
+    if box is not None:
+        mask_box = mask_bbox(mask)
+        width, height = values.shape[1], values.shape[0]
+        if box[2] > width + 1 or box[3] > height + 1:
+            result.problems.append(Problem("error", frame_path, f"bbox.json box {box} lies outside the {width}x{height} image"))
+        elif mask_box is None:
+            result.problems.append(Problem("error", frame_path, f"bbox.json has a box {box} but the mask {mask_path.name} is empty"))
+        elif (iou := box_iou(box, mask_box)) < MIN_BOX_IOU:
+            result.problems.append(Problem("error", frame_path, f"bbox.json box {box} disagrees with the mask's box {mask_box} (IoU {iou:.2f} < {MIN_BOX_IOU})"))
+    elif video.bboxes is not None and result.has_lesion:
+        result.problems.append(Problem("warning", frame_path, "no bbox.json box for a frame whose mask has a lesion (the mask's box is used)"))
+    return result
+
+
+def _video_problems(video: Video, results: list[FrameResult], clip_len: int) -> list[Problem]:
+    folder = video.video_file or (video.frames[0].parent if video.frames else Path(video.id))
+    problems = []
+    if video.num_frames < clip_len:
+        problems.append(Problem("error", folder, f"video {video.id!r} has {video.num_frames} frame(s); a clip needs {clip_len}"))
+    if 0 < video.num_masks < video.num_frames and video.video_file is None:
+        problems += [Problem("warning", frame, "missing mask: frame used as context only") for frame, mask in zip(video.frames, video.masks) if mask is None]
+    elif video.num_masks == 0:
+        problems.append(Problem("warning", folder, f"video {video.id!r} has no masks: usable for inference only"))
+    sizes = Counter(result.size for result in results if result.size)
+    if len(sizes) > 1:
+        problems.append(Problem("warning", folder, "frames of different sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.items())))
+    for kind, count in Counter(result.kind for result in results if result.kind).items():
+        problems.append(Problem("note", folder, f"{count} {kind} frame(s), read as 8-bit RGB"))
+    return problems
+
+
+def _split_problems(video_set: VideoSet) -> tuple[list[Problem], dict[str, tuple[int, int]]]:
+    by_id = {video.id: video for video in video_set.videos}
+    problems, sizes, seen = [], {}, {}
+    for split, ids in video_set.splits.items():
+        source = video_set.split_files.get(split, video_set.root)
+        problems += [Problem("error", source, f"split {split!r} names video {video_id!r}, which does not exist") for video_id in ids if video_id not in by_id]
+        for video_id in ids:
+            if video_id in seen and seen[video_id] != split and split in video_set.split_files:
+                problems.append(Problem("error", source, f"video {video_id!r} is in both {seen[video_id]!r} and {split!r}"))
+            seen.setdefault(video_id, split)
+        sizes[split] = (len(ids), sum(by_id[v].num_frames for v in ids if v in by_id))
+        if not ids:
+            problems.append(Problem("warning", source, f"split {split!r} is empty"))
+    unassigned = [video.id for video in video_set.videos if video.id not in seen]
+    if video_set.splits and unassigned:
+        problems.append(Problem("note", video_set.root, f"{len(unassigned)} video(s) in no split: " + ", ".join(unassigned[:8]) + (" ..." if len(unassigned) > 8 else "")))
+    return problems, sizes
+
+
+def check_dataset(root: str | Path, clip_len: int = 3, labels_csv: str | Path | None = None, workers: int | None = None, progress: bool = True) -> CheckReport:
+    """Check a data set folder: summary plus every problem found (never stops at the first)."""
+    report = CheckReport(Path(root))
+    try:
+        video_set = discover(root, labels_csv=labels_csv)
+    except DataError as error:
+        report.problems.append(Problem("error", error.path or Path(root), str(error).split(": ", 1)[-1]))
+        return report
+    report.layout, report.videos = video_set.layout, len(video_set.videos)
+    report.problems += video_set.notes
+    jobs = []
+    for video in video_set.videos:
+        size = None
+        if video.video_file is not None:
+            info = probe_video(video.video_file)
+            size = (info.width, info.height)
+            report.image_sizes[size] += video.num_frames
+        jobs += [(video, index, size) for index in range(video.num_frames) if video.video_file is None or video.masks[index] is not None]
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        results = list(tqdm(pool.map(lambda job: check_frame(*job), jobs), total=len(jobs), desc="checking frames", disable=not progress))
+    per_video: dict[str, list[FrameResult]] = {}
+    for (video, _, _), result in zip(jobs, results):
+        per_video.setdefault(video.id, []).append(result)
+        report.problems += result.problems
+        report.lesion_frames += result.has_lesion
+        if result.size is not None and video.video_file is None:
+            report.image_sizes[result.size] += 1
+    for video in video_set.videos:
+        report.problems += _video_problems(video, per_video.get(video.id, []), clip_len)
+        report.frames += video.num_frames
+        report.masked_frames += video.num_masks
+    split_problems, report.split_sizes = _split_problems(video_set)
+    report.problems += split_problems
+    ids = {video.id for video in video_set.videos}
+    for video_id, values in video_set.labels.items():
+        if video_id not in ids:
+            report.problems.append(Problem("warning", video_set.root, f"labels name video {video_id!r}, which does not exist"))
+        for name, value in values.items():
+            report.label_counts.setdefault(name, Counter())[value] += 1
+    return report

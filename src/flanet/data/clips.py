@@ -1,0 +1,197 @@
+"""Clip sampling for training and evaluation: :class:`ClipDataset`.
+
+For a target frame ``t`` (a frame with a mask) a sample holds the frames ``[t, t-1, t-2]``
+(current first, the order the model expects), the mask, heatmap and bbox of ``t`` and its
+identity. Edge policy before the first frame of a video:
+
+- ``"causal"`` (default): index ``t-k < 0`` becomes 0, the first frame is repeated; this is what a
+  live stream can do.
+- ``"lookahead"``: index ``t-k < 0`` becomes ``t+k`` (the authors' released code), clamped to the
+  last frame.
+
+With ``with_neighbour=True`` a sample holds ``[t, t-1, t-2, t-3]`` and the targets of ``t-1``
+too, so the model's ``forward_windows`` gives the predictions for ``t`` and ``t-1`` while encoding
+each frame once (contrastive loss, paper Eq. 1); the negative comes from another video of the
+batch (:func:`negative_indices`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from flanet.data.augment import (
+    IDENTITY,
+    AugmentConfig,
+    ClipTransform,
+    add_noise_,
+    apply_photometric,
+    frame_matrix,
+    sample_transform,
+    transform_box,
+    warp,
+)
+from flanet.data.bboxes import NO_BOX, mask_bbox
+from flanet.data.errors import DataError
+from flanet.data.images import normalise_, read_image, read_mask, resize_rgb, to_unit_tensor
+from flanet.data.targets import bbox_center, gaussian_heatmap
+from flanet.data.video_io import VideoFrameReader
+from flanet.data.videoset import Video, VideoSet
+
+EDGE_POLICIES: tuple[str, ...] = ("causal", "lookahead")
+
+
+def clip_frame_indices(t: int, num_frames: int, length: int, edge: str = "causal") -> np.ndarray:
+    """Frame indices ``[t, t-1, ..., t-length+1]`` with the edge policy applied at the video start."""
+    if edge not in EDGE_POLICIES:
+        raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
+    offsets = np.arange(length)
+    indices = t - offsets
+    fallback = np.zeros_like(indices) if edge == "causal" else np.minimum(t + offsets, num_frames - 1)
+    return np.where(indices < 0, fallback, indices)
+
+
+def negative_indices(video_index: torch.Tensor) -> torch.Tensor:
+    """For each batch item, the next item (cyclically) from a different video; -1 when there is none.
+
+    Args:
+        video_index: ``(B,)`` video index of each batch item.
+
+    Returns:
+        ``(B,)`` int64 indices into the batch.
+    """
+    size = video_index.shape[0]
+    positions = torch.arange(size, device=video_index.device)
+    offsets = (positions[None, :] - positions[:, None]) % size  # (B, B): distance j - i, cyclic
+    other = video_index[None, :] != video_index[:, None]
+    offsets = torch.where(other, offsets, torch.full_like(offsets, size))
+    best = offsets.argmin(dim=1)
+    return torch.where(other.any(dim=1), best, torch.full_like(best, -1))
+
+
+class ClipDataset(Dataset):
+    """Clips of ``clip_len`` frames with the targets of their current frame.
+
+    Args:
+        video_set: from :func:`flanet.data.discover`.
+        split: split name, or None for every video.
+        image_size: side ``S`` of the square model input.
+        clip_len: frames per clip (3 for FLA-Net, 1 for image baselines).
+        augment: draw a random augmentation per clip (training).
+        edge: ``"causal"`` or ``"lookahead"`` (see module docstring).
+        with_neighbour: add frame ``t-clip_len`` and the targets of ``t-1``.
+        heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
+        augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
+
+    Raises:
+        DataError: when the set has error-level problems, the split is unknown, or no frame has a mask.
+    """
+
+    def __init__(
+        self,
+        video_set: VideoSet,
+        split: str | None = "train",
+        image_size: int = 352,
+        clip_len: int = 3,
+        augment: bool = False,
+        edge: str = "causal",
+        with_neighbour: bool = False,
+        heatmap_sigma: float = 5.0,
+        augment_config: AugmentConfig | None = None,
+    ) -> None:
+        if edge not in EDGE_POLICIES:
+            raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
+        if clip_len < 1 or image_size < 1 or heatmap_sigma <= 0:
+            raise ValueError("clip_len and image_size must be >= 1 and heatmap_sigma > 0")
+        errors = [note for note in video_set.notes if note.severity == "error"]
+        if errors:
+            raise DataError(f"{errors[0]} (and {len(errors) - 1} more; run `flanet data check`)", video_set.root)
+        self.videos: list[Video] = video_set.subset(split)
+        self.image_size, self.clip_len, self.edge = image_size, clip_len, edge
+        self.augment, self.with_neighbour, self.heatmap_sigma = augment, with_neighbour, heatmap_sigma
+        self.augment_config = augment_config or AugmentConfig()
+        self.length = clip_len + 1 if with_neighbour else clip_len
+        self.samples = self._target_frames()
+        if len(self.samples) == 0:
+            raise DataError(f"split {split!r} has no frame with a mask to train or evaluate on", video_set.root)
+        self._video_reader = VideoFrameReader()
+
+    def _target_frames(self) -> np.ndarray:
+        """(N, 2) int64 ``(video position, frame index)`` of every usable target frame."""
+        rows = []
+        for position, video in enumerate(self.videos):
+            has_mask = np.array([mask is not None for mask in video.masks], dtype=bool)
+            targets = np.flatnonzero(has_mask)
+            if self.with_neighbour and targets.size:
+                previous = np.array([clip_frame_indices(t, video.num_frames, 2, self.edge)[1] for t in targets])
+                targets = targets[has_mask[previous]]
+            rows.append(np.stack([np.full_like(targets, position), targets], axis=1))
+        return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _read_frame(self, video: Video, index: int) -> np.ndarray:
+        if video.video_file is not None:
+            return self._video_reader.read(video.video_file, index)
+        return read_image(video.frames[index])
+
+    def _targets(self, video: Video, index: int, shape: tuple[int, int], transform: ClipTransform) -> dict[str, torch.Tensor]:
+        """Mask, heatmap, bbox and has_lesion of frame ``index`` at the output resolution."""
+        mask_path = video.masks[index]
+        mask = read_mask(mask_path)
+        if mask.shape != shape:
+            frame = video.video_file or video.frames[index]
+            raise DataError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its frame's {shape[1]}x{shape[0]} ({frame})", mask_path)
+        size = self.image_size
+        matrix = frame_matrix(transform, shape[0], shape[1], size)
+        mask_u8 = mask.astype(np.uint8) * 255
+        if transform.is_identity:
+            out_mask = resize_rgb(mask_u8, size) > 127
+        else:
+            out_mask = warp(mask_u8, matrix, size) > 127
+        box = None
+        if out_mask.any():
+            given = video.bboxes[index] if video.bboxes is not None else None
+            box = transform_box(given, matrix, size) if given is not None else None
+            box = box or mask_bbox(out_mask)
+        heatmap = gaussian_heatmap(bbox_center(box) if box else None, size, size, self.heatmap_sigma)
+        return {
+            "mask": torch.from_numpy(out_mask.astype(np.float32))[None],
+            "heatmap": torch.from_numpy(heatmap)[None],
+            "bbox": torch.tensor(box or NO_BOX, dtype=torch.float32),
+            "has_lesion": torch.tensor(box is not None),
+        }
+
+    def __getitem__(self, item: int) -> dict[str, object]:
+        position, t = (int(v) for v in self.samples[item])
+        video = self.videos[position]
+        indices = clip_frame_indices(t, video.num_frames, self.length, self.edge)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        decoded = {int(i): self._read_frame(video, int(i)) for i in unique}
+        shape = decoded[t].shape[:2]
+        size = self.image_size
+        if self.augment:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+            transform = sample_transform(np.random.default_rng(seed), size, self.augment_config)
+            warped = [warp(decoded[int(i)], frame_matrix(transform, *decoded[int(i)].shape[:2], size), size) for i in unique]
+            frames = to_unit_tensor(apply_photometric(np.stack(warped), transform)[inverse])
+            add_noise_(frames, transform.noise_std, torch.Generator().manual_seed(seed))
+        else:
+            transform = IDENTITY
+            frames = to_unit_tensor(np.stack([resize_rgb(decoded[int(i)], size) for i in unique])[inverse])
+        sample: dict[str, object] = {"frames": normalise_(frames)}  # (T, 3, S, S)
+        sample.update(self._targets(video, t, shape, transform))
+        if self.with_neighbour:
+            previous = int(indices[1])
+            for key, value in self._targets(video, previous, decoded[previous].shape[:2], transform).items():
+                if key in ("mask", "heatmap"):
+                    sample[f"{key}_prev"] = value
+        sample.update(
+            video=video.id,
+            video_index=position,
+            frame_index=t,
+            orig_size=torch.tensor(shape, dtype=torch.int64),
+        )
+        return sample

@@ -1,0 +1,93 @@
+"""``flanet data {check,split,synth}``: data set checks, split lists and synthetic videos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flanet.data.check import check_dataset
+from flanet.data.errors import DataError
+from flanet.data.layouts import discover
+from flanet.data.splits import SPLIT_NAMES, make_splits, parse_ratios, split_list_path, write_split_lists
+from flanet.data.synth import CONTACT_SHEET, generate_dataset
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = check_dataset(args.root, clip_len=args.clip_len, labels_csv=args.labels, workers=args.workers, progress=not args.quiet)
+    print(report.format())
+    usable = report.usable(strict=args.strict)
+    print("verdict       " + ("usable" if usable else "NOT usable: fix the errors above" + (" and warnings (--strict)" if args.strict else "")))
+    return 0 if usable else 1
+
+
+def _split(args: argparse.Namespace) -> int:
+    ratios = parse_ratios(args.ratios)
+    video_set = discover(args.root, labels_csv=args.labels)
+    ids = [video.id for video in video_set.videos]
+    columns = args.stratify_by if args.stratify_by is not None else sorted({k for v in video_set.labels.values() for k in v})
+    strata = {vid: "|".join(video_set.labels.get(vid, {}).get(c, "?") for c in columns) for vid in ids} if columns else None
+    splits = make_splits(ids, ratios, args.seed, strata)
+    wanted = {name: splits[name] for name, ratio in zip(SPLIT_NAMES, ratios) if ratio > 0}
+    written = write_split_lists(video_set.root, wanted, force=args.force)
+    for name in SPLIT_NAMES:
+        stale = split_list_path(video_set.root, name)
+        if name not in wanted and stale.exists():  # only reachable with --force
+            stale.unlink()
+            print(f"removed {stale} (ratio 0)")
+    for path, (name, members) in zip(written, wanted.items()):
+        print(f"{path}: {len(members)} videos")
+    if columns:
+        print(f"stratified by: {', '.join(columns)}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    out = generate_dataset(args.out, args.videos, args.frames, args.size, args.seed, force=args.force, progress=True)
+    print(f"wrote {args.videos} videos x {args.frames} frames ({args.size}x{args.size}) to {out}")
+    print(f"contact sheet: {out / CONTACT_SHEET}")
+    return 0
+
+
+def _guard(func):  # turn DataError into a clear message and exit status 1
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except DataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``flanet data`` with its ``check``, ``split`` and ``synth`` sub-commands."""
+    data = subparsers.add_parser("data", help="check data sets, write split lists, make synthetic videos")
+    commands = data.add_subparsers(dest="data_command", metavar="{check,split,synth}", required=True)
+
+    check = commands.add_parser("check", help="read every frame and mask; report every problem")
+    check.add_argument("root", type=Path, help="data set folder (layout detected automatically)")
+    check.add_argument("--clip-len", type=int, default=3, help="frames a clip needs (default 3)")
+    check.add_argument("--labels", type=Path, default=None, help="video-labels CSV (default ROOT/video_labels.csv)")
+    check.add_argument("--strict", action="store_true", help="also fail on warnings")
+    check.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count, max 8)")
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(func=_guard(_check))
+
+    split = commands.add_parser("split", help="write train/val/test lists by video")
+    split.add_argument("root", type=Path, help="data set folder; the lists are written there")
+    split.add_argument("--ratios", default="4:2:4", help="train:val:test (default 4:2:4, the paper's)")
+    split.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    split.add_argument("--labels", type=Path, default=None, help="video-labels CSV to stratify by")
+    split.add_argument("--stratify-by", nargs="*", default=None, metavar="COLUMN", help="label columns (default all; none: no stratification)")
+    split.add_argument("--force", action="store_true", help="overwrite existing split lists")
+    split.set_defaults(func=_guard(_split))
+
+    synth = commands.add_parser("synth", help="write a synthetic breast-ultrasound video set (authors' layout)")
+    synth.add_argument("out", type=Path, help="output folder (missing or empty)")
+    synth.add_argument("--videos", type=int, default=6)
+    synth.add_argument("--frames", type=int, default=12)
+    synth.add_argument("--size", type=int, default=128)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    synth.set_defaults(func=_guard(_synth))

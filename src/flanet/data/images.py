@@ -1,0 +1,173 @@
+"""Reading frames and masks, and turning a frame into model input.
+
+Frames are read with OpenCV from the file's bytes, so 8/16-bit, grayscale, RGB(A)
+and palette images all come out as uint8 RGB ``(H, W, 3)``. Masks come out as bool
+``(H, W)``; palette PNG masks are read by palette index (PIL), every other mask is
+binarised at half its maximum value (0/1, 0/255 and 0/65535 masks all work).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from flanet.data.errors import DataError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a file whose extension is a supported image format."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a whole image file, rejecting missing, empty and truncated files.
+
+    Raises:
+        DataError: naming the file, when it is missing, empty or visibly truncated.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read file ({error.strerror or error})", path) from error
+    if not data:
+        raise DataError("empty file (0 bytes)", path)
+    if truncation := truncation_problem(data):
+        raise DataError(truncation, path)
+    return data
+
+
+def truncation_problem(data: bytes) -> str | None:
+    """Describe why an encoded PNG/JPEG is truncated, or None when its end marker is present."""
+    if data.startswith(_PNG_SIGNATURE) and _PNG_END not in data[-64:]:
+        return "truncated PNG (no IEND chunk at the end of the file)"
+    if data.startswith(b"\xff\xd8") and not data.rstrip(b"\x00\r\n ").endswith(_JPEG_END):
+        return "truncated JPEG (no end-of-image marker)"
+    return None
+
+
+def decode_unchanged(data: bytes, path: str | Path) -> np.ndarray:
+    """Decode image bytes with ``cv2.IMREAD_UNCHANGED`` (keeps bit depth and channels)."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.size == 0:
+        raise DataError("not a readable image (OpenCV cannot decode it)", path)
+    return array
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.clip(array, 0, 255).astype(np.uint8)
+
+
+def decoded_to_rgb(array: np.ndarray) -> np.ndarray:
+    """Convert an OpenCV-decoded array (gray, BGR, BGRA; 8/16-bit/float) to uint8 RGB (H, W, 3)."""
+    array = _to_uint8(array)
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    if array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+    if array.shape[2] == 1:
+        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a frame as uint8 RGB ``(H, W, 3)``.
+
+    Grayscale frames are replicated to 3 channels, 16-bit frames are scaled to 8 bits,
+    alpha is dropped.
+
+    Raises:
+        DataError: for missing, empty, truncated or undecodable files.
+    """
+    return decoded_to_rgb(decode_unchanged(read_bytes(path), path))
+
+
+def _is_palette_png(data: bytes) -> bool:
+    # IHDR is the first chunk: colour type is byte 25 of the file; 3 = indexed colour.
+    return data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 3
+
+
+def read_mask_values(path: str | Path) -> np.ndarray:
+    """Read a mask's raw values as a 2-D array (palette index for palette PNGs, max over colour channels)."""
+    data = read_bytes(path)
+    if _is_palette_png(data):
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(data)) as image:
+            return np.asarray(image)
+    array = decode_unchanged(data, path)
+    if array.ndim == 3:
+        array = array[:, :, :3].max(axis=2)
+    return array
+
+
+def binarise_mask(values: np.ndarray) -> np.ndarray:
+    """Binarise mask values at half their maximum: 0/1, 0/255 and 0/65535 masks all map to {0, 1}."""
+    return values > (float(values.max()) / 2.0)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask as bool ``(H, W)`` (lesion = True).
+
+    Raises:
+        DataError: for missing, empty, truncated or undecodable files.
+    """
+    return binarise_mask(read_mask_values(path))
+
+
+def resize_rgb(rgb: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize a uint8 frame ``(H, W[, C])`` to ``image_size x image_size`` (bilinear, as in training)."""
+    if rgb.shape[0] == image_size and rgb.shape[1] == image_size:
+        return rgb
+    return cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+
+
+def to_unit_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 RGB ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` in [0, 1] (one pass, contiguous)."""
+    source = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
+    out = torch.empty(source.shape, dtype=torch.float32)
+    out.copy_(source)
+    return out.mul_(1.0 / 255.0)
+
+
+def normalise_(tensor: torch.Tensor) -> torch.Tensor:
+    """In place ImageNet normalisation of float RGB ``(..., 3, H, W)`` in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype, device=tensor.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype, device=tensor.device)[:, None, None]
+    return tensor.sub_(mean).div_(std)
+
+
+def normalise(frames: np.ndarray) -> torch.Tensor:
+    """ImageNet-normalise uint8 RGB frames ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)``."""
+    return normalise_(to_unit_tensor(frames))
+
+
+def to_model_input(rgb: np.ndarray, image_size: int = 352) -> torch.Tensor:
+    """Resize a uint8 RGB frame ``(H, W, 3)`` and normalise it: float32 ``(3, S, S)``.
+
+    Identical to the evaluation-time preprocessing of :class:`flanet.data.ClipDataset`.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise DataError(f"expected a uint8 RGB array (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    return normalise(resize_rgb(rgb, image_size))

@@ -1,0 +1,114 @@
+"""Reading video files (mp4, avi, ...) and folders of frames, one frame at a time.
+
+Frames come out as uint8 RGB ``(H, W, 3)``. Decoding uses OpenCV's FFmpeg backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from natsort import natsorted
+
+from flanet.data.errors import DataError
+from flanet.data.images import is_image_file, read_image
+
+
+class VideoInfo(NamedTuple):
+    """What a video file says about itself (``frame_count`` is the container's count)."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+
+def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("video file not found", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty video file (0 bytes)", path)
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise DataError("cannot open video (unknown format or corrupt file)", path)
+    return path, capture
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame rate, frame count and size of a video file.
+
+    Raises:
+        DataError: for a missing, empty or unreadable file, or one without frames.
+    """
+    path, capture = _open(path)
+    try:
+        info = VideoInfo(
+            fps=float(capture.get(cv2.CAP_PROP_FPS) or 0.0),
+            frame_count=int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+    finally:
+        capture.release()
+    if info.width <= 0 or info.height <= 0:
+        raise DataError("video has no decodable frames", path)
+    return info
+
+
+def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode a video file (or a folder of frames, natural order) one RGB uint8 frame at a time.
+
+    Raises:
+        DataError: for a missing, empty or unreadable file, or a video without any frame.
+    """
+    path = Path(path)
+    if path.is_dir():
+        frames = natsorted((p for p in path.iterdir() if is_image_file(p) and not p.name.startswith(".")), key=lambda p: p.name)
+        if not frames:
+            raise DataError("folder holds no image frames", path)
+        for frame in frames:
+            yield read_image(frame)
+        return
+    path, capture = _open(path)
+    try:
+        count = 0
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if count == 0:
+            raise DataError("video has no decodable frames", path)
+    finally:
+        capture.release()
+
+
+class VideoFrameReader:
+    """Random access to frames of video files (seeks; keeps one capture open per file).
+
+    Used by :class:`flanet.data.ClipDataset` for the ``video-files`` layout. Not picklable
+    state is dropped on pickling, so it works in DataLoader workers.
+    """
+
+    def __init__(self) -> None:
+        self._captures: dict[Path, tuple[cv2.VideoCapture, int]] = {}
+
+    def read(self, path: Path, index: int) -> np.ndarray:
+        """Frame ``index`` (0-based) of ``path`` as RGB uint8."""
+        capture, next_index = self._captures.get(path) or (_open(path)[1], 0)
+        if index != next_index:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = capture.read()
+        if not ok:
+            raise DataError(f"cannot decode frame {index}", path)
+        self._captures[path] = (capture, index + 1)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def __getstate__(self) -> dict:
+        return {"_captures": {}}

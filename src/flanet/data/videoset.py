@@ -1,0 +1,97 @@
+"""The in-memory description of a video data set: :class:`Video` and :class:`VideoSet`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flanet.data.errors import DataError, Problem
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass
+class Video:
+    """One video: its frames in natural order and the matching masks.
+
+    Attributes:
+        id: video id, unique in its set (e.g. ``"case12"`` or ``"TrainDataset/case1_1"``).
+        frames: frame files in natural order; empty when the video is a file (``video_file``).
+        masks: one entry per frame, ``None`` where the frame has no mask. For a video file it has
+            one entry per decoded frame (mask files are matched by the frame number in their name).
+        bboxes: per-frame ``(x1, y1, x2, y2)`` in original pixel coordinates from ``bbox.json``
+            (``None`` for frames without a box), or ``None`` when the set has no ``bbox.json``.
+        video_file: the mp4/avi file the frames are decoded from (layout ``video-files``), else None.
+    """
+
+    id: str
+    frames: list[Path]
+    masks: list[Path | None]
+    bboxes: list[BBox | None] | None = None
+    video_file: Path | None = None
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames (decoded frames for a video file)."""
+        return len(self.masks) if self.video_file is not None else len(self.frames)
+
+    @property
+    def num_masks(self) -> int:
+        """Number of frames that have a mask."""
+        return sum(mask is not None for mask in self.masks)
+
+
+@dataclass
+class VideoSet:
+    """A data set of videos found on disk by :func:`flanet.data.discover`.
+
+    Attributes:
+        root: the folder that was read.
+        layout: ``"authors"``, ``"video-polyp"``, ``"buv2022"``, ``"video-files"`` or ``"frame-folders"``.
+        videos: the videos, in natural order of their ids.
+        splits: video ids per split name (e.g. ``"train"``, ``"val"``, ``"test"``); may be empty.
+        labels: video-level labels per video id, e.g. ``{"case1": {"pathology": "benign"}}``; may be empty.
+        notes: findings made while reading the layout (ignored stray files, unmatched masks...).
+        split_files: the file or folder each split was read from (for error messages).
+    """
+
+    root: Path
+    layout: str
+    videos: list[Video]
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[Problem] = field(default_factory=list)
+    split_files: dict[str, Path] = field(default_factory=dict)
+
+    def video(self, video_id: str) -> Video:
+        """The video with this id.
+
+        Raises:
+            DataError: when no video has this id.
+        """
+        for video in self.videos:
+            if video.id == video_id:
+                return video
+        raise DataError(f"no video with id {video_id!r}", self.root)
+
+    def subset(self, split: str | None) -> list[Video]:
+        """Videos of one split (list order), or all videos when ``split`` is None.
+
+        Raises:
+            DataError: for an unknown split, or a split list naming a video that does not exist.
+        """
+        if split is None:
+            return list(self.videos)
+        if split not in self.splits:
+            known = ", ".join(sorted(self.splits)) or "none (no split lists found)"
+            raise DataError(f"no split {split!r}; splits found: {known}", self.root)
+        by_id = {video.id: video for video in self.videos}
+        missing = [video_id for video_id in self.splits[split] if video_id not in by_id]
+        if missing:
+            source = self.split_files.get(split, self.root)
+            raise DataError(
+                f"split {split!r} names {len(missing)} video(s) that do not exist: "
+                + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+                source,
+            )
+        return [by_id[video_id] for video_id in self.splits[split]]
