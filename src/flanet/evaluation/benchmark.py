@@ -1,0 +1,130 @@
+"""``flanet benchmark``: train and evaluate several models with one recipe, one comparison table.
+
+Every model gets the same configuration (recipe file plus overrides, hence the same seed, encoder,
+image size, schedule and data), only ``model.name`` changes. Each is trained with
+:func:`flanet.training.train` into ``<out>/runs/<model>``, its best checkpoint is evaluated on the test
+split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/benchmark.md`` (paper Table 2 /
+Table 4 format with 95% bootstrap intervals over videos), ``benchmark.csv`` and ``benchmark.json``.
+A model whose run already has ``checkpoints/best.pt`` is not retrained (unless ``--retrain``), so an
+interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flanet.evaluation.evaluate import EvaluationSettings
+
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = "flanet,flanet-basic,flanet-ffa,flanet-lb,unet,unetplusplus"
+ROW_KEYS: tuple[str, ...] = (
+    "dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f",
+    "max_dice", "max_iou", "vps_mae",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``benchmark`` sub-command."""
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="train and evaluate several models with the same recipe and seed; one comparison table",
+        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.epochs=5), "
+        "evaluate its best checkpoint on the test split and write benchmark.md / .csv / .json to --out.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="data set root")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated model names (default: {DEFAULT_MODELS})")
+    parser.add_argument("--config", required=True, help="training recipe: shipped name (buv-paper, polyp-paper, cpu-small) or YAML file")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
+    parser.add_argument("--out", type=Path, default=Path("flanet-benchmark"), help="output folder (default: flanet-benchmark)")
+    parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    parser.add_argument("--retrain", action="store_true", help="train again even when a run already has best.pt")
+    parser.add_argument("--device", help="evaluation device (default: cuda when available, else cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="evaluation batch size (default: 8)")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    parser.set_defaults(func=run_benchmark)
+
+
+def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str]) -> list[str]:
+    """The shared overrides plus what differs per model (its name and run folder)."""
+    run_dir = (out / "runs" / model).resolve()
+    return [*overrides, f"data.root={data.resolve()}", f"model.name={model}", f"name={model}", f"output.run_dir={run_dir}"]
+
+
+def benchmark(
+    data: Path, models: Sequence[str], config: str | Path, overrides: Sequence[str] = (), out: Path = Path("flanet-benchmark"),
+    *, split: str = "test", retrain: bool = False, device: str | None = None, batch_size: int = 8,
+    settings: EvaluationSettings | None = None,
+) -> list[dict[str, Any]]:
+    """Train and evaluate every model; returns one row of scores per model and writes the tables.
+
+    Raises:
+        ValueError: an unknown model name (checked before any training starts).
+    """
+    from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
+    from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
+    from flanet.models import list_models
+    from flanet.training import load_config, train
+
+    settings = settings or EvaluationSettings()
+
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    entries: list[tuple[str, str, dict[str, Any]]] = []
+    for model in models:
+        model_args = model_overrides(model, data, out, overrides)
+        recipe = load_config(config, model_args)
+        best = Path(recipe["output"]["run_dir"]) / "checkpoints" / "best.pt"
+        if retrain or not best.is_file():
+            log.info("training %s", model)
+            run = train(config, model_args)
+            best = Path(run) / "checkpoints" / "best.pt"
+        else:
+            log.info("%s: using the existing %s", model, best)
+        result = evaluate_checkpoint(
+            best, data, split, out / "eval" / model, image_size=int(recipe["data"]["image_size"]), device=device,
+            batch_size=batch_size, num_workers=int(recipe["data"]["num_workers"]), method=model, settings=settings,
+        )
+        kind = "image" if model in ("unet", "unetplusplus") else "video"
+        entries.append((model, kind, result.metrics))
+        row = {"model": model, "kind": kind, "checkpoint": str(best)}
+        row.update({key: result.metrics.get(key) for key in ROW_KEYS})
+        row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
+        rows.append(row)
+        (out / "benchmark.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
+        write_rows_csv(out / "benchmark.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
+        write_metrics_json(out / "benchmark.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
+    return rows
+
+
+def _header(config: str | Path, overrides: Sequence[str], split: str) -> str:
+    shared = " ".join(overrides) or "(none)"
+    return f"# Benchmark\n\nRecipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.\n\n"
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Entry point of ``flanet benchmark``."""
+    from flanet.evaluation.evaluate import EvaluationSettings
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        benchmark(
+            args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
+            device=args.device, batch_size=args.batch_size, settings=EvaluationSettings(resamples=args.resamples),
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print((args.out / "benchmark.md").read_text(encoding="utf-8"))
+    return 0

@@ -1,0 +1,104 @@
+"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``evaluate`` and ``benchmark`` sub-commands (their heavy imports happen when they run)."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint or a folder of prediction PNGs (both protocols, CIs, per-video CSV, table)",
+        description="Score a flanet checkpoint (--checkpoint) or prediction PNGs of any method (--pred-dir, "
+        "<pred>/<video id>/<frame stem>.png, probability x 255) against the masks of a data set. Writes "
+        "metrics.json, per_video.csv, per_frame.csv, table.md and worst_frames/ into --out. See docs/metrics.md.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="flanet checkpoint (.pt) to run over the split")
+    source.add_argument("--pred-dir", type=Path, help="folder of prediction PNGs to score")
+    parser.add_argument("--data", type=Path, required=True, help="data set root (any layout `flanet data check` reads)")
+    parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; all videos if the set has no split lists)")
+    parser.add_argument("--out", type=Path, help="output folder (default: flanet-eval/<name>_<split>)")
+    parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
+    parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
+    parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
+    parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's training size, else 352)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    parser.add_argument("--num-workers", type=int, default=2, help="data loading workers (default: 2)")
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the standard protocol (default: 0.5)")
+    parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run_evaluate)
+
+    from flanet.evaluation import benchmark
+
+    benchmark.register(subparsers)
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    name = args.name or (args.checkpoint.stem if args.checkpoint else args.pred_dir.resolve().name)
+    return Path("flanet-eval") / f"{name}_{args.split}"
+
+
+def print_summary(metrics: dict, out: Path) -> None:
+    """Headline scores with their intervals, then where the report is."""
+    from flanet.evaluation.report import format_cell
+
+    for key in SUMMARY_KEYS:
+        print(f"{key:11s} {format_cell(metrics, key)}")
+    print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Entry point of ``flanet evaluate``; exit status 0, or 1 for unusable input."""
+    from flanet.data.errors import DataError
+    from flanet.evaluation.evaluate import (
+        EvaluationSettings,
+        PredictionFolderError,
+        evaluate_checkpoint,
+        evaluate_prediction_folder,
+    )
+
+    out = args.out or _default_out(args)
+    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress)
+    try:
+        if args.checkpoint is not None:
+            from flanet.models.checkpoint import CheckpointError
+
+            try:
+                result = evaluate_checkpoint(
+                    args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
+                    batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
+                    method=args.name, settings=settings,
+                )
+            except CheckpointError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+        else:
+            if args.save_pred:
+                log.warning("--save-pred has no effect with --pred-dir")
+            result, _ = evaluate_prediction_folder(
+                args.pred_dir, args.data, args.split, out, resize=args.resize_pred, method=args.name, settings=settings
+            )
+    except PredictionFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.check.wrong_size and not args.resize_pred:
+            print("(use --resize-pred to resize predictions to the ground-truth size)", file=sys.stderr)
+        return 1
+    except (DataError, FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print_summary(result.metrics, out)
+    return 0

@@ -1,0 +1,225 @@
+"""``flanet evaluate``: score a checkpoint, a model or a folder of prediction PNGs on a data set.
+
+Outputs (in ``out``): ``metrics.json`` (both protocols, 95% bootstrap intervals over videos, scores
+per video-level label), ``per_video.csv``, ``per_frame.csv``, ``table.md`` (rows in the format of the
+paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames) and, with
+``save_pred``, ``predictions/<video>/<frame>.png`` (probability x 255, scorable with ``--pred-dir``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from flanet import __version__
+from flanet.data import Video, VideoSet, discover, read_image, read_mask
+from flanet.data.video_io import VideoFrameReader
+from flanet.evaluation.inference import iter_model_predictions, resolve_device
+from flanet.evaluation.predictions import (
+    PredictionCheck,
+    check_predictions,
+    frame_name,
+    iter_prediction_folder,
+    scored_indices,
+)
+from flanet.evaluation.report import write_evaluation
+from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+
+log = logging.getLogger(__name__)
+
+OUTPUT_MARKER = ".flanet-evaluate"
+
+
+class PredictionFolderError(ValueError):
+    """A prediction folder lacks files or holds files of the wrong size (the message lists them)."""
+
+    def __init__(self, check: PredictionCheck) -> None:
+        self.check = check
+        super().__init__("the prediction folder cannot be scored:\n" + check.report())
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Knobs shared by every evaluation mode.
+
+    Attributes:
+        threshold: binarisation threshold of the standard protocol.
+        worst_count: number of worst frames drawn as overlays.
+        resamples: bootstrap resamples for the 95% intervals.
+        seed: bootstrap seed.
+        progress: show progress bars.
+    """
+
+    threshold: float = 0.5
+    worst_count: int = 8
+    resamples: int = 2000
+    seed: int = 0
+    progress: bool = True
+
+
+def prepare_out_dir(out: Path, inputs: list[Path]) -> Path:
+    """Create ``out``; refuse a folder inside (or containing) an input, or a foreign non-empty folder."""
+    resolved = out.resolve()
+    for source in (p.resolve() for p in inputs):
+        if resolved == source or source in resolved.parents or resolved in source.parents:
+            raise ValueError(f"{out}: output folder overlaps the input {source}; choose another --out")
+    if resolved.exists() and any(resolved.iterdir()) and not (resolved / OUTPUT_MARKER).is_file():
+        raise FileExistsError(f"{out}: exists, is not empty and was not written by `flanet evaluate`; choose another --out")
+    resolved.mkdir(parents=True, exist_ok=True)
+    (resolved / OUTPUT_MARKER).write_text("written by flanet evaluate\n", encoding="utf-8")
+    return resolved
+
+
+def resolve_split(video_set: VideoSet, split: str | None) -> str | None:
+    """``"all"`` means every video; the default ``"test"`` falls back to every video in a set without splits."""
+    if split in (None, "all"):
+        return None
+    if split == "test" and not video_set.splits:
+        log.warning("%s has no split lists; evaluating every video", video_set.root)
+        return None
+    return split
+
+
+def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
+    return reader.read(video.video_file, index) if video.video_file is not None else read_image(video.frames[index])
+
+
+def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
+    """Original frames of the worst frames (looked up by name), resized to their maps if needed."""
+    reader, images = VideoFrameReader(), []
+    for frame in result.worst:
+        video = videos[frame.video]
+        index = next(i for i in range(video.num_frames) if frame_name(video, i) == frame.frame)
+        rgb = _read_rgb(video, index, reader)
+        if rgb.shape[:2] != frame.gt.shape:
+            rgb = cv2.resize(rgb, (frame.gt.shape[1], frame.gt.shape[0]))
+        images.append(rgb)
+    return images
+
+
+def _score(
+    chunks: Iterator[tuple[str, list[str], np.ndarray, np.ndarray]], video_set: VideoSet, settings: EvaluationSettings,
+    total: int | None = None,
+) -> EvaluationResult:
+    """Feed chunks to a scorer (with a progress bar when ``total`` frames are known) and summarise."""
+    scorer = EvaluationScorer(settings.threshold, settings.worst_count)
+    with tqdm(total=total, unit="frame", desc="score", disable=total is None or not settings.progress) as bar:
+        for video_id, names, prob, gt in chunks:
+            scorer.add(video_id, names, prob, gt)
+            bar.update(len(names))
+    return scorer.result(video_set.labels, settings.resamples, seed=settings.seed)
+
+
+def _model_chunks(
+    model: nn.Module, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
+    batch_size: int, num_workers: int, save_dir: Path | None, progress: bool,
+) -> Iterator[tuple[str, list[str], np.ndarray, np.ndarray]]:
+    """Model predictions with their ground truth at original size; optionally saved as PNGs."""
+    by_id = {video.id: video for video in video_set.subset(split)}
+    for video_id, indices, prob in iter_model_predictions(
+        model, video_set, split, image_size, device, batch_size, num_workers, progress
+    ):
+        video = by_id[video_id]
+        names = [frame_name(video, i) for i in indices]
+        gt = np.stack([read_mask(video.masks[i]) for i in indices])  # type: ignore[arg-type]
+        if save_dir is not None:
+            folder = save_dir / video_id
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, frame in zip(names, prob):
+                if not cv2.imwrite(str(folder / f"{name}.png"), frame):
+                    raise OSError(f"{folder / name}.png: could not write the prediction")
+        yield video_id, names, prob, gt
+
+
+def evaluate_model(
+    model: nn.Module, video_set: VideoSet, split: str | None = "test", out: Path | None = None, *,
+    image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
+    save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
+    settings: EvaluationSettings = EvaluationSettings(),
+) -> EvaluationResult:
+    """Run ``model`` over a split and score it; write the report into ``out`` when given."""
+    split = resolve_split(video_set, split)
+    out = prepare_out_dir(out, [video_set.root]) if out is not None else None
+    save_dir = out / "predictions" if (out is not None and save_pred) else None
+    dev = resolve_device(device)
+    chunks = _model_chunks(model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress)
+    result = _score(chunks, video_set, settings)
+    if out is not None:
+        name = method or str(getattr(model, "config", {}).get("name", "model"))
+        kind = "video" if int(getattr(model, "num_frames", 1)) > 1 else "image"
+        full_context = {
+            "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,
+            "split": split or "all", "image_size": image_size, "device": str(dev), "threshold": settings.threshold,
+            "model_config": getattr(model, "config", None), **(context or {}),
+        }
+        by_id = {video.id: video for video in video_set.videos}
+        write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
+    image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
+    num_workers: int = 0, save_pred: bool = False, method: str | None = None,
+    settings: EvaluationSettings = EvaluationSettings(),
+) -> EvaluationResult:
+    """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
+    from flanet.inference.predict import image_size_from_metadata
+    from flanet.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint, map_location="cpu")
+    size = image_size or image_size_from_metadata(loaded.metadata)
+    video_set = discover(data)
+    if out is not None:
+        prepare_out_dir(out, [video_set.root, checkpoint])
+    return evaluate_model(
+        loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
+        num_workers=num_workers, save_pred=save_pred, method=method, settings=settings,
+        context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
+    )
+
+
+def evaluate_prediction_folder(
+    pred_dir: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
+    resize: bool = False, method: str | None = None, settings: EvaluationSettings = EvaluationSettings(),
+) -> tuple[EvaluationResult, PredictionCheck]:
+    """Score prediction PNGs made by any method (``<pred>/<video>/<frame stem>.png``).
+
+    Raises:
+        PredictionFolderError: predictions missing or of the wrong size (without ``resize``), listed by name.
+    """
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"{pred_dir}: prediction folder does not exist")
+    video_set = discover(data)
+    split = resolve_split(video_set, split)
+    videos = video_set.subset(split)
+    check = check_predictions(pred_dir, videos, {video.id for video in video_set.videos})
+    if check.extra or check.outside_split:
+        log.warning("%s", check.report())
+    if check.missing or (check.wrong_size and not resize):
+        raise PredictionFolderError(check)
+    if check.wrong_size:
+        log.warning("resizing %d prediction(s) to their ground-truth size", len(check.wrong_size))
+    out = prepare_out_dir(out, [video_set.root, pred_dir]) if out is not None else None
+    total = sum(len(scored_indices(video)) for video in videos)
+    result = _score(iter_prediction_folder(pred_dir, videos, resize), video_set, settings, total)
+    if out is not None:
+        context = {
+            "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),
+            "layout": video_set.layout, "split": split or "all", "threshold": settings.threshold,
+            "resized_predictions": [str(p) for p, _, _ in check.wrong_size],
+            "extra_files": [str(p) for p in check.extra],
+        }
+        (out / "prediction_check.txt").write_text((check.report(limit=None) or "no problems") + "\n", encoding="utf-8")
+        by_id = {video.id: video for video in video_set.videos}
+        write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
+    return result, check

@@ -1,0 +1,130 @@
+"""Writing an evaluation: metrics.json, per_video.csv, per_frame.csv, table.md and worst-frame overlays."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
+
+# (metrics.json key, column header) of the paper's tables.
+TABLE2_COLUMNS: tuple[tuple[str, str], ...] = (("dice", "Dice ↑"), ("jaccard", "Jaccard ↑"), ("f1", "F1-score ↑"), ("mae", "MAE ↓"))
+TABLE4_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("max_dice", "Dice ↑"), ("max_iou", "IoU ↑"), ("s_alpha", "Sα ↑"), ("e_phi_mean", "Eϕ ↑"), ("vps_mae", "MAE ↓"),
+)
+TABLE_NOTE = (
+    "Table 2 columns: standard protocol (threshold 0.5, frame means; F1 = harmonic mean of mean precision "
+    "and mean recall). Table 4 columns: VPS protocol (first/last frame of each video dropped, per-video "
+    "means then mean over videos; Dice/IoU = maxDice/maxIoU, Eϕ = mean E-measure). Brackets: 95% bootstrap "
+    "interval over videos. Definitions: docs/metrics.md."
+)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_metrics_json(path: Path, metrics: dict[str, Any], context: dict[str, Any]) -> None:
+    """metrics.json: headline scores, intervals, protocol summaries and the run's context (NaN -> null)."""
+    payload = _json_safe({**metrics, "context": context})
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write dict rows as CSV (columns of the first row, then any new ones in order of appearance)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_cell(metrics: dict[str, Any], key: str, with_ci: bool = True) -> str:
+    """``0.789 [0.770, 0.805]``, or ``-`` when the score is missing."""
+    value = metrics.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    interval = metrics.get("ci", {}).get(key)
+    if with_ci and interval:
+        return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def table_rows(entries: list[tuple[str, str, dict[str, Any]]], with_ci: bool = True) -> str:
+    """Markdown of Table 2 (breast) and Table 4 (polyp) style rows for ``(method, kind, metrics)`` entries."""
+    lines = ["### Table 2 format (standard protocol)", ""]
+    lines.append("| Method | image/video | " + " | ".join(h for _, h in TABLE2_COLUMNS) + " |")
+    lines.append("|---|---|" + "---|" * len(TABLE2_COLUMNS))
+    for method, kind, metrics in entries:
+        lines.append(f"| {method} | {kind} | " + " | ".join(format_cell(metrics, k, with_ci) for k, _ in TABLE2_COLUMNS) + " |")
+    lines += ["", "### Table 4 format (VPS protocol)", ""]
+    lines.append("| Method | " + " | ".join(h for _, h in TABLE4_COLUMNS) + " |")
+    lines.append("|---|" + "---|" * len(TABLE4_COLUMNS))
+    for method, _, metrics in entries:
+        lines.append(f"| {method} | " + " | ".join(format_cell(metrics, k, with_ci) for k, _ in TABLE4_COLUMNS) + " |")
+    return "\n".join(lines + ["", TABLE_NOTE, ""])
+
+
+def overlay(rgb: np.ndarray, frame: ScoredFrame, min_side: int = 320) -> np.ndarray:
+    """BGR picture: the frame with ground-truth (green) and predicted (red) contours, scores in a banner.
+
+    Frames smaller than ``min_side`` are enlarged so that contours and text stay readable.
+    """
+    scale = max(1, int(np.ceil(min_side / min(rgb.shape[:2]))))
+    size = (rgb.shape[1] * scale, rgb.shape[0] * scale)
+    bgr = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_LINEAR)
+    thickness = max(1, round(min(size) / 250))
+    for mask, colour in ((frame.gt, (0, 200, 0)), (frame.prob > 127, (0, 0, 255))):
+        big = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(bgr, contours, -1, colour, thickness)
+    texts = (f"{frame.video} / {frame.frame}", f"Dice {frame.dice:.3f}  MAE {frame.mae:.3f}  green: truth  red: pred")
+    widest = max(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0] for text in texts)
+    font_scale = min(1.0, (size[0] - 8) / widest)
+    line = int(30 * font_scale) + 4
+    banner = np.zeros((2 * line + 6, size[0], 3), np.uint8)
+    for row, text in enumerate(texts, start=1):
+        cv2.putText(banner, text, (4, row * line), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([banner, bgr], axis=0)
+
+
+def write_worst_frames(folder: Path, worst: list[ScoredFrame], images: list[np.ndarray]) -> list[Path]:
+    """Write ``worst/<rank>_<video>_<frame>.png`` overlays; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    paths = []
+    for rank, (frame, rgb) in enumerate(zip(worst, images), start=1):
+        name = f"{rank:02d}_{frame.video}_{frame.frame}".replace("/", "_")
+        path = folder / f"{name}.png"
+        if not cv2.imwrite(str(path), overlay(rgb, frame)):
+            raise OSError(f"{path}: could not write the overlay")
+        paths.append(path)
+    return paths
+
+
+def write_evaluation(
+    out: Path, result: EvaluationResult, context: dict[str, Any], method: str, kind: str, images: list[np.ndarray]
+) -> None:
+    """Write every report file of one evaluation into ``out``."""
+    write_metrics_json(out / "metrics.json", result.metrics, context)
+    write_rows_csv(out / "per_video.csv", result.per_video)
+    write_rows_csv(out / "per_frame.csv", result.per_frame)
+    (out / "table.md").write_text(table_rows([(method, kind, result.metrics)]), encoding="utf-8")
+    write_worst_frames(out / "worst_frames", result.worst, images)

@@ -1,0 +1,216 @@
+"""Scoring a stream of predicted frames under both protocols, video by video.
+
+:class:`EvaluationScorer` takes the frames of each video in order (in chunks of any size), keeps
+only small per-frame numbers (plus the few worst frames for the report), and at the end returns an
+:class:`EvaluationResult` with the data-set scores of both protocols, 95% bootstrap intervals over
+videos, per-video and per-frame rows. Long videos never have to be held in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from flanet.metrics import standard, vps
+from flanet.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap_intervals
+
+HEADLINE_STANDARD: tuple[str, ...] = ("dice", "jaccard", "precision", "recall", "f1", "mae")
+HEADLINE_VPS: tuple[str, ...] = ("s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice", "max_iou", "mae")
+
+
+@dataclass(frozen=True)
+class ScoredFrame:
+    """One frame kept for the worst-frames report: its scores and maps at original resolution."""
+
+    video: str
+    frame: str
+    dice: float
+    mae: float
+    prob: np.ndarray  # (H, W) uint8 probability x 255
+    gt: np.ndarray  # (H, W) bool
+
+
+@dataclass
+class EvaluationResult:
+    """Everything ``flanet evaluate`` reports.
+
+    Attributes:
+        metrics: flat headline scores (``dice``, ``jaccard``, ``f1``, ``mae``, ``s_alpha``, ``e_phi_mean``,
+            ``e_phi_max``, ``weighted_f``, ``max_dice``, ``max_iou``, ``vps_mae``...), ``ci`` (95% intervals),
+            ``standard`` / ``vps`` (full protocol summaries), ``by_label`` and counts.
+        per_video: one row per video (standard frame means + VPS sequence scores + labels).
+        per_frame: one row per scored frame (video, frame, standard scores).
+        worst: the worst frames (lowest Dice, then highest MAE), worst first.
+    """
+
+    metrics: dict[str, Any]
+    per_video: list[dict[str, Any]]
+    per_frame: list[dict[str, Any]]
+    worst: list[ScoredFrame] = field(default_factory=list)
+
+
+class EvaluationScorer:
+    """Accumulates predictions video by video.
+
+    Args:
+        threshold: binarisation threshold of the standard protocol.
+        worst_count: how many worst frames to keep for the overlay report.
+        device: where the standard-protocol maths runs.
+    """
+
+    def __init__(self, threshold: float = 0.5, worst_count: int = 8, device: str | torch.device = "cpu") -> None:
+        self.threshold = threshold
+        self.worst_count = worst_count
+        self.device = torch.device(device)
+        self._frame_scores: list[dict[str, np.ndarray]] = []
+        self._frame_videos: list[str] = []
+        self._frame_names: list[str] = []
+        self._sequences: dict[str, vps.SequenceScores | None] = {}
+        self._current: tuple[str, vps.SequenceEvaluator] | None = None
+        self._worst: list[tuple[float, float, int, ScoredFrame]] = []  # max-heap via negated keys
+        self._counter = 0
+
+    def add(self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray) -> None:
+        """Add consecutive frames of one video.
+
+        Args:
+            video: video id; all frames of a video must arrive before the next video starts.
+            frames: (N,) frame names (for reports).
+            prob: (N, H, W) uint8 predicted probability x 255 (what a prediction PNG holds).
+            gt: (N, H, W) bool ground truth at the same size.
+        """
+        if prob.shape != gt.shape or prob.ndim != 3 or len(frames) != prob.shape[0]:
+            raise ValueError(f"{video}: prediction {prob.shape}, ground truth {gt.shape}, {len(frames)} names")
+        if prob.dtype != np.uint8 or gt.dtype != np.bool_:
+            raise TypeError("prob must be uint8 (probability x 255) and gt bool")
+        self._switch_to(video)
+        prob_t = torch.from_numpy(prob).to(self.device).unsqueeze(1).float() / 255  # (N, 1, H, W)
+        gt_t = torch.from_numpy(gt).to(self.device).unsqueeze(1)
+        scores = {k: v.cpu().numpy() for k, v in standard.frame_scores(prob_t, gt_t, self.threshold).items()}
+        self._frame_scores.append(scores)
+        self._frame_videos.extend([video] * len(frames))
+        self._frame_names.extend(frames)
+        self._current[1].add(prob, gt)  # type: ignore[index]
+        self._keep_worst(video, frames, scores, prob, gt)
+
+    def _switch_to(self, video: str) -> None:
+        if self._current is not None and self._current[0] == video:
+            return
+        if video in self._sequences:
+            raise ValueError(f"frames of video {video!r} arrived after another video started")
+        self._finish_current()
+        self._current = (video, vps.SequenceEvaluator())
+        self._sequences[video] = None
+
+    def _finish_current(self) -> None:
+        if self._current is not None:
+            self._sequences[self._current[0]] = self._current[1].finish()
+            self._current = None
+
+    def _keep_worst(self, video: str, frames: list[str], scores: dict[str, np.ndarray], prob: np.ndarray, gt: np.ndarray) -> None:
+        for i, name in enumerate(frames):  # loop over frames, each pushed at most once
+            key = (-float(scores["dice"][i]), float(scores["mae"][i]))
+            if len(self._worst) >= self.worst_count and key <= self._worst[0][:2]:
+                continue
+            self._counter += 1
+            item = ScoredFrame(video, name, float(scores["dice"][i]), float(scores["mae"][i]), prob[i].copy(), gt[i].copy())
+            heapq.heappush(self._worst, (*key, self._counter, item))
+            if len(self._worst) > self.worst_count:
+                heapq.heappop(self._worst)
+
+    def result(
+        self,
+        labels: dict[str, dict[str, str]] | None = None,
+        num_resamples: int = DEFAULT_RESAMPLES,
+        level: float = DEFAULT_LEVEL,
+        seed: int = 0,
+    ) -> EvaluationResult:
+        """Data-set scores, intervals and report rows of everything added so far."""
+        self._finish_current()
+        if not self._frame_videos:
+            raise ValueError("no frame with a ground-truth mask was scored")
+        labels = labels or {}
+        per_frame = {k: np.concatenate([s[k] for s in self._frame_scores]) for k in standard.FRAME_KEYS}
+        videos, sums, counts = standard.video_sums(per_frame, self._frame_videos)
+        std_summary = standard.summarise(per_frame, self._frame_videos)
+        intervals = {
+            k: v for k, v in bootstrap_intervals(
+                lambda w: standard.summary_from_sums(sums, counts, w), len(videos), num_resamples, level, seed
+            ).items() if k in HEADLINE_STANDARD
+        }
+        scored = [(v, s) for v, s in self._sequences.items() if s is not None]
+        vps_summary: dict[str, float] = {}
+        if scored:
+            stacked = vps.stack_sequences([s for _, s in scored])
+            vps_summary = vps.summarise_sequences([s for _, s in scored])
+            vps_ci = bootstrap_intervals(
+                lambda w: vps.summary_from_sequences(stacked, w), len(scored), num_resamples, level, seed
+            )
+            intervals.update({("vps_mae" if k == "mae" else k): v for k, v in vps_ci.items() if k in HEADLINE_VPS})
+        metrics = _flat_metrics(std_summary, vps_summary, intervals, level, num_resamples)
+        metrics["by_label"] = _by_label(videos, sums, counts, labels)
+        rows = _video_rows(videos, sums, counts, self._sequences, labels)
+        frame_rows = [
+            {"video": v, "frame": f, **{k: float(per_frame[k][i]) for k in standard.FRAME_KEYS}}
+            for i, (v, f) in enumerate(zip(self._frame_videos, self._frame_names))
+        ]
+        worst = [entry[3] for entry in sorted(self._worst, key=lambda e: (e[0], e[1]), reverse=True)]
+        return EvaluationResult(metrics, rows, frame_rows, worst)
+
+
+def _flat_metrics(
+    std: dict[str, float], vps_summary: dict[str, float], intervals: dict[str, tuple[float, float]], level: float, resamples: int
+) -> dict[str, Any]:
+    nan = float("nan")
+    metrics: dict[str, Any] = {k: std[k] for k in HEADLINE_STANDARD}
+    for key in HEADLINE_VPS:
+        metrics["vps_mae" if key == "mae" else key] = vps_summary.get(key, nan)
+    metrics.update(
+        num_videos=int(std["num_videos"]), num_frames=int(std["num_frames"]),
+        num_vps_sequences=int(vps_summary.get("num_sequences", 0)), num_vps_frames=int(vps_summary.get("num_frames", 0)),
+    )
+    metrics["ci"] = {"level": level, "resamples": resamples, "unit": "video",
+                     **{k: [lo, hi] for k, (lo, hi) in intervals.items()}}
+    metrics["standard"] = std
+    metrics["vps"] = vps_summary
+    return metrics
+
+
+def _by_label(videos: list[str], sums: np.ndarray, counts: np.ndarray, labels: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Standard-protocol scores per value of every video-level label (e.g. benign / malignant)."""
+    columns = sorted({column for video in videos for column in labels.get(video, {})})
+    out: dict[str, Any] = {}
+    for column in columns:
+        values = np.array([labels.get(video, {}).get(column, "") for video in videos])
+        out[column] = {}
+        for value in sorted(set(values.tolist()) - {""}):
+            weights = (values == value).astype(float)
+            summary = standard.summary_from_sums(sums, counts, weights)
+            out[column][value] = {k: float(v) for k, v in summary.items()} | {"num_videos": int(weights.sum())}
+    return out
+
+
+def _video_rows(
+    videos: list[str], sums: np.ndarray, counts: np.ndarray,
+    sequences: dict[str, vps.SequenceScores | None], labels: dict[str, dict[str, str]],
+) -> list[dict[str, Any]]:
+    columns = sorted({column for video in videos for column in labels.get(video, {})})
+    rows = []
+    for i, video in enumerate(videos):
+        means = sums[i] / counts[i]
+        row: dict[str, Any] = {"video": video, "frames": int(counts[i])}
+        row.update({key: float(means[j]) for j, key in enumerate(standard.FRAME_KEYS)})
+        seq = sequences.get(video)
+        row.update(
+            vps_frames=seq.num_frames if seq else 0,
+            s_alpha=seq.s_alpha if seq else "", weighted_f=seq.weighted_f if seq else "",
+            e_phi_mean=float(seq.e_curve.mean()) if seq else "", e_phi_max=float(seq.e_curve.max()) if seq else "",
+            max_dice=float(seq.dice_curve.max()) if seq else "", vps_mae=seq.mae if seq else "",
+        )
+        row.update({column: labels.get(video, {}).get(column, "") for column in columns})
+        rows.append(row)
+    return rows
