@@ -1,0 +1,60 @@
+"""Parameter and FLOP counts of a model, per output frame (docs/model.md, ``flanet bench``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Cost of one output frame at ``size`` x ``size`` (FLOPs = 2 x multiply-adds).
+
+    Attributes:
+        params_m: parameters, millions.
+        encoder_params_m: of which in the per-frame encoder (backbone + neck).
+        clip_gflops: one ``model(clip)`` call, every frame of the clip encoded.
+        stream_gflops: one new frame encoded plus one decode from cached features
+            (equal to ``clip_gflops`` for single-frame models).
+        encoder_gflops: one frame through the encoder.
+    """
+
+    params_m: float
+    encoder_params_m: float
+    clip_gflops: float
+    stream_gflops: float
+    encoder_gflops: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _gflops(fn, *args) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() / 1e9
+
+
+@torch.inference_mode()
+def measure_cost(model: nn.Module, size: int = 352) -> ModelCost:
+    """Counts parameters and FLOPs with ``torch.utils.flop_counter`` on a random clip."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    clip = torch.randn(1, model.num_frames, 3, size, size, device=device)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    clip_gflops = _gflops(model, clip)
+    if hasattr(model, "encode"):
+        encoder_params = sum(p.numel() for p in model.encoder.parameters()) / 1e6
+        encoder_gflops = _gflops(model.encode, clip[:, 0])
+        features = model.encode(clip[:, 0])
+        stream_gflops = encoder_gflops + _gflops(model.decode, [features] * model.num_frames)
+    else:
+        encoder_params = sum(p.numel() for p in model.net.encoder.parameters()) / 1e6
+        encoder_gflops = _gflops(model.net.encoder, clip[:, 0])
+        stream_gflops = clip_gflops
+    model.train(was_training)
+    return ModelCost(params, encoder_params, clip_gflops, stream_gflops, encoder_gflops)
