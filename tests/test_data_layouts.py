@@ -1,0 +1,145 @@
+"""Layout detection and readers, each on a small tree built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from flanet.data import DataError, discover
+
+
+def _frame(path, value=100, size=(8, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
+
+
+def _mask(path, box=(2, 2, 5, 5), size=(8, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.zeros(size, np.uint8)
+    if box:
+        mask[box[1]:box[3], box[0]:box[2]] = 255
+    cv2.imwrite(str(path), mask)
+
+
+def _video_dirs(frames_dir, masks_dir, names, frame_ext=".jpg"):
+    for name in names:
+        _frame(frames_dir / f"{name}{frame_ext}")
+        _mask(masks_dir / f"{name}.png")
+
+
+def test_authors_layout_natural_order_masks_bboxes_splits_labels(tmp_path):
+    names = ["frame10", "frame2", "frame1"]
+    _video_dirs(tmp_path / "img_list" / "v2", tmp_path / "mask_list" / "v2", names)
+    _video_dirs(tmp_path / "img_list" / "v10", tmp_path / "mask_list" / "v10", ["a"])
+    (tmp_path / "bbox.json").write_text(json.dumps({"v2": {"frame2.jpg": [2, 2, 5, 5], "frame10.jpg": None}}))
+    (tmp_path / "train_list.csv").write_text("video\nv2\n")
+    (tmp_path / "test_list.csv").write_text("v10\n")
+    (tmp_path / "video_labels.csv").write_text("video,pathology,aln_metastasis\nv2,benign,absent\nv10,malignant,present\n")
+    video_set = discover(tmp_path)
+    assert video_set.layout == "authors"
+    assert [v.id for v in video_set.videos] == ["v2", "v10"]
+    v2 = video_set.video("v2")
+    assert [f.name for f in v2.frames] == ["frame1.jpg", "frame2.jpg", "frame10.jpg"]
+    assert [m.name for m in v2.masks] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert v2.bboxes == [None, (2.0, 2.0, 5.0, 5.0), None]
+    assert video_set.video("v10").bboxes is None
+    assert video_set.splits == {"test": ["v10"], "train": ["v2"]}
+    assert [v.id for v in video_set.subset("train")] == ["v2"]
+    assert video_set.labels["v10"] == {"pathology": "malignant", "aln_metastasis": "present"}
+    assert video_set.notes == []
+
+
+def test_missing_masks_stray_files_and_unknown_split(tmp_path):
+    _video_dirs(tmp_path / "img_list" / "v", tmp_path / "mask_list" / "v", ["1", "2"])
+    (tmp_path / "mask_list" / "v" / "2.png").unlink()
+    (tmp_path / "img_list" / "v" / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "img_list" / "v" / "Thumbs.db").write_bytes(b"x")
+    video_set = discover(tmp_path)
+    assert video_set.videos[0].masks[1] is None and video_set.videos[0].masks[0] is not None
+    assert sorted(n.path.name for n in video_set.notes if "stray" in n.message) == [".DS_Store", "Thumbs.db"]
+    with pytest.raises(DataError, match="no split 'train'"):
+        video_set.subset("train")
+
+
+def test_split_list_naming_a_missing_video_fails_subset_with_the_list_file(tmp_path):
+    _video_dirs(tmp_path / "img_list" / "v", tmp_path / "mask_list" / "v", ["1"])
+    (tmp_path / "train_list.csv").write_text("v\nghost\n")
+    with pytest.raises(DataError, match="ghost") as info:
+        discover(tmp_path).subset("train")
+    assert "train_list.csv" in str(info.value)
+
+
+def test_buv2022_layout(tmp_path):
+    _video_dirs(tmp_path / "images" / "benign_1", tmp_path / "labels" / "benign_1", ["0", "1", "2"], ".png")
+    video_set = discover(tmp_path)
+    assert video_set.layout == "buv2022" and video_set.videos[0].num_masks == 3 and video_set.splits == {}
+
+
+def test_video_polyp_layout_with_split_folders_and_aliases(tmp_path):
+    for split in ("TrainSet", "TestSet"):
+        for case in ("case2", "case10"):
+            _video_dirs(tmp_path / split / "Frame" / case, tmp_path / split / "GT" / case, ["img1", "img2"])
+    video_set = discover(tmp_path)
+    assert video_set.layout == "video-polyp"
+    assert video_set.splits["TrainSet"] == ["TrainSet/case2", "TrainSet/case10"]
+    assert video_set.splits["train"] == video_set.splits["TrainSet"]
+    assert video_set.splits["test"] == ["TestSet/case2", "TestSet/case10"]
+    assert all(v.num_masks == 2 for v in video_set.videos)
+
+
+def test_sun_seg_and_vps_test_nesting(tmp_path):
+    root = tmp_path / "SUN-SEG"
+    _video_dirs(root / "TrainDataset" / "Frame" / "case1_1", root / "TrainDataset" / "GT" / "case1_1", ["a-image1"])
+    _video_dirs(root / "TestEasyDataset" / "Seen" / "Frame" / "case2_3", root / "TestEasyDataset" / "Seen" / "GT" / "case2_3", ["b"])
+    vps = tmp_path / "VPS-TestSet"
+    _video_dirs(vps / "CVC-ClinicDB-612-Valid" / "Frame" / "1", vps / "CVC-ClinicDB-612-Valid" / "GT" / "1", ["1"])
+    _video_dirs(vps / "CVC-ColonDB-300" / "Frame" / "1", vps / "CVC-ColonDB-300" / "GT" / "1", ["1"])
+    sun = discover(root)
+    assert sun.splits["train"] == ["TrainDataset/case1_1"]
+    assert sun.splits["test"] == ["TestEasyDataset/Seen/case2_3"]
+    assert discover(vps).splits["val"] == ["CVC-ClinicDB-612-Valid/1"]
+    assert [v.id for v in discover(vps).subset("CVC-ColonDB-300")] == ["CVC-ColonDB-300/1"]
+
+
+@pytest.mark.parametrize("per_sequence", [True, False])
+def test_miccai_vps_train_variants(tmp_path, per_sequence):
+    base = tmp_path / "VPS-TrainSet" / "ASU-Mayo_Clinic" / "Train"
+    for seq in ("2", "10"):
+        if per_sequence:  # Train/<seq>/{Frame,GT}
+            _video_dirs(base / seq / "Frame", base / seq / "GT", ["1", "2"])
+        else:  # Train/{Frame,GT}/<seq>
+            _video_dirs(base / "Frame" / seq, base / "GT" / seq, ["1", "2"])
+    video_set = discover(tmp_path)
+    prefix = "VPS-TrainSet/ASU-Mayo_Clinic/Train"
+    assert [v.id for v in video_set.videos] == [f"{prefix}/2", f"{prefix}/10"]
+    assert video_set.splits["train"] == [f"{prefix}/2", f"{prefix}/10"]
+    assert all(v.num_masks == 2 for v in video_set.videos)
+
+
+def test_video_files_with_optional_masks(tmp_path):
+    writer = cv2.VideoWriter(str(tmp_path / "scan.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 12))
+    for value in range(0, 200, 40):
+        writer.write(np.full((12, 16, 3), value, np.uint8))
+    writer.release()
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    _mask(tmp_path / "masks" / "scan" / "frame_3.png", size=(12, 16))
+    video_set = discover(tmp_path)
+    assert video_set.layout == "video-files"
+    (video,) = video_set.videos
+    assert video.video_file.name == "scan.avi" and video.frames == [] and video.num_frames == 5
+    assert [m is not None for m in video.masks] == [False, False, False, True, False]
+    assert any(n.severity == "error" and n.path.name == "empty.mp4" for n in video_set.notes)
+
+
+def test_frame_folders_and_unknown_layout(tmp_path):
+    _frame(tmp_path / "clips" / "a" / "1.png")
+    video_set = discover(tmp_path / "clips")
+    assert video_set.layout == "frame-folders" and video_set.videos[0].masks == [None]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="no known data layout"):
+        discover(tmp_path / "nothing")
+    with pytest.raises(DataError, match="not a folder"):
+        discover(tmp_path / "missing")
