@@ -123,14 +123,14 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{report['settings']['image_size']}x{report['settings']['image_size']}, eval + inference mode; "
         f"each configuration in a fresh process, {report['settings']['warmup']} warm-up run(s), median "
         f"of {report['settings']['runs']} runs of {report['settings']['frames']} output frames.\n",
-        "| device | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS (MB) | CUDA peak (MB) |",
+        "| device | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model load) | CUDA peak MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         cuda = f"{r['cuda_peak_allocated_mb']:.0f}" if r["cuda_peak_allocated_mb"] is not None else "-"
         lines.append(
             f"| {r['device']} | {r['encoder']} | {r['mode']} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} | "
-            f"{r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} | {cuda} |"
+            f"{r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} ({r['rss_after_model_mb']:.0f}) | {cuda} |"
         )
     lines.append("")
     lines += [f"- {key}: streaming is {value:.2f}x clip-by-clip throughput" for key, value in report["speedup"].items()]

@@ -1,0 +1,46 @@
+"""`flanet bench`: FLOP accounting of streaming vs clip-by-clip, report files (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from flanet.inference.bench import _worker, run_bench
+from flanet.models import create_model
+
+SIZE = 64
+
+
+def _config(mode: str) -> dict:
+    return {"device": "cpu", "encoder": "resnet18", "mode": mode, "image_size": SIZE, "frames": 2, "runs": 1, "warmup": 0}
+
+
+def test_streaming_saves_exactly_two_encoder_passes_per_frame() -> None:
+    streaming, clip = _worker(_config("streaming")), _worker(_config("clip"))
+    model = create_model("flanet", encoder="resnet18").eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.encode(torch.randn(1, 3, SIZE, SIZE))
+    encoder_gflops = counter.get_total_flops() / 1e9
+    assert encoder_gflops > 0
+    assert math.isclose(clip["gflops_per_frame"] - streaming["gflops_per_frame"], 2 * encoder_gflops, rel_tol=1e-9)
+    for record in (streaming, clip):
+        assert record["fps"] > 0 and len(record["run_seconds"]) == 1
+        assert record["peak_rss_mb"] >= record["rss_after_model_mb"] > 0
+        assert record["cuda_peak_allocated_mb"] is None and record["machine"]["torch"] == torch.__version__
+
+
+def test_run_bench_writes_json_and_appends_a_markdown_section(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nsomeone else's section\n")
+    report = run_bench(["resnet18"], image_size=32, frames=2, runs=1, warmup=0, devices=["cpu"],
+                       json_path=tmp_path / "b.json", markdown=docs)
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["encoder"], r["mode"]) for r in saved["results"]] == [("resnet18", "streaming"), ("resnet18", "clip")]
+    assert saved["speedup"]["cpu resnet18"] == report["speedup"]["cpu resnet18"] > 0
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nsomeone else's section\n")
+    assert "| cpu | resnet18 | streaming |" in text and "| cpu | resnet18 | clip |" in text
