@@ -1,0 +1,152 @@
+"""Run-folder outputs: flanet checkpoints (best, last), metrics.csv and the loss curve."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Checkpoint
+
+from flanet.models import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "epoch", "step", "lr",
+    "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
+    "train_negative_fraction",
+    "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae",
+)
+
+
+class RunFolder(Checkpoint):
+    """Writes, at the end of every training epoch (global rank 0 only):
+
+    - ``checkpoints/last.pt`` and, when validation Dice improved, ``checkpoints/best.pt``
+      (flanet checkpoints, :func:`flanet.models.save_checkpoint`, loadable with
+      ``torch.load(weights_only=True)``; metadata: epoch, step, metrics, training config);
+    - one row of ``metrics.csv`` (:data:`METRIC_COLUMNS`, blank where a term does not apply);
+    - ``loss_curve.png``.
+
+    It is a :class:`~lightning.pytorch.callbacks.Checkpoint` so that Lightning runs it after
+    the LightningModule's ``on_train_epoch_end`` (epoch means are ready) and before the
+    resume checkpoint is written (its best score is part of that checkpoint).
+
+    Args:
+        run_dir: the run folder.
+        config: resolved training configuration, stored in the checkpoints' metadata.
+    """
+
+    def __init__(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = dict(config)
+        self.best_dice = -math.inf
+        self.best_epoch = -1
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_dice": self.best_dice, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_dice = float(state_dict["best_dice"])
+        self.best_epoch = int(state_dict["best_epoch"])
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.metrics_path.exists():
+            _keep_rows_before(self.metrics_path, trainer.current_epoch)  # resumed run
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        validated = getattr(pl_module, "val_epoch", None) == epoch
+        val = dict(pl_module.val_metrics) if validated else {}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+            **pl_module.train_metrics,
+            **val,
+        }
+        improved = "val_dice" in val and val["val_dice"] > self.best_dice
+        if trainer.is_global_zero:
+            metadata = {
+                "epoch": epoch,
+                "global_step": trainer.global_step,
+                "metrics": {k: v for k, v in row.items() if k not in ("epoch", "step")},
+                "image_size": self.config["data"]["image_size"],
+                "edge": self.config["data"]["edge"],
+                "heatmap_sigma": self.config["data"]["heatmap_sigma"],
+                "train_config": self.config,
+            }
+            folder = self.run_dir / "checkpoints"
+            save_checkpoint(folder / "last.pt", pl_module.model, metadata)
+            if improved:
+                save_checkpoint(folder / "best.pt", pl_module.model, metadata)
+                log.info("epoch %d: val dice %.4f, best so far -> %s", epoch, val["val_dice"], folder / "best.pt")
+            _append_row(self.metrics_path, row)
+            plot_loss_curve(self.metrics_path, self.run_dir / "loss_curve.png")
+        if improved:
+            self.best_dice, self.best_epoch = val["val_dice"], epoch
+
+
+def _append_row(path: Path, row: Mapping[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+
+
+def read_metrics(path: Path) -> list[dict[str, float | None]]:
+    """Rows of a run's ``metrics.csv`` with numbers parsed (blank -> None)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def _keep_rows_before(path: Path, epoch: int) -> None:
+    """Drop rows of epochs a resumed run will train again."""
+    rows = [r for r in read_metrics(path) if r["epoch"] is not None and r["epoch"] < epoch]
+    path.unlink()
+    for row in rows:
+        _append_row(path, {k: (int(v) if k in ("epoch", "step") and v is not None else v) for k, v in row.items()})
+
+
+def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
+    """Plot training/validation loss and validation Dice per epoch (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_csv)
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, style in (("train_loss", "-"), ("val_loss", "-"), ("train_bce", ":"), ("train_iou", ":"),
+                       ("train_heatmap_mse", ":"), ("train_contrastive", ":")):
+        x, y = series(key)
+        if x:
+            left.plot(x, y, style, marker="o", markersize=3, label=key)
+    left.set(xlabel="epoch", ylabel="loss", title="losses (eq. 2 and its terms)")
+    left.legend(fontsize=8)
+    for key in ("val_dice", "val_jaccard", "val_f1"):
+        x, y = series(key)
+        if x:
+            right.plot(x, y, marker="o", markersize=3, label=key)
+    right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)

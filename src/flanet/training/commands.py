@@ -1,0 +1,51 @@
+"""``flanet train``: train a model from a recipe, or resume a run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from flanet.data import DataError
+from flanet.models import CheckpointError
+from flanet.training.config import ConfigError, shipped_configs
+from flanet.training.run import TrainingError, global_rank, train
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train FLA-Net, an ablation variant or a baseline (Lightning; resumable, multi-GPU)",
+        description="Train a model. Example: flanet train --config buv-paper data.root=/data/buv "
+        "trainer.devices=4. Every key is described in docs/training.md.",
+    )
+    parser.add_argument(
+        "--config",
+        help=f"shipped recipe ({', '.join(shipped_configs())}) or YAML file; "
+        "optional with --resume (the run's config.yaml)",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides typed as YAML, e.g. optim.lr=1e-4 trainer.epochs=50")
+    parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT",
+                        help="continue a run from its folder or checkpoints/resume.ckpt")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``flanet train``; prints the run folder. Exit status 2 for bad input, 1 for a stop."""
+    if args.config is None and args.resume is None:
+        log.error("give --config RECIPE_OR_FILE (or --resume RUN_DIR)")
+        return 2
+    try:
+        run_dir = train(args.config, args.overrides, resume=args.resume)
+    except (ConfigError, DataError, CheckpointError, ValueError) as error:
+        log.error("%s", error)
+        return 2
+    except TrainingError as error:
+        log.error("%s", error)
+        return 1
+    if global_rank() == 0:
+        print(run_dir)
+    return 0

@@ -1,0 +1,242 @@
+"""LightningModule: one FLA-Net (or variant / baseline) trained with the loss of eq. (2)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
+from flanet.metrics.standard import frame_scores, summarise
+from flanet.models import SegmentationOutput, create_model
+
+log = logging.getLogger(__name__)
+
+#: Key of the model configuration inside Lightning resume checkpoints.
+MODEL_CONFIG_KEY = "flanet_model_config"
+_RNG_KEY = "flanet_rng_states"
+_VAL_SCORES = ("dice", "jaccard", "precision", "recall", "mae")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; training stops, checkpoints are kept."""
+
+
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+    """Create the model of a training configuration's ``model`` section."""
+    section = config["model"]
+    return create_model(
+        section["name"],
+        encoder=section["encoder"],
+        encoder_weights=section["encoder_weights"],
+        **dict(section["options"]),
+    )
+
+
+class FLANetModule(pl.LightningModule):
+    """Training and validation steps for every model of :func:`flanet.models.create_model`.
+
+    With the contrastive term on (model with localisation branch, weight > 0), a batch holds
+    4-frame clips ``[t, t-1, t-2, t-3]`` and ``model.forward_windows`` yields ``H_t`` and
+    ``H_{t-1}`` from one encoder pass per frame (Section 3.3). Otherwise clips have
+    ``model.num_frames`` frames and ``model(clip)`` is used.
+
+    Args:
+        config: resolved training configuration (see :mod:`flanet.training.config`).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = config
+        self.model = build_model(config)
+        self.criterion = FLANetLoss(**config["loss"])
+        self.use_neighbour = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
+        self._train_sums: dict[str, Tensor] = {}
+        self._val_batches: list[dict[str, Tensor]] = []
+        self._pending_rng: dict[str, Any] | None = None
+        self._warned_single_video = False
+        self.train_metrics: dict[str, float] = {}
+        self.val_metrics: dict[str, float] = {}
+        self.val_epoch = -1  # epoch of val_metrics
+
+    # ----------------------------------------------------------------------------- steps
+    def _losses(self, batch: Mapping[str, Any]) -> LossTerms:
+        """Forward pass and eq. (2) for one training batch."""
+        frames = batch["frames"]  # (B, T, 3, S, S), T = num_frames (+1 with neighbour)
+        if self.use_neighbour:
+            windows = self.model.forward_windows(frames)  # each (B, 2, 1, S, S)
+            out = SegmentationOutput(windows.mask_logits[:, 0], windows.heatmap[:, 0])
+            heatmap_prev = windows.heatmap[:, 1]
+        else:
+            out, heatmap_prev = self.model(frames), None
+        return self.criterion(
+            out.mask_logits,
+            batch["mask"],
+            out.heatmap,
+            batch["heatmap"] if out.heatmap is not None else None,
+            heatmap_prev,
+            batch["video_index"],
+        )
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        terms = self._losses(batch)
+        finite = bool(torch.isfinite(terms.total).item())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            values = {k: float(v) for k, v in _term_values(terms).items()}
+            raise NonFiniteLossError(
+                f"loss is not finite at epoch {self.current_epoch}, step {self.global_step} "
+                f"(terms: {values}); the weights were not updated by this batch"
+            )
+        if terms.negative_fraction is not None and terms.negative_fraction.item() == 0:
+            if not self._warned_single_video:
+                log.warning(
+                    "a training batch holds frames of a single video: no negative for the "
+                    "contrastive loss (eq. 1), its term is 0 for such batches "
+                    "(logged as train/negative_fraction)"
+                )
+                self._warned_single_video = True
+        batch_size = batch["frames"].shape[0]
+        for name, value in _term_values(terms).items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name == "loss",
+                     batch_size=batch_size)
+            self._accumulate(self._train_sums, name, value.detach() * batch_size)
+        self._accumulate(self._train_sums, "count", torch.tensor(float(batch_size), device=self.device))
+        return terms.total
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        out = self.model(batch["frames"])
+        terms = self.criterion(
+            out.mask_logits, batch["mask"], out.heatmap,
+            batch["heatmap"] if out.heatmap is not None else None,
+        )
+        prob = torch.sigmoid(out.mask_logits.float())  # (B, 1, S, S)
+        scores = frame_scores(prob, batch["mask"])
+        count = batch["frames"].shape[0]
+        scores["loss"] = terms.total.detach().float().expand(count)  # batch mean, per frame
+        scores["video_index"] = batch["video_index"].to(self.device)
+        scores["frame_index"] = batch["frame_index"].to(self.device)
+        self._val_batches.append(scores)
+
+    # ------------------------------------------------------------------------ epoch ends
+    def on_train_epoch_start(self) -> None:
+        if self._pending_rng is not None:
+            _set_rng_states(self._pending_rng)
+            self._pending_rng = None
+
+    def on_train_epoch_end(self) -> None:
+        sums = {k: self._reduce_sum(v) for k, v in self._train_sums.items()}
+        self._train_sums = {}
+        count = sums.pop("count", None)
+        if count is None or count.item() == 0:
+            return
+        self.train_metrics = {f"train_{k}": float(v / count) for k, v in sums.items()}
+        for name, value in self.train_metrics.items():
+            self.log(name.replace("train_", "train/epoch_"), value, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        batches, self._val_batches = self._val_batches, []
+        if self.trainer.sanity_checking or not batches:
+            return
+        merged = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+        if self.trainer.world_size > 1:
+            merged = {k: self.all_gather(v).flatten(0, 1) for k, v in merged.items()}
+        merged = _drop_duplicate_frames(merged)  # the distributed sampler pads with repeats
+        video_ids = [str(v) for v in merged["video_index"].tolist()]
+        summary = summarise({k: merged[k] for k in _VAL_SCORES}, video_ids)
+        self.val_metrics = {
+            "val_loss": float(merged["loss"].mean()),
+            **{f"val_{k}": summary[k] for k in ("dice", "jaccard", "f1", "mae")},
+        }
+        self.val_epoch = self.current_epoch
+        for name, value in self.val_metrics.items():
+            self.log(name.replace("val_", "val/"), value, prog_bar=name == "val_dice", sync_dist=True)
+
+    # ------------------------------------------------------------- optimiser, checkpoints
+    def configure_optimizers(self) -> Any:
+        optim = self.config["optim"]
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]),
+            weight_decay=optim["weight_decay"],
+        )
+        if optim["scheduler"] == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, self.config["trainer"]["epochs"])
+            )
+        elif optim["scheduler"] == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=optim["step_epochs"], gamma=optim["step_gamma"]
+            )
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[MODEL_CONFIG_KEY] = dict(self.model.config)
+        checkpoint[_RNG_KEY] = _get_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(MODEL_CONFIG_KEY)
+        if stored is not None and stored != dict(self.model.config):
+            raise ValueError(
+                f"resume checkpoint is for model {stored}, the configuration builds {self.model.config}"
+            )
+        self._pending_rng = checkpoint.get(_RNG_KEY)
+
+    # ------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _accumulate(sums: dict[str, Tensor], name: str, value: Tensor) -> None:
+        sums[name] = sums[name] + value if name in sums else value.clone()
+
+    def _reduce_sum(self, value: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="sum") if self.trainer.world_size > 1 else value
+
+
+def _term_values(terms: LossTerms) -> dict[str, Tensor]:
+    """Named scalar terms present in ``terms`` (``loss`` is the weighted total)."""
+    values = {
+        "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
+        "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
+    }
+    return {k: v.detach().float() for k, v in values.items() if v is not None}
+
+
+def _drop_duplicate_frames(merged: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Keep the first occurrence of every (video_index, frame_index) pair (vectorised)."""
+    key = merged["video_index"].long() * (int(merged["frame_index"].max()) + 1) + merged["frame_index"].long()
+    unique, inverse = torch.unique(key, return_inverse=True)
+    first = torch.full_like(unique, key.numel()).scatter_reduce(
+        0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin"
+    )
+    return {k: v[first] for k, v in merged.items()}
+
+
+def _get_rng_states() -> dict[str, Any]:
+    """Global RNG states (torch, CUDA, numpy, random) as weights_only-loadable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`_get_rng_states` captured, so a resumed run repeats the original."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,197 @@
+"""``train(config, overrides) -> run_dir``: one training run, new or resumed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from flanet.data import DataError
+from flanet.models import CheckpointError
+from flanet.training.callbacks import RunFolder
+from flanet.training.config import dump_config, load_config
+from flanet.training.datamodule import VideoDataModule
+from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+#: Environment variable through which the processes of one distributed run share its folder.
+RUN_DIR_ENV = "FLANET_RUN_DIR"
+RESUME_NAME = "resume"  # checkpoints/resume.ckpt: Lightning's full training state
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on a problem (e.g. a NaN loss); the message names what was kept."""
+
+
+def train(
+    config: Mapping[str, Any] | str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: str | Path | None = None,
+) -> Path:
+    """Train a model and return its run folder.
+
+    Args:
+        config: shipped recipe name, YAML path or mapping; may be None with ``resume`` (the
+            run folder's ``config.yaml`` is used).
+        overrides: ``dotted.key=value`` overrides (see :func:`load_config`).
+        resume: a run folder or its ``checkpoints/resume.ckpt``: training continues from the
+            end of the last completed epoch (weights, optimiser, epoch/step counters, best
+            score, RNG states), in the same folder.
+
+    Returns:
+        The run folder: ``config.yaml``, ``checkpoints/{best,last}.pt`` (flanet checkpoints),
+        ``checkpoints/resume.ckpt`` (Lightning), ``metrics.csv``, ``loss_curve.png``, ``logs/``.
+
+    Raises:
+        ConfigError: bad configuration. DataError: dataset missing or unusable.
+        CheckpointError: ``resume`` is missing or built for another model configuration.
+        TrainingError: the loss became NaN/inf (checkpoints of the last epoch are kept).
+    """
+    resume_ckpt, run_dir = _locate_resume(resume) if resume is not None else (None, None)
+    if config is None:
+        if run_dir is None:
+            raise ValueError("train() needs a config (or resume= a run folder)")
+        config = run_dir / "config.yaml"
+    resolved = load_config(config, overrides)
+    root = resolved["data"]["root"]
+    if root is None:
+        raise DataError("no dataset given: set data.root=/path/to/dataset")
+    if not Path(root).exists():
+        raise DataError("dataset folder not found (data.root)", root)
+    pl.seed_everything(resolved["seed"], workers=True, verbose=False)
+    module = FLANetModule(resolved)
+    if resume_ckpt is not None:
+        _check_resume_model(resume_ckpt, module.model.config)
+    else:
+        run_dir = _new_run_dir(resolved)
+    if global_rank() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(resolved, run_dir / "config.yaml")
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # ranks started by Lightning's launcher share it
+    trainer = _build_trainer(resolved, run_dir)
+    data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_neighbour=module.use_neighbour)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
+    except NonFiniteLossError as error:
+        last = run_dir / "checkpoints" / "last.pt"
+        kept = f"last good checkpoint kept: {last}" if last.exists() else "no epoch had finished, no checkpoint"
+        raise TrainingError(f"training stopped: {error}; {kept}. Try a lower optim.lr") from error
+    log.info("run folder: %s", run_dir)
+    return run_dir
+
+
+def precision_for(config: Mapping[str, Any]) -> str:
+    """``trainer.precision``; ``auto`` = bf16-mixed on a CUDA device with bf16, else 32-true."""
+    precision = str(config["trainer"]["precision"])
+    if precision != "auto":
+        return precision
+    accelerator = str(config["trainer"]["accelerator"])
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
+    section = config["trainer"]
+    resume_checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    resume_checkpoint.CHECKPOINT_NAME_LAST = RESUME_NAME
+    callbacks: list[pl.Callback] = [RunFolder(run_dir, config), resume_checkpoint]
+    if section["progress_bar"]:
+        callbacks.append(TQDMProgressBar())
+    logs = run_dir / "logs"
+    return pl.Trainer(
+        max_epochs=section["epochs"],
+        max_steps=section["max_steps"],
+        accelerator=section["accelerator"],
+        devices=section["devices"],
+        num_nodes=section["num_nodes"],
+        strategy=section["strategy"],
+        precision=precision_for(config),
+        gradient_clip_val=config["optim"]["grad_clip"] or None,
+        limit_train_batches=section["limit_train_batches"],
+        limit_val_batches=section["limit_val_batches"],
+        check_val_every_n_epoch=section["val_every_n_epochs"],
+        log_every_n_steps=section["log_every_n_steps"],
+        num_sanity_val_steps=section["sanity_val_steps"],
+        enable_progress_bar=section["progress_bar"],
+        enable_model_summary=False,
+        deterministic=section["deterministic"],
+        callbacks=callbacks,
+        logger=[CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")],
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,
+    )
+
+
+def globalglobal_rank() -> int:
+    """Global rank from the launcher's environment (torchrun, SLURM, Lightning), else 0."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def _new_run_dir(config: Mapping[str, Any]) -> Path:
+    """The run folder of a new run; every process of a distributed run gets the same one."""
+    shared = os.environ.get(RUN_DIR_ENV)
+    if shared and global_rank() != 0:
+        return Path(shared)
+    explicit = config["output"]["run_dir"]
+    if explicit is not None:
+        run_dir = Path(explicit)
+    else:
+        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        if multi_process and job == "none":
+            raise ValueError("distributed launch without a shared run id: set output.run_dir=/shared/path/run")
+        stamp = f"job{job}" if multi_process else time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(config["output"]["dir"]) / f"{config['name']}-{stamp}"
+    if global_rank() == 0 and (run_dir / "config.yaml").exists():
+        raise ValueError(f"{run_dir}: a run folder already exists here; choose another output.run_dir "
+                         f"or continue it with --resume {run_dir}")
+    return run_dir
+
+
+def _locate_resume(resume: str | Path) -> tuple[Path, Path]:
+    """``(resume checkpoint, run folder)`` from a run folder or a ``.ckpt`` path."""
+    path = Path(resume)
+    if path.is_dir():
+        ckpt = path / "checkpoints" / f"{RESUME_NAME}.ckpt"
+        if not ckpt.is_file():
+            raise CheckpointError(f"{path}: no checkpoints/{RESUME_NAME}.ckpt in this run folder "
+                                  "(was the run stopped before its first epoch ended?)")
+        return ckpt, path
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such run folder or resume checkpoint")
+    if path.suffix != ".ckpt":
+        raise CheckpointError(f"{path}: not a Lightning resume checkpoint (.ckpt); pass the run folder "
+                              "or its checkpoints/resume.ckpt (best.pt/last.pt hold weights only)")
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{path}: its run folder {run_dir} has no config.yaml")
+    return path, run_dir
+
+
+def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
+    """Refuse a resume checkpoint written for another model configuration."""
+    try:
+        stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get(MODEL_CONFIG_KEY)
+    except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file
+        raise CheckpointError(f"{ckpt}: cannot read resume checkpoint ({error})") from error
+    if stored is None:
+        raise CheckpointError(f"{ckpt}: not a flanet resume checkpoint (no model configuration inside)")
+    if dict(stored) != dict(model_config):
+        diff = sorted(k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k))
+        detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs config {model_config.get(k)!r}" for k in diff)
+        raise CheckpointError(f"{ckpt}: resume checkpoint is for a different model configuration ({detail})")
