@@ -134,7 +134,7 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
     )
 
 
-def globalglobal_rank() -> int:
+def global_rank() -> int:
     """Global rank from the launcher's environment (torchrun, SLURM, Lightning), else 0."""
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if name in os.environ:
