@@ -146,7 +146,7 @@ def render_frame(plan: VideoPlan, index: int, size: int, rng: np.random.Generato
     x0, y0 = plan.probe_x[index], plan.probe_y[index]
     echo = plan.tissue[y0:y0 + size, x0:x0 + size].copy()
     lesion = _lesion_mask(plan, index, size)
-    contrast = {"low_contrast": rng.uniform(0.75, 0.9), "blur": rng.uniform(0.2, 0.35)}.get(hard, plan.lesion_echo)
+    contrast = {"low_contrast": rng.uniform(0.75, 0.9), "blur": rng.uniform(0.55, 0.75)}.get(hard, plan.lesion_echo)
     posterior_gain = plan.posterior if hard != "low_contrast" else 1.0
     covered = np.maximum.accumulate(lesion, axis=0)  # lesion at or above each pixel
     column = cv2.GaussianBlur(lesion.max(axis=0, keepdims=True), (0, 0), size / 60)
@@ -161,7 +161,7 @@ def render_frame(plan: VideoPlan, index: int, size: int, rng: np.random.Generato
     scatter = np.cos(phase) * plan.scatter_a + np.sin(phase) * plan.scatter_b
     field = np.sqrt(echo) * scatter[y0:y0 + size, x0:x0 + size]
     pair = np.ascontiguousarray(np.stack([field.real, field.imag], axis=-1))
-    sigma_lat, sigma_ax = max(0.8, size / 170), max(0.5, size / 400)
+    sigma_lat, sigma_ax = max(1.1, size / 170), max(0.6, size / 400)
     sharp = cv2.GaussianBlur(pair, (0, 0), sigma_lat, sigmaY=sigma_ax) * np.sqrt(4 * np.pi * sigma_lat * sigma_ax)
     wide = cv2.GaussianBlur(pair, (0, 0), 2 * sigma_lat, sigmaY=sigma_ax) * np.sqrt(8 * np.pi * sigma_lat * sigma_ax)
     depth = (np.arange(size, dtype=np.float32)[:, None] + 0.5) / size
