@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,13 +86,7 @@ def benchmark(
     for model in models:
         model_args = model_overrides(model, data, out, overrides)
         recipe = load_config(config, model_args)
-        best = Path(recipe["output"]["run_dir"]) / "checkpoints" / "best.pt"
-        if retrain or not best.is_file():
-            log.info("training %s", model)
-            run = train(config, model_args)
-            best = Path(run) / "checkpoints" / "best.pt"
-        else:
-            log.info("%s: using the existing %s", model, best)
+        best = _trained_checkpoint(Path(recipe["output"]["run_dir"]), config, model_args, retrain, train)
         result = evaluate_checkpoint(
             best, data, split, out / "eval" / model, image_size=int(recipe["data"]["image_size"]), device=device,
             batch_size=batch_size, num_workers=int(recipe["data"]["num_workers"]), method=model, settings=settings,
@@ -106,6 +101,32 @@ def benchmark(
         write_rows_csv(out / "benchmark.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "benchmark.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
     return rows
+
+
+def _trained_checkpoint(run_dir: Path, config: str | Path, model_args: list[str], retrain: bool, train: Any) -> Path:
+    """Best checkpoint of the model's run: reused, resumed after an interruption, or trained anew."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and not retrain:
+        log.info("%s: reusing %s (--retrain to train again)", run_dir.name, best)
+        return best
+    if (run_dir / "config.yaml").is_file():
+        if retrain:
+            aside = run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            log.info("%s: moving the previous run to %s", run_dir.name, aside)
+            run_dir.rename(aside)
+        else:
+            log.info("%s: resuming the interrupted run", run_dir.name)
+            run = Path(train(None, (), resume=run_dir))
+            return _best_or_last(run)
+    log.info("%s: training", run_dir.name)
+    return _best_or_last(Path(train(config, model_args)))
+
+
+def _best_or_last(run: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (run / "checkpoints" / name).is_file():
+            return run / "checkpoints" / name
+    raise FileNotFoundError(f"{run}: training wrote no checkpoints/best.pt or last.pt")
 
 
 def _header(config: str | Path, overrides: Sequence[str], split: str) -> str:
@@ -123,7 +144,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
             device=args.device, batch_size=args.batch_size, settings=EvaluationSettings(resamples=args.resamples),
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # incl. TrainingError
         print(f"error: {error}", file=sys.stderr)
         return 1
     print((args.out / "benchmark.md").read_text(encoding="utf-8"))

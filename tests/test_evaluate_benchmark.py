@@ -1,0 +1,45 @@
+"""`flanet benchmark`: one tiny training per model, one table; finished runs are reused."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from flanet.cli import main
+from flanet.data.synth import generate_dataset
+
+TINY = ["data.image_size=64", "trainer.epochs=1", "trainer.progress_bar=false", "data.num_workers=0"]
+
+
+def test_benchmark_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flanet.evaluation.benchmark")
+    data = generate_dataset(tmp_path / "data", videos=4, frames=4, size=48, seed=0)
+    out = tmp_path / "bench"
+    args = ["benchmark", "--data", str(data), "--models", "unet", "--config", "cpu-small", "--out", str(out),
+            "--resamples", "50", *TINY]
+    assert main(args) == 0
+    best = out / "runs" / "unet" / "checkpoints" / "best.pt"
+    assert best.is_file()
+    table = (out / "benchmark.md").read_text()
+    assert "| unet | image |" in table and "Table 4 format" in table
+    rows = json.loads((out / "benchmark.json").read_text())["models"]
+    assert [row["model"] for row in rows] == ["unet"]
+    assert 0 <= rows[0]["dice"] <= 1 and len(rows[0]["dice_ci"]) == 2
+    assert (out / "eval" / "unet" / "metrics.json").is_file()
+
+    assert "unet: training" in caplog.text
+    caplog.clear()
+    stamp = best.stat().st_mtime_ns
+    assert main(args) == 0  # second run: no training, same checkpoint
+    assert best.stat().st_mtime_ns == stamp
+    assert "unet: reusing" in caplog.text and "unet: training" not in caplog.text
+
+
+def test_unknown_model_fails_before_training(tmp_path: Path, capsys) -> None:
+    args = ["benchmark", "--data", str(tmp_path), "--models", "unet,nonsense", "--config", "cpu-small", "--out", str(tmp_path / "b")]
+    assert main(args) == 1
+    assert "nonsense" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "runs").exists()
