@@ -16,6 +16,7 @@ from flanet.cli import main
 from flanet.data import DataError, read_image
 from flanet.data.video_io import iter_video_frames
 from flanet.inference import VideoSegmenter, predict_to_folder
+from flanet.inference.predict import image_size_from_metadata
 from flanet.models import create_model, load_checkpoint, save_checkpoint
 
 HEIGHT, WIDTH = 64, 96
@@ -175,7 +176,9 @@ def test_changing_frame_size_names_the_input(checkpoint: Path, tmp_path: Path) -
     assert read_image(folder / "1.png").shape == (32, 32, 3)
 
 
-def test_cli_predict_and_its_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_predict_and_its_errors(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     video = _write_video(tmp_path / "scan.mp4", _frames(3))
     args = ["predict", "--checkpoint", str(checkpoint), str(video), "--out", str(tmp_path / "o"), "--no-progress", "--device", "cpu"]
     assert main(args) == 0
@@ -183,6 +186,15 @@ def test_cli_predict_and_its_errors(checkpoint: Path, tmp_path: Path, capsys: py
     assert main(args) == 1
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(args[:3] + ["--no-progress", "--device", "cpu", "scan.mp4"]) == 0
+    assert (tmp_path / "scan-flanet" / "overlay.mp4").is_file()
     missing = ["predict", "--checkpoint", str(tmp_path / "none.pt"), str(video), "--out", str(tmp_path / "p")]
     assert main(missing) == 1
     assert "none.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_image_size_comes_from_the_training_metadata() -> None:
+    assert image_size_from_metadata({"image_size": 256}) == 256
+    assert image_size_from_metadata({"train_config": {"data": {"image_size": 160}}}) == 160
+    assert image_size_from_metadata({}) == image_size_from_metadata(None) == 352

@@ -19,7 +19,9 @@ def _predict(args: argparse.Namespace) -> int:
     from flanet.models.checkpoint import CheckpointError
 
     input_path = Path(args.input)
-    out = Path(args.out) if args.out else Path.cwd() / f"{input_path.resolve().name}-flanet"
+    resolved = input_path.resolve()
+    default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
+    out = Path(args.out) if args.out else Path.cwd() / default_name
     try:
         out_dir = predict_to_folder(
             args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,

@@ -38,12 +38,11 @@ OUTPUT_MARKER = ".flanet-predict"  # marks a folder written by predict; only suc
 
 
 def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
-    """Training image size recorded in checkpoint metadata (``image_size`` or ``data.image_size``)."""
+    """Training image size recorded in checkpoint metadata (``image_size``, as written by training)."""
     metadata = metadata or {}
-    data = metadata.get("data") if isinstance(metadata.get("data"), dict) else {}
-    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
-    config_data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    for candidate in (metadata.get("image_size"), data.get("image_size"), config_data.get("image_size")):
+    train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
+    data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
+    for candidate in (metadata.get("image_size"), data.get("image_size")):
         if isinstance(candidate, int) and candidate > 0:
             return candidate
     return default
@@ -184,6 +183,9 @@ def predict_to_folder(
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
     segmenter = VideoSegmenter(model, size, device, threshold=threshold)
+    if metadata.get("edge", "causal") != "causal":
+        log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
+                 "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
     out = prepare_output_dir(Path(out_dir), input_path, force)
     videos = []
     start = time.perf_counter()
@@ -195,7 +197,7 @@ def predict_to_folder(
     summary = {
         "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
         "device": str(segmenter.device), "threshold": threshold,
-        "streaming": segmenter.reuse_features, "input": str(input_path),
+        "streaming": segmenter.reuse_features, "edge": "causal", "input": str(input_path),
         "frames": total, "frames_with_lesion": sum(v["frames_with_lesion"] for v in videos),
         "largest_area_px": max(v["largest_area_px"] for v in videos),
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
