@@ -83,3 +83,13 @@ def test_predict_command_refuses_an_unsafe_checkpoint(
     assert code == 1
     assert "refused" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content", [b"PK", b"version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 57438977\n"]
+)
+def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"model\.pt: "):
+        load_checkpoint(path)
