@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,34 +113,41 @@ def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _allocator_label(env: dict[str, str | None]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items() if v) or "glibc defaults"
+
+
 def _markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
+    m, settings = report["machine"], report["settings"]
     lines = [
         f"\n## Inference: streaming vs clip-by-clip (`flanet bench`, {report['date']})\n",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
-        f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; allocator env: "
-        f"{', '.join(f'{k}={v}' for k, v in report['worker_malloc_env'].items()) or 'glibc defaults'}; "
-        f"load average at start {report['load_average_start']}. FLA-Net, random weights, batch 1, "
-        f"{report['settings']['image_size']}x{report['settings']['image_size']}, eval + inference mode; "
-        f"each configuration in a fresh process, {report['settings']['warmup']} warm-up run(s), median "
-        f"of {report['settings']['runs']} runs of {report['settings']['frames']} output frames.\n",
-        "| device | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model load) | CUDA peak MB |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; load average (1, 5, 15 min) "
+        f"{report['load_average_start']} at start, {report['load_average_end']} at the end. "
+        f"FLA-Net (`create_model('flanet', encoder=...)`), random weights, batch 1, "
+        f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
+        f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
+        f"runs of {settings['frames']} output frames (frames/s = frames / median run time, including "
+        "resizing, normalisation and resizing the outputs back). Peak RSS includes what importing torch "
+        "maps; the RSS after building the model is in brackets.\n",
+        "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         cuda = f"{r['cuda_peak_allocated_mb']:.0f}" if r["cuda_peak_allocated_mb"] is not None else "-"
         lines.append(
-            f"| {r['device']} | {r['encoder']} | {r['mode']} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} | "
-            f"{r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} ({r['rss_after_model_mb']:.0f}) | {cuda} |"
+            f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r['mode']} | {r['fps']:.2f} | "
+            f"{r['ms_per_frame']:.1f} | {r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} "
+            f"({r['rss_after_model_mb']:.0f}) | {cuda} |"
         )
     lines.append("")
     lines += [f"- {key}: streaming is {value:.2f}x clip-by-clip throughput" for key, value in report["speedup"].items()]
     return "\n".join(lines) + "\n"
 
 
-def run_bench(encoders: list[str], image_size: int = 352, frames: int = 8, runs: int = 5, warmup: int = 1,
-              devices: list[str] | None = None, json_path: Path = Path("bench-inference.json"),
-              markdown: Path | None = None, tuned_malloc: bool = False) -> dict[str, Any]:
+def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, runs: int = 5, warmup: int = 1,
+              devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
+              markdown: Path | None = None, allocators: Sequence[str] = ("default",)) -> dict[str, Any]:
     """Run every configuration in a fresh process, print a table, write JSON and markdown.
 
     Args:
@@ -151,35 +159,38 @@ def run_bench(encoders: list[str], image_size: int = 352, frames: int = 8, runs:
         devices: e.g. ["cpu", "cuda"]; default cpu plus cuda when available.
         json_path: where the JSON report goes.
         markdown: file a section is appended to (None: do not write).
-        tuned_malloc: give workers the glibc settings of ``TUNED_MALLOC_ENV``.
+        allocators: "default" (this process's environment) and/or "tuned" (workers get
+            ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
 
     Returns:
         The report written to ``json_path``.
     """
-    devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    env = {**os.environ, **(TUNED_MALLOC_ENV if tuned_malloc else {})}
+    devices = list(devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     results = []
-    for device in devices:
-        for encoder in encoders:
-            for mode in MODES:
-                config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
-                          "frames": frames, "runs": runs, "warmup": warmup}
-                record = _run_worker(config, env)
-                print(f"{device:5s} {encoder:18s} {mode:9s} {record['fps']:7.2f} frames/s  "
-                      f"{record['gflops_per_frame']:6.1f} GFLOPs/frame  peak RSS {record['peak_rss_mb']:.0f} MB",
-                      flush=True)
-                results.append(record)
+    for allocator in allocators:
+        env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
+        label = _allocator_label({k: env.get(k) for k in TUNED_MALLOC_ENV})
+        for device in devices:
+            for encoder in encoders:
+                for mode in MODES:
+                    config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
+                              "frames": frames, "runs": runs, "warmup": warmup}
+                    record = {**_run_worker(config, env), "allocator": label}
+                    print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:9s} {record['fps']:7.2f} frames/s  "
+                          f"{record['gflops_per_frame']:6.1f} GFLOPs/frame  peak RSS {record['peak_rss_mb']:.0f} MB",
+                          flush=True)
+                    results.append(record)
     speedup = {}
-    for device in devices:
-        for encoder in encoders:
-            fps = {r["mode"]: r["fps"] for r in results if r["device"] == device and r["encoder"] == encoder}
-            speedup[f"{device} {encoder}"] = fps["streaming"] / fps["clip"]
+    for r in results:
+        if r["mode"] == "streaming":
+            clip = next(c for c in results if c["mode"] == "clip" and
+                        all(c[k] == r[k] for k in ("device", "encoder", "allocator")))
+            speedup[f"{r['device']} {r['encoder']} ({r['allocator']})"] = r["fps"] / clip["fps"]
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "worker_malloc_env": {k: v for k, v in env.items() if k in TUNED_MALLOC_ENV},
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
         "results": results, "speedup": speedup,
     }

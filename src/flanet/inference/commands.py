@@ -61,7 +61,8 @@ def _bench(args: argparse.Namespace) -> int:
     run_bench(
         encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
         warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
-        markdown=None if args.no_docs else Path(args.docs), tuned_malloc=args.tuned_malloc,
+        markdown=None if args.no_docs else Path(args.docs),
+        allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
     )
     return 0
 
@@ -108,8 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
     b.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
-    b.add_argument("--tuned-malloc", action="store_true",
-                   help="run workers with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised (glibc)")
+    b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
+                   help="glibc allocator of the workers: as this shell (default), tuned "
+                   "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised), or both")
     b.add_argument("--json", default="bench-inference.json", help="JSON results file")
     b.add_argument("--docs", default="docs/benchmarks.md", help="markdown file a section is appended to")
     b.add_argument("--no-docs", action="store_true", help="do not append to the markdown file")
