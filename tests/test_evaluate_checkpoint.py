@@ -63,3 +63,27 @@ def test_bad_image_size_and_missing_checkpoint_are_reported(setup: tuple[Path, P
     assert "multiple of 32" in capsys.readouterr().err
     assert main([*base, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")]) == 1
     assert "none.pt" in capsys.readouterr().err
+
+
+def test_streaming_and_clip_batches_agree(setup: tuple[Path, Path]) -> None:
+    data, _ = setup
+    torch.manual_seed(1)
+    model = create_model("flanet", encoder="resnet18")
+    video_set = discover(data)
+    clips = evaluate_model(model, video_set, "all", image_size=64, device="cpu", mode="clips")
+    stream = evaluate_model(model, video_set, "all", image_size=64, device="cpu", mode="stream")
+    assert [r["frame"] for r in clips.per_frame] == [r["frame"] for r in stream.per_frame]
+    for key in KEYS:
+        assert stream.metrics[key] == pytest.approx(clips.metrics[key], abs=2e-3)
+    mae = np.array([[r["mae"] for r in result.per_frame] for result in (clips, stream)])
+    assert np.abs(mae[0] - mae[1]).max() < 2e-3  # at most rounding flips of the 8-bit maps
+
+
+def test_auto_mode_streams_flanet_only(setup: tuple[Path, Path]) -> None:
+    from flanet.evaluation.inference import choose_mode
+
+    videos = discover(setup[0]).videos
+    assert choose_mode(create_model("flanet", encoder="resnet18"), videos) == "stream"
+    assert choose_mode(create_model("unet", encoder="resnet18"), videos) == "clips"
+    with pytest.raises(ValueError, match="streaming needs"):
+        choose_mode(create_model("unet", encoder="resnet18"), videos, "stream")

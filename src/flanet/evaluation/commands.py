@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
     parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
     parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's training size, else 352)")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
+                        help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass in clips mode (default: 8)")
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers (default: 2)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the standard protocol (default: 0.5)")
@@ -81,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 result = evaluate_checkpoint(
                     args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
                     batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
-                    method=args.name, settings=settings,
+                    method=args.name, mode=args.mode, settings=settings,
                 )
             except CheckpointError as error:
                 print(f"error: {error}", file=sys.stderr)

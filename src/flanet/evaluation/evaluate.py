@@ -23,7 +23,7 @@ from tqdm import tqdm
 from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
-from flanet.evaluation.inference import iter_model_predictions, resolve_device
+from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions, resolve_device
 from flanet.evaluation.predictions import (
     PredictionCheck,
     check_predictions,
@@ -121,13 +121,16 @@ def _score(
 
 def _model_chunks(
     model: nn.Module, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
-    batch_size: int, num_workers: int, save_dir: Path | None, progress: bool,
+    batch_size: int, num_workers: int, save_dir: Path | None, progress: bool, mode: str,
 ) -> Iterator[tuple[str, list[str], np.ndarray, np.ndarray]]:
     """Model predictions with their ground truth at original size; optionally saved as PNGs."""
-    by_id = {video.id: video for video in video_set.subset(split)}
-    for video_id, indices, prob in iter_model_predictions(
-        model, video_set, split, image_size, device, batch_size, num_workers, progress
-    ):
+    videos = video_set.subset(split)
+    by_id = {video.id: video for video in videos}
+    if mode == "stream":
+        predictions = iter_streamed_predictions(model, videos, image_size, device, progress)
+    else:
+        predictions = iter_model_predictions(model, video_set, split, image_size, device, batch_size, num_workers, progress)
+    for video_id, indices, prob in predictions:
         video = by_id[video_id]
         names = [frame_name(video, i) for i in indices]
         gt = np.stack([read_mask(video.masks[i]) for i in indices])  # type: ignore[arg-type]
@@ -144,14 +147,21 @@ def evaluate_model(
     model: nn.Module, video_set: VideoSet, split: str | None = "test", out: Path | None = None, *,
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
-    settings: EvaluationSettings = EvaluationSettings(),
+    mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
 ) -> EvaluationResult:
-    """Run ``model`` over a split and score it; write the report into ``out`` when given."""
+    """Run ``model`` over a split and score it; write the report into ``out`` when given.
+
+    ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
+    (fewer encoder passes); see :mod:`flanet.evaluation.inference`.
+    """
     split = resolve_split(video_set, split)
     out = prepare_out_dir(out, [video_set.root]) if out is not None else None
     save_dir = out / "predictions" if (out is not None and save_pred) else None
     dev = resolve_device(device)
-    chunks = _model_chunks(model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress)
+    mode = choose_mode(model, video_set.subset(split), mode)
+    chunks = _model_chunks(
+        model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode
+    )
     result = _score(chunks, video_set, settings)
     if out is not None:
         name = method or str(getattr(model, "config", {}).get("name", "model"))
@@ -159,7 +169,7 @@ def evaluate_model(
         full_context = {
             "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,
             "split": split or "all", "image_size": image_size, "device": str(dev), "threshold": settings.threshold,
-            "model_config": getattr(model, "config", None), **(context or {}),
+            "inference_mode": mode, "model_config": getattr(model, "config", None), **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
@@ -169,7 +179,7 @@ def evaluate_model(
 def evaluate_checkpoint(
     checkpoint: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
-    num_workers: int = 0, save_pred: bool = False, method: str | None = None,
+    num_workers: int = 0, save_pred: bool = False, method: str | None = None, mode: str = "auto",
     settings: EvaluationSettings = EvaluationSettings(),
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
@@ -183,7 +193,7 @@ def evaluate_checkpoint(
         prepare_out_dir(out, [video_set.root, checkpoint])
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
-        num_workers=num_workers, save_pred=save_pred, method=method, settings=settings,
+        num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
         context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
     )
 
