@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +76,21 @@ def test_each_frame_is_encoded_once_and_frames_are_pulled_lazily(model: torch.nn
     finally:
         del model.encode
     assert encoded_batches == [1] * 5
+
+
+def test_consumed_frames_are_not_kept(model: torch.nn.Module) -> None:
+    refs: list[weakref.ref] = []
+
+    def source() -> object:
+        for seed in range(6):
+            frame = _frames(1, seed=seed)[0]  # made one at a time, like a decoder
+            refs.append(weakref.ref(frame))
+            yield frame
+            del frame
+
+    for result in VideoSegmenter(model, SIZE, "cpu").stream(source()):
+        gc.collect()
+        assert [r() is None for r in refs[:-1]] == [True] * result.index  # only the current frame is alive
 
 
 def test_result_is_resized_to_the_input_frame(model: torch.nn.Module) -> None:

@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's, else 352)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default 0.5)")
-    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders (default 25)")
+    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_predict)

@@ -43,9 +43,9 @@ class VideoSource:
         return self._open()
 
 
-def _video_file_source(path: Path, video_id: str) -> VideoSource:
+def _video_file_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
     info = probe_video(path)  # DataError for unreadable / zero-byte files
-    fps = float(info.fps) if info.fps and info.fps > 0 else 25.0
+    fps = float(info.fps) if info.fps and info.fps > 0 else default_fps
     count = int(info.frame_count) if info.frame_count and info.frame_count > 0 else None
     return VideoSource(video_id, path, fps, count, None, lambda: iter_video_frames(path))
 
@@ -59,14 +59,17 @@ def _frame_list_source(frames: list[Path], video_id: str, location: Path, fps: f
 
 def _dataset_video_source(video: Video, root: Path, fps: float) -> VideoSource:
     if video.video_file is not None:
-        return _video_file_source(Path(video.video_file), video.id)
+        return _video_file_source(Path(video.video_file), video.id, fps)
     location = Path(video.frames[0]).parent if video.frames else root
     return _frame_list_source([Path(p) for p in video.frames], video.id, location, fps)
 
 
 def image_files(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, in natural order (frame_2 before frame_10)."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ]
     return natsorted(files, key=lambda p: p.name)
 
 
@@ -76,7 +79,7 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
     Args:
         input_path: a video file (mp4/avi/mov/mkv/m4v), a folder holding frame images
             directly, or a dataset root in any layout ``flanet.data.discover`` reads.
-        fps: frame rate given to frame folders (video files keep their own).
+        fps: frame rate given to frame folders and to video files that do not state one.
         split: for a dataset root, the split to segment (None = every video).
 
     Raises:
@@ -93,7 +96,7 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
                 f"{path}: unsupported input file type {path.suffix!r}; give a video "
                 f"({', '.join(sorted(VIDEO_SUFFIXES))}), a folder of frames or a dataset root"
             )
-        return [_video_file_source(path, path.stem)]
+        return [_video_file_source(path, path.stem, fps)]
     frames = image_files(path)
     if frames:
         return [_frame_list_source(frames, path.name, path, fps)]
