@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
     e = subparsers.add_parser(
-        "export", help="export the per-frame step (encoder, decoder, 3-frame step) to ONNX or TorchScript",
+        "export", help="export the per-frame step (encoder, decoder, 3-frame step): ONNX, torch.export, TorchScript",
         description="Export for deployment; every exported part is checked against PyTorch. See docs/inference.md.",
     )
     e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
@@ -100,10 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
-        "bench", help="frames/s, peak memory and GFLOPs: streaming vs clip-by-clip inference",
+        "bench", help="inference speed: frames/s, peak memory, GFLOPs of streaming vs clip-by-clip",
         description="Each configuration runs in a fresh process (peak RSS is per process).",
     )
-    b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"])
+    b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
+                   help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
     b.add_argument("--image-size", type=int, default=352)
     b.add_argument("--frames", type=int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
