@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
+
+from flanet.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,16 @@ def apply_photometric(clip: np.ndarray, transform: ClipTransform) -> np.ndarray:
     return cv2.LUT(flat, table).reshape(clip.shape)
 
 
-def add_noise_(frames: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
-    """Add grey Gaussian noise (same on the 3 channels, fresh per frame) in place to ``(T, 3, S, S)`` in [0, 1]."""
+def add_noise_(frames: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Add grey Gaussian noise of ``std`` (image in [0, 1]) in place to ImageNet-normalised ``(T, 3, S, S)``.
+
+    The noise is the same on the three channels and fresh per frame; values stay in the range of
+    normalised [0, 1] images.
+    """
     if std > 0:
-        noise = torch.randn((frames.shape[0], 1, *frames.shape[2:]), generator=generator)
-        frames.add_(noise.mul_(std)).clamp_(0.0, 1.0)
+        scale = np.float32(std) / np.array(IMAGENET_STD, np.float32)[:, None, None]
+        mean = np.array(IMAGENET_MEAN, np.float32)[:, None, None]
+        noise = rng.standard_normal((frames.shape[0], 1, *frames.shape[2:]), dtype=np.float32)
+        frames += noise * scale
+        np.clip(frames, -mean * scale / std, (1 - mean) * scale / std, out=frames)
     return frames

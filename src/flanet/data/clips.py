@@ -34,7 +34,7 @@ from flanet.data.augment import (
 )
 from flanet.data.bboxes import NO_BOX, mask_bbox
 from flanet.data.errors import DataError
-from flanet.data.images import normalise_, read_image, read_mask, resize_rgb, to_unit_tensor
+from flanet.data.images import normalise, read_image, read_mask, resize_rgb
 from flanet.data.targets import bbox_center, gaussian_heatmap
 from flanet.data.video_io import VideoFrameReader
 from flanet.data.videoset import Video, VideoSet
@@ -173,15 +173,15 @@ class ClipDataset(Dataset):
         shape = decoded[t].shape[:2]
         size = self.image_size
         if self.augment:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-            transform = sample_transform(np.random.default_rng(seed), size, self.augment_config)
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            transform = sample_transform(rng, size, self.augment_config)
             warped = [warp(decoded[int(i)], frame_matrix(transform, *decoded[int(i)].shape[:2], size), size) for i in unique]
-            frames = to_unit_tensor(apply_photometric(np.stack(warped), transform)[inverse])
-            add_noise_(frames, transform.noise_std, torch.Generator().manual_seed(seed))
+            frames = normalise(apply_photometric(np.stack(warped), transform)[inverse])
+            add_noise_(frames.numpy(), transform.noise_std, rng)
         else:
             transform = IDENTITY
-            frames = to_unit_tensor(np.stack([resize_rgb(decoded[int(i)], size) for i in unique])[inverse])
-        sample: dict[str, object] = {"frames": normalise_(frames)}  # (T, 3, S, S)
+            frames = normalise(np.stack([resize_rgb(decoded[int(i)], size) for i in unique])[inverse])
+        sample: dict[str, object] = {"frames": frames}  # (T, 3, S, S)
         sample.update(self._targets(video, t, shape, transform))
         if self.with_neighbour:
             previous = int(indices[1])

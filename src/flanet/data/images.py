@@ -143,24 +143,21 @@ def resize_rgb(rgb: np.ndarray, image_size: int) -> np.ndarray:
     return cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
 
 
-def to_unit_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 RGB ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` in [0, 1] (one pass, contiguous)."""
-    source = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
-    out = torch.empty(source.shape, dtype=torch.float32)
-    out.copy_(source)
-    return out.mul_(1.0 / 255.0)
-
-
-def normalise_(tensor: torch.Tensor) -> torch.Tensor:
-    """In place ImageNet normalisation of float RGB ``(..., 3, H, W)`` in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype, device=tensor.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype, device=tensor.device)[:, None, None]
-    return tensor.sub_(mean).div_(std)
+_SCALE = (1.0 / (255.0 * np.array(IMAGENET_STD, np.float32)))[:, None, None]  # (3, 1, 1)
+_SHIFT = (np.array(IMAGENET_MEAN, np.float32) / np.array(IMAGENET_STD, np.float32))[:, None, None]
 
 
 def normalise(frames: np.ndarray) -> torch.Tensor:
-    """ImageNet-normalise uint8 RGB frames ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)``."""
-    return normalise_(to_unit_tensor(frames))
+    """ImageNet-normalise uint8 RGB frames ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)``.
+
+    Runs in numpy (single-threaded, two passes): torch's intra-op threads only add contention
+    for arrays this small, inside DataLoader workers or beside a training process.
+    """
+    channels_first = np.moveaxis(frames, -1, -3)
+    out = np.empty(channels_first.shape, np.float32)
+    np.multiply(channels_first, _SCALE, out=out, casting="unsafe")
+    out -= _SHIFT
+    return torch.from_numpy(out)
 
 
 def to_model_input(rgb: np.ndarray, image_size: int = 352) -> torch.Tensor:
