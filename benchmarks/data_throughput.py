@@ -50,14 +50,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or generate_dataset(Path(tmp) / "synth", videos=8, frames=16, size=args.image_size, seed=0)
         video_set = discover(root)
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, torch {torch.__version__}, "
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, "
+              f"torch {torch.__version__}, "
               f"{torch.get_num_threads()} torch threads in the main process")
-        print(f"data: {root if args.root else 'synthetic 8 videos x 16 frames'}, output {args.image_size}x{args.image_size}, batch {args.batch_size}\n")
+        source = root if args.root else "synthetic 8 videos x 16 frames"
+        print(f"data: {source}, output {args.image_size}x{args.image_size}, batch {args.batch_size}\n")
         print("| clip | augment | workers | clips/s |")
         print("|---|---|---|---|")
         for with_neighbour in (True, False):
             for augment in (False, True):
-                dataset = ClipDataset(video_set, None, image_size=args.image_size, augment=augment, with_neighbour=with_neighbour)
+                dataset = ClipDataset(video_set, None, image_size=args.image_size, augment=augment,
+                                      with_neighbour=with_neighbour)
                 for workers in args.workers:
                     rate = measure(dataset, args.batch_size, workers, args.batches)
                     clip = "4 frames (with_neighbour)" if with_neighbour else "3 frames"

@@ -105,7 +105,9 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(image, centred, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def transform_box(box: tuple[float, float, float, float], matrix: np.ndarray, size: int) -> tuple[float, float, float, float] | None:
+def transform_box(
+    box: tuple[float, float, float, float], matrix: np.ndarray, size: int
+) -> tuple[float, float, float, float] | None:
     """Axis-aligned envelope of a transformed box, clipped to the output; None when it leaves the image."""
     x1, y1, x2, y2 = box
     corners = np.array([[x1, y1, 1.0], [x2, y1, 1.0], [x1, y2, 1.0], [x2, y2, 1.0]]) @ matrix[:2].T

@@ -64,13 +64,15 @@ def read_bbox_json(path: Path, videos: list[Video], problems: list[Problem]) -> 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        problems.append(Problem("error", path, f"malformed bbox.json: {error.msg} (line {error.lineno}, column {error.colno})"))
+        where = f"line {error.lineno}, column {error.colno}"
+        problems.append(Problem("error", path, f"malformed bbox.json: {error.msg} ({where})"))
         return
     except (OSError, UnicodeDecodeError) as error:
         problems.append(Problem("error", path, f"cannot read bbox.json ({error})"))
         return
     if not isinstance(data, dict) or not all(isinstance(entry, dict) for entry in data.values()):
-        problems.append(Problem("error", path, 'malformed bbox.json: expected {"<video>": {"<frame name>": [x1, y1, x2, y2]}}'))
+        expected = '{"<video>": {"<frame name>": [x1, y1, x2, y2]}}'
+        problems.append(Problem("error", path, f"malformed bbox.json: expected {expected}"))
         return
     by_id = {video.id: video for video in videos}
     for video_id, entries in data.items():

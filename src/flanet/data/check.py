@@ -23,9 +23,10 @@ from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
 from flanet.data.layouts import discover
 from flanet.data.video_io import probe_video
-from flanet.data.videoset import Video, VideoSet
+from flanet.data.videoset import BBox, Video, VideoSet
 
 MIN_BOX_IOU = 0.5
+UNLABELLED_LAYOUTS: frozenset[str] = frozenset({"video-files", "frame-folders"})
 SEVERITIES: tuple[str, ...] = ("error", "warning", "note")
 
 
@@ -65,16 +66,19 @@ class CheckReport:
     def format(self) -> str:
         """Human-readable report: summary, then every problem (errors first)."""
         sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.image_sizes.most_common(6)) or "-"
-        splits = ", ".join(f"{name} {v} videos / {f} frames" for name, (v, f) in self.split_sizes.items()) or "none"
-        labels = "; ".join(f"{name}: " + ", ".join(f"{k} {n}" for k, n in sorted(c.items())) for name, c in self.label_counts.items()) or "none"
+        splits = ", ".join(f"{name} {v} videos / {f} frames" for name, (v, f) in self.split_sizes.items())
+        labels = "; ".join(
+            f"{name}: " + ", ".join(f"{value} {n}" for value, n in sorted(counts.items()))
+            for name, counts in self.label_counts.items()
+        )
         lines = [
             f"data set      {self.root}",
             f"layout        {self.layout or 'not recognised'}",
             f"videos        {self.videos}",
             f"frames        {self.frames} ({self.masked_frames} with a mask, {self.lesion_frames} with a lesion)",
             f"image sizes   {sizes}",
-            f"splits        {splits}",
-            f"labels        {labels}",
+            f"splits        {splits or 'none'}",
+            f"labels        {labels or 'none'}",
             f"problems      {self.count('error')} errors, {self.count('warning')} warnings, {self.count('note')} notes",
         ]
         order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
@@ -90,59 +94,81 @@ def _image_kind(array: np.ndarray, data: bytes) -> str:
     return "grayscale" if array.ndim == 2 or array.shape[2] == 1 else ""
 
 
+def _box_problem(box: BBox, mask: np.ndarray, frame: Path, mask_path: Path) -> Problem | None:
+    """Disagreement between a ``bbox.json`` box and its mask, if any."""
+    height, width = mask.shape
+    mask_box = mask_bbox(mask)
+    if box[2] > width + 1 or box[3] > height + 1:
+        return Problem("error", frame, f"bbox.json box {box} lies outside the {width}x{height} image")
+    if mask_box is None:
+        return Problem("error", frame, f"bbox.json has a box {box} but the mask {mask_path.name} is empty")
+    if (iou := box_iou(box, mask_box)) < MIN_BOX_IOU:
+        return Problem("error", frame, f"bbox.json box {box} disagrees with the mask's box {mask_box} "
+                                       f"(IoU {iou:.2f} < {MIN_BOX_IOU})")
+    return None
+
+
 def check_frame(video: Video, index: int, frame_size: tuple[int, int] | None = None) -> FrameResult:
-    """Read frame ``index`` of ``video`` and its mask; report what is wrong with them."""
+    """Read frame ``index`` of ``video`` and its mask; report what is wrong with them.
+
+    Args:
+        video: the video.
+        index: frame index.
+        frame_size: ``(W, H)`` when known without reading the frame (video files).
+    """
     result = FrameResult(size=frame_size)
-    frame_path = video.video_file or video.frames[index]
+    frame = video.video_file or video.frames[index]
     if video.video_file is None:
         try:
-            data = read_bytes(frame_path)
-            array = decode_unchanged(data, frame_path)
+            data = read_bytes(frame)
+            array = decode_unchanged(data, frame)
             result.size, result.kind = (array.shape[1], array.shape[0]), _image_kind(array, data)
         except DataError as error:
-            result.problems.append(Problem("error", frame_path, f"unreadable image: {str(error).split(': ', 1)[-1]}"))
+            result.problems.append(Problem("error", frame, f"unreadable image: {error.message}"))
     mask_path = video.masks[index]
     if mask_path is None:
         return result
     try:
         values = read_mask_values(mask_path)
     except DataError as error:
-        result.problems.append(Problem("error", mask_path, f"unreadable mask: {str(error).split(': ', 1)[-1]}"))
+        result.problems.append(Problem("error", mask_path, f"unreadable mask: {error.message}"))
         return result
     if result.size is not None and (values.shape[1], values.shape[0]) != result.size:
-        result.problems.append(Problem("error", mask_path, f"mask is {values.shape[1]}x{values.shape[0]}, its frame {frame_path.name} is {result.size[0]}x{result.size[1]}"))
+        size = f"{values.shape[1]}x{values.shape[0]}"
+        result.problems.append(Problem("error", mask_path, f"mask is {size}, its frame {frame.name} is "
+                                                           f"{result.size[0]}x{result.size[1]}"))
     distinct = np.unique(values)
     if distinct.size > 2:
-        result.problems.append(Problem("warning", mask_path, f"mask is not binary ({distinct.size} distinct values, {distinct.min()}..{distinct.max()}); binarised at half its maximum"))
+        result.problems.append(Problem("warning", mask_path, f"mask is not binary ({distinct.size} distinct values, "
+                                                             f"{distinct.min()}..{distinct.max()}); binarised at half "
+                                                             "its maximum"))
     mask = binarise_mask(values)
     result.has_lesion = bool(mask.any())
     box = video.bboxes[index] if video.bboxes is not None else None
-    if box is not None:
-        mask_box = mask_bbox(mask)
-        width, height = values.shape[1], values.shape[0]
-        if box[2] > width + 1 or box[3] > height + 1:
-            result.problems.append(Problem("error", frame_path, f"bbox.json box {box} lies outside the {width}x{height} image"))
-        elif mask_box is None:
-            result.problems.append(Problem("error", frame_path, f"bbox.json has a box {box} but the mask {mask_path.name} is empty"))
-        elif (iou := box_iou(box, mask_box)) < MIN_BOX_IOU:
-            result.problems.append(Problem("error", frame_path, f"bbox.json box {box} disagrees with the mask's box {mask_box} (IoU {iou:.2f} < {MIN_BOX_IOU})"))
-    elif video.bboxes is not None and result.has_lesion:
-        result.problems.append(Problem("warning", frame_path, "no bbox.json box for a frame whose mask has a lesion (the mask's box is used)"))
+    if box is not None and (problem := _box_problem(box, mask, frame, mask_path)):
+        result.problems.append(problem)
+    elif box is None and video.bboxes is not None and result.has_lesion:
+        result.problems.append(Problem("warning", frame, "no bbox.json box for a frame whose mask has a lesion "
+                                                         "(the mask's box is used)"))
     return result
 
 
-def _video_problems(video: Video, results: list[FrameResult], clip_len: int) -> list[Problem]:
+def _video_problems(video: Video, results: list[FrameResult], clip_len: int, labelled: bool) -> list[Problem]:
     folder = video.video_file or (video.frames[0].parent if video.frames else Path(video.id))
     problems = []
     if video.num_frames < clip_len:
-        problems.append(Problem("error", folder, f"video {video.id!r} has {video.num_frames} frame(s); a clip needs {clip_len}"))
+        problems.append(Problem("error", folder, f"video {video.id!r} has {video.num_frames} frame(s); "
+                                                 f"a clip needs {clip_len}"))
     if 0 < video.num_masks < video.num_frames and video.video_file is None:
-        problems += [Problem("warning", frame, "missing mask: frame used as context only") for frame, mask in zip(video.frames, video.masks) if mask is None]
+        problems += [Problem("warning", frame, "missing mask: frame used as context only")
+                     for frame, mask in zip(video.frames, video.masks) if mask is None]
     elif video.num_masks == 0:
-        problems.append(Problem("warning", folder, f"video {video.id!r} has no masks: usable for inference only"))
+        problems.append(Problem("warning" if labelled else "note", folder,
+                                f"video {video.id!r} has no masks: usable for inference only"))
     sizes = Counter(result.size for result in results if result.size)
     if len(sizes) > 1:
-        problems.append(Problem("warning", folder, "frames of different sizes: " + ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.items())))
+        listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.items())
+        problems.append(Problem("warning", folder, f"frames of different sizes: {listed}"))
     for kind, count in Counter(result.kind for result in results if result.kind).items():
         problems.append(Problem("note", folder, f"{count} {kind} frame(s), read as 8-bit RGB"))
     return problems
@@ -153,27 +179,44 @@ def _split_problems(video_set: VideoSet) -> tuple[list[Problem], dict[str, tuple
     problems, sizes, seen = [], {}, {}
     for split, ids in video_set.splits.items():
         source = video_set.split_files.get(split, video_set.root)
-        problems += [Problem("error", source, f"split {split!r} names video {video_id!r}, which does not exist") for video_id in ids if video_id not in by_id]
+        problems += [Problem("error", source, f"split {split!r} names video {video_id!r}, which does not exist")
+                     for video_id in ids if video_id not in by_id]
         for video_id in ids:
             if video_id in seen and seen[video_id] != split and split in video_set.split_files:
-                problems.append(Problem("error", source, f"video {video_id!r} is in both {seen[video_id]!r} and {split!r}"))
+                problems.append(Problem("error", source, f"video {video_id!r} is in both {seen[video_id]!r} "
+                                                         f"and {split!r}"))
             seen.setdefault(video_id, split)
         sizes[split] = (len(ids), sum(by_id[v].num_frames for v in ids if v in by_id))
         if not ids:
             problems.append(Problem("warning", source, f"split {split!r} is empty"))
     unassigned = [video.id for video in video_set.videos if video.id not in seen]
     if video_set.splits and unassigned:
-        problems.append(Problem("note", video_set.root, f"{len(unassigned)} video(s) in no split: " + ", ".join(unassigned[:8]) + (" ..." if len(unassigned) > 8 else "")))
+        listed = ", ".join(unassigned[:8]) + (" ..." if len(unassigned) > 8 else "")
+        problems.append(Problem("note", video_set.root, f"{len(unassigned)} video(s) in no split: {listed}"))
     return problems, sizes
 
 
-def check_dataset(root: str | Path, clip_len: int = 3, labels_csv: str | Path | None = None, workers: int | None = None, progress: bool = True) -> CheckReport:
-    """Check a data set folder: summary plus every problem found (never stops at the first)."""
+def check_dataset(
+    root: str | Path,
+    clip_len: int = 3,
+    labels_csv: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CheckReport:
+    """Check a data set folder: summary plus every problem found (never stops at the first).
+
+    Args:
+        root: the data set folder (any layout :func:`flanet.data.discover` reads).
+        clip_len: frames a clip needs; shorter videos are errors.
+        labels_csv: video-labels CSV (default: found at the root).
+        workers: reader threads (default: CPU count, at most 8).
+        progress: show a tqdm progress bar.
+    """
     report = CheckReport(Path(root))
     try:
         video_set = discover(root, labels_csv=labels_csv)
     except DataError as error:
-        report.problems.append(Problem("error", error.path or Path(root), str(error).split(": ", 1)[-1]))
+        report.problems.append(Problem("error", error.path or Path(root), error.message))
         return report
     report.layout, report.videos = video_set.layout, len(video_set.videos)
     report.problems += video_set.notes
@@ -184,9 +227,11 @@ def check_dataset(root: str | Path, clip_len: int = 3, labels_csv: str | Path | 
             info = probe_video(video.video_file)
             size = (info.width, info.height)
             report.image_sizes[size] += video.num_frames
-        jobs += [(video, index, size) for index in range(video.num_frames) if video.video_file is None or video.masks[index] is not None]
+        jobs += [(video, index, size) for index in range(video.num_frames)
+                 if video.video_file is None or video.masks[index] is not None]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        results = list(tqdm(pool.map(lambda job: check_frame(*job), jobs), total=len(jobs), desc="checking frames", disable=not progress))
+        results = list(tqdm(pool.map(lambda job: check_frame(*job), jobs), total=len(jobs),
+                            desc="checking frames", disable=not progress))
     per_video: dict[str, list[FrameResult]] = {}
     for (video, _, _), result in zip(jobs, results):
         per_video.setdefault(video.id, []).append(result)
@@ -194,8 +239,9 @@ def check_dataset(root: str | Path, clip_len: int = 3, labels_csv: str | Path | 
         report.lesion_frames += result.has_lesion
         if result.size is not None and video.video_file is None:
             report.image_sizes[result.size] += 1
+    labelled = video_set.layout not in UNLABELLED_LAYOUTS
     for video in video_set.videos:
-        report.problems += _video_problems(video, per_video.get(video.id, []), clip_len)
+        report.problems += _video_problems(video, per_video.get(video.id, []), clip_len, labelled)
         report.frames += video.num_frames
         report.masked_frames += video.num_masks
     split_problems, report.split_sizes = _split_problems(video_set)
@@ -203,7 +249,8 @@ def check_dataset(root: str | Path, clip_len: int = 3, labels_csv: str | Path | 
     ids = {video.id for video in video_set.videos}
     for video_id, values in video_set.labels.items():
         if video_id not in ids:
-            report.problems.append(Problem("warning", video_set.root, f"labels name video {video_id!r}, which does not exist"))
+            report.problems.append(Problem("warning", video_set.root, f"labels name video {video_id!r}, "
+                                                                      "which does not exist"))
         for name, value in values.items():
             report.label_counts.setdefault(name, Counter())[value] += 1
     return report

@@ -137,13 +137,16 @@ class ClipDataset(Dataset):
             return self._video_reader.read(video.video_file, index)
         return read_image(video.frames[index])
 
-    def _targets(self, video: Video, index: int, shape: tuple[int, int], transform: ClipTransform) -> dict[str, torch.Tensor]:
+    def _targets(
+        self, video: Video, index: int, shape: tuple[int, int], transform: ClipTransform
+    ) -> dict[str, torch.Tensor]:
         """Mask, heatmap, bbox and has_lesion of frame ``index`` at the output resolution."""
         mask_path = video.masks[index]
         mask = read_mask(mask_path)
         if mask.shape != shape:
             frame = video.video_file or video.frames[index]
-            raise DataError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its frame's {shape[1]}x{shape[0]} ({frame})", mask_path)
+            found, expected = f"{mask.shape[1]}x{mask.shape[0]}", f"{shape[1]}x{shape[0]}"
+            raise DataError(f"mask size {found} differs from its frame's {expected} ({frame})", mask_path)
         size = self.image_size
         matrix = frame_matrix(transform, shape[0], shape[1], size)
         mask_u8 = mask.astype(np.uint8) * 255
@@ -175,7 +178,7 @@ class ClipDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             transform = sample_transform(rng, size, self.augment_config)
-            warped = [warp(decoded[int(i)], frame_matrix(transform, *decoded[int(i)].shape[:2], size), size) for i in unique]
+            warped = [warp(decoded[i], frame_matrix(transform, *decoded[i].shape[:2], size), size) for i in decoded]
             frames = normalise(apply_photometric(np.stack(warped), transform)[inverse])
             add_noise_(frames.numpy(), transform.noise_std, rng)
         else:

@@ -14,10 +14,12 @@ from flanet.data.synth import CONTACT_SHEET, generate_dataset
 
 
 def _check(args: argparse.Namespace) -> int:
-    report = check_dataset(args.root, clip_len=args.clip_len, labels_csv=args.labels, workers=args.workers, progress=not args.quiet)
+    report = check_dataset(args.root, clip_len=args.clip_len, labels_csv=args.labels, workers=args.workers,
+                           progress=not args.quiet)
     print(report.format())
     usable = report.usable(strict=args.strict)
-    print("verdict       " + ("usable" if usable else "NOT usable: fix the errors above" + (" and warnings (--strict)" if args.strict else "")))
+    failure = "NOT usable: fix the errors above" + (" and warnings (--strict)" if args.strict else "")
+    print("verdict       " + ("usable" if usable else failure))
     return 0 if usable else 1
 
 
@@ -25,8 +27,12 @@ def _split(args: argparse.Namespace) -> int:
     ratios = parse_ratios(args.ratios)
     video_set = discover(args.root, labels_csv=args.labels)
     ids = [video.id for video in video_set.videos]
-    columns = args.stratify_by if args.stratify_by is not None else sorted({k for v in video_set.labels.values() for k in v})
-    strata = {vid: "|".join(video_set.labels.get(vid, {}).get(c, "?") for c in columns) for vid in ids} if columns else None
+    columns = args.stratify_by
+    if columns is None:
+        columns = sorted({name for values in video_set.labels.values() for name in values})
+    strata = None
+    if columns:
+        strata = {vid: "|".join(video_set.labels.get(vid, {}).get(c, "?") for c in columns) for vid in ids}
     splits = make_splits(ids, ratios, args.seed, strata)
     wanted = {name: splits[name] for name, ratio in zip(SPLIT_NAMES, ratios) if ratio > 0}
     written = write_split_lists(video_set.root, wanted, force=args.force)
@@ -79,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--ratios", default="4:2:4", help="train:val:test (default 4:2:4, the paper's)")
     split.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     split.add_argument("--labels", type=Path, default=None, help="video-labels CSV to stratify by")
-    split.add_argument("--stratify-by", nargs="*", default=None, metavar="COLUMN", help="label columns (default all; none: no stratification)")
+    split.add_argument("--stratify-by", nargs="*", default=None, metavar="COLUMN",
+                       help="label columns (default all; give none to turn stratification off)")
     split.add_argument("--force", action="store_true", help="overwrite existing split lists")
     split.set_defaults(func=_guard(_split))
 

@@ -61,7 +61,8 @@ def _match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes
     by_stem: dict[str, Path] = {}
     for mask in mask_files:
         if mask.stem in by_stem:
-            notes.append(Problem("warning", mask, f"two masks share the name {mask.stem!r}; using {by_stem[mask.stem].name}"))
+            kept = by_stem[mask.stem].name
+            notes.append(Problem("warning", mask, f"two masks share the name {mask.stem!r}; using {kept}"))
             continue
         by_stem[mask.stem] = mask
     frame_stems = {frame.stem for frame in frames}
@@ -81,7 +82,8 @@ def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem], pref
         _, frames = _list_dir(folder, notes)
         mask_dir = mask_root / folder.name
         if not mask_dir.is_dir():
-            notes.append(Problem("warning", mask_dir, f"no mask folder for video {folder.name!r}: its frames have no masks"))
+            message = f"no mask folder for video {folder.name!r}: its frames have no masks"
+            notes.append(Problem("warning", mask_dir, message))
         video_id = f"{prefix}/{folder.name}" if prefix else folder.name
         videos.append(Video(video_id, frames, _match_masks(video_id, frames, mask_dir, notes)))
     if mask_root.is_dir():
@@ -174,7 +176,8 @@ def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> li
             for mask in _list_dir(mask_dir, notes)[1]:
                 index = _video_number(mask)
                 if index is None or not 0 <= index < info.frame_count:
-                    notes.append(Problem("warning", mask, f"mask name gives no frame number in 0..{info.frame_count - 1}, ignored"))
+                    message = f"mask name gives no frame number in 0..{info.frame_count - 1}, ignored"
+                    notes.append(Problem("warning", mask, message))
                 else:
                     masks[index] = mask
         videos.append(Video(path.stem, [], masks, video_file=path))
@@ -212,13 +215,15 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         videos, folder_splits = _read_polyp(found)
     else:
         subfolders, _ = _list_dir(root, [])
-        files = natsorted((p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()), key=lambda p: p.name)
+        files = [p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
+        files = natsorted(files, key=lambda p: p.name)
         if files:
             layout = "video-files"
             videos = _read_video_files(root, files, notes)
         elif subfolders and any(_list_dir(folder, [])[1] for folder in subfolders):
             layout = "frame-folders"
-            videos = [Video(f.name, frames, [None] * len(frames)) for f in subfolders if (frames := _list_dir(f, notes)[1])]
+            listed = [(folder.name, _list_dir(folder, notes)[1]) for folder in subfolders]
+            videos = [Video(name, frames, [None] * len(frames)) for name, frames in listed if frames]
         else:
             raise DataError(
                 "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "

@@ -94,7 +94,8 @@ def generate_dataset(
         for frame in range(frames):
             gray, mask = render_frame(plan, frame, size, rng)
             stem = f"{frame:05d}"
-            cv2.imwrite(str(image_dir / f"{stem}.jpg"), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+            cv2.imwrite(str(image_dir / f"{stem}.jpg"), rgb, [cv2.IMWRITE_JPEG_QUALITY, 92])
             cv2.imwrite(str(mask_dir / f"{stem}.png"), mask.astype(np.uint8) * 255)
             box = mask_bbox(mask)
             boxes[name][f"{stem}.jpg"] = list(box) if box else None

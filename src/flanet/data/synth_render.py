@@ -75,7 +75,8 @@ def _tissue_map(rng: np.random.Generator, height: int, width: int, size: int) ->
     echo = np.where(y < skin, 1.5, np.where(y < fat, 0.12, np.where(y < gland, 1.0, np.where(y < muscle, 0.1, 0.2))))
     echo = echo.astype(np.float32)
     texture = np.exp(0.6 * _smooth_noise(rng, (height, width), size / 40))
-    striation = 1.0 + 0.9 * np.sin(2 * np.pi * (y * rng.uniform(25, 35) + 0.3 * _smooth_noise(rng, (1, width), size / 5)))
+    fibres = y * rng.uniform(25, 35) + 0.3 * _smooth_noise(rng, (1, width), size / 5)
+    striation = 1.0 + 0.9 * np.sin(2 * np.pi * fibres)
     echo *= np.where(y > muscle, striation, texture).astype(np.float32)
     skin_line = np.exp(-(((y - skin) * size / 1.2) ** 2))
     echo += (2.5 * skin_line).astype(np.float32)
@@ -94,12 +95,14 @@ def plan_video(rng: np.random.Generator, frames: int, size: int) -> VideoPlan:
     malignant = bool(rng.random() < 0.4)
     aln = bool(rng.random() < (0.5 if malignant else 0.1))
     tissue = _tissue_map(rng, height, width, size)
-    scatter = (rng.standard_normal((2, height, width, 2), dtype=np.float32) * np.float32(0.7071)).view(np.complex64)[..., 0]
+    parts = rng.standard_normal((2, height, width, 2), dtype=np.float32) * np.float32(0.7071)
+    scatter = parts.view(np.complex64)[..., 0]  # (2, Hw, Ww) unit-variance circular complex Gaussian
     radius = rng.uniform(0.11, 0.17) * size
     aspect = rng.uniform(0.8, 1.15) if malignant else rng.uniform(0.5, 0.75)  # axial / lateral
     orders = np.arange(2, 15 if malignant else 6)
     amps = rng.uniform(0, 1, orders.size) * (0.25 if malignant else 0.08) / np.sqrt(orders)
-    elevation = _smooth_path(rng, frames, rng.uniform(0.3, 0.6)) + (rng.uniform(-0.6, 0.6) if rng.random() < 0.3 else 0.0)
+    offset = rng.uniform(-0.6, 0.6) if rng.random() < 0.3 else 0.0  # some videos sweep off the lesion
+    elevation = _smooth_path(rng, frames, rng.uniform(0.3, 0.6)) + offset
     hard = [""] * frames
     for index in range(2, frames):
         if not hard[index - 1] and rng.random() < 0.25:
@@ -135,7 +138,8 @@ def _lesion_mask(plan: VideoPlan, index: int, size: int) -> np.ndarray:
     dx, dy = (x - cx) / plan.radii[0], (y - cy) / plan.radii[1]
     rho, theta = np.hypot(dx, dy), np.arctan2(dy, dx)
     drift = 0.4 * plan.elevation[index]
-    boundary = 1.0 + np.sum(plan.harmonics[:, 1, None, None] * np.cos(plan.harmonics[:, 0, None, None] * theta + plan.harmonics[:, 2, None, None] + drift), axis=0)
+    order, amplitude, phase = (plan.harmonics[:, k, None, None] for k in range(3))
+    boundary = 1.0 + np.sum(amplitude * np.cos(order * theta + phase + drift), axis=0)
     edge = 1.0 / max(plan.radii[0], 1.0)
     return np.clip((scale * boundary - rho) / edge + 0.5, 0.0, 1.0).astype(np.float32)
 
@@ -176,7 +180,8 @@ def render_frame(plan: VideoPlan, index: int, size: int, rng: np.random.Generato
         xs = np.arange(size, dtype=np.float32)[None, :]
         band = np.clip((np.abs(xs - centre) - half) / (0.04 * size), 0, 1)
         envelope *= 0.015 + 0.985 * band
-    noise_floor = np.abs(rng.standard_normal((size, size), np.float32) + 1j * rng.standard_normal((size, size), np.float32)) * 0.02
+    in_phase, quadrature = (rng.standard_normal((size, size), np.float32) for _ in range(2))
+    noise_floor = 0.02 * np.hypot(in_phase, quadrature)  # electronic noise, Rayleigh too
     db = 20 * np.log10(envelope + noise_floor + 1e-4)
     image = np.clip((db + 32.0) / 42.0, 0, 1) ** 1.3 * 255
     return image.astype(np.uint8), lesion > 0.5

@@ -68,7 +68,8 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     """
     path = Path(path)
     if path.is_dir():
-        frames = natsorted((p for p in path.iterdir() if is_image_file(p) and not p.name.startswith(".")), key=lambda p: p.name)
+        frames = [p for p in path.iterdir() if is_image_file(p) and not p.name.startswith(".")]
+        frames = natsorted(frames, key=lambda p: p.name)
         if not frames:
             raise DataError("folder holds no image frames", path)
         for frame in frames:
