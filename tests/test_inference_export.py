@@ -25,6 +25,7 @@ def model() -> torch.nn.Module:
 def test_onnx_streaming_parts_reproduce_the_clip_forward(model: torch.nn.Module, tmp_path: Path) -> None:
     manifest = export_model(model, tmp_path / "flanet.onnx", "onnx", SIZE, parts="streaming")
     assert [p["name"] for p in manifest["parts"]] == ["encoder", "decoder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flanet-decoder.onnx", "flanet-encoder.onnx", "flanet.json"]
     assert json.loads((tmp_path / "flanet.json").read_text())["parts"][0]["file"] == "flanet-encoder.onnx"
     clip = torch.randn(1, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     features = [run_exported(tmp_path / "flanet-encoder.onnx", "onnx", [clip[:, k]]) for k in range(3)]

@@ -76,7 +76,8 @@ def _outputs(output: Any) -> tuple[torch.Tensor, ...]:
 def _save(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, fmt: str,
           input_names: list[str], output_names: list[str]) -> None:
     if fmt == "onnx":
-        torch.onnx.export(module, args, str(path), dynamo=True, verbose=False,
+        # one self-contained file (weights inside; fine below protobuf's 2 GB limit)
+        torch.onnx.export(module, args, str(path), dynamo=True, verbose=False, external_data=False,
                           input_names=input_names, output_names=output_names)
     elif fmt == "torchscript":
         torch.jit.save(torch.jit.trace(module, args), str(path))
