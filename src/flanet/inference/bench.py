@@ -127,9 +127,9 @@ def _markdown(report: dict[str, Any]) -> str:
         f"FLA-Net (`create_model('flanet', encoder=...)`), random weights, batch 1, "
         f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
         f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
-        f"runs of {settings['frames']} output frames (frames/s = frames / median run time, including "
-        "resizing, normalisation and resizing the outputs back). Peak RSS includes what importing torch "
-        "maps; the RSS after building the model is in brackets.\n",
+        f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
+        "already at the model size: the time includes normalisation and output copies, no resizing). "
+        "Peak RSS includes what importing torch maps; the RSS after building the model is in brackets.\n",
         "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
