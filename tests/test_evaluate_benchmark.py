@@ -19,7 +19,7 @@ def test_benchmark_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pyte
     data = generate_dataset(tmp_path / "data", videos=4, frames=4, size=48, seed=0)
     out = tmp_path / "bench"
     args = ["benchmark", "--data", str(data), "--models", "unet", "--config", "cpu-small", "--out", str(out),
-            "--resamples", "50", *TINY]
+            "--resamples", "50", "--jobs", "1", *TINY]
     assert main(args) == 0
     best = out / "runs" / "unet" / "checkpoints" / "best.pt"
     assert best.is_file()

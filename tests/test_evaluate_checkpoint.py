@@ -30,7 +30,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_checkpoint_evaluation_and_saved_predictions_score_identically(setup: tuple[Path, Path], tmp_path: Path) -> None:
     data, checkpoint = setup
     out, again = tmp_path / "eval", tmp_path / "again"
-    common = ["--data", str(data), "--split", "all", "--resamples", "50", "--no-progress"]
+    common = ["--data", str(data), "--split", "all", "--resamples", "50", "--no-progress", "--jobs", "1"]
     args = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--save-pred", "--num-workers", "0", "--device", "cpu"]
     assert main([*args, *common]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -58,7 +58,7 @@ def test_image_baseline_uses_the_current_frame_only(setup: tuple[Path, Path]) ->
 
 def test_bad_image_size_and_missing_checkpoint_are_reported(setup: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, checkpoint = setup
-    base = ["evaluate", "--data", str(data), "--split", "all", "--no-progress", "--num-workers", "0"]
+    base = ["evaluate", "--data", str(data), "--split", "all", "--no-progress", "--jobs", "1", "--num-workers", "0"]
     assert main([*base, "--checkpoint", str(checkpoint), "--image-size", "50", "--out", str(tmp_path / "a")]) == 1
     assert "multiple of 32" in capsys.readouterr().err
     assert main([*base, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")]) == 1

@@ -57,7 +57,7 @@ def dataset(tmp_path: Path) -> tuple[Path, Path]:
 def test_scores_equal_the_protocols_computed_directly(dataset: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, preds = dataset
     out = tmp_path / "eval"
-    assert main(["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(out), "--resamples", "100", "--no-progress"]) == 0
+    assert main(["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(out), "--resamples", "100", "--no-progress", "--jobs", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
 
     tested = [0, 1]  # test split: caseA, caseB
@@ -87,7 +87,7 @@ def test_missing_wrong_size_and_extra_files_are_named(dataset: tuple[Path, Path]
     (preds / "caseA" / "001.png").unlink()
     _write(preds / "caseB" / "002.png", np.zeros((10, 10), np.uint8))
     _write(preds / "caseB" / "stray.png", np.zeros(SIZE, np.uint8))
-    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-progress"]
+    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-progress", "--jobs", "1"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "missing" in err and str(preds / "caseA" / "001.png") in err
@@ -102,7 +102,7 @@ def test_resize_pred_scores_wrong_sized_predictions_and_extra_files_only_warn(da
     _write(preds / "caseB" / "002.png", big)
     _write(preds / "notes" / "stray.png", np.zeros(SIZE, np.uint8))
     out = tmp_path / "eval"
-    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(out), "--no-progress", "--resamples", "50"]
+    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(out), "--no-progress", "--jobs", "1", "--resamples", "50"]
     assert main(args) == 1  # wrong size without --resize-pred
     assert main([*args, "--resize-pred"]) == 0
     check = (out / "prediction_check.txt").read_text()
@@ -112,7 +112,7 @@ def test_resize_pred_scores_wrong_sized_predictions_and_extra_files_only_warn(da
 
 def test_output_inside_the_inputs_is_refused(dataset: tuple[Path, Path], capsys) -> None:
     data, preds = dataset
-    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--no-progress"]
+    args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--no-progress", "--jobs", "1"]
     assert main([*args, "--out", str(preds / "eval")]) == 1
     assert main([*args, "--out", str(data)]) == 1
     assert "overlaps the input" in capsys.readouterr().err

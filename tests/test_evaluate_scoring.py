@@ -84,3 +84,19 @@ def test_table_rows_have_the_paper_columns() -> None:
     table = table_rows([("FLA-Net", "video", metrics)])
     assert "| FLA-Net | video | 0.789 [0.700, 0.800] | 0.687 | 0.815 | 0.033 |" in table
     assert "| Dice ↑ | IoU ↑ | Sα ↑ | Eϕ ↑ | MAE ↓ |" in table
+
+
+def test_parallel_vps_scoring_equals_in_process() -> None:
+    rng = np.random.default_rng(4)
+    videos = {name: _video(rng, frames) for name, frames in (("a", 4), ("b", 5), ("c", 3))}
+    results = []
+    for jobs in (1, 2):
+        with EvaluationScorer(jobs=jobs) as scorer:
+            for name, (prob, gt) in videos.items():
+                for start in range(0, len(prob), 2):
+                    names = [str(i) for i in range(start, min(start + 2, len(prob)))]
+                    scorer.add(name, names, prob[start : start + 2], gt[start : start + 2])
+            results.append(scorer.result(num_resamples=100))
+    for key in ("s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice", "vps_mae", "dice"):
+        assert results[1].metrics[key] == results[0].metrics[key]
+    assert results[1].metrics["ci"] == results[0].metrics["ci"]

@@ -7,9 +7,11 @@ import py_sod_metrics as sod
 import pytest
 
 from flanet.metrics.vps import (
-    SequenceEvaluator,
+    FrameScores,
     prepare_predictions,
+    score_frames,
     score_sequence,
+    sequence_scores,
     stack_sequences,
     summarise_sequences,
     summary_from_sequences,
@@ -88,20 +90,19 @@ def test_two_sequence_example_averages_sequences_not_frames() -> None:
     assert summary["num_sequences"] == 2 and summary["num_frames"] == 3
 
 
-def test_streaming_in_chunks_equals_one_call() -> None:
+def test_frames_scored_in_chunks_give_the_same_sequence() -> None:
     rng = np.random.default_rng(0)
     pred = (rng.random((7, 16, 16)) * 255).astype(np.uint8)
     gt = rng.random((7, 16, 16)) > 0.6
     whole = score_sequence(pred, gt)
-    evaluator = SequenceEvaluator()
-    evaluator.add(pred[:3], gt[:3])
-    evaluator.add(pred[3], gt[3])
-    evaluator.add(pred[4:], gt[4:])
-    chunked = evaluator.finish()
+    chunks = FrameScores.concatenate([score_frames(pred[:3], gt[:3]), score_frames(pred[3], gt[3]), score_frames(pred[4:], gt[4:])])
+    assert chunks.e_curve.shape == (7, 256) and chunks.s_alpha.shape == (7,)
+    chunked = sequence_scores(chunks)
     assert chunked is not None and whole is not None
     assert chunked.num_frames == whole.num_frames == 5
     np.testing.assert_allclose(chunked.e_curve, whole.e_curve)
     assert chunked.s_alpha == whole.s_alpha
+    assert chunked.s_alpha == pytest.approx(chunks.s_alpha[1:-1].mean())
 
 
 def test_short_sequences_have_nothing_to_score() -> None:

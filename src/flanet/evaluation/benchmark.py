@@ -35,6 +35,8 @@ ROW_KEYS: tuple[str, ...] = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``benchmark`` sub-command."""
+    from flanet.evaluation.commands import default_jobs
+
     parser = subparsers.add_parser(
         "benchmark",
         help="train and evaluate several models with the same recipe and seed; one comparison table",
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="evaluation device (default: cuda when available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="evaluation batch size (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="processes scoring the VPS protocol in parallel")
     parser.set_defaults(func=run_benchmark)
 
 
@@ -142,7 +145,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     try:
         benchmark(
             args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
-            device=args.device, batch_size=args.batch_size, settings=EvaluationSettings(resamples=args.resamples),
+            device=args.device, batch_size=args.batch_size,
+            settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs),
         )
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # incl. TrainingError
         print(f"error: {error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass in clips mode (default: 8)")
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers (default: 2)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help=f"processes scoring the VPS protocol in parallel (default here: {default_jobs()})")
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the standard protocol (default: 0.5)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
@@ -47,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from flanet.evaluation import benchmark
 
     benchmark.register(subparsers)
+
+
+def default_jobs() -> int:
+    """Worker processes for scoring: the CPUs this process may use, minus one, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus - 1))
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -74,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
 
     out = args.out or _default_out(args)
-    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress)
+    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
     try:
         if args.checkpoint is not None:
             from flanet.models.checkpoint import CheckpointError

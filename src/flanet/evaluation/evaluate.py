@@ -57,6 +57,7 @@ class EvaluationSettings:
         resamples: bootstrap resamples for the 95% intervals.
         seed: bootstrap seed.
         progress: show progress bars.
+        jobs: worker processes for the VPS protocol (1: in this process).
     """
 
     threshold: float = 0.5
@@ -64,6 +65,7 @@ class EvaluationSettings:
     resamples: int = 2000
     seed: int = 0
     progress: bool = True
+    jobs: int = 1
 
 
 def prepare_out_dir(out: Path, inputs: list[Path]) -> Path:
@@ -111,12 +113,13 @@ def _score(
     total: int | None = None,
 ) -> EvaluationResult:
     """Feed chunks to a scorer (with a progress bar when ``total`` frames are known) and summarise."""
-    scorer = EvaluationScorer(settings.threshold, settings.worst_count)
-    with tqdm(total=total, unit="frame", desc="score", disable=total is None or not settings.progress) as bar:
+    with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs) as scorer, tqdm(
+        total=total, unit="frame", desc="score", disable=total is None or not settings.progress
+    ) as bar:
         for video_id, names, prob, gt in chunks:
             scorer.add(video_id, names, prob, gt)
             bar.update(len(names))
-    return scorer.result(video_set.labels, settings.resamples, seed=settings.seed)
+        return scorer.result(video_set.labels, settings.resamples, seed=settings.seed)
 
 
 def _model_chunks(

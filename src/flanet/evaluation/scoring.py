@@ -9,7 +9,10 @@ videos, per-video and per-frame rows. Long videos never have to be held in memor
 from __future__ import annotations
 
 import heapq
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -56,23 +59,46 @@ class EvaluationResult:
 class EvaluationScorer:
     """Accumulates predictions video by video.
 
+    The standard protocol runs in this process (vectorised torch); the VPS protocol (pysodmetrics,
+    per frame, the slow part on large frames) runs in ``jobs`` worker processes when ``jobs > 1``.
+    Use as a context manager, or call :meth:`close`, to stop the workers early.
+
     Args:
         threshold: binarisation threshold of the standard protocol.
         worst_count: how many worst frames to keep for the overlay report.
         device: where the standard-protocol maths runs.
+        jobs: worker processes for the VPS protocol (1: in this process).
     """
 
-    def __init__(self, threshold: float = 0.5, worst_count: int = 8, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, threshold: float = 0.5, worst_count: int = 8, device: str | torch.device = "cpu", jobs: int = 1
+    ) -> None:
         self.threshold = threshold
         self.worst_count = worst_count
         self.device = torch.device(device)
+        self.jobs = max(1, int(jobs))
         self._frame_scores: list[dict[str, np.ndarray]] = []
         self._frame_videos: list[str] = []
         self._frame_names: list[str] = []
+        self._vps_parts: dict[str, list[vps.FrameScores | Future]] = {}  # videos not summarised yet
         self._sequences: dict[str, vps.SequenceScores | None] = {}
-        self._current: tuple[str, vps.SequenceEvaluator] | None = None
-        self._worst: list[tuple[float, float, int, ScoredFrame]] = []  # max-heap via negated keys
+        self._current: str | None = None
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn")) if self.jobs > 1 else None
+        self._in_flight: deque[Future] = deque()
+        self._worst: list[tuple[float, float, int, ScoredFrame]] = []  # min-heap of the worst frames
         self._counter = 0
+
+    def __enter__(self) -> EvaluationScorer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (pending work is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def add(self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray) -> None:
         """Add consecutive frames of one video.
@@ -94,22 +120,35 @@ class EvaluationScorer:
         self._frame_scores.append(scores)
         self._frame_videos.extend([video] * len(frames))
         self._frame_names.extend(frames)
-        self._current[1].add(prob, gt)  # type: ignore[index]
+        if self._pool is None:
+            self._vps_parts[video].append(vps.score_frames(prob, gt))
+        else:
+            future = self._pool.submit(vps.score_frames, prob, gt)
+            self._vps_parts[video].append(future)
+            self._in_flight.append(future)
+            while len(self._in_flight) > 2 * self.jobs:  # bounded queue: inference waits for scoring
+                self._in_flight.popleft().result()
         self._keep_worst(video, frames, scores, prob, gt)
 
     def _switch_to(self, video: str) -> None:
-        if self._current is not None and self._current[0] == video:
+        if self._current == video:
             return
-        if video in self._sequences:
+        if video in self._vps_parts or video in self._sequences:
             raise ValueError(f"frames of video {video!r} arrived after another video started")
-        self._finish_current()
-        self._current = (video, vps.SequenceEvaluator())
-        self._sequences[video] = None
+        self._current = video
+        self._summarise_videos(block=False)
+        self._vps_parts[video] = []
 
-    def _finish_current(self) -> None:
-        if self._current is not None:
-            self._sequences[self._current[0]] = self._current[1].finish()
-            self._current = None
+    def _summarise_videos(self, block: bool) -> None:
+        """Turn finished videos' per-frame VPS scores into sequence scores (all of them when ``block``)."""
+        for video, parts in list(self._vps_parts.items()):
+            if video == self._current and not block:
+                continue
+            if not block and any(isinstance(p, Future) and not p.done() for p in parts):
+                continue
+            frames = [p.result() if isinstance(p, Future) else p for p in parts]
+            self._sequences[video] = vps.sequence_scores(vps.FrameScores.concatenate(frames))
+            del self._vps_parts[video]
 
     def _keep_worst(self, video: str, frames: list[str], scores: dict[str, np.ndarray], prob: np.ndarray, gt: np.ndarray) -> None:
         for i, name in enumerate(frames):  # loop over frames, each pushed at most once
@@ -129,8 +168,12 @@ class EvaluationScorer:
         level: float = DEFAULT_LEVEL,
         seed: int = 0,
     ) -> EvaluationResult:
-        """Data-set scores, intervals and report rows of everything added so far."""
-        self._finish_current()
+        """Data-set scores, intervals and report rows of everything added (stops the workers)."""
+        self._current = None
+        try:
+            self._summarise_videos(block=True)
+        finally:
+            self.close()
         if not self._frame_videos:
             raise ValueError("no frame with a ground-truth mask was scored")
         labels = labels or {}

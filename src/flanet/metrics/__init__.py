@@ -10,24 +10,28 @@
 from flanet.metrics.bootstrap import bootstrap_intervals, percentile_interval, resample_counts
 from flanet.metrics.standard import frame_scores, summarise, summary_from_sums, video_sums
 from flanet.metrics.vps import (
-    SequenceEvaluator,
+    FrameScores,
     SequenceScores,
     prepare_predictions,
+    score_frames,
     score_sequence,
+    sequence_scores,
     stack_sequences,
     summarise_sequences,
     summary_from_sequences,
 )
 
 __all__ = [
-    "SequenceEvaluator",
+    "FrameScores",
     "SequenceScores",
     "bootstrap_intervals",
     "frame_scores",
     "percentile_interval",
     "prepare_predictions",
     "resample_counts",
+    "score_frames",
     "score_sequence",
+    "sequence_scores",
     "stack_sequences",
     "summarise",
     "summarise_sequences",

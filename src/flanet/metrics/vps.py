@@ -14,8 +14,9 @@ Published polyp numbers (PNSNet, PNS+, FLA-Net Table 4, LGRNet, Vivim) come from
   length); ``max`` of a curve gives maxDice / maxIoU / maxE-phi, its mean gives meanE-phi etc.
 
 The per-frame maths is pysodmetrics' (``py_sod_metrics``: Smeasure, Emeasure, WeightedFmeasure,
-MAE, FmeasureV2 with DICEHandler / IOUHandler), which pools every frame it is given, so one set of
-metric objects is kept per sequence. pysodmetrics evaluates every grey level; the toolbox's
+MAE, FmeasureV2 with DICEHandler / IOUHandler). Its objects pool every frame they are given, so we
+score each frame with fresh objects and take the per-sequence means here (which also lets frames be
+scored in parallel). pysodmetrics evaluates every grey level; the toolbox's
 ``np.linspace(1, 0, 256)`` float thresholds skip 24 of them, so its curves can differ from ours at a
 few thresholds (the 3rd decimal of maxDice, rarely). Dice and IoU are 0 at any threshold where the
 prediction misses the ground truth entirely (also where both are empty), as in the toolbox.
@@ -91,76 +92,89 @@ def _binary_gt(gt: np.ndarray) -> np.ndarray:
     raise TypeError(f"ground truth must be bool or uint8, got {gt.dtype}")
 
 
-class SequenceEvaluator:
-    """Accumulates the frames of one sequence in order; drops the first and last frame.
+@dataclass(frozen=True)
+class FrameScores:
+    """Per-frame VPS scores of consecutive frames (before the per-sequence means).
 
-    A frame is scored only once the next one has arrived (so the last one is never scored), which
-    lets long sequences stream through without being held in memory.
+    Attributes:
+        s_alpha, weighted_f, mae: (N,).
+        e_curve, dice_curve, iou_curve: (N, 256); index i is threshold ``>= 255 - i``.
     """
 
-    def __init__(self, drop_ends: bool = True, normalize: bool = True) -> None:
-        self.drop_ends = drop_ends
-        self.normalize = normalize
-        self._s = sod.Smeasure(alpha=0.5)
-        self._e = sod.Emeasure()
-        self._wf = sod.WeightedFmeasure(beta=1)
-        self._mae = sod.MAE()
-        self._fm = sod.FmeasureV2(
-            {
-                "dice": sod.DICEHandler(with_dynamic=True, with_adaptive=False),
-                "iou": sod.IOUHandler(with_dynamic=True, with_adaptive=False),
-            }
-        )
-        self._pending: tuple[np.ndarray, np.ndarray] | None = None
-        self._received = 0
-        self._scored = 0
+    s_alpha: np.ndarray
+    weighted_f: np.ndarray
+    mae: np.ndarray
+    e_curve: np.ndarray
+    dice_curve: np.ndarray
+    iou_curve: np.ndarray
 
-    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        """Add frames in sequence order.
+    @staticmethod
+    def concatenate(parts: list[FrameScores]) -> FrameScores:
+        """Join the scores of consecutive chunks of frames, in order."""
+        return FrameScores(**{key: np.concatenate([getattr(p, key) for p in parts]) for key in SEQUENCE_SCALARS + SEQUENCE_CURVES})
 
-        Args:
-            pred: (N, H, W) or (H, W) prediction, uint8 0-255 or float in [0, 1].
-            gt: same shape, bool or uint8 (binarised at > 128).
-        """
-        pred = pred[None] if pred.ndim == 2 else pred
-        gt = gt[None] if gt.ndim == 2 else gt
-        if pred.shape != gt.shape:
-            raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
-        maps, masks = prepare_predictions(pred, self.normalize), _binary_gt(gt)
-        for frame, mask in zip(maps, masks):
-            if not self.drop_ends:
-                self._step(frame, mask)
-            elif self._pending is not None and self._received > 1:
-                self._step(*self._pending)
-            self._pending = (frame, mask)
-            self._received += 1
 
-    def _step(self, frame: np.ndarray, mask: np.ndarray) -> None:
-        for metric in (self._s, self._e, self._wf, self._mae, self._fm):
-            metric.step(frame, mask, normalize=False)
-        self._scored += 1
+def _score_frame(frame: np.ndarray, mask: np.ndarray) -> tuple:
+    """pysodmetrics scores of one prepared frame (fresh metric objects: nothing is pooled)."""
+    s, e, wf, mae = sod.Smeasure(alpha=0.5), sod.Emeasure(), sod.WeightedFmeasure(beta=1), sod.MAE()
+    fm = sod.FmeasureV2(
+        {
+            "dice": sod.DICEHandler(with_dynamic=True, with_adaptive=False),
+            "iou": sod.IOUHandler(with_dynamic=True, with_adaptive=False),
+        }
+    )
+    for metric in (s, e, wf, mae, fm):
+        metric.step(frame, mask, normalize=False)
+    curves = fm.get_results()
+    return (
+        s.get_results()["sm"], wf.get_results()["wfm"], mae.get_results()["mae"],
+        e.get_results()["em"]["curve"], curves["dice"]["dynamic"], curves["iou"]["dynamic"],
+    )
 
-    def finish(self) -> SequenceScores | None:
-        """Scores of the sequence, or None when no frame is left to score (fewer than 3 with ends dropped)."""
-        if self._scored == 0:
-            return None
-        curves = self._fm.get_results()
-        return SequenceScores(
-            s_alpha=float(self._s.get_results()["sm"]),
-            weighted_f=float(self._wf.get_results()["wfm"]),
-            mae=float(self._mae.get_results()["mae"]),
-            e_curve=np.asarray(self._e.get_results()["em"]["curve"], dtype=np.float64),
-            dice_curve=np.asarray(curves["dice"]["dynamic"], dtype=np.float64),
-            iou_curve=np.asarray(curves["iou"]["dynamic"], dtype=np.float64),
-            num_frames=self._scored,
-        )
+
+def score_frames(pred: np.ndarray, gt: np.ndarray, normalize: bool = True) -> FrameScores:
+    """Per-frame VPS scores (prediction prepared as the toolbox does).
+
+    Args:
+        pred: (N, H, W) or (H, W) prediction, uint8 0-255 or float in [0, 1].
+        gt: same shape, bool or uint8 (binarised at > 128).
+        normalize: min-max normalise each non-constant prediction frame.
+    """
+    pred = pred[None] if pred.ndim == 2 else pred
+    gt = gt[None] if gt.ndim == 2 else gt
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+    rows = [_score_frame(frame, mask) for frame, mask in zip(prepare_predictions(pred, normalize), _binary_gt(gt))]
+    columns = [np.array(column, dtype=np.float64) for column in zip(*rows)] if rows else [
+        np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 256)), np.zeros((0, 256)), np.zeros((0, 256))
+    ]
+    return FrameScores(*columns)
+
+
+def sequence_scores(frames: FrameScores, drop_ends: bool = True) -> SequenceScores | None:
+    """Means over the frames of one whole sequence, first and last frame dropped.
+
+    Returns:
+        The sequence's scores, or None when no frame is left (fewer than 3 frames with ends dropped).
+    """
+    count = len(frames.mae)
+    kept = slice(1, count - 1) if drop_ends else slice(0, count)
+    if (count - 2 if drop_ends else count) <= 0:
+        return None
+    return SequenceScores(
+        s_alpha=float(frames.s_alpha[kept].mean()),
+        weighted_f=float(frames.weighted_f[kept].mean()),
+        mae=float(frames.mae[kept].mean()),
+        e_curve=frames.e_curve[kept].mean(0),
+        dice_curve=frames.dice_curve[kept].mean(0),
+        iou_curve=frames.iou_curve[kept].mean(0),
+        num_frames=len(frames.mae[kept]),
+    )
 
 
 def score_sequence(pred: np.ndarray, gt: np.ndarray, drop_ends: bool = True, normalize: bool = True) -> SequenceScores | None:
     """VPS scores of one whole sequence ((N, H, W) predictions and ground truth, in frame order)."""
-    evaluator = SequenceEvaluator(drop_ends=drop_ends, normalize=normalize)
-    evaluator.add(pred, gt)
-    return evaluator.finish()
+    return sequence_scores(score_frames(pred, gt, normalize), drop_ends)
 
 
 def stack_sequences(sequences: list[SequenceScores]) -> dict[str, np.ndarray]:
