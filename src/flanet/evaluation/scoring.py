@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -123,7 +124,13 @@ class EvaluationScorer:
         if self._pool is None:
             self._vps_parts[video].append(vps.score_frames(prob, gt))
         else:
-            future = self._pool.submit(vps.score_frames, prob, gt)
+            try:
+                future = self._pool.submit(vps.score_frames, prob, gt)
+            except BrokenProcessPool as error:
+                raise RuntimeError(
+                    "the VPS scoring worker processes died; use jobs=1 (--jobs 1), and in a script "
+                    "guard the entry point with `if __name__ == '__main__':`"
+                ) from error
             self._vps_parts[video].append(future)
             self._in_flight.append(future)
             while len(self._in_flight) > 2 * self.jobs:  # bounded queue: inference waits for scoring
