@@ -90,6 +90,15 @@ def test_video_polyp_layout_with_split_folders_and_aliases(tmp_path):
     assert all(v.num_masks == 2 for v in video_set.videos)
 
 
+def test_polyp_layout_reports_stray_files_and_missing_gt(tmp_path):
+    _video_dirs(tmp_path / "Test" / "Frame" / "c1", tmp_path / "Test" / "GT" / "c1", ["1"])
+    _frame(tmp_path / "Test" / "Frame" / "c2" / "1.jpg")
+    (tmp_path / "Test" / "Frame" / "c1" / "Thumbs.db").write_bytes(b"x")
+    video_set = discover(tmp_path)
+    assert [v.num_masks for v in video_set.videos] == [1, 0]
+    assert {(n.path.name, n.severity) for n in video_set.notes} == {("Thumbs.db", "note"), ("c2", "warning")}
+
+
 def test_sun_seg_and_vps_test_nesting(tmp_path):
     root = tmp_path / "SUN-SEG"
     _video_dirs(root / "TrainDataset" / "Frame" / "case1_1", root / "TrainDataset" / "GT" / "case1_1", ["a-image1"])
@@ -138,6 +147,10 @@ def test_frame_folders_and_unknown_layout(tmp_path):
     _frame(tmp_path / "clips" / "a" / "1.png")
     video_set = discover(tmp_path / "clips")
     assert video_set.layout == "frame-folders" and video_set.videos[0].masks == [None]
+    for name in ("frame10.png", "frame9.png"):
+        _frame(tmp_path / "one" / name)
+    (video,) = discover(tmp_path / "one").videos
+    assert video.id == "one" and [f.name for f in video.frames] == ["frame9.png", "frame10.png"]
     (tmp_path / "nothing").mkdir()
     with pytest.raises(DataError, match="no known data layout"):
         discover(tmp_path / "nothing")

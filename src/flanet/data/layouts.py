@@ -7,7 +7,7 @@ Layouts (checked in this order, see docs/data.md):
 - ``video-polyp``: ``<split>/Frame/<case>/`` + ``<split>/GT/<case>/`` at any depth up to 5 (CVC-300-TV,
   CVC-612, SUN-SEG, MICCAI-VPS test), or ``<split>/<case>/{Frame,GT}/`` (one MICCAI-VPS train variant).
 - ``video-files``: ``*.mp4``/``*.avi``/... in the root, optional masks in ``masks/<video stem>/``.
-- ``frame-folders``: ``<video>/<frame>`` only (unlabelled frames for inference).
+- ``frame-folders``: ``<video>/<frame>``, or frames directly in the root (one video); unlabelled, for inference.
 
 Split lists ``<split>_list.csv`` at the root apply to every layout (and take precedence over
 split folders); labels come from ``video_labels.csv`` / ``labels.csv`` at the root.
@@ -72,7 +72,7 @@ def _match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes
     return [by_stem.get(frame.stem) for frame in frames]
 
 
-def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem], prefix: str = "") -> list[Video]:
+def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem]) -> list[Video]:
     """Videos ``image_root/<video>/`` with masks in ``mask_root/<video>/``."""
     folders, loose = _list_dir(image_root, notes)
     for path in loose:
@@ -84,8 +84,7 @@ def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem], pref
         if not mask_dir.is_dir():
             message = f"no mask folder for video {folder.name!r}: its frames have no masks"
             notes.append(Problem("warning", mask_dir, message))
-        video_id = f"{prefix}/{folder.name}" if prefix else folder.name
-        videos.append(Video(video_id, frames, _match_masks(video_id, frames, mask_dir, notes)))
+        videos.append(Video(folder.name, frames, _match_masks(folder.name, frames, mask_dir, notes)))
     if mask_root.is_dir():
         image_names = {folder.name for folder in folders}
         for folder in _list_dir(mask_root, notes)[0]:
@@ -94,10 +93,9 @@ def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem], pref
     return videos
 
 
-def _find_polyp_splits(root: Path) -> list[tuple[str, list[Video]]]:
+def _find_polyp_splits(root: Path, notes: list[Problem]) -> list[tuple[str, list[Video]]]:
     """Search ``Frame``/``GT`` folder pairs up to depth 5; returns ``(split path, videos)`` pairs."""
     found: list[tuple[str, list[Video]]] = []
-    notes: list[Problem] = []
     per_sequence: dict[Path, list[Video]] = {}
 
     def walk(folder: Path, depth: int) -> None:
@@ -115,7 +113,7 @@ def _find_polyp_splits(root: Path) -> list[tuple[str, list[Video]]]:
                 found.append((split if split != "." else "", _paired_videos(frame_dir, folder / "GT", notes)))
             return
         if depth < _MAX_POLYP_DEPTH:
-            for sub in _list_dir(folder, notes)[0]:
+            for sub in _list_dir(folder, [])[0]:
                 walk(sub, depth + 1)
 
     walk(root, 0)
@@ -210,19 +208,21 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
     elif (root / "images").is_dir() and (root / "labels").is_dir():
         layout = "buv2022"
         videos = _paired_videos(root / "images", root / "labels", notes)
-    elif found := _find_polyp_splits(root):
+    elif found := _find_polyp_splits(root, notes):
         layout = "video-polyp"
         videos, folder_splits = _read_polyp(found)
     else:
-        subfolders, _ = _list_dir(root, [])
+        subfolders, loose_images = _list_dir(root, [])
         files = [p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
+        listed = [(folder.name, _list_dir(folder, notes)[1]) for folder in subfolders]
+        if loose_images:  # the root itself is one video's frames
+            listed = [(root.name, loose_images)]
         if files:
             layout = "video-files"
             videos = _read_video_files(root, files, notes)
-        elif subfolders and any(_list_dir(folder, [])[1] for folder in subfolders):
+        elif any(frames for _, frames in listed):
             layout = "frame-folders"
-            listed = [(folder.name, _list_dir(folder, notes)[1]) for folder in subfolders]
             videos = [Video(name, frames, [None] * len(frames)) for name, frames in listed if frames]
         else:
             raise DataError(
