@@ -19,7 +19,7 @@ def test_shipped_recipes_hold_the_paper_settings() -> None:
     assert all(paper["loss"][k] == 1.0 for k in ("bce_weight", "iou_weight", "heatmap_weight"))
     assert load_config("polyp-paper")["optim"] == paper["optim"]
     small = load_config("cpu-small")
-    assert small["model"]["encoder"] == "resnet18" and small["trainer"]["accelerator"] == "cpu"
+    assert small["model"]["encoder"] == "mobilenetv3_small_100" and small["trainer"]["accelerator"] == "cpu"
 
 
 def test_overrides_are_typed_as_yaml() -> None:
@@ -42,7 +42,7 @@ def test_user_file_with_relative_base(tmp_path: Path) -> None:
     config = load_config(tmp_path / "mine.yaml", ["seed=3"])
     assert config["trainer"]["epochs"] == 7
     assert config["optim"]["lr"] == pytest.approx(2e-3)
-    assert config["model"]["encoder"] == "resnet18" and config["seed"] == 3
+    assert config["model"]["encoder"] == "mobilenetv3_small_100" and config["seed"] == 3
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,9 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
     if section["progress_bar"]:
         callbacks.append(TQDMProgressBar())
     logs = run_dir / "logs"
+    # A resumed run appends to its CSV log, although Lightning's warning says it deletes it.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
     return pl.Trainer(
         max_epochs=section["epochs"],
         max_steps=section["max_steps"],
@@ -128,7 +132,7 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
         enable_model_summary=False,
         deterministic=section["deterministic"],
         callbacks=callbacks,
-        logger=[CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")],
+        logger=loggers,
         default_root_dir=run_dir,
         use_distributed_sampler=False,
     )
