@@ -40,6 +40,8 @@ def test_checkpoint_evaluation_and_saved_predictions_score_identically(setup: tu
     predictions = sorted((out / "predictions").rglob("*.png"))
     assert len(predictions) == 12
     assert "| flanet | video |" in (out / "table.md").read_text()
+    header = (out / "per_video.csv").read_text().splitlines()[0].split(",")
+    assert "pathology" in header and "s_alpha" in header  # video-level labels of the synthetic set
 
     assert main(["evaluate", "--pred-dir", str(out / "predictions"), "--out", str(again), *common]) == 0
     rescored = json.loads((again / "metrics.json").read_text())

@@ -124,3 +124,18 @@ def test_unknown_split_is_a_clear_error(dataset: tuple[Path, Path], tmp_path: Pa
     args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--split", "val", "--out", str(tmp_path / "e")]
     assert main(args) == 1
     assert "no split 'val'" in capsys.readouterr().err
+
+
+def test_flanet_predict_folders_are_accepted(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    data, preds = dataset
+    nested = tmp_path / "predict-out"
+    for video in VIDEOS:  # `flanet predict` layout: <out>/<video>/masks/<frame>.png plus other files
+        (nested / video).mkdir(parents=True)
+        (preds / video).rename(nested / video / "masks")
+        (nested / video / "frames.csv").write_text("frame\n")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--pred-dir", str(nested), "--data", str(data), "--out", str(out), "--no-progress", "--jobs", "1", "--resamples", "20"]
+    assert main(args) == 0
+    check = (out / "prediction_check.txt").read_text()
+    assert "missing" not in check and "extra" not in check  # frames.csv next to masks/ is not a prediction
+    assert json.loads((out / "metrics.json").read_text())["num_frames"] == 8
