@@ -37,24 +37,24 @@ def test_onnx_streaming_parts_reproduce_the_clip_forward(model: torch.nn.Module,
     np.testing.assert_allclose(heatmap, expected.heatmap.numpy(), rtol=0, atol=1e-4)
 
 
-def test_torch_export_step_of_a_variant_without_heatmap(tmp_path: Path) -> None:
+def test_export_command_torch_export_step_of_a_variant_without_heatmap(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     torch.manual_seed(0)
     basic = create_model("flanet-basic", encoder="resnet18").eval()
-    export_model(basic, tmp_path / "basic.pt2", "torch-export", SIZE, parts="step")
-    clip = torch.randn(1, 3, 3, SIZE, SIZE)
-    (mask_logits,) = run_exported(tmp_path / "basic.pt2", "torch-export", [clip])
-    with torch.inference_mode():
-        np.testing.assert_allclose(mask_logits, basic(clip).mask_logits.numpy(), rtol=0, atol=1e-5)
-
-
-def test_export_command_from_a_checkpoint(model: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    checkpoint = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
-    code = main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx"), "--parts", "step"])
+    checkpoint = save_checkpoint(tmp_path / "m.pt", basic, {"image_size": SIZE})
+    out = tmp_path / "basic.pt2"
+    code = main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "torch-export", "--parts", "step"])
     assert code == 0
     assert "step: " in capsys.readouterr().out
-    manifest = json.loads((tmp_path / "x.json").read_text())
-    assert manifest["image_size"] == SIZE and manifest["parts"][0]["inputs"] == {"clip": [1, 3, 3, SIZE, SIZE]}
-    assert manifest["parts"][0]["max_abs_diff"] < 1e-4
+    manifest = json.loads((tmp_path / "basic.json").read_text())
+    assert [p["name"] for p in manifest["parts"]] == ["step"]
+    assert manifest["parts"][0]["inputs"] == {"clip": [1, 3, 3, SIZE, SIZE]}
+    assert manifest["parts"][0]["outputs"] == {"mask_logits": [1, 1, SIZE, SIZE]}  # no heatmap branch
+    clip = torch.randn(1, 3, 3, SIZE, SIZE)
+    (mask_logits,) = run_exported(out, "torch-export", [clip])
+    with torch.inference_mode():
+        np.testing.assert_allclose(mask_logits, basic(clip).mask_logits.numpy(), rtol=0, atol=1e-5)
 
 
 def test_export_rejects_a_size_the_encoder_cannot_take(model: torch.nn.Module, tmp_path: Path) -> None:
