@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from flanet.data import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, ClipDataset, DataError, clip_frame_indices, discover, gaussian_heatmap, mask_bbox, negative_indices
-from flanet.data.augment import transform_box
+from flanet.data.augment import add_noise, apply_photometric, sample_transform, transform_box
 
 MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
 STD = torch.tensor(IMAGENET_STD)[:, None, None]
@@ -122,6 +122,26 @@ def test_photometric_augmentation_and_reproducibility(tmp_path):
     torch.manual_seed(3)
     torch.testing.assert_close(dataset[3]["frames"], first)
     assert first.shape == (3, 3, 16, 16) and torch.isfinite(first).all()
+
+
+def test_noise_is_grey_fresh_per_frame_and_seeded():
+    clip = np.full((2, 64, 64, 3), 128, np.uint8)
+    noisy = add_noise(clip, 0.03, np.random.default_rng(0))
+    assert noisy.dtype == np.uint8 and noisy.shape == clip.shape
+    assert (noisy[..., 0] == noisy[..., 2]).all()  # grey: same on the channels
+    assert not (noisy[0] == noisy[1]).all()  # fresh per frame
+    assert abs(noisy.astype(float).mean() - 128) < 0.5 and 6.0 < noisy.astype(float).std() < 9.3  # std 0.03 * 255
+    np.testing.assert_array_equal(add_noise(clip, 0.03, np.random.default_rng(0)), noisy)
+    assert add_noise(clip, 0.0, np.random.default_rng(0)) is clip
+
+
+def test_photometric_lookup_table():
+    clip = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    transform = sample_transform(np.random.default_rng(0), 16, AugmentConfig())
+    out = apply_photometric(clip, transform).astype(float) / 255
+    mean = clip.mean() / 255
+    expected = np.clip((clip / 255 - mean) * transform.contrast + mean + transform.brightness, 0, 1) ** transform.gamma
+    np.testing.assert_allclose(out, expected, atol=0.5 / 255 + 1e-9)
 
 
 def test_with_neighbour_gives_four_frames_and_previous_targets(tmp_path):

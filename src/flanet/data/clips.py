@@ -25,7 +25,7 @@ from flanet.data.augment import (
     IDENTITY,
     AugmentConfig,
     ClipTransform,
-    add_noise_,
+    add_noise,
     apply_photometric,
     frame_matrix,
     sample_transform,
@@ -179,8 +179,8 @@ class ClipDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             transform = sample_transform(rng, size, self.augment_config)
             warped = [warp(decoded[i], frame_matrix(transform, *decoded[i].shape[:2], size), size) for i in decoded]
-            frames = normalise(apply_photometric(np.stack(warped), transform)[inverse])
-            add_noise_(frames.numpy(), transform.noise_std, rng)
+            clip = apply_photometric(np.stack(warped), transform)[inverse]  # (T, S, S, 3) uint8
+            frames = normalise(add_noise(clip, transform.noise_std, rng))
         else:
             transform = IDENTITY
             frames = normalise(np.stack([resize_rgb(decoded[int(i)], size) for i in unique])[inverse])
