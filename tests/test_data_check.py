@@ -156,3 +156,19 @@ def test_strict_fails_on_warnings_and_unknown_layout_fails(tmp_path):
     assert main(["data", "check", str(root), "-q", "--strict"]) == 1
     (tmp_path / "empty").mkdir()
     assert main(["data", "check", str(tmp_path / "empty"), "-q"]) == 1
+
+
+def test_video_files_layout_check(tmp_path):
+    writer = cv2.VideoWriter(str(tmp_path / "scan.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 12))
+    for value in range(0, 200, 40):
+        writer.write(np.full((12, 16, 3), value, np.uint8))
+    writer.release()
+    (tmp_path / "broken.mp4").write_bytes(b"")
+    (tmp_path / "masks" / "scan").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "masks" / "scan" / "2.png"), np.zeros((8, 8), np.uint8))
+    report = check_dataset(tmp_path, progress=False)
+    assert report.layout == "video-files" and report.frames == 5 and report.image_sizes == {(16, 12): 5}
+    found = {(p.path.name, p.severity, p.message.split(":")[0]) for p in report.problems}
+    assert ("broken.mp4", "error", "unreadable video") in found
+    assert ("2.png", "error", "mask is 8x8, its frame scan.avi is 16x12") in {(p.path.name, p.severity, p.message)
+                                                                             for p in report.problems}

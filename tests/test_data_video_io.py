@@ -34,8 +34,13 @@ def test_probe_and_iterate(tmp_path, name, fourcc):
 
 def test_random_access_reader(tmp_path):
     path = _write_video(tmp_path / "a.avi", [10, 60, 110, 160])
-    reader = VideoFrameReader()
+    other = _write_video(tmp_path / "b.avi", [200, 250])
+    reader = VideoFrameReader(max_open=1)
     assert [int(round(reader.read(path, i)[..., 0].mean())) for i in (3, 0, 1)] == pytest.approx([160, 10, 60], abs=6)
+    assert int(round(reader.read(other, 1)[..., 0].mean())) == pytest.approx(250, abs=6)
+    assert int(round(reader.read(path, 2)[..., 0].mean())) == pytest.approx(110, abs=6)
+    with pytest.raises(DataError, match="cannot decode frame 9"):
+        reader.read(other, 9)
 
 
 def test_folder_of_frames_is_iterated_in_natural_order(tmp_path):

@@ -97,19 +97,28 @@ class VideoFrameReader:
     state is dropped on pickling, so it works in DataLoader workers.
     """
 
-    def __init__(self) -> None:
-        self._captures: dict[Path, tuple[cv2.VideoCapture, int]] = {}
+    def __init__(self, max_open: int = 8) -> None:
+        self.max_open = max_open
+        self._captures: dict[Path, tuple[cv2.VideoCapture, int]] = {}  # least recently used first
 
     def read(self, path: Path, index: int) -> np.ndarray:
-        """Frame ``index`` (0-based) of ``path`` as RGB uint8."""
-        capture, next_index = self._captures.get(path) or (_open(path)[1], 0)
+        """Frame ``index`` (0-based) of ``path`` as RGB uint8.
+
+        Raises:
+            DataError: for an unreadable file or a frame that cannot be decoded.
+        """
+        capture, next_index = self._captures.pop(path, None) or (_open(path)[1], 0)
         if index != next_index:
             capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, bgr = capture.read()
         if not ok:
+            capture.release()
             raise DataError(f"cannot decode frame {index}", path)
         self._captures[path] = (capture, index + 1)
+        while len(self._captures) > self.max_open:
+            oldest = next(iter(self._captures))
+            self._captures.pop(oldest)[0].release()
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def __getstate__(self) -> dict:
-        return {"_captures": {}}
+        return {"max_open": self.max_open, "_captures": {}}
