@@ -21,7 +21,7 @@ def bce_loss(mask_logits: Tensor, mask: Tensor) -> Tensor:
     Returns:
         Scalar tensor.
     """
-    return F.binary_cross_entropy_with_logits(mask_logits, mask.to(mask_logits.dtype))
+    return F.binary_cross_entropy_with_logits(mask_logits.float(), mask.float())
 
 
 def iou_loss(mask_logits: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:

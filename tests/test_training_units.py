@@ -1,0 +1,74 @@
+"""Small pieces of the training code: validation de-duplication, train/val split, precision."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flanet.data import DataError, Video, VideoSet
+from flanet.training.config import load_config
+from flanet.training.datamodule import split_train_val
+from flanet.training.module import _drop_duplicate_frames, _get_rng_states, _set_rng_states
+from flanet.training.run import precision_for
+
+
+def _video_set(ids: list[str], splits: dict[str, list[str]]) -> VideoSet:
+    videos = [Video(id=i, frames=[Path(f"{i}/0.png")], masks=[Path(f"{i}/m0.png")]) for i in ids]
+    return VideoSet(root=Path("/data"), layout="authors", videos=videos, splits=splits)
+
+
+def test_gathered_validation_frames_are_counted_once() -> None:
+    merged = {
+        "video_index": torch.tensor([0, 0, 1, 0, 1, 1]),
+        "frame_index": torch.tensor([3, 4, 3, 3, 3, 7]),  # (0, 3) and (1, 3) appear twice (sampler padding)
+        "dice": torch.tensor([0.1, 0.2, 0.3, 0.1, 0.3, 0.4]),
+    }
+    kept = _drop_duplicate_frames(merged)
+    pairs = sorted(zip(kept["video_index"].tolist(), kept["frame_index"].tolist()))
+    assert pairs == [(0, 3), (0, 4), (1, 3), (1, 7)]
+    assert sorted(kept["dice"].tolist()) == pytest.approx([0.1, 0.2, 0.3, 0.4])
+
+
+def test_validation_split_is_used_when_present() -> None:
+    data = load_config("buv-paper")["data"]
+    chosen = split_train_val(_video_set(list("abcd"), {"train": ["a", "b"], "val": ["c"], "test": ["d"]}), data, 0)
+    assert chosen.splits["train"] == ["a", "b"] and chosen.splits["val"] == ["c"]
+
+
+def test_videos_are_held_out_when_there_is_no_validation_split() -> None:
+    data = {**load_config("buv-paper")["data"], "val_fraction": 0.25}
+    ids = [f"v{i}" for i in range(8)]
+    chosen = split_train_val(_video_set(ids, {"train": ids}), data, seed=0)
+    assert len(chosen.splits["val"]) == 2 and len(chosen.splits["train"]) == 6
+    assert set(chosen.splits["val"]).isdisjoint(chosen.splits["train"])
+    assert split_train_val(_video_set(ids, {"train": ids}), data, seed=0).splits == chosen.splits
+    no_lists = split_train_val(_video_set(ids, {}), data, seed=0)  # no split lists: all videos
+    assert sorted(no_lists.splits["train"] + no_lists.splits["val"]) == ids
+
+
+def test_bad_splits_are_clear_errors() -> None:
+    data = load_config("buv-paper")["data"]
+    with pytest.raises(DataError, match="no split 'train'"):
+        split_train_val(_video_set(list("ab"), {"test": ["a", "b"]}), data, 0)
+    with pytest.raises(DataError, match="cannot hold videos out"):
+        split_train_val(_video_set(["a"], {"train": ["a"]}), data, 0)
+    with pytest.raises(DataError, match="videos in both"):
+        split_train_val(_video_set(list("ab"), {"train": ["a", "b"], "val": ["b"]}), data, 0)
+
+
+def test_rng_states_round_trip() -> None:
+    states = _get_rng_states()
+    first = (torch.rand(3), np.random.rand(), random.random())
+    _set_rng_states(states)
+    again = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(first[0], again[0]) and first[1:] == again[1:]
+
+
+def test_precision_auto_is_fp32_on_cpu_and_explicit_values_pass_through() -> None:
+    config = load_config("buv-paper", ["trainer.accelerator=cpu"])
+    assert precision_for(config) == "32-true"
+    assert precision_for(load_config("buv-paper", ["trainer.precision=16-mixed"])) == "16-mixed"
