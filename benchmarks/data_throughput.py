@@ -6,6 +6,9 @@ folder and times the training loader of the ``buv-paper`` recipe (batch 24, 4 wo
 Prints a Markdown table for docs/benchmarks.md.
 
     python benchmarks/data_throughput.py [--root DATA] [--workers 0 2 4] [--batches 10]
+
+It first prints the cost of one clip in one process (torch limited to one thread, as in a
+DataLoader worker), then the DataLoader throughput for each number of workers.
 """
 
 from __future__ import annotations
@@ -35,12 +38,25 @@ def measure(dataset: ClipDataset, batch_size: int, workers: int, batches: int) -
     return count / (time.perf_counter() - start)
 
 
+def per_clip_ms(dataset: ClipDataset, clips: int = 20, repeats: int = 3) -> float:
+    """Milliseconds per ``dataset[i]`` in this process (best of ``repeats`` runs of ``clips`` clips)."""
+    for index in range(3):
+        dataset[index]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for index in range(clips):
+            dataset[(index * 7) % len(dataset)]
+        best = min(best, (time.perf_counter() - start) / clips)
+    return 1000.0 * best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="data set to read (default: synthetic set)")
     parser.add_argument("--image-size", type=int, default=352)
     parser.add_argument("--batch-size", type=int, default=24)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2, 4], help="loader workers to time (none: skip)")
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads in the main process")
     args = parser.parse_args()
@@ -55,16 +71,29 @@ def main() -> None:
               f"{torch.get_num_threads()} torch threads in the main process")
         source = root if args.root else "synthetic 8 videos x 16 frames"
         print(f"data: {source}, output {args.image_size}x{args.image_size}, batch {args.batch_size}\n")
-        print("| clip | augment | workers | clips/s |")
-        print("|---|---|---|---|")
-        for with_neighbour in (True, False):
-            for augment in (False, True):
-                dataset = ClipDataset(video_set, None, image_size=args.image_size, augment=augment,
-                                      with_neighbour=with_neighbour)
-                for workers in args.workers:
-                    rate = measure(dataset, args.batch_size, workers, args.batches)
-                    clip = "4 frames (with_neighbour)" if with_neighbour else "3 frames"
-                    print(f"| {clip} | {'on' if augment else 'off'} | {workers} | {rate:.1f} |", flush=True)
+        settings = [(with_neighbour, augment) for with_neighbour in (True, False) for augment in (False, True)]
+        datasets = {
+            (with_neighbour, augment): ClipDataset(video_set, None, image_size=args.image_size, augment=augment,
+                                                   with_neighbour=with_neighbour)
+            for with_neighbour, augment in settings
+        }
+        names = {True: "4 frames (with_neighbour)", False: "3 frames"}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        print("| clip | augment | ms per clip, one process |")
+        print("|---|---|---|")
+        for (with_neighbour, augment), dataset in datasets.items():
+            row = f"| {names[with_neighbour]} | {'on' if augment else 'off'}"
+            print(f"{row} | {per_clip_ms(dataset):.1f} |", flush=True)
+        torch.set_num_threads(threads)
+        if args.workers:
+            print("\n| clip | augment | workers | clips/s |")
+            print("|---|---|---|---|")
+        for (with_neighbour, augment), dataset in datasets.items():
+            for workers in args.workers:
+                rate = measure(dataset, args.batch_size, workers, args.batches)
+                row = f"| {names[with_neighbour]} | {'on' if augment else 'off'} | {workers}"
+                print(f"{row} | {rate:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
