@@ -99,7 +99,8 @@ def _break_empty_image(root):
     return "img_list/v1/f1.jpg", "error", "empty file"
 
 
-BREAKERS = [_break_unreadable, _break_truncated, _break_size, _break_missing_mask, _break_not_binary, _break_short_video,
+BREAKERS = [_break_unreadable, _break_truncated, _break_size, _break_missing_mask, _break_not_binary,
+            _break_short_video,
             _break_split, _break_two_splits, _break_json, _break_json_box, _break_bbox_disagrees, _break_empty_image]
 
 
@@ -145,7 +146,8 @@ def test_stray_files_and_unusual_image_kinds_are_notes(tmp_path):
     report = check_dataset(root, progress=False)
     assert report.usable(strict=True), report.format()
     messages = {p.message for p in report.problems if p.severity == "note"}
-    assert {"stray system file, ignored", "1 grayscale frame(s), read as 8-bit RGB", "1 16-bit frame(s), read as 8-bit RGB",
+    assert {"stray system file, ignored", "1 grayscale frame(s), read as 8-bit RGB",
+            "1 16-bit frame(s), read as 8-bit RGB",
             "1 palette frame(s), read as 8-bit RGB"} <= messages
 
 

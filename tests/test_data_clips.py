@@ -11,7 +11,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from flanet.data import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, ClipDataset, DataError, clip_frame_indices, discover, gaussian_heatmap, mask_bbox, negative_indices
+from flanet.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    ClipDataset,
+    DataError,
+    clip_frame_indices,
+    discover,
+    gaussian_heatmap,
+    mask_bbox,
+    negative_indices,
+)
 from flanet.data.augment import add_noise, apply_photometric, sample_transform, transform_box
 
 MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
@@ -89,14 +100,16 @@ def test_bbox_json_box_is_used_and_scaled(tmp_path):
 def test_transform_box_of_a_flip():
     flip = np.array([[-1.0, 0.0, 10.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     assert transform_box((1, 2, 3, 4), flip, 10) == (7.0, 2.0, 9.0, 4.0)
-    assert transform_box((1, 2, 3, 4), np.diag([1.0, 1.0, 1.0]) + np.array([[0, 0, 20], [0, 0, 0], [0, 0, 0]]), 10) is None
+    shift_out = np.array([[1.0, 0.0, 20.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert transform_box((1, 2, 3, 4), shift_out, 10) is None
 
 
 def test_augmentation_is_identical_across_frames_and_targets(tmp_path):
     mask = np.zeros((24, 24), np.uint8)
     mask[5:14, 8:19] = 255
     root = _video(tmp_path, n=3, box=(8, 5, 19, 14), size=24, frames=[mask] * 3)
-    config = AugmentConfig(hflip=0.5, scale=(0.7, 1.3), translate=0.15, rotate=25, brightness=0, contrast=(1, 1), gamma=(1, 1), noise_std=0)
+    config = AugmentConfig(hflip=0.5, scale=(0.7, 1.3), translate=0.15, rotate=25, brightness=0, contrast=(1, 1),
+                           gamma=(1, 1), noise_std=0)
     dataset = ClipDataset(discover(root), None, image_size=32, augment=True, augment_config=config)
     torch.manual_seed(0)
     changed = 0

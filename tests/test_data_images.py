@@ -78,7 +78,9 @@ def test_empty_truncated_and_garbage_files_raise_with_the_file_name(tmp_path):
     ok, encoded = cv2.imencode(".png", np.full((32, 32), 90, np.uint8))
     (tmp_path / "cut.png").write_bytes(encoded.tobytes()[:-30])
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
-    for name, words in [("empty.png", "empty"), ("cut.jpg", "truncated"), ("cut.png", "truncated"), ("junk.png", "not a readable image"), ("none.png", "cannot read")]:
+    cases = [("empty.png", "empty"), ("cut.jpg", "truncated"), ("cut.png", "truncated"),
+             ("junk.png", "not a readable image"), ("none.png", "cannot read")]
+    for name, words in cases:
         with pytest.raises(DataError, match=words) as info:
             read_image(tmp_path / name)
         assert name in str(info.value)
@@ -89,10 +91,18 @@ def test_to_model_input_resizes_and_normalises():
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 0, 128
     out = to_model_input(rgb, 16)
     assert out.shape == (3, 16, 16) and out.dtype == torch.float32
-    expected = [(1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], (0.0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1], (128 / 255 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]]
+    expected = [(value - mean) / std for value, mean, std in zip((1.0, 0.0, 128 / 255), IMAGENET_MEAN, IMAGENET_STD)]
     torch.testing.assert_close(out.mean(dim=(1, 2)), torch.tensor(expected), rtol=0, atol=1e-5)
 
 
 def test_to_model_input_rejects_non_rgb():
     with pytest.raises(DataError, match="uint8 RGB"):
         to_model_input(np.zeros((4, 4), np.uint8), 8)
+
+
+def test_shrinking_averages_pixel_areas_instead_of_aliasing():
+    stripes = np.zeros((40, 40, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes, e.g. fine speckle
+    std, mean = torch.tensor(IMAGENET_STD)[:, None, None], torch.tensor(IMAGENET_MEAN)[:, None, None]
+    out = to_model_input(stripes, 20) * std + mean
+    torch.testing.assert_close(out, torch.full_like(out, 127.5 / 255), atol=1 / 255, rtol=0)

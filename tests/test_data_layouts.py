@@ -37,7 +37,8 @@ def test_authors_layout_natural_order_masks_bboxes_splits_labels(tmp_path):
     (tmp_path / "bbox.json").write_text(json.dumps({"v2": {"frame2.jpg": [2, 2, 5, 5], "frame10.jpg": None}}))
     (tmp_path / "train_list.csv").write_text("video\nv2\n")
     (tmp_path / "test_list.csv").write_text("v10\n")
-    (tmp_path / "video_labels.csv").write_text("video,pathology,aln_metastasis\nv2,benign,absent\nv10,malignant,present\n")
+    labels = "video,pathology,aln_metastasis\nv2,benign,absent\nv10,malignant,present\n"
+    (tmp_path / "video_labels.csv").write_text(labels)
     video_set = discover(tmp_path)
     assert video_set.layout == "authors"
     assert [v.id for v in video_set.videos] == ["v2", "v10"]
@@ -102,7 +103,8 @@ def test_polyp_layout_reports_stray_files_and_missing_gt(tmp_path):
 def test_sun_seg_and_vps_test_nesting(tmp_path):
     root = tmp_path / "SUN-SEG"
     _video_dirs(root / "TrainDataset" / "Frame" / "case1_1", root / "TrainDataset" / "GT" / "case1_1", ["a-image1"])
-    _video_dirs(root / "TestEasyDataset" / "Seen" / "Frame" / "case2_3", root / "TestEasyDataset" / "Seen" / "GT" / "case2_3", ["b"])
+    seen = root / "TestEasyDataset" / "Seen"
+    _video_dirs(seen / "Frame" / "case2_3", seen / "GT" / "case2_3", ["b"])
     vps = tmp_path / "VPS-TestSet"
     _video_dirs(vps / "CVC-ClinicDB-612-Valid" / "Frame" / "1", vps / "CVC-ClinicDB-612-Valid" / "GT" / "1", ["1"])
     _video_dirs(vps / "CVC-ColonDB-300" / "Frame" / "1", vps / "CVC-ColonDB-300" / "GT" / "1", ["1"])

@@ -70,7 +70,10 @@ def test_split_command_writes_lists_and_refuses_to_overwrite(tmp_path, capsys):
 def test_labels_csv_reading_and_errors(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("video,pathology,aln_metastasis\ncase1,malignant,present\n\ncase2,benign,absent\n")
-    assert read_labels(path) == {"case1": {"pathology": "malignant", "aln_metastasis": "present"}, "case2": {"pathology": "benign", "aln_metastasis": "absent"}}
+    assert read_labels(path) == {
+        "case1": {"pathology": "malignant", "aln_metastasis": "present"},
+        "case2": {"pathology": "benign", "aln_metastasis": "absent"},
+    }
     path.write_text("video,pathology\ncase1,benign\ncase1,malignant\n")
     with pytest.raises(DataError, match="listed twice"):
         read_labels(path)

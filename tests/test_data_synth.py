@@ -85,6 +85,7 @@ def test_refuses_non_empty_output_and_cli(tmp_path, capsys):
         generate_dataset(tmp_path / "full", videos=1, frames=3, size=32)
     assert main(["data", "synth", str(tmp_path / "full"), "--videos", "1", "--frames", "3", "--size", "32"]) == 1
     assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
-    assert main(["data", "synth", str(tmp_path / "new"), "--videos", "2", "--frames", "3", "--size", "32", "--seed", "4"]) == 0
+    arguments = ["--videos", "2", "--frames", "3", "--size", "32", "--seed", "4"]
+    assert main(["data", "synth", str(tmp_path / "new"), *arguments]) == 0
     assert "contact sheet" in capsys.readouterr().out
     assert len(discover(tmp_path / "new").videos) == 2

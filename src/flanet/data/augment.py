@@ -1,7 +1,8 @@
 """Clip augmentation: one random transform drawn per clip and applied to every frame and target.
 
-Geometry (horizontal flip, scale, translation, small rotation) and the resize to the model size
-are folded into a single affine matrix per frame, applied with ``cv2.warpAffine``; the photometric
+Geometry (horizontal flip, scale, translation, small rotation) is one affine matrix in output
+coordinates, applied with ``cv2.warpAffine`` to every frame after its resize to the model size
+(so boxes map through ``geometry @ resize``, see :func:`frame_matrix`); the photometric
 part (brightness, contrast, gamma, speckle-like noise) runs vectorised on the whole clip
 ``(T, S, S, 3)``. Noise is drawn independently per frame (like real acquisition noise) with one
 shared strength. Vertical flips are off by default: depth has a direction in ultrasound.

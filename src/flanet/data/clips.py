@@ -137,6 +137,11 @@ class ClipDataset(Dataset):
             return self._video_reader.read(video.video_file, index)
         return read_image(video.frames[index])
 
+    def _transform_image(self, image: np.ndarray, transform: ClipTransform) -> np.ndarray:
+        """Resize to ``S x S`` (see :func:`resize_rgb`), then apply the clip's geometry when it has one."""
+        resized = resize_rgb(image, self.image_size)
+        return resized if transform.is_identity else warp(resized, transform.geometry, self.image_size)
+
     def _targets(
         self, video: Video, index: int, shape: tuple[int, int], transform: ClipTransform
     ) -> dict[str, torch.Tensor]:
@@ -149,11 +154,7 @@ class ClipDataset(Dataset):
             raise DataError(f"mask size {found} differs from its frame's {expected} ({frame})", mask_path)
         size = self.image_size
         matrix = frame_matrix(transform, shape[0], shape[1], size)
-        mask_u8 = mask.astype(np.uint8) * 255
-        if transform.is_identity:
-            out_mask = resize_rgb(mask_u8, size) > 127
-        else:
-            out_mask = warp(mask_u8, matrix, size) > 127
+        out_mask = self._transform_image(mask.astype(np.uint8) * 255, transform) > 127
         box = None
         if out_mask.any():
             given = video.bboxes[index] if video.bboxes is not None else None
@@ -178,12 +179,12 @@ class ClipDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
             transform = sample_transform(rng, size, self.augment_config)
-            warped = [warp(decoded[i], frame_matrix(transform, *decoded[i].shape[:2], size), size) for i in decoded]
-            clip = apply_photometric(np.stack(warped), transform)[inverse]  # (T, S, S, 3) uint8
+            warped = np.stack([self._transform_image(decoded[i], transform) for i in decoded])
+            clip = apply_photometric(warped, transform)[inverse]  # (T, S, S, 3) uint8
             frames = normalise(add_noise(clip, transform.noise_std, rng))
         else:
             transform = IDENTITY
-            frames = normalise(np.stack([resize_rgb(decoded[int(i)], size) for i in unique])[inverse])
+            frames = normalise(np.stack([resize_rgb(decoded[i], size) for i in decoded])[inverse])
         sample: dict[str, object] = {"frames": frames}  # (T, 3, S, S)
         sample.update(self._targets(video, t, shape, transform))
         if self.with_neighbour:

@@ -137,10 +137,17 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, image_size: int) -> np.ndarray:
-    """Resize a uint8 frame ``(H, W[, C])`` to ``image_size x image_size`` (bilinear, as in training)."""
-    if rgb.shape[0] == image_size and rgb.shape[1] == image_size:
+    """Resize a uint8 frame ``(H, W[, C])`` to ``image_size x image_size``, as in training.
+
+    Shrinking uses pixel-area averaging (anti-aliased, like PIL's bilinear resize that
+    torchvision applies, and kind to speckle); enlarging uses bilinear interpolation.
+    """
+    height, width = rgb.shape[:2]
+    if height == image_size and width == image_size:
         return rgb
-    return cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    shrink = height >= image_size and width >= image_size
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (image_size, image_size), interpolation=interpolation)
 
 
 _SCALE = (1.0 / (255.0 * np.array(IMAGENET_STD, np.float32)))[:, None, None]  # (3, 1, 1)
