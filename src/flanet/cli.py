@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "flanet.training.commands",
     "flanet.evaluation.commands",
     "flanet.inference.commands",
+    "flanet.demo.commands",
 )
 
 

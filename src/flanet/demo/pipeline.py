@@ -1,0 +1,256 @@
+"""``run_demo``: synthetic data -> train FLA-Net and UNet -> evaluate -> stream -> report.
+
+Output folder::
+
+    data/                 synthetic breast-ultrasound videos (authors' layout, contact_sheet.png)
+    runs/<model>/         training run folders (config.yaml, checkpoints/best.pt, metrics.csv, ...)
+    evaluation/<model>/   ``flanet evaluate`` reports on the test videos
+    streaming/            ``flanet predict`` output on one test video (overlay.mp4, masks, frames.csv)
+    figures/              the report's PNGs and overlay.gif
+    metrics.json          every number of the report
+    report.html           self-contained report (figures embedded); report.md (figures linked)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flanet import __version__
+from flanet.data import discover
+from flanet.data.synth import generate_dataset
+from flanet.demo.budget import epochs_for_budget, measure_step_cost
+from flanet.demo.cases import build_cases, pick_cases
+from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
+from flanet.demo.figures import overlay_video_to_gif, plot_cases, plot_frame_kind_dice, plot_per_video_dice, plot_training_curves
+from flanet.demo.report import verdict, write_report
+from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
+from flanet.inference import predict_to_folder
+from flanet.models import load_checkpoint
+from flanet.training import load_config, train
+from flanet.training.callbacks import read_metrics
+
+log = logging.getLogger(__name__)
+
+OUTPUT_MARKER = ".flanet-demo"
+DEMO_CONFIG = "demo"
+MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
+    "flanet": ("FLA-Net", "3 frames"),
+    "unet": ("UNet", "current frame"),
+}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo builds and how long it may take.
+
+    Attributes:
+        minutes: wall-clock budget of the whole demo; ``training_share`` of it trains the two
+            models (equal halves, epochs derived from measured step costs).
+        seed: seed of the data, the training runs and the bootstrap.
+        videos / frames / frame_size: synthetic data set size (4:2:4 train/val/test by video).
+        image_size: model input side (multiple of 32); None = the ``demo`` recipe's.
+        encoder: timm encoder of both models (random init); None = the recipe's.
+        epochs: fixed epochs per model instead of the time budget (tests, reproductions).
+        training_share: fraction of the budget spent training.
+        resamples: bootstrap resamples of the 95% intervals.
+        progress: progress bars.
+    """
+
+    minutes: float = 10.0
+    seed: int = 0
+    videos: int = 30
+    frames: int = 30
+    frame_size: int = 128
+    image_size: int | None = None
+    encoder: str | None = None
+    epochs: int | None = None
+    training_share: float = 0.7
+    resamples: int = 2000
+    progress: bool = True
+
+
+def prepare_demo_dir(out: Path, force: bool) -> Path:
+    """Create the output folder; an existing non-empty one is replaced only with ``force`` and
+    only when an earlier demo wrote it.
+
+    Raises:
+        FileExistsError: the folder exists and is not empty (without ``force``), or was not
+            written by ``flanet demo`` (with ``force``).
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise FileExistsError(f"{out}: output folder exists and is not empty; use --force to replace it")
+        if not (out / OUTPUT_MARKER).is_file():
+            raise FileExistsError(f"{out}: exists but was not written by `flanet demo`; refusing to delete it even with --force")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).write_text("written by flanet demo\n", encoding="utf-8")
+    return out.resolve()
+
+
+def machine_description() -> dict[str, Any]:
+    """Where the demo ran: device, CPU cores and torch threads."""
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return {"device": "cuda" if cuda else "cpu", "description": device, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
+
+
+class _Stages:
+    """Numbered progress lines on stdout and the seconds each stage took."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total, self.say, self.count = total, say, 0
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, message: str, work: Callable[[], Any]) -> Any:
+        self.count += 1
+        self.say(f"[{self.count}/{self.total}] {message} (elapsed {time.perf_counter() - self.start:.0f} s)")
+        begin = time.perf_counter()
+        value = work()
+        self.seconds[name] = time.perf_counter() - begin
+        return value
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _train_one(label: str, root: Path, out: Path, settings: DemoSettings, budget_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """Calibrate, choose the epochs for ``budget_s`` and train one model; returns its run record."""
+    overrides = [f"data.root={root}", f"model.name={label}", f"seed={settings.seed}",
+                 f"output.run_dir={out / 'runs' / label}", f"trainer.progress_bar={str(settings.progress).lower()}"]
+    if settings.image_size is not None:
+        overrides.append(f"data.image_size={settings.image_size}")
+    if settings.encoder is not None:
+        overrides.append(f"model.encoder={settings.encoder}")
+    config = load_config(DEMO_CONFIG, overrides)
+    video_set = discover(root)
+    train_frames = sum(m is not None for v in video_set.subset(config["data"]["train_split"]) for m in v.masks)
+    val_frames = sum(m is not None for v in video_set.subset(config["data"]["val_split"]) for m in v.masks)
+    steps_per_epoch = max(1, train_frames // config["trainer"]["batch_size"])
+    begin = time.perf_counter()
+    cost = None if settings.epochs else measure_step_cost(config)
+    calibration_s = time.perf_counter() - begin
+    if cost is None:
+        epochs = int(settings.epochs)
+        say(f"    {label}: {epochs} epoch(s) of {steps_per_epoch} steps (fixed)")
+    else:
+        epochs = epochs_for_budget(budget_s - calibration_s, cost, steps_per_epoch, val_frames)
+        say(f"    {label}: {cost.train_step_s:.2f} s per training step, {steps_per_epoch} steps per epoch "
+            f"-> {epochs} epoch(s) in {budget_s - calibration_s:.0f} s")
+    begin = time.perf_counter()
+    run_dir = train(config, [f"trainer.epochs={epochs}"])
+    train_s = time.perf_counter() - begin
+    history = read_metrics(run_dir / "metrics.csv")
+    scored = [r for r in history if r.get("val_dice") is not None]
+    best = max(scored, key=lambda r: r["val_dice"]) if scored else None
+    return {
+        "run_dir": str(run_dir.relative_to(out)), "epochs": epochs, "steps": int(history[-1]["step"]) if history else 0,
+        "train_s": train_s, "calibration_s": calibration_s, "train_step_s": cost.train_step_s if cost else None,
+        "best_epoch": int(best["epoch"]) + 1 if best else None, "best_val_dice": best["val_dice"] if best else None,
+        "image_size": config["data"]["image_size"], "encoder": config["model"]["encoder"],
+        "batch_size": config["trainer"]["batch_size"], "lr": config["optim"]["lr"], "history": history,
+    }
+
+
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bool = False,
+             say: Callable[[str], None] = print) -> Path:
+    """Run the whole demo into ``out`` and return the path of ``report.html``.
+
+    Raises:
+        FileExistsError: see :func:`prepare_demo_dir`.
+    """
+    out = prepare_demo_dir(Path(out), force)
+    stages = _Stages(6, say)
+    root = out / "data"
+    stages.run("data", f"generating {settings.videos} synthetic ultrasound videos", lambda: generate_dataset(
+        root, settings.videos, settings.frames, settings.frame_size, settings.seed, progress=settings.progress))
+    video_set = discover(root)
+    budget_s = max(1.0, (settings.training_share * settings.minutes * 60 - stages.elapsed) / len(MODELS))
+    runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} (budget {budget_s:.0f} s)",
+                              lambda label=label: _train_one(label, root, out, settings, budget_s, say))
+            for label in MODELS}
+    evaluation = EvaluationSettings(resamples=settings.resamples, seed=settings.seed, progress=settings.progress)
+    image_size = runs["flanet"]["image_size"]
+
+    def evaluate_all() -> dict[str, Any]:
+        return {label: evaluate_checkpoint(out / runs[label]["run_dir"] / "checkpoints" / "best.pt", root, "test",
+                                           out / "evaluation" / label, image_size=image_size, method=MODELS[label][0],
+                                           settings=evaluation) for label in MODELS}
+
+    results = stages.run("evaluation", "evaluating both models on the test videos", evaluate_all)
+    kinds = read_frame_kinds(root / "frame_info.csv")
+    comparison = compare_by_frame_kind(results["flanet"].per_frame, results["unet"].per_frame, kinds,
+                                       settings.resamples, settings.seed)
+    models = {label: load_checkpoint(out / runs[label]["run_dir"] / "checkpoints" / "best.pt").model for label in MODELS}
+    test_ids = [video.id for video in video_set.subset("test")]
+    hard_counts = {video.id: sum(kinds.get((video.id, path.stem), "none") != "none" for path in video.frames)
+                   for video in video_set.subset("test")}
+    stream_id = max(test_ids, key=lambda vid: (hard_counts[vid], vid))
+    stream_dir = stages.run("streaming", f"streaming FLA-Net over test video {stream_id}", lambda: predict_to_folder(
+        models["flanet"], root / "img_list" / stream_id, out / "streaming", image_size=image_size, fps=8.0,
+        progress=settings.progress))
+    summary = json.loads((stream_dir / "summary.json").read_text(encoding="utf-8"))
+    figures_dir = out / "figures"
+    figures_dir.mkdir(exist_ok=True)
+
+    def draw() -> dict[str, str]:
+        per_video = {label: {row["video"]: row["dice"] for row in results[label].per_video} for label in MODELS}
+        videos, frames, dice_f, dice_u = aligned_dice(results["flanet"].per_frame, results["unet"].per_frame)
+        chosen = pick_cases(videos, frames, dice_f, dice_u)
+        picks = [(reason, videos[i], frames[i]) for reason, i in chosen]
+        chosen = [i for _, i in chosen]
+        cases = build_cases(models, video_set, image_size, picks,
+                            {"flanet": [dice_f[i] for i in chosen], "unet": [dice_u[i] for i in chosen]}, kinds)
+        paths = {
+            "curves": plot_training_curves({label: runs[label]["history"] for label in MODELS}, figures_dir / "training_curves.png"),
+            "per_video": plot_per_video_dice(test_ids, {label: [per_video[label][v] for v in test_ids] for label in MODELS},
+                                             [hard_counts[v] for v in test_ids], figures_dir / "per_video_dice.png"),
+            "frame_kinds": plot_frame_kind_dice(comparison, ("flanet", "unet"), figures_dir / "dice_by_frame_kind.png"),
+            "cases": plot_cases(cases, figures_dir / "cases.png"),
+            "gif": overlay_video_to_gif(stream_dir / "overlay.mp4", figures_dir / "overlay.gif"),
+        }
+        return {k: str(p.relative_to(out)) for k, p in paths.items()}
+
+    figures = stages.run("figures", "drawing figures and writing the report", draw)
+    split_sizes = {name: len(video_set.subset(name)) for name in ("train", "val", "test")}
+    record = {
+        "flanet_version": __version__,
+        "settings": {**{k: v for k, v in asdict(settings).items() if k not in ("progress",)},
+                     "image_size": image_size, "encoder": runs["flanet"]["encoder"], "batch_size": runs["flanet"]["batch_size"],
+                     "lr": runs["flanet"]["lr"], "split_sizes": split_sizes},
+        "machine": machine_description(),
+        "models": {label: {
+            "display_name": MODELS[label][0], "input": MODELS[label][1],
+            **{k: v for k, v in runs[label].items() if k != "history"},
+            "metrics": {k: results[label].metrics[k] for k in ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")},
+            "ci": {k: v for k, v in results[label].metrics["ci"].items() if isinstance(v, list)},
+            "per_video_dice": {row["video"]: row["dice"] for row in results[label].per_video},
+        } for label in MODELS},
+        "comparison": comparison,
+        "streaming": {"video": stream_id, "frames": summary["frames"], "hard_frames": hard_counts[stream_id],
+                      "fps": summary["fps_achieved"], "overlay_video": str((stream_dir / "overlay.mp4").relative_to(out)),
+                      "gif": figures["gif"]},
+        "figures": figures,
+    }
+    record["verdict"] = verdict(comparison, ("FLA-Net", "UNet"))
+    record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
+                        "training_budget_per_model_s": budget_s, "total_s": stages.elapsed}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    _, page = write_report(record, out)
+    say(f"done in {stages.elapsed:.0f} s: {page}")
+    say(record["verdict"]["text"])
+    return page

@@ -1,0 +1,119 @@
+"""flanet demo: the whole pipeline on a tiny synthetic set, its report, its budget and comparison maths."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flanet.cli import main
+from flanet.demo import DemoSettings, prepare_demo_dir, run_demo
+from flanet.demo.budget import StepCost, epochs_for_budget
+from flanet.demo.compare import paired_dice
+from flanet.demo.pipeline import OUTPUT_MARKER
+from flanet.demo.report import fmt, fmt_ci, signed
+
+TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, epochs=1, resamples=50, progress=False)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    out = tmp_path_factory.mktemp("demo") / "report"
+    lines: list[str] = []
+    run_demo(out, TINY, say=lines.append)
+    return out, lines
+
+
+def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
+    out, lines = demo
+    for relative in (
+        "report.html", "report.md", "metrics.json", "data/contact_sheet.png", "data/frame_info.csv",
+        "runs/flanet/checkpoints/best.pt", "runs/unet/checkpoints/best.pt", "runs/flanet/metrics.csv",
+        "evaluation/flanet/metrics.json", "evaluation/unet/metrics.json", "streaming/overlay.mp4",
+        "streaming/summary.json", "figures/training_curves.png", "figures/per_video_dice.png",
+        "figures/dice_by_frame_kind.png", "figures/cases.png", "figures/overlay.gif",
+    ):
+        assert (out / relative).is_file() and (out / relative).stat().st_size > 0, relative
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/6]" for k in range(1, 7)]
+    assert lines[-2].startswith("done in ")
+
+
+def test_html_is_self_contained(demo: tuple[Path, list[str]]) -> None:
+    out, _ = demo
+    page = (out / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 5  # frame kinds, curves, per video, cases, overlay GIF
+    assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
+    assert 'href="streaming/overlay.mp4"' in page
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for relative in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (out / relative).is_file(), relative
+
+
+def test_report_numbers_are_those_of_metrics_json(demo: tuple[Path, list[str]]) -> None:
+    out, _ = demo
+    record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    expected = []
+    for label in ("flanet", "unet"):
+        model = record["models"][label]
+        evaluation = json.loads((out / "evaluation" / label / "metrics.json").read_text(encoding="utf-8"))
+        assert model["metrics"]["dice"] == evaluation["dice"]  # the evaluation's own numbers
+        assert model["ci"]["dice"] == evaluation["ci"]["dice"]
+        expected += [f"{fmt(model['metrics'][k])} {fmt_ci(model['ci'][k])}" for k in ("dice", "jaccard", "f1", "mae")]
+    for group in record["comparison"].values():
+        expected.append(f"{signed(group['difference'])} {fmt_ci(group['difference_ci'])}")
+    expected += [record["verdict"]["text"], f"{fmt(record['streaming']['fps'], 1)} frames/s"]
+    for text in expected:
+        assert text in markdown, text
+        assert text in page, text
+    everything = record["comparison"]["all"]
+    assert everything["difference"] == pytest.approx(everything["video_model"] - everything["image_model"])
+    assert everything["frames"] == evaluation["num_frames"]
+    assert record["models"]["flanet"]["epochs"] == record["models"]["unet"]["epochs"] == 1
+
+
+def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--force"):
+        prepare_demo_dir(foreign, force=False)
+    with pytest.raises(FileExistsError, match="not written by `flanet demo`"):
+        prepare_demo_dir(foreign, force=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert main(["demo", "--out", str(foreign)]) == 2
+    earlier = tmp_path / "earlier"
+    prepare_demo_dir(earlier, force=False)
+    (earlier / "old.txt").write_text("old")
+    assert prepare_demo_dir(earlier, force=True) == earlier.resolve()
+    assert sorted(p.name for p in earlier.iterdir()) == [OUTPUT_MARKER]
+
+
+def test_epochs_for_budget_counts_training_validation_and_overhead() -> None:
+    cost = StepCost(train_step_s=0.5, eval_frame_s=0.01)
+    # one epoch: 20 * 0.5 + 100 * 0.01 + 1 = 12 s; 0.85 * 100 s = 85 s -> 7 epochs
+    assert epochs_for_budget(100.0, cost, steps_per_epoch=20, val_frames=100) == 7
+    assert epochs_for_budget(1.0, cost, steps_per_epoch=20, val_frames=100) == 1  # always one epoch
+    assert epochs_for_budget(1e6, cost, steps_per_epoch=20, val_frames=100, max_epochs=30) == 30
+
+
+def test_paired_dice_means_difference_and_subsets() -> None:
+    videos = ["a", "a", "b", "b", "b"]
+    temporal = np.array([0.9, 0.8, 0.6, 0.7, 0.5])
+    image = np.array([0.7, 0.8, 0.6, 0.4, 0.5])
+    scores = paired_dice(videos, temporal, image, resamples=200)
+    assert scores.frames == 5 and scores.videos == 2
+    assert scores.video_model == pytest.approx(3.5 / 5)
+    assert scores.image_model == pytest.approx(3.0 / 5)
+    assert scores.difference == pytest.approx(0.1)
+    assert scores.difference_ci[0] <= 0.1 <= scores.difference_ci[1]
+    hard = paired_dice(videos, temporal, image, np.array([1, 0, 0, 1, 0], bool), resamples=200)
+    assert hard.frames == 2 and hard.difference == pytest.approx((0.2 + 0.3) / 2)
+    same = paired_dice(videos, temporal, temporal, resamples=200)
+    assert same.difference == 0 and same.difference_ci == (0.0, 0.0)
+    assert paired_dice(videos, temporal, image, np.zeros(5, bool)) is None
