@@ -89,3 +89,27 @@ def test_auto_mode_streams_flanet_only(setup: tuple[Path, Path]) -> None:
     assert choose_mode(create_model("unet", encoder="resnet18"), videos) == "clips"
     with pytest.raises(ValueError, match="streaming needs"):
         choose_mode(create_model("unet", encoder="resnet18"), videos, "stream")
+
+
+@pytest.mark.parametrize("batch_size", [1])  # chunks smaller than the temporal context
+def test_streaming_carries_context_across_chunks_and_skips_unannotated_frames(setup: tuple[Path, Path], batch_size: int) -> None:
+    from dataclasses import replace
+
+    from flanet.data import VideoSet
+    from flanet.evaluation.inference import iter_model_predictions, iter_streamed_predictions
+
+    full = discover(setup[0])
+    sparse = [replace(v, masks=[m if i in (0, 2, 3) else None for i, m in enumerate(v.masks)]) for v in full.videos]
+    video_set = VideoSet(full.root, full.layout, sparse)
+    torch.manual_seed(2)
+    model = create_model("flanet", encoder="resnet18")
+    device = torch.device("cpu")
+
+    def collect(chunks) -> dict[tuple[str, int], np.ndarray]:
+        return {(v, i): p for v, indices, probs in chunks for i, p in zip(indices, probs)}
+
+    clips = collect(iter_model_predictions(model, video_set, None, 64, device, 4, 0, False))
+    stream = collect(iter_streamed_predictions(model, sparse, 64, device, batch_size, False))
+    assert sorted(stream) == sorted(clips) and {i for _, i in stream} == {0, 2, 3}
+    for key, prob in clips.items():
+        assert np.abs(stream[key].astype(int) - prob.astype(int)).max() <= 1  # 8-bit rounding only

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's training size, else 352)")
     parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
                         help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass in clips mode (default: 8)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips (clips mode) or frames (stream mode) per forward pass (default: 8)")
     parser.add_argument("--num-workers", type=int, default=2, help="data loading workers (default: 2)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--jobs", type=int, default=default_jobs(),

@@ -130,7 +130,7 @@ def _model_chunks(
     videos = video_set.subset(split)
     by_id = {video.id: video for video in videos}
     if mode == "stream":
-        predictions = iter_streamed_predictions(model, videos, image_size, device, progress)
+        predictions = iter_streamed_predictions(model, videos, image_size, device, max(batch_size, 4), progress)
     else:
         predictions = iter_model_predictions(model, video_set, split, image_size, device, batch_size, num_workers, progress)
     for video_id, indices, prob in predictions:

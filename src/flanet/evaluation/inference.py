@@ -5,9 +5,9 @@ Two equivalent ways (same clips ``[t, t-1, t-2]``, causal edge policy, no augmen
 * ``clips``: batches of clips from :class:`flanet.data.ClipDataset` (``clip_len = model.num_frames``),
   one per annotated frame; every frame of a clip is encoded, so a densely annotated video costs
   ``num_frames`` encoder passes per frame.
-* ``stream``: FLA-Net variants only; every frame of a video goes once through the encoder and its
-  features are reused (:class:`flanet.inference.VideoSegmenter`); unannotated frames are encoded
-  too, as context. ``auto`` picks the mode with fewer encoder passes.
+* ``stream``: FLA-Net variants only; the frames of a video are encoded once, in batches, and their
+  features are reused by every window that contains them (``model.encode`` / ``model.decode``);
+  unannotated frames are encoded too, as context. ``auto`` picks the mode with fewer encoder passes.
 
 The mask logits are resized (bilinear) back to the original frame size, passed through the sigmoid
 and stored as 8 bits (``round(255 p)``), exactly what a prediction PNG holds, so scoring a checkpoint
@@ -17,6 +17,7 @@ and scoring the PNGs it saved with ``--save-pred`` give identical numbers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 
 import numpy as np
 import torch
@@ -25,11 +26,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from flanet.data import ClipDataset, Video, VideoSet, read_image
+from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
 from flanet.data.video_io import iter_video_frames
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
-STREAM_CHUNK = 16
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -46,9 +46,11 @@ def logits_to_uint8(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return (torch.sigmoid(logits) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
 
 
-def probability_to_uint8(prob: np.ndarray) -> np.ndarray:
-    """(H, W) float probability -> uint8 ``round(255 p)``."""
-    return np.round(np.clip(prob, 0.0, 1.0) * 255).astype(np.uint8)
+def check_image_size(model: nn.Module, image_size: int) -> None:
+    """Raise ValueError unless ``image_size`` is a positive multiple of the model's ``size_multiple``."""
+    multiple = int(getattr(model, "size_multiple", 1))
+    if image_size <= 0 or image_size % multiple:
+        raise ValueError(f"image size {image_size} is not a positive multiple of {multiple}, which this model needs")
 
 
 def choose_mode(model: nn.Module, videos: list[Video], mode: str = "auto") -> str:
@@ -89,9 +91,7 @@ def iter_model_predictions(
     Raises:
         ValueError: when ``image_size`` is not a multiple of the model's ``size_multiple``.
     """
-    multiple = int(getattr(model, "size_multiple", 1))
-    if image_size % multiple:
-        raise ValueError(f"image size {image_size} is not a multiple of {multiple}, which this model needs")
+    check_image_size(model, image_size)
     dataset = ClipDataset(
         video_set, split=split, image_size=image_size, clip_len=int(model.num_frames), augment=False, edge="causal"
     )
@@ -122,37 +122,60 @@ def _video_frames(video: Video, last: int) -> Iterator[np.ndarray]:
         yield from (read_image(path) for path in video.frames[: last + 1])
 
 
+def _runs_of_equal_size(indices: list[int], sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of consecutive positions whose frames share one size."""
+    start = 0
+    for end in range(1, len(indices) + 1):
+        if end == len(indices) or sizes[end] != sizes[start]:
+            yield start, end
+            start = end
+
+
 def iter_streamed_predictions(
     model: nn.Module,
     videos: list[Video],
     image_size: int,
     device: torch.device,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> Iterator[tuple[str, list[int], np.ndarray]]:
-    """Like :func:`iter_model_predictions`, encoding every frame once (FLA-Net variants).
+    """Like :func:`iter_model_predictions`, but every frame is encoded once (FLA-Net variants).
 
-    Yields chunks of up to ``STREAM_CHUNK`` annotated frames of one video and one size.
+    Each video is read in chunks of ``batch_size`` frames: the chunk is encoded as one batch
+    (``model.encode``), the features of the previous ``num_frames - 1`` frames are carried over (the
+    first frame's are repeated at the video start: causal edge policy), and the annotated frames of
+    the chunk are decoded as one batch of windows ``[t, t-1, t-2]`` (``model.decode``).
     """
-    from flanet.inference.streaming import VideoSegmenter
-
-    segmenter = VideoSegmenter(model, image_size=image_size, device=device)
+    check_image_size(model, image_size)
+    num_frames = int(model.num_frames)
+    context = num_frames - 1
+    model = model.to(device).eval()
     total = sum(len(_annotated(v)) for v in videos)
-    with tqdm(total=total, unit="frame", desc="evaluate (stream)", disable=not progress) as bar:
+    with torch.inference_mode(), tqdm(total=total, unit="frame", desc="evaluate", disable=not progress) as bar:
         for video in videos:
-            wanted = set(_annotated(video))
-            if not wanted:
+            annotated = _annotated(video)
+            if not annotated:
                 continue
-            indices: list[int] = []
-            probs: list[np.ndarray] = []
-            for result in segmenter.stream(_video_frames(video, max(wanted))):
-                if result.index not in wanted:
+            wanted = np.zeros(annotated[-1] + 1, dtype=bool)
+            wanted[annotated] = True
+            frames = _video_frames(video, annotated[-1])
+            carry: list[torch.Tensor] | None = None  # per level (context, C, h, w)
+            for start in range(0, len(wanted), batch_size):
+                rgb = list(islice(frames, batch_size))
+                images = torch.stack([to_model_input(frame, image_size) for frame in rgb]).to(device)  # (n, 3, S, S)
+                features = model.encode(images)  # per level (n, C, h, w)
+                if carry is None:
+                    carry = [level[:1].repeat(context, 1, 1, 1) for level in features]
+                levels = [torch.cat([old, new]) for old, new in zip(carry, features)]  # frame start+i at row context+i
+                carry = [level[len(level) - context :] for level in levels]
+                targets = np.flatnonzero(wanted[start : start + len(rgb)])
+                if targets.size == 0:
                     continue
-                prob = probability_to_uint8(result.probability)
-                if probs and (prob.shape != probs[0].shape or len(probs) == STREAM_CHUNK):
-                    yield video.id, indices, np.stack(probs)
-                    indices, probs = [], []
-                indices.append(result.index)
-                probs.append(prob)
-                bar.update()
-            if probs:
-                yield video.id, indices, np.stack(probs)
+                rows = torch.as_tensor(targets, device=device) + context
+                window = [[level[rows - k] for level in levels] for k in range(num_frames)]  # [t, t-1, t-2]
+                logits = model.decode(window).mask_logits.float()  # (m, 1, S, S)
+                indices = [start + int(t) for t in targets]
+                sizes = [tuple(rgb[int(t)].shape[:2]) for t in targets]
+                for first, end in _runs_of_equal_size(indices, sizes):
+                    yield video.id, indices[first:end], logits_to_uint8(logits[first:end], sizes[first])
+                bar.update(len(indices))
