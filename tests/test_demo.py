@@ -11,7 +11,7 @@ import pytest
 
 from flanet.cli import main
 from flanet.demo import DemoSettings, prepare_demo_dir, run_demo
-from flanet.demo.budget import StepCost, epochs_for_budget
+from flanet.demo.budget import StepCost, TrainingPlan, plan_training
 from flanet.demo.compare import paired_dice
 from flanet.demo.pipeline import OUTPUT_MARKER
 from flanet.demo.report import fmt, fmt_ci, signed
@@ -94,12 +94,15 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in earlier.iterdir()) == [OUTPUT_MARKER]
 
 
-def test_epochs_for_budget_counts_training_validation_and_overhead() -> None:
+def test_plan_training_counts_training_validation_and_overhead() -> None:
     cost = StepCost(train_step_s=0.5, eval_frame_s=0.01)
-    # one epoch: 20 * 0.5 + 100 * 0.01 + 1 = 12 s; 0.85 * 100 s = 85 s -> 7 epochs
-    assert epochs_for_budget(100.0, cost, steps_per_epoch=20, val_frames=100) == 7
-    assert epochs_for_budget(1.0, cost, steps_per_epoch=20, val_frames=100) == 1  # always one epoch
-    assert epochs_for_budget(1e6, cost, steps_per_epoch=20, val_frames=100, max_epochs=30) == 30
+    # one epoch: 20 * 0.5 + 100 * 0.01 + 1 = 12 s; 0.85 * 100 s - 8 s = 77 s -> 6 epochs
+    assert plan_training(100.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(6, 20, True)
+    assert plan_training(100.0, cost, 20, 100, run_overhead_s=0.0).epochs == 7
+    assert plan_training(1e6, cost, 20, 100, max_epochs=30).epochs == 30
+    # 0.85 * 20 s - 8 s = 9 s: no full epoch (12 s); 9 - 2 s of validation = 7 s -> 14 steps
+    assert plan_training(20.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(1, 14, False)
+    assert plan_training(1.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(1, 1, False)
 
 
 def test_paired_dice_means_difference_and_subsets() -> None:

@@ -77,28 +77,49 @@ def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
     return StepCost(train_step, eval_frame)
 
 
-def epochs_for_budget(
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How long one model trains: ``epochs`` of ``steps_per_epoch`` optimisation steps.
+
+    ``steps_per_epoch`` is below the data's batches per epoch only when not even one full epoch
+    fits the budget (``trainer.limit_train_batches``); each epoch still ends with a validation.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    full_epochs: bool
+
+
+def plan_training(
     seconds: float,
     cost: StepCost,
     steps_per_epoch: int,
     val_frames: int,
     epoch_overhead_s: float = 1.0,
+    run_overhead_s: float = 8.0,
     safety: float = 0.85,
     max_epochs: int = 200,
-) -> int:
-    """Number of whole epochs (training + validation) that fit into ``safety * seconds``.
+) -> TrainingPlan:
+    """Whole epochs (training + validation) that fit into ``safety * seconds - run_overhead_s``.
 
     Args:
         seconds: training budget of one model.
         cost: measured step cost.
-        steps_per_epoch: optimisation steps per epoch.
+        steps_per_epoch: optimisation steps of a full epoch.
         val_frames: frames validated after every epoch.
         epoch_overhead_s: fixed cost per epoch (checkpoints, loss-curve plot, data loading).
+        run_overhead_s: fixed cost per run (building the model, Lightning start-up).
         safety: fraction of the budget planned for (the rest absorbs timing noise).
         max_epochs: upper bound.
 
     Returns:
-        At least 1 (a run always trains one epoch), at most ``max_epochs``.
+        1 to ``max_epochs`` full epochs; when not even one fits, one epoch shortened to the
+        steps that fit (at least one step).
     """
-    epoch_s = steps_per_epoch * cost.train_step_s + val_frames * cost.eval_frame_s + epoch_overhead_s
-    return int(min(max_epochs, max(1, math.floor(safety * seconds / epoch_s))))
+    usable = safety * seconds - run_overhead_s
+    fixed = val_frames * cost.eval_frame_s + epoch_overhead_s  # per epoch, besides training steps
+    epochs = math.floor(usable / (steps_per_epoch * cost.train_step_s + fixed))
+    if epochs >= 1:
+        return TrainingPlan(min(max_epochs, epochs), steps_per_epoch, True)
+    steps = max(1, math.floor((usable - fixed) / cost.train_step_s))
+    return TrainingPlan(1, min(steps, steps_per_epoch), steps >= steps_per_epoch)

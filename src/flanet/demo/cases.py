@@ -19,14 +19,14 @@ def pick_cases(
     frames: Sequence[str],
     video_dice: np.ndarray,
     image_dice: np.ndarray,
-    per_group: int = 2,
+    per_group: tuple[int, int, int] = (2, 1, 2),
 ) -> list[tuple[str, int]]:
     """Choose frames to draw: where the temporal model gains most, its best and its worst frames.
 
     Args:
         videos / frames: (N,) identity of every scored test frame.
         video_dice / image_dice: (N,) Dice of the temporal model and the image baseline.
-        per_group: frames per group.
+        per_group: frames of each group (gain, best, worst).
 
     Returns:
         ``(reason, frame position)`` pairs, no frame twice, in the order gain, best, worst.
@@ -39,8 +39,8 @@ def pick_cases(
     )
     chosen: list[tuple[str, int]] = []
     used: set[int] = set()
-    for reason, order in groups:
-        picked = [int(i) for i in order if int(i) not in used][:per_group]
+    for (reason, order), count in zip(groups, per_group):
+        picked = [int(i) for i in order if int(i) not in used][:count]
         used.update(picked)
         chosen += [(reason, i) for i in picked]
     return chosen

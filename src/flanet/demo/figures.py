@@ -13,9 +13,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-COLOURS = {"flanet": "#d62728", "unet": "#1f77b4"}
+COLOURS = {"FLA-Net": "#d62728", "UNet": "#1f77b4"}  # by display name; others grey
 GT_RGB = (0, 200, 0)
 PRED_RGB = (255, 40, 40)
 
@@ -54,7 +55,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float | N
     """Training mask loss (BCE + IoU, the terms both models share) and validation Dice per epoch.
 
     Args:
-        histories: model label -> rows of its run's ``metrics.csv`` (parsed).
+        histories: model name -> rows of its run's ``metrics.csv`` (parsed).
         out: PNG path.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -68,6 +69,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float | N
     right.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
     for axis in (left, right):
         axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     return _save(figure, out)
 
@@ -82,9 +84,9 @@ def plot_per_video_dice(
     for k, (label, values) in enumerate(dice.items()):
         axis.bar(x + (k - (len(dice) - 1) / 2) * width, values, width, color=_colour(label), label=label)
     axis.set_xticks(x, [f"{v}\n{h} hard" for v, h in zip(videos, hard_frames)], fontsize=7)
-    axis.set(ylabel="mean Dice", ylim=(0, 1), title="Dice per test video")
+    axis.set(ylabel="mean Dice", ylim=(0, 1.12), title="Dice per test video")
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper center", ncols=len(dice), fontsize=8)
     return _save(figure, out)
 
 
@@ -105,9 +107,9 @@ def plot_frame_kind_dice(groups: Mapping[str, Mapping[str, Any]], labels: tuple[
         errors = np.stack([values - ci[:, 0], ci[:, 1] - values]).clip(min=0)
         axis.bar(x + (k - 0.5) * 0.4, values, 0.4, yerr=errors, capsize=3, color=_colour(label), label=label)
     axis.set_xticks(x, [f"{n}\n({groups[n]['frames']} frames)" for n in names], fontsize=8)
-    axis.set(ylabel="mean Dice", ylim=(0, 1), title="Dice by frame kind (95% bootstrap intervals over videos)")
+    axis.set(ylabel="mean Dice", ylim=(0, 1.12), title="Dice by frame kind (95% bootstrap intervals over videos)")
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper center", ncols=2, fontsize=8)
     return _save(figure, out)
 
 
@@ -124,7 +126,7 @@ def plot_cases(cases: Sequence[CaseFrame], out: Path) -> Path:
     """One row per case: frame + truth, each model's prediction (contours), the temporal heatmap."""
     labels = list(cases[0].probs) if cases else []
     columns = 1 + len(labels) + 1
-    figure, axes = plt.subplots(len(cases), columns, figsize=(2.5 * columns, 2.75 * len(cases)), squeeze=False)
+    figure, axes = plt.subplots(len(cases), columns, figsize=(2.3 * columns + 1.6, 2.35 * len(cases)), squeeze=False)
     for row, case in zip(axes, cases):
         row[0].imshow(_contours(case.rgb, [(case.gt, GT_RGB)]))
         row[0].set_title("frame + truth (green)", fontsize=8)

@@ -29,7 +29,7 @@ import torch
 from flanet import __version__
 from flanet.data import discover
 from flanet.data.synth import generate_dataset
-from flanet.demo.budget import epochs_for_budget, measure_step_cost
+from flanet.demo.budget import TrainingPlan, measure_step_cost, plan_training
 from flanet.demo.cases import build_cases, pick_cases
 from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
 from flanet.demo.figures import overlay_video_to_gif, plot_cases, plot_frame_kind_dice, plot_per_video_dice, plot_training_curves
@@ -145,20 +145,24 @@ def _train_one(label: str, root: Path, out: Path, settings: DemoSettings, budget
     cost = None if settings.epochs else measure_step_cost(config)
     calibration_s = time.perf_counter() - begin
     if cost is None:
-        epochs = int(settings.epochs)
-        say(f"    {label}: {epochs} epoch(s) of {steps_per_epoch} steps (fixed)")
+        plan = TrainingPlan(int(settings.epochs), steps_per_epoch, True)
+        say(f"    {label}: {plan.epochs} epoch(s) of {steps_per_epoch} steps (fixed)")
     else:
-        epochs = epochs_for_budget(budget_s - calibration_s, cost, steps_per_epoch, val_frames)
-        say(f"    {label}: {cost.train_step_s:.2f} s per training step, {steps_per_epoch} steps per epoch "
-            f"-> {epochs} epoch(s) in {budget_s - calibration_s:.0f} s")
+        plan = plan_training(budget_s - calibration_s, cost, steps_per_epoch, val_frames)
+        shortened = "" if plan.full_epochs else f" (shortened from {steps_per_epoch}: this machine is slow or busy)"
+        say(f"    {label}: {cost.train_step_s:.2f} s per training step -> {plan.epochs} epoch(s) of "
+            f"{plan.steps_per_epoch} steps{shortened} in {budget_s - calibration_s:.0f} s")
+    overrides = [f"trainer.epochs={plan.epochs}"]
+    if not plan.full_epochs:
+        overrides.append(f"trainer.limit_train_batches={plan.steps_per_epoch}")
     begin = time.perf_counter()
-    run_dir = train(config, [f"trainer.epochs={epochs}"])
+    run_dir = train(config, overrides)
     train_s = time.perf_counter() - begin
     history = read_metrics(run_dir / "metrics.csv")
     scored = [r for r in history if r.get("val_dice") is not None]
     best = max(scored, key=lambda r: r["val_dice"]) if scored else None
     return {
-        "run_dir": str(run_dir.relative_to(out)), "epochs": epochs, "steps": int(history[-1]["step"]) if history else 0,
+        "run_dir": str(run_dir.relative_to(out)), "epochs": plan.epochs, "full_epochs": plan.full_epochs, "steps": int(history[-1]["step"]) if history else 0,
         "train_s": train_s, "calibration_s": calibration_s, "train_step_s": cost.train_step_s if cost else None,
         "best_epoch": int(best["epoch"]) + 1 if best else None, "best_val_dice": best["val_dice"] if best else None,
         "image_size": config["data"]["image_size"], "encoder": config["model"]["encoder"],
@@ -180,7 +184,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
         root, settings.videos, settings.frames, settings.frame_size, settings.seed, progress=settings.progress))
     video_set = discover(root)
     budget_s = max(1.0, (settings.training_share * settings.minutes * 60 - stages.elapsed) / len(MODELS))
-    runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} (budget {budget_s:.0f} s)",
+    plan = f"{settings.epochs} epoch(s)" if settings.epochs else f"budget {budget_s:.0f} s"
+    runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plan})",
                               lambda label=label: _train_one(label, root, out, settings, budget_s, say))
             for label in MODELS}
     evaluation = EvaluationSettings(resamples=settings.resamples, seed=settings.seed, progress=settings.progress)
@@ -208,18 +213,20 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     figures_dir.mkdir(exist_ok=True)
 
     def draw() -> dict[str, str]:
+        name = {label: MODELS[label][0] for label in MODELS}
         per_video = {label: {row["video"]: row["dice"] for row in results[label].per_video} for label in MODELS}
         videos, frames, dice_f, dice_u = aligned_dice(results["flanet"].per_frame, results["unet"].per_frame)
         chosen = pick_cases(videos, frames, dice_f, dice_u)
         picks = [(reason, videos[i], frames[i]) for reason, i in chosen]
-        chosen = [i for _, i in chosen]
-        cases = build_cases(models, video_set, image_size, picks,
-                            {"flanet": [dice_f[i] for i in chosen], "unet": [dice_u[i] for i in chosen]}, kinds)
+        dice = {name["flanet"]: [dice_f[i] for _, i in chosen], name["unet"]: [dice_u[i] for _, i in chosen]}
+        cases = build_cases({name[label]: model for label, model in models.items()}, video_set, image_size, picks, dice, kinds)
         paths = {
-            "curves": plot_training_curves({label: runs[label]["history"] for label in MODELS}, figures_dir / "training_curves.png"),
-            "per_video": plot_per_video_dice(test_ids, {label: [per_video[label][v] for v in test_ids] for label in MODELS},
+            "curves": plot_training_curves({name[label]: runs[label]["history"] for label in MODELS},
+                                           figures_dir / "training_curves.png"),
+            "per_video": plot_per_video_dice(test_ids, {name[label]: [per_video[label][v] for v in test_ids] for label in MODELS},
                                              [hard_counts[v] for v in test_ids], figures_dir / "per_video_dice.png"),
-            "frame_kinds": plot_frame_kind_dice(comparison, ("flanet", "unet"), figures_dir / "dice_by_frame_kind.png"),
+            "frame_kinds": plot_frame_kind_dice(comparison, (name["flanet"], name["unet"]),
+                                                figures_dir / "dice_by_frame_kind.png"),
             "cases": plot_cases(cases, figures_dir / "cases.png"),
             "gif": overlay_video_to_gif(stream_dir / "overlay.mp4", figures_dir / "overlay.gif"),
         }

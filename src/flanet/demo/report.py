@@ -96,8 +96,8 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
                    "(motion blur, almost iso-echoic lesion, probe-contact dropout) are marked by the generator."),
         Block("image", "Dice by frame kind", path=results["figures"]["frame_kinds"]),
         Block("h2", "Test metrics (standard protocol, threshold 0.5)"),
-        Block("table", rows=(("Model", "Input", "Epochs", "Training s", "Dice", "Jaccard", "F1", "MAE"),) + tuple(
-            (m["display_name"], m["input"], str(m["epochs"]), fmt(m["train_s"], 0),
+        Block("table", rows=(("Model", "Input", "Epochs / steps", "Training s", "Dice", "Jaccard", "F1", "MAE"),) + tuple(
+            (m["display_name"], m["input"], f"{m['epochs']} / {m['steps']}", fmt(m["train_s"], 0),
              *(f"{fmt(m['metrics'][k])} {fmt_ci(m['ci'].get(k))}" for k in ("dice", "jaccard", "f1", "mae")))
             for m in models.values())),
         Block("p", "Brackets: 95% bootstrap intervals over test videos. Full evaluation reports (both protocols, "
