@@ -131,6 +131,7 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
         enable_progress_bar=section["progress_bar"],
         enable_model_summary=False,
         deterministic=section["deterministic"],
+        benchmark=not section["deterministic"],  # cuDNN autotuning: inputs have one fixed size
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=run_dir,
