@@ -1,0 +1,122 @@
+"""Side-by-side CPU timing: the authors' model (compute replica) vs flanet, same machine.
+
+Each configuration runs in a fresh process (same torch threads, same input), batch 1 at
+352x352, eval + inference mode, random weights; ``--warmup`` untimed calls then the
+median of ``--runs`` timed calls of one *output frame*:
+
+* ``authors, clip-by-clip``: the released architecture (``authors_model_replica.py``),
+  3 frames re-encoded per output frame, as their code evaluates a video;
+* ``flanet, clip-by-clip``: ``model(clip)``, 3 frames encoded per output frame;
+* ``flanet, streaming``: one new frame ``encode`` + ``decode`` from cached features, what
+  ``VideoSegmenter`` does per frame (model time only, no pre/post-processing);
+* ``flanet, streaming, channels_last``: the same with channels-last memory format.
+
+Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
+cost note) are run unless ``--allocator`` picks one. Writes JSON and prints a markdown
+table.
+
+    python benchmarks/compare_authors.py --out bench-authors.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last")
+
+
+def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    clip = torch.randn(1, 3, 3, size, size)
+    if name.startswith("authors"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from authors_model_replica import AuthorsFLANetReplica
+
+        model = AuthorsFLANetReplica().eval()
+        step = lambda: model(clip)  # noqa: E731
+    else:
+        from flanet.models import create_model
+
+        model = create_model("flanet").eval()
+        if name == "flanet, clip-by-clip":
+            step = lambda: model(clip)  # noqa: E731
+        else:
+            frame = clip[:, 0]
+            if name.endswith("channels_last"):
+                model = model.to(memory_format=torch.channels_last)
+                frame = frame.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                cached = [model.encode(frame), model.encode(frame)]
+
+            def step() -> None:
+                features = model.encode(frame)
+                model.decode([features, *cached])
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            step()
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {
+        "config": name, "ms_per_frame": 1000 * median, "fps": 1 / median, "runs_s": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=352)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allocator", choices=("default", "tuned", "both"), default="both")
+    parser.add_argument("--out", type=Path, default=Path("bench-authors.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.size, args.warmup, args.runs, args.threads)))
+        return
+    allocators = ("default", "tuned") if args.allocator == "both" else (args.allocator,)
+    results = []
+    load_start = os.getloadavg()
+    for allocator in allocators:
+        env = {k: v for k, v in os.environ.items() if k not in TUNED}
+        env.update(TUNED if allocator == "tuned" else {})
+        for name in CONFIGS:
+            command = [sys.executable, __file__, "--worker", name, "--size", str(args.size), "--warmup",
+                       str(args.warmup), "--runs", str(args.runs), "--threads", str(args.threads)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            record = {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator}
+            results.append(record)
+            print(f"{allocator:8s} {name:34s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
+    report = {"size": args.size, "load_average_start": load_start, "load_average_end": os.getloadavg(), "results": results}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nload average {load_start} -> {report['load_average_end']}\n")
+    print("| allocator | configuration | output frames/s | ms / frame | x authors | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        base = next(b for b in results if b["allocator"] == r["allocator"] and b["config"].startswith("authors"))
+        print(f"| {r['allocator']} | {r['config']} | {r['fps']:.2f} | {r['ms_per_frame']:.0f} | "
+              f"{r['fps'] / base['fps']:.2f} | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
