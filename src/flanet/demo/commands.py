@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="end-to-end demo on synthetic ultrasound videos: train FLA-Net and UNet, evaluate, stream, report",
         description="Generate synthetic breast-ultrasound videos, train FLA-Net and the image-only UNet under "
-        "the same time budget, evaluate both on held-out videos (95%% bootstrap intervals), stream one test "
+        "the same time budget, evaluate both on held-out videos (95% bootstrap intervals), stream one test "
         "video and write report.html / report.md / metrics.json. About 10 minutes on 2 CPU cores, no GPU, "
         "no download. See docs/demo.md.",
     )

@@ -14,7 +14,6 @@ Output folder::
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import shutil
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from flanet import __version__
-from flanet.data import discover
+from flanet.data import VideoSet, discover
 from flanet.data.synth import generate_dataset
 from flanet.demo.budget import TrainingPlan, measure_step_cost, plan_training
 from flanet.demo.cases import build_cases, pick_cases
@@ -40,14 +40,13 @@ from flanet.models import load_checkpoint
 from flanet.training import load_config, train
 from flanet.training.callbacks import read_metrics
 
-log = logging.getLogger(__name__)
-
 OUTPUT_MARKER = ".flanet-demo"
 DEMO_CONFIG = "demo"
 MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
     "flanet": ("FLA-Net", "3 frames"),
     "unet": ("UNet", "current frame"),
 }
+REPORTED_METRICS = ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")
 
 
 @dataclass(frozen=True)
@@ -162,11 +161,81 @@ def _train_one(label: str, root: Path, out: Path, settings: DemoSettings, budget
     scored = [r for r in history if r.get("val_dice") is not None]
     best = max(scored, key=lambda r: r["val_dice"]) if scored else None
     return {
-        "run_dir": str(run_dir.relative_to(out)), "epochs": plan.epochs, "full_epochs": plan.full_epochs, "steps": int(history[-1]["step"]) if history else 0,
+        "run_dir": str(run_dir.relative_to(out)), "epochs": plan.epochs, "full_epochs": plan.full_epochs,
+        "steps": int(history[-1]["step"]) if history else 0,
         "train_s": train_s, "calibration_s": calibration_s, "train_step_s": cost.train_step_s if cost else None,
         "best_epoch": int(best["epoch"]) + 1 if best else None, "best_val_dice": best["val_dice"] if best else None,
         "image_size": config["data"]["image_size"], "encoder": config["model"]["encoder"],
         "batch_size": config["trainer"]["batch_size"], "lr": config["optim"]["lr"], "history": history,
+    }
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    """``best.pt`` (best validation Dice), or ``last.pt`` when no validation score was recorded."""
+    best = run_dir / "checkpoints" / "best.pt"
+    return best if best.is_file() else run_dir / "checkpoints" / "last.pt"
+
+
+@dataclass
+class _Outcome:
+    """What the stages produced, for the figures and ``metrics.json``."""
+
+    runs: dict[str, dict[str, Any]]
+    results: dict[str, Any]  # label -> EvaluationResult
+    comparison: dict[str, dict[str, Any]]
+    kinds: dict[tuple[str, str], str]
+    hard_counts: dict[str, int]  # test video -> hard frames
+    stream_id: str
+    stream_dir: Path
+
+
+def _draw_figures(out: Path, outcome: _Outcome, models: dict[str, nn.Module], video_set: VideoSet, image_size: int) -> dict[str, str]:
+    """Write the report's figures into ``out/figures``; returns their paths relative to ``out``."""
+    folder = out / "figures"
+    folder.mkdir(exist_ok=True)
+    name = {label: MODELS[label][0] for label in MODELS}
+    test_ids = list(outcome.hard_counts)
+    per_video = {label: {row["video"]: row["dice"] for row in outcome.results[label].per_video} for label in MODELS}
+    videos, frames, dice_f, dice_u = aligned_dice(outcome.results["flanet"].per_frame, outcome.results["unet"].per_frame)
+    chosen = pick_cases(videos, frames, dice_f, dice_u)
+    picks = [(reason, videos[i], frames[i]) for reason, i in chosen]
+    dice = {name["flanet"]: [dice_f[i] for _, i in chosen], name["unet"]: [dice_u[i] for _, i in chosen]}
+    cases = build_cases({name[label]: model for label, model in models.items()}, video_set, image_size, picks, dice,
+                        outcome.kinds)
+    paths = {
+        "curves": plot_training_curves({name[label]: outcome.runs[label]["history"] for label in MODELS},
+                                       folder / "training_curves.png"),
+        "per_video": plot_per_video_dice(test_ids, {name[label]: [per_video[label][v] for v in test_ids] for label in MODELS},
+                                         [outcome.hard_counts[v] for v in test_ids], folder / "per_video_dice.png"),
+        "frame_kinds": plot_frame_kind_dice(outcome.comparison, (name["flanet"], name["unet"]), folder / "dice_by_frame_kind.png"),
+        "cases": plot_cases(cases, folder / "cases.png"),
+        "gif": overlay_video_to_gif(outcome.stream_dir / "overlay.mp4", folder / "overlay.gif"),
+    }
+    return {k: str(p.relative_to(out)) for k, p in paths.items()}
+
+
+def _record(out: Path, settings: DemoSettings, outcome: _Outcome, figures: dict[str, str], split_sizes: dict[str, int]) -> dict[str, Any]:
+    """Everything the report shows (written as ``metrics.json``), timing and verdict excluded."""
+    summary = json.loads((outcome.stream_dir / "summary.json").read_text(encoding="utf-8"))
+    flanet_run = outcome.runs["flanet"]
+    return {
+        "flanet_version": __version__,
+        "settings": {**{k: v for k, v in asdict(settings).items() if k != "progress"},
+                     "image_size": flanet_run["image_size"], "encoder": flanet_run["encoder"],
+                     "batch_size": flanet_run["batch_size"], "lr": flanet_run["lr"], "split_sizes": split_sizes},
+        "machine": machine_description(),
+        "models": {label: {
+            "display_name": MODELS[label][0], "input": MODELS[label][1],
+            **{k: v for k, v in outcome.runs[label].items() if k != "history"},
+            "metrics": {k: outcome.results[label].metrics[k] for k in REPORTED_METRICS},
+            "ci": {k: v for k, v in outcome.results[label].metrics["ci"].items() if isinstance(v, list)},
+            "per_video_dice": {row["video"]: row["dice"] for row in outcome.results[label].per_video},
+        } for label in MODELS},
+        "comparison": outcome.comparison,
+        "streaming": {"video": outcome.stream_id, "frames": summary["frames"],
+                      "hard_frames": outcome.hard_counts[outcome.stream_id], "fps": summary["fps_achieved"],
+                      "overlay_video": str((outcome.stream_dir / "overlay.mp4").relative_to(out)), "gif": figures["gif"]},
+        "figures": figures,
     }
 
 
@@ -188,72 +257,27 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plan})",
                               lambda label=label: _train_one(label, root, out, settings, budget_s, say))
             for label in MODELS}
-    evaluation = EvaluationSettings(resamples=settings.resamples, seed=settings.seed, progress=settings.progress)
+    checkpoints = {label: _best_checkpoint(out / runs[label]["run_dir"]) for label in MODELS}
     image_size = runs["flanet"]["image_size"]
-
-    def evaluate_all() -> dict[str, Any]:
-        return {label: evaluate_checkpoint(out / runs[label]["run_dir"] / "checkpoints" / "best.pt", root, "test",
-                                           out / "evaluation" / label, image_size=image_size, method=MODELS[label][0],
-                                           settings=evaluation) for label in MODELS}
-
-    results = stages.run("evaluation", "evaluating both models on the test videos", evaluate_all)
+    evaluation = EvaluationSettings(resamples=settings.resamples, seed=settings.seed, progress=settings.progress)
+    results = stages.run("evaluation", "evaluating both models on the test videos", lambda: {
+        label: evaluate_checkpoint(checkpoints[label], root, "test", out / "evaluation" / label, image_size=image_size,
+                                   method=MODELS[label][0], settings=evaluation) for label in MODELS})
     kinds = read_frame_kinds(root / "frame_info.csv")
     comparison = compare_by_frame_kind(results["flanet"].per_frame, results["unet"].per_frame, kinds,
                                        settings.resamples, settings.seed)
-    models = {label: load_checkpoint(out / runs[label]["run_dir"] / "checkpoints" / "best.pt").model for label in MODELS}
-    test_ids = [video.id for video in video_set.subset("test")]
+    models = {label: load_checkpoint(checkpoints[label]).model for label in MODELS}
     hard_counts = {video.id: sum(kinds.get((video.id, path.stem), "none") != "none" for path in video.frames)
                    for video in video_set.subset("test")}
-    stream_id = max(test_ids, key=lambda vid: (hard_counts[vid], vid))
+    stream_id = max(hard_counts, key=lambda vid: (hard_counts[vid], vid))  # the test video with most hard frames
     stream_dir = stages.run("streaming", f"streaming FLA-Net over test video {stream_id}", lambda: predict_to_folder(
         models["flanet"], root / "img_list" / stream_id, out / "streaming", image_size=image_size, fps=8.0,
         progress=settings.progress))
-    summary = json.loads((stream_dir / "summary.json").read_text(encoding="utf-8"))
-    figures_dir = out / "figures"
-    figures_dir.mkdir(exist_ok=True)
-
-    def draw() -> dict[str, str]:
-        name = {label: MODELS[label][0] for label in MODELS}
-        per_video = {label: {row["video"]: row["dice"] for row in results[label].per_video} for label in MODELS}
-        videos, frames, dice_f, dice_u = aligned_dice(results["flanet"].per_frame, results["unet"].per_frame)
-        chosen = pick_cases(videos, frames, dice_f, dice_u)
-        picks = [(reason, videos[i], frames[i]) for reason, i in chosen]
-        dice = {name["flanet"]: [dice_f[i] for _, i in chosen], name["unet"]: [dice_u[i] for _, i in chosen]}
-        cases = build_cases({name[label]: model for label, model in models.items()}, video_set, image_size, picks, dice, kinds)
-        paths = {
-            "curves": plot_training_curves({name[label]: runs[label]["history"] for label in MODELS},
-                                           figures_dir / "training_curves.png"),
-            "per_video": plot_per_video_dice(test_ids, {name[label]: [per_video[label][v] for v in test_ids] for label in MODELS},
-                                             [hard_counts[v] for v in test_ids], figures_dir / "per_video_dice.png"),
-            "frame_kinds": plot_frame_kind_dice(comparison, (name["flanet"], name["unet"]),
-                                                figures_dir / "dice_by_frame_kind.png"),
-            "cases": plot_cases(cases, figures_dir / "cases.png"),
-            "gif": overlay_video_to_gif(stream_dir / "overlay.mp4", figures_dir / "overlay.gif"),
-        }
-        return {k: str(p.relative_to(out)) for k, p in paths.items()}
-
-    figures = stages.run("figures", "drawing figures and writing the report", draw)
-    split_sizes = {name: len(video_set.subset(name)) for name in ("train", "val", "test")}
-    record = {
-        "flanet_version": __version__,
-        "settings": {**{k: v for k, v in asdict(settings).items() if k not in ("progress",)},
-                     "image_size": image_size, "encoder": runs["flanet"]["encoder"], "batch_size": runs["flanet"]["batch_size"],
-                     "lr": runs["flanet"]["lr"], "split_sizes": split_sizes},
-        "machine": machine_description(),
-        "models": {label: {
-            "display_name": MODELS[label][0], "input": MODELS[label][1],
-            **{k: v for k, v in runs[label].items() if k != "history"},
-            "metrics": {k: results[label].metrics[k] for k in ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")},
-            "ci": {k: v for k, v in results[label].metrics["ci"].items() if isinstance(v, list)},
-            "per_video_dice": {row["video"]: row["dice"] for row in results[label].per_video},
-        } for label in MODELS},
-        "comparison": comparison,
-        "streaming": {"video": stream_id, "frames": summary["frames"], "hard_frames": hard_counts[stream_id],
-                      "fps": summary["fps_achieved"], "overlay_video": str((stream_dir / "overlay.mp4").relative_to(out)),
-                      "gif": figures["gif"]},
-        "figures": figures,
-    }
-    record["verdict"] = verdict(comparison, ("FLA-Net", "UNet"))
+    outcome = _Outcome(runs, results, comparison, kinds, hard_counts, stream_id, Path(stream_dir))
+    figures = stages.run("figures", "drawing figures and writing the report",
+                         lambda: _draw_figures(out, outcome, models, video_set, image_size))
+    record = _record(out, settings, outcome, figures, {name: len(video_set.subset(name)) for name in ("train", "val", "test")})
+    record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
                         "training_budget_per_model_s": budget_s, "total_s": stages.elapsed}
     (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
