@@ -94,14 +94,13 @@ class FLANetModule(pl.LightningModule):
                 f"loss is not finite at epoch {self.current_epoch}, step {self.global_step} "
                 f"(terms: {values}); the weights were not updated by this batch"
             )
-        if terms.negative_fraction is not None and terms.negative_fraction.item() == 0:
-            if not self._warned_single_video:
-                log.warning(
-                    "a training batch holds frames of a single video: no negative for the "
-                    "contrastive loss (eq. 1), its term is 0 for such batches "
-                    "(logged as train/negative_fraction)"
-                )
-                self._warned_single_video = True
+        single_video = terms.negative_fraction is not None and terms.negative_fraction.item() == 0
+        if single_video and not self._warned_single_video:
+            log.warning(
+                "a training batch holds frames of a single video: no negative for the contrastive "
+                "loss (eq. 1), its term is 0 for such batches (logged as train/negative_fraction)"
+            )
+            self._warned_single_video = True
         batch_size = batch["frames"].shape[0]
         for name, value in _term_values(terms).items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name == "loss",
