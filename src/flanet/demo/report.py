@@ -120,10 +120,19 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
         Block("image", "Overlay video (green: predicted lesion contour; red cross: heatmap peak)", path=stream["gif"]),
         Block("link", "overlay video (mp4)", path=stream["overlay_video"]),
         Block("h2", "Settings and timing"),
-        Block("table", rows=(("Setting", "Value"),) + tuple((k, str(v)) for k, v in settings.items())
+        Block("table", rows=(("Setting", "Value"),) + tuple((k, _setting(v)) for k, v in settings.items())
               + tuple((f"time: {k}", fmt(v, 1)) for k, v in timing.items())),
     ]
     return blocks
+
+
+def _setting(value: Any) -> str:
+    """A setting as shown in the report: ``-`` for unset, ``k v, ...`` for mappings."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def _md_text(text: str) -> str:
