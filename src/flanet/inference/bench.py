@@ -114,16 +114,22 @@ def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 
 
 def _allocator_label(env: dict[str, str | None]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in env.items() if v) or "glibc defaults"
+    return ", ".join(f"{k}={v}" for k, v in env.items() if v) or "glibc defaults (MALLOC_* unset)"
+
+
+def _load(values: Sequence[float] | None) -> str:
+    return "n/a" if values is None else " / ".join(f"{v:.2f}" for v in values)
 
 
 def _markdown(report: dict[str, Any]) -> str:
     m, settings = report["machine"], report["settings"]
+    legend = "; ".join(f"{name} = {_allocator_label(env)}" for name, env in report["allocators"].items())
     lines = [
         f"\n## Inference: streaming vs clip-by-clip (`flanet bench`, {report['date']})\n",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
-        f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; load average (1, 5, 15 min) "
-        f"{report['load_average_start']} at start, {report['load_average_end']} at the end. "
+        f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; load average (1 / 5 / 15 min) "
+        f"{_load(report['load_average_start'])} at start, {_load(report['load_average_end'])} at the end. "
+        f"Allocator: {legend}. "
         f"FLA-Net (`create_model('flanet', encoder=...)`), random weights, batch 1, "
         f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
         f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
@@ -167,16 +173,16 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
     """
     devices = list(devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    results = []
+    results, allocator_envs = [], {}
     for allocator in allocators:
         env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
-        label = _allocator_label({k: env.get(k) for k in TUNED_MALLOC_ENV})
+        allocator_envs[allocator] = {k: env.get(k) for k in TUNED_MALLOC_ENV}
         for device in devices:
             for encoder in encoders:
                 for mode in MODES:
                     config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
                               "frames": frames, "runs": runs, "warmup": warmup}
-                    record = {**_run_worker(config, env), "allocator": label}
+                    record = {**_run_worker(config, env), "allocator": allocator}
                     print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:9s} {record['fps']:7.2f} frames/s  "
                           f"{record['gflops_per_frame']:6.1f} GFLOPs/frame  peak RSS {record['peak_rss_mb']:.0f} MB",
                           flush=True)
@@ -192,7 +198,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
-        "results": results, "speedup": speedup,
+        "allocators": allocator_envs, "results": results, "speedup": speedup,
     }
     Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
     for key, value in speedup.items():
