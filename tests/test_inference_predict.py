@@ -50,19 +50,26 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
 
 
+@pytest.fixture(scope="module")
+def model(checkpoint: Path) -> torch.nn.Module:
+    return load_checkpoint(checkpoint).model
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_video_end_to_end_outputs_match_the_streaming_api(checkpoint: Path, tmp_path: Path) -> None:
+def test_video_end_to_end_outputs_match_the_streaming_api(
+    checkpoint: Path, model: torch.nn.Module, tmp_path: Path
+) -> None:
     video = _write_video(tmp_path / "scan.mp4", _frames(5), fps=10.0)
     out = predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
     masks = sorted((out / "masks").glob("*.png"))
     assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(5)]
     rows = _read_csv(out / "frames.csv")
     assert [int(r["frame"]) for r in rows] == list(range(5))
-    expected = VideoSegmenter(load_checkpoint(checkpoint).model, 64, "cpu").stream(iter_video_frames(video))
+    expected = VideoSegmenter(model, 64, "cpu").stream(iter_video_frames(video))
     for mask_path, row, result in zip(masks, rows, expected, strict=True):
         mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         assert mask.shape == (HEIGHT, WIDTH) and set(np.unique(mask)) <= {0, 255}
@@ -81,13 +88,13 @@ def test_video_end_to_end_outputs_match_the_streaming_api(checkpoint: Path, tmp_
     assert summary["fps_achieved"] > 0 and summary["videos"][0]["frames_with_full_context"] == 3
 
 
-def test_frame_folder_keeps_names_order_and_input(checkpoint: Path, tmp_path: Path) -> None:
+def test_frame_folder_keeps_names_order_and_input(model: torch.nn.Module, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     for name, frame in zip(["img_1", "img_2", "img_10"], _frames(3)):
         cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    out = predict_to_folder(checkpoint, folder, tmp_path / "pred", device="cpu", fps=7.0, progress=False)
+    out = predict_to_folder(model, folder, tmp_path / "pred", image_size=64, device="cpu", fps=7.0, progress=False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [r["source"] for r in _read_csv(out / "frames.csv")] == ["img_1", "img_2", "img_10"]
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["img_1.png", "img_10.png", "img_2.png"]
@@ -96,7 +103,7 @@ def test_frame_folder_keeps_names_order_and_input(checkpoint: Path, tmp_path: Pa
     capture.release()
 
 
-def test_dataset_root_gets_one_folder_per_video(checkpoint: Path, tmp_path: Path) -> None:
+def test_dataset_root_gets_one_folder_per_video(model: torch.nn.Module, tmp_path: Path) -> None:
     root = tmp_path / "data"
     for video_id in ("v1", "v2"):
         for kind in ("img_list", "mask_list"):
@@ -104,7 +111,7 @@ def test_dataset_root_gets_one_folder_per_video(checkpoint: Path, tmp_path: Path
         for i, frame in enumerate(_frames(3)):
             cv2.imwrite(str(root / "img_list" / video_id / f"{i}.png"), frame)
             cv2.imwrite(str(root / "mask_list" / video_id / f"{i}.png"), (frame[:, :, 0] > 100).astype(np.uint8) * 255)
-    out = predict_to_folder(checkpoint, root, tmp_path / "pred", device="cpu", progress=False)
+    out = predict_to_folder(model, root, tmp_path / "pred", image_size=64, device="cpu", progress=False)
     summary = json.loads((out / "summary.json").read_text())
     assert [v["video"] for v in summary["videos"]] == ["v1", "v2"] and summary["frames"] == 6
     for video_id in ("v1", "v2"):
@@ -112,53 +119,53 @@ def test_dataset_root_gets_one_folder_per_video(checkpoint: Path, tmp_path: Path
         assert (out / video_id / "overlay.mp4").stat().st_size > 0
 
 
-def test_output_folder_rules(checkpoint: Path, tmp_path: Path) -> None:
+def test_output_folder_rules(model: torch.nn.Module, tmp_path: Path) -> None:
     video = _write_video(tmp_path / "scan.mp4", _frames(3))
     out = tmp_path / "out"
-    predict_to_folder(checkpoint, video, out, device="cpu", progress=False)
+    predict_to_folder(model, video, out, image_size=64, device="cpu", progress=False)
     with pytest.raises(FileExistsError, match="--force"):
-        predict_to_folder(checkpoint, video, out, device="cpu", progress=False)
+        predict_to_folder(model, video, out, image_size=64, device="cpu", progress=False)
     (out / "masks" / "stale.png").write_bytes(b"x")
-    predict_to_folder(checkpoint, video, out, force=True, device="cpu", progress=False)
+    predict_to_folder(model, video, out, force=True, image_size=64, device="cpu", progress=False)
     assert not (out / "masks" / "stale.png").exists()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not written by"):
-        predict_to_folder(checkpoint, video, foreign, force=True, device="cpu", progress=False)
+        predict_to_folder(model, video, foreign, force=True, image_size=64, device="cpu", progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), _frames(1)[0])
     with pytest.raises(ValueError, match="inside the input"):
-        predict_to_folder(checkpoint, folder, folder / "pred", device="cpu", progress=False)
+        predict_to_folder(model, folder, folder / "pred", image_size=64, device="cpu", progress=False)
     assert sorted(p.name for p in folder.iterdir()) == ["a.png"]
 
 
 @pytest.mark.parametrize(("content", "message"), [(b"", "0 bytes"), (b"not a video at all" * 50, "cannot open")])
-def test_unreadable_video_is_a_clear_error(checkpoint: Path, tmp_path: Path, content: bytes, message: str) -> None:
+def test_unreadable_video_is_a_clear_error(model: torch.nn.Module, tmp_path: Path, content: bytes, message: str) -> None:
     video = tmp_path / "broken.mp4"
     video.write_bytes(content)
     with pytest.raises(DataError, match=f"broken.mp4: .*{message}"):
-        predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
+        predict_to_folder(model, video, tmp_path / "out", image_size=64, device="cpu", progress=False)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("count", [1, 2])
 def test_one_or_two_frame_video_uses_the_repeated_first_frame(
-    checkpoint: Path, tmp_path: Path, count: int, caplog: pytest.LogCaptureFixture
+    model: torch.nn.Module, tmp_path: Path, count: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     video = _write_video(tmp_path / "short.mp4", _frames(count))
-    out = predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
+    out = predict_to_folder(model, video, tmp_path / "out", image_size=64, device="cpu", progress=False)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == count and summary["videos"][0]["frames_with_full_context"] == 0
     assert [r["context_frames"] for r in _read_csv(out / "frames.csv")] == [str(i + 1) for i in range(count)]
     assert "first frame is repeated" in caplog.text
 
 
-def test_grayscale_video_is_segmented_in_colour_overlay(checkpoint: Path, tmp_path: Path) -> None:
+def test_grayscale_video_is_segmented_in_colour_overlay(model: torch.nn.Module, tmp_path: Path) -> None:
     video = _write_video(tmp_path / "gray.avi", _frames(3), color=False)
-    out = predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
+    out = predict_to_folder(model, video, tmp_path / "out", image_size=64, device="cpu", progress=False)
     assert len(list((out / "masks").glob("*.png"))) == 3
     capture = cv2.VideoCapture(str(out / "overlay.mp4"))
     ok, frame = capture.read()
@@ -166,13 +173,13 @@ def test_grayscale_video_is_segmented_in_colour_overlay(checkpoint: Path, tmp_pa
     assert ok and frame.shape == (HEIGHT, WIDTH, 3)
 
 
-def test_changing_frame_size_names_the_input(checkpoint: Path, tmp_path: Path) -> None:
+def test_changing_frame_size_names_the_input(model: torch.nn.Module, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), _frames(1)[0])
     cv2.imwrite(str(folder / "1.png"), _frames(1, 32, 32)[0])
     with pytest.raises(ValueError, match=r"frames: frame 1 is 32x32"):
-        predict_to_folder(checkpoint, folder, tmp_path / "out", device="cpu", progress=False)
+        predict_to_folder(model, folder, tmp_path / "out", image_size=64, device="cpu", progress=False)
     assert read_image(folder / "1.png").shape == (32, 32, 3)
 
 
