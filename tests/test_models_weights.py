@@ -91,3 +91,19 @@ def test_checkpoint_not_found_and_foreign_file(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(CheckpointError, match="not a flanet checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_checkpoint_with_a_flipped_weight_byte_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "model.pt", create_model("flanet-basic", encoder="resnet18"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the middle of the file lies inside the encoder's weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(path)
+
+
+def test_git_lfs_pointer_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "best.pt"
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    with pytest.raises(CheckpointError, match="not a torch checkpoint file.*git lfs pull"):
+        load_checkpoint(path)

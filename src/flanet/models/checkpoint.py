@@ -7,6 +7,7 @@ code to load is refused.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +20,7 @@ from flanet.models.factory import create_model
 
 FORMAT = "flanet-checkpoint"
 VERSION = 1
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip container (torch >= 1.6) or a legacy pickle
 
 
 class CheckpointError(ValueError):
@@ -31,6 +33,16 @@ class LoadedCheckpoint(NamedTuple):
     model: nn.Module
     config: dict[str, Any]
     metadata: dict[str, Any]
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of every tensor (sorted by name)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
@@ -52,6 +64,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
+    payload["state_sha256"] = state_digest(payload["state_dict"])
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -65,6 +78,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes)")
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if not head.startswith(_TORCH_MAGIC):
+        hint = " (it is a git-LFS pointer: run `git lfs pull`)" if head.startswith(b"version https://git-lfs") else ""
+        raise CheckpointError(f"{path}: not a torch checkpoint file{hint}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -81,6 +99,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this flanet")
+    expected = payload.get("state_sha256")
+    if expected is not None and state_digest(payload["state_dict"]) != expected:
+        raise CheckpointError(f"{path}: weights are corrupted (SHA-256 of the state dict does not match)")
     return payload
 
 
