@@ -71,3 +71,9 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
     bad.write_text("trainer: [1, 2\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(bad)
+
+
+def test_max_time_override_stays_a_clock_string() -> None:
+    # YAML 1.1 would read 10:00:00:00 as a base-60 integer (2160000)
+    assert load_config("cpu-small", ["trainer.max_time=10:00:00:00"])["trainer"]["max_time"] == "10:00:00:00"
+    assert load_config("cpu-small", ["trainer.epochs=3"])["trainer"]["epochs"] == 3

@@ -151,3 +151,13 @@ def test_cli_reports_bad_input_with_exit_status_2(tmp_path: Path, caplog: pytest
     assert "did you mean 'optim.lr'" in caplog.text
     assert main(["train", "--config", "cpu-small", f"data.root={tmp_path / 'none'}"]) == 2
     assert main(["train", "--resume", str(tmp_path / "none")]) == 2
+
+
+def test_max_time_stops_the_run_early_with_checkpoints(data_root: Path, tmp_path: Path) -> None:
+    # 1 s of wall clock cannot hold 200 epochs: Lightning's timer must stop the run first.
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "timed", "trainer.epochs=200", "trainer.max_time=00:00:00:01"))
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "checkpoints" / "resume.ckpt").is_file()
+    assert len(metric_rows(run_dir)) < 200
+    assert load_config(run_dir / "config.yaml")["trainer"]["max_time"] == "00:00:00:01"

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "epochs": 100,
         "batch_size": 24,
         "max_steps": -1,
+        "max_time": None,
         "precision": "auto",
         "accelerator": "auto",
         "devices": "auto",
@@ -106,6 +107,14 @@ class _YamlLoader(yaml.SafeLoader):
 
 
 _YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
+
+# "DD:HH:MM:SS" (trainer.max_time) stays a string instead of YAML 1.1's base-60 integer.
+_CLOCK_PATTERN = re.compile(r"^[0-9]+(?::[0-9]{2})+$")
+for _digit in "0123456789":
+    _YamlLoader.yaml_implicit_resolvers[_digit] = [
+        ("tag:yaml.org,2002:str", _CLOCK_PATTERN),
+        *_YamlLoader.yaml_implicit_resolvers.get(_digit, []),
+    ]
 
 
 def shipped_configs() -> list[str]:

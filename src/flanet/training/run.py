@@ -117,6 +117,7 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=section["epochs"],
         max_steps=section["max_steps"],
+        max_time=section["max_time"],
         accelerator=section["accelerator"],
         devices=section["devices"],
         num_nodes=section["num_nodes"],
