@@ -10,20 +10,9 @@ from flanet.data import DataError
 from flanet.data.video_io import VideoFrameReader, iter_video_frames, probe_video
 
 
-def _write_video(path, values, fourcc="MJPG", size=(24, 16)):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 12, size)
-    assert writer.isOpened()
-    for value in values:
-        frame = np.zeros((size[1], size[0], 3), np.uint8)
-        frame[..., 2] = value  # BGR: red channel
-        writer.write(frame)
-    writer.release()
-    return path
-
-
 @pytest.mark.parametrize("name,fourcc", [("a.avi", "MJPG"), ("a.mp4", "mp4v")])
-def test_probe_and_iterate(tmp_path, name, fourcc):
-    path = _write_video(tmp_path / name, [40, 120, 200], fourcc)
+def test_probe_and_iterate(tmp_path, name, fourcc, write_video, solid_frames):
+    path = write_video(tmp_path / name, solid_frames([40, 120, 200]), fps=12, fourcc=fourcc)
     info = probe_video(path)
     assert (info.frame_count, info.width, info.height) == (3, 24, 16) and info.fps == pytest.approx(12)
     frames = list(iter_video_frames(path))
@@ -32,9 +21,9 @@ def test_probe_and_iterate(tmp_path, name, fourcc):
     assert float(frames[1][..., 2].mean()) < 6
 
 
-def test_random_access_reader(tmp_path):
-    path = _write_video(tmp_path / "a.avi", [10, 60, 110, 160])
-    other = _write_video(tmp_path / "b.avi", [200, 250])
+def test_random_access_reader(tmp_path, write_video, solid_frames):
+    path = write_video(tmp_path / "a.avi", solid_frames([10, 60, 110, 160]), fps=12, fourcc="MJPG")
+    other = write_video(tmp_path / "b.avi", solid_frames([200, 250]), fps=12, fourcc="MJPG")
     reader = VideoFrameReader(max_open=1)
     assert [int(round(reader.read(path, i)[..., 0].mean())) for i in (3, 0, 1)] == pytest.approx([160, 10, 60], abs=6)
     assert int(round(reader.read(other, 1)[..., 0].mean())) == pytest.approx(250, abs=6)
