@@ -7,11 +7,13 @@ alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
 from torch import Tensor, nn
 
+from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_input_size
 from flanet.models.outputs import SegmentationOutput
 from flanet.models.weights import load_encoder_weights
@@ -19,8 +21,12 @@ from flanet.models.weights import load_encoder_weights
 _ARCHITECTURES = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus}
 
 
-class ImageBaseline(nn.Module):
+class ImageBaseline(VideoSegmentationModel):
     """An smp image segmenter applied to the current frame of a clip.
+
+    Its :meth:`encode` is the smp encoder and its :meth:`decode` the smp decoder and head
+    on the features of frame t alone (``num_frames`` is 1), so the streaming and
+    evaluation code run it exactly like FLA-Net.
 
     Args:
         net: an smp model mapping ``(B, 3, H, W)`` to logits ``(B, 1, H, W)``.
@@ -33,15 +39,35 @@ class ImageBaseline(nn.Module):
     def __init__(self, net: nn.Module, size_multiple: int = 32) -> None:
         super().__init__()
         self.net = net
-        self.size_multiple = size_multiple
+        self._size_multiple = size_multiple
         self.config: dict = {}
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return self._size_multiple
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The smp encoder (a timm backbone)."""
+        return self.net.encoder
+
+    def encode(self, frames: Tensor) -> list[Tensor]:
+        """``(N, 3, H, W)`` -> the smp encoder's feature maps, shallow to deep."""
+        return list(self.net.encoder(frames))
+
+    def decode(self, frame_features: Sequence[Sequence[Tensor]]) -> SegmentationOutput:
+        """Decoder and head on the features of frame t (``frame_features`` has one entry)."""
+        if len(frame_features) != self.num_frames:
+            raise ValueError(f"decode needs features of {self.num_frames} frame, got {len(frame_features)}")
+        return SegmentationOutput(self.net.segmentation_head(self.net.decoder(list(frame_features[0]))), None)
 
     def forward(self, clip: Tensor) -> SegmentationOutput:
         """``clip (B, T, 3, H, W)`` (T >= 1, current frame first) -> output for frame t."""
         if clip.ndim != 5 or clip.shape[2] != 3 or clip.shape[1] < 1:
             raise ValueError(f"expected a clip (B, T, 3, H, W), got shape {tuple(clip.shape)}")
         check_input_size(clip.shape[-2], clip.shape[-1], self.size_multiple)
-        return SegmentationOutput(self.net(clip[:, 0]), None)
+        return self.decode([self.encode(clip[:, 0])])
 
 
 def create_image_baseline(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from flanet.models.contract import VideoSegmentationModel
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def _gflops(fn, *args) -> float:
 
 
 @torch.inference_mode()
-def measure_cost(model: nn.Module, size: int = 352) -> ModelCost:
+def measure_cost(model: VideoSegmentationModel, size: int = 352) -> ModelCost:
     """Counts parameters and FLOPs with ``torch.utils.flop_counter`` on a random clip."""
     was_training = model.training
     model.eval()
@@ -47,14 +48,9 @@ def measure_cost(model: nn.Module, size: int = 352) -> ModelCost:
     clip = torch.randn(1, model.num_frames, 3, size, size, device=device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     clip_gflops = _gflops(model, clip)
-    if hasattr(model, "encode"):
-        encoder_params = sum(p.numel() for p in model.encoder.parameters()) / 1e6
-        encoder_gflops = _gflops(model.encode, clip[:, 0])
-        features = model.encode(clip[:, 0])
-        stream_gflops = encoder_gflops + _gflops(model.decode, [features] * model.num_frames)
-    else:
-        encoder_params = sum(p.numel() for p in model.net.encoder.parameters()) / 1e6
-        encoder_gflops = _gflops(model.net.encoder, clip[:, 0])
-        stream_gflops = clip_gflops
+    encoder_params = sum(p.numel() for p in model.encoder.parameters()) / 1e6
+    encoder_gflops = _gflops(model.encode, clip[:, 0])
+    features = model.encode(clip[:, 0])
+    stream_gflops = encoder_gflops + _gflops(model.decode, [features] * model.num_frames)
     model.train(was_training)
     return ModelCost(params, encoder_params, clip_gflops, stream_gflops, encoder_gflops)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from flanet.models.contract import VideoSegmentationModel
 from flanet.models.decoder import HeatmapHead, SegmentationHead, UNetDecoder
 from flanet.models.encoder import FrameEncoder
 from flanet.models.outputs import SegmentationOutput
@@ -20,7 +21,7 @@ class CurrentFrame(nn.Module):
         return x[:, 0]
 
 
-class FLANet(nn.Module):
+class FLANet(VideoSegmentationModel):
     """FLA-Net and its Table 3 ablations, composed from parts.
 
     Frame order everywhere is current frame first: ``[t, t-1, t-2]`` (as the authors'
