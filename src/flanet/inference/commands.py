@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def _predict(args: argparse.Namespace) -> int:
     from flanet.data import DataError
+    from flanet.inference.export import ExportError
     from flanet.inference.predict import predict_to_folder
     from flanet.models.checkpoint import CheckpointError
 
@@ -26,9 +27,9 @@ def _predict(args: argparse.Namespace) -> int:
         out_dir = predict_to_folder(
             args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
             device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
-            progress=not args.no_progress,
+            progress=not args.no_progress, backend=args.backend,
         )
-    except (CheckpointError, DataError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:
+    except (CheckpointError, DataError, ExportError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:
         print(f"flanet predict: error: {error}", file=sys.stderr)
         return 1
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
@@ -85,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
+                   help="pytorch (default) or onnxruntime: the exported encoder + decoder, exported once "
+                   "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     p.set_defaults(func=_predict)
 
     e = subparsers.add_parser(

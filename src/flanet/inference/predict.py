@@ -153,6 +153,7 @@ def predict_to_folder(
     fps: float = 25.0,
     split: str | None = None,
     progress: bool = True,
+    backend: str = "pytorch",
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -167,6 +168,7 @@ def predict_to_folder(
         fps: frame rate of overlays made from frame folders (videos keep their own).
         split: for a dataset root, segment only this split.
         progress: show a tqdm progress bar (frames/s).
+        backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
 
     Returns:
         The output folder.
@@ -182,7 +184,7 @@ def predict_to_folder(
     size = image_size or image_size_from_metadata(metadata)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
@@ -196,7 +198,7 @@ def predict_to_folder(
     total = sum(v["frames"] for v in videos)
     summary = {
         "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
-        "device": str(segmenter.device), "threshold": threshold,
+        "device": str(segmenter.device), "backend": backend, "threshold": threshold,
         "streaming": segmenter.reuse_features, "edge": "causal", "input": str(input_path),
         "frames": total, "frames_with_lesion": sum(v["frames_with_lesion"] for v in videos),
         "largest_area_px": max(v["largest_area_px"] for v in videos),

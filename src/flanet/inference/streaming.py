@@ -14,9 +14,12 @@ kept, so memory stays flat on arbitrarily long videos.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flanet.data import to_model_input
+from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
 
 __all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
 
@@ -97,9 +101,18 @@ class VideoSegmenter:
         channels_last: run convolutions in channels-last memory format (moves the
             model's weights to it). Default: on for CPU, where oneDNN's convolutions
             are 10-25% faster in that layout (docs/benchmarks.md); off elsewhere.
+        backend: ``"pytorch"`` (default) or ``"onnxruntime"``: the exported encoder and
+            decoder in onnxruntime (:mod:`flanet.inference.onnx_backend`), features reused the
+            same way; exported once per model and size into a cache, or taken from ``onnx``.
+            ``device`` then picks the providers: None = CUDA/TensorRT when present, else CPU.
+        onnx: backend "onnxruntime" only: manifest (``flanet.json``) of an existing
+            ``flanet export`` of this model to run instead of exporting it.
+        dtype: backend "pytorch" only: compute dtype of the model, e.g. ``torch.bfloat16``
+            on a GPU (autocast); outputs are float32. Default: float32.
 
     Raises:
-        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``.
+        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, or for an
+            unknown backend.
     """
 
     def __init__(
@@ -111,22 +124,42 @@ class VideoSegmenter:
         threshold: float = 0.5,
         reuse_features: bool = True,
         channels_last: bool | None = None,
+        backend: str = "pytorch",
+        onnx: str | Path | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         multiple = int(getattr(model, "size_multiple", 1))
         if image_size <= 0 or image_size % multiple:
             raise ValueError(
                 f"image_size {image_size} must be a positive multiple of {multiple} for this model"
             )
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.runner: OnnxRunner | None = None
+        if backend == "onnxruntime":
+            manifest = onnx or export_for_onnxruntime(model, image_size)
+            self.runner = OnnxRunner(manifest, onnx_providers(device))
+            if self.runner.image_size != image_size:
+                raise ValueError(f"{manifest}: exported for image size {self.runner.image_size}, not {image_size}")
+            device = "cpu"  # inputs and outputs of the sessions are host arrays
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
         if channels_last is None:
-            channels_last = self.device.type == "cpu"
+            channels_last = self.device.type == "cpu" and self.runner is None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        if self.runner is None:
+            model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model.eval()
         self.image_size = image_size
         self.threshold = threshold
         self.num_frames = int(getattr(model, "num_frames", 1))
         has_streaming_api = hasattr(model, "encode") and hasattr(model, "decode")
         self.reuse_features = reuse_features and self.num_frames > 1 and has_streaming_api
+        if self.runner is not None:
+            if self.reuse_features != self.runner.streaming:
+                raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
+            self.num_frames = self.runner.num_frames
 
     @torch.inference_mode()
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
@@ -158,17 +191,29 @@ class VideoSegmenter:
             mask_logits, heatmap = self._predict(padded)
             yield self._result(index, mask_logits, heatmap, size, len(window))
 
-    def _per_frame_state(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    def _per_frame_state(self, image: torch.Tensor) -> Any:
         """What the ring buffer keeps for one frame: its encoder features, or the image."""
-        return self.model.encode(image) if self.reuse_features else image
+        if self.runner is not None:
+            return self.runner.per_frame_state(image)
+        with self._autocast():
+            return self.model.encode(image) if self.reuse_features else image
 
     def _predict(self, window: list) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the model on the window [t, t-1, ...]; returns (1,1,S,S) logits and heatmap."""
-        if self.reuse_features:
-            output = self.model.decode(window)
-        else:
-            output = self.model(torch.stack(window, dim=1))  # (1, T, 3, S, S)
+        if self.runner is not None:
+            return self.runner.predict(window)
+        with self._autocast():
+            if self.reuse_features:
+                output = self.model.decode(window)
+            else:
+                output = self.model(torch.stack(window, dim=1))  # (1, T, 3, S, S)
         return output.mask_logits, output.heatmap
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to ``dtype`` when one was asked for (bf16 streaming), else nothing."""
+        if self.dtype is None or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _result(
         self,

@@ -1,0 +1,165 @@
+"""ONNX Runtime backend of :class:`~flanet.inference.VideoSegmenter` (exported encoder + decoder).
+
+The streaming loop is the one of the PyTorch backend (paper, Sec. 2: frame t is predicted from
+``[I_t, I_{t-1}, I_{t-2}]``): each frame goes once through the exported ``encoder`` part, its
+per-level features are kept in the segmenter's ring buffer, and the exported ``decoder`` part
+predicts from the last three feature sets (:mod:`flanet.inference.export`). Image baselines run
+their exported ``step``.
+
+Exported files are cached under ``$FLANET_CACHE_DIR/onnx`` (default ``~/.cache/flanet/onnx``),
+keyed by the SHA-256 of the weights, the input size and the torch/flanet versions, so a model is
+exported (and checked against PyTorch) once and later runs start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from flanet.inference.threads import available_cpus
+
+__all__ = ["BACKENDS", "OnnxRunner", "onnx_providers", "onnx_cache_dir", "export_for_onnxruntime"]
+
+BACKENDS = ("pytorch", "onnxruntime")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def onnx_cache_dir() -> Path:
+    """Folder of cached exports: ``$FLANET_CACHE_DIR/onnx``, default ``~/.cache/flanet/onnx``."""
+    root = os.environ.get("FLANET_CACHE_DIR") or Path.home() / ".cache" / "flanet"
+    return Path(root) / "onnx"
+
+
+def onnx_providers(device: str | torch.device | None = None) -> list[str]:
+    """Execution providers for ``device``: TensorRT and CUDA first when present, CPU always last.
+
+    Args:
+        device: None (any present GPU provider, else CPU), ``"cpu"`` (CPU only) or a CUDA device.
+
+    Raises:
+        ValueError: a CUDA device was asked for but this onnxruntime build has no GPU provider.
+    """
+    import onnxruntime
+
+    kind = torch.device(device).type if device is not None else None
+    available = onnxruntime.get_available_providers()
+    gpu = [p for p in GPU_PROVIDERS if p in available] if kind in (None, "cuda") else []
+    if kind == "cuda" and not gpu:
+        raise ValueError(
+            f"device {device}: this onnxruntime build has no CUDA/TensorRT provider (present: "
+            f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+        )
+    return [*gpu, "CPUExecutionProvider"]
+
+
+def _cache_key(model: nn.Module, image_size: int) -> str:
+    from flanet import __version__
+    from flanet.models.checkpoint import state_digest
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    text = f"{state_digest(state)}|{image_size}|{torch.__version__}|{__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def export_for_onnxruntime(model: nn.Module, image_size: int, cache_dir: Path | None = None) -> Path:
+    """Export ``model`` for this backend (or reuse a cached export); returns the manifest path.
+
+    The export is written to a temporary folder and renamed into the cache when complete, so an
+    interrupted export never looks finished. ``model`` is not modified (a CPU copy is exported).
+    """
+    import copy
+
+    from flanet.inference.export import export_model
+
+    cache = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    folder = cache / _cache_key(model, image_size)
+    manifest = folder / "flanet.json"
+    if manifest.is_file():
+        return manifest
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
+    try:
+        cpu_model = copy.deepcopy(model).cpu().float().eval()
+        streamable = int(getattr(model, "num_frames", 1)) > 1
+        export_model(cpu_model, staging / "flanet.onnx", "onnx", image_size,
+                     parts="streaming" if streamable else "step")
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished the same export first
+            if not manifest.is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+class OnnxRunner:
+    """The exported parts of one model in onnxruntime sessions.
+
+    Args:
+        manifest: ``flanet.json`` written by ``flanet export`` / :func:`export_for_onnxruntime`.
+        providers: onnxruntime execution providers (default :func:`onnx_providers`).
+        threads: intra-op threads (default: the CPUs available to this process).
+
+    Raises:
+        FileNotFoundError: the manifest or a part it names is missing.
+        ValueError: the manifest has neither an encoder + decoder nor a step part.
+    """
+
+    def __init__(self, manifest: str | Path, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime
+
+        manifest = Path(manifest)
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{manifest}: export manifest does not exist")
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        parts = {p["name"]: manifest.parent / p["file"] for p in self.manifest["parts"]}
+        self.image_size = int(self.manifest["image_size"])
+        self.num_frames = int(self.manifest["num_frames"])
+        self.streaming = "encoder" in parts and "decoder" in parts
+        if not self.streaming and "step" not in parts:
+            raise ValueError(f"{manifest}: no encoder + decoder or step part to run")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or available_cpus()
+        options.inter_op_num_threads = 1
+        # idle intra-op threads sleep instead of spinning: a spinning pool collapses under
+        # competing processes (docs/benchmarks.md, "Threads on a shared CPU")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.providers = list(providers or onnx_providers())
+
+        def session(name: str) -> Any:
+            if not parts[name].is_file():
+                raise FileNotFoundError(f"{parts[name]}: exported {name} part is missing")
+            return onnxruntime.InferenceSession(str(parts[name]), options, providers=self.providers)
+
+        names = ("encoder", "decoder") if self.streaming else ("step",)
+        self.sessions = {name: session(name) for name in names}
+        self.has_heatmap = len(self.sessions[names[-1]].get_outputs()) == 2
+
+    def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
+        """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
+        array = np.ascontiguousarray(image.detach().cpu().float().numpy())
+        if not self.streaming:
+            return array
+        return self.sessions["encoder"].run(None, {"image": array})
+
+    def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
+        if self.streaming:
+            feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
+            outputs = self.sessions["decoder"].run(None, feeds)
+        else:
+            outputs = self.sessions["step"].run(None, {"clip": np.stack(window, axis=1)})
+        tensors = [torch.from_numpy(o) for o in outputs]
+        return tensors[0], (tensors[1] if self.has_heatmap else None)

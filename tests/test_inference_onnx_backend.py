@@ -1,0 +1,122 @@
+"""ONNX Runtime backend: same masks as PyTorch (per-frame Dice >= 0.999), export cache, providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from flanet.cli import main
+from flanet.inference import VideoSegmenter
+from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.models import create_model, save_checkpoint
+
+SIZE = 64
+
+
+def _frames(count: int, height: int = 72, width: int = 96) -> list[np.ndarray]:
+    """Smooth frames with a bright moving disc and some texture."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(count):
+        frame = cv2.GaussianBlur(rng.integers(0, 120, (height, width, 3), dtype=np.uint8), (7, 7), 0)
+        cv2.circle(frame, (25 + 6 * i, height // 2), 14, (210, 200, 190), -1)
+        frames.append(frame)
+    return frames
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("flanet", encoder="resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("flanet-cache")
+
+
+@pytest.fixture(scope="module")
+def manifest(model: torch.nn.Module, cache: Path) -> Path:
+    return export_for_onnxruntime(model, SIZE, cache / "onnx")
+
+
+def test_onnxruntime_masks_match_pytorch_frame_by_frame(model: torch.nn.Module, manifest: Path) -> None:
+    frames = _frames(6)
+    reference = list(VideoSegmenter(model, SIZE, "cpu").stream(frames))
+    onnx = list(VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest).stream(frames))
+    assert [r.context_frames for r in onnx] == [1, 2, 3, 3, 3, 3]
+    threshold = float(np.median(np.stack([r.probability for r in reference])))  # masks about half full
+    for ref, got in zip(reference, onnx, strict=True):
+        np.testing.assert_allclose(got.mask_logits.numpy(), ref.mask_logits.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got.heatmap.numpy(), ref.heatmap.numpy(), rtol=0, atol=1e-4)
+        ref_mask, got_mask = ref.probability >= threshold, got.probability >= threshold
+        assert 0.1 < ref_mask.mean() < 0.9
+        assert _dice(got_mask, ref_mask) >= 0.999
+
+
+def test_export_is_cached_by_weights_and_size(model: torch.nn.Module, manifest: Path, cache: Path) -> None:
+    assert export_for_onnxruntime(model, SIZE, cache / "onnx") == manifest  # reused, not exported again
+    other = create_model("flanet", encoder="resnet18").eval()
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    key = lambda m, size: export_for_onnxruntime.__globals__["_cache_key"](m, size)  # noqa: E731
+    assert key(other, SIZE) != key(model, SIZE) and key(model, 96) != key(model, SIZE)
+    assert not [p for p in (cache / "onnx").iterdir() if p.name.startswith(".export-")]  # no staging left
+
+
+def test_providers_and_runner_errors(manifest: Path, tmp_path: Path) -> None:
+    import onnxruntime
+
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+    assert onnx_providers()[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ValueError, match="onnxruntime-gpu"):
+            onnx_providers("cuda")
+    runner = OnnxRunner(manifest, ["CPUExecutionProvider"], threads=1)
+    assert runner.streaming and runner.num_frames == 3 and runner.has_heatmap
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        OnnxRunner(tmp_path / "missing.json")
+
+
+def test_image_baseline_runs_its_exported_step(cache: Path) -> None:
+    unet = create_model("unet", encoder="resnet18").eval()
+    frames = _frames(2)
+    manifest = export_for_onnxruntime(unet, SIZE, cache / "onnx")
+    got = list(VideoSegmenter(unet, SIZE, "cpu", backend="onnxruntime", onnx=manifest).stream(frames))
+    want = list(VideoSegmenter(unet, SIZE, "cpu").stream(frames))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.mask_logits.numpy(), w.mask_logits.numpy(), rtol=0, atol=1e-4)
+
+
+def test_cli_predict_backend_onnxruntime_writes_the_pytorch_masks(
+    model: torch.nn.Module, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLANET_CACHE_DIR", str(cache))
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
+    video = tmp_path / "scan.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 72))
+    for frame in _frames(5):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    outs = {}
+    for backend in ("pytorch", "onnxruntime"):
+        outs[backend] = tmp_path / backend
+        args = ["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(outs[backend]),
+                "--device", "cpu", "--no-progress", "--backend", backend, "--threshold", "0.3"]
+        assert main(args) == 0
+    names = sorted(p.name for p in (outs["pytorch"] / "masks").iterdir())
+    assert names == sorted(p.name for p in (outs["onnxruntime"] / "masks").iterdir()) and len(names) == 5
+    for name in names:
+        ref = cv2.imread(str(outs["pytorch"] / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
+        got = cv2.imread(str(outs["onnxruntime"] / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
+        assert _dice(got, ref) >= 0.999
+    assert '"backend": "onnxruntime"' in (outs["onnxruntime"] / "summary.json").read_text()
