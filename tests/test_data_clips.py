@@ -157,16 +157,29 @@ def test_photometric_lookup_table():
     np.testing.assert_allclose(out, expected, atol=0.5 / 255 + 1e-9)
 
 
-def test_with_neighbour_gives_four_frames_and_previous_targets(tmp_path):
+def test_with_neighbour_gives_four_frames_and_keeps_every_target(tmp_path):
     root = _video(tmp_path, n=5, masked={0, 1, 3, 4})
+    plain = ClipDataset(discover(root), None, image_size=10)
     dataset = ClipDataset(discover(root), None, image_size=10, with_neighbour=True)
-    # frame 3 needs frame 2's mask (missing): not a target; frame 0 (causal) uses itself as t-1
-    assert dataset.samples[:, 1].tolist() == [0, 1, 4]
-    sample = dataset[2]
+    # the neighbour is an input: frame 3 stays a target although frame 2 has no mask
+    assert dataset.samples.tolist() == plain.samples.tolist()
+    assert dataset.samples[:, 1].tolist() == [0, 1, 3, 4]
+    sample = dataset[3]
     assert sample["frames"].shape == (4, 3, 10, 10)
     torch.testing.assert_close(_grey(sample["frames"]), torch.tensor([100.0, 80.0, 60.0, 40.0]), atol=0.5, rtol=0)
-    assert sample["mask_prev"].shape == sample["heatmap_prev"].shape == (1, 10, 10)
-    torch.testing.assert_close(sample["mask_prev"], sample["mask"])
+    flags = [(bool(dataset[i]["prev_distinct"]), bool(dataset[i]["prev_lesion_free"])) for i in range(4)]
+    # frame 0: "t-1" repeats t (causal edge); frame 3: t-1 unannotated, not known lesion-free
+    assert flags == [(False, False), (True, False), (True, False), (True, False)]
+    assert "mask_prev" not in sample  # t-1 is never a target
+
+
+def test_neighbour_annotated_without_lesion_is_flagged(tmp_path):
+    root = _video(tmp_path, n=3, masked={0, 1, 2})
+    cv2.imwrite(str(root / "mask_list" / "v" / "1.png"), np.zeros((10, 10), np.uint8))  # frame 1: no lesion
+    dataset = ClipDataset(discover(root), None, image_size=10, with_neighbour=True)
+    assert [bool(dataset[i]["prev_lesion_free"]) for i in range(3)] == [False, False, True]
+    lookahead = ClipDataset(discover(root), None, image_size=10, with_neighbour=True, edge="lookahead")
+    assert bool(lookahead[0]["prev_distinct"])  # "t-1" of frame 0 is frame 1 there, another frame
 
 
 def test_unmasked_frames_are_context_only(tmp_path):

@@ -74,9 +74,16 @@ def test_contrastive_matches_hand_value() -> None:
 def test_contrastive_gradient_reaches_anchor_positive_and_negative() -> None:
     heat = _maps([[1.0, 0.0], [0.2, 0.3]]).requires_grad_()
     prev = _maps([[0.0, 1.0], [0.2, 0.3]]).requires_grad_()
-    contrastive_loss(heat, prev, torch.tensor([0, 1]), alpha=1.0).loss.backward()
-    assert heat.grad.abs().sum() > 0 and prev.grad.abs().sum() > 0
-    assert heat.grad[1].abs().sum() > 0  # item 1 is the negative of item 0
+    # item 1's own triplet is skipped (unusable positive): its gradient can only come from
+    # being item 0's negative, so a detached negative would leave it at zero
+    term = contrastive_loss(heat, prev, torch.tensor([0, 1]), alpha=1.0, positive_valid=torch.tensor([True, False]))
+    term.loss.backward()
+    a, p, n = heat[0].detach().flatten(), prev[0].detach().flatten(), heat[1].detach().flatten()
+    # L = relu(mean((a - p)^2) - mean((a - n)^2) + 1) over one valid triplet (active: 1 - 0.49 + 1 > 0)
+    torch.testing.assert_close(heat.grad[0].flatten(), (a - p) - (a - n))  # d/da, 2/N = 1 for N = 2
+    torch.testing.assert_close(prev.grad[0].flatten(), -(a - p))
+    torch.testing.assert_close(heat.grad[1].flatten(), a - n)  # the negative is pushed away from a
+    assert torch.equal(prev.grad[1], torch.zeros_like(prev.grad[1]))
 
 
 def test_single_video_batch_gives_zero_contrastive_and_no_crash() -> None:

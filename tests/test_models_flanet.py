@@ -16,7 +16,7 @@ def models() -> dict[str, torch.nn.Module]:
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "unet", "unetplusplus"])
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "flanet-ffa-lb", "unet", "unetplusplus"])
 def test_output_shapes(models: dict, name: str, batch: int) -> None:
     model = models[name].eval()
     clip = torch.randn(batch, 3, 3, SIZE, SIZE)
@@ -24,17 +24,17 @@ def test_output_shapes(models: dict, name: str, batch: int) -> None:
         out = model(clip)
     assert isinstance(out, SegmentationOutput)
     assert out.mask_logits.shape == (batch, 1, SIZE, SIZE)
-    if name in ("flanet", "flanet-lb"):
+    if name in ("flanet", "flanet-lb", "flanet-ffa-lb"):
         assert out.heatmap is not None and out.heatmap.shape == (batch, 1, SIZE, SIZE)
     else:
         assert out.heatmap is None
 
 
 def test_list_models_names() -> None:
-    assert set(list_models()) >= {"flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "unet", "unetplusplus"}
+    assert set(list_models()) >= {"flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "flanet-ffa-lb", "unet", "unetplusplus"}
 
 
-@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb"])
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "flanet-ffa-lb"])
 def test_gradients_reach_every_parameter(name: str) -> None:
     model = create_model(name, encoder="resnet18").train()
     for module in model.modules():  # timm zero-inits each block's last BN gamma, which blocks
@@ -99,10 +99,25 @@ def test_unknown_model_name() -> None:
         create_model("flanet-x")
 
 
-def test_config_rebuilds_same_architecture(models: dict) -> None:
-    model = models["flanet"]
-    rebuilt = create_model(**model.config)
-    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic", "flanet-ffa", "flanet-lb", "flanet-ffa-lb"])
+def test_config_rebuilds_same_architecture(name: str) -> None:
+    options = dict(num_frames=2, neck_channels=(8, 16, 24, 40), decoder_channels=(40, 24, 16, 8),
+                   head_channels=12, ffa_levels=(1, 3), attention_reduction=4)  # none of them a default
+    model = create_model(name, encoder="resnet18", **options).eval()
+    recorded = {"name": name, "encoder": "resnet18", "encoder_weights": None, "num_frames": 2,
+                "neck_channels": [8, 16, 24, 40], "decoder_channels": [40, 24, 16, 8],
+                "head_channels": 12, "ffa_levels": [1, 3], "attention_reduction": 4}
+    assert {k: model.config[k] for k in recorded} == recorded
+    rebuilt = create_model(**model.config).eval()
+    assert rebuilt.config == model.config
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == shapes
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    clip = torch.randn(1, 2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(clip).mask_logits, model(clip).mask_logits, rtol=0, atol=0)
+    default = create_model(name, encoder="resnet18")
+    assert {k: tuple(v.shape) for k, v in default.state_dict().items()} != shapes  # the options took effect
 
 
 def test_res2net50_paper_configuration_forward() -> None:

@@ -43,6 +43,7 @@ def two_epoch_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_run_folder_holds_config_checkpoints_metrics_and_curve(two_epoch_run: Path) -> None:
     config = load_config(two_epoch_run / "config.yaml")
     assert config["trainer"]["epochs"] == 2 and config["model"]["encoder"] == "mobilenetv3_small_100"
+    assert config["loss"]["contrastive_weight"] == 1.0  # the value used (recipe: null = flanet's default)
     for name in ("best.pt", "last.pt"):
         payload = torch.load(two_epoch_run / "checkpoints" / name, weights_only=True)
         assert payload["model_config"]["name"] == "flanet"
@@ -93,6 +94,18 @@ def test_resume_refuses_a_different_model_configuration(two_epoch_run: Path) -> 
         train(None, resume=two_epoch_run / "checkpoints" / "last.pt")
     with pytest.raises(CheckpointError, match="no such run folder"):
         train(None, resume=two_epoch_run / "missing")
+
+
+@pytest.mark.parametrize("model,weight,computed", [("flanet-lb", None, False), ("flanet-lb", 1.0, True)])
+def test_run_folder_records_the_contrastive_weight_used(
+    model: str, weight: float | None, computed: bool, data_root: Path, tmp_path: Path
+) -> None:
+    extra = [] if weight is None else [f"loss.contrastive_weight={weight}"]
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "run", f"model.name={model}", "trainer.epochs=1",
+        "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", *extra))
+    assert load_config(run_dir / "config.yaml")["loss"]["contrastive_weight"] == (1.0 if computed else 0.0)
+    assert (metric_rows(run_dir)[0]["train_contrastive"] != "") == computed
 
 
 @pytest.mark.parametrize("model", ["flanet-basic", "unet"])

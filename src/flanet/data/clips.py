@@ -9,10 +9,14 @@ identity. Edge policy before the first frame of a video:
 - ``"lookahead"``: index ``t-k < 0`` becomes ``t+k`` (the authors' released code), clamped to the
   last frame.
 
-With ``with_neighbour=True`` a sample holds ``[t, t-1, t-2, t-3]`` and the targets of ``t-1``
-too, so the model's ``forward_windows`` gives the predictions for ``t`` and ``t-1`` while encoding
-each frame once (contrastive loss, paper Eq. 1); the negative comes from another video of the
-batch (:func:`negative_indices`).
+With ``with_neighbour=True`` a sample holds ``[t, t-1, t-2, t-3]``, so the model's
+``forward_windows`` gives the predictions for ``t`` and ``t-1`` while encoding each frame once
+(contrastive loss, paper Eq. 1); the negative comes from another video of the batch
+(:func:`negative_indices`). Eq. (1) compares the *predicted* heatmap of ``t-1``: the neighbour is
+an input, not a target, so the target frames are the same with or without it (a previous frame
+without a mask is fine). The sample says whether ``t-1`` is a usable positive: ``prev_distinct``
+(False at the first frame of a video under the causal policy, where "t-1" repeats t) and
+``prev_lesion_free`` (t-1 is annotated and shows no lesion).
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class ClipDataset(Dataset):
         clip_len: frames per clip (3 for FLA-Net, 1 for image baselines).
         augment: draw a random augmentation per clip (training).
         edge: ``"causal"`` or ``"lookahead"`` (see module docstring).
-        with_neighbour: add frame ``t-clip_len`` and the targets of ``t-1``.
+        with_neighbour: add frame ``t-clip_len`` and the flags ``prev_distinct`` and
+            ``prev_lesion_free`` of ``t-1`` (the target frames do not change).
         heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
         augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
 
@@ -123,9 +128,6 @@ class ClipDataset(Dataset):
         for position, video in enumerate(self.videos):
             has_mask = np.array([mask is not None for mask in video.masks], dtype=bool)
             targets = np.flatnonzero(has_mask)
-            if self.with_neighbour and targets.size:
-                previous = np.array([clip_frame_indices(t, video.num_frames, 2, self.edge)[1] for t in targets])
-                targets = targets[has_mask[previous]]
             rows.append(np.stack([np.full_like(targets, position), targets], axis=1))
         return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
 
@@ -189,9 +191,11 @@ class ClipDataset(Dataset):
         sample.update(self._targets(video, t, shape, transform))
         if self.with_neighbour:
             previous = int(indices[1])
-            for key, value in self._targets(video, previous, decoded[previous].shape[:2], transform).items():
-                if key in ("mask", "heatmap"):
-                    sample[f"{key}_prev"] = value
+            lesion_free = video.masks[previous] is not None and not bool(
+                self._targets(video, previous, decoded[previous].shape[:2], transform)["has_lesion"]
+            )
+            sample["prev_distinct"] = torch.tensor(previous != t)
+            sample["prev_lesion_free"] = torch.tensor(lesion_free)
         sample.update(
             video=video.id,
             video_index=position,

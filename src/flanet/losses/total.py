@@ -25,8 +25,12 @@ class LossTerms(NamedTuple):
         heatmap: ``L_MSE(H_t, G^H_t)``, or None when the model has no localisation branch.
         contrastive: eq. (1), or None when it is not computed (no heatmap, no ``H_{t-1}``,
             or weight 0).
-        negative_fraction: share of batch items that found a negative for eq. (1) (0 for a
-            batch from one video, where ``contrastive`` is then 0); None when not computed.
+        negative_fraction: share of batch items that found a negative for eq. (1), a frame
+            of another video with a lesion (0 for a batch from one video, where
+            ``contrastive`` is then 0); None when not computed.
+        triplet_fraction: share of batch items whose triplet of eq. (1) counts (lesion in
+            anchor, positive and negative, see :func:`~flanet.losses.contrastive_loss`);
+            None when not computed.
     """
 
     total: Tensor
@@ -35,6 +39,7 @@ class LossTerms(NamedTuple):
     heatmap: Tensor | None
     contrastive: Tensor | None
     negative_fraction: Tensor | None
+    triplet_fraction: Tensor | None
 
 
 class FLANetLoss(nn.Module):
@@ -86,6 +91,8 @@ class FLANetLoss(nn.Module):
         heatmap_target: Tensor | None = None,
         heatmap_prev: Tensor | None = None,
         video_index: Tensor | None = None,
+        has_lesion: Tensor | None = None,
+        positive_valid: Tensor | None = None,
     ) -> LossTerms:
         """Compute eq. (2) for one batch.
 
@@ -96,6 +103,9 @@ class FLANetLoss(nn.Module):
             heatmap_target: ``G^H_t`` ``(B, 1, H, W)``; required when ``heatmap`` is given.
             heatmap_prev: ``H_{t-1}`` ``(B, 1, H, W)`` predicted from the same clip, or None.
             video_index: ``(B,)`` video index per item; required with ``heatmap_prev``.
+            has_lesion: ``(B,)`` bool, frame t has a lesion (None: all have one).
+            positive_valid: ``(B,)`` bool, ``H_{t-1}`` is a usable positive: another frame
+                than t, not annotated lesion-free (None: all are).
 
         Returns:
             :class:`LossTerms`.
@@ -103,7 +113,7 @@ class FLANetLoss(nn.Module):
         bce = bce_loss(mask_logits, mask)
         iou = iou_loss(mask_logits, mask)
         total = self.bce_weight * bce + self.iou_weight * iou
-        heat = contrastive = negative_fraction = None
+        heat = contrastive = negative_fraction = triplet_fraction = None
         if heatmap is not None:
             if heatmap_target is None:
                 raise ValueError("FLANetLoss: a heatmap prediction needs heatmap_target")
@@ -112,11 +122,12 @@ class FLANetLoss(nn.Module):
             if heatmap_prev is not None and self.contrastive_weight > 0:
                 if video_index is None:
                     raise ValueError("FLANetLoss: the contrastive term needs video_index")
-                term = contrastive_loss(heatmap, heatmap_prev, video_index, self.alpha)
+                term = contrastive_loss(heatmap, heatmap_prev, video_index, self.alpha, has_lesion, positive_valid)
                 contrastive = term.loss
                 negative_fraction = term.has_negative.float().mean()
+                triplet_fraction = term.valid.float().mean()
                 total = total + self.contrastive_weight * contrastive
-        return LossTerms(total, bce, iou, heat, contrastive, negative_fraction)
+        return LossTerms(total, bce, iou, heat, contrastive, negative_fraction, triplet_fraction)
 
     def extra_repr(self) -> str:
         return (

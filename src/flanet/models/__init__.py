@@ -5,18 +5,20 @@
 """
 
 from flanet.models.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, save_checkpoint
-from flanet.models.factory import create_model, describe_models, list_models
+from flanet.models.factory import TABLE3_ROWS, create_model, default_contrastive_weight, describe_models, list_models
 from flanet.models.flanet import FLANet
 from flanet.models.outputs import SegmentationOutput
 from flanet.models.weights import EncoderWeightsError
 
 __all__ = [
+    "TABLE3_ROWS",
     "CheckpointError",
     "EncoderWeightsError",
     "FLANet",
     "LoadedCheckpoint",
     "SegmentationOutput",
     "create_model",
+    "default_contrastive_weight",
     "describe_models",
     "list_models",
     "load_checkpoint",

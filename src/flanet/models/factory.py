@@ -19,19 +19,30 @@ DEFAULT_ENCODER = "res2net50_26w_4s"
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of Table 3: which fusion, and whether the localisation branch exists."""
+    """One row of Table 3: which fusion, whether the localisation branch exists, and whether
+    the model trains with the contrastive loss of eq. (1) by default."""
 
     fusion: str  # "ffa" or "concat"
     localisation: bool
+    contrastive: bool
     description: str
 
 
 VARIANTS: dict[str, Variant] = {
-    "flanet": Variant("ffa", True, "full FLA-Net: FFA + localisation branch (train with the contrastive loss)"),
-    "flanet-basic": Variant("concat", False, "Basic (Table 3): concat + 1x1 conv fusion, no localisation branch"),
-    "flanet-ffa": Variant("ffa", False, "Basic + FFA (Table 3 'Basic+FLA')"),
-    "flanet-lb": Variant("concat", True, "Basic + localisation branch (Table 3 'Basic+LB')"),
+    "flanet-basic": Variant("concat", False, False, "Table 3 'Basic': concat + 1x1 conv fusion, no localisation branch"),
+    "flanet-ffa": Variant("ffa", False, False, "Table 3 'Basic+FLA': FFA fusion, no localisation branch"),
+    "flanet-lb": Variant("concat", True, False, "Table 3 'Basic+LB': concat fusion + localisation branch, no eq. (1)"),
+    "flanet-ffa-lb": Variant("ffa", True, False, "Table 3 'Basic+FLA+LB': FFA + localisation branch, no eq. (1)"),
+    "flanet": Variant("ffa", True, True, "Table 3 'Our method': FFA + localisation branch + contrastive loss (eq. 1)"),
 }
+#: Table 3's rows, in the paper's order: (model name, row label).
+TABLE3_ROWS: tuple[tuple[str, str], ...] = (
+    ("flanet-basic", "Basic"),
+    ("flanet-ffa", "Basic+FLA"),
+    ("flanet-lb", "Basic+LB"),
+    ("flanet-ffa-lb", "Basic+FLA+LB"),
+    ("flanet", "Our method"),
+)
 BASELINES: dict[str, str] = {
     "unet": "UNet (smp) on the current frame only (Table 2 image baseline)",
     "unetplusplus": "UNet++ (smp) on the current frame only (Table 2 image baseline)",
@@ -46,6 +57,17 @@ def list_models() -> list[str]:
 def describe_models() -> dict[str, str]:
     """One-line description of every model name."""
     return {**{k: v.description for k, v in VARIANTS.items()}, **BASELINES}
+
+
+def default_contrastive_weight(name: str) -> float:
+    """Weight of eq. (1) a model trains with unless the configuration sets one.
+
+    1 for ``flanet`` (the paper's full method, weight 1 in eq. 2), 0 for every other row
+    of Table 3 and for the image baselines.
+    """
+    if name not in VARIANTS and name not in BASELINES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    return 1.0 if name in VARIANTS and VARIANTS[name].contrastive else 0.0
 
 
 def create_model(
@@ -63,8 +85,10 @@ def create_model(
     """Builds a model by name (see :func:`list_models`).
 
     Args:
-        name: ``flanet``, ``flanet-basic``, ``flanet-ffa``, ``flanet-lb``, ``unet`` or
-            ``unetplusplus``.
+        name: ``flanet``, ``flanet-basic``, ``flanet-ffa``, ``flanet-lb``,
+            ``flanet-ffa-lb``, ``unet`` or ``unetplusplus``. ``flanet-ffa-lb`` and
+            ``flanet`` share one architecture; they differ in the loss they train with
+            (:func:`default_contrastive_weight`).
         encoder: any timm model usable with ``features_only=True``; the paper uses
             Res2Net-50 (``res2net50_26w_4s``).
         encoder_weights: local ``.pth``/``.safetensors`` timm state dict (e.g. ImageNet

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "lr",
     "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
-    "train_negative_fraction",
+    "train_negative_fraction", "train_triplet_fraction",
     "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae",
 )
 

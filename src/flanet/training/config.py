@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "bce_weight": 1.0,
         "iou_weight": 1.0,
         "heatmap_weight": 1.0,
-        "contrastive_weight": 1.0,
+        "contrastive_weight": None,  # None: the model's default (1 for flanet, else 0)
         "alpha": 1.0e-3,
     },
     "optim": {
@@ -91,6 +91,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.edge": ("causal", "lookahead"),
     "optim.scheduler": ("none", "cosine", "step"),
 }
+
+#: Keys whose default is ``null`` ("decided by the model") and whose value is otherwise a number.
+_OPTIONAL_NUMBERS = frozenset({"loss.contrastive_weight"})
 
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -276,6 +279,10 @@ def _validate(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config key '{dotted}' expects {type(default).__name__}, got {value!r}"
             )
+        if dotted in _OPTIONAL_NUMBERS and value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            raise ConfigError(f"config key '{dotted}' expects a number or null, got {value!r}")
         if dotted in _CHOICES and value not in _CHOICES[dotted]:
             raise ConfigError(f"config key '{dotted}' must be one of {_CHOICES[dotted]}, got {value!r}")
 

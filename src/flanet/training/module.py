@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.models import SegmentationOutput, create_model
+from flanet.training.model_defaults import resolve_model_defaults
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,14 @@ class FLANetModule(pl.LightningModule):
     ``model.num_frames`` frames and ``model(clip)`` is used.
 
     Args:
-        config: resolved training configuration (see :mod:`flanet.training.config`).
+        config: resolved training configuration (see :mod:`flanet.training.config`); keys
+            left to the model (``loss.contrastive_weight: null``) are filled in by
+            :func:`~flanet.training.model_defaults.resolve_model_defaults`.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
+        config = resolve_model_defaults(config)
         self.save_hyperparameters({"config": config})
         self.config = config
         self.model = build_model(config)
@@ -74,8 +78,10 @@ class FLANetModule(pl.LightningModule):
             windows = self.model.forward_windows(frames)  # each (B, 2, 1, S, S)
             out = SegmentationOutput(windows.mask_logits[:, 0], windows.heatmap[:, 0])
             heatmap_prev = windows.heatmap[:, 1]
+            # eq. (1) on the predicted H_{t-1}: usable unless t-1 repeats t or is annotated lesion-free
+            positive_valid = batch["prev_distinct"] & ~batch["prev_lesion_free"]
         else:
-            out, heatmap_prev = self.model(frames), None
+            out, heatmap_prev, positive_valid = self.model(frames), None, None
         return self.criterion(
             out.mask_logits,
             batch["mask"],
@@ -83,6 +89,8 @@ class FLANetModule(pl.LightningModule):
             batch["heatmap"] if out.heatmap is not None else None,
             heatmap_prev,
             batch["video_index"],
+            batch["has_lesion"],
+            positive_valid,
         )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -97,8 +105,9 @@ class FLANetModule(pl.LightningModule):
         single_video = terms.negative_fraction is not None and terms.negative_fraction.item() == 0
         if single_video and not self._warned_single_video:
             log.warning(
-                "a training batch holds frames of a single video: no negative for the contrastive "
-                "loss (eq. 1), its term is 0 for such batches (logged as train/negative_fraction)"
+                "a training batch has no negative for the contrastive loss (eq. 1): no frame with a "
+                "lesion from another video; its term is 0 for such batches (logged as "
+                "train/negative_fraction)"
             )
             self._warned_single_video = True
         batch_size = batch["frames"].shape[0]
@@ -202,6 +211,7 @@ def _term_values(terms: LossTerms) -> dict[str, Tensor]:
     values = {
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
+        "triplet_fraction": terms.triplet_fraction,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 
