@@ -5,6 +5,8 @@ image size, schedule and data), only ``model.name`` changes. Each is trained wit
 :func:`flanet.training.train` into ``<out>/runs/<model>``, its best checkpoint is evaluated on the test
 split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/benchmark.md`` (paper Table 2 /
 Table 4 format with 95% bootstrap intervals over videos), ``benchmark.csv`` and ``benchmark.json``.
+With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
+``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.evaluation.ablation`).
 A model whose run already has ``checkpoints/best.pt`` is not retrained (unless ``--retrain``), so an
 interrupted benchmark resumes where it stopped.
 """
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = "flanet,flanet-basic,flanet-ffa,flanet-lb,unet,unetplusplus"
+DEFAULT_MODELS = "flanet,flanet-basic,flanet-ffa,flanet-lb,flanet-ffa-lb,unet,unetplusplus"
 ROW_KEYS: tuple[str, ...] = (
     "dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f",
     "max_dice", "max_iou", "vps_mae",
@@ -44,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate its best checkpoint on the test split and write benchmark.md / .csv / .json to --out.",
     )
     parser.add_argument("--data", type=Path, required=True, help="data set root")
-    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated model names (default: {DEFAULT_MODELS})")
+    parser.add_argument("--models", help=f"comma-separated model names (default: {DEFAULT_MODELS})")
+    parser.add_argument("--ablation", action="store_true",
+                        help="the paper's ablation: the five Table 3 rows (flanet-basic, flanet-ffa, flanet-lb, "
+                        "flanet-ffa-lb, flanet) plus unet and unetplusplus; also writes ablation.md in Table 3's layout")
     parser.add_argument("--config", required=True, help="training recipe: shipped name (buv-paper, polyp-paper, cpu-small) or YAML file")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
     parser.add_argument("--out", type=Path, default=Path("flanet-benchmark"), help="output folder (default: flanet-benchmark)")
@@ -66,17 +71,24 @@ def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str])
 def benchmark(
     data: Path, models: Sequence[str], config: str | Path, overrides: Sequence[str] = (), out: Path = Path("flanet-benchmark"),
     *, split: str = "test", retrain: bool = False, device: str | None = None, batch_size: int = 8,
-    settings: EvaluationSettings | None = None,
+    settings: EvaluationSettings | None = None, ablation: bool = False,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every model; returns one row of scores per model and writes the tables.
+
+    Every model trains with its own default loss (only ``flanet`` with eq. 1, see
+    :func:`flanet.models.default_contrastive_weight`) unless the overrides set
+    ``loss.contrastive_weight``. With ``ablation`` the rows are also written to
+    ``<out>/ablation.md`` in Table 3's layout.
 
     Raises:
         ValueError: an unknown model name (checked before any training starts).
     """
+    from flanet.evaluation.ablation import AblationEntry, table3_markdown
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
     from flanet.models import list_models
     from flanet.training import load_config, train
+    from flanet.training.model_defaults import resolve_model_defaults
 
     settings = settings or EvaluationSettings()
 
@@ -86,9 +98,10 @@ def benchmark(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     entries: list[tuple[str, str, dict[str, Any]]] = []
+    ablation_entries: list[AblationEntry] = []
     for model in models:
         model_args = model_overrides(model, data, out, overrides)
-        recipe = load_config(config, model_args)
+        recipe = resolve_model_defaults(load_config(config, model_args))
         best = _trained_checkpoint(Path(recipe["output"]["run_dir"]), config, model_args, retrain, train)
         result = evaluate_checkpoint(
             best, data, split, out / "eval" / model, image_size=int(recipe["data"]["image_size"]), device=device,
@@ -96,13 +109,18 @@ def benchmark(
         )
         kind = "image" if model in ("unet", "unetplusplus") else "video"
         entries.append((model, kind, result.metrics))
-        row = {"model": model, "kind": kind, "checkpoint": str(best)}
+        contrastive = float(recipe["loss"]["contrastive_weight"])
+        ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
+        row = {"model": model, "kind": kind, "checkpoint": str(best), "contrastive_weight": contrastive}
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
         row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
         rows.append(row)
         (out / "benchmark.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
         write_rows_csv(out / "benchmark.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "benchmark.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
+        if ablation:
+            header = _header(config, overrides, split, "Ablation (paper Table 3)")
+            (out / "ablation.md").write_text(header + table3_markdown(ablation_entries), encoding="utf-8")
     return rows
 
 
@@ -132,24 +150,31 @@ def _best_or_last(run: Path) -> Path:
     raise FileNotFoundError(f"{run}: training wrote no checkpoints/best.pt or last.pt")
 
 
-def _header(config: str | Path, overrides: Sequence[str], split: str) -> str:
+def _header(config: str | Path, overrides: Sequence[str], split: str, title: str = "Benchmark") -> str:
     shared = " ".join(overrides) or "(none)"
-    return f"# Benchmark\n\nRecipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.\n\n"
+    return f"# {title}\n\nRecipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.\n\n"
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """Entry point of ``flanet benchmark``."""
     from flanet.evaluation.evaluate import EvaluationSettings
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    from flanet.evaluation.ablation import ABLATION_MODELS
+
+    if args.ablation and args.models is not None:
+        print("flanet benchmark: error: give --ablation or --models, not both (--ablation)", file=sys.stderr)
+        return 2
+    names = ",".join(ABLATION_MODELS) if args.ablation else (args.models or DEFAULT_MODELS)
+    models = [m.strip() for m in names.split(",") if m.strip()]
     try:
         benchmark(
             args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
             device=args.device, batch_size=args.batch_size,
-            settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs),
+            settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), ablation=args.ablation,
         )
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # incl. TrainingError
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print((args.out / "benchmark.md").read_text(encoding="utf-8"))
+    table = "ablation.md" if args.ablation else "benchmark.md"
+    print((args.out / table).read_text(encoding="utf-8"))
     return 0

@@ -1,0 +1,67 @@
+"""The ablation table of the paper (Table 3): which parts each row has, and its scores.
+
+Rows are the five Table 3 models (:data:`flanet.models.TABLE3_ROWS`) in the paper's order,
+then any image baseline that was benchmarked with them. The ✓/× columns say what the run
+actually had: FLA (FFA fusion), the localisation branch, and the contrastive loss of eq. (1)
+with the weight the run trained with (recorded in its ``config.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from flanet.evaluation.report import TABLE2_COLUMNS, format_cell
+from flanet.models import TABLE3_ROWS
+from flanet.models.factory import BASELINES, VARIANTS
+
+#: Models of ``flanet benchmark --ablation``: Table 3's rows, then the image baselines of Table 2.
+ABLATION_MODELS: tuple[str, ...] = (*(name for name, _ in TABLE3_ROWS), "unet", "unetplusplus")
+_BASELINE_LABELS = {"unet": "UNet", "unetplusplus": "UNet++"}
+TABLE3_NOTE = (
+    "Columns as the paper's Table 3: FLA = frequency-based feature aggregation (FFA) fusion, "
+    "Loc-Branch = localisation branch, Contrastive loss = eq. (1) with the weight the run trained with. "
+    "Scores: standard protocol (threshold 0.5, frame means; F1 = harmonic mean of mean precision and mean "
+    "recall); brackets: 95% bootstrap interval over videos. Definitions: docs/metrics.md."
+)
+
+
+class AblationEntry(NamedTuple):
+    """One benchmarked model: its name, the eq. (1) weight it trained with, its metrics.json dict."""
+
+    model: str
+    contrastive_weight: float
+    metrics: dict[str, Any]
+
+
+def _mark(flag: bool) -> str:
+    return "✓" if flag else "×"
+
+
+def table3_markdown(entries: Sequence[AblationEntry], with_ci: bool = True) -> str:
+    """Markdown of Table 3's layout for ``entries`` (any order; rows follow the paper).
+
+    Args:
+        entries: benchmarked models; names outside Table 3 and the image baselines are left out.
+        with_ci: append the 95% interval to each score.
+
+    Returns:
+        The table with a header row, one row per entry and a note on the columns.
+    """
+    by_name = {entry.model: entry for entry in entries}
+    labels = dict(TABLE3_ROWS) | _BASELINE_LABELS
+    header = "| Method | model | FLA | Loc-Branch | Contrastive loss | " + " | ".join(h for _, h in TABLE2_COLUMNS) + " |"
+    lines = [header, "|---|---|---|---|---|" + "---|" * len(TABLE2_COLUMNS)]
+    for name in (*(n for n, _ in TABLE3_ROWS), *BASELINES):
+        if name not in by_name:
+            continue
+        entry = by_name[name]
+        if name in VARIANTS:
+            variant = VARIANTS[name]
+            parts = [_mark(variant.fusion == "ffa"), _mark(variant.localisation),
+                     _mark(variant.localisation and entry.contrastive_weight > 0)]
+        else:
+            parts = ["-", "-", "-"]
+        scores = [format_cell(entry.metrics, key, with_ci) for key, _ in TABLE2_COLUMNS]
+        lines.append(f"| {labels[name]} | `{name}` | " + " | ".join(parts + scores) + " |")
+    return "\n".join(lines + ["", TABLE3_NOTE, ""])
