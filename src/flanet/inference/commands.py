@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 def _predict(args: argparse.Namespace) -> int:
     from flanet.data import DataError
+    from flanet.inference.archive import ArchiveError, is_archive_input, predict_archive
     from flanet.inference.export import ExportError
     from flanet.inference.predict import predict_to_folder
     from flanet.models.checkpoint import CheckpointError
@@ -23,16 +25,24 @@ def _predict(args: argparse.Namespace) -> int:
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
     out = Path(args.out) if args.out else Path.cwd() / default_name
+    archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
     try:
-        out_dir = predict_to_folder(
+        out_dir = (predict_archive if archive else predict_to_folder)(
             args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
             device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
             progress=not args.no_progress, backend=args.backend,
         )
-    except (CheckpointError, DataError, ExportError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:
+    except (ArchiveError, CheckpointError, DataError, ExportError, FileNotFoundError, FileExistsError, ValueError,
+            OSError) as error:
         print(f"flanet predict: error: {error}", file=sys.stderr)
         return 1
+    if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
+        return 0
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    if archive:
+        print(f"{summary['videos_done']} of {summary['videos_total']} videos done ({summary['videos_resumed']} "
+              f"from an earlier run), {summary['frames']} frames -> {out_dir / 'index.csv'}")
+        return 0
     print(
         f"{summary['frames']} frames ({summary['frames_with_lesion']} with a lesion, largest "
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"

@@ -1,0 +1,288 @@
+"""Archive-scale prediction: many videos, resumable, sharded across ``torchrun`` ranks.
+
+Input: a folder of videos (any layout ``flanet.data.discover`` reads: video files, frame
+folders, dataset roots) or a manifest CSV with a ``path`` column (video file or frame folder;
+relative paths are relative to the CSV) and an optional ``id`` column (output folder name;
+default the path's stem). Output::
+
+    <out>/<video id>/{masks/, overlay.mp4, frames.csv, summary.json}   one folder per video
+    <out>/index.csv      one row per video: status (done / failed), counts, timing, error
+    <out>/summary.json   totals and the per-video entries of this archive
+
+A video is written into ``<out>/.<id>.partial`` and renamed to ``<out>/<id>`` only when it is
+complete, so a folder ``<out>/<id>`` is always a finished video. A rerun with the same ``--out``
+skips finished videos, redoes interrupted or failed ones and rewrites the index; ``--force``
+starts from scratch. Under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes videos r, r + W,
+r + 2W, ... of the list, on ``cuda:<LOCAL_RANK>`` when GPUs are present; the ranks meet once
+at the end (gloo) and rank 0 writes the one merged index. A video that cannot be read is
+recorded as failed (the run goes on) and reported at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from flanet.data import DataError
+from flanet.inference.predict import OUTPUT_MARKER, _predict_video, image_size_from_metadata, prepare_output_dir
+from flanet.inference.sources import VideoSource, resolve_sources
+from flanet.inference.streaming import VideoSegmenter
+
+__all__ = ["ArchiveError", "ArchiveItem", "INDEX_COLUMNS", "archive_items", "is_archive_input", "predict_archive",
+           "read_manifest"]
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ("video", "status", "input", "output", "frames", "frames_with_lesion", "largest_area_px",
+                 "largest_area_frame", "frames_with_full_context", "width", "height", "input_fps",
+                 "fps_achieved", "seconds", "error")
+
+
+RESUME_KEYS = ("checkpoint", "image_size", "threshold")  # a finished video is reused only if these match
+
+
+class ArchiveError(RuntimeError):
+    """Some videos of an archive could not be segmented (the index names them)."""
+
+
+@dataclass(frozen=True)
+class ArchiveItem:
+    """One video of an archive, opened lazily (a bad file fails only its own row)."""
+
+    id: str
+    location: Path
+    open: Callable[[], VideoSource]
+
+
+def is_archive_input(path: str | Path) -> bool:
+    """A manifest CSV, or a folder that is not itself one video's frames."""
+    from flanet.inference.sources import image_files
+
+    path = Path(path)
+    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not image_files(path))
+
+
+def read_manifest(path: Path) -> list[tuple[str, Path]]:
+    """(id, path) of every row of a manifest CSV (columns ``path``, optional ``id``).
+
+    Raises:
+        ValueError: no ``path`` column, an empty path, an id that is not a plain folder name, or
+            two rows with one id (naming the rows).
+    """
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: manifest needs a 'path' column (optional: 'id'), found {reader.fieldnames}")
+        rows = list(reader)
+    entries, seen = [], {}
+    for line, row in enumerate(rows, start=2):
+        value = (row.get("path") or "").strip()
+        if not value:
+            raise ValueError(f"{path}: line {line}: empty path")
+        location = Path(value) if Path(value).is_absolute() else Path(path).parent / value
+        video_id = (row.get("id") or "").strip() or location.stem
+        if video_id in (".", "..") or "/" in video_id or "\\" in video_id or video_id.startswith("."):
+            raise ValueError(f"{path}: line {line}: id {video_id!r} is not a plain folder name")
+        if video_id in seen:
+            raise ValueError(f"{path}: lines {seen[video_id]} and {line} both give id {video_id!r}; add an 'id' column")
+        seen[video_id] = line
+        entries.append((video_id, location))
+    if not entries:
+        raise ValueError(f"{path}: manifest lists no videos")
+    return entries
+
+
+def _open_one(video_id: str, location: Path, fps: float) -> VideoSource:
+    sources = resolve_sources(location, fps=fps)
+    if len(sources) != 1:
+        raise ValueError(f"{location}: a manifest row must be one video file or frame folder, found {len(sources)} videos")
+    source = sources[0]
+    return VideoSource(video_id, source.location, source.fps, source.frame_count, source.frame_names, source._open)
+
+
+def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None) -> list[ArchiveItem]:
+    """The videos of a manifest CSV or a folder, in order."""
+    if input_path.is_file():
+        return [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_manifest(input_path)]
+    return [ArchiveItem(s.id, s.location, lambda s=s: s) for s in resolve_sources(input_path, fps=fps, split=split)]
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
+
+
+def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
+    """Segment one video into ``out/.<id>.partial``, then rename it to ``out/<id>``."""
+    final, partial = out / item.id, out / f".{item.id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        entry = _predict_video(segmenter, item.open(), partial, progress)
+        entry["output"] = str(final)
+        _write_atomic(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
+        if final.exists():  # only a folder of an older, non-archive run can be here unfinished
+            shutil.rmtree(final)
+        partial.rename(final)
+    except (DataError, ValueError, OSError, FileNotFoundError) as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        log.error("%s: %s", item.location, error)
+        return {"video": item.id, "status": "failed", "input": str(item.location), "error": str(error)}
+    return {**entry, "status": "done"}
+
+
+def predict_archive(
+    model: nn.Module | str | Path,
+    input_path: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    image_size: int | None = None,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    fps: float = 25.0,
+    split: str | None = None,
+    progress: bool = True,
+    backend: str = "pytorch",
+) -> Path:
+    """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
+
+    Arguments as :func:`~flanet.inference.predict_to_folder`; an existing ``out_dir`` written by
+    ``flanet predict`` is resumed unless ``force``.
+
+    Returns:
+        The output folder (``index.csv`` and ``summary.json`` are written by rank 0).
+
+    Raises:
+        ArchiveError: some videos failed (after the index is written).
+        FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
+    """
+    start = time.perf_counter()
+    rank, world, local_rank = _distributed()
+    metadata: dict[str, Any] = {}
+    checkpoint = None
+    if isinstance(model, (str, Path)):
+        from flanet.models.checkpoint import load_checkpoint
+
+        checkpoint = str(Path(model).resolve())
+        loaded = load_checkpoint(model, map_location="cpu")
+        model, metadata = loaded.model, dict(loaded.metadata or {})
+    size = image_size or image_size_from_metadata(metadata)
+    input_path, out = Path(input_path), Path(out_dir)
+    items = archive_items(input_path, fps=fps, split=split)
+    if device is None and torch.cuda.is_available() and world > 1:
+        device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    group = world > 1 and _init_group()
+    try:
+        if rank == 0:
+            _open_output(out, input_path, force)
+            if backend == "onnxruntime":  # export once, before the other ranks look for it
+                VideoSegmenter(model, size, device, backend=backend)
+        if group:
+            torch.distributed.barrier()
+        records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
+                             {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend},
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
+        if group:
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, records)
+            records = [r for part in gathered for r in part]
+    finally:
+        if group:
+            torch.distributed.destroy_process_group()
+    failed = [r for r in records if r["status"] == "failed"]
+    if rank == 0:
+        order = {item.id: n for n, item in enumerate(items)}
+        records.sort(key=lambda r: order[r["video"]])
+        _write_index(out, records, {"checkpoint": checkpoint, "model": getattr(model, "config", None),
+                                    "image_size": size, "device": str(device or "auto"), "backend": backend,
+                                    "threshold": threshold, "streaming": True, "edge": "causal",
+                                    "input": str(input_path), "ranks": world}, time.perf_counter() - start)
+    if failed and rank == 0:
+        raise ArchiveError(f"{len(failed)} of {len(records)} videos failed, first: {failed[0]['error']} "
+                           f"({out / 'index.csv'})")
+    return out
+
+
+def _init_group() -> bool:
+    """Join torchrun's process group over gloo (CPU barrier and gather only; no tensors move)."""
+    torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    return True
+
+
+def _open_output(out: Path, input_path: Path, force: bool) -> None:
+    """A new output folder, or an existing archive to resume (never a folder of the user's)."""
+    if force or not out.exists() or not any(out.iterdir()):
+        prepare_output_dir(out, input_path, force)
+        return
+    if not (out / OUTPUT_MARKER).is_file():
+        raise FileExistsError(f"{out}: exists but was not written by `flanet predict`; choose another --out")
+    resolved, source = out.resolve(), input_path.resolve()
+    if resolved == source or source in resolved.parents or resolved in source.parents:
+        raise ValueError(f"{out}: output folder overlaps the input {input_path}; choose another --out")
+    log.info("%s: resuming (finished videos are kept; --force starts again)", out)
+
+
+def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
+               out: Path, progress: bool, settings: dict, label: str) -> list[dict]:
+    """Segment this rank's videos; finished ones are read back, not redone."""
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
+    records = []
+    for item in tqdm(items, desc=label, unit="video", disable=not progress):
+        done = out / item.id / "summary.json"
+        if done.is_file():
+            entry = json.loads(done.read_text(encoding="utf-8"))
+            changed = [k for k in RESUME_KEYS if entry.get(k) != settings[k]]
+            if changed:
+                raise ValueError(f"{done}: segmented with other settings ({', '.join(changed)}: "
+                                 f"{[entry.get(k) for k in changed]}); use --force or another --out")
+            records.append({**{k: entry.get(k) for k in INDEX_COLUMNS}, "status": "done", "resumed": True})
+            continue
+        start = time.perf_counter()
+        records.append({**_segment(item, segmenter, out, settings, progress), "wall_s": time.perf_counter() - start})
+    return records
+
+
+def _write_index(out: Path, records: list[dict], settings: dict, seconds: float) -> None:
+    """``index.csv`` (one row per video) and the archive's ``summary.json``, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: ("" if record.get(k) is None else record.get(k)) for k in INDEX_COLUMNS})
+    _write_atomic(out / "index.csv", buffer.getvalue())
+    done = [r for r in records if r["status"] == "done"]
+    new = [r for r in done if not r.get("resumed")]
+    frames_new = sum(int(r["frames"]) for r in new)
+    summary = {
+        **settings, "videos_total": len(records), "videos_done": len(done),
+        "videos_resumed": len(done) - len(new), "videos_failed": len(records) - len(done),
+        "frames": sum(int(r["frames"]) for r in done),
+        "frames_with_lesion": sum(int(r["frames_with_lesion"]) for r in done),
+        "largest_area_px": max((int(r["largest_area_px"]) for r in done), default=0),
+        "frames_this_run": frames_new,
+        "seconds_this_run": seconds,
+        "fps_achieved": frames_new / seconds if frames_new and seconds > 0 else None,
+        "videos": records,
+    }
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
