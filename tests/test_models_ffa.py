@@ -2,49 +2,136 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation
+from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation, point_reflection
+
+COMPUTES = ["spatial", "fft"]
 
 
-class _Ones(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(x[..., :1, :1])
+def _reference_reflection(x: torch.Tensor) -> torch.Tensor:
+    """x(-n mod N) over the last two axes, by index arithmetic."""
+    h, w = x.shape[-2:]
+    rows = (-torch.arange(h)) % h
+    cols = (-torch.arange(w)) % w
+    return x[..., rows[:, None], cols[None, :]]
 
 
-def _point_reflection(x: torch.Tensor) -> torch.Tensor:
-    """x(-n mod N) over the last two axes."""
-    return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+def _ffa_pair(channels: int = 3, **kwargs) -> tuple[FrequencyFeatureAggregation, FrequencyFeatureAggregation]:
+    """The same weights, computed in the spatial domain and with the FFT."""
+    spatial = FrequencyFeatureAggregation(channels, 5, compute="spatial", **kwargs).eval()
+    fft = FrequencyFeatureAggregation(channels, 5, compute="fft", **kwargs).eval()
+    fft.load_state_dict(spatial.state_dict())
+    return spatial, fft
 
 
-def test_attention_one_reduces_to_spatial_path() -> None:
-    ffa = FrequencyFeatureAggregation(channels=4, out_channels=4)
-    ffa.attention = _Ones()
-    x = torch.randn(2, 3, 4, 6, 7, dtype=torch.float64).float()  # odd width checks irfft2 sizes
+def test_point_reflection_by_index() -> None:
+    x = torch.randn(2, 3, 5, 8)
+    torch.testing.assert_close(point_reflection(x), _reference_reflection(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_gate_of_one_reduces_to_the_identity(compute: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ffa = FrequencyFeatureAggregation(channels=4, out_channels=4, compute=compute)
+    monkeypatch.setattr(ffa, "gates", torch.ones_like)
+    x = torch.randn(2, 3, 4, 6, 7)  # odd width checks the transform sizes
     z = ffa.spectral_path(x)
     # iFFT(FFT(x)) = x, so z1 + z2 = [x_t, x_{t-1}] + [x_t, x_{t-2}]
     expected = torch.cat([2 * x[:, 0], x[:, 1] + x[:, 2]], dim=1)
     torch.testing.assert_close(z, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_spectral_path_equals_even_odd_gating() -> None:
-    """With gates a (real part) and b (imaginary part) per channel, iFFT gives a*even + b*odd."""
+def test_full_spectrum_norms_are_the_energies_of_even_and_odd_parts() -> None:
+    """Parseval for the orthonormal full-spectrum FFT: ||Re f̂|| = ||even f||, ||Im f̂|| = ||odd f||.
+
+    The half spectrum of ``rfft2`` (v0.1) does not satisfy this: its norms are checked to be off.
+    """
+    x = torch.randn(4, 6, 7, dtype=torch.float64)
+    even = (x + _reference_reflection(x)) / 2
+    odd = (x - _reference_reflection(x)) / 2
+    spec = torch.fft.fft2(x, norm="ortho")
+    torch.testing.assert_close(spec.real.norm(dim=(-2, -1)), even.norm(dim=(-2, -1)))
+    torch.testing.assert_close(spec.imag.norm(dim=(-2, -1)), odd.norm(dim=(-2, -1)))
+    half = torch.fft.rfft2(x, norm="ortho")
+    assert (half.real.norm(dim=(-2, -1)) - even.norm(dim=(-2, -1))).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_output_equals_even_odd_gating_by_hand(compute: str) -> None:
+    """Gate a (real part) and b (imaginary part) per channel, one CA per group: iFFT is a*even + b*odd."""
     torch.manual_seed(3)
     c = 3
-    ffa = FrequencyFeatureAggregation(channels=c, out_channels=c)
-    x = torch.randn(1, 3, c, 5, 8)
-    spec = torch.fft.rfft2(x, norm="ortho")
-    spec = torch.cat([spec.real, spec.imag], dim=2)
-    groups = torch.stack([torch.cat([spec[:, 0], spec[:, k]], dim=1) for k in (1, 2)], dim=1).flatten(0, 1)
-    gate = ffa.attention(groups).reshape(2, 2, 2, c)  # (group, frame in group, re/im, C)
-    even = (x + _point_reflection(x)) / 2
-    odd = (x - _point_reflection(x)) / 2
-    expected_current = sum(gate[g, 0, 0, :, None, None] * even[0, 0] + gate[g, 0, 1, :, None, None] * odd[0, 0] for g in range(2))
-    expected_previous = sum(
-        gate[g, 1, 0, :, None, None] * even[0, g + 1] + gate[g, 1, 1, :, None, None] * odd[0, g + 1] for g in range(2)
-    )
-    z = ffa.spectral_path(x)[0]
-    torch.testing.assert_close(z, torch.cat([expected_current, expected_previous]), atol=1e-5, rtol=1e-5)
+    ffa = FrequencyFeatureAggregation(channels=c, out_channels=c, compute=compute)
+    x = torch.randn(1, 3, c, 5, 8, dtype=torch.float64)
+    spec = torch.fft.fft2(x, norm="ortho")
+    spec = torch.cat([spec.real, spec.imag], dim=2)  # (1, T, 2C, h, w)
+    norms = [torch.cat([spec[0, 0], spec[0, k]]).norm(dim=(-2, -1)) for k in (1, 2)]  # per group (4C,)
+    weights = ffa.attention
+    gates = []
+    for g, n in enumerate(norms):  # group g's own block: rows g*hidden.. of the grouped convs
+        hid = weights.fc1.out_channels // 2
+        w1 = weights.fc1.weight[g * hid : (g + 1) * hid, :, 0, 0].double()
+        w2 = weights.fc2.weight[g * 4 * c : (g + 1) * 4 * c, :, 0, 0].double()
+        u = torch.relu(w1 @ (n / n.mean()) + weights.fc1.bias[g * hid : (g + 1) * hid].double())
+        gates.append(torch.sigmoid(w2 @ u + weights.fc2.bias[g * 4 * c : (g + 1) * 4 * c].double()).reshape(2, 2, c))
+    even = (x + _reference_reflection(x)) / 2
+    odd = (x - _reference_reflection(x)) / 2
+    cur = sum(gates[g][0, 0, :, None, None] * even[0, 0] + gates[g][0, 1, :, None, None] * odd[0, 0] for g in range(2))
+    prev = sum(gates[g][1, 0, :, None, None] * even[0, g + 1] + gates[g][1, 1, :, None, None] * odd[0, g + 1] for g in range(2))
+    with torch.no_grad():
+        z = ffa.spectral_path(x.float())[0]
+    torch.testing.assert_close(z, torch.cat([cur, prev]).float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["per-group", "shared"])
+@pytest.mark.parametrize("size", [(8, 8), (5, 7), (11, 11)])
+def test_spatial_computation_equals_fft_fp32(size: tuple[int, int], attention: str) -> None:
+    spatial, fft = _ffa_pair(channels=6, attention=attention)
+    x = torch.randn(2, 3, 6, *size) * torch.linspace(0.2, 3, 6)[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(spatial.spectral_path(x), fft.spectral_path(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(spatial(x), fft(x), atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_computation_equals_fft_bf16() -> None:
+    """Both compute in float32 inside and cast back: in bf16 they differ by bf16 rounding only."""
+    spatial, fft = _ffa_pair(channels=8)
+    spatial, fft = spatial.to(torch.bfloat16), fft.to(torch.bfloat16)
+    x = torch.randn(2, 3, 8, 11, 11).to(torch.bfloat16)
+    with torch.no_grad():
+        z_s, z_f = spatial.spectral_path(x), fft.spectral_path(x)
+        assert z_s.dtype == z_f.dtype == torch.bfloat16
+        # bf16 keeps 8 significant bits: relative rounding 2^-8 of the values' scale
+        torch.testing.assert_close(z_s.float(), z_f.float(), atol=2e-2, rtol=2 ** -7)
+        o_s, o_f = spatial(x).float(), fft(x).float()
+    torch.testing.assert_close(o_s, o_f, atol=3e-2, rtol=2 ** -6)
+
+
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_swapping_the_previous_frames_changes_the_output(compute: str) -> None:
+    """One attention block per group: the module knows t-1 from t-2 (the shared v0.1 gate did not)."""
+    x = torch.randn(2, 3, 4, 8, 8)
+    swapped = x[:, [0, 2, 1]]
+    order_aware = FrequencyFeatureAggregation(4, 4, compute=compute).eval()
+    shared = FrequencyFeatureAggregation(4, 4, compute=compute, attention="shared").eval()
+    with torch.no_grad():
+        assert (order_aware(x) - order_aware(swapped)).abs().max() > 1e-3
+        torch.testing.assert_close(shared(x), shared(swapped), atol=1e-6, rtol=1e-6)
+
+
+def test_each_group_has_its_own_attention_block() -> None:
+    ca = ChannelAttention(8, groups=2)
+    x = torch.randn(1, 16, 5, 5)
+    y = x.clone()
+    y[:, 8:] *= torch.linspace(0.1, 3, 8)[None, :, None, None]  # change only group 1's input
+    a, b = ca(x), ca(y)
+    assert a.shape == (1, 16, 1, 1)
+    torch.testing.assert_close(a[:, :8], b[:, :8])  # group 0's gate does not see group 1
+    assert (a[:, 8:] - b[:, 8:]).abs().max() > 1e-3
+    same_input = torch.cat([x[:, :8], x[:, :8]], dim=1)  # equal inputs, different weights
+    gate = ca(same_input)
+    assert (gate[:, :8] - gate[:, 8:]).abs().max() > 1e-3
 
 
 def test_channel_attention_depends_on_the_features() -> None:
@@ -58,23 +145,35 @@ def test_channel_attention_depends_on_the_features() -> None:
 
 
 def test_channel_attention_normalisation_by_hand() -> None:
-    ca = ChannelAttention(2, reduction=1)
-    x = torch.zeros(1, 2, 1, 2)
+    ca = ChannelAttention(2, reduction=1, groups=2)
+    x = torch.zeros(1, 4, 1, 2)
     x[0, 0] = torch.tensor([3.0, 4.0])  # L2 norm 5
-    x[0, 1] = torch.tensor([0.0, 15.0])  # L2 norm 15; mean of norms 10
+    x[0, 1] = torch.tensor([0.0, 15.0])  # L2 norm 15; mean of group 0's norms 10
+    x[0, 2] = torch.tensor([0.0, 1.0])  # group 1: norms 1 and 3, mean 2
+    x[0, 3] = torch.tensor([3.0, 0.0])
     seen: list[torch.Tensor] = []
     ca.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
     ca(x)
-    torch.testing.assert_close(seen[0].flatten(), torch.tensor([0.5, 1.5]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(seen[0].flatten(), torch.tensor([0.5, 1.5, 0.5, 1.5]), atol=1e-5, rtol=0)
 
 
-def test_ffa_is_batched_and_batch_independent() -> None:
-    ffa = FrequencyFeatureAggregation(channels=4, out_channels=6).eval()
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_ffa_is_batched_and_batch_independent(compute: str) -> None:
+    ffa = FrequencyFeatureAggregation(channels=4, out_channels=6, compute=compute).eval()
     x = torch.randn(3, 3, 4, 8, 8)
     together = ffa(x)
     alone = torch.cat([ffa(x[i : i + 1]) for i in range(3)])
     assert together.shape == (3, 6, 8, 8)
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_ffa_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="compute must be one of spatial, fft"):
+        FrequencyFeatureAggregation(4, 4, compute="dft")
+    with pytest.raises(ValueError, match="attention must be one of"):
+        FrequencyFeatureAggregation(4, 4, attention="two")
+    with pytest.raises(ValueError, match="fuses 3 frames, got T=2"):
+        FrequencyFeatureAggregation(4, 4)(torch.randn(1, 2, 4, 8, 8))
 
 
 def test_concat_fusion_shape() -> None:

@@ -133,3 +133,40 @@ def test_other_frame_counts() -> None:
     model = create_model("flanet", encoder="resnet18", num_frames=2).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 2, 3, SIZE, SIZE)).mask_logits.shape == (1, 1, SIZE, SIZE)
+
+
+def test_swapping_previous_frames_changes_the_output(models: dict) -> None:
+    """Order-aware FFA (one attention block per frame pair): t-1 and t-2 are not interchangeable."""
+    model = models["flanet-ffa"].eval()
+    clip = torch.randn(1, 3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        out = model(clip).mask_logits
+        swapped = model(clip[:, [0, 2, 1]]).mask_logits
+    assert (out - swapped).abs().max() > 1e-4
+
+
+def test_ffa_spatial_and_fft_models_agree() -> None:
+    spatial = create_model("flanet", encoder="resnet18").eval()
+    fft = create_model("flanet", encoder="resnet18", ffa_compute="fft").eval()
+    fft.load_state_dict(spatial.state_dict())
+    clip = torch.randn(1, 3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        a, b = spatial(clip), fft(clip)
+    torch.testing.assert_close(a.mask_logits, b.mask_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(a.heatmap, b.heatmap, atol=1e-4, rtol=1e-4)
+
+
+def test_v01_checkpoint_loads_with_the_shared_gate(tmp_path) -> None:
+    """A checkpoint saved before the FFA options existed rebuilds v0.1's shared attention."""
+    from flanet.models import load_checkpoint, save_checkpoint
+
+    model = create_model("flanet-ffa", encoder="resnet18", ffa_attention="shared")
+    path = save_checkpoint(tmp_path / "v01.pt", model)
+    payload = torch.load(path, weights_only=True)
+    for key in ("ffa_attention", "ffa_compute"):
+        del payload["model_config"][key]
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config["ffa_attention"] == "shared"
+    assert loaded.model.config["ffa_compute"] == "spatial"
+    torch.testing.assert_close(loaded.model.state_dict(), model.state_dict())

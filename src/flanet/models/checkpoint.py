@@ -21,6 +21,9 @@ from flanet.models.factory import create_model
 FORMAT = "flanet-checkpoint"
 VERSION = 1
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip container (torch >= 1.6) or a legacy pickle
+# create_model options added after v0.1, with the value that rebuilds a v0.1 architecture:
+# a checkpoint whose config lacks one was written before it existed.
+V01_MODEL_OPTIONS: dict[str, Any] = {"ffa_attention": "shared"}
 
 
 class CheckpointError(ValueError):
@@ -123,7 +126,7 @@ def load_checkpoint(
             differs from ``expected_config``, or weights that do not fit the model.
     """
     payload = read_checkpoint(path, map_location)
-    config = dict(payload["model_config"])
+    config = {**V01_MODEL_OPTIONS, **payload["model_config"]}
     if expected_config is not None:
         diff = sorted(k for k in set(config) | set(expected_config) if config.get(k) != expected_config.get(k))
         if diff:

@@ -81,6 +81,8 @@ def create_model(
     head_channels: int = 32,
     ffa_levels: Sequence[int] = (0, 1, 2, 3),
     attention_reduction: int = 8,
+    ffa_attention: str = "per-group",
+    ffa_compute: str = "spatial",
 ) -> nn.Module:
     """Builds a model by name (see :func:`list_models`).
 
@@ -102,6 +104,10 @@ def create_model(
         ffa_levels: levels (0 = shallowest) that get temporal fusion; the others use
             the current frame's features only.
         attention_reduction: bottleneck reduction inside the FFA channel attention.
+        ffa_attention: ``"per-group"`` (one channel attention per frame pair, Section 3.1's
+            two attention maps) or ``"shared"`` (one for all pairs; v0.1 checkpoints).
+        ffa_compute: ``"spatial"`` (FFA computed exactly without an FFT, default) or
+            ``"fft"`` (explicit ``fft2``/``ifft2``); same output (docs/model.md).
 
     Returns:
         The model; ``model.config`` holds the arguments that rebuild it
@@ -118,6 +124,8 @@ def create_model(
         "head_channels": int(head_channels),
         "ffa_levels": [int(i) for i in ffa_levels],
         "attention_reduction": int(attention_reduction),
+        "ffa_attention": str(ffa_attention),
+        "ffa_compute": str(ffa_compute),
     }
     if name in BASELINES:
         model: nn.Module = create_image_baseline(name, encoder, encoder_weights)
@@ -145,7 +153,9 @@ def _create_flanet(variant: Variant, encoder: str, weights: str | Path | None, c
         if level not in config["ffa_levels"]:
             fusions.append(CurrentFrame())
         elif variant.fusion == "ffa":
-            fusions.append(FrequencyFeatureAggregation(channels, channels, config["attention_reduction"]))
+            fusions.append(FrequencyFeatureAggregation(
+                channels, channels, config["attention_reduction"], num_frames=num_frames,
+                attention=config["ffa_attention"], compute=config["ffa_compute"]))
         else:
             fusions.append(ConcatFusion(channels, channels, num_frames))
     decoder_channels = config["decoder_channels"]

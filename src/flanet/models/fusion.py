@@ -12,6 +12,15 @@ from torch import Tensor, nn
 from flanet.models.blocks import BConv
 
 
+FFA_COMPUTE = ("spatial", "fft")
+FFA_ATTENTION = ("per-group", "shared")
+
+
+def point_reflection(x: Tensor) -> Tensor:
+    """``x(-n mod N)`` over the last two axes (the reflection behind FFA, docs/model.md)."""
+    return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
 class ChannelAttention(nn.Module):
     """CA(.) of Section 3.1: feature normalisation, 1x1 conv, ReLU, 1x1 conv, sigmoid.
 
@@ -21,55 +30,93 @@ class ChannelAttention(nn.Module):
     which makes the attention input constantly 1 and the gate input-independent (see
     docs/model.md); here the gate really depends on the features.
 
+    ``groups`` independent attention blocks (own weights, own normalisation) run side by
+    side as grouped 1x1 convolutions: FFA's order-aware gates, one per frame pair.
+
     Args:
-        channels: channels of the grouped spectral input (4C for a pair of frames).
+        channels: channels K of one group's input (4C for a pair of frames).
         reduction: channel reduction of the bottleneck between the two 1x1 convs.
+        groups: G, independent blocks; the input has G x K channels, group-major.
     """
 
-    def __init__(self, channels: int, reduction: int = 8, eps: float = 1e-6) -> None:
+    def __init__(self, channels: int, reduction: int = 8, groups: int = 1, eps: float = 1e-6) -> None:
         super().__init__()
         hidden = max(channels // reduction, 8)
-        self.eps = eps
-        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.eps, self.channels, self.groups = eps, channels, groups
+        self.fc1 = nn.Conv2d(groups * channels, groups * hidden, 1, groups=groups)
         self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.fc2 = nn.Conv2d(groups * hidden, groups * channels, 1, groups=groups)
+
+    def gate(self, norms: Tensor) -> Tensor:
+        """Gate ``(N, G*K)`` in (0, 1) from the per-channel L2 norms ``(N, G*K)`` of the input."""
+        n = norms.shape[0]
+        norms = norms.float().unflatten(1, (self.groups, self.channels))  # (N, G, K)
+        norms = norms / (norms.mean(dim=2, keepdim=True) + self.eps)
+        hidden = norms.reshape(n, -1, 1, 1).to(self.fc1.weight.dtype)
+        return torch.sigmoid(self.fc2(self.relu(self.fc1(hidden)))).reshape(n, -1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Returns the gate ``(N, K, 1, 1)`` in (0, 1) for input ``(N, K, h, w)``."""
-        norm = x.float().square().sum(dim=(-2, -1), keepdim=True).sqrt()  # (N, K, 1, 1)
-        norm = norm / (norm.mean(dim=1, keepdim=True) + self.eps)
-        return torch.sigmoid(self.fc2(self.relu(self.fc1(norm.to(x.dtype)))))
+        """Returns the gate ``(N, G*K, 1, 1)`` for input ``(N, G*K, h, w)``."""
+        norms = x.float().square().sum(dim=(-2, -1)).sqrt()  # (N, G*K)
+        return self.gate(norms)[..., None, None]
 
 
 class FrequencyFeatureAggregation(nn.Module):
     """FFA module of Section 3.1 for one encoder level.
 
-    Steps, with the paper's names: f̂ = FFT(f) for every frame; x = [Re f̂, Im f̂]
-    (2C channels); groups g_k = {x_t, x_{t-k}} for k = 1..T-1 (the paper's two groups
-    for T = 3), concatenated on channels (4C); y_k = CA(g_k) * g_k; each frame's half of
-    y_k back to complex (first C channels real, last C imaginary); z_k = iFFT(...),
-    which has 2C channels (x_t's and x_{t-k}'s); o_t = BConv(sum_k z_k).
+    Steps, with the paper's names: f̂ = FFT(f) for every frame (full 2-D FFT,
+    orthonormal); x = [Re f̂, Im f̂] (2C channels); groups g_k = {x_t, x_{t-k}} for
+    k = 1..T-1 (the paper's two groups for T = 3), concatenated on channels (4C);
+    y_k = CA_k(g_k) * g_k with one attention block per group (the paper's "two attention
+    maps"; own weights, so the module knows t-1 from t-2); each frame's half of y_k back
+    to complex (first C channels real, last C imaginary); z_k = iFFT(...), which has 2C
+    channels (x_t's and x_{t-k}'s); o_t = BConv(sum_k z_k).
 
-    Choices where the paper is silent (see docs/model.md):
-      * ``rfft2``/``irfft2`` with ``norm="ortho"``: the features are real, so the
-        half spectrum holds all the information (exact inverse, half the cost of
-        ``fft2``), and the orthonormal scaling keeps spectral norms equal to spatial ones.
-      * One CA shared by the T-1 groups (the paper writes "a channel attention
-        function CA"), which also makes the module work for any T >= 2.
-      * Since the gate is per channel, scaling Re and Im of a channel by a and b gives
-        ``iFFT = a * even(f) + b * odd(f)`` with even/odd the parts of f under point
-        reflection: the module's global receptive field comes from that reflection.
+    The gate is one number per channel of [Re f̂, Im f̂]. For real f, Re f̂ = FFT(even(f))
+    and i Im f̂ = FFT(odd(f)), where even/odd are the parts of f under point reflection
+    ``n -> -n mod N``; so scaling Re by a and Im by b gives iFFT = a * even(f) + b * odd(f),
+    and, by Parseval for the orthonormal full-spectrum FFT, the CA's per-channel norms of
+    Re f̂ and Im f̂ are ||even(f)|| and ||odd(f)||. ``compute="spatial"`` (default) computes
+    exactly that with a flip and a roll, no FFT; ``compute="fft"`` runs the FFTs as the
+    paper describes. Both give the same output to float rounding (tested), in float32
+    inside whatever the weights' dtype.
 
     Args:
         channels: C, channels of each frame's feature map.
         out_channels: channels of o_t.
         reduction: bottleneck reduction of CA.
+        num_frames: T (current + T-1 previous frames); T-1 groups.
+        attention: ``"per-group"`` (one CA per group, default) or ``"shared"`` (one CA for
+            every group, the v0.1 module: symmetric in the previous frames).
+        compute: ``"spatial"`` (flips and rolls) or ``"fft"`` (``fft2``/``ifft2``).
     """
 
-    def __init__(self, channels: int, out_channels: int, reduction: int = 8) -> None:
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int,
+        reduction: int = 8,
+        *,
+        num_frames: int = 3,
+        attention: str = "per-group",
+        compute: str = "spatial",
+    ) -> None:
         super().__init__()
-        self.attention = ChannelAttention(4 * channels, reduction)
+        if num_frames < 2:
+            raise ValueError(f"FFA needs at least 2 frames, got num_frames={num_frames}")
+        if attention not in FFA_ATTENTION:
+            raise ValueError(f"FFA attention must be one of {', '.join(FFA_ATTENTION)}, got {attention!r}")
+        if compute not in FFA_COMPUTE:
+            raise ValueError(f"FFA compute must be one of {', '.join(FFA_COMPUTE)}, got {compute!r}")
+        self.num_frames, self.compute, self.shared = num_frames, compute, attention == "shared"
+        self.attention = ChannelAttention(4 * channels, reduction, groups=1 if self.shared else num_frames - 1)
         self.bconv = BConv(2 * channels, out_channels)
+
+    def gates(self, norms: Tensor) -> Tensor:
+        """CA of every group: ``(B, T-1, 4C)`` norms of g_k -> gates ``(B, T-1, 4C)`` (float32)."""
+        b, groups, k = norms.shape
+        flat = norms.reshape(b * groups, k) if self.shared else norms.reshape(b, groups * k)
+        return self.attention.gate(flat).float().reshape(b, groups, k)
 
     def spectral_path(self, x: Tensor) -> Tensor:
         """Everything before BConv: returns z_1 + ... + z_{T-1}, ``(B, 2C, h, w)``.
@@ -77,19 +124,34 @@ class FrequencyFeatureAggregation(nn.Module):
         Args:
             x: ``(B, T, C, h, w)`` features, current frame first.
         """
+        if x.shape[1] != self.num_frames:
+            raise ValueError(f"this FFA fuses {self.num_frames} frames, got T={x.shape[1]}")
+        z = self._fft_path(x.float()) if self.compute == "fft" else self._spatial_path(x.float())
+        return z.to(x.dtype)
+
+    def _fft_path(self, x: Tensor) -> Tensor:
         b, t, c, h, w = x.shape
-        if t < 2:
-            raise ValueError(f"FFA needs at least 2 frames, got T={t}")
-        spec = torch.fft.rfft2(x.float(), norm="ortho")  # (B, T, C, h, w//2+1) complex
-        spec = torch.cat([spec.real, spec.imag], dim=2)  # (B, T, 2C, h, w') = x_t, x_{t-k}
-        current = spec[:, :1].expand(b, t - 1, 2 * c, h, spec.shape[-1])
-        groups = torch.cat([current, spec[:, 1:]], dim=2)  # (B, T-1, 4C, h, w')
-        groups = groups.flatten(0, 1)  # (B*(T-1), 4C, h, w')
-        y = groups * self.attention(groups)  # (B*(T-1), 4C, h, w')
-        y = y.unflatten(1, (2, 2, c))  # (B*(T-1), frame in group, re/im, C, h, w')
-        z = torch.fft.irfft2(torch.complex(y[:, :, 0], y[:, :, 1]), s=(h, w), norm="ortho")
-        z = z.unflatten(0, (b, t - 1)).sum(dim=1)  # (B, 2, C, h, w): z_1 + ... + z_{T-1}
-        return z.flatten(1, 2).to(x.dtype)  # (B, 2C, h, w)
+        spec = torch.fft.fft2(x, norm="ortho")  # (B, T, C, h, w) complex, full spectrum
+        spec = torch.cat([spec.real, spec.imag], dim=2)  # (B, T, 2C, h, w) = x_t, x_{t-k}
+        current = spec[:, :1].expand(b, t - 1, 2 * c, h, w)
+        groups = torch.cat([current, spec[:, 1:]], dim=2)  # (B, T-1, 4C, h, w)
+        norms = groups.square().sum(dim=(-2, -1)).sqrt()  # (B, T-1, 4C), full-spectrum norms
+        y = groups * self.gates(norms)[..., None, None]
+        y = y.unflatten(2, (2, 2, c))  # (B, T-1, frame in group, re/im, C, h, w)
+        z = torch.fft.ifft2(torch.complex(y[:, :, :, 0], y[:, :, :, 1]), norm="ortho").real
+        return z.sum(dim=1).flatten(1, 2)  # (B, 2C, h, w): z_1 + ... + z_{T-1}
+
+    def _spatial_path(self, x: Tensor) -> Tensor:
+        b, t, c = x.shape[:3]
+        reflected = point_reflection(x)
+        parts = torch.stack([x + reflected, x - reflected], dim=2) / 2  # (B, T, even/odd, C, h, w)
+        norms = parts.square().sum(dim=(-2, -1)).sqrt().flatten(2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
+        current = norms[:, :1].expand(b, t - 1, 2 * c)
+        gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2))  # (B, T-1, 4C)
+        gate = gate.unflatten(2, (2, 2, c))[..., None, None]  # (B, T-1, frame in group, even/odd, C, 1, 1)
+        z_current = (gate[:, :, 0].sum(dim=1) * parts[:, 0]).sum(dim=1)  # (B, C, h, w)
+        z_previous = (gate[:, :, 1] * parts[:, 1:]).sum(dim=(1, 2))  # (B, C, h, w)
+        return torch.cat([z_current, z_previous], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, C, h, w)`` -> o_t ``(B, C_out, h, w)``."""
