@@ -10,7 +10,7 @@ from flanet.data.synth import generate_dataset
 from flanet.models import TABLE3_ROWS, create_model, default_contrastive_weight
 from flanet.training import ConfigError, load_config
 from flanet.training.datamodule import VideoDataModule
-from flanet.training.model_defaults import resolve_model_defaults
+from flanet.training.model_defaults import encoder_init, random_encoder_warning, resolve_model_defaults
 from flanet.training.module import FLANetModule
 
 SMALL = ["model.encoder=resnet18", "data.image_size=64"]
@@ -65,3 +65,18 @@ def test_target_frames_are_the_same_with_and_without_the_contrastive_loss(tmp_pa
         targets[name] = {tuple(row) for row in data.train_dataset.samples.tolist()}
         assert data.train_dataset.with_neighbour == (name == "flanet")
     assert targets["flanet"] == targets["flanet-ffa-lb"] and targets["flanet"]
+
+
+def test_paper_recipes_default_to_imagenet_and_random_paper_runs_are_named() -> None:
+    for recipe in ("buv-paper", "polyp-paper"):
+        config = load_config(recipe)
+        assert config["model"]["encoder_weights"] == "imagenet" and encoder_init(config) == "imagenet"
+        assert random_encoder_warning(config) is None
+        random = load_config(recipe, ["model.encoder_weights=null"])
+        assert "random initialisation" in random_encoder_warning(random)
+        # benchmark runs rename the run but keep the paper's encoder: still a paper run
+        renamed = load_config(recipe, ["model.encoder_weights=null", "name=flanet-lb"])
+        assert random_encoder_warning(renamed) is not None
+    assert random_encoder_warning(load_config("cpu-small")) is None  # small random encoder by design
+    assert random_encoder_warning(load_config("demo")) is None
+    assert encoder_init(load_config("cpu-small", ["model.encoder_weights=/w/r.pth"])) == "file /w/r.pth"

@@ -61,6 +61,9 @@ def test_run_folder_holds_config_checkpoints_metrics_and_curve(two_epoch_run: Pa
                 "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae"):
         assert all(r[key] != "" for r in rows), key
     assert float(rows[0]["train_negative_fraction"]) > 0  # batches mix the two training videos
+    assert all(r["encoder_pretrained"] == "0" for r in rows)
+    metadata = load_checkpoint(two_epoch_run / "checkpoints" / "last.pt").metadata
+    assert metadata["encoder_init"] == "random" and metadata["warnings"] == []  # cpu-small: random by design
     assert (two_epoch_run / "loss_curve.png").stat().st_size > 1000
     assert (two_epoch_run / "checkpoints" / "resume.ckpt").is_file()
     assert list((two_epoch_run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
@@ -106,6 +109,18 @@ def test_run_folder_records_the_contrastive_weight_used(
         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", *extra))
     assert load_config(run_dir / "config.yaml")["loss"]["contrastive_weight"] == (1.0 if computed else 0.0)
     assert (metric_rows(run_dir)[0]["train_contrastive"] != "") == computed
+
+
+def test_paper_run_from_a_random_encoder_warns_and_records_it(
+    data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "run", "name=buv-paper", "model.name=flanet-basic", "trainer.epochs=1",
+        "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"))
+    assert "from a random initialisation" in caplog.text
+    assert metric_rows(run_dir)[0]["encoder_pretrained"] == "0"
+    metadata = load_checkpoint(run_dir / "checkpoints" / "last.pt").metadata
+    assert metadata["encoder_init"] == "random" and "random initialisation" in metadata["warnings"][0]
 
 
 @pytest.mark.parametrize("model", ["flanet-basic", "unet"])

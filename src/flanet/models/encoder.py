@@ -68,8 +68,9 @@ def create_timm_backbone(
 ) -> nn.Module:
     """Builds a timm ``features_only`` backbone giving its last ``num_levels`` levels.
 
-    Never touches the network: ``weights`` is a local ``.pth``/``.safetensors`` state
-    dict of the timm model (e.g. ImageNet Res2Net-50), or ``None`` for random weights.
+    ``weights``: ``"imagenet"`` (timm's default pretrained weights through the Hugging Face
+    Hub cache, see :mod:`flanet.models.weights`), a local ``.pth``/``.safetensors`` state dict
+    of the timm model, or ``None`` for random weights.
     """
     if name not in timm.list_models():
         raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models()")

@@ -93,8 +93,10 @@ def create_model(
             (:func:`default_contrastive_weight`).
         encoder: any timm model usable with ``features_only=True``; the paper uses
             Res2Net-50 (``res2net50_26w_4s``).
-        encoder_weights: local ``.pth``/``.safetensors`` timm state dict (e.g. ImageNet
-            weights), or ``None`` for random initialisation. Never downloads.
+        encoder_weights: ``"imagenet"`` (timm's default pretrained tag of the encoder,
+            loaded through timm and the Hugging Face Hub cache; honours ``HF_HOME`` and
+            ``HF_HUB_OFFLINE``), a local ``.pth``/``.safetensors`` timm state dict, or
+            ``None`` for random initialisation.
         num_frames: T, frames per clip (current + T-1 previous); the paper uses 3.
         neck_channels: per-frame width of each of the four encoder levels (shallow to
             deep) after a 1x1 projection; the paper does not give widths, these lean

@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
 from flanet.models import save_checkpoint
+from flanet.training.model_defaults import encoder_init, random_encoder_warning
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "lr",
     "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
     "train_negative_fraction", "train_triplet_fraction",
-    "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae",
+    "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae", "encoder_pretrained",
 )
 
 
@@ -30,7 +31,9 @@ class RunFolder(Checkpoint):
     - ``checkpoints/last.pt`` and, when validation Dice improved, ``checkpoints/best.pt``
       (flanet checkpoints, :func:`flanet.models.save_checkpoint`, loadable with
       ``torch.load(weights_only=True)``; metadata: epoch, step, metrics, training config);
-    - one row of ``metrics.csv`` (:data:`METRIC_COLUMNS`, blank where a term does not apply);
+    - one row of ``metrics.csv`` (:data:`METRIC_COLUMNS`, blank where a term does not apply;
+      ``encoder_pretrained`` is 1 for an ImageNet or file encoder, 0 for a random one, and the
+      checkpoints' metadata holds ``encoder_init`` and the run's ``warnings``);
     - ``loss_curve.png``.
 
     It is a :class:`~lightning.pytorch.callbacks.Checkpoint` so that Lightning runs it after
@@ -47,6 +50,9 @@ class RunFolder(Checkpoint):
         self.config = dict(config)
         self.best_dice = -math.inf
         self.best_epoch = -1
+        self.encoder_init = encoder_init(config)
+        warning = random_encoder_warning(config)
+        self.warnings = [warning] if warning else []
 
     @property
     def metrics_path(self) -> Path:
@@ -73,6 +79,7 @@ class RunFolder(Checkpoint):
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
             **pl_module.train_metrics,
             **val,
+            "encoder_pretrained": int(self.encoder_init != "random"),
         }
         improved = "val_dice" in val and val["val_dice"] > self.best_dice
         if trainer.is_global_zero:
@@ -84,6 +91,8 @@ class RunFolder(Checkpoint):
                 "edge": self.config["data"]["edge"],
                 "heatmap_sigma": self.config["data"]["heatmap_sigma"],
                 "train_config": self.config,
+                "encoder_init": self.encoder_init,
+                "warnings": self.warnings,
             }
             folder = self.run_dir / "checkpoints"
             save_checkpoint(folder / "last.pt", pl_module.model, metadata)

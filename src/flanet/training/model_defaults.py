@@ -4,6 +4,9 @@ Table 3 rows share one recipe but not one loss: only ``flanet`` (the paper's ful
 trains with the contrastive loss of eq. (1). Recipes therefore leave
 ``loss.contrastive_weight`` at ``null`` ("the model's default") and :func:`resolve_model_defaults`
 writes the value actually used, so a run folder's ``config.yaml`` records it.
+
+The paper initialises Res2Net-50 with ImageNet weights (Section 4); :func:`random_encoder_warning`
+names a paper run that would not.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flanet.models import default_contrastive_weight
+from flanet.models.factory import DEFAULT_ENCODER
+from flanet.models.weights import IMAGENET
+
+#: Shipped recipes that reproduce the paper (``name`` of their configuration).
+PAPER_RECIPES: tuple[str, ...] = ("buv-paper", "polyp-paper")
 
 
 def resolve_model_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -30,3 +38,29 @@ def resolve_model_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     if loss.get("contrastive_weight") is None:
         loss["contrastive_weight"] = default_contrastive_weight(resolved["model"]["name"])
     return resolved
+
+
+def encoder_init(config: Mapping[str, Any]) -> str:
+    """How the run's encoder starts: ``"random"``, ``"imagenet"`` or ``"file <path>"``."""
+    weights = config["model"]["encoder_weights"]
+    if weights is None:
+        return "random"
+    return IMAGENET if str(weights) == IMAGENET else f"file {weights}"
+
+
+def random_encoder_warning(config: Mapping[str, Any]) -> str | None:
+    """The warning for a paper run (a paper recipe, or the paper's Res2Net-50) from a random encoder.
+
+    Returns:
+        The message, or None when the encoder is pretrained or the run is not a paper run
+        (``cpu-small``, ``demo`` and small encoders start from random weights by design).
+    """
+    model = config["model"]
+    paper = config.get("name") in PAPER_RECIPES or model["encoder"] == DEFAULT_ENCODER
+    if not paper or model["encoder_weights"] is not None:
+        return None
+    return (
+        f"training encoder {model['encoder']!r} from a random initialisation: the paper (Section 4) starts "
+        f"from ImageNet weights, so scores will not be comparable to its tables; set "
+        f"model.encoder_weights={IMAGENET} (or a local .pth/.safetensors file)"
+    )

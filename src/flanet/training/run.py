@@ -20,7 +20,7 @@ from flanet.models import CheckpointError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule
-from flanet.training.model_defaults import resolve_model_defaults
+from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ def train(
             raise ValueError("train() needs a config (or resume= a run folder)")
         config = run_dir / "config.yaml"
     resolved = resolve_model_defaults(load_config(config, overrides))
+    warning = random_encoder_warning(resolved)
+    if warning is not None and global_rank() == 0:
+        log.warning("%s", warning)
     root = resolved["data"]["root"]
     if root is None:
         raise DataError("no dataset given: set data.root=/path/to/dataset")
