@@ -28,6 +28,8 @@ __all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "
 FORMATS = ("onnx", "torchscript", "torch-export")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "torch-export": ".pt2"}
 TOLERANCE = 1e-3  # max |exported - PyTorch| accepted, relative to max(1, max |PyTorch|)
+# in half precision both sides round differently (8 / 11 significant bits)
+HALF_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
 class ExportError(RuntimeError):
@@ -92,11 +94,11 @@ def run_exported(path: Path, fmt: str, args: Sequence[torch.Tensor]) -> list[np.
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args)}
-        return list(session.run(None, feeds))
+        return [o.astype(np.float32) for o in session.run(None, feeds)]
     module = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(str(path)).module()
     with torch.inference_mode():
         outputs = module(*args)
-    return [o.numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
+    return [o.float().numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
 
 
 def _export_part(name: str, module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, fmt: str,
@@ -104,7 +106,7 @@ def _export_part(name: str, module: nn.Module, args: tuple[torch.Tensor, ...], p
     """Export one part, reload it, compare with PyTorch; returns its manifest entry."""
     module = module.eval()
     with torch.inference_mode():
-        expected = [o.numpy() for o in module(*args)]
+        expected = [o.float().numpy() for o in module(*args)]
     try:
         _save(module, args, path, fmt, input_names, output_names)
         actual = run_exported(path, fmt, args)
@@ -113,8 +115,9 @@ def _export_part(name: str, module: nn.Module, args: tuple[torch.Tensor, ...], p
         raise ExportError(f"{path}: exporting the {name} part to {fmt} failed{hint}: {error}") from error
     diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
     scale = max(1.0, max(float(np.abs(e).max()) for e in expected))
-    if len(actual) != len(expected) or diff > TOLERANCE * scale:
-        raise ExportError(f"{path}: exported {name} differs from PyTorch by {diff:.3g} (tolerance {TOLERANCE * scale:.3g})")
+    tolerance = HALF_TOLERANCE.get(args[0].dtype, TOLERANCE) * scale
+    if len(actual) != len(expected) or diff > tolerance:
+        raise ExportError(f"{path}: exported {name} differs from PyTorch by {diff:.3g} (tolerance {tolerance:.3g})")
     return {
         "name": name, "file": path.name, "max_abs_diff": diff,
         "inputs": {n: list(a.shape) for n, a in zip(input_names, args)},
@@ -146,19 +149,23 @@ def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int
         raise ValueError(f"format must be one of {FORMATS} and parts one of all/step/streaming")
     if image_size % int(getattr(model, "size_multiple", 1)):
         raise ValueError(f"image_size {image_size} is not a multiple of {model.size_multiple}")
+    dtype = next(model.parameters()).dtype
+    if fmt == "onnx" and dtype == torch.bfloat16:
+        raise ValueError("ONNX has no bfloat16 convolutions (onnxruntime refuses such a graph): export "
+                         "float16 (model.half()) or float32 to ONNX, or bfloat16 with format torch-export")
     model = model.cpu().eval()
     out = Path(out).with_suffix(SUFFIXES[fmt]) if not Path(out).suffix else Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     num_frames = int(getattr(model, "num_frames", 1))
     streamable = num_frames > 1 and hasattr(model, "encode") and hasattr(model, "decode")
     generator = torch.Generator().manual_seed(0)
-    image = torch.randn(1, 3, image_size, image_size, generator=generator)
+    image = torch.randn(1, 3, image_size, image_size, generator=generator).to(dtype)  # weights' dtype
     with torch.inference_mode():
         has_heatmap = model(image[:, None].expand(1, num_frames, -1, -1, -1)).heatmap is not None
     output_names = ["mask_logits", "heatmap"][: 2 if has_heatmap else 1]
     entries = []
     if parts in ("all", "step") or not streamable:
-        clip = torch.randn(1, num_frames, 3, image_size, image_size, generator=generator)
+        clip = torch.randn(1, num_frames, 3, image_size, image_size, generator=generator).to(dtype)
         entries.append(_export_part("step", ClipStep(model), (clip,), out, fmt, ["clip"], output_names))
     if parts in ("all", "streaming") and streamable:
         with torch.inference_mode():
@@ -174,7 +181,7 @@ def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int
     from flanet.data import IMAGENET_MEAN, IMAGENET_STD
 
     manifest = {
-        "format": fmt, "image_size": image_size, "num_frames": num_frames,
+        "format": fmt, "image_size": image_size, "num_frames": num_frames, "dtype": str(dtype).removeprefix("torch."),
         "frame_order": "current first: [t, t-1, t-2]; at a video's start repeat the first frame",
         "input_normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"},
         "model": getattr(model, "config", None), **(extra or {}), "parts": entries,

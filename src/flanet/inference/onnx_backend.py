@@ -127,6 +127,7 @@ class OnnxRunner:
         parts = {p["name"]: manifest.parent / p["file"] for p in self.manifest["parts"]}
         self.image_size = int(self.manifest["image_size"])
         self.num_frames = int(self.manifest["num_frames"])
+        self.input_dtype = np.dtype(self.manifest.get("dtype", "float32"))  # float16 exports take float16
         self.streaming = "encoder" in parts and "decoder" in parts
         if not self.streaming and "step" not in parts:
             raise ValueError(f"{manifest}: no encoder + decoder or step part to run")
@@ -149,7 +150,7 @@ class OnnxRunner:
 
     def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
         """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
-        array = np.ascontiguousarray(image.detach().cpu().float().numpy())
+        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
         if not self.streaming:
             return array
         return self.sessions["encoder"].run(None, {"image": array})
@@ -161,5 +162,5 @@ class OnnxRunner:
             outputs = self.sessions["decoder"].run(None, feeds)
         else:
             outputs = self.sessions["step"].run(None, {"clip": np.stack(window, axis=1)})
-        tensors = [torch.from_numpy(o) for o in outputs]
+        tensors = [torch.from_numpy(o).float() for o in outputs]
         return tensors[0], (tensors[1] if self.has_heatmap else None)

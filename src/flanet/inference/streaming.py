@@ -108,7 +108,9 @@ class VideoSegmenter:
         onnx: backend "onnxruntime" only: manifest (``flanet.json``) of an existing
             ``flanet export`` of this model to run instead of exporting it.
         dtype: backend "pytorch" only: compute dtype of the model, e.g. ``torch.bfloat16``
-            on a GPU (autocast); outputs are float32. Default: float32.
+            on a GPU (autocast); outputs are float32. Default: float32. A model whose
+            weights are already half precision (``model.to(torch.bfloat16)``) streams in
+            that dtype without it (frames are cast to the weights' dtype).
 
     Raises:
         ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, or for an
@@ -151,6 +153,8 @@ class VideoSegmenter:
         if self.runner is None:
             model = model.to(self.device, memory_format=self.memory_format)
         self.model = model.eval()
+        # frames go in at the weights' dtype: a model.to(torch.bfloat16 / float16) streams in it
+        self.input_dtype = next(model.parameters()).dtype if self.runner is None else torch.float32
         self.image_size = image_size
         self.threshold = threshold
         self.num_frames = int(getattr(model, "num_frames", 1))
@@ -185,7 +189,7 @@ class VideoSegmenter:
                     f"frame {index} is {size[1]}x{size[0]} (WxH) but the video started at "
                     f"{first_size[1]}x{first_size[0]}; frames of one video must keep one size"
                 )
-            image = to_model_input(rgb, self.image_size).to(self.device)[None]  # (1, 3, S, S)
+            image = to_model_input(rgb, self.image_size).to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
             window.appendleft(self._per_frame_state(image.contiguous(memory_format=self.memory_format)))
             padded = list(window) + [window[-1]] * (self.num_frames - len(window))
             mask_logits, heatmap = self._predict(padded)
