@@ -179,3 +179,17 @@ def test_ffa_options_are_checked() -> None:
 def test_concat_fusion_shape() -> None:
     fusion = ConcatFusion(channels=4, out_channels=5, num_frames=3)
     assert fusion(torch.randn(2, 3, 4, 8, 8)).shape == (2, 5, 8, 8)
+
+
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_gradients_stay_finite_where_a_part_is_zero(compute: str) -> None:
+    """A zero channel or a point-symmetric map (odd part 0, e.g. any 1x1 map) has norm 0: no NaN."""
+    ffa = FrequencyFeatureAggregation(channels=4, out_channels=4, compute=compute)
+    for shape in ((2, 3, 4, 1, 1), (2, 3, 4, 6, 6)):
+        x = torch.randn(shape)
+        x[:, :, 0] = 0  # a dead channel after ReLU
+        x.requires_grad_(True)
+        ffa(x).square().mean().backward()
+        assert torch.isfinite(x.grad).all()
+        assert all(torch.isfinite(p.grad).all() for p in ffa.parameters() if p.grad is not None)
+        ffa.zero_grad()

@@ -57,7 +57,7 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns the gate ``(N, G*K, 1, 1)`` for input ``(N, G*K, h, w)``."""
-        norms = x.float().square().sum(dim=(-2, -1)).sqrt()  # (N, G*K)
+        norms = torch.linalg.vector_norm(x.float(), dim=(-2, -1))  # (N, G*K); gradient 0 at 0
         return self.gate(norms)[..., None, None]
 
 
@@ -135,7 +135,7 @@ class FrequencyFeatureAggregation(nn.Module):
         spec = torch.cat([spec.real, spec.imag], dim=2)  # (B, T, 2C, h, w) = x_t, x_{t-k}
         current = spec[:, :1].expand(b, t - 1, 2 * c, h, w)
         groups = torch.cat([current, spec[:, 1:]], dim=2)  # (B, T-1, 4C, h, w)
-        norms = groups.square().sum(dim=(-2, -1)).sqrt()  # (B, T-1, 4C), full-spectrum norms
+        norms = torch.linalg.vector_norm(groups, dim=(-2, -1))  # (B, T-1, 4C), full-spectrum norms
         y = groups * self.gates(norms)[..., None, None]
         y = y.unflatten(2, (2, 2, c))  # (B, T-1, frame in group, re/im, C, h, w)
         z = torch.fft.ifft2(torch.complex(y[:, :, :, 0], y[:, :, :, 1]), norm="ortho").real
@@ -145,7 +145,7 @@ class FrequencyFeatureAggregation(nn.Module):
         b, t, c = x.shape[:3]
         reflected = point_reflection(x)
         parts = torch.stack([x + reflected, x - reflected], dim=2) / 2  # (B, T, even/odd, C, h, w)
-        norms = parts.square().sum(dim=(-2, -1)).sqrt().flatten(2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
+        norms = torch.linalg.vector_norm(parts, dim=(-2, -1)).flatten(2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
         current = norms[:, :1].expand(b, t - 1, 2 * c)
         gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2))  # (B, T-1, 4C)
         gate = gate.unflatten(2, (2, 2, c))[..., None, None]  # (B, T-1, frame in group, even/odd, C, 1, 1)
