@@ -167,6 +167,20 @@ def test_ffa_is_batched_and_batch_independent(compute: str) -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(compute: str) -> None:
+    # Before: sqrt of a zero norm (a ReLU-dead channel; the odd part of a 1x1 or 2x2 map) gave NaN
+    # gradients, and training cpu-small stopped with a NaN loss at its second step.
+    ffa = FrequencyFeatureAggregation(channels=4, out_channels=4, compute=compute)
+    x = torch.randn(2, 3, 4, 2, 2)
+    x[:, :, 1] = 0  # a dead channel
+    x[:, :, 2] = 1  # a constant channel: no odd part
+    x.requires_grad_(True)
+    ffa(x).square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in ffa.parameters() if p.grad is not None)
+
+
 def test_ffa_options_are_checked() -> None:
     with pytest.raises(ValueError, match="compute must be one of spatial, fft"):
         FrequencyFeatureAggregation(4, 4, compute="dft")
