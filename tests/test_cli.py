@@ -14,3 +14,26 @@ def test_python_dash_m_flanet_is_the_flanet_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"flanet {__version__}"
+
+
+HEAVY_MODULES = ("torch", "lightning", "timm", "cv2", "segmentation_models_pytorch", "onnxruntime")
+
+
+def test_help_of_every_command_imports_no_heavy_library() -> None:
+    """``flanet --help`` and each ``flanet <command> --help`` answer without torch, Lightning, timm or OpenCV."""
+    script = (
+        "import contextlib, io, sys\n"
+        "from flanet.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "commands = parser._subparsers._group_actions[0].choices\n"
+        "for argv in [['--help']] + [[name, '--help'] for name in commands] + [['data', 'check', '--help']]:\n"
+        "    try:\n"
+        "        with contextlib.redirect_stdout(io.StringIO()):\n"
+        "            parser.parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print('imported:', *[m for m in {HEAVY_MODULES!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported:"

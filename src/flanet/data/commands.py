@@ -6,14 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from flanet.data.check import check_dataset
 from flanet.data.errors import DataError
-from flanet.data.layouts import discover
 from flanet.data.splits import SPLIT_NAMES, make_splits, parse_ratios, split_list_path, write_split_lists
-from flanet.data.synth import CONTACT_SHEET, generate_dataset
 
 
 def _check(args: argparse.Namespace) -> int:
+    from flanet.data.check import check_dataset
+
     report = check_dataset(args.root, clip_len=args.clip_len, labels_csv=args.labels, workers=args.workers,
                            progress=not args.quiet)
     print(report.format())
@@ -24,6 +23,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
+    from flanet.data.layouts import discover
+
     ratios = parse_ratios(args.ratios)
     video_set = discover(args.root, labels_csv=args.labels)
     ids = [video.id for video in video_set.videos]
@@ -49,6 +50,8 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from flanet.data.synth import CONTACT_SHEET, generate_dataset
+
     out = generate_dataset(args.out, args.videos, args.frames, args.size, args.seed, force=args.force, progress=True)
     print(f"wrote {args.videos} videos x {args.frames} frames ({args.size}x{args.size}) to {out}")
     print(f"contact sheet: {out / CONTACT_SHEET}")

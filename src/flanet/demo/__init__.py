@@ -4,6 +4,11 @@
 >>> report = run_demo("flanet-demo", DemoSettings(minutes=10))
 """
 
-from flanet.demo.pipeline import DemoSettings, prepare_demo_dir, run_demo
+from flanet._lazy import lazy_exports
 
-__all__ = ["DemoSettings", "prepare_demo_dir", "run_demo"]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.demo.pipeline": ("DemoSettings", "prepare_demo_dir", "run_demo"),
+    },
+)

@@ -6,10 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.data import DataError
-from flanet.demo.pipeline import DemoSettings, run_demo
-from flanet.training import ConfigError, TrainingError
-
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``flanet demo``; exit status 2 for bad input, 1 when training stops on a problem."""
+    from flanet.data import DataError
+    from flanet.demo.pipeline import DemoSettings, run_demo
+    from flanet.training import ConfigError, TrainingError
+
     if args.minutes <= 0:
         log.error("--minutes must be positive, got %s", args.minutes)
         return 2

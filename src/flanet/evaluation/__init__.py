@@ -5,25 +5,13 @@
 >>> result.metrics["dice"], result.metrics["ci"]["dice"]
 """
 
-from flanet.evaluation.evaluate import (
-    EvaluationSettings,
-    PredictionFolderError,
-    evaluate_checkpoint,
-    evaluate_model,
-    evaluate_prediction_folder,
-)
-from flanet.evaluation.predictions import PredictionCheck, check_predictions
-from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer, ScoredFrame
+from flanet._lazy import lazy_exports
 
-__all__ = [
-    "EvaluationResult",
-    "EvaluationScorer",
-    "EvaluationSettings",
-    "PredictionCheck",
-    "PredictionFolderError",
-    "ScoredFrame",
-    "check_predictions",
-    "evaluate_checkpoint",
-    "evaluate_model",
-    "evaluate_prediction_folder",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.evaluation.evaluate": ("EvaluationSettings", "PredictionFolderError", "evaluate_checkpoint", "evaluate_model", "evaluate_prediction_folder"),
+        "flanet.evaluation.predictions": ("PredictionCheck", "check_predictions"),
+        "flanet.evaluation.scoring": ("EvaluationResult", "EvaluationScorer", "ScoredFrame"),
+    },
+)

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice")

@@ -1,6 +1,11 @@
 """Video inference: streaming segmentation, ``flanet predict``, export and benchmarks (issue 6)."""
 
-from flanet.inference.predict import predict_to_folder
-from flanet.inference.streaming import FrameResult, VideoSegmenter
+from flanet._lazy import lazy_exports
 
-__all__ = ["FrameResult", "VideoSegmenter", "predict_to_folder"]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.inference.predict": ("predict_to_folder",),
+        "flanet.inference.streaming": ("FrameResult", "VideoSegmenter"),
+    },
+)

@@ -7,35 +7,13 @@
 * :mod:`flanet.metrics.bootstrap`: 95% bootstrap confidence intervals over videos.
 """
 
-from flanet.metrics.bootstrap import bootstrap_intervals, percentile_interval, resample_counts
-from flanet.metrics.standard import frame_scores, summarise, summary_from_sums, video_sums
-from flanet.metrics.vps import (
-    FrameScores,
-    SequenceScores,
-    prepare_predictions,
-    score_frames,
-    score_sequence,
-    sequence_scores,
-    stack_sequences,
-    summarise_sequences,
-    summary_from_sequences,
-)
+from flanet._lazy import lazy_exports
 
-__all__ = [
-    "FrameScores",
-    "SequenceScores",
-    "bootstrap_intervals",
-    "frame_scores",
-    "percentile_interval",
-    "prepare_predictions",
-    "resample_counts",
-    "score_frames",
-    "score_sequence",
-    "sequence_scores",
-    "stack_sequences",
-    "summarise",
-    "summarise_sequences",
-    "summary_from_sequences",
-    "summary_from_sums",
-    "video_sums",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.metrics.bootstrap": ("bootstrap_intervals", "percentile_interval", "resample_counts"),
+        "flanet.metrics.standard": ("frame_scores", "summarise", "summary_from_sums", "video_sums"),
+        "flanet.metrics.vps": ("FrameScores", "SequenceScores", "prepare_predictions", "score_frames", "score_sequence", "sequence_scores", "stack_sequences", "summarise_sequences", "summary_from_sequences"),
+    },
+)

@@ -4,23 +4,15 @@
 >>> model = create_model("flanet", encoder="resnet18")
 """
 
-from flanet.models.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, save_checkpoint
-from flanet.models.factory import TABLE3_ROWS, create_model, default_contrastive_weight, describe_models, list_models
-from flanet.models.flanet import FLANet
-from flanet.models.outputs import SegmentationOutput
-from flanet.models.weights import EncoderWeightsError
+from flanet._lazy import lazy_exports
 
-__all__ = [
-    "TABLE3_ROWS",
-    "CheckpointError",
-    "EncoderWeightsError",
-    "FLANet",
-    "LoadedCheckpoint",
-    "SegmentationOutput",
-    "create_model",
-    "default_contrastive_weight",
-    "describe_models",
-    "list_models",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.models.checkpoint": ("CheckpointError", "LoadedCheckpoint", "load_checkpoint", "save_checkpoint"),
+        "flanet.models.factory": ("TABLE3_ROWS", "create_model", "default_contrastive_weight", "describe_models", "list_models"),
+        "flanet.models.flanet": ("FLANet",),
+        "flanet.models.outputs": ("SegmentationOutput",),
+        "flanet.models.weights": ("EncoderWeightsError",),
+    },
+)

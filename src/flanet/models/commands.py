@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from flanet.models.factory import DEFAULT_ENCODER, create_model, describe_models
+from flanet.models.defaults import DEFAULT_ENCODER
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> int:
+    from flanet.models.factory import describe_models
+
     for name, text in describe_models().items():
         print(f"{name:14s} {text}")
     return 0
 
 
 def _smoke(args: argparse.Namespace) -> int:
+    import torch
+
+    from flanet.models.factory import create_model
+
     torch.manual_seed(0)
     model = create_model(args.model, encoder=args.encoder).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6

@@ -10,11 +10,10 @@ from torch import nn
 
 from flanet.models.baselines import create_image_baseline
 from flanet.models.decoder import HeatmapHead, SegmentationHead, UNetDecoder
+from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.models.encoder import FrameEncoder, create_timm_backbone
 from flanet.models.flanet import CurrentFrame, FLANet
 from flanet.models.fusion import ConcatFusion, FrequencyFeatureAggregation
-
-DEFAULT_ENCODER = "res2net50_26w_4s"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@
 >>> run_dir = train("cpu-small", ["data.root=/data/buv", "trainer.epochs=2"])
 """
 
-from flanet.training.config import ConfigError, load_config, shipped_configs
-from flanet.training.run import TrainingError, train
+from flanet._lazy import lazy_exports
 
-__all__ = ["ConfigError", "TrainingError", "load_config", "shipped_configs", "train"]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flanet.training.config": ("ConfigError", "load_config", "shipped_configs"),
+        "flanet.training.run": ("TrainingError", "train"),
+    },
+)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from flanet.data import DataError
-from flanet.models import CheckpointError
-from flanet.training.config import ConfigError, shipped_configs
-from flanet.training.run import TrainingError, global_rank, train
+from flanet.training.config import shipped_configs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``flanet train``; prints the run folder. Exit status 2 for bad input, 1 for a stop."""
+    from flanet.data import DataError
+    from flanet.models import CheckpointError
+    from flanet.training.config import ConfigError
+    from flanet.training.run import TrainingError, global_rank, train
+
     if args.config is None and args.resume is None:
         log.error("give --config RECIPE_OR_FILE (or --resume RUN_DIR)")
         return 2
