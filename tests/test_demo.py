@@ -11,12 +11,12 @@ import pytest
 
 from flanet.cli import main
 from flanet.demo import DemoSettings, prepare_demo_dir, run_demo
-from flanet.demo.budget import StepCost, TrainingPlan, plan_training
+from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, plan_steps
 from flanet.demo.compare import paired_dice
 from flanet.demo.pipeline import OUTPUT_MARKER
 from flanet.demo.report import fmt, fmt_ci, signed
 
-TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, epochs=1, resamples=50, progress=False)
+TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
         "figures/dice_by_frame_kind.png", "figures/cases.png", "figures/overlay.gif",
     ):
         assert (out / relative).is_file() and (out / relative).stat().st_size > 0, relative
-    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/6]" for k in range(1, 7)]
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/7]" for k in range(1, 8)]
     assert lines[-2].startswith("done in ")
 
 
@@ -74,7 +74,7 @@ def test_report_numbers_are_those_of_metrics_json(demo: tuple[Path, list[str]]) 
     everything = record["comparison"]["all"]
     assert everything["difference"] == pytest.approx(everything["video_model"] - everything["image_model"])
     assert everything["frames"] == evaluation["num_frames"]
-    assert record["models"]["flanet"]["epochs"] == record["models"]["unet"]["epochs"] == 1
+    assert record["models"]["flanet"]["steps"] == record["models"]["unet"]["steps"] == 3  # same fixed steps
 
 
 def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
@@ -94,15 +94,23 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in earlier.iterdir()) == [OUTPUT_MARKER]
 
 
-def test_plan_training_counts_training_validation_and_overhead() -> None:
+def test_plan_steps_is_whole_epochs_of_the_asked_steps() -> None:
+    from flanet.demo import commands, pipeline
+
+    assert commands.DEFAULT_STEPS == pipeline.DEFAULT_STEPS == DemoSettings().steps
+    assert plan_steps(1350, 90) == TrainingPlan(15, 90, True)
+    assert plan_steps(1350, 90).steps == 1350
+    assert plan_steps(3, 90) == TrainingPlan(1, 3, False)  # fewer steps than an epoch
+    assert plan_steps(100, 90) == TrainingPlan(2, 50, False)  # ceil(100/90) = 2 epochs of round(100/2)
+    assert plan_steps(7, 3) == TrainingPlan(3, 2, False)  # 3 epochs of round(7/3) = 2 -> 6 steps, nearest whole epochs
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_steps(0, 90)
+
+
+def test_expected_seconds_counts_steps_validation_overhead_and_test() -> None:
     cost = StepCost(train_step_s=0.5, eval_frame_s=0.01)
-    # one epoch: 20 * 0.5 + 100 * 0.01 + 1 = 12 s; 0.85 * 100 s - 8 s = 77 s -> 6 epochs
-    assert plan_training(100.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(6, 20, True)
-    assert plan_training(100.0, cost, 20, 100, run_overhead_s=0.0).epochs == 7
-    assert plan_training(1e6, cost, 20, 100, max_epochs=30).epochs == 30
-    # 0.85 * 20 s - 8 s = 9 s: no full epoch (12 s); 9 - 2 s of validation = 7 s -> 14 steps
-    assert plan_training(20.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(1, 14, False)
-    assert plan_training(1.0, cost, steps_per_epoch=20, val_frames=100) == TrainingPlan(1, 1, False)
+    # 8 s start-up + 2 epochs x (20 x 0.5 + 100 x 0.01 + 1) + 50 x 0.01 = 8 + 24 + 0.5
+    assert expected_seconds(cost, TrainingPlan(2, 20, True), val_frames=100, test_frames=50) == pytest.approx(32.5)
 
 
 def test_paired_dice_means_difference_and_subsets() -> None:

@@ -1,9 +1,10 @@
-"""Time budget of ``flanet demo``: how many training epochs fit into a number of seconds.
+"""Length of ``flanet demo``: a fixed number of optimisation steps, and the time it should take.
 
-``flanet.training.train`` stops on an epoch count (it has no wall-clock limit), so the demo
-measures, on the machine it runs on, what one optimisation step and one validation frame cost,
-and derives the number of epochs that fit the budget. Both models get the same number of
-seconds; the cheaper image baseline therefore gets more epochs.
+Both models train the same number of steps on the same data in the same order (same seed), so a
+seed gives the same report on every machine; the speed of the machine only changes how long the
+demo takes. Before training, the demo times a few steps of each model on this machine
+(:func:`measure_step_cost`, which does not touch the training runs' random state: every run seeds
+itself) and prints the expected duration (:func:`expected_seconds`).
 """
 
 from __future__ import annotations
@@ -81,45 +82,46 @@ def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
 class TrainingPlan:
     """How long one model trains: ``epochs`` of ``steps_per_epoch`` optimisation steps.
 
-    ``steps_per_epoch`` is below the data's batches per epoch only when not even one full epoch
-    fits the budget (``trainer.limit_train_batches``); each epoch still ends with a validation.
+    ``steps_per_epoch`` is below the data's batches per epoch when fewer steps than one epoch
+    were asked for (``trainer.limit_train_batches``); every epoch ends with a validation.
     """
 
     epochs: int
     steps_per_epoch: int
     full_epochs: bool
 
+    @property
+    def steps(self) -> int:
+        """Optimisation steps of the whole run."""
+        return self.epochs * self.steps_per_epoch
 
-def plan_training(
-    seconds: float,
-    cost: StepCost,
-    steps_per_epoch: int,
-    val_frames: int,
-    epoch_overhead_s: float = 1.0,
-    run_overhead_s: float = 8.0,
-    safety: float = 0.85,
-    max_epochs: int = 200,
-) -> TrainingPlan:
-    """Whole epochs (training + validation) that fit into ``safety * seconds - run_overhead_s``.
 
-    Args:
-        seconds: training budget of one model.
-        cost: measured step cost.
-        steps_per_epoch: optimisation steps of a full epoch.
-        val_frames: frames validated after every epoch.
-        epoch_overhead_s: fixed cost per epoch (checkpoints, loss-curve plot, data loading).
-        run_overhead_s: fixed cost per run (building the model, Lightning start-up).
-        safety: fraction of the budget planned for (the rest absorbs timing noise).
-        max_epochs: upper bound.
+def plan_steps(steps: int, batches_per_epoch: int) -> TrainingPlan:
+    """Whole epochs that make ``steps`` optimisation steps (as nearly as whole epochs allow).
 
-    Returns:
-        1 to ``max_epochs`` full epochs; when not even one fits, one epoch shortened to the
-        steps that fit (at least one step).
+    ``epochs = ceil(steps / batches_per_epoch)`` epochs of ``round(steps / epochs)`` steps each;
+    when ``steps`` is a multiple of ``batches_per_epoch`` these are full epochs and exactly
+    ``steps`` steps. Depends on nothing but its arguments, so it is the same on every machine.
+
+    Raises:
+        ValueError: ``steps`` or ``batches_per_epoch`` below 1.
     """
-    usable = safety * seconds - run_overhead_s
-    fixed = val_frames * cost.eval_frame_s + epoch_overhead_s  # per epoch, besides training steps
-    epochs = math.floor(usable / (steps_per_epoch * cost.train_step_s + fixed))
-    if epochs >= 1:
-        return TrainingPlan(min(max_epochs, epochs), steps_per_epoch, True)
-    steps = max(1, math.floor((usable - fixed) / cost.train_step_s))
-    return TrainingPlan(1, min(steps, steps_per_epoch), steps >= steps_per_epoch)
+    if steps < 1 or batches_per_epoch < 1:
+        raise ValueError(f"steps ({steps}) and batches per epoch ({batches_per_epoch}) must be at least 1")
+    epochs = math.ceil(steps / batches_per_epoch)
+    per_epoch = min(batches_per_epoch, max(1, round(steps / epochs)))
+    return TrainingPlan(epochs, per_epoch, per_epoch == batches_per_epoch)
+
+
+def expected_seconds(
+    cost: StepCost, plan: TrainingPlan, val_frames: int, test_frames: int,
+    epoch_overhead_s: float = 1.0, run_overhead_s: float = 8.0,
+) -> float:
+    """Expected seconds to train one model with ``plan`` and evaluate it on ``test_frames``.
+
+    ``run_overhead_s + epochs * (steps_per_epoch * train_step_s + val_frames * eval_frame_s +
+    epoch_overhead_s) + test_frames * eval_frame_s``: Lightning start-up, training steps, the
+    validation after every epoch (with checkpoints and the loss plot) and the test-set inference.
+    """
+    per_epoch = plan.steps_per_epoch * cost.train_step_s + val_frames * cost.eval_frame_s + epoch_overhead_s
+    return run_overhead_s + plan.epochs * per_epoch + test_frames * cost.eval_frame_s

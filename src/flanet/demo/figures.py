@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-COLOURS = {"FLA-Net": "#d62728", "UNet": "#1f77b4"}  # by display name; others grey
-GT_RGB = (0, 200, 0)
-PRED_RGB = (255, 40, 40)
+from flanet.colours import HEATMAP_RGB, MODEL_COLOURS, OTHER_MODEL_COLOUR, PREDICTION_RGB, TRUTH_RGB  # noqa: E402
+
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class CaseFrame:
 
 
 def _colour(label: str) -> str:
-    return COLOURS.get(label, "#555555")
+    return MODEL_COLOURS.get(label, OTHER_MODEL_COLOUR)
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -51,26 +51,52 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float | None]]], out: Path) -> Path:
-    """Training mask loss (BCE + IoU, the terms both models share) and validation Dice per epoch.
+def read_step_losses(run_dir: Path) -> list[dict[str, float]]:
+    """Per-step training mask loss of a run: ``{"step", "mask_loss"}`` rows from Lightning's CSV log.
+
+    ``logs/csv/metrics.csv`` holds the terms logged every ``trainer.log_every_n_steps`` steps;
+    ``mask_loss`` is ``bce + iou``, the terms every model shares. Empty when the log is missing.
+    """
+    path = Path(run_dir) / "logs" / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train/bce") and r.get("train/iou")]
+    return [{"step": float(r["step"]), "mask_loss": float(r["train/bce"]) + float(r["train/iou"])} for r in rows]
+
+
+def plot_training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float | None]]],
+    step_losses: Mapping[str, Sequence[Mapping[str, float]]],
+    out: Path,
+) -> Path:
+    """Training mask loss (BCE + IoU, the terms both models share) and validation Dice, per step.
 
     Args:
-        histories: model name -> rows of its run's ``metrics.csv`` (parsed).
+        histories: model name -> rows of its run's ``metrics.csv`` (parsed; one per epoch, ``step``
+            is the optimisation step at the epoch's end, where validation ran).
+        step_losses: model name -> :func:`read_step_losses` rows (every few steps).
         out: PNG path.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, rows in histories.items():
-        epochs = [int(r["epoch"]) + 1 for r in rows if r.get("train_bce") is not None]
-        mask_loss = [r["train_bce"] + r["train_iou"] for r in rows if r.get("train_bce") is not None]
-        left.plot(epochs, mask_loss, marker="o", markersize=3, color=_colour(label), label=label)
-        val = [(int(r["epoch"]) + 1, r["val_dice"]) for r in rows if r.get("val_dice") is not None]
+        steps = [r["step"] for r in step_losses.get(label, ())]
+        left.plot(steps, [r["mask_loss"] for r in step_losses.get(label, ())], color=_colour(label), alpha=0.35, lw=0.8)
+        if len(steps) >= 5:  # moving mean over 5 logged points
+            kernel = np.ones(5) / 5
+            smooth = np.convolve([r["mask_loss"] for r in step_losses[label]], kernel, mode="valid")
+            left.plot(steps[2:-2], smooth, color=_colour(label), lw=1.6, label=label)
+        epoch_rows = [r for r in rows if r.get("train_bce") is not None]
+        left.plot([r["step"] for r in epoch_rows], [r["train_bce"] + r["train_iou"] for r in epoch_rows], "o",
+                  markersize=3, color=_colour(label), label=f"{label} (epoch mean)")
+        val = [(r["step"], r["val_dice"]) for r in rows if r.get("val_dice") is not None]
         right.plot([v[0] for v in val], [v[1] for v in val], marker="o", markersize=3, color=_colour(label), label=label)
-    left.set(xlabel="epoch", ylabel="BCE + IoU loss", title="training loss (mask terms)")
-    right.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    left.set(xlabel="optimisation step", ylabel="BCE + IoU loss", title="training loss (mask terms)")
+    right.set(xlabel="optimisation step", ylabel="Dice", title="validation Dice (after each epoch)", ylim=(0, 1))
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend()
+        axis.legend(fontsize=8)
     return _save(figure, out)
 
 
@@ -122,22 +148,30 @@ def _contours(rgb: np.ndarray, masks: Sequence[tuple[np.ndarray, tuple[int, int,
     return canvas
 
 
+def heatmap_rgba(heatmap: np.ndarray, opacity: float = 0.75) -> np.ndarray:
+    """(H, W, 4) float image: the heatmap colour (yellow) with opacity ``opacity * clip(h, 0, 1)``."""
+    rgba = np.empty((*heatmap.shape, 4), np.float32)
+    rgba[..., :3] = np.asarray(HEATMAP_RGB, np.float32) / 255
+    rgba[..., 3] = opacity * np.clip(heatmap, 0, 1)
+    return rgba
+
+
 def plot_cases(cases: Sequence[CaseFrame], out: Path) -> Path:
     """One row per case: frame + truth, each model's prediction (contours), the temporal heatmap."""
     labels = list(cases[0].probs) if cases else []
     columns = 1 + len(labels) + 1
     figure, axes = plt.subplots(len(cases), columns, figsize=(2.3 * columns + 1.6, 2.35 * len(cases)), squeeze=False)
     for row, case in zip(axes, cases):
-        row[0].imshow(_contours(case.rgb, [(case.gt, GT_RGB)]))
+        row[0].imshow(_contours(case.rgb, [(case.gt, TRUTH_RGB)]))
         row[0].set_title("frame + truth (green)", fontsize=8)
         for axis, label in zip(row[1:], labels):
-            axis.imshow(_contours(case.rgb, [(case.gt, GT_RGB), (case.probs[label] > 0.5, PRED_RGB)]))
+            axis.imshow(_contours(case.rgb, [(case.gt, TRUTH_RGB), (case.probs[label] > 0.5, PREDICTION_RGB)]))
             axis.set_title(f"{label} (red)", fontsize=8)
         heat = row[-1]
         heat.imshow(case.rgb)
         if case.heatmap is not None:
-            heat.imshow(np.clip(case.heatmap, 0, 1), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            heat.set_title(f"{labels[0]} heatmap", fontsize=8)
+            heat.imshow(heatmap_rgba(case.heatmap))
+            heat.set_title(f"{labels[0]} heatmap (yellow)", fontsize=8)
         for axis in row:
             axis.set_xticks([])
             axis.set_yticks([])

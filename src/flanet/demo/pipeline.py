@@ -29,10 +29,17 @@ from torch import nn
 from flanet import __version__
 from flanet.data import VideoSet, discover
 from flanet.data.synth import generate_dataset
-from flanet.demo.budget import TrainingPlan, measure_step_cost, plan_training
+from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, measure_step_cost, plan_steps
 from flanet.demo.cases import build_cases, pick_cases
 from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
-from flanet.demo.figures import overlay_video_to_gif, plot_cases, plot_frame_kind_dice, plot_per_video_dice, plot_training_curves
+from flanet.demo.figures import (
+    overlay_video_to_gif,
+    plot_cases,
+    plot_frame_kind_dice,
+    plot_per_video_dice,
+    plot_training_curves,
+    read_step_losses,
+)
 from flanet.demo.report import verdict, write_report
 from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
 from flanet.inference import predict_to_folder
@@ -47,34 +54,32 @@ MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
     "unet": ("UNet", "current frame"),
 }
 REPORTED_METRICS = ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")
+DEFAULT_STEPS = 1350  # 15 epochs of the default data (90 batches of 4): about 10 minutes on 2 idle cores (docs/demo.md)
+OTHER_STAGES_S = 30.0  # data generation, streaming, figures and report on 2 cores (measured, docs/demo.md)
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo builds and how long it may take.
+    """What the demo builds and how long it trains.
 
     Attributes:
-        minutes: wall-clock budget of the whole demo; ``training_share`` of it trains the two
-            models (equal halves, epochs derived from measured step costs).
+        steps: optimisation steps of each model (same for both, whole epochs: see
+            :func:`flanet.demo.budget.plan_steps`); with the seed they fix every number of the report.
         seed: seed of the data, the training runs and the bootstrap.
         videos / frames / frame_size: synthetic data set size (4:2:4 train/val/test by video).
         image_size: model input side (multiple of 32); None = the ``demo`` recipe's.
         encoder: timm encoder of both models (random init); None = the recipe's.
-        epochs: fixed epochs per model instead of the time budget (tests, reproductions).
-        training_share: fraction of the budget spent training.
         resamples: bootstrap resamples of the 95% intervals.
         progress: progress bars.
     """
 
-    minutes: float = 10.0
+    steps: int = DEFAULT_STEPS
     seed: int = 0
     videos: int = 30
     frames: int = 30
     frame_size: int = 128
     image_size: int | None = None
     encoder: str | None = None
-    epochs: int | None = None
-    training_share: float = 0.7
     resamples: int = 2000
     progress: bool = True
 
@@ -127,46 +132,66 @@ class _Stages:
         return time.perf_counter() - self.start
 
 
-def _train_one(label: str, root: Path, out: Path, settings: DemoSettings, budget_s: float, say: Callable[[str], None]) -> dict[str, Any]:
-    """Calibrate, choose the epochs for ``budget_s`` and train one model; returns its run record."""
+def _demo_config(label: str, root: Path, out: Path, settings: DemoSettings) -> dict[str, Any]:
+    """The ``demo`` recipe for one model of the demo."""
     overrides = [f"data.root={root}", f"model.name={label}", f"seed={settings.seed}",
                  f"output.run_dir={out / 'runs' / label}", f"trainer.progress_bar={str(settings.progress).lower()}"]
     if settings.image_size is not None:
         overrides.append(f"data.image_size={settings.image_size}")
     if settings.encoder is not None:
         overrides.append(f"model.encoder={settings.encoder}")
-    config = load_config(DEMO_CONFIG, overrides)
+    return load_config(DEMO_CONFIG, overrides)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One model's training plan, its measured step cost and expected seconds."""
+
+    config: dict[str, Any]
+    plan: TrainingPlan
+    cost: StepCost
+    expected_s: float
+
+
+def _plan_models(root: Path, out: Path, settings: DemoSettings, say: Callable[[str], None]) -> dict[str, _Plan]:
+    """Fix both models' steps (from ``settings.steps`` only) and time a few steps to predict the duration."""
     video_set = discover(root)
-    train_frames = sum(m is not None for v in video_set.subset(config["data"]["train_split"]) for m in v.masks)
-    val_frames = sum(m is not None for v in video_set.subset(config["data"]["val_split"]) for m in v.masks)
-    steps_per_epoch = max(1, train_frames // config["trainer"]["batch_size"])
-    begin = time.perf_counter()
-    cost = None if settings.epochs else measure_step_cost(config)
-    calibration_s = time.perf_counter() - begin
-    if cost is None:
-        plan = TrainingPlan(int(settings.epochs), steps_per_epoch, True)
-        say(f"    {label}: {plan.epochs} epoch(s) of {steps_per_epoch} steps (fixed)")
-    else:
-        plan = plan_training(budget_s - calibration_s, cost, steps_per_epoch, val_frames)
-        shortened = "" if plan.full_epochs else f" (shortened from {steps_per_epoch}: this machine is slow or busy)"
-        say(f"    {label}: {cost.train_step_s:.2f} s per training step -> {plan.epochs} epoch(s) of "
-            f"{plan.steps_per_epoch} steps{shortened} in {budget_s - calibration_s:.0f} s")
+    plans = {}
+    for label in MODELS:
+        config = _demo_config(label, root, out, settings)
+        frames = {split: sum(m is not None for v in video_set.subset(name) for m in v.masks)
+                  for split, name in (("train", config["data"]["train_split"]), ("val", config["data"]["val_split"]),
+                                      ("test", "test"))}
+        plan = plan_steps(settings.steps, max(1, frames["train"] // config["trainer"]["batch_size"]))
+        cost = measure_step_cost(config)
+        plans[label] = _Plan(config, plan, cost, expected_seconds(cost, plan, frames["val"], frames["test"]))
+        say(f"    {MODELS[label][0]}: {plan.steps} steps ({plan.epochs} epoch(s) of {plan.steps_per_epoch}); "
+            f"{cost.train_step_s:.2f} s per step here -> about {plans[label].expected_s / 60:.1f} min")
+    return plans
+
+
+def _train_one(label: str, planned: _Plan, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Train one model for its planned steps; returns its run record."""
+    plan = planned.plan
     overrides = [f"trainer.epochs={plan.epochs}"]
     if not plan.full_epochs:
         overrides.append(f"trainer.limit_train_batches={plan.steps_per_epoch}")
     begin = time.perf_counter()
-    run_dir = train(config, overrides)
+    run_dir = train(planned.config, overrides)
     train_s = time.perf_counter() - begin
+    say(f"    {MODELS[label][0]}: trained {plan.steps} steps in {train_s:.0f} s")
     history = read_metrics(run_dir / "metrics.csv")
     scored = [r for r in history if r.get("val_dice") is not None]
     best = max(scored, key=lambda r: r["val_dice"]) if scored else None
+    config = planned.config
     return {
         "run_dir": str(run_dir.relative_to(out)), "epochs": plan.epochs, "full_epochs": plan.full_epochs,
-        "steps": int(history[-1]["step"]) if history else 0,
-        "train_s": train_s, "calibration_s": calibration_s, "train_step_s": cost.train_step_s if cost else None,
+        "steps": int(history[-1]["step"]) if history else 0, "planned_steps": plan.steps,
+        "train_s": train_s, "train_step_s": planned.cost.train_step_s, "expected_s": planned.expected_s,
         "best_epoch": int(best["epoch"]) + 1 if best else None, "best_val_dice": best["val_dice"] if best else None,
         "image_size": config["data"]["image_size"], "encoder": config["model"]["encoder"],
         "batch_size": config["trainer"]["batch_size"], "lr": config["optim"]["lr"], "history": history,
+        "step_history": read_step_losses(run_dir),
     }
 
 
@@ -204,6 +229,7 @@ def _draw_figures(out: Path, outcome: _Outcome, models: dict[str, nn.Module], vi
                         outcome.kinds)
     paths = {
         "curves": plot_training_curves({name[label]: outcome.runs[label]["history"] for label in MODELS},
+                                       {name[label]: outcome.runs[label]["step_history"] for label in MODELS},
                                        folder / "training_curves.png"),
         "per_video": plot_per_video_dice(test_ids, {name[label]: [per_video[label][v] for v in test_ids] for label in MODELS},
                                          [outcome.hard_counts[v] for v in test_ids], folder / "per_video_dice.png"),
@@ -226,7 +252,7 @@ def _record(out: Path, settings: DemoSettings, outcome: _Outcome, figures: dict[
         "machine": machine_description(),
         "models": {label: {
             "display_name": MODELS[label][0], "input": MODELS[label][1],
-            **{k: v for k, v in outcome.runs[label].items() if k != "history"},
+            **{k: v for k, v in outcome.runs[label].items() if k not in ("history", "step_history")},
             "metrics": {k: outcome.results[label].metrics[k] for k in REPORTED_METRICS},
             "ci": {k: v for k, v in outcome.results[label].metrics["ci"].items() if isinstance(v, list)},
             "per_video_dice": {row["video"]: row["dice"] for row in outcome.results[label].per_video},
@@ -247,15 +273,17 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
         FileExistsError: see :func:`prepare_demo_dir`.
     """
     out = prepare_demo_dir(Path(out), force)
-    stages = _Stages(6, say)
+    stages = _Stages(7, say)
     root = out / "data"
     stages.run("data", f"generating {settings.videos} synthetic ultrasound videos", lambda: generate_dataset(
         root, settings.videos, settings.frames, settings.frame_size, settings.seed, progress=settings.progress))
     video_set = discover(root)
-    budget_s = max(1.0, (settings.training_share * settings.minutes * 60 - stages.elapsed) / len(MODELS))
-    plan = f"{settings.epochs} epoch(s)" if settings.epochs else f"budget {budget_s:.0f} s"
-    runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plan})",
-                              lambda label=label: _train_one(label, root, out, settings, budget_s, say))
+    plans = stages.run("timing", f"timing a few training steps of both models ({settings.steps} steps each)",
+                       lambda: _plan_models(root, out, settings, say))
+    expected = stages.elapsed + sum(p.expected_s for p in plans.values()) + OTHER_STAGES_S
+    say(f"    expected duration of the whole demo on this machine: about {expected / 60:.1f} min")
+    runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plans[label].plan.steps} steps)",
+                              lambda label=label: _train_one(label, plans[label], out, say))
             for label in MODELS}
     checkpoints = {label: _best_checkpoint(out / runs[label]["run_dir"]) for label in MODELS}
     image_size = runs["flanet"]["image_size"]
@@ -279,7 +307,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     record = _record(out, settings, outcome, figures, {name: len(video_set.subset(name)) for name in ("train", "val", "test")})
     record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
-                        "training_budget_per_model_s": budget_s, "total_s": stages.elapsed}
+                        "expected_total_s": expected, "total_s": stages.elapsed}
     (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     _, page = write_report(record, out)
     say(f"done in {stages.elapsed:.0f} s: {page}")

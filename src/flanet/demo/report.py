@@ -74,10 +74,7 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
     labels = list(models)
     names = tuple(models[label]["display_name"] for label in labels)
     stream, timing = results["streaming"], results["timing"]
-    if settings["epochs"]:
-        training = f"{settings['epochs']} training epoch(s)"
-    else:
-        training = f"a training budget of {fmt(timing['training_budget_per_model_s'], 0)} s"
+    training = f"{settings['steps']} optimisation steps (same data order)"
     blocks = [
         Block("h1", "flanet demo: FLA-Net vs an image-only UNet on synthetic breast-ultrasound videos"),
         Block("p", f"{settings['videos']} synthetic videos of {settings['frames']} frames ({settings['frame_size']} px; "
@@ -103,13 +100,14 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
         Block("p", "Brackets: 95% bootstrap intervals over test videos. Full evaluation reports (both protocols, "
                    "per-video and per-frame CSV, worst frames) are in `evaluation/<model>/`."),
         Block("h2", "Training"),
-        Block("image", "Training loss (mask terms shared by both models) and validation Dice per epoch",
+        Block("image", "Training loss (mask terms shared by both models) per logged step with its moving mean, "
+                       "and validation Dice after each epoch, against the optimisation step",
               path=results["figures"]["curves"]),
         Block("h2", "Dice per test video"),
         Block("image", "Mean Dice per test video (number of hard frames under each name)",
               path=results["figures"]["per_video"]),
         Block("h2", "Good and bad cases"),
-        Block("image", f"Green: ground truth; red: prediction; last column: {names[0]}'s localisation heatmap",
+        Block("image", f"Green: ground truth; red: prediction; last column: {names[0]}'s localisation heatmap (yellow)",
               path=results["figures"]["cases"]),
         Block("h2", "Streaming inference"),
         Block("p", f"{names[0]} segmented test video `{stream['video']}` ({stream['frames']} frames, "
@@ -117,7 +115,7 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
                    f"features of the two previous frames reused): **{fmt(stream['fps'], 1)} frames/s** on "
                    f"{results['machine']['description']} at {settings['image_size']} px, including reading the frames and "
                    f"writing masks and the overlay video."),
-        Block("image", "Overlay video (green: predicted lesion contour; red cross: heatmap peak)", path=stream["gif"]),
+        Block("image", "Overlay video (red: predicted lesion contour; yellow cross: heatmap peak)", path=stream["gif"]),
         Block("link", "overlay video (mp4)", path=stream["overlay_video"]),
         Block("h2", "Settings and timing"),
         Block("table", rows=(("Setting", "Value"),) + tuple((k, _setting(v)) for k, v in settings.items())

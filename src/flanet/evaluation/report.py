@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flanet import colours
 from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
 
 # (metrics.json key, column header) of the paper's tables.
@@ -90,7 +91,7 @@ def overlay(rgb: np.ndarray, frame: ScoredFrame, min_side: int = 320) -> np.ndar
     size = (rgb.shape[1] * scale, rgb.shape[0] * scale)
     bgr = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_LINEAR)
     thickness = max(1, round(min(size) / 250))
-    for mask, colour in ((frame.gt, (0, 200, 0)), (frame.prob > 127, (0, 0, 255))):
+    for mask, colour in ((frame.gt, colours.bgr(colours.TRUTH_RGB)), (frame.prob > 127, colours.bgr(colours.PREDICTION_RGB))):
         big = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(bgr, contours, -1, colour, thickness)

@@ -11,14 +11,15 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
 from flanet.inference.streaming import FrameResult
 
 __all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
 
 # Heatmap peaks below this value are not drawn (the target is a unit Gaussian, 0 = no lesion).
 HEATMAP_PEAK_MIN = 0.5
-CONTOUR_COLOUR_BGR = (0, 255, 0)
-PEAK_COLOUR_BGR = (0, 0, 255)
+CONTOUR_COLOUR_BGR = bgr(PREDICTION_RGB)  # flanet.colours: prediction red, heatmap yellow
+PEAK_COLOUR_BGR = bgr(HEATMAP_RGB)
 
 
 @dataclass(frozen=True)
