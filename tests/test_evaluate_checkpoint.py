@@ -106,7 +106,7 @@ def test_streaming_carries_context_across_chunks_and_skips_unannotated_frames(se
     device = torch.device("cpu")
 
     def collect(chunks) -> dict[tuple[str, int], np.ndarray]:
-        return {(v, i): p for v, indices, probs in chunks for i, p in zip(indices, probs)}
+        return {(c.video, i): p for c in chunks for i, p in zip(c.indices, c.prob)}
 
     clips = collect(iter_model_predictions(model, video_set, None, 64, device, 4, 0, False))
     stream = collect(iter_streamed_predictions(model, sparse, 64, device, batch_size, False))

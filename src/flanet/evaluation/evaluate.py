@@ -2,14 +2,14 @@
 
 Outputs (in ``out``): ``metrics.json`` (both protocols, 95% bootstrap intervals over videos, scores
 per video-level label), ``per_video.csv``, ``per_frame.csv``, ``table.md`` (rows in the format of the
-paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames) and, with
+paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames), ``viewer.html`` (interactive, self-contained) and, with
 ``save_pred``, ``predictions/<video>/<frame>.png`` (probability x 255, scorable with ``--pred-dir``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from flanet.evaluation.predictions import (
 )
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+from flanet.evaluation.viewer import ViewerCollector
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +109,48 @@ def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np
     return images
 
 
+#: What the scorer and the viewer are fed: video id, frame names, frame indices, prob uint8 (N, H, W),
+#: gt bool (N, H, W), heatmap uint8 (N, S, S) or None, heatmap peaks (N, 2) or None.
+Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
 def _score(
-    chunks: Iterator[tuple[str, list[str], np.ndarray, np.ndarray]], video_set: VideoSet, settings: EvaluationSettings,
-    total: int | None = None,
+    chunks: Iterator[Chunk], video_set: VideoSet, settings: EvaluationSettings, total: int | None = None,
+    viewer: ViewerCollector | None = None, pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> EvaluationResult:
-    """Feed chunks to a scorer (with a progress bar when ``total`` frames are known) and summarise."""
+    """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise."""
     with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs) as scorer, tqdm(
         total=total, unit="frame", desc="score", disable=total is None or not settings.progress
     ) as bar:
-        for video_id, names, prob, gt in chunks:
-            scorer.add(video_id, names, prob, gt)
+        for video_id, names, indices, prob, gt, heatmap, centres in chunks:
+            scorer.add(video_id, names, prob, gt, centres)
+            if viewer is not None:
+                viewer.add(video_id, names, indices, prob, gt, heatmap)
             bar.update(len(names))
-        return scorer.result(video_set.labels, settings.resamples, seed=settings.seed)
+        return scorer.result(video_set.labels, settings.resamples, seed=settings.seed,
+                             pixel_spacing=dict(pixel_spacing) if pixel_spacing else None)
+
+
+def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool) -> Iterator[Chunk]:
+    """Prediction-folder chunks with frame indices (no heatmap: centres are mask centroids)."""
+    index_of = {video.id: {frame_name(video, i): i for i in scored_indices(video)} for video in videos}
+    for video_id, names, prob, gt in iter_prediction_folder(pred_dir, videos, resize):
+        yield video_id, names, [index_of[video_id][n] for n in names], prob, gt, None, None
+
+
+def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, videos: dict[str, Video], method: str) -> None:
+    """``viewer.html`` of an evaluation: scored frames, Dice per frame, lowest-Dice frames listed."""
+    viewer.set_values({(row["video"], row["frame"]): row["dice"] for row in result.per_frame})
+    reader = VideoFrameReader()
+    viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
+                 f"flanet evaluate: {method}", "Dice",
+                 note="Frames with a ground-truth mask; prediction: probability > 0.5.")
 
 
 def _model_chunks(
     model: nn.Module, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
     batch_size: int, num_workers: int, save_dir: Path | None, progress: bool, mode: str,
-) -> Iterator[tuple[str, list[str], np.ndarray, np.ndarray]]:
+) -> Iterator[Chunk]:
     """Model predictions with their ground truth at original size; optionally saved as PNGs."""
     videos = video_set.subset(split)
     by_id = {video.id: video for video in videos}
@@ -133,17 +158,17 @@ def _model_chunks(
         predictions = iter_streamed_predictions(model, videos, image_size, device, max(batch_size, 4), progress)
     else:
         predictions = iter_model_predictions(model, video_set, split, image_size, device, batch_size, num_workers, progress)
-    for video_id, indices, prob in predictions:
-        video = by_id[video_id]
-        names = [frame_name(video, i) for i in indices]
-        gt = np.stack([read_mask(video.masks[i]) for i in indices])  # type: ignore[arg-type]
+    for chunk in predictions:
+        video = by_id[chunk.video]
+        names = [frame_name(video, i) for i in chunk.indices]
+        gt = np.stack([read_mask(video.masks[i]) for i in chunk.indices])  # type: ignore[arg-type]
         if save_dir is not None:
-            folder = save_dir / video_id
+            folder = save_dir / chunk.video
             folder.mkdir(parents=True, exist_ok=True)
-            for name, frame in zip(names, prob):
+            for name, frame in zip(names, chunk.prob):
                 if not cv2.imwrite(str(folder / f"{name}.png"), frame):
                     raise OSError(f"{folder / name}.png: could not write the prediction")
-        yield video_id, names, prob, gt
+        yield chunk.video, names, list(chunk.indices), chunk.prob, gt, chunk.heatmap, chunk.centres
 
 
 def evaluate_model(
@@ -151,11 +176,13 @@ def evaluate_model(
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
+    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
-    (fewer encoder passes); see :mod:`flanet.evaluation.inference`.
+    (fewer encoder passes); see :mod:`flanet.evaluation.inference`. ``pixel_spacing``:
+    ``video id -> (row mm, column mm)`` for the localisation error in millimetres.
     """
     split = resolve_split(video_set, split)
     out = prepare_out_dir(out, [video_set.root]) if out is not None else None
@@ -165,7 +192,9 @@ def evaluate_model(
     chunks = _model_chunks(
         model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode
     )
-    result = _score(chunks, video_set, settings)
+    total = sum(len(scored_indices(video)) for video in video_set.subset(split))
+    viewer = ViewerCollector(total) if out is not None else None
+    result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing)
     if out is not None:
         name = method or str(getattr(model, "config", {}).get("name", "model"))
         kind = "video" if int(getattr(model, "num_frames", 1)) > 1 else "image"
@@ -176,6 +205,7 @@ def evaluate_model(
         }
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
+        _write_viewer(out, viewer, result, by_id, name)  # type: ignore[arg-type]
     return result
 
 
@@ -183,7 +213,7 @@ def evaluate_checkpoint(
     checkpoint: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
     num_workers: int = 0, save_pred: bool = False, method: str | None = None, mode: str = "auto",
-    settings: EvaluationSettings = EvaluationSettings(),
+    settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
     from flanet.inference.predict import image_size_from_metadata
@@ -197,13 +227,14 @@ def evaluate_checkpoint(
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
-        context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
+        pixel_spacing=pixel_spacing, context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
     )
 
 
 def evaluate_prediction_folder(
     pred_dir: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     resize: bool = False, method: str | None = None, settings: EvaluationSettings = EvaluationSettings(),
+    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[EvaluationResult, PredictionCheck]:
     """Score prediction PNGs made by any method (``<pred>/<video>/<frame stem>.png``).
 
@@ -224,7 +255,8 @@ def evaluate_prediction_folder(
         log.warning("resizing %d prediction(s) to their ground-truth size", len(check.wrong_size))
     out = prepare_out_dir(out, [video_set.root, pred_dir]) if out is not None else None
     total = sum(len(scored_indices(video)) for video in videos)
-    result = _score(iter_prediction_folder(pred_dir, videos, resize), video_set, settings, total)
+    viewer = ViewerCollector(total) if out is not None else None
+    result = _score(_folder_chunks(pred_dir, videos, resize), video_set, settings, total, viewer, pixel_spacing)
     if out is not None:
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),
@@ -235,4 +267,5 @@ def evaluate_prediction_folder(
         (out / "prediction_check.txt").write_text((check.report(limit=None) or "no problems") + "\n", encoding="utf-8")
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
+        _write_viewer(out, viewer, result, by_id, method or pred_dir.name)  # type: ignore[arg-type]
     return result, check

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import islice
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +31,47 @@ from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
 from flanet.data.video_io import iter_video_frames
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
+
+
+class PredictionChunk(NamedTuple):
+    """Predictions of consecutive annotated frames of one video, all of one size.
+
+    Attributes:
+        video: video id.
+        indices: frame indices.
+        prob: (N, H, W) uint8 ``round(255 p)`` at the original frame size.
+        heatmap: (N, S, S) uint8 ``round(255 clip(h, 0, 1))`` at model resolution, or None for
+            models without the localisation branch.
+        centres: (N, 2) heatmap peaks ``(x, y)`` in pixel-edge coordinates of the original frame
+            (:func:`heatmap_peaks`), or None.
+    """
+
+    video: str
+    indices: list[int]
+    prob: np.ndarray
+    heatmap: np.ndarray | None
+    centres: np.ndarray | None
+
+
+def heatmap_peaks(heatmap: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(N, 2) ``(x, y)`` of each (N, 1, S, S') heatmap's maximum, mapped to an (H, W) frame.
+
+    The peak pixel's centre ``(col + 0.5, row + 0.5)`` is scaled by ``W / S'`` and ``H / S``
+    (pixel-edge coordinates, as the ground-truth bbox centre of :mod:`flanet.data.bboxes`).
+    """
+    rows, cols = heatmap.shape[-2:]
+    flat = heatmap.flatten(1).argmax(1)
+    y, x = torch.div(flat, cols, rounding_mode="floor"), flat % cols
+    scale = torch.tensor([size[1] / cols, size[0] / rows], device=heatmap.device)
+    return ((torch.stack([x, y], 1).float() + 0.5) * scale).cpu().numpy()
+
+
+def _chunk(video: str, indices: list[int], logits: torch.Tensor, heatmap: torch.Tensor | None,
+           size: tuple[int, int]) -> PredictionChunk:
+    if heatmap is None:
+        return PredictionChunk(video, indices, logits_to_uint8(logits, size), None, None)
+    heat = (heatmap.float().clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
+    return PredictionChunk(video, indices, logits_to_uint8(logits, size), heat, heatmap_peaks(heatmap.float(), size))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -83,8 +125,8 @@ def iter_model_predictions(
     batch_size: int = 8,
     num_workers: int = 0,
     progress: bool = True,
-) -> Iterator[tuple[str, list[int], np.ndarray]]:
-    """Yield ``(video id, frame indices, prob uint8 (N, H, W))`` for the annotated frames of a split.
+) -> Iterator[PredictionChunk]:
+    """Yield :class:`PredictionChunk` s for the annotated frames of a split.
 
     Consecutive frames of one video and one size are grouped, so each yield is vectorised.
 
@@ -100,13 +142,15 @@ def iter_model_predictions(
     with torch.inference_mode(), tqdm(total=len(dataset), unit="frame", desc="evaluate", disable=not progress) as bar:
         for batch in loader:
             clip = batch["frames"].to(device, non_blocking=True)  # (B, T, 3, S, S)
-            logits = model(clip).mask_logits.float()  # (B, 1, S, S)
+            out = model(clip)
+            logits = out.mask_logits.float()  # (B, 1, S, S)
             videos, frames = list(batch["video"]), batch["frame_index"].tolist()
             sizes = [tuple(s) for s in batch["orig_size"].tolist()]
             start = 0
             for end in range(1, len(videos) + 1):  # split the batch into runs of (video, size)
                 if end == len(videos) or (videos[end], sizes[end]) != (videos[start], sizes[start]):
-                    yield videos[start], frames[start:end], logits_to_uint8(logits[start:end], sizes[start])
+                    heat = None if out.heatmap is None else out.heatmap[start:end]
+                    yield _chunk(videos[start], frames[start:end], logits[start:end], heat, sizes[start])
                     start = end
             bar.update(len(videos))
 
@@ -138,7 +182,7 @@ def iter_streamed_predictions(
     device: torch.device,
     batch_size: int = 16,
     progress: bool = True,
-) -> Iterator[tuple[str, list[int], np.ndarray]]:
+) -> Iterator[PredictionChunk]:
     """Like :func:`iter_model_predictions`, but every frame is encoded once (FLA-Net variants).
 
     Each video is read in chunks of ``batch_size`` frames: the chunk is encoded as one batch
@@ -173,9 +217,11 @@ def iter_streamed_predictions(
                     continue
                 rows = torch.as_tensor(targets, device=device) + context
                 window = [[level[rows - k] for level in levels] for k in range(num_frames)]  # [t, t-1, t-2]
-                logits = model.decode(window).mask_logits.float()  # (m, 1, S, S)
+                out = model.decode(window)
+                logits = out.mask_logits.float()  # (m, 1, S, S)
                 indices = [start + int(t) for t in targets]
                 sizes = [tuple(rgb[int(t)].shape[:2]) for t in targets]
                 for first, end in _runs_of_equal_size(indices, sizes):
-                    yield video.id, indices[first:end], logits_to_uint8(logits[first:end], sizes[first])
+                    heat = None if out.heatmap is None else out.heatmap[first:end]
+                    yield _chunk(video.id, indices[first:end], logits[first:end], heat, sizes[first])
                 bar.update(len(indices))

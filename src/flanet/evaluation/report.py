@@ -19,6 +19,21 @@ TABLE2_COLUMNS: tuple[tuple[str, str], ...] = (("dice", "Dice ↑"), ("jaccard",
 TABLE4_COLUMNS: tuple[tuple[str, str], ...] = (
     ("max_dice", "Dice ↑"), ("max_iou", "IoU ↑"), ("s_alpha", "Sα ↑"), ("e_phi_mean", "Eϕ ↑"), ("vps_mae", "MAE ↓"),
 )
+BEHAVIOUR_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("flicker", "Flicker ↓"), ("mask_change_pred", "Mask change"), ("mask_change_gt", "GT change"),
+    ("sensitivity", "Sensitivity ↑"), ("specificity", "Specificity ↑"), ("fp_frames_per_video", "FP frames / video ↓"),
+    ("fp_area_px", "FP area px ↓"), ("auroc", "AUROC ↑"), ("loc_error_px", "Centre error px ↓"),
+    ("loc_error_mm", "Centre error mm ↓"),
+)
+DETECTION_KEYS = ("specificity", "fp_frames_per_video", "fp_area_px", "auroc")
+BEHAVIOUR_NOTE = (
+    "Video behaviour: flicker = mean over consecutive scored frames of max(0, mask change of the prediction - "
+    "mask change of the ground truth), mask change = 1 - Dice between consecutive masks; sensitivity / "
+    "specificity of frame-level lesion detection (a frame is predicted positive when any pixel is); "
+    "AUROC from each frame's maximum probability; centre error = distance from the predicted centre (heatmap "
+    "peak, else mask centroid) to the ground-truth bbox centre. n/a: the test set has no lesion-free frame "
+    "(or no pixel spacing for mm). Definitions: docs/metrics.md."
+)
 TABLE_NOTE = (
     "Table 2 columns: standard protocol (threshold 0.5, frame means; F1 = harmonic mean of mean precision "
     "and mean recall). Table 4 columns: VPS protocol (first/last frame of each video dropped, per-video "
@@ -79,7 +94,16 @@ def table_rows(entries: list[tuple[str, str, dict[str, Any]]], with_ci: bool = T
     lines.append("|---|" + "---|" * len(TABLE4_COLUMNS))
     for method, _, metrics in entries:
         lines.append(f"| {method} | " + " | ".join(format_cell(metrics, k, with_ci) for k, _ in TABLE4_COLUMNS) + " |")
-    return "\n".join(lines + ["", TABLE_NOTE, ""])
+    lines += ["", "### Video behaviour (temporal stability, lesion-free frames, localisation)", ""]
+    lines.append("| Method | " + " | ".join(h for _, h in BEHAVIOUR_COLUMNS) + " |")
+    lines.append("|---|" + "---|" * len(BEHAVIOUR_COLUMNS))
+    for method, _, metrics in entries:
+        cells = []
+        for key, _ in BEHAVIOUR_COLUMNS:
+            cell = format_cell(metrics, key, with_ci)
+            cells.append("n/a" if cell == "-" and (key in DETECTION_KEYS or key == "loc_error_mm") else cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", TABLE_NOTE, "", BEHAVIOUR_NOTE, ""])
 
 
 def overlay(rgb: np.ndarray, frame: ScoredFrame, min_side: int = 320) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flanet.evaluation.behaviour import BehaviourScorer
 from flanet.metrics import standard, vps
 from flanet.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap_intervals
 
@@ -88,6 +89,7 @@ class EvaluationScorer:
         self._in_flight: deque[Future] = deque()
         self._worst: list[tuple[float, float, int, ScoredFrame]] = []  # min-heap of the worst frames
         self._counter = 0
+        self._behaviour = BehaviourScorer(threshold)
 
     def __enter__(self) -> EvaluationScorer:
         return self
@@ -101,7 +103,9 @@ class EvaluationScorer:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def add(self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray) -> None:
+    def add(
+        self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray, centres: np.ndarray | None = None
+    ) -> None:
         """Add consecutive frames of one video.
 
         Args:
@@ -109,6 +113,8 @@ class EvaluationScorer:
             frames: (N,) frame names (for reports).
             prob: (N, H, W) uint8 predicted probability x 255 (what a prediction PNG holds).
             gt: (N, H, W) bool ground truth at the same size.
+            centres: (N, 2) predicted lesion centres ``(x, y)`` (heatmap peaks, pixel-edge coordinates
+                of the frame) for the localisation error; None: centroids of the predicted masks.
         """
         if prob.shape != gt.shape or prob.ndim != 3 or len(frames) != prob.shape[0]:
             raise ValueError(f"{video}: prediction {prob.shape}, ground truth {gt.shape}, {len(frames)} names")
@@ -119,6 +125,7 @@ class EvaluationScorer:
         gt_t = torch.from_numpy(gt).to(self.device).unsqueeze(1)
         scores = {k: v.cpu().numpy() for k, v in standard.frame_scores(prob_t, gt_t, self.threshold).items()}
         self._frame_scores.append(scores)
+        self._behaviour.add(video, prob_t[:, 0], gt_t[:, 0], centres)
         self._frame_videos.extend([video] * len(frames))
         self._frame_names.extend(frames)
         if self._pool is None:
@@ -174,8 +181,13 @@ class EvaluationScorer:
         num_resamples: int = DEFAULT_RESAMPLES,
         level: float = DEFAULT_LEVEL,
         seed: int = 0,
+        pixel_spacing: dict[str, tuple[float, float]] | None = None,
     ) -> EvaluationResult:
-        """Data-set scores, intervals and report rows of everything added (stops the workers)."""
+        """Data-set scores, intervals and report rows of everything added (stops the workers).
+
+        ``pixel_spacing``: ``video -> (row mm, column mm)`` (DICOM PixelSpacing order) for the
+        localisation error in millimetres; videos without one get pixels only.
+        """
         self._current = None
         try:
             self._summarise_videos(block=True)
@@ -202,14 +214,27 @@ class EvaluationScorer:
             )
             intervals.update({("vps_mae" if k == "mae" else k): v for k, v in vps_ci.items() if k in HEADLINE_VPS})
         metrics = _flat_metrics(std_summary, vps_summary, intervals, level, num_resamples)
+        behaviour, video_columns, frame_columns = self._behaviour.result(
+            videos, self._frame_videos, pixel_spacing, num_resamples, level, seed
+        )
+        metrics.update({k: v for k, v in behaviour.items() if k != "ci"})
+        metrics["ci"].update(behaviour["ci"])
         metrics["by_label"] = _by_label(videos, sums, counts, labels)
         rows = _video_rows(videos, sums, counts, self._sequences, labels)
+        for i, row in enumerate(rows):
+            row.update({k: _cell(v[i]) for k, v in video_columns.items()})
         frame_rows = [
-            {"video": v, "frame": f, **{k: float(per_frame[k][i]) for k in standard.FRAME_KEYS}}
+            {"video": v, "frame": f, **{k: float(per_frame[k][i]) for k in standard.FRAME_KEYS},
+             **{k: _cell(c[i]) for k, c in frame_columns.items()}}
             for i, (v, f) in enumerate(zip(self._frame_videos, self._frame_names))
         ]
         worst = [entry[3] for entry in sorted(self._worst, key=lambda e: (e[0], e[1]), reverse=True)]
         return EvaluationResult(metrics, rows, frame_rows, worst)
+
+
+def _cell(value: float) -> float | str:
+    """A CSV cell: the number, or blank when it is not defined (NaN)."""
+    return float(value) if np.isfinite(value) else ""
 
 
 def _flat_metrics(

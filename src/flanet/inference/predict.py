@@ -7,6 +7,7 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/overlay.mp4         input frames + lesion contour + heatmap peak + frame number
     <out>/frames.csv          per-frame statistics (see FrameStats)
     <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
+    <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
+from flanet.evaluation.viewer import write_prediction_viewer
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
@@ -205,4 +207,5 @@ def predict_to_folder(
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    write_prediction_viewer(out, sources, videos)
     return out

@@ -1,0 +1,215 @@
+"""``viewer.html``: one self-contained page to play, scrub and inspect predicted videos.
+
+Written by ``flanet evaluate`` (:class:`ViewerCollector`, fed during scoring: frames with ground
+truth, value = Dice) and ``flanet predict`` (:func:`write_prediction_viewer`: value = predicted
+lesion area). Frames are downscaled to at most :data:`MAX_SIDE` px and stored as JPEG; ground
+truth, prediction and heatmap are transparent PNG overlays in the one colour convention of
+:mod:`flanet.colours`; everything is embedded as base64, so the page works offline from disk.
+
+Size limit: at most ``max_frames`` (default :data:`MAX_FRAMES`) frames in all; longer inputs keep
+every k-th frame (``k = ceil(frames / max_frames)``, stated in the page), about 10-15 kB per frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flanet import colours
+from flanet.evaluation.viewer_page import render_page
+
+MAX_SIDE = 192
+MAX_FRAMES = 2000
+WORST_COUNT = 10
+HEATMAP_PEAK_MIN = 0.5  # as the overlay video of flanet predict
+JPEG_QUALITY = 80
+
+
+@dataclass
+class _Frame:
+    name: str
+    index: int
+    value: float | None
+    pred: str
+    gt: str | None
+    heat: str | None
+
+
+def _uri(image: np.ndarray, ext: str = ".png") -> str:
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else []
+    ok, data = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"could not encode a {ext} viewer image")
+    mime = "image/jpeg" if ext == ".jpg" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def viewer_size(height: int, width: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """(w, h) of a frame in the viewer: at most ``max_side`` on the longer side, never enlarged."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def mask_overlay(mask: np.ndarray, rgb: tuple[int, int, int], size: tuple[int, int]) -> str:
+    """PNG data URI: the mask's contour (opaque) and a light fill in ``rgb`` on transparent, at ``size`` (w, h)."""
+    small = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 127
+    canvas = np.zeros((size[1], size[0], 4), np.uint8)
+    canvas[small] = (*colours.bgr(rgb), 60)
+    contours, _ = cv2.findContours(small.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(canvas, contours, -1, (*colours.bgr(rgb), 255), 1)
+    return _uri(canvas)
+
+
+def heat_overlay(heat: np.ndarray, size: tuple[int, int]) -> str:
+    """PNG data URI of a uint8 heatmap: the heatmap colour with opacity ``0.7 h``, at ``size`` (w, h)."""
+    small = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros((size[1], size[0], 4), np.uint8)
+    canvas[..., :3] = colours.bgr(colours.HEATMAP_RGB)
+    canvas[..., 3] = (small.astype(np.float32) * 0.7).astype(np.uint8)
+    return _uri(canvas)
+
+
+def peak_overlay(x: float, y: float, frame_hw: tuple[int, int], size: tuple[int, int]) -> str:
+    """PNG data URI with a cross at the heatmap peak ``(x, y)`` (pixel-edge coordinates of the frame)."""
+    canvas = np.zeros((size[1], size[0], 4), np.uint8)
+    centre = (int(x * size[0] / frame_hw[1]), int(y * size[1] / frame_hw[0]))
+    cv2.drawMarker(canvas, centre, (*colours.bgr(colours.HEATMAP_RGB), 255), cv2.MARKER_CROSS, max(6, size[0] // 12), 1)
+    return _uri(canvas)
+
+
+class ViewerCollector:
+    """Keeps compact overlays of the frames a run predicts, then writes ``viewer.html``.
+
+    Args:
+        total_frames: frames that will be added (for the stride), None when unknown (keep all).
+        max_frames: size limit of the page (frames in all).
+        max_side: longest side of a frame in the page.
+    """
+
+    def __init__(self, total_frames: int | None, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> None:
+        self.stride = max(1, math.ceil(total_frames / max_frames)) if total_frames else 1
+        self.max_side = max_side
+        self.videos: dict[str, list[_Frame]] = {}
+        self.max_frames = max_frames
+        self._seen = 0
+
+    def kept(self, count: int) -> np.ndarray:
+        """Positions (of the next ``count`` frames) that the page keeps: every ``stride``-th frame."""
+        positions = np.flatnonzero((self._seen + np.arange(count)) % self.stride == 0)
+        self._seen += count
+        return positions
+
+    def add_frame(
+        self, video: str, name: str, index: int, value: float | None, pred: np.ndarray,
+        gt: np.ndarray | None = None, heatmap: np.ndarray | None = None, peak: tuple[float, float] | None = None,
+    ) -> None:
+        """Add one kept frame: ``pred`` / ``gt`` (H, W) bool, ``heatmap`` (S, S) uint8 or its ``peak`` ``(x, y)``."""
+        size = viewer_size(*pred.shape, self.max_side)
+        heat = heat_overlay(heatmap, size) if heatmap is not None else None
+        if heat is None and peak is not None:
+            heat = peak_overlay(*peak, pred.shape, size)
+        self.videos.setdefault(video, []).append(_Frame(
+            str(name), int(index), value, mask_overlay(pred, colours.PREDICTION_RGB, size),
+            None if gt is None else mask_overlay(gt, colours.TRUTH_RGB, size), heat,
+        ))
+
+    def add(
+        self, video: str, names: Sequence[str], indices: Sequence[int], prob: np.ndarray,
+        gt: np.ndarray | None = None, heatmap: np.ndarray | None = None,
+    ) -> None:
+        """Add consecutive frames: ``prob`` (N, H, W) uint8, ``gt`` (N, H, W) bool, ``heatmap`` (N, S, S) uint8."""
+        for i in self.kept(len(names)):  # per kept frame: one small PNG per overlay
+            self.add_frame(video, names[i], indices[i], None, prob[i] > 127,
+                           None if gt is None else gt[i], None if heatmap is None else heatmap[i])
+
+    def set_values(self, values: dict[tuple[str, str], float]) -> None:
+        """Per-frame values (e.g. Dice) by ``(video, frame name)``, known after scoring."""
+        for video, frames in self.videos.items():
+            for frame in frames:
+                frame.value = values.get((video, frame.name), frame.value)
+
+    def write(
+        self, path: Path, read_rgb: Callable[[str, int], np.ndarray], title: str, value_name: str,
+        worst: str = "lowest", note: str = "",
+    ) -> Path:
+        """Write the page; ``read_rgb(video, frame index)`` returns the RGB frame.
+
+        ``worst``: ``lowest`` lists each video's frames of lowest value (Dice), ``jumps`` those with
+        the largest change of value from the previous frame (lesion area without ground truth).
+        """
+        videos = []
+        for video, frames in self.videos.items():
+            entries = []
+            for frame in frames:
+                rgb = read_rgb(video, frame.index)
+                size = viewer_size(*rgb.shape[:2], self.max_side)
+                image = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+                entries.append({"name": frame.name, "index": frame.index, "value": frame.value,
+                                "img": _uri(image, ".jpg"), "gt": frame.gt, "pred": frame.pred, "heat": frame.heat})
+            videos.append({"id": video, "value_name": value_name, "frames": entries,
+                           "worst": worst_positions([f.value for f in frames], worst)})
+        sampled = (f" Every {self.stride}th frame is shown (size limit {self.max_frames} frames)."
+                   if self.stride > 1 else "")
+        data = {"title": title, "note": note + sampled + " Keys: space plays/pauses, arrows step.", "videos": videos}
+        payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+        worst_title = "Worst frames (lowest " + value_name + ")" if worst == "lowest" else "Largest changes of " + value_name
+        page = render_page(payload, colours.hex_colour(colours.TRUTH_RGB), colours.hex_colour(colours.PREDICTION_RGB),
+                           colours.hex_colour(colours.HEATMAP_RGB), worst_title)
+        path.write_text(page, encoding="utf-8")
+        return path
+
+
+def worst_positions(values: Sequence[float | None], rule: str = "lowest", count: int = WORST_COUNT) -> list[int]:
+    """Positions of the ``count`` worst frames: lowest value, or largest jump from the previous frame."""
+    array = np.array([np.nan if v is None else v for v in values], float)
+    if rule == "jumps":
+        array = -np.abs(np.diff(array, prepend=array[:1]))
+    order = np.argsort(np.where(np.isfinite(array), array, np.inf), kind="stable")
+    return [int(i) for i in order[: min(count, len(order))]]
+
+
+def write_prediction_viewer(out: Path, sources: Sequence[Any], videos: Sequence[dict[str, Any]]) -> Path:
+    """``viewer.html`` of a ``flanet predict`` output folder (masks, frames.csv) and its sources.
+
+    Args:
+        out: the output folder (``viewer.html`` is written there).
+        sources: the :class:`flanet.inference.sources.VideoSource` s that were segmented.
+        videos: their summary entries (``output`` = the folder with ``masks/`` and ``frames.csv``).
+    """
+    collector = ViewerCollector(sum(int(v["frames"]) for v in videos))
+    frames_by_video: dict[str, dict[int, np.ndarray]] = {}
+    for source, entry in zip(sources, videos):
+        folder = Path(entry["output"])
+        with (folder / "frames.csv").open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        rows = [rows[i] for i in collector.kept(len(rows))]
+        wanted = {int(row["frame"]) for row in rows}
+        frames_by_video[source.id] = {i: f for i, f in enumerate(source.frames()) if i in wanted}
+        for row in rows:  # kept frames only
+            path = folder / "masks" / f"{row['source']}.png"
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise OSError(f"{path}: cannot read the mask for the viewer")
+            peak = None
+            if row["heatmap_peak_value"] and float(row["heatmap_peak_value"]) >= HEATMAP_PEAK_MIN:
+                peak = (float(row["heatmap_peak_x"]) + 0.5, float(row["heatmap_peak_y"]) + 0.5)
+            collector.add_frame(source.id, row["source"], int(row["frame"]), float(row["area_px"]), mask > 127, peak=peak)
+    return collector.write(
+        out / "viewer.html", lambda video, index: _as_rgb(frames_by_video[video][index]),
+        "flanet predict: " + ", ".join(v["video"] for v in videos), "lesion area (px)", worst="jumps",
+        note="Prediction: the binary mask written to masks/; heatmap: a cross at the heatmap peak (peak >= 0.5). "
+             "Values: predicted lesion area.",
+    )
+
+
+def _as_rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3]
