@@ -13,6 +13,7 @@ from flanet.cli import main
 from flanet.demo import DemoSettings, prepare_demo_dir, run_demo
 from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, plan_steps
 from flanet.demo.compare import paired_dice
+from flanet.demo.figures import read_step_losses
 from flanet.demo.pipeline import OUTPUT_MARKER
 from flanet.demo.report import fmt, fmt_ci, signed
 
@@ -35,10 +36,17 @@ def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
         "evaluation/flanet/metrics.json", "evaluation/unet/metrics.json", "streaming/overlay.mp4",
         "streaming/summary.json", "figures/training_curves.png", "figures/per_video_dice.png",
         "figures/dice_by_frame_kind.png", "figures/cases.png", "figures/overlay.gif",
+        "runs/flanet/logs/csv/metrics.csv",
     ):
         assert (out / relative).is_file() and (out / relative).stat().st_size > 0, relative
     assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/7]" for k in range(1, 8)]
     assert lines[-2].startswith("done in ")
+
+
+def test_training_curves_have_every_step(demo: tuple[Path, list[str]]) -> None:
+    out, _ = demo
+    for label in ("flanet", "unet"):  # one epoch of 3 steps: 3 points, not one dot per epoch
+        assert [row["step"] for row in read_step_losses(out / "runs" / label)] == [0.0, 1.0, 2.0]
 
 
 def test_html_is_self_contained(demo: tuple[Path, list[str]]) -> None:
@@ -48,6 +56,8 @@ def test_html_is_self_contained(demo: tuple[Path, list[str]]) -> None:
     assert len(sources) == 5  # frame kinds, curves, per video, cases, overlay GIF
     assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
     assert 'href="streaming/overlay.mp4"' in page
+    for viewer in ("evaluation/flanet/viewer.html", "evaluation/unet/viewer.html", "streaming/viewer.html"):
+        assert f'href="{viewer}"' in page and (out / viewer).is_file()
     markdown = (out / "report.md").read_text(encoding="utf-8")
     for relative in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (out / relative).is_file(), relative

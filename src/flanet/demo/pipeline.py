@@ -256,11 +256,13 @@ def _record(out: Path, settings: DemoSettings, outcome: _Outcome, figures: dict[
             "metrics": {k: outcome.results[label].metrics[k] for k in REPORTED_METRICS},
             "ci": {k: v for k, v in outcome.results[label].metrics["ci"].items() if isinstance(v, list)},
             "per_video_dice": {row["video"]: row["dice"] for row in outcome.results[label].per_video},
+            "viewer": f"evaluation/{label}/viewer.html",
         } for label in MODELS},
         "comparison": outcome.comparison,
         "streaming": {"video": outcome.stream_id, "frames": summary["frames"],
                       "hard_frames": outcome.hard_counts[outcome.stream_id], "fps": summary["fps_achieved"],
-                      "overlay_video": str((outcome.stream_dir / "overlay.mp4").relative_to(out)), "gif": figures["gif"]},
+                      "overlay_video": str((outcome.stream_dir / "overlay.mp4").relative_to(out)), "gif": figures["gif"],
+                      "viewer": str((outcome.stream_dir / "viewer.html").relative_to(out))},
         "figures": figures,
     }
 

@@ -99,6 +99,8 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
             for m in models.values())),
         Block("p", "Brackets: 95% bootstrap intervals over test videos. Full evaluation reports (both protocols, "
                    "per-video and per-frame CSV, worst frames) are in `evaluation/<model>/`."),
+        *(Block("link", f"interactive viewer of {m['display_name']}'s test predictions (play, scrub, toggle overlays)",
+                path=m["viewer"]) for m in models.values()),
         Block("h2", "Training"),
         Block("image", "Training loss (mask terms shared by both models) per logged step with its moving mean, "
                        "and validation Dice after each epoch, against the optimisation step",
@@ -117,6 +119,7 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
                    f"writing masks and the overlay video."),
         Block("image", "Overlay video (red: predicted lesion contour; yellow cross: heatmap peak)", path=stream["gif"]),
         Block("link", "overlay video (mp4)", path=stream["overlay_video"]),
+        Block("link", "interactive viewer of the streamed video", path=stream["viewer"]),
         Block("h2", "Settings and timing"),
         Block("table", rows=(("Setting", "Value"),) + tuple((k, _setting(v)) for k, v in settings.items())
               + tuple((f"time: {k}", fmt(v, 1)) for k, v in timing.items())),
