@@ -111,9 +111,9 @@ def test_augmentation_is_identical_across_frames_and_targets(tmp_path):
     config = AugmentConfig(hflip=0.5, scale=(0.7, 1.3), translate=0.15, rotate=25, brightness=0, contrast=(1, 1),
                            gamma=(1, 1), noise_std=0)
     dataset = ClipDataset(discover(root), None, image_size=32, augment=True, augment_config=config)
-    torch.manual_seed(0)
     changed = 0
-    for _ in range(6):
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
         sample = dataset[2]
         grey = (sample["frames"] * STD + MEAN).mean(dim=1)  # (T, S, S) in [0, 1]
         torch.testing.assert_close(grey[0], grey[1])
@@ -135,6 +135,19 @@ def test_photometric_augmentation_and_reproducibility(tmp_path):
     torch.manual_seed(3)
     torch.testing.assert_close(dataset[3]["frames"], first)
     assert first.shape == (3, 3, 16, 16) and torch.isfinite(first).all()
+
+
+def test_augmentation_draws_depend_on_seed_epoch_and_clip_only(tmp_path):
+    # what a resumed run (or another DataLoader worker) reads must be what the original read
+    dataset = ClipDataset(discover(_video(tmp_path, size=16)), None, image_size=16, augment=True, seed=5)
+    first = dataset[3]["frames"]
+    torch.manual_seed(123)  # the global RNG plays no part
+    dataset[1]
+    torch.testing.assert_close(dataset[3]["frames"], first, rtol=0, atol=0)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[3]["frames"], first)
+    dataset.set_epoch(0)
+    torch.testing.assert_close(dataset[3]["frames"], first, rtol=0, atol=0)
 
 
 def test_noise_is_grey_fresh_per_frame_and_seeded():

@@ -88,6 +88,9 @@ class ClipDataset(Dataset):
             ``prev_lesion_free`` of ``t-1`` (the target frames do not change).
         heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
         augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
+        seed: with ``augment``, the draws of clip ``i`` in epoch ``e`` come from the random
+            generator seeded by ``(seed, e, i)`` (see :meth:`set_epoch`): the same in any
+            DataLoader worker and after a resume, whatever the order clips are read in.
 
     Raises:
         DataError: when the set has error-level problems, the split is unknown, or no frame has a mask.
@@ -104,6 +107,7 @@ class ClipDataset(Dataset):
         with_neighbour: bool = False,
         heatmap_sigma: float = 5.0,
         augment_config: AugmentConfig | None = None,
+        seed: int = 0,
     ) -> None:
         if edge not in EDGE_POLICIES:
             raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
@@ -116,6 +120,7 @@ class ClipDataset(Dataset):
         self.image_size, self.clip_len, self.edge = image_size, clip_len, edge
         self.augment, self.with_neighbour, self.heatmap_sigma = augment, with_neighbour, heatmap_sigma
         self.augment_config = augment_config or AugmentConfig()
+        self.seed, self.epoch = int(seed), 0
         self.length = clip_len + 1 if with_neighbour else clip_len
         self.samples = self._target_frames()
         if len(self.samples) == 0:
@@ -133,6 +138,10 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation draws :meth:`__getitem__` makes."""
+        self.epoch = int(epoch)
 
     def _read_frame(self, video: Video, index: int) -> np.ndarray:
         if video.video_file is not None:
@@ -179,7 +188,7 @@ class ClipDataset(Dataset):
         shape = decoded[t].shape[:2]
         size = self.image_size
         if self.augment:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            rng = np.random.default_rng([self.seed, self.epoch, item])
             transform = sample_transform(rng, size, self.augment_config)
             warped = np.stack([self._transform_image(decoded[i], transform) for i in decoded])
             clip = apply_photometric(warped, transform)[inverse]  # (T, S, S, 3) uint8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from collections.abc import Mapping
@@ -12,8 +13,10 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
+from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
+from flanet.training.resume import batches_done
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,10 @@ class RunFolder(Checkpoint):
       ``encoder_pretrained`` is 1 for an ImageNet or file encoder, 0 for a random one, and the
       checkpoints' metadata holds ``encoder_init`` and the run's ``warnings``);
     - ``loss_curve.png``.
+
+    An epoch cut short by a stop criterion (``trainer.max_time``, ``trainer.max_steps``) writes
+    ``last.pt`` only (metadata ``partial_epoch: true``): its row is written when a resumed run
+    finishes the epoch. Every file is replaced atomically (:mod:`flanet.fileio`).
 
     It is a :class:`~lightning.pytorch.callbacks.Checkpoint` so that Lightning runs it after
     the LightningModule's ``on_train_epoch_end`` (epoch means are ready) and before the
@@ -71,7 +78,8 @@ class RunFolder(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        validated = getattr(pl_module, "val_epoch", None) == epoch
+        partial = batches_done(trainer)[1] != 0
+        validated = getattr(pl_module, "val_epoch", None) == epoch and not partial
         val = dict(pl_module.val_metrics) if validated else {}
         row: dict[str, Any] = {
             "epoch": epoch,
@@ -81,7 +89,7 @@ class RunFolder(Checkpoint):
             **val,
             "encoder_pretrained": int(self.encoder_init != "random"),
         }
-        improved = "val_dice" in val and val["val_dice"] > self.best_dice
+        improved = "val_dice" in val and val["val_dice"] > self.best_dice and not partial
         if trainer.is_global_zero:
             metadata = {
                 "epoch": epoch,
@@ -93,9 +101,14 @@ class RunFolder(Checkpoint):
                 "train_config": self.config,
                 "encoder_init": self.encoder_init,
                 "warnings": self.warnings,
+                "partial_epoch": partial,
             }
             folder = self.run_dir / "checkpoints"
             save_checkpoint(folder / "last.pt", pl_module.model, metadata)
+            if partial:
+                log.info("epoch %d stopped at step %d: %s written; --resume finishes the epoch",
+                         epoch, trainer.global_step, folder / "last.pt")
+                return
             if improved:
                 save_checkpoint(folder / "best.pt", pl_module.model, metadata)
                 log.info("epoch %d: val dice %.4f, best so far -> %s", epoch, val["val_dice"], folder / "best.pt")
@@ -105,13 +118,24 @@ class RunFolder(Checkpoint):
             self.best_dice, self.best_epoch = val["val_dice"], epoch
 
 
-def _append_row(path: Path, row: Mapping[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
+def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:
+    """Write ``metrics.csv`` whole, atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+    atomic_write_text(path, text.getvalue())
+
+
+def _append_row(path: Path, row: Mapping[str, Any]) -> None:
+    _write_rows(path, [*_parsed_rows(path), row] if path.exists() else [row])
+
+
+def _parsed_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.csv`` as written (epoch and step as integers)."""
+    return [{k: (int(v) if k in ("epoch", "step") and v is not None else v) for k, v in row.items()}
+            for row in read_metrics(path)]
 
 
 def read_metrics(path: Path) -> list[dict[str, float | None]]:
@@ -123,10 +147,7 @@ def read_metrics(path: Path) -> list[dict[str, float | None]]:
 
 def _keep_rows_before(path: Path, epoch: int) -> None:
     """Drop rows of epochs a resumed run will train again."""
-    rows = [r for r in read_metrics(path) if r["epoch"] is not None and r["epoch"] < epoch]
-    path.unlink()
-    for row in rows:
-        _append_row(path, {k: (int(v) if k in ("epoch", "step") and v is not None else v) for k, v in row.items()})
+    _write_rows(path, [r for r in _parsed_rows(path) if r["epoch"] is not None and r["epoch"] < epoch])
 
 
 def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
@@ -157,5 +178,6 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
     right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
     right.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(out, dpi=100)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     plt.close(figure)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
+from flanet.training.resume import ResumableSampler, batches_done
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class VideoDataModule(pl.LightningDataModule):
         # training one is saved in the resume checkpoint so a resumed epoch repeats the original.
         self.train_generator = torch.Generator().manual_seed(int(config["seed"]))
         self.val_generator = torch.Generator().manual_seed(int(config["seed"]))
+        self._start: tuple[int, int] = (0, 0)  # (epoch, batches done) a resumed run starts at
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -88,7 +90,7 @@ class VideoDataModule(pl.LightningDataModule):
         common = dict(image_size=data["image_size"], clip_len=self.clip_len, edge=data["edge"],
                       heatmap_sigma=data["heatmap_sigma"])
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data["augment"],
-                                         with_neighbour=self.with_neighbour, **common)
+                                         with_neighbour=self.with_neighbour, seed=self.config["seed"], **common)
         self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_neighbour=False, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if len(dataset) == 0:
@@ -101,17 +103,27 @@ class VideoDataModule(pl.LightningDataModule):
         return batch // world
 
     def state_dict(self) -> dict[str, Any]:
-        return {"train_generator": self.train_generator.get_state()}
+        epoch, batches = batches_done(self.trainer)
+        return {"train_generator": self.train_generator.get_state(), "epoch": epoch, "batches": batches}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_generator.set_state(state_dict["train_generator"])
+        self._start = (int(state_dict.get("epoch", 0)), int(state_dict.get("batches", 0)))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         batch = self._per_device_batch()
         world = self.trainer.world_size
-        # Seeded by (seed, epoch) and not by the global RNG, so a resumed run sees the same order.
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank,
-                                     shuffle=train, seed=self.config["seed"], drop_last=train and len(dataset) >= world)
+        drop_last = train and len(dataset) >= world
+        # Seeded by (seed, epoch) and not by the global RNG, so a resumed run sees the same order;
+        # a run resumed mid-epoch skips the clips its first part trained on.
+        if train:
+            epoch, batches = self._start
+            sampler: DistributedSampler = ResumableSampler(
+                dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=True,
+                seed=self.config["seed"], drop_last=drop_last, epoch=epoch, skip=batches * batch)
+        else:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank,
+                                         shuffle=False, seed=self.config["seed"], drop_last=False)
         return DataLoader(
             dataset, batch_size=batch, sampler=sampler, num_workers=self.config["data"]["num_workers"],
             drop_last=train and len(sampler) >= batch,  # a full batch keeps negatives for eq. (1)

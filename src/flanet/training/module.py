@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: Key of the model configuration inside Lightning resume checkpoints.
 MODEL_CONFIG_KEY = "flanet_model_config"
 _RNG_KEY = "flanet_rng_states"
+_EPOCH_SUMS_KEY = "flanet_epoch_sums"  # running sums of the epoch's loss terms (mid-epoch resume)
 _VAL_SCORES = ("dice", "jaccard", "precision", "recall", "mae")
 
 
@@ -133,7 +134,9 @@ class FLANetModule(pl.LightningModule):
         self._val_batches.append(scores)
 
     # ------------------------------------------------------------------------ epoch ends
-    def on_train_epoch_start(self) -> None:
+    def on_train_start(self) -> None:
+        self._train_sums = {k: v.to(self.device) for k, v in self._train_sums.items()}
+        # Also for a run resumed mid-epoch, for which Lightning skips on_train_epoch_start.
         if self._pending_rng is not None:
             _set_rng_states(self._pending_rng)
             self._pending_rng = None
@@ -188,6 +191,7 @@ class FLANetModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[MODEL_CONFIG_KEY] = dict(self.model.config)
         checkpoint[_RNG_KEY] = _get_rng_states()
+        checkpoint[_EPOCH_SUMS_KEY] = {k: v.detach().cpu() for k, v in self._train_sums.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(MODEL_CONFIG_KEY)
@@ -196,6 +200,7 @@ class FLANetModule(pl.LightningModule):
                 f"resume checkpoint is for model {stored}, the configuration builds {self.model.config}"
             )
         self._pending_rng = checkpoint.get(_RNG_KEY)
+        self._train_sums = dict(checkpoint.get(_EPOCH_SUMS_KEY, {}))  # moved to the device at train start
 
     # ------------------------------------------------------------------------- helpers
     @staticmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flanet.data import DataError
@@ -22,6 +22,7 @@ from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
+from flanet.training.resume import AtomicCheckpointIO, InvocationTimer, ResumeState, parse_max_time
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +107,23 @@ def precision_for(config: Mapping[str, Any]) -> str:
 
 def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
     section = config["trainer"]
-    resume_checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
-    resume_checkpoint.CHECKPOINT_NAME_LAST = RESUME_NAME
-    callbacks: list[pl.Callback] = [RunFolder(run_dir, config), resume_checkpoint]
+    resume_state = ResumeState(run_dir / "checkpoints" / f"{RESUME_NAME}.ckpt", section["checkpoint_every_n_steps"])
+    callbacks: list[pl.Callback] = [RunFolder(run_dir, config), resume_state]
+    max_time = parse_max_time(section["max_time"])
+    if max_time is not None:
+        callbacks.append(InvocationTimer(max_time))
     if section["progress_bar"]:
         callbacks.append(TQDMProgressBar())
     logs = run_dir / "logs"
     # A resumed run appends to its CSV log, although Lightning's warning says it deletes it.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    # The data module restores the data order of a run resumed mid-epoch (training/resume.py).
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
     return pl.Trainer(
         max_epochs=section["epochs"],
         max_steps=section["max_steps"],
-        max_time=section["max_time"],
         accelerator=section["accelerator"],
         devices=section["devices"],
         num_nodes=section["num_nodes"],
@@ -138,6 +140,7 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
         deterministic=section["deterministic"],
         benchmark=not section["deterministic"],  # cuDNN autotuning: inputs have one fixed size
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=loggers,
         default_root_dir=run_dir,
         use_distributed_sampler=False,

@@ -1,0 +1,57 @@
+"""Atomic file writes: a temporary file in the destination folder, renamed into place.
+
+A write is first made to a hidden temporary file next to its destination (same folder, so the
+same file system) and flushed to disk, then :func:`os.replace` puts it in place in one step.
+A kill, a full disk or an exception half-way therefore never leaves a truncated file where a
+good one was: the old file stays, and the temporary one is removed (or, after ``kill -9``, left
+as a ``.<name>.*.tmp`` file that nothing reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Args:
+        path: the destination file; its folder is created when missing.
+
+    Yields:
+        A path in the same folder to write the whole content to (by any writer: ``torch.save``,
+        ``cv2.imwrite``, ``figure.savefig``...). It keeps ``path``'s suffix so that writers which
+        choose the format by extension pick the right one.
+
+    Raises:
+        Whatever the writer raises; the destination is then left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb+") as flushed:
+            os.fsync(flushed.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
