@@ -129,13 +129,13 @@ def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:
 
 
 def _append_row(path: Path, row: Mapping[str, Any]) -> None:
-    _write_rows(path, [*_parsed_rows(path), row] if path.exists() else [row])
+    _write_rows(path, [*_text_rows(path), row] if path.exists() else [row])
 
 
-def _parsed_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.csv`` as written (epoch and step as integers)."""
-    return [{k: (int(v) if k in ("epoch", "step") and v is not None else v) for k, v in row.items()}
-            for row in read_metrics(path)]
+def _text_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of ``metrics.csv`` as written (text, rewritten unchanged)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def read_metrics(path: Path) -> list[dict[str, float | None]]:
@@ -147,7 +147,7 @@ def read_metrics(path: Path) -> list[dict[str, float | None]]:
 
 def _keep_rows_before(path: Path, epoch: int) -> None:
     """Drop rows of epochs a resumed run will train again."""
-    _write_rows(path, [r for r in _parsed_rows(path) if r["epoch"] is not None and r["epoch"] < epoch])
+    _write_rows(path, [r for r in _text_rows(path) if r.get("epoch") and int(r["epoch"]) < epoch])
 
 
 def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
