@@ -14,6 +14,7 @@ body{font-family:system-ui,sans-serif;margin:1em;color:#222;max-width:1200px}
 #stage{position:relative;width:min(70vw,512px);background:#000}
 #stage img{position:absolute;left:0;top:0;width:100%;image-rendering:pixelated}
 #stage img.base{position:relative}
+#stage img#heat{image-rendering:auto}
 .controls{margin:.5em 0;display:flex;gap:.6em;align-items:center;flex-wrap:wrap}
 #scrub{width:min(70vw,512px)}
 #plot{border:1px solid #ccc;background:#fafafa;cursor:crosshair}
