@@ -170,3 +170,34 @@ def test_v01_checkpoint_loads_with_the_shared_gate(tmp_path) -> None:
     assert loaded.config["ffa_attention"] == "shared"
     assert loaded.model.config["ffa_compute"] == "spatial"
     torch.testing.assert_close(loaded.model.state_dict(), model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic"])
+def test_stride2_mask_head(name: str) -> None:
+    """mask_stride=2: the mask head refines with frame t's stride-2 map; streaming still equals forward."""
+    model = create_model(name, encoder="resnet18", mask_stride=2).eval()
+    assert model.encoder.reductions[0] == 2 and model.config["mask_stride"] == 2
+    clip = torch.randn(2, 3, 3, SIZE, SIZE)
+    seen: list[tuple[int, ...]] = []
+    model.seg_head.classifier.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    with torch.no_grad():
+        full = model(clip)
+        halves = model.decode([model.encode(clip[:, k]) for k in range(3)])
+    assert full.mask_logits.shape == (2, 1, SIZE, SIZE)
+    assert seen[0] == (SIZE // 2, SIZE // 2)  # logits predicted at stride 2 (stride 4 before)
+    torch.testing.assert_close(halves.mask_logits, full.mask_logits, atol=1e-5, rtol=1e-5)
+    assert model.seg_head.refine is not None
+    with pytest.raises(ValueError, match="mask_stride must be 4 or 2"):
+        create_model(name, encoder="resnet18", mask_stride=8)
+
+
+def test_checkpoint_without_mask_stride_loads_the_stride4_head(tmp_path) -> None:
+    from flanet.models import load_checkpoint, save_checkpoint
+
+    model = create_model("flanet", encoder="resnet18", mask_stride=4)
+    path = save_checkpoint(tmp_path / "old.pt", model)
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["mask_stride"]
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config["mask_stride"] == 4 and loaded.model.seg_head.refine is None

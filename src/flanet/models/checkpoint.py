@@ -23,7 +23,7 @@ VERSION = 1
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip container (torch >= 1.6) or a legacy pickle
 # create_model options added after v0.1, with the value that rebuilds a v0.1 architecture:
 # a checkpoint whose config lacks one was written before it existed.
-V01_MODEL_OPTIONS: dict[str, Any] = {"ffa_attention": "shared"}
+V01_MODEL_OPTIONS: dict[str, Any] = {"ffa_attention": "shared", "mask_stride": 4}
 
 
 class CheckpointError(ValueError):

@@ -60,22 +60,34 @@ class SegmentationHead(nn.Module):
     concatenated and passed through a BConv, then a 1x1 conv gives one logit map that is
     upsampled bilinearly to the input resolution.
 
+    With ``detail_channels`` (``mask_stride=2``) the merged map is first upsampled x2,
+    concatenated with the current frame's stride-2 encoder map and refined by one more
+    3x3 BConv, so the logits are predicted at stride 2 (upsampled x2) instead of stride 4
+    (upsampled x4), as the authors' decoder reaches full resolution.
+
     Args:
         d1_channels: channels of the last decoder layer.
         d2_channels: channels of the second-to-last decoder layer.
-        channels: width of the BConv.
+        channels: width of the BConv (and of the refinement).
+        detail_channels: channels of the stride-2 map, or None for the stride-4 head.
     """
 
-    def __init__(self, d1_channels: int, d2_channels: int, channels: int) -> None:
+    def __init__(self, d1_channels: int, d2_channels: int, channels: int, detail_channels: int | None = None) -> None:
         super().__init__()
         self.bconv = BConv(d1_channels + d2_channels, channels)
+        self.refine = None if detail_channels is None else BConv(channels + detail_channels, channels)
         self.classifier = nn.Conv2d(channels, 1, 1)
 
-    def forward(self, d1: Tensor, d2: Tensor, size: tuple[int, int]) -> Tensor:
-        """``d1 (B, C1, h, w)``, ``d2 (B, C2, h/2, w/2)`` -> logits ``(B, 1, *size)``."""
+    def forward(self, d1: Tensor, d2: Tensor, size: tuple[int, int], detail: Tensor | None = None) -> Tensor:
+        """``d1 (B, C1, h, w)``, ``d2 (B, C2, h/2, w/2)`` [, ``detail (B, Cd, 2h, 2w)``] -> logits ``(B, 1, *size)``."""
+        if (detail is None) != (self.refine is None):
+            raise ValueError("the stride-2 mask head needs the stride-2 map, the stride-4 head none")
         d2 = F.interpolate(d2, size=d1.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.classifier(self.bconv(torch.cat([d1, d2], dim=1)))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        x = self.bconv(torch.cat([d1, d2], dim=1))
+        if self.refine is not None and detail is not None:
+            x = F.interpolate(x, size=detail.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.refine(torch.cat([x, detail], dim=1))
+        return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
 
 
 class HeatmapHead(nn.Module):

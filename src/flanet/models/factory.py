@@ -15,6 +15,7 @@ from flanet.models.encoder import FrameEncoder, create_timm_backbone
 from flanet.models.flanet import CurrentFrame, FLANet
 from flanet.models.fusion import ConcatFusion, FrequencyFeatureAggregation
 
+DETAIL_CHANNELS = 16  # neck width of the stride-2 map of the mask head (mask_stride=2)
 
 @dataclass(frozen=True)
 class Variant:
@@ -82,6 +83,7 @@ def create_model(
     attention_reduction: int = 8,
     ffa_attention: str = "per-group",
     ffa_compute: str = "spatial",
+    mask_stride: int = 4,
 ) -> nn.Module:
     """Builds a model by name (see :func:`list_models`).
 
@@ -109,6 +111,8 @@ def create_model(
             two attention maps) or ``"shared"`` (one for all pairs; v0.1 checkpoints).
         ffa_compute: ``"spatial"`` (FFA computed exactly without an FFT, default) or
             ``"fft"`` (explicit ``fft2``/``ifft2``); same output (docs/model.md).
+        mask_stride: 4 (mask logits at the stride-4 level, upsampled x4) or 2 (one more
+            refinement with the current frame's stride-2 encoder map, upsampled x2).
 
     Returns:
         The model; ``model.config`` holds the arguments that rebuild it
@@ -127,6 +131,7 @@ def create_model(
         "attention_reduction": int(attention_reduction),
         "ffa_attention": str(ffa_attention),
         "ffa_compute": str(ffa_compute),
+        "mask_stride": int(mask_stride),
     }
     if name in BASELINES:
         model: nn.Module = create_image_baseline(name, encoder, encoder_weights)
@@ -147,9 +152,15 @@ def _create_flanet(variant: Variant, encoder: str, weights: str | Path | None, c
         raise ValueError(f"decoder_channels needs {levels} entries, got {config['decoder_channels']}")
     if any(not 0 <= i < levels for i in config["ffa_levels"]):
         raise ValueError(f"ffa_levels must be in 0..{levels - 1}, got {config['ffa_levels']}")
-    backbone = create_timm_backbone(encoder, weights, num_levels=levels)
-    frame_encoder = FrameEncoder(backbone, neck)
-    fusions: list[nn.Module] = []
+    if config["mask_stride"] not in (2, 4):
+        raise ValueError(f"mask_stride must be 4 or 2, got {config['mask_stride']}")
+    detail = config["mask_stride"] == 2
+    backbone = create_timm_backbone(encoder, weights, num_levels=levels + detail)
+    frame_encoder = FrameEncoder(backbone, [DETAIL_CHANNELS, *neck] if detail else neck)
+    if detail and frame_encoder.reductions[0] * 2 != frame_encoder.reductions[1]:
+        raise ValueError(f"mask_stride 2 needs a stride-2 level in encoder {encoder!r}; its strides are "
+                         f"{list(frame_encoder.reductions)}")
+    fusions: list[nn.Module] = [CurrentFrame()] if detail else []
     for level, channels in enumerate(neck):
         if level not in config["ffa_levels"]:
             fusions.append(CurrentFrame())
@@ -166,8 +177,10 @@ def _create_flanet(variant: Variant, encoder: str, weights: str | Path | None, c
         encoder=frame_encoder,
         fusions=fusions,
         seg_decoder=UNetDecoder(neck, decoder_channels),
-        seg_head=SegmentationHead(decoder_channels[-1], decoder_channels[-2], config["head_channels"]),
+        seg_head=SegmentationHead(decoder_channels[-1], decoder_channels[-2], config["head_channels"],
+                                  DETAIL_CHANNELS if detail else None),
         loc_decoder=loc_decoder,
         heatmap_head=heatmap_head,
         num_frames=num_frames,
+        detail_level=detail,
     )

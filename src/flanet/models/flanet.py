@@ -39,6 +39,8 @@ class FLANet(VideoSegmentationModel):
         loc_decoder: localisation branch, or ``None`` (variants without it).
         heatmap_head: predicts H_t from the localisation branch's last layer.
         num_frames: T, frames per clip.
+        detail_level: the encoder's first level is a stride-2 map for the mask head
+            (``mask_stride=2``): it bypasses fusion and decoders (current frame only).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class FLANet(VideoSegmentationModel):
         loc_decoder: UNetDecoder | None = None,
         heatmap_head: HeatmapHead | None = None,
         num_frames: int = 3,
+        detail_level: bool = False,
     ) -> None:
         super().__init__()
         if (loc_decoder is None) != (heatmap_head is None):
@@ -61,6 +64,7 @@ class FLANet(VideoSegmentationModel):
         self.loc_decoder = loc_decoder
         self.heatmap_head = heatmap_head
         self.num_frames = num_frames
+        self.detail_level = detail_level
         self.config: dict = {}
 
     @property
@@ -86,7 +90,10 @@ class FLANet(VideoSegmentationModel):
         """
         if len(frame_features) != self.num_frames:
             raise ValueError(f"decode needs features of {self.num_frames} frames, got {len(frame_features)}")
-        levels = [torch.stack(level, dim=1) for level in zip(*frame_features)]  # (B, T, C, h, w)
+        levels = [  # (B, T, C, h, w); only frame t where the level is not fused
+            level[0].unsqueeze(1) if isinstance(fusion, CurrentFrame) else torch.stack(level, dim=1)
+            for fusion, level in zip(self.fusions, zip(*frame_features))
+        ]
         return self._decode_levels(levels)
 
     def forward(self, clip: Tensor) -> SegmentationOutput:
@@ -126,6 +133,7 @@ class FLANet(VideoSegmentationModel):
         """Fusion and the two-branch decoder; ``levels`` are ``(B, T, C_l, h_l, w_l)``."""
         size = (levels[0].shape[-2] * self.encoder.reductions[0], levels[0].shape[-1] * self.encoder.reductions[0])
         fused = [fusion(x) for fusion, x in zip(self.fusions, levels)]  # (B, C_l, h_l, w_l)
+        detail = fused.pop(0) if self.detail_level else None  # stride-2 map of frame t
         seg = self.seg_decoder(fused)
         d1, d2 = seg[-1], seg[-2]
         heatmap = None
@@ -133,7 +141,7 @@ class FLANet(VideoSegmentationModel):
             loc = self.loc_decoder(fused)
             heatmap = self.heatmap_head(loc[-1], size)
             d1, d2 = d1 + loc[-1], d2 + loc[-2]
-        return SegmentationOutput(self.seg_head(d1, d2, size), heatmap)
+        return SegmentationOutput(self.seg_head(d1, d2, size, detail), heatmap)
 
     def _check_clip(self, clip: Tensor, exact: bool) -> None:
         if clip.ndim != 5 or clip.shape[2] != 3:
