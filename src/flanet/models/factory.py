@@ -17,6 +17,7 @@ from flanet.models.fusion import ConcatFusion, FrequencyFeatureAggregation
 
 DETAIL_CHANNELS = 16  # neck width of the stride-2 map of the mask head (mask_stride=2)
 
+
 @dataclass(frozen=True)
 class Variant:
     """One row of Table 3: which fusion, whether the localisation branch exists, and whether
