@@ -28,6 +28,7 @@ def test_benchmark_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pyte
     rows = json.loads((out / "benchmark.json").read_text())["models"]
     assert [row["model"] for row in rows] == ["unet"]
     assert 0 <= rows[0]["dice"] <= 1 and len(rows[0]["dice_ci"]) == 2
+    assert rows[0]["contrastive_weight"] == 0.0  # read back from the run's config.yaml
     assert (out / "eval" / "unet" / "metrics.json").is_file()
 
     assert "unet: training" in caplog.text

@@ -109,7 +109,9 @@ def benchmark(
         )
         kind = "image" if model in ("unet", "unetplusplus") else "video"
         entries.append((model, kind, result.metrics))
-        contrastive = float(recipe["loss"]["contrastive_weight"])
+        run_config = best.parent.parent / "config.yaml"  # what the run trained with (also a reused run)
+        used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe
+        contrastive = float(used["loss"]["contrastive_weight"])
         ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
         row = {"model": model, "kind": kind, "checkpoint": str(best), "contrastive_weight": contrastive}
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})

@@ -48,7 +48,8 @@ class FLANetLoss(nn.Module):
     The paper sets every weight to 1 (``lambda_1 = lambda_2 = lambda_3 = 1``, contrastive
     unweighted). Terms that need a heatmap are skipped for models without a localisation
     branch (flanet-basic, flanet-ffa, image baselines); the contrastive term is skipped when
-    ``heatmap_prev`` is not given or ``contrastive_weight`` is 0 (ablation "Basic+FLA+LB").
+    ``heatmap_prev`` is not given or ``contrastive_weight`` is 0 (the default of every model
+    but ``flanet``, e.g. Table 3 "Basic+LB" and "Basic+FLA+LB").
 
     Args:
         bce_weight: ``lambda_2``.
