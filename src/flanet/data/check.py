@@ -1,9 +1,10 @@
 """``flanet data check``: read every frame and mask of a data set and report every problem.
 
 Problems (each tied to its file; see docs/data.md for the full list): unreadable, empty or
-truncated images and masks, image/mask size mismatch, missing masks, non-binary masks, videos
-shorter than a clip, split lists naming missing videos (or one video in two splits), malformed
-``bbox.json``, boxes that disagree with their mask, unreadable video files. Stray system files
+truncated images, masks and DICOM files (every DICOM frame is decoded), image/mask size mismatch,
+missing masks, non-binary masks, videos shorter than a clip, split lists naming missing videos (or
+one video in two splits), malformed ``bbox.json``, boxes that disagree with their mask, unreadable
+video files. Stray system files
 are ignored with a note; grayscale, palette and 16-bit images are noted and read correctly.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flanet.data.bboxes import box_iou, mask_bbox
+from flanet.data.dicom import dicom_problems, is_dicom_file
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
 from flanet.data.layouts import discover
@@ -26,7 +28,7 @@ from flanet.data.video_io import probe_video
 from flanet.data.videoset import BBox, Video, VideoSet
 
 MIN_BOX_IOU = 0.5
-UNLABELLED_LAYOUTS: frozenset[str] = frozenset({"video-files", "frame-folders"})
+UNLABELLED_LAYOUTS: frozenset[str] = frozenset({"video-files", "dicom", "frame-folders"})
 SEVERITIES: tuple[str, ...] = ("error", "warning", "note")
 
 
@@ -227,6 +229,8 @@ def check_dataset(
             info = probe_video(video.video_file)
             size = (info.width, info.height)
             report.image_sizes[size] += video.num_frames
+            if is_dicom_file(video.video_file):
+                report.problems += dicom_problems(video.video_file)
         jobs += [(video, index, size) for index in range(video.num_frames)
                  if video.video_file is None or video.masks[index] is not None]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:

@@ -7,6 +7,7 @@ Layouts (checked in this order, see docs/data.md):
 - ``video-polyp``: ``<split>/Frame/<case>/`` + ``<split>/GT/<case>/`` at any depth up to 5 (CVC-300-TV,
   CVC-612, SUN-SEG, MICCAI-VPS test), or ``<split>/<case>/{Frame,GT}/`` (one MICCAI-VPS train variant).
 - ``video-files``: ``*.mp4``/``*.avi``/... in the root, optional masks in ``masks/<video stem>/``.
+- ``dicom``: DICOM cine files ``*.dcm`` in the root, optional masks in ``masks/<file stem>/`` (as video files).
 - ``frame-folders``: ``<video>/<frame>``, or frames directly in the root (one video); unlabelled, for inference.
 
 Split lists ``<split>_list.csv`` at the root apply to every layout (and take precedence over
@@ -22,6 +23,7 @@ from pathlib import Path
 from natsort import natsorted
 
 from flanet.data.bboxes import read_bbox_json
+from flanet.data.dicom import DICOM_SUFFIXES
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import is_image_file
 from flanet.data.labels import find_label_file, read_labels
@@ -213,13 +215,14 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         videos, folder_splits = _read_polyp(found)
     else:
         subfolders, loose_images = _list_dir(root, [])
-        files = [p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
+        suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
+        files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
         listed = [(folder.name, _list_dir(folder, notes)[1]) for folder in subfolders]
         if loose_images:  # the root itself is one video's frames
             listed = [(root.name, loose_images)]
         if files:
-            layout = "video-files"
+            layout = "dicom" if all(p.suffix.lower() in DICOM_SUFFIXES for p in files) else "video-files"
             videos = _read_video_files(root, files, notes)
         elif any(frames for _, frames in listed):
             layout = "frame-folders"
@@ -227,7 +230,7 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         else:
             raise DataError(
                 "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "
-                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), video files (.mp4/.avi), "
+                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), video files (.mp4/.avi), DICOM cine files (.dcm), "
                 "or one folder of frames per video (see docs/data.md)",
                 root,
             )

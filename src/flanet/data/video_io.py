@@ -1,6 +1,7 @@
 """Reading video files (mp4, avi, ...) and folders of frames, one frame at a time.
 
-Frames come out as uint8 RGB ``(H, W, 3)``. Decoding uses OpenCV's FFmpeg backend.
+Frames come out as uint8 RGB ``(H, W, 3)``. Decoding uses OpenCV's FFmpeg backend; DICOM cine
+files (``.dcm``) are decoded by pydicom (:mod:`flanet.data.dicom`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from natsort import natsorted
+from pydicom.dataset import Dataset
 
+from flanet.data.dicom import is_dicom_file, iter_dicom_frames, probe_dicom, read_dicom, read_dicom_frame
 from flanet.data.errors import DataError
 from flanet.data.images import is_image_file, read_image
 
@@ -45,6 +48,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     Raises:
         DataError: for a missing, empty or unreadable file, or one without frames.
     """
+    if is_dicom_file(Path(path)):
+        dicom = probe_dicom(path)
+        return VideoInfo(dicom.fps or 0.0, dicom.frame_count, dicom.width, dicom.height)
     path, capture = _open(path)
     try:
         info = VideoInfo(
@@ -75,6 +81,9 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
         for frame in frames:
             yield read_image(frame)
         return
+    if is_dicom_file(path):
+        yield from iter_dicom_frames(path)
+        return
     path, capture = _open(path)
     try:
         count = 0
@@ -100,6 +109,7 @@ class VideoFrameReader:
     def __init__(self, max_open: int = 8) -> None:
         self.max_open = max_open
         self._captures: dict[Path, tuple[cv2.VideoCapture, int]] = {}  # least recently used first
+        self._dicoms: dict[Path, Dataset] = {}  # open pydicom data sets, least recently used first
 
     def read(self, path: Path, index: int) -> np.ndarray:
         """Frame ``index`` (0-based) of ``path`` as RGB uint8.
@@ -107,6 +117,8 @@ class VideoFrameReader:
         Raises:
             DataError: for an unreadable file or a frame that cannot be decoded.
         """
+        if is_dicom_file(path):
+            return self._read_dicom(path, index)
         capture, next_index = self._captures.pop(path, None) or (_open(path)[1], 0)
         if index != next_index:
             capture.set(cv2.CAP_PROP_POS_FRAMES, index)
@@ -120,5 +132,12 @@ class VideoFrameReader:
             self._captures.pop(oldest)[0].release()
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
+    def _read_dicom(self, path: Path, index: int) -> np.ndarray:
+        ds = self._dicoms.pop(path, None)
+        self._dicoms[path] = ds if ds is not None else read_dicom(path)[0]
+        while len(self._dicoms) > self.max_open:
+            self._dicoms.pop(next(iter(self._dicoms)))
+        return read_dicom_frame(self._dicoms[path], index, path)
+
     def __getstate__(self) -> dict:
-        return {"max_open": self.max_open, "_captures": {}}
+        return {"max_open": self.max_open, "_captures": {}, "_dicoms": {}}

@@ -21,7 +21,7 @@ class Video:
             one entry per decoded frame (mask files are matched by the frame number in their name).
         bboxes: per-frame ``(x1, y1, x2, y2)`` in original pixel coordinates from ``bbox.json``
             (``None`` for frames without a box), or ``None`` when the set has no ``bbox.json``.
-        video_file: the mp4/avi file the frames are decoded from (layout ``video-files``), else None.
+        video_file: the mp4/avi/dcm file the frames are decoded from (layouts ``video-files``, ``dicom``), else None.
     """
 
     id: str
@@ -47,7 +47,7 @@ class VideoSet:
 
     Attributes:
         root: the folder that was read.
-        layout: ``"authors"``, ``"video-polyp"``, ``"buv2022"``, ``"video-files"`` or ``"frame-folders"``.
+        layout: ``"authors"``, ``"video-polyp"``, ``"buv2022"``, ``"video-files"``, ``"dicom"`` or ``"frame-folders"``.
         videos: the videos, in natural order of their ids.
         splits: video ids per split name (e.g. ``"train"``, ``"val"``, ``"test"``); may be empty.
         labels: video-level labels per video id, e.g. ``{"case1": {"pathology": "benign"}}``; may be empty.

@@ -30,7 +30,7 @@ def _predict(args: argparse.Namespace) -> int:
         out_dir = (predict_archive if archive else predict_to_folder)(
             args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
             device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
-            progress=not args.no_progress, backend=args.backend,
+            progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
         )
     except (ArchiveError, CheckpointError, DataError, ExportError, FileNotFoundError, FileExistsError, ValueError,
             OSError) as error:
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "overlay.mp4, frames.csv and summary.json. Never writes into the input; refuses an existing "
         "output folder without --force.",
     )
-    p.add_argument("input", help="video file (mp4/avi/...), folder of frames, or dataset root")
+    p.add_argument("input", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
     p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
@@ -99,6 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
                    help="pytorch (default) or onnxruntime: the exported encoder + decoder, exported once "
                    "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
+    p.add_argument("--full-frame", action="store_true",
+                   help="DICOM: segment the whole frame, not only its ultrasound imaging region")
     p.set_defaults(func=_predict)
 
     e = subparsers.add_parser(

@@ -135,17 +135,19 @@ class OverlayVideoWriter:
 
 
 class FrameTableWriter:
-    """CSV writer of :class:`FrameStats` rows (header = the dataclass's field names)."""
+    """CSV writer of :class:`FrameStats` rows (header = the dataclass's field names, then ``extra_fields``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra_fields: list[str] | tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         self._file = self.path.open("w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=[f.name for f in fields(FrameStats)])
+        names = [f.name for f in fields(FrameStats)] + list(extra_fields)
+        self._writer = csv.DictWriter(self._file, fieldnames=names)
         self._writer.writeheader()
 
-    def write(self, stats: FrameStats) -> None:
-        """Append one row; NaN is written as an empty cell."""
-        row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(stats).items()}
+    def write(self, stats: FrameStats, extra: dict[str, float] | None = None) -> None:
+        """Append one row (``extra``: values of the extra fields); NaN is written as an empty cell."""
+        values = {**asdict(stats), **(extra or {})}
+        row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
         self._writer.writerow(row)
 
     def close(self) -> None:

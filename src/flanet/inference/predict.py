@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.evaluation.viewer import write_prediction_viewer
+from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
@@ -89,8 +90,12 @@ class _LastFrame:
             yield frame
 
 
-def _predict_video(segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool) -> dict:
+def _predict_video(
+    segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False
+) -> dict:
     """Segment one video into ``video_dir``; returns its summary entry."""
+    geometry = source_geometry(source, use_region=not full_frame)
+    measurements = MeasurementLog(geometry)
     masks_dir = video_dir / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
     frames = _LastFrame(source.frames())
@@ -100,15 +105,18 @@ def _predict_video(segmenter: VideoSegmenter, source: VideoSource, video_dir: Pa
     largest_area, largest_frame = 0, None
     start = time.perf_counter()
     try:
-        with FrameTableWriter(video_dir / "frames.csv") as table:
-            for result in segmenter.stream(frames):
+        with FrameTableWriter(video_dir / "frames.csv", geometry.columns) as table:
+            for result in segmenter.stream(geometry.model_frames(frames)):
                 rgb = as_rgb_frame(frames.frame, result.index)
+                result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
                 name = source.frame_names[result.index] if source.frame_names else f"{result.index:06d}"
                 stats = frame_stats(result, source=name)
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
                 writer.write(draw_overlay(rgb, result, stats))
-                table.write(stats)
+                measures = geometry.measure(result.mask)
+                table.write(stats, measures)
+                measurements.add(result.index, measures)
                 mask_path = masks_dir / f"{name}.png"
                 if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
                     raise OSError(f"{mask_path}: could not write the mask")
@@ -140,6 +148,7 @@ def _predict_video(segmenter: VideoSegmenter, source: VideoSource, video_dir: Pa
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
+        **measurements.summary(source),
     }
 
 
@@ -156,6 +165,7 @@ def predict_to_folder(
     split: str | None = None,
     progress: bool = True,
     backend: str = "pytorch",
+    full_frame: bool = False,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -171,6 +181,7 @@ def predict_to_folder(
         split: for a dataset root, segment only this split.
         progress: show a tqdm progress bar (frames/s).
         backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
+        full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
 
     Returns:
         The output folder.
@@ -195,7 +206,7 @@ def predict_to_folder(
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
         video_dir = out if len(sources) == 1 else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress))
+        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame))
     elapsed = time.perf_counter() - start
     total = sum(v["frames"] for v in videos)
     summary = {

@@ -1,7 +1,8 @@
-"""What ``flanet predict`` reads: a video file, a folder of frames, or a dataset root."""
+"""What ``flanet predict`` reads: a video file, a DICOM cine, a folder of frames, or a dataset root."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +11,12 @@ import numpy as np
 from natsort import natsorted
 
 from flanet.data import Video, discover, read_image
+from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
 from flanet.data.video_io import iter_video_frames, probe_video
 
 __all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "VideoSource", "resolve_sources"]
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -29,6 +33,7 @@ class VideoSource:
         frame_count: number of frames if known in advance (progress bar), else None.
         frame_names: file stem of every frame for frame folders (names of the mask PNGs),
             or None for video files (masks are then numbered).
+        dicom: what a DICOM cine's header says (region, calibration, withheld tags), else None.
     """
 
     id: str
@@ -37,13 +42,25 @@ class VideoSource:
     frame_count: int | None
     frame_names: list[str] | None
     _open: Callable[[], Iterator[np.ndarray]] = field(repr=False)
+    dicom: DicomInfo | None = None
 
     def frames(self) -> Iterator[np.ndarray]:
         """Iterate the RGB uint8 (H, W, 3) frames, one decoded at a time."""
         return self._open()
 
 
+def _dicom_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
+    info = probe_dicom(path)  # DataError for unreadable / truncated files; frames are decoded lazily
+    if info.fps is None:
+        log.warning("%s states no frame rate (FrameTime, CineRate, RecommendedDisplayFrameRate); "
+                    "using %g frames/s (--fps)", path, default_fps)
+    fps = info.fps or default_fps
+    return VideoSource(video_id, path, fps, info.frame_count, None, lambda: iter_dicom_frames(path), info)
+
+
 def _video_file_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
+    if is_dicom_file(path):
+        return _dicom_source(path, video_id, default_fps)
     info = probe_video(path)  # DataError for unreadable / zero-byte files
     fps = float(info.fps) if info.fps and info.fps > 0 else default_fps
     count = int(info.frame_count) if info.frame_count and info.frame_count > 0 else None
@@ -77,7 +94,7 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
     """Turn the INPUT of ``flanet predict`` into the videos to segment.
 
     Args:
-        input_path: a video file (mp4/avi/mov/mkv/m4v), a folder holding frame images
+        input_path: a video file (mp4/avi/mov/mkv/m4v), a DICOM file, a folder holding frame images
             directly, or a dataset root in any layout ``flanet.data.discover`` reads.
         fps: frame rate given to frame folders and to video files that do not state one.
         split: for a dataset root, the split to segment (None = every video).
@@ -91,10 +108,10 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
     if not path.exists():
         raise FileNotFoundError(f"{path}: input does not exist")
     if path.is_file():
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
+        if path.suffix.lower() not in VIDEO_SUFFIXES and not is_dicom_file(path):
             raise ValueError(
                 f"{path}: unsupported input file type {path.suffix!r}; give a video "
-                f"({', '.join(sorted(VIDEO_SUFFIXES))}), a folder of frames or a dataset root"
+                f"({', '.join(sorted(VIDEO_SUFFIXES))}), a DICOM cine (.dcm), a folder of frames or a dataset root"
             )
         return [_video_file_source(path, path.stem, fps)]
     frames = image_files(path)
