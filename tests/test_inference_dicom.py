@@ -158,3 +158,17 @@ def test_truncated_cine_is_a_clear_error_and_writes_nothing(
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("flanet predict: error: ") and "cut.dcm: truncated DICOM file" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_folder_of_cines_is_an_archive_with_millimetres(checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cines"
+    root.mkdir()
+    for name in ("case1", "case2"):
+        write_cine(root / f"{name}.dcm", _screen_frames(3), region=REGION, delta_cm=(0.01, 0.02))
+    base = ["predict", "--checkpoint", str(checkpoint), str(root), "--no-progress", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--threshold", "1e-6"]) == 0
+    rows = _rows(tmp_path / "a" / "case2" / "frames.csv")
+    assert float(rows[0]["area_mm2"]) == pytest.approx(48 * 36 * 0.02)
+    assert main([*base, "--out", str(tmp_path / "b"), "--full-frame"]) == 0
+    video = json.loads((tmp_path / "b" / "case1" / "summary.json").read_text())
+    assert video["model_region"] is None and video["measurement_unit"] == "mm"

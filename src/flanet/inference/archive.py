@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def _open_one(video_id: str, location: Path, fps: float) -> VideoSource:
     if len(sources) != 1:
         raise ValueError(f"{location}: a manifest row must be one video file or frame folder, found {len(sources)} videos")
     source = sources[0]
-    return VideoSource(video_id, source.location, source.fps, source.frame_count, source.frame_names, source._open)
+    return replace(source, id=video_id)
 
 
 def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None) -> list[ArchiveItem]:
@@ -137,7 +137,7 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
     final, partial = out / item.id, out / f".{item.id}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        entry = _predict_video(segmenter, item.open(), partial, progress)
+        entry = _predict_video(segmenter, item.open(), partial, progress, settings.get("full_frame", False))
         entry["output"] = str(final)
         _write_atomic(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
         if final.exists():  # only a folder of an older, non-archive run can be here unfinished
@@ -163,6 +163,7 @@ def predict_archive(
     split: str | None = None,
     progress: bool = True,
     backend: str = "pytorch",
+    full_frame: bool = False,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -200,7 +201,8 @@ def predict_archive(
         if group:
             torch.distributed.barrier()
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
-                             {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend},
+                             {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
+                              "full_frame": full_frame},
                              f"videos (rank {rank}/{world})" if world > 1 else "videos")
         if group:
             gathered: list[Any] = [None] * world
