@@ -172,3 +172,20 @@ def test_folder_of_cines_is_an_archive_with_millimetres(checkpoint: Path, tmp_pa
     assert main([*base, "--out", str(tmp_path / "b"), "--full-frame"]) == 0
     video = json.loads((tmp_path / "b" / "case1" / "summary.json").read_text())
     assert video["model_region"] is None and video["measurement_unit"] == "mm"
+
+
+def test_evaluate_scores_a_folder_of_cines(checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cines"
+    (root / "masks" / "case1").mkdir(parents=True)
+    frames = _screen_frames(4)
+    write_cine(root / "case1.dcm", frames, region=REGION)
+    for index in (1, 3):  # masks at full-frame size, numbered by frame
+        mask = np.zeros((48, 64), np.uint8)
+        mask[10:26, 8 + 4 * index : 24 + 4 * index] = 255
+        cv2.imwrite(str(root / "masks" / "case1" / f"{index:06d}.png"), mask)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--split", "all", "--out", str(out),
+            "--resamples", "20", "--no-progress", "--jobs", "1", "--num-workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_frames"] == 2 and metrics["num_videos"] == 1 and 0 <= metrics["dice"] <= 1
