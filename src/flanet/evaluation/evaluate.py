@@ -17,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from flanet import __version__
@@ -34,6 +33,7 @@ from flanet.evaluation.predictions import (
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
 from flanet.evaluation.viewer import ViewerCollector
+from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, 
 
 
 def _model_chunks(
-    model: nn.Module, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
+    model: VideoSegmentationModel, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
     batch_size: int, num_workers: int, save_dir: Path | None, progress: bool, mode: str,
 ) -> Iterator[Chunk]:
     """Model predictions with their ground truth at original size; optionally saved as PNGs."""
@@ -172,7 +172,7 @@ def _model_chunks(
 
 
 def evaluate_model(
-    model: nn.Module, video_set: VideoSet, split: str | None = "test", out: Path | None = None, *,
+    model: VideoSegmentationModel, video_set: VideoSet, split: str | None = "test", out: Path | None = None, *,
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
@@ -196,12 +196,12 @@ def evaluate_model(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing)
     if out is not None:
-        name = method or str(getattr(model, "config", {}).get("name", "model"))
-        kind = "video" if int(getattr(model, "num_frames", 1)) > 1 else "image"
+        name = method or str(model.config.get("name", "model"))
+        kind = "video" if model.num_frames > 1 else "image"
         full_context = {
             "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,
             "split": split or "all", "image_size": image_size, "device": str(dev), "threshold": settings.threshold,
-            "inference_mode": mode, "model_config": getattr(model, "config", None), **(context or {}),
+            "inference_mode": mode, "model_config": model.config, **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))

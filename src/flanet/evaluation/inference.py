@@ -23,12 +23,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
 from flanet.data.video_io import iter_video_frames
+from flanet.models.contract import VideoSegmentationModel
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
 
@@ -88,18 +88,18 @@ def logits_to_uint8(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return (torch.sigmoid(logits) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
 
 
-def check_image_size(model: nn.Module, image_size: int) -> None:
+def check_image_size(model: VideoSegmentationModel, image_size: int) -> None:
     """Raise ValueError unless ``image_size`` is a positive multiple of the model's ``size_multiple``."""
-    multiple = int(getattr(model, "size_multiple", 1))
+    multiple = model.size_multiple
     if image_size <= 0 or image_size % multiple:
         raise ValueError(f"image size {image_size} is not a positive multiple of {multiple}, which this model needs")
 
 
-def choose_mode(model: nn.Module, videos: list[Video], mode: str = "auto") -> str:
+def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = "auto") -> str:
     """``clips`` or ``stream``; ``auto`` streams a FLA-Net model when that needs fewer encoder passes."""
     if mode not in MODES:
         raise ValueError(f"inference mode must be one of {MODES}, got {mode!r}")
-    can_stream = int(getattr(model, "num_frames", 1)) > 1 and hasattr(model, "encode") and hasattr(model, "decode")
+    can_stream = model.num_frames > 1
     if mode == "stream" and not can_stream:
         raise ValueError("streaming needs a FLA-Net model (num_frames > 1 with encode/decode)")
     if mode != "auto":
@@ -117,7 +117,7 @@ def _annotated(video: Video) -> list[int]:
 
 
 def iter_model_predictions(
-    model: nn.Module,
+    model: VideoSegmentationModel,
     video_set: VideoSet,
     split: str | None,
     image_size: int,
@@ -176,7 +176,7 @@ def _runs_of_equal_size(indices: list[int], sizes: list[tuple[int, int]]) -> Ite
 
 
 def iter_streamed_predictions(
-    model: nn.Module,
+    model: VideoSegmentationModel,
     videos: list[Video],
     image_size: int,
     device: torch.device,

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from flanet.models.contract import VideoSegmentationModel
+
 __all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS"]
 
 FORMATS = ("onnx", "torchscript", "torch-export")
@@ -39,7 +41,7 @@ class ExportError(RuntimeError):
 class EncoderStep(nn.Module):
     """``model.encode`` on one frame, features returned as a flat tuple (one per level)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: VideoSegmentationModel) -> None:
         super().__init__()
         self.model = model
 
@@ -50,7 +52,7 @@ class EncoderStep(nn.Module):
 class DecoderStep(nn.Module):
     """``model.decode`` from flat per-level features of frames t, t-1, ... (current first)."""
 
-    def __init__(self, model: nn.Module, num_levels: int) -> None:
+    def __init__(self, model: VideoSegmentationModel, num_levels: int) -> None:
         super().__init__()
         self.model, self.num_levels = model, num_levels
 
@@ -62,7 +64,7 @@ class DecoderStep(nn.Module):
 class ClipStep(nn.Module):
     """Full forward on one clip (1, T, 3, S, S), frames current first."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: VideoSegmentationModel) -> None:
         super().__init__()
         self.model = model
 
@@ -125,7 +127,7 @@ def _export_part(name: str, module: nn.Module, args: tuple[torch.Tensor, ...], p
     }
 
 
-def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int = 352,
+def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", image_size: int = 352,
                  parts: str = "all", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``model``'s per-frame step(s) next to ``out`` and write ``<out stem>.json``.
 
@@ -147,7 +149,7 @@ def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int
     """
     if fmt not in FORMATS or parts not in ("all", "step", "streaming"):
         raise ValueError(f"format must be one of {FORMATS} and parts one of all/step/streaming")
-    if image_size % int(getattr(model, "size_multiple", 1)):
+    if image_size % model.size_multiple:
         raise ValueError(f"image_size {image_size} is not a multiple of {model.size_multiple}")
     dtype = next(model.parameters()).dtype
     if fmt == "onnx" and dtype == torch.bfloat16:
@@ -156,8 +158,8 @@ def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int
     model = model.cpu().eval()
     out = Path(out).with_suffix(SUFFIXES[fmt]) if not Path(out).suffix else Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    num_frames = int(getattr(model, "num_frames", 1))
-    streamable = num_frames > 1 and hasattr(model, "encode") and hasattr(model, "decode")
+    num_frames = model.num_frames
+    streamable = num_frames > 1
     generator = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, image_size, image_size, generator=generator).to(dtype)  # weights' dtype
     with torch.inference_mode():
@@ -184,7 +186,7 @@ def export_model(model: nn.Module, out: Path, fmt: str = "onnx", image_size: int
         "format": fmt, "image_size": image_size, "num_frames": num_frames, "dtype": str(dtype).removeprefix("torch."),
         "frame_order": "current first: [t, t-1, t-2]; at a video's start repeat the first frame",
         "input_normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"},
-        "model": getattr(model, "config", None), **(extra or {}), "parts": entries,
+        "model": model.config, **(extra or {}), "parts": entries,
     }
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from flanet.inference.threads import available_cpus
+from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["BACKENDS", "OnnxRunner", "onnx_providers", "onnx_cache_dir", "export_for_onnxruntime"]
 
@@ -62,7 +62,7 @@ def onnx_providers(device: str | torch.device | None = None) -> list[str]:
     return [*gpu, "CPUExecutionProvider"]
 
 
-def _cache_key(model: nn.Module, image_size: int) -> str:
+def _cache_key(model: VideoSegmentationModel, image_size: int) -> str:
     from flanet import __version__
     from flanet.models.checkpoint import state_digest
 
@@ -71,7 +71,7 @@ def _cache_key(model: nn.Module, image_size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def export_for_onnxruntime(model: nn.Module, image_size: int, cache_dir: Path | None = None) -> Path:
+def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache_dir: Path | None = None) -> Path:
     """Export ``model`` for this backend (or reuse a cached export); returns the manifest path.
 
     The export is written to a temporary folder and renamed into the cache when complete, so an
@@ -90,7 +90,7 @@ def export_for_onnxruntime(model: nn.Module, image_size: int, cache_dir: Path | 
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
     try:
         cpu_model = copy.deepcopy(model).cpu().float().eval()
-        streamable = int(getattr(model, "num_frames", 1)) > 1
+        streamable = model.num_frames > 1
         export_model(cpu_model, staging / "flanet.onnx", "onnx", image_size,
                      parts="streaming" if streamable else "step")
         try:

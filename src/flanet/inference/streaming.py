@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from flanet.data import to_model_input
 from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
 
@@ -119,7 +119,7 @@ class VideoSegmenter:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: VideoSegmentationModel,
         image_size: int = 352,
         device: str | torch.device | None = None,
         *,
@@ -130,7 +130,7 @@ class VideoSegmenter:
         onnx: str | Path | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        multiple = int(getattr(model, "size_multiple", 1))
+        multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
             raise ValueError(
                 f"image_size {image_size} must be a positive multiple of {multiple} for this model"
@@ -157,9 +157,8 @@ class VideoSegmenter:
         self.input_dtype = next(model.parameters()).dtype if self.runner is None else torch.float32
         self.image_size = image_size
         self.threshold = threshold
-        self.num_frames = int(getattr(model, "num_frames", 1))
-        has_streaming_api = hasattr(model, "encode") and hasattr(model, "decode")
-        self.reuse_features = reuse_features and self.num_frames > 1 and has_streaming_api
+        self.num_frames = model.num_frames
+        self.reuse_features = reuse_features and self.num_frames > 1
         if self.runner is not None:
             if self.reuse_features != self.runner.streaming:
                 raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
