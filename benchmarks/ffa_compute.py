@@ -76,8 +76,8 @@ def main() -> None:
     rows = []
     for compute, model in models.items():
         fusions = model.fusions
-        ffa_ms = _median_ms(lambda: [f(x) for f, x in zip(fusions, levels)], args.repeats)
-        decode_ms = _median_ms(lambda: model.decode(frames), args.repeats)
+        ffa_ms = _median_ms(lambda fusions=fusions: [f(x) for f, x in zip(fusions, levels)], args.repeats)
+        decode_ms = _median_ms(lambda model=model: model.decode(frames), args.repeats)
         rows.append({"compute": compute, "ffa_gflops_outside_convs": flops[compute], "ffa_ms": ffa_ms, "decode_ms": decode_ms})
     diff = (models["spatial"].decode(frames).mask_logits - models["fft"].decode(frames).mask_logits).abs().max()
     machine = {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from flanet import __version__
 
@@ -37,3 +38,13 @@ def test_help_of_every_command_imports_no_heavy_library() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported:"
+
+
+def test_code_passes_the_ruff_configuration() -> None:
+    """The lint rules in pyproject.toml ([tool.ruff]) hold for src/, tests/ and benchmarks/."""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "src", "tests", "benchmarks"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=root,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -128,7 +128,7 @@ def test_several_problems_are_all_reported(tmp_path):
     root = _good_tree(tmp_path)
     expected = [_break_unreadable(root), _break_missing_mask(root), _break_split(root)]
     report = check_dataset(root, progress=False)
-    for relative, severity, words in expected:
+    for relative, _severity, words in expected:
         assert any(p.path == root / relative and words in p.message for p in report.problems), report.format()
 
 

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
@@ -23,6 +22,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.data import ClipDataset, DataError, discover
 from flanet.data.check import check_dataset
 from flanet.data.dicom import Region, iter_dicom_frames, probe_dicom, read_dicom

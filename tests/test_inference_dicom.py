@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEGBaseline8Bit
 
+from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.cli import main
 from flanet.data.dicom import Region, iter_dicom_frames
 from flanet.inference import VideoSegmenter, predict_to_folder

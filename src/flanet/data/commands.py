@@ -42,7 +42,7 @@ def _split(args: argparse.Namespace) -> int:
         if name not in wanted and stale.exists():  # only reachable with --force
             stale.unlink()
             print(f"removed {stale} (ratio 0)")
-    for path, (name, members) in zip(written, wanted.items()):
+    for path, members in zip(written, wanted.values()):
         print(f"{path}: {len(members)} videos")
     if columns:
         print(f"stratified by: {', '.join(columns)}")

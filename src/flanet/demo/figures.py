@@ -20,7 +20,6 @@ from PIL import Image  # noqa: E402
 from flanet.colours import HEATMAP_RGB, MODEL_COLOURS, OTHER_MODEL_COLOUR, PREDICTION_RGB, TRUTH_RGB  # noqa: E402
 
 
-
 @dataclass(frozen=True)
 class CaseFrame:
     """One frame shown in the cases figure.

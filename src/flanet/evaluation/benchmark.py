@@ -159,9 +159,8 @@ def _header(config: str | Path, overrides: Sequence[str], split: str, title: str
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """Entry point of ``flanet benchmark``."""
-    from flanet.evaluation.evaluate import EvaluationSettings
-
     from flanet.evaluation.ablation import ABLATION_MODELS
+    from flanet.evaluation.evaluate import EvaluationSettings
 
     if args.ablation and args.models is not None:
         print("flanet benchmark: error: give --ablation or --models, not both (--ablation)", file=sys.stderr)

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from flanet.models.blocks import BConv
 
-
 FFA_COMPUTE = ("spatial", "fft")
 FFA_ATTENTION = ("per-group", "shared")
 
