@@ -12,14 +12,14 @@ from natsort import natsorted
 
 from flanet.data import Video, discover, read_image
 from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
+from flanet.data.images import is_image_file
+from flanet.data.layouts import VIDEO_EXTENSIONS
 from flanet.data.video_io import iter_video_frames, probe_video
 
-__all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "VideoSource", "resolve_sources"]
+__all__ = ["VideoSource", "resolve_sources"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def image_files(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, in natural order (frame_2 before frame_10)."""
     files = [
         p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and is_image_file(p) and not p.name.startswith(".")
     ]
     return natsorted(files, key=lambda p: p.name)
 
@@ -108,10 +108,10 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
     if not path.exists():
         raise FileNotFoundError(f"{path}: input does not exist")
     if path.is_file():
-        if path.suffix.lower() not in VIDEO_SUFFIXES and not is_dicom_file(path):
+        if path.suffix.lower() not in VIDEO_EXTENSIONS and not is_dicom_file(path):
             raise ValueError(
                 f"{path}: unsupported input file type {path.suffix!r}; give a video "
-                f"({', '.join(sorted(VIDEO_SUFFIXES))}), a DICOM cine (.dcm), a folder of frames or a dataset root"
+                f"({', '.join(sorted(VIDEO_EXTENSIONS))}), a DICOM cine (.dcm), a folder of frames or a dataset root"
             )
         return [_video_file_source(path, path.stem, fps)]
     frames = image_files(path)
