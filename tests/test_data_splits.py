@@ -59,7 +59,7 @@ def test_split_command_writes_lists_and_refuses_to_overwrite(tmp_path, capsys):
     assert Counter("malignant" if int(v[3:]) % 2 else "benign" for v in lists["train"]) == {"malignant": 2, "benign": 2}
     assert discover(root).splits == lists
     before = (root / "train_list.csv").read_text()
-    assert main(["data", "split", str(root), "--seed", "4"]) == 1
+    assert main(["data", "split", str(root), "--seed", "4"]) == 2
     assert "use --force" in capsys.readouterr().err
     assert (root / "train_list.csv").read_text() == before
     assert main(["data", "split", str(root), "--seed", "4", "--force", "--ratios", "1:0:1"]) == 0

@@ -83,7 +83,7 @@ def test_refuses_non_empty_output_and_cli(tmp_path, capsys):
     (tmp_path / "full" / "keep.txt").write_text("user data")
     with pytest.raises(DataError, match="not empty"):
         generate_dataset(tmp_path / "full", videos=1, frames=3, size=32)
-    assert main(["data", "synth", str(tmp_path / "full"), "--videos", "1", "--frames", "3", "--size", "32"]) == 1
+    assert main(["data", "synth", str(tmp_path / "full"), "--videos", "1", "--frames", "3", "--size", "32"]) == 2
     assert (tmp_path / "full" / "keep.txt").read_text() == "user data"
     arguments = ["--videos", "2", "--frames", "3", "--size", "32", "--seed", "4"]
     assert main(["data", "synth", str(tmp_path / "new"), *arguments]) == 0

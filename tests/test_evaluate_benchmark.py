@@ -41,6 +41,6 @@ def test_benchmark_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pyte
 
 def test_unknown_model_fails_before_training(tmp_path: Path, capsys) -> None:
     args = ["benchmark", "--data", str(tmp_path), "--models", "unet,nonsense", "--config", "cpu-small", "--out", str(tmp_path / "b")]
-    assert main(args) == 1
+    assert main(args) == 2
     assert "nonsense" in capsys.readouterr().err
     assert not (tmp_path / "b" / "runs").exists()

@@ -61,9 +61,9 @@ def test_image_baseline_uses_the_current_frame_only(setup: tuple[Path, Path]) ->
 def test_bad_image_size_and_missing_checkpoint_are_reported(setup: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, checkpoint = setup
     base = ["evaluate", "--data", str(data), "--split", "all", "--no-progress", "--jobs", "1", "--num-workers", "0"]
-    assert main([*base, "--checkpoint", str(checkpoint), "--image-size", "50", "--out", str(tmp_path / "a")]) == 1
+    assert main([*base, "--checkpoint", str(checkpoint), "--image-size", "50", "--out", str(tmp_path / "a")]) == 2
     assert "multiple of 32" in capsys.readouterr().err
-    assert main([*base, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")]) == 1
+    assert main([*base, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")]) == 2
     assert "none.pt" in capsys.readouterr().err
 
 

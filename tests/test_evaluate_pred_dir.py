@@ -88,7 +88,7 @@ def test_missing_wrong_size_and_extra_files_are_named(dataset: tuple[Path, Path]
     _write(preds / "caseB" / "002.png", np.zeros((10, 10), np.uint8))
     _write(preds / "caseB" / "stray.png", np.zeros(SIZE, np.uint8))
     args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-progress", "--jobs", "1"]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "missing" in err and str(preds / "caseA" / "001.png") in err
     assert "wrong size" in err and str(preds / "caseB" / "002.png") in err and "10x10" in err
@@ -103,7 +103,7 @@ def test_resize_pred_scores_wrong_sized_predictions_and_extra_files_only_warn(da
     _write(preds / "notes" / "stray.png", np.zeros(SIZE, np.uint8))
     out = tmp_path / "eval"
     args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--out", str(out), "--no-progress", "--jobs", "1", "--resamples", "50"]
-    assert main(args) == 1  # wrong size without --resize-pred
+    assert main(args) == 2  # wrong size without --resize-pred
     assert main([*args, "--resize-pred"]) == 0
     check = (out / "prediction_check.txt").read_text()
     assert "002.png" in check and "stray.png" in check
@@ -113,8 +113,8 @@ def test_resize_pred_scores_wrong_sized_predictions_and_extra_files_only_warn(da
 def test_output_inside_the_inputs_is_refused(dataset: tuple[Path, Path], capsys) -> None:
     data, preds = dataset
     args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--no-progress", "--jobs", "1"]
-    assert main([*args, "--out", str(preds / "eval")]) == 1
-    assert main([*args, "--out", str(data)]) == 1
+    assert main([*args, "--out", str(preds / "eval")]) == 2
+    assert main([*args, "--out", str(data)]) == 2
     assert "overlaps the input" in capsys.readouterr().err
     assert not (preds / "eval").exists()
 
@@ -122,7 +122,7 @@ def test_output_inside_the_inputs_is_refused(dataset: tuple[Path, Path], capsys)
 def test_unknown_split_is_a_clear_error(dataset: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, preds = dataset
     args = ["evaluate", "--pred-dir", str(preds), "--data", str(data), "--split", "val", "--out", str(tmp_path / "e")]
-    assert main(args) == 1
+    assert main(args) == 2
     assert "no split 'val'" in capsys.readouterr().err
 
 

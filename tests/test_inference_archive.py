@@ -106,7 +106,7 @@ def test_cli_folder_of_videos_refuses_a_foreign_output(checkpoint: Path, tmp_pat
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     args = ["predict", str(folder), "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress"]
-    assert main([*args, "--out", str(foreign)]) == 1
+    assert main([*args, "--out", str(foreign)]) == 2
     assert "not written by" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "keep"
     assert main([*args, "--out", str(tmp_path / "o")]) == 0
     assert "2 of 2 videos done (0 from an earlier run), 6 frames" in capsys.readouterr().out

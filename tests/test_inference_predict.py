@@ -190,15 +190,15 @@ def test_cli_predict_and_its_errors(
     args = ["predict", "--checkpoint", str(checkpoint), str(video), "--out", str(tmp_path / "o"), "--no-progress", "--device", "cpu"]
     assert main(args) == 0
     assert "3 frames" in capsys.readouterr().out
-    assert main(args) == 1
+    assert main(args) == 2
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
     monkeypatch.chdir(tmp_path)
     assert main(args[:3] + ["--no-progress", "--device", "cpu", "scan.mp4"]) == 0
     assert (tmp_path / "scan-flanet" / "overlay.mp4").is_file()
     missing = ["predict", "--checkpoint", str(tmp_path / "none.pt"), str(video), "--out", str(tmp_path / "p")]
-    assert main(missing) == 1
-    assert "none.pt: checkpoint not found" in capsys.readouterr().err
+    assert main(missing) == 2
+    assert f"flanet predict: error: checkpoint not found ({tmp_path / 'none.pt'})" in capsys.readouterr().err
 
 
 def test_image_size_comes_from_the_training_metadata() -> None:

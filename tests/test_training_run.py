@@ -174,9 +174,9 @@ def test_bad_input_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:
         train("cpu-small", tiny_overrides(data_root, tmp_path / "used"))
 
 
-def test_cli_reports_bad_input_with_exit_status_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cli_reports_bad_input_with_exit_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--config", "cpu-small", "optim.lrr=1"]) == 2
-    assert "did you mean 'optim.lr'" in caplog.text
+    assert "did you mean 'optim.lr'" in capsys.readouterr().err
     assert main(["train", "--config", "cpu-small", f"data.root={tmp_path / 'none'}"]) == 2
     assert main(["train", "--resume", str(tmp_path / "none")]) == 2
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from flanet import __version__
+from flanet.errors import BAD_INPUT, report
 
 # Modules that each define ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit status."""
+    """Run the CLI; returns the process exit status.
+
+    A command that raises ends with one line ``flanet <command>: error: <what> (<file or key>)``
+    and status 2 (bad input or usage) or 1 (a run that failed), see :mod:`flanet.errors`; with
+    ``-v`` the traceback is printed first.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -50,12 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not hasattr(args, "func"):
         parser.print_help()
-        return 2
+        return BAD_INPUT
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"flanet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - every failure ends in the one error contract
+        return report(args.command, error, args.verbose)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from flanet.data.errors import DataError
 from flanet.data.splits import SPLIT_NAMES, make_splits, parse_ratios, split_list_path, write_split_lists
 
 
@@ -58,17 +56,6 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func):  # turn DataError into a clear message and exit status 1
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DataError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``flanet data`` with its ``check``, ``split`` and ``synth`` sub-commands."""
     data = subparsers.add_parser("data", help="check data sets, write split lists, make synthetic videos")
@@ -81,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--strict", action="store_true", help="also fail on warnings")
     check.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count, max 8)")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    check.set_defaults(func=_guard(_check))
+    check.set_defaults(func=_check)
 
     split = commands.add_parser("split", help="write train/val/test lists by video")
     split.add_argument("root", type=Path, help="data set folder; the lists are written there")
@@ -91,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--stratify-by", nargs="*", default=None, metavar="COLUMN",
                        help="label columns (default all; give none to turn stratification off)")
     split.add_argument("--force", action="store_true", help="overwrite existing split lists")
-    split.set_defaults(func=_guard(_split))
+    split.set_defaults(func=_split)
 
     synth = commands.add_parser("synth", help="write a synthetic breast-ultrasound video set (authors' layout)")
     synth.add_argument("out", type=Path, help="output folder (missing or empty)")
@@ -100,4 +87,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--size", type=int, default=128)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    synth.set_defaults(func=_guard(_synth))
+    synth.set_defaults(func=_synth)

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from flanet.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 1350  # = flanet.demo.pipeline.DEFAULT_STEPS (kept here so --help imports no torch; tested)
@@ -31,20 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``flanet demo``; exit status 2 for bad input, 1 when training stops on a problem."""
-    from flanet.data import DataError
+    """Run ``flanet demo``; errors reach :func:`flanet.cli.main` (2 bad input, 1 training stopped)."""
     from flanet.demo.pipeline import DemoSettings, run_demo
-    from flanet.training import ConfigError, TrainingError
 
     if args.steps < 1:
-        log.error("--steps must be at least 1, got %s", args.steps)
-        return 2
-    try:
-        run_demo(args.out, DemoSettings(steps=args.steps, seed=args.seed), force=args.force)
-    except (FileExistsError, ConfigError, DataError) as error:
-        log.error("%s", error)
-        return 2
-    except TrainingError as error:
-        log.error("%s", error)
-        return 1
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    run_demo(args.out, DemoSettings(steps=args.steps, seed=args.seed), force=args.force)
     return 0

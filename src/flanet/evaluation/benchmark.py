@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from flanet.errors import UsageError
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -163,19 +164,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
     from flanet.evaluation.evaluate import EvaluationSettings
 
     if args.ablation and args.models is not None:
-        print("flanet benchmark: error: give --ablation or --models, not both (--ablation)", file=sys.stderr)
-        return 2
+        raise UsageError("give --ablation or --models, not both (--ablation)")
     names = ",".join(ABLATION_MODELS) if args.ablation else (args.models or DEFAULT_MODELS)
     models = [m.strip() for m in names.split(",") if m.strip()]
-    try:
-        benchmark(
-            args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
-            device=args.device, batch_size=args.batch_size,
-            settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), ablation=args.ablation,
-        )
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # incl. TrainingError
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    benchmark(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)
+        args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
+        device=args.device, batch_size=args.batch_size,
+        settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), ablation=args.ablation,
+    )
     table = "ablation.md" if args.ablation else "benchmark.md"
     print((args.out / table).read_text(encoding="utf-8"))
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
+
+from flanet.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ def print_summary(metrics: dict, out: Path) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Entry point of ``flanet evaluate``; exit status 0, or 1 for unusable input."""
-    from flanet.data.errors import DataError
+    """Entry point of ``flanet evaluate``; errors reach :func:`flanet.cli.main` (exit status 2 bad input)."""
     from flanet.evaluation.evaluate import (
         EvaluationSettings,
         PredictionFolderError,
@@ -85,17 +85,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
     try:
         if args.checkpoint is not None:
-            from flanet.models.checkpoint import CheckpointError
-
-            try:
-                result = evaluate_checkpoint(
-                    args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
-                    batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
-                    method=args.name, mode=args.mode, settings=settings,
-                )
-            except CheckpointError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
+            result = evaluate_checkpoint(
+                args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
+                batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
+                method=args.name, mode=args.mode, settings=settings,
+            )
         else:
             if args.save_pred:
                 log.warning("--save-pred has no effect with --pred-dir")
@@ -103,12 +97,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 args.pred_dir, args.data, args.split, out, resize=args.resize_pred, method=args.name, settings=settings
             )
     except PredictionFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
         if error.check.wrong_size and not args.resize_pred:
-            print("(use --resize-pred to resize predictions to the ground-truth size)", file=sys.stderr)
-        return 1
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+            raise UsageError(f"{error}; use --resize-pred to resize predictions to the ground-truth size") from error
+        raise
     print_summary(result.metrics, out)
     return 0

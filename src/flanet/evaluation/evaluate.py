@@ -22,7 +22,8 @@ from tqdm import tqdm
 from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
-from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions, resolve_device
+from flanet.devices import resolve_device
+from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions
 from flanet.evaluation.predictions import (
     PredictionCheck,
     check_predictions,

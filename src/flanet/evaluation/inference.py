@@ -74,13 +74,6 @@ def _chunk(video: str, indices: list[int], logits: torch.Tensor, heatmap: torch.
     return PredictionChunk(video, indices, logits_to_uint8(logits, size), heat, heatmap_peaks(heatmap.float(), size))
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when available (or the device asked for), else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def logits_to_uint8(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """Resize (N, 1, S, S) mask logits to (H, W), sigmoid, quantise: (N, H, W) uint8 ``round(255 p)``."""
     if tuple(logits.shape[-2:]) != size:

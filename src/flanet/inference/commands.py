@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 __all__ = ["register"]
@@ -15,27 +14,19 @@ log = logging.getLogger(__name__)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from flanet.data import DataError
-    from flanet.inference.archive import ArchiveError, is_archive_input, predict_archive
-    from flanet.inference.export import ExportError
+    from flanet.inference.archive import is_archive_input, predict_archive
     from flanet.inference.predict import predict_to_folder
-    from flanet.models.checkpoint import CheckpointError
 
     input_path = Path(args.input)
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
     out = Path(args.out) if args.out else Path.cwd() / default_name
     archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
-    try:
-        out_dir = (predict_archive if archive else predict_to_folder)(
-            args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
-            device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
-            progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
-        )
-    except (ArchiveError, CheckpointError, DataError, ExportError, FileNotFoundError, FileExistsError, ValueError,
-            OSError) as error:
-        print(f"flanet predict: error: {error}", file=sys.stderr)
-        return 1
+    out_dir = (predict_archive if archive else predict_to_folder)(
+        args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
+        device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
+        progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
+    )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
@@ -51,16 +42,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from flanet.inference.export import ExportError, export_checkpoint
-    from flanet.models.checkpoint import CheckpointError
+    from flanet.inference.export import export_checkpoint
 
-    try:
-        manifest = export_checkpoint(
-            args.checkpoint, Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
-        )
-    except (CheckpointError, ExportError, FileExistsError, ValueError) as error:
-        print(f"flanet export: error: {error}", file=sys.stderr)
-        return 1
+    manifest = export_checkpoint(
+        args.checkpoint, Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
+    )
     for part in manifest["parts"]:
         print(f"{part['name']}: {part['file']} (max |diff| vs PyTorch {part['max_abs_diff']:.2e})")
     return 0

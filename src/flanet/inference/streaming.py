@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from flanet.data import to_model_input
+from flanet.devices import resolve_device
 from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
 from flanet.models.contract import VideoSegmentationModel
 
@@ -139,13 +140,14 @@ class VideoSegmenter:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.runner: OnnxRunner | None = None
+        device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
         if backend == "onnxruntime":
             manifest = onnx or export_for_onnxruntime(model, image_size)
             self.runner = OnnxRunner(manifest, onnx_providers(device))
             if self.runner.image_size != image_size:
                 raise ValueError(f"{manifest}: exported for image size {self.runner.image_size}, not {image_size}")
             device = "cpu"  # inputs and outputs of the sessions are host arrays
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.dtype = dtype
         if channels_last is None:
             channels_last = self.device.type == "cpu" and self.runner is None

@@ -77,6 +77,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Reads and validates a checkpoint file without building the model."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(str(p.relative_to(path)) for p in path.glob("**/*.pt"))[:3]
+        hint = f"; inside: {', '.join(found)}" if found else ""
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give e.g. RUN/checkpoints/best.pt{hint})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
@@ -97,8 +101,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: damaged or truncated checkpoint ({err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path}: not a flanet checkpoint (no 'format': '{FORMAT}'); "
-            "Lightning resume files live in the run folder's lightning/ directory"
+            f"{path}: not a flanet checkpoint (no 'format': '{FORMAT}'); a run's resume state "
+            "(checkpoints/resume.ckpt) is for `flanet train --resume`, its weights are in checkpoints/best.pt"
         )
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this flanet")

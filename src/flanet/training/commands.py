@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from flanet.errors import UsageError
 from flanet.training.config import shipped_configs
 
 log = logging.getLogger(__name__)
@@ -31,23 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``flanet train``; prints the run folder. Exit status 2 for bad input, 1 for a stop."""
-    from flanet.data import DataError
-    from flanet.models import CheckpointError
-    from flanet.training.config import ConfigError
-    from flanet.training.run import TrainingError, global_rank, train
+    """Run ``flanet train``; prints the run folder. Errors reach :func:`flanet.cli.main`
+    (exit status 2 for bad input, 1 for a stopped run)."""
+    from flanet.training.run import global_rank, train
 
     if args.config is None and args.resume is None:
-        log.error("give --config RECIPE_OR_FILE (or --resume RUN_DIR)")
-        return 2
-    try:
-        run_dir = train(args.config, args.overrides, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, ValueError) as error:
-        log.error("%s", error)
-        return 2
-    except TrainingError as error:
-        log.error("%s", error)
-        return 1
+        raise UsageError("give --config RECIPE_OR_FILE (or --resume RUN_DIR)")
+    run_dir = train(args.config, args.overrides, resume=args.resume)
     if global_rank() == 0:
         print(run_dir)
     return 0

@@ -155,6 +155,7 @@ def load_config(
         _merge(config, _read_recipe(name_or_path, ()), "")
     for item in overrides:
         key, value = _split_override(item)
+        key, value = _into_free_form(config, key, value)
         _merge(config, _nest(key, value), "")
     _validate(config)
     return config
@@ -214,6 +215,21 @@ def _split_override(item: str) -> tuple[str, Any]:
         return key.strip(), parse_value(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"override '{item}': value is not valid YAML: {error}") from error
+
+
+def _into_free_form(config: Mapping[str, Any], dotted: str, value: Any) -> tuple[str, Any]:
+    """``model.options.head_channels=32`` -> ``model.options`` = the current options with that key set."""
+    for free in FREE_FORM_KEYS:
+        if dotted.startswith(f"{free}."):
+            current = _lookup(config, free)
+            merged = copy.deepcopy(dict(current)) if isinstance(current, Mapping) else {}
+            node = merged
+            *parents, last = dotted[len(free) + 1:].split(".")
+            for part in parents:
+                node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
+            node[last] = value
+            return free, merged
+    return dotted, value
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.models import SegmentationOutput, create_model
+from flanet.training.config import ConfigError
 from flanet.training.model_defaults import resolve_model_defaults
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,15 @@ class NonFiniteLossError(RuntimeError):
 def build_model(config: Mapping[str, Any]) -> nn.Module:
     """Create the model of a training configuration's ``model`` section."""
     section = config["model"]
-    return create_model(
-        section["name"],
-        encoder=section["encoder"],
-        encoder_weights=section["encoder_weights"],
-        **dict(section["options"]),
-    )
+    try:
+        return create_model(
+            section["name"],
+            encoder=section["encoder"],
+            encoder_weights=section["encoder_weights"],
+            **dict(section["options"]),
+        )
+    except TypeError as error:  # an option the model does not take, or one of the wrong kind
+        raise ConfigError(f"config key 'model.options' does not fit model {section['name']!r}: {error}") from error
 
 
 class FLANetModule(pl.LightningModule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +22,7 @@ from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
+from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
 from flanet.training.resume import AtomicCheckpointIO, InvocationTimer, ResumeState, parse_max_time
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def train(
         if run_dir is None:
             raise ValueError("train() needs a config (or resume= a run folder)")
         config = run_dir / "config.yaml"
-    resolved = resolve_model_defaults(load_config(config, overrides))
+    resolved = with_absolute_root(resolve_model_defaults(load_config(config, overrides)))
+    check_settings(resolved)
     warning = random_encoder_warning(resolved)
     if warning is not None and global_rank() == 0:
         log.warning("%s", warning)
@@ -77,20 +79,28 @@ def train(
     module = FLANetModule(resolved)
     if resume_ckpt is not None:
         _check_resume_model(resume_ckpt, module.model.config)
+        created = False
     else:
         run_dir = _new_run_dir(resolved)
+        claimed = resolved["output"]["run_dir"] is None and run_dir.is_dir() and not any(run_dir.iterdir())
+        created = global_rank() == 0 and (claimed or not run_dir.exists())
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(resolved, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # ranks started by Lightning's launcher share it
-    trainer = _build_trainer(resolved, run_dir)
-    data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_neighbour=module.use_neighbour)
+    trainer = None
     try:
+        trainer = _build_trainer(resolved, run_dir)
+        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_neighbour=module.use_neighbour)
         trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
-    except NonFiniteLossError as error:
-        last = run_dir / "checkpoints" / "last.pt"
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no epoch had finished, no checkpoint"
-        raise TrainingError(f"training stopped: {error}; {kept}. Try a lower optim.lr") from error
+    except BaseException as error:
+        if created and (trainer is None or trainer.global_step == 0):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume: leave no folder behind
+        if isinstance(error, NonFiniteLossError):
+            last = run_dir / "checkpoints" / "last.pt"
+            kept = f"last good checkpoint kept: {last}" if last.exists() else "no epoch had finished, no checkpoint"
+            raise TrainingError(f"training stopped: {error}; {kept}. Try a lower optim.lr") from error
+        raise
     log.info("run folder: %s", run_dir)
     return run_dir
 
@@ -168,8 +178,10 @@ def _new_run_dir(config: Mapping[str, Any]) -> Path:
         multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1
         if multi_process and job == "none":
             raise ValueError("distributed launch without a shared run id: set output.run_dir=/shared/path/run")
-        stamp = f"job{job}" if multi_process else time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(config["output"]["dir"]) / f"{config['name']}-{stamp}"
+        name = run_name(config)
+        if not multi_process:
+            return claim_new_run_dir(Path(config["output"]["dir"]), name)
+        run_dir = Path(config["output"]["dir"]) / f"{name}-job{job}"
     if global_rank() == 0 and (run_dir / "config.yaml").exists():
         raise ValueError(f"{run_dir}: a run folder already exists here; choose another output.run_dir "
                          f"or continue it with --resume {run_dir}")
@@ -198,6 +210,9 @@ def _locate_resume(resume: str | Path) -> tuple[Path, Path]:
 
 def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
     """Refuse a resume checkpoint written for another model configuration."""
+    if ckpt.stat().st_size == 0:
+        raise CheckpointError(f"{ckpt}: resume checkpoint is empty (0 bytes; written by a flanet older than "
+                              "its atomic saves?): restart the run, or resume from a copy of an intact file")
     try:
         stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get(MODEL_CONFIG_KEY)
     except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file

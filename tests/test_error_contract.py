@@ -1,0 +1,144 @@
+"""One error contract: ``flanet <command>: error: <what> (<file or key>)``, exit 2 / 1, no traceback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from flanet.cli import main
+from flanet.data.synth import generate_dataset
+from flanet.models import create_model, save_checkpoint
+from flanet.training.config import dump_config, load_config
+from flanet.training.preflight import claim_new_run_dir
+from flanet.training.resume import AtomicCheckpointIO
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+
+
+def error_line(capsys: pytest.CaptureFixture, command: str) -> str:
+    """The single stderr line of a failed command (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("flanet ")]
+    assert len(lines) == 1 and re.fullmatch(rf"flanet {command}: error: .+", lines[0]), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("synth") / "data", videos=4, frames=5, size=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
+                         decoder_channels=[64, 32, 24, 16], head_channels=16)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
+
+
+def train_args(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", "--config", "cpu-small", f"data.root={data_root}", "data.image_size=64",
+            "trainer.progress_bar=false", f"output.dir={tmp_path / 'runs'}", *extra]
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("model.options={foo: 1}", "model.options"),
+    ("trainer.max_time=abc", "trainer.max_time"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.epochs=-1", "trainer.epochs"),
+    ("trainer.max_steps=-5", "trainer.max_steps"),
+    ("name=../../x", "name"),
+    ("data.image_size=0", "data.image_size"),
+])
+def test_bad_training_settings_are_one_line_naming_the_key_and_leave_no_folder(
+    override: str, key: str, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(train_args(data_root, tmp_path, override)) == 2
+    assert error_line(capsys, "train").endswith(f"({key})")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path.parent / "x").exists()
+
+
+@NO_GPU
+def test_gpu_accelerator_without_a_gpu_is_bad_input(data_root: Path, tmp_path: Path, capsys) -> None:
+    assert main(train_args(data_root, tmp_path, "trainer.accelerator=gpu")) == 2
+    assert "no CUDA GPU" in error_line(capsys, "train")
+
+
+@NO_GPU
+def test_device_cuda_without_a_gpu_is_bad_input(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    video = tmp_path / "frames"
+    generate_dataset(tmp_path / "d", videos=1, frames=3, size=64, seed=0)
+    video = next((tmp_path / "d" / "img_list").iterdir())
+    assert main(["predict", "--checkpoint", str(checkpoint), str(video), "--out", str(tmp_path / "o"),
+                 "--device", "cuda", "--no-progress"]) == 2
+    assert "--device cuda asked for a CUDA GPU, but none is available" in error_line(capsys, "predict")
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_such(checkpoint: Path, data_root: Path, tmp_path: Path,
+                                                       capsys) -> None:
+    # Before: "checkpoint not found" for a folder that exists.
+    assert main(["evaluate", "--checkpoint", str(checkpoint.parent), "--data", str(data_root),
+                 "--out", str(tmp_path / "e"), "--no-progress"]) == 2
+    line = error_line(capsys, "evaluate")
+    assert "is a folder, not a checkpoint file" in line and "model.pt" in line
+
+
+def test_an_empty_resume_file_is_named_as_such(data_root: Path, tmp_path: Path, capsys) -> None:
+    # Before: "mmap can only be used with files saved with torch.save(..., _use_new_zipfile_serialization=True)"
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    dump_config(load_config("cpu-small", [f"data.root={data_root}"]), run_dir / "config.yaml")
+    (run_dir / "checkpoints" / "resume.ckpt").write_bytes(b"")
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "resume checkpoint is empty (0 bytes" in error_line(capsys, "train")
+
+
+def test_a_symlink_loop_in_a_data_tree_is_named(data_root: Path, tmp_path: Path, capsys) -> None:
+    tree = tmp_path / "data"
+    generate_dataset(tree, videos=2, frames=3, size=32, seed=0)
+    loop = next((tree / "img_list").iterdir()) / "loop"
+    loop.symlink_to(loop.name)
+    assert main(["data", "check", str(tree)]) == 2
+    assert error_line(capsys, "data").endswith(f"symbolic link loop ({loop})")
+
+
+def test_verbose_shows_the_traceback(data_root: Path, tmp_path: Path, capsys) -> None:
+    assert main(["-v", *train_args(data_root, tmp_path, "trainer.max_time=abc")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("flanet train: error: ")
+
+
+def test_same_second_runs_get_distinct_folders(tmp_path: Path) -> None:
+    first, second = claim_new_run_dir(tmp_path, "x"), claim_new_run_dir(tmp_path, "x")
+    assert first != second and first.is_dir() and second.is_dir() and second.name.startswith(first.name)
+
+
+def test_run_failing_before_its_first_step_leaves_no_folder(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()  # exists, but holds no data set: fails in the data module's setup
+    assert main(train_args(tmp_path / "empty", tmp_path)) == 2
+    error_line(capsys, "train")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_full_disk_during_training_fails_the_run_with_one_line_and_keeps_an_absolute_root(
+    data_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: AtomicCheckpointIO, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", full)
+    monkeypatch.chdir(data_root.parent)  # a relative data.root ...
+    args = ["train", "--config", "cpu-small", f"data.root={data_root.name}", "data.image_size=64",
+            "trainer.progress_bar=false", f"output.run_dir={tmp_path / 'run'}", "trainer.epochs=1",
+            "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
+    assert main(args) == 1
+    assert "no space left on device" in error_line(capsys, "train")
+    # ... is stored absolute, so --resume works from any folder
+    assert load_config(tmp_path / "run" / "config.yaml")["data"]["root"] == str(data_root.resolve())
