@@ -142,3 +142,39 @@ def test_full_disk_during_training_fails_the_run_with_one_line_and_keeps_an_abso
     assert "no space left on device" in error_line(capsys, "train")
     # ... is stored absolute, so --resume works from any folder
     assert load_config(tmp_path / "run" / "config.yaml")["data"]["root"] == str(data_root.resolve())
+
+
+def test_predict_failing_half_way_leaves_its_folder_marked_incomplete(
+    checkpoint: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flanet.inference.predict as predict
+
+    generate_dataset(tmp_path / "d", videos=1, frames=3, size=64, seed=0)
+    video = next((tmp_path / "d" / "img_list").iterdir())
+    args = ["predict", "--checkpoint", str(checkpoint), str(video), "--device", "cpu", "--no-progress"]
+
+    def disk_full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "o" / "viewer.html"))
+
+    monkeypatch.setattr(predict, "write_prediction_viewer", disk_full)
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    error_line(capsys, "predict")
+    assert (tmp_path / "o" / "INCOMPLETE").is_file()
+    monkeypatch.undo()
+    assert main([*args, "--out", str(tmp_path / "o"), "--force"]) == 0
+    assert not (tmp_path / "o" / "INCOMPLETE").exists() and (tmp_path / "o" / "summary.json").is_file()
+
+
+def test_evaluate_failing_half_way_leaves_its_folder_marked_incomplete(
+    checkpoint: Path, data_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flanet.evaluation.evaluate as evaluate
+
+    def broken(*a: object, **k: object) -> None:
+        raise RuntimeError("report writer failed")
+
+    monkeypatch.setattr(evaluate, "write_evaluation", broken)
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data_root), "--out", str(tmp_path / "e"),
+                 "--no-progress", "--jobs", "1", "--resamples", "10", "--num-workers", "0"]) == 1
+    assert "report writer failed" in error_line(capsys, "evaluate")
+    assert (tmp_path / "e" / "INCOMPLETE").is_file() and not (tmp_path / "e" / "metrics.json").exists()

@@ -55,3 +55,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+#: Name of the file that marks an output folder whose command has not finished (yet, or ever).
+INCOMPLETE = "INCOMPLETE"
+
+
+def mark_incomplete(folder: Path, command: str) -> None:
+    """Mark ``folder`` as being written by ``command``; :func:`mark_complete` removes the mark.
+
+    A command that fails or is killed half-way thus leaves a folder that says so, instead of
+    one that looks finished.
+    """
+    atomic_write_text(Path(folder) / INCOMPLETE, f"{command} has not finished writing this folder: "
+                      "it stopped or is still running; rerun it to complete the outputs\n")
+
+
+def mark_complete(folder: Path) -> None:
+    """Remove the mark of :func:`mark_incomplete` (the last step of a command that succeeded)."""
+    (Path(folder) / INCOMPLETE).unlink(missing_ok=True)

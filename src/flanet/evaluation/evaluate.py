@@ -23,6 +23,7 @@ from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
+from flanet.fileio import mark_complete, mark_incomplete
 from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions
 from flanet.evaluation.predictions import (
     PredictionCheck,
@@ -187,6 +188,8 @@ def evaluate_model(
     """
     split = resolve_split(video_set, split)
     out = prepare_out_dir(out, [video_set.root]) if out is not None else None
+    if out is not None:
+        mark_incomplete(out, "flanet evaluate")
     save_dir = out / "predictions" if (out is not None and save_pred) else None
     dev = resolve_device(device)
     mode = choose_mode(model, video_set.subset(split), mode)
@@ -207,6 +210,7 @@ def evaluate_model(
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
         _write_viewer(out, viewer, result, by_id, name)  # type: ignore[arg-type]
+        mark_complete(out)
     return result
 
 
@@ -255,6 +259,8 @@ def evaluate_prediction_folder(
     if check.wrong_size:
         log.warning("resizing %d prediction(s) to their ground-truth size", len(check.wrong_size))
     out = prepare_out_dir(out, [video_set.root, pred_dir]) if out is not None else None
+    if out is not None:
+        mark_incomplete(out, "flanet evaluate")
     total = sum(len(scored_indices(video)) for video in videos)
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(_folder_chunks(pred_dir, videos, resize), video_set, settings, total, viewer, pixel_spacing)
@@ -269,4 +275,5 @@ def evaluate_prediction_folder(
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
         _write_viewer(out, viewer, result, by_id, method or pred_dir.name)  # type: ignore[arg-type]
+        mark_complete(out)
     return result, check

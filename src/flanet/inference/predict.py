@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
+from flanet.fileio import mark_complete, mark_incomplete
 from flanet.evaluation.viewer import write_prediction_viewer
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
@@ -202,6 +203,7 @@ def predict_to_folder(
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
     out = prepare_output_dir(Path(out_dir), input_path, force)
+    mark_incomplete(out, "flanet predict")
     videos = []
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
@@ -219,4 +221,5 @@ def predict_to_folder(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     write_prediction_viewer(out, sources, videos)
+    mark_complete(out)
     return out
