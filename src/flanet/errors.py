@@ -44,7 +44,9 @@ def exit_status(error: BaseException) -> int:
     if names & _BAD_SETTING_CLASSES:
         return BAD_INPUT
     if isinstance(error, OSError):
-        return BAD_INPUT if error.errno in _INPUT_ERRNOS or isinstance(error, FileNotFoundError) else FAILED_RUN
+        by_class = isinstance(error, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                                      PermissionError))
+        return BAD_INPUT if by_class or error.errno in _INPUT_ERRNOS else FAILED_RUN
     return BAD_INPUT if isinstance(error, ValueError) else FAILED_RUN
 
 
