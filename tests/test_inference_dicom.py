@@ -156,7 +156,7 @@ def test_truncated_cine_is_a_clear_error_and_writes_nothing(
     out = tmp_path / "out"
     code = main(["predict", "--checkpoint", str(checkpoint), str(cut), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
-    assert code != 0 and err.startswith("flanet predict: error: ") and "cut.dcm: truncated DICOM file" in err
+    assert code == 2 and err.startswith("flanet predict: error: truncated DICOM file") and f"({cut})" in err
     assert "Traceback" not in err and not out.exists()
 
 
