@@ -21,7 +21,6 @@ from flanet.data import (
     discover,
     gaussian_heatmap,
     mask_bbox,
-    negative_indices,
 )
 from flanet.data.augment import add_noise, apply_photometric, sample_transform, transform_box
 
@@ -200,10 +199,6 @@ def test_unmasked_frames_are_context_only(tmp_path):
     assert len(dataset) == 2 and dataset[1]["frame_index"] == 3
     torch.testing.assert_close(_grey(dataset[1]["frames"]), torch.tensor([80.0, 60.0, 40.0]), atol=0.5, rtol=0)
 
-
-def test_negative_indices_pick_another_video():
-    assert negative_indices(torch.tensor([0, 0, 1, 1, 2])).tolist() == [2, 2, 4, 4, 0]
-    assert negative_indices(torch.tensor([5, 5])).tolist() == [-1, -1]
 
 
 def test_dataloader_batches_and_video_files(tmp_path):

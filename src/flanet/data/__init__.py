@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "flanet.data.augment": ("AugmentConfig",),
         "flanet.data.bboxes": ("mask_bbox",),
-        "flanet.data.clips": ("ClipDataset", "clip_frame_indices", "negative_indices"),
+        "flanet.data.clips": ("ClipDataset", "clip_frame_indices"),
         "flanet.data.errors": ("DataError", "Problem"),
         "flanet.data.images": ("IMAGENET_MEAN", "IMAGENET_STD", "read_image", "read_mask", "to_model_input"),
         "flanet.data.labels": ("read_labels",),

@@ -12,7 +12,7 @@ identity. Edge policy before the first frame of a video:
 With ``with_neighbour=True`` a sample holds ``[t, t-1, t-2, t-3]``, so the model's
 ``forward_windows`` gives the predictions for ``t`` and ``t-1`` while encoding each frame once
 (contrastive loss, paper Eq. 1); the negative comes from another video of the batch
-(:func:`negative_indices`). Eq. (1) compares the *predicted* heatmap of ``t-1``: the neighbour is
+(:func:`flanet.losses.nearest_other_video`). Eq. (1) compares the *predicted* heatmap of ``t-1``: the neighbour is
 an input, not a target, so the target frames are the same with or without it (a previous frame
 without a mask is fine). The sample says whether ``t-1`` is a usable positive: ``prev_distinct``
 (False at the first frame of a video under the causal policy, where "t-1" repeats t) and
@@ -54,24 +54,6 @@ def clip_frame_indices(t: int, num_frames: int, length: int, edge: str = "causal
     indices = t - offsets
     fallback = np.zeros_like(indices) if edge == "causal" else np.minimum(t + offsets, num_frames - 1)
     return np.where(indices < 0, fallback, indices)
-
-
-def negative_indices(video_index: torch.Tensor) -> torch.Tensor:
-    """For each batch item, the next item (cyclically) from a different video; -1 when there is none.
-
-    Args:
-        video_index: ``(B,)`` video index of each batch item.
-
-    Returns:
-        ``(B,)`` int64 indices into the batch.
-    """
-    size = video_index.shape[0]
-    positions = torch.arange(size, device=video_index.device)
-    offsets = (positions[None, :] - positions[:, None]) % size  # (B, B): distance j - i, cyclic
-    other = video_index[None, :] != video_index[:, None]
-    offsets = torch.where(other, offsets, torch.full_like(offsets, size))
-    best = offsets.argmin(dim=1)
-    return torch.where(other.any(dim=1), best, torch.full_like(best, -1))
 
 
 class ClipDataset(Dataset):
