@@ -1,4 +1,4 @@
-"""Localisation targets: the Gaussian heatmap at the lesion's bbox centre (paper Sec. 2.3).
+"""Localisation targets: the Gaussian heatmap at the lesion's bbox centre (paper Section 3.2).
 
 The heatmap is computed at the training resolution, after resizing and augmentation, as
 ``exp(-d^2 / (2 sigma^2))`` with ``d`` the distance from a pixel centre to the bbox centre

@@ -1,4 +1,4 @@
-"""Video inference: streaming segmentation, ``flanet predict``, export and benchmarks (issue 6)."""
+"""Video inference: streaming segmentation, ``flanet predict``, export and benchmarks."""
 
 from flanet._lazy import lazy_exports
 

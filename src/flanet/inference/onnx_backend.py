@@ -1,6 +1,6 @@
 """ONNX Runtime backend of :class:`~flanet.inference.VideoSegmenter` (exported encoder + decoder).
 
-The streaming loop is the one of the PyTorch backend (paper, Sec. 2: frame t is predicted from
+The streaming loop is the one of the PyTorch backend (paper, Sec. 3, Fig. 2: frame t is predicted from
 ``[I_t, I_{t-1}, I_{t-2}]``): each frame goes once through the exported ``encoder`` part, its
 per-level features are kept in the segmenter's ring buffer, and the exported ``decoder`` part
 predicts from the last three feature sets (:mod:`flanet.inference.export`). Image baselines run

@@ -1,6 +1,6 @@
-"""Streaming video segmentation: one encoder pass per frame, features reused (issue 6).
+"""Streaming video segmentation: one encoder pass per frame, features reused.
 
-FLA-Net predicts frame ``t`` from the clip ``[I_t, I_{t-1}, I_{t-2}]`` (paper, Sec. 2).
+FLA-Net predicts frame ``t`` from the clip ``[I_t, I_{t-1}, I_{t-2}]`` (paper, Sec. 3, Fig. 2).
 Evaluated clip by clip, every frame of a video goes through the encoder three times.
 :class:`VideoSegmenter` encodes each incoming frame once with ``model.encode``, keeps the
 per-frame features of the last ``num_frames`` frames in a ring buffer, and calls
