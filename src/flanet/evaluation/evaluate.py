@@ -23,7 +23,6 @@ from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
-from flanet.fileio import mark_complete, mark_incomplete
 from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions
 from flanet.evaluation.predictions import (
     PredictionCheck,
@@ -35,6 +34,7 @@ from flanet.evaluation.predictions import (
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
 from flanet.evaluation.viewer import ViewerCollector
+from flanet.fileio import mark_complete, mark_incomplete
 from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.fileio import mark_complete, mark_incomplete
 from flanet.evaluation.viewer import write_prediction_viewer
+from flanet.fileio import mark_complete, mark_incomplete
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
