@@ -178,3 +178,20 @@ def test_evaluate_failing_half_way_leaves_its_folder_marked_incomplete(
                  "--no-progress", "--jobs", "1", "--resamples", "10", "--num-workers", "0"]) == 1
     assert "report writer failed" in error_line(capsys, "evaluate")
     assert (tmp_path / "e" / "INCOMPLETE").is_file() and not (tmp_path / "e" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("option", [["--threshold", "1.5"], ["--threshold", "nan"], ["--threshold", "-0.1"],
+                                    ["--fps", "0"], ["--fps", "-2"], ["--image-size", "0"]])
+def test_impossible_predict_options_are_refused_by_name(option: list[str], tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "--checkpoint", str(tmp_path / "m.pt"), str(tmp_path), *option])
+    assert stop.value.code == 2
+    assert f"flanet predict: error: argument {option[0]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--threshold", "2"], ["--image-size", "0"]])
+def test_impossible_evaluate_options_are_refused_by_name(option: list[str], tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data", str(tmp_path), *option])
+    assert stop.value.code == 2
+    assert f"flanet evaluate: error: argument {option[0]}" in capsys.readouterr().err

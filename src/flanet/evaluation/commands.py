@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from flanet.argtypes import positive_int, unit_interval
 from flanet.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
     parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
-    parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's training size, else 352)")
+    parser.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's training size, else 352)")
     parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
                         help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
     parser.add_argument("--batch-size", type=int, default=8, help="clips (clips mode) or frames (stream mode) per forward pass (default: 8)")
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--jobs", type=int, default=default_jobs(),
                         help=f"processes scoring the VPS protocol in parallel (default here: {default_jobs()})")
-    parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the standard protocol (default: 0.5)")
+    parser.add_argument("--threshold", type=unit_interval, default=0.5, help="threshold of the standard protocol (default: 0.5)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")

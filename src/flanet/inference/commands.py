@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from flanet.argtypes import positive_float, positive_int, unit_interval
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
-    p.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's, else 352)")
+    p.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's, else 352)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default 0.5)")
-    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
+    p.add_argument("--threshold", type=unit_interval, default=0.5, help="mask probability threshold (default 0.5)")
+    p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
@@ -98,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
     e.add_argument("--parts", default="all", choices=["all", "step", "streaming"],
                    help="step: full 3-frame step; streaming: encoder + decoder; all (default): both")
-    e.add_argument("--image-size", type=int, help="fixed input size (default: the checkpoint's, else 352)")
+    e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
