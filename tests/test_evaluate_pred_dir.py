@@ -139,3 +139,18 @@ def test_flanet_predict_folders_are_accepted(dataset: tuple[Path, Path], tmp_pat
     check = (out / "prediction_check.txt").read_text()
     assert "missing" not in check and "extra" not in check  # frames.csv next to masks/ is not a prediction
     assert json.loads((out / "metrics.json").read_text())["num_frames"] == 8
+
+
+def test_binary_png_predictions_saved_as_0_and_1_are_scored_as_masks(dataset: tuple[Path, Path]) -> None:
+    # Before: {0, 1} PNGs were read as probabilities of at most 1/255: Dice 0.000, exit status 0.
+    from flanet.evaluation.evaluate import EvaluationSettings, evaluate_prediction_folder
+
+    data, preds = dataset
+    settings = EvaluationSettings(resamples=10, progress=False, jobs=1)
+    scores = {}
+    for high in (255, 1):  # the same binary masks, saved as {0, 255} and as {0, 1}
+        for path in preds.rglob("*.png"):
+            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(path), (image > 127).astype(np.uint8) * high)
+        scores[high] = evaluate_prediction_folder(preds, data, "test", None, settings=settings)[0].metrics["dice"]
+    assert scores[255] > 0.3 and scores[1] == pytest.approx(scores[255], abs=1e-9)

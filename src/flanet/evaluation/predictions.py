@@ -134,11 +134,17 @@ def check_predictions(pred_dir: Path, videos: list[Video], all_video_ids: set[st
 
 
 def read_prediction(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a prediction PNG as uint8 (H, W); resized (bilinear) to ``size`` (H, W) when given."""
+    """Read a prediction PNG as uint8 (H, W); resized (bilinear) to ``size`` (H, W) when given.
+
+    Values are ``round(255 p)``; a binary mask saved as {0, 1} (not {0, 255}, as many tools write
+    it) is read as a mask, i.e. its 1s become 255.
+    """
     data = read_bytes(path)
     grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if grey is None:
         raise ValueError(f"{path}: not a readable image")
+    if grey.max() == 1:  # {0, 1}: a binary mask, not probabilities of at most 1/255
+        grey = grey * np.uint8(255)
     if size is not None and grey.shape != size:
         grey = cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return grey
