@@ -48,3 +48,19 @@ def test_code_passes_the_ruff_configuration() -> None:
         capture_output=True, text=True, timeout=120, check=False, cwd=root,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_library_never_imports_a_command_module() -> None:
+    """Only ``flanet.cli`` imports ``*.commands`` modules: the library is usable without the command line."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "src" / "flanet"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[-1] == "commands"]
+    assert offenders == []

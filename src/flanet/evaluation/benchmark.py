@@ -38,7 +38,7 @@ ROW_KEYS: tuple[str, ...] = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``benchmark`` sub-command."""
-    from flanet.evaluation.commands import default_jobs
+    from flanet.evaluation.parallel import default_jobs
 
     parser = subparsers.add_parser(
         "benchmark",

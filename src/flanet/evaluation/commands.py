@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from flanet.argtypes import positive_int, unit_interval
 from flanet.errors import UsageError
+from flanet.evaluation.parallel import default_jobs
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from flanet.evaluation import benchmark
 
     benchmark.register(subparsers)
-
-
-def default_jobs() -> int:
-    """Worker processes for scoring: the CPUs this process may use, minus one, at most 8."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cpus - 1))
 
 
 def _default_out(args: argparse.Namespace) -> Path:
