@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from flanet.cli import main
-from flanet.demo import DemoSettings, prepare_demo_dir, run_demo
+from flanet.demo import DemoSettings, run_demo
 from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, plan_steps
 from flanet.demo.compare import paired_dice
 from flanet.demo.figures import read_step_losses
-from flanet.demo.pipeline import OUTPUT_MARKER
 from flanet.demo.report import fmt, fmt_ci, signed
+from flanet.fileio import output_marker, prepare_output_folder
 
 TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, progress=False)
 
@@ -92,16 +92,16 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="--force"):
-        prepare_demo_dir(foreign, force=False)
+        prepare_output_folder(foreign, "demo", force=False)
     with pytest.raises(FileExistsError, match="not written by `flanet demo`"):
-        prepare_demo_dir(foreign, force=True)
+        prepare_output_folder(foreign, "demo", force=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert main(["demo", "--out", str(foreign)]) == 2
     earlier = tmp_path / "earlier"
-    prepare_demo_dir(earlier, force=False)
+    prepare_output_folder(earlier, "demo", force=False)
     (earlier / "old.txt").write_text("old")
-    assert prepare_demo_dir(earlier, force=True) == earlier.resolve()
-    assert sorted(p.name for p in earlier.iterdir()) == [OUTPUT_MARKER]
+    assert prepare_output_folder(earlier, "demo", force=True) == earlier.resolve()
+    assert sorted(p.name for p in earlier.iterdir()) == [output_marker("demo")]
 
 
 def test_plan_steps_is_whole_epochs_of_the_asked_steps() -> None:

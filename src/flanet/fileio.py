@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -74,3 +75,56 @@ def mark_incomplete(folder: Path, command: str) -> None:
 def mark_complete(folder: Path) -> None:
     """Remove the mark of :func:`mark_incomplete` (the last step of a command that succeeded)."""
     (Path(folder) / INCOMPLETE).unlink(missing_ok=True)
+
+
+def output_marker(command: str) -> str:
+    """Name of the file that marks a folder as written by ``flanet <command>``."""
+    return f".flanet-{command}"
+
+
+def prepare_output_folder(
+    out: str | Path, command: str, *, inputs: Sequence[str | Path] = (), force: bool = False, reuse: bool = False
+) -> Path:
+    """Create the output folder of ``flanet <command>``: the one guard of every command that writes a folder.
+
+    Nothing the user gave us is touched: a folder that is, lies inside or contains one of
+    ``inputs`` is refused, and so is a non-empty folder that ``flanet <command>`` did not write
+    (its marker file, :func:`output_marker`, is missing), even with ``force``.
+
+    Args:
+        out: the folder (created with its parents).
+        command: the command writing it (``predict``, ``evaluate``, ``demo``).
+        inputs: files and folders the command reads.
+        force: replace an earlier output of the command (deleted first).
+        reuse: write into an earlier output of the command (resume; files are overwritten).
+
+    Returns:
+        The resolved folder, with its marker written.
+
+    Raises:
+        ValueError: the folder overlaps an input.
+        FileExistsError: the folder is not empty and was not written by the command, or is an
+            earlier output and neither ``force`` nor ``reuse`` is given.
+    """
+    resolved = Path(out).resolve()
+    for source in (Path(p).resolve() for p in inputs):
+        if resolved == source or source in resolved.parents:
+            where = "it is the input" if resolved == source else "it lies inside the input"
+        elif resolved in source.parents:
+            where = "it contains the input"
+        else:
+            continue
+        raise ValueError(f"{out}: output folder overlaps the input {source} ({where}); choose another --out")
+    marker = resolved / output_marker(command)
+    if resolved.exists() and (not resolved.is_dir() or any(resolved.iterdir())):
+        if not (force or reuse):
+            raise FileExistsError(f"{out}: output folder exists and is not empty; use --force to replace it")
+        if not marker.is_file():
+            raise FileExistsError(
+                f"{out}: exists but was not written by `flanet {command}`; refusing to touch it even with --force"
+            )
+        if not reuse:
+            shutil.rmtree(resolved)
+    resolved.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, f"written by flanet {command}\n")
+    return resolved

@@ -9,6 +9,6 @@ from flanet._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "flanet.demo.pipeline": ("DemoSettings", "prepare_demo_dir", "run_demo"),
+        "flanet.demo.pipeline": ("DemoSettings", "run_demo"),
     },
 )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,12 +41,12 @@ from flanet.demo.figures import (
 )
 from flanet.demo.report import verdict, write_report
 from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
+from flanet.fileio import prepare_output_folder
 from flanet.inference import predict_to_folder
 from flanet.models import load_checkpoint
 from flanet.training import load_config, train
 from flanet.training.callbacks import read_metrics
 
-OUTPUT_MARKER = ".flanet-demo"
 DEMO_CONFIG = "demo"
 MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
     "flanet": ("FLA-Net", "3 frames"),
@@ -82,25 +81,6 @@ class DemoSettings:
     encoder: str | None = None
     resamples: int = 2000
     progress: bool = True
-
-
-def prepare_demo_dir(out: Path, force: bool) -> Path:
-    """Create the output folder; an existing non-empty one is replaced only with ``force`` and
-    only when an earlier demo wrote it.
-
-    Raises:
-        FileExistsError: the folder exists and is not empty (without ``force``), or was not
-            written by ``flanet demo`` (with ``force``).
-    """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise FileExistsError(f"{out}: output folder exists and is not empty; use --force to replace it")
-        if not (out / OUTPUT_MARKER).is_file():
-            raise FileExistsError(f"{out}: exists but was not written by `flanet demo`; refusing to delete it even with --force")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUTPUT_MARKER).write_text("written by flanet demo\n", encoding="utf-8")
-    return out.resolve()
 
 
 def machine_description() -> dict[str, Any]:
@@ -272,9 +252,9 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     """Run the whole demo into ``out`` and return the path of ``report.html``.
 
     Raises:
-        FileExistsError: see :func:`prepare_demo_dir`.
+        FileExistsError: see :func:`flanet.fileio.prepare_output_folder`.
     """
-    out = prepare_demo_dir(Path(out), force)
+    out = prepare_output_folder(out, "demo", force=force)
     stages = _Stages(7, say)
     root = out / "data"
     stages.run("data", f"generating {settings.videos} synthetic ultrasound videos", lambda: generate_dataset(

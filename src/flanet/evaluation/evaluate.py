@@ -34,12 +34,11 @@ from flanet.evaluation.predictions import (
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
 from flanet.evaluation.viewer import ViewerCollector
-from flanet.fileio import mark_complete, mark_incomplete
+from flanet.fileio import mark_complete, mark_incomplete, prepare_output_folder
 from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)
 
-OUTPUT_MARKER = ".flanet-evaluate"
 
 
 class PredictionFolderError(ValueError):
@@ -69,19 +68,6 @@ class EvaluationSettings:
     seed: int = 0
     progress: bool = True
     jobs: int = 1
-
-
-def prepare_out_dir(out: Path, inputs: list[Path]) -> Path:
-    """Create ``out``; refuse a folder inside (or containing) an input, or a foreign non-empty folder."""
-    resolved = out.resolve()
-    for source in (p.resolve() for p in inputs):
-        if resolved == source or source in resolved.parents or resolved in source.parents:
-            raise ValueError(f"{out}: output folder overlaps the input {source}; choose another --out")
-    if resolved.exists() and any(resolved.iterdir()) and not (resolved / OUTPUT_MARKER).is_file():
-        raise FileExistsError(f"{out}: exists, is not empty and was not written by `flanet evaluate`; choose another --out")
-    resolved.mkdir(parents=True, exist_ok=True)
-    (resolved / OUTPUT_MARKER).write_text("written by flanet evaluate\n", encoding="utf-8")
-    return resolved
 
 
 def resolve_split(video_set: VideoSet, split: str | None) -> str | None:
@@ -187,7 +173,7 @@ def evaluate_model(
     ``video id -> (row mm, column mm)`` for the localisation error in millimetres.
     """
     split = resolve_split(video_set, split)
-    out = prepare_out_dir(out, [video_set.root]) if out is not None else None
+    out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
     save_dir = out / "predictions" if (out is not None and save_pred) else None
@@ -228,7 +214,7 @@ def evaluate_checkpoint(
     size = image_size or image_size_from_metadata(loaded.metadata)
     video_set = discover(data)
     if out is not None:
-        prepare_out_dir(out, [video_set.root, checkpoint])
+        prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
@@ -258,7 +244,7 @@ def evaluate_prediction_folder(
         raise PredictionFolderError(check)
     if check.wrong_size:
         log.warning("resizing %d prediction(s) to their ground-truth size", len(check.wrong_size))
-    out = prepare_out_dir(out, [video_set.root, pred_dir]) if out is not None else None
+    out = prepare_output_folder(out, "evaluate", inputs=[video_set.root, pred_dir], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
     total = sum(len(scored_indices(video)) for video in videos)

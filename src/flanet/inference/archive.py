@@ -38,7 +38,8 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.inference.predict import OUTPUT_MARKER, _predict_video, image_size_from_metadata, prepare_output_dir
+from flanet.fileio import prepare_output_folder
+from flanet.inference.predict import _predict_video, image_size_from_metadata
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter
 
@@ -233,14 +234,10 @@ def _init_group() -> bool:
 
 def _open_output(out: Path, input_path: Path, force: bool) -> None:
     """A new output folder, or an existing archive to resume (never a folder of the user's)."""
-    if force or not out.exists() or not any(out.iterdir()):
-        prepare_output_dir(out, input_path, force)
+    resuming = not force and out.is_dir() and any(out.iterdir())
+    prepare_output_folder(out, "predict", inputs=[input_path], force=force, reuse=not force)
+    if not resuming:
         return
-    if not (out / OUTPUT_MARKER).is_file():
-        raise FileExistsError(f"{out}: exists but was not written by `flanet predict`; choose another --out")
-    resolved, source = out.resolve(), input_path.resolve()
-    if resolved == source or source in resolved.parents or resolved in source.parents:
-        raise ValueError(f"{out}: output folder overlaps the input {input_path}; choose another --out")
     log.info("%s: resuming (finished videos are kept; --force starts again)", out)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,17 +27,17 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.evaluation.viewer import write_prediction_viewer
-from flanet.fileio import mark_complete, mark_incomplete
+from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
 
-__all__ = ["predict_to_folder", "prepare_output_dir", "image_size_from_metadata", "OUTPUT_MARKER"]
+__all__ = ["predict_to_folder", "image_size_from_metadata", "OUTPUT_MARKER"]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_MARKER = ".flanet-predict"  # marks a folder written by predict; only such folders are replaced by force
+OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
 
 
 def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
@@ -50,32 +49,6 @@ def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352
         if isinstance(candidate, int) and candidate > 0:
             return candidate
     return default
-
-
-def prepare_output_dir(out_dir: Path, input_path: Path, force: bool) -> Path:
-    """Create the output folder, refusing anything that could touch the user's input.
-
-    Raises:
-        ValueError: ``out_dir`` is the input, lies inside an input folder, or contains the input.
-        FileExistsError: ``out_dir`` exists and is not empty, without ``force``; or with
-            ``force`` but it was not written by ``flanet predict`` (no marker file).
-    """
-    out, source = out_dir.resolve(), input_path.resolve()
-    if out == source or (source.is_dir() and source in out.parents):
-        raise ValueError(f"{out_dir}: output folder lies inside the input {input_path}; choose another --out")
-    if out in source.parents:
-        raise ValueError(f"{out_dir}: output folder contains the input {input_path}; choose another --out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise FileExistsError(f"{out_dir}: output folder exists and is not empty; use --force to replace it")
-        if not (out / OUTPUT_MARKER).is_file():
-            raise FileExistsError(
-                f"{out_dir}: exists but was not written by `flanet predict`; refusing to delete it even with --force"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUTPUT_MARKER).write_text("written by flanet predict\n", encoding="utf-8")
-    return out
 
 
 class _LastFrame:
@@ -202,7 +175,7 @@ def predict_to_folder(
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
-    out = prepare_output_dir(Path(out_dir), input_path, force)
+    out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
     mark_incomplete(out, "flanet predict")
     videos = []
     start = time.perf_counter()
