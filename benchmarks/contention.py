@@ -1,0 +1,118 @@
+"""Streaming throughput with and without one competing busy process, per thread setting.
+
+Each (setting, backend) runs twice in a fresh worker process: alone, then while one extra
+process spins on a CPU (``while True: pass``, the "one competing busy process" of issue 15).
+The worker streams ``--frames`` synthetic frames through ``VideoSegmenter`` (batch 1, random
+weights) after ``--warmup`` frames and reports output frames/s; the table gives the ratio
+busy / alone. Settings (environment of the worker, set before torch loads):
+
+* ``flanet``: what ``flanet`` commands set (``flanet.inference.threads.configure_process``:
+  threads = available CPUs, ``GOMP_SPINCOUNT`` capped);
+* ``omp-default``: libgomp's defaults (``OMP_*``/``GOMP_*`` unset), torch threads = CPUs;
+* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once);
+* ``1-thread``: ``OMP_NUM_THREADS=1``.
+
+    python benchmarks/contention.py --encoder res2net50_26w_4s --frames 6 --out bench-contention.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OMP_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+SETTINGS = ("flanet", "omp-default", "passive", "1-thread")
+
+
+def _env(setting: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in OMP_KEYS}
+    if setting == "flanet":
+        from flanet.inference.threads import configure_process
+
+        configure_process(env)
+    elif setting == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif setting == "1-thread":
+        env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _worker(encoder: str, size: int, frames: int, warmup: int, backend: str) -> dict:
+    import numpy as np
+    import torch
+
+    from flanet.inference import VideoSegmenter
+    from flanet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("flanet", encoder=encoder, encoder_weights=None)
+    segmenter = VideoSegmenter(model, size, "cpu", backend=backend)
+    rng = np.random.default_rng(0)
+    pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
+    stream = segmenter.stream(pool[i % 4] for i in range(warmup + frames))
+    for _ in range(warmup):
+        next(stream)
+    start = time.perf_counter()
+    for _ in stream:
+        pass
+    seconds = time.perf_counter() - start
+    return {"fps": frames / seconds, "threads": torch.get_num_threads(),
+            "env": {k: os.environ.get(k) for k in OMP_KEYS}}
+
+
+def _measure(setting: str, backend: str, args: argparse.Namespace, busy: bool) -> dict:
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        command = [sys.executable, __file__, "--worker", "--encoder", args.encoder, "--size", str(args.size),
+                   "--frames", str(args.frames), "--warmup", str(args.warmup), "--backend", backend]
+        done = subprocess.run(command, env=_env(setting), capture_output=True, text=True, check=True)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="res2net50_26w_4s")
+    parser.add_argument("--size", type=int, default=352)
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    parser.add_argument("--backends", nargs="+", default=["pytorch"], choices=["pytorch", "onnxruntime"])
+    parser.add_argument("--out", type=Path, default=Path("bench-contention.json"))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="pytorch", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args.encoder, args.size, args.frames, args.warmup, args.backend)))
+        return
+    load_start, rows = os.getloadavg(), []
+    for backend in args.backends:
+        for setting in args.settings:
+            alone = _measure(setting, backend, args, busy=False)
+            busy = _measure(setting, backend, args, busy=True)
+            rows.append({"backend": backend, "setting": setting, "alone_fps": alone["fps"], "busy_fps": busy["fps"],
+                         "ratio": busy["fps"] / alone["fps"], "threads": alone["threads"], "env": alone["env"]})
+            print(f"{backend:11s} {setting:12s} alone {alone['fps']:6.2f}  busy {busy['fps']:6.2f} frames/s  "
+                  f"ratio {rows[-1]['ratio']:.2f}", flush=True)
+    report = {"encoder": args.encoder, "size": args.size, "frames": args.frames, "warmup": args.warmup,
+              "cpus": len(os.sched_getaffinity(0)), "load_average_start": load_start,
+              "load_average_end": os.getloadavg(), "results": rows}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nload average {load_start} -> {report['load_average_end']}\n")
+    print("| backend | setting | threads | alone frames/s | with 1 busy process | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backend']} | {r['setting']} | {r['threads']} | {r['alone_fps']:.2f} | {r['busy_fps']:.2f} | "
+              f"{r['ratio']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
