@@ -47,3 +47,22 @@ def test_run_bench_writes_json_and_appends_a_markdown_section(tmp_path: Path) ->
     assert text.startswith("# Benchmarks\n\nsomeone else's section\n")
     assert "| resnet18 | streaming |" in text and "| resnet18 | clip |" in text
     assert "MALLOC_MMAP_THRESHOLD_=4294967296" in text
+
+
+def test_bench_end_to_end_and_authors_rows_with_ratios(tmp_path: Path) -> None:
+    replica = Path(__file__).resolve().parents[1] / "benchmarks" / "authors_model_replica.py"
+    docs = tmp_path / "benchmarks.md"
+    report = run_bench(["resnet18"], image_size=64, frames=2, runs=1, warmup=0, devices=["cpu"],
+                       json_path=tmp_path / "b.json", markdown=docs, backends=["pytorch"], end_to_end=True,
+                       authors=replica)
+    rows = {(r["mode"], r["backend"]): r for r in report["results"]}
+    assert list(rows) == [("authors", "pytorch"), ("streaming", "pytorch"), ("clip", "pytorch"),
+                          ("end-to-end", "pytorch")]
+    authors = rows["authors", "pytorch"]
+    for record in report["results"]:
+        assert record["fps"] > 0 and math.isclose(record["x_authors"], record["fps"] / authors["fps"])
+    streaming = rows["streaming", "pytorch"]
+    assert streaming["decode_ms"] > 0 and streaming["frame_ms"] > 0 and streaming["decode_share"] > 0
+    assert rows["end-to-end", "pytorch"]["video_size"] == [640, 480]
+    text = docs.read_text()
+    assert "| cpu | default | resnet18 | pytorch | end-to-end |" in text and "| x authors |" in text

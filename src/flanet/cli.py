@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     and status 2 (bad input or usage) or 1 (a run that failed), see :mod:`flanet.errors`; with
     ``-v`` the traceback is printed first.
     """
+    from flanet.inference.threads import configure_process
+
+    configure_process()  # thread count and OpenMP spinning, before any command loads torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
+
 __all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
 
 TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
@@ -69,8 +71,14 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     device = torch.device(config["device"])
     size, n_frames = config["image_size"], config["frames"]
+    backend = config.get("backend", "pytorch")
+    if config["mode"] == "authors":
+        return {**config, **authors_fps(Path(config["authors"]), config), "machine": machine_description()}
     model = create_model("flanet", encoder=config["encoder"], encoder_weights=None)
-    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "streaming")
+    if config["mode"] == "end-to-end":
+        return {**config, **end_to_end_fps(model, config), "machine": machine_description(),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "streaming", backend=backend)
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     x = torch.randn(1, 3, size, size, device=device)
@@ -95,8 +103,10 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     seconds = [one_run() for _ in range(config["runs"])]
     median = statistics.median(seconds)
+    share = decode_share(segmenter, pool) if segmenter.reuse_features else {}
     return {
         **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
+        "backend": backend, **share,
         "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
         "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_model_mb": rss_loaded,
@@ -140,20 +150,40 @@ def _markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
+        if r["mode"] not in MODES:
+            continue
         cuda = f"{r['cuda_peak_allocated_mb']:.0f}" if r["cuda_peak_allocated_mb"] is not None else "-"
+        mode = r["mode"] if r.get("backend", "pytorch") == "pytorch" else f"{r['mode']} ({r['backend']})"
         lines.append(
-            f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r['mode']} | {r['fps']:.2f} | "
+            f"| {r['device']} | {r['allocator']} | {r['encoder']} | {mode} | {r['fps']:.2f} | "
             f"{r['ms_per_frame']:.1f} | {r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} "
             f"({r['rss_after_model_mb']:.0f}) | {cuda} |"
         )
     lines.append("")
+    if any(r["mode"] not in MODES or r.get("x_authors") for r in report["results"]):
+        lines += [
+            "Per backend, model only (streaming) and end to end (`predict_to_folder` on a synthetic 640x480 mp4: "
+            "decoding, preprocessing, model, resizing, masks, overlay video, CSV), beside the authors' "
+            "architecture (clip by clip, model only) measured in the same run; fusion + decoders = the median "
+            "time of one `decode` of cached features over that of a whole streamed frame.\n",
+            "| device | allocator | encoder | backend | measured | output frames/s | x authors | fusion + decoders |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in report["results"]:
+            ratio = f"{r['x_authors']:.2f}" if r.get("x_authors") else "-"
+            share = (f"{r['decode_ms']:.1f} ms = {100 * r['decode_share']:.0f} %" if r.get("decode_share") else "-")
+            lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r.get('backend', 'pytorch')} | "
+                         f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} |")
+        lines.append("")
     lines += [f"- {key}: streaming is {value:.2f}x clip-by-clip throughput" for key, value in report["speedup"].items()]
     return "\n".join(lines) + "\n"
 
 
 def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, runs: int = 5, warmup: int = 1,
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
-              markdown: Path | None = None, allocators: Sequence[str] = ("default",)) -> dict[str, Any]:
+              markdown: Path | None = None, allocators: Sequence[str] = ("default",),
+              backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
+              authors: Path | None = None) -> dict[str, Any]:
     """Run every configuration in a fresh process, print a table, write JSON and markdown.
 
     Args:
@@ -167,6 +197,11 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         markdown: file a section is appended to (None: do not write).
         allocators: "default" (this process's environment) and/or "tuned" (workers get
             ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
+        backends: "pytorch" and/or "onnxruntime": a model-only streaming row each (with the
+            share of the fusion + decoders in a frame).
+        end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend.
+        authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):
+            adds its clip-by-clip row and every row's ratio to it (same run, same machine).
 
     Returns:
         The report written to ``json_path``.
@@ -178,21 +213,29 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
         allocator_envs[allocator] = {k: env.get(k) for k in TUNED_MALLOC_ENV}
         for device in devices:
+            jobs = [("authors", "authors", "pytorch")] if authors is not None else []
             for encoder in encoders:
-                for mode in MODES:
-                    config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
-                              "frames": frames, "runs": runs, "warmup": warmup}
-                    record = {**_run_worker(config, env), "allocator": allocator}
-                    print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:9s} {record['fps']:7.2f} frames/s  "
-                          f"{record['gflops_per_frame']:6.1f} GFLOPs/frame  peak RSS {record['peak_rss_mb']:.0f} MB",
-                          flush=True)
-                    results.append(record)
+                jobs += [(encoder, "streaming", backend) for backend in backends] + [(encoder, "clip", "pytorch")]
+                jobs += [(encoder, "end-to-end", backend) for backend in backends] if end_to_end else []
+            for encoder, mode, backend in jobs:
+                config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
+                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend,
+                          "authors": str(authors) if authors is not None else None}
+                record = {**_run_worker(config, env), "allocator": allocator}
+                print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:10s} {backend:11s} {record['fps']:7.2f} "
+                      f"frames/s", flush=True)
+                results.append(record)
     speedup = {}
     for r in results:
         if r["mode"] == "streaming":
             clip = next(c for c in results if c["mode"] == "clip" and
                         all(c[k] == r[k] for k in ("device", "encoder", "allocator")))
-            speedup[f"{r['device']} {r['encoder']} ({r['allocator']})"] = r["fps"] / clip["fps"]
+            via = "" if r["backend"] == "pytorch" else f", {r['backend']}"
+            speedup[f"{r['device']} {r['encoder']} ({r['allocator']}{via})"] = r["fps"] / clip["fps"]
+    for r in results:
+        base = next((a for a in results if a["mode"] == "authors" and a["device"] == r["device"]
+                     and a["allocator"] == r["allocator"]), None)
+        r["x_authors"] = r["fps"] / base["fps"] if base is not None else None
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": results[0]["machine"], "load_average_start": load_start,

@@ -62,6 +62,8 @@ def _bench(args: argparse.Namespace) -> int:
         warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
         markdown=None if args.no_docs else Path(args.docs),
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
+        backends=args.backends, end_to_end=not args.no_end_to_end,
+        authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
     )
     return 0
 
@@ -117,6 +119,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
                    help="glibc allocator of the workers: as this shell (default), tuned "
                    "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised), or both")
+    b.add_argument("--backends", nargs="+", default=["pytorch", "onnxruntime"], choices=["pytorch", "onnxruntime"],
+                   help="backends of the streaming and end-to-end rows (default: both)")
+    b.add_argument("--no-end-to-end", action="store_true",
+                   help="skip the end-to-end rows (predict on a synthetic 640x480 mp4: decode ... write)")
+    b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
+                   help="authors' model replica for the side-by-side row and ratios (default: the repository's "
+                   "benchmarks/authors_model_replica.py when present; 'none' to skip)")
     b.add_argument("--json", default="bench-inference.json", help="JSON results file")
     b.add_argument("--docs", default="docs/benchmarks.md", help="markdown file a section is appended to")
     b.add_argument("--no-docs", action="store_true", help="do not append to the markdown file")

@@ -1,0 +1,108 @@
+"""Workers of ``flanet bench`` beyond model-only throughput: end to end, authors' model, decode share.
+
+* ``end-to-end``: ``predict_to_folder`` on a synthetic mp4 (``frames`` frames of
+  ``video_size`` WxH): decoding, preprocessing, the model, resizing/thresholding, masks,
+  overlay video and CSV, i.e. what ``flanet predict`` does; frames / median(run seconds), after
+  an untimed warm-up run (which also fills the ONNX export cache);
+* ``authors``: the authors' architecture (compute replica, ``benchmarks/authors_model_replica.py``),
+  one ``model(clip)`` per output frame as their code evaluates a video;
+* :func:`decode_share`: time of the fusion + decoders (one ``decode`` of cached features) over
+  the time of a whole streamed frame (issue 15: <= 15 %).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+__all__ = ["authors_fps", "decode_share", "end_to_end_fps", "write_test_video"]
+
+
+def write_test_video(path: Path, frames: int, size_wh: tuple[int, int] = (640, 480), seed: int = 0) -> Path:
+    """A smooth synthetic mp4 (moving bright disc on a speckled background), mp4v codec."""
+    rng = np.random.default_rng(seed)
+    width, height = size_wh
+    background = cv2.GaussianBlur(rng.integers(0, 90, (height, width, 3), dtype=np.uint8), (9, 9), 0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+    for i in range(frames):
+        frame = background.copy()
+        cv2.circle(frame, (width // 4 + 4 * i, height // 2), min(width, height) // 8, (200, 190, 180), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def end_to_end_fps(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """Frames/s of ``predict_to_folder`` on a synthetic video; one untimed run first."""
+    from flanet.inference.predict import predict_to_folder
+
+    size_wh = tuple(config.get("video_size", (640, 480)))
+    with tempfile.TemporaryDirectory(prefix="flanet-bench-") as folder:
+        video = write_test_video(Path(folder) / "scan.mp4", config["frames"], size_wh)
+        seconds = []
+        for run in range(max(1, config["warmup"]) + config["runs"]):
+            start = time.perf_counter()
+            predict_to_folder(model, video, Path(folder) / "out", force=True, image_size=config["image_size"],
+                              device=config["device"], progress=False, backend=config["backend"])
+            if run >= max(1, config["warmup"]):
+                seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"fps": config["frames"] / median, "ms_per_frame": 1000 * median / config["frames"],
+            "run_seconds": seconds, "video_size": list(size_wh)}
+
+
+def authors_fps(replica: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Output frames/s of the authors' architecture: ``model(clip)`` per frame, batch 1."""
+    spec = importlib.util.spec_from_file_location("authors_model_replica", replica)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{replica}: cannot load the authors' model replica")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    device, size = torch.device(config["device"]), config["image_size"]
+    model = module.AuthorsFLANetReplica().to(device).eval()
+    clip = torch.randn(1, 3, 3, size, size, device=device)
+    seconds = []
+    with torch.inference_mode():
+        for run in range(config["warmup"] + config["runs"]):
+            start = time.perf_counter()
+            for _ in range(config["frames"]):
+                model(clip)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if run >= config["warmup"]:
+                seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"fps": config["frames"] / median, "ms_per_frame": 1000 * median / config["frames"], "run_seconds": seconds}
+
+
+def decode_share(segmenter: Any, frames: list[np.ndarray], repeats: int = 5) -> dict[str, float]:
+    """Median ms of one fusion + decoders call and of one whole streamed frame, and their ratio."""
+    from flanet.data import to_model_input
+
+    with torch.inference_mode():
+        images = [to_model_input(f, segmenter.image_size).to(segmenter.device, segmenter.input_dtype)[None]
+                  .contiguous(memory_format=segmenter.memory_format) for f in frames[: segmenter.num_frames]]
+        window = [segmenter._per_frame_state(image) for image in images]
+        decode, frame = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            segmenter._predict(window)
+            if segmenter.device.type == "cuda":
+                torch.cuda.synchronize(segmenter.device)
+            decode.append(time.perf_counter() - start)
+        stream = segmenter.stream(frames[i % len(frames)] for i in range(repeats + 1))
+        next(stream)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            next(stream)
+            frame.append(time.perf_counter() - start)
+    decode_ms, frame_ms = 1000 * statistics.median(decode), 1000 * statistics.median(frame)
+    return {"decode_ms": decode_ms, "frame_ms": frame_ms, "decode_share": decode_ms / frame_ms}
