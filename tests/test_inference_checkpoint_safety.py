@@ -80,8 +80,9 @@ def test_predict_command_refuses_an_unsafe_checkpoint(
     frames = tmp_path / "frames"
     frames.mkdir()
     code = main(["predict", "--checkpoint", str(path), str(frames), "--out", str(tmp_path / "out")])
-    assert code == 1
-    assert "refused" in capsys.readouterr().err
+    assert code == 2  # a checkpoint we refuse to load is bad input (the error contract)
+    err = capsys.readouterr().err
+    assert err.startswith("flanet predict: error: refused") and "Traceback" not in err
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
 
 
