@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import _disc_frames as _frames
+from conftest import _write_video
 from flanet.cli import main
 from flanet.data import DataError, read_image
 from flanet.data.video_io import iter_video_frames
@@ -20,27 +22,6 @@ from flanet.inference.predict import image_size_from_metadata
 from flanet.models import create_model, load_checkpoint, save_checkpoint
 
 HEIGHT, WIDTH = 64, 96
-
-
-def _frames(count: int, height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> list[np.ndarray]:
-    """Smooth frames with a bright moving disc (compresses well, like a scan)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        frame = np.full((height, width, 3), 30 + rng.integers(0, 20), np.uint8)
-        cv2.circle(frame, (20 + 5 * i, height // 2), 10, (200, 190, 180), -1)
-        frames.append(frame)
-    return frames
-
-
-def _write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0, color: bool = True) -> Path:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height), color)
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if color else frame[:, :, 0])
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")

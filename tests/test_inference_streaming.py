@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import _noise_frames as _frames
 from flanet.data import to_model_input
 from flanet.inference import FrameResult, VideoSegmenter
 from flanet.models import create_model
 
 SIZE = 64
-
-
-def _frames(count: int, height: int = 48, width: int = 80, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
