@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flanet.fileio import atomic_write_text
 from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
 
 __all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
@@ -243,7 +244,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
         "allocators": allocator_envs, "results": results, "speedup": speedup,
     }
-    Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(report, indent=2))
     for key, value in speedup.items():
         print(f"{key}: streaming {value:.2f}x clip-by-clip")
     if markdown is not None:

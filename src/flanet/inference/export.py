@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flanet.fileio import atomic_write_text
 from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS"]
@@ -188,7 +189,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
         "input_normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"},
         "model": model.config, **(extra or {}), "parts": entries,
     }
-    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.evaluation.viewer import write_prediction_viewer
-from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
@@ -192,7 +192,7 @@ def predict_to_folder(
         "largest_area_px": max(v["largest_area_px"] for v in videos),
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     write_prediction_viewer(out, sources, videos)
     mark_complete(out)
     return out

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from flanet.fileio import atomic_write_text
+
 
 class ConfigError(ValueError):
     """A configuration file, key or value is invalid; the message says which and why."""
@@ -312,4 +314,4 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 
 def dump_config(config: Mapping[str, Any], path: Path) -> None:
     """Write a resolved configuration as YAML (the run folder's ``config.yaml``)."""
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
