@@ -16,6 +16,7 @@ split folders); labels come from ``video_labels.csv`` / ``labels.csv`` at the ro
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -35,6 +36,17 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".
 _MAX_POLYP_DEPTH = 5
 
 
+def _is_loop(entry: os.DirEntry) -> bool:
+    """True for a symbolic link that resolves to itself (directly or through other links)."""
+    if not entry.is_symlink():
+        return False
+    try:
+        entry.stat()
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
 def _list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]]:
     """Sub-folders and image files of ``folder`` (natural order); notes ignored entries."""
     folders: list[Path] = []
@@ -46,6 +58,8 @@ def _list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path
                 notes.append(Problem("note", path, "stray system file, ignored"))
             elif entry.name.startswith("."):
                 continue
+            elif _is_loop(entry):
+                notes.append(Problem("error", path, "symbolic link loop, ignored"))
             elif entry.is_dir():
                 folders.append(path)
             elif is_image_file(path):

@@ -71,10 +71,10 @@ class ArchiveItem:
 
 def is_archive_input(path: str | Path) -> bool:
     """A manifest CSV, or a folder that is not itself one video's frames."""
-    from flanet.inference.sources import image_files
+    from flanet.inference.sources import is_frame_folder
 
     path = Path(path)
-    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not image_files(path))
+    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not is_frame_folder(path))
 
 
 def read_manifest(path: Path) -> list[tuple[str, Path]]:

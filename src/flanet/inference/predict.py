@@ -118,7 +118,8 @@ def _predict_video(
         )
     return {
         "video": source.id, "input": str(source.location), "output": str(video_dir),
-        "frames": count, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
+        "frames": count, "frames_declared": source.frame_count,
+        "truncated": source.frame_count is not None and count < source.frame_count, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
@@ -180,7 +181,7 @@ def predict_to_folder(
     videos = []
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
-        video_dir = out if len(sources) == 1 else out / source.id
+        video_dir = out if len(sources) == 1 and source.location == input_path else out / source.id  # a data set: per video
         videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame))
     elapsed = time.perf_counter() - start
     total = sum(v["frames"] for v in videos)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from flanet.fileio import atomic_write_text
+from flanet.yamlsafe import load_yaml
 
 
 class ConfigError(ValueError):
@@ -180,7 +181,7 @@ def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
     if source in seen:
         raise ConfigError(f"config {source}: 'base' chain loops ({' -> '.join(seen)})")
     try:
-        data = yaml.load(text, Loader=_YamlLoader)
+        data = load_yaml(text, _YamlLoader, source)  # refuses alias bombs before building anything
     except yaml.YAMLError as error:
         raise ConfigError(f"config {source}: not valid YAML: {error}") from error
     if data is None:
