@@ -100,7 +100,7 @@ def test_evaluate_refuses_a_split_sharing_videos_with_another(
 ) -> None:
     data, shared = _overlapping(tmp_path)
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "test",
-                 "--no-progress", "--jobs", "1", "--num-workers", "0"]) == 2
+                 "--out", str(tmp_path / "eval"), "--no-progress", "--jobs", "1", "--num-workers", "0"]) == 2
     line = _error(capsys, "evaluate")
     assert shared in line and "train_list.csv" in line and "test_list.csv" in line
 
