@@ -122,7 +122,7 @@ def _summary(live: LiveCapture, run: dict[str, Any], out: Path, started_at: floa
     """The live part of ``summary.json`` (the model settings are added by :func:`predict_live`)."""
     latencies = np.asarray(run["latencies"], np.float64)
     segmented = int(latencies.size)
-    p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95])) if segmented else (None, None)
+    p50, p95 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95])) if segmented else (None, None)
     height, width = run["size"] or (None, None)
     geometry: FrameGeometry = run["geometry"]
     diameter = f"largest_{geometry.columns[1]}"
@@ -132,7 +132,7 @@ def _summary(live: LiveCapture, run: dict[str, Any], out: Path, started_at: floa
         "source_error": live.error, "frames": segmented, "frames_captured": live.captured,
         "frames_segmented": segmented, "frames_dropped": live.dropped,
         "latency_ms_p50": p50, "latency_ms_p95": p95,
-        "latency_ms_max": float(latencies.max()) if segmented else None,
+        "latency_ms_max": round(float(latencies.max()), 3) if segmented else None,
         "frames_with_lesion": run["frames_with_lesion"], "largest_area_px": run["largest_area_px"],
         "largest_area_frame": run["largest_area_frame"], diameter: run[diameter],
         f"{diameter}_frame": run[f"{diameter}_frame"], "width": width, "height": height,
