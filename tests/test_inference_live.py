@@ -41,7 +41,7 @@ class FakeCamera:
         self.released = False
         self._start: float | None = None
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return True
 
     def read(self) -> tuple[bool, np.ndarray | None]:
@@ -79,9 +79,11 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small FLA-Net checkpoint (quick to load in the CLI and subprocess tests)."""
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", create_model("flanet", encoder="resnet18"),
-                           {"image_size": 64})
+    model = create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
+                         decoder_channels=[64, 32, 24, 16], head_channels=16)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
 
 
 @pytest.fixture()
@@ -131,8 +133,8 @@ def test_the_newest_frame_is_taken_and_the_stale_ones_are_dropped() -> None:
 
 
 def test_duration_and_stop_event_end_the_iteration() -> None:
+    start = time.perf_counter()  # the duration counts from the moment the source opened
     live = open_live_source("0", open_capture=lambda target: FakeCamera(fps=100.0))
-    start = time.perf_counter()
     taken = [frame.index for frame in live.frames(threading.Event(), duration=0.3)]
     live.close()
     assert live.stop_reason == "duration" and 0.3 <= time.perf_counter() - start < 5
@@ -234,16 +236,18 @@ def test_redact_source() -> None:
     assert redact_source("0") == "0" and redact_source("scan.mp4") == "scan.mp4"
 
 
-def test_signals_set_the_stop_event_and_handlers_come_back() -> None:
-    before = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_set_the_stop_event_and_handlers_come_back(signum: int) -> None:
+    before = signal.getsignal(signum)
     with stop_on_signals(threading.Event()) as stop:
-        os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signum) is not before
+        os.kill(os.getpid(), signum)
         deadline = time.perf_counter() + 5
         while not stop.is_set() and time.perf_counter() < deadline:
             time.sleep(0.01)
         assert stop.is_set()
-        assert signal.getsignal(signal.SIGINT) is before  # a second Ctrl-C interrupts at once
-    assert signal.getsignal(signal.SIGINT) is before
+        assert signal.getsignal(signum) is before  # a second Ctrl-C interrupts at once
+    assert signal.getsignal(signum) is before
 
 
 def test_ctrl_c_ends_a_live_run_cleanly(checkpoint: Path, tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ _PLAUSIBLE_FPS = (0.5, 1000.0)
 class Capture(Protocol):
     """What :class:`LiveCapture` needs from a ``cv2.VideoCapture`` (tests give a fake one)."""
 
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's names
+    def isOpened(self) -> bool: ...  # OpenCV's method names
 
     def read(self) -> tuple[bool, np.ndarray | None]: ...
 
@@ -283,15 +283,15 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
+    current = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: handler for sig, handler in current.items() if handler is not None}  # None: a C handler, kept
 
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    for sig in signals:
+    for sig in previous:
         signal.signal(sig, request_stop)
     try:
         yield stop
