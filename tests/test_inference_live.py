@@ -161,7 +161,8 @@ def test_live_run_drops_frames_and_records_latency(slow_model: torch.nn.Module, 
     assert all(b - a - 1 == d for a, b, d in zip(indices, indices[1:], dropped_between[1:]))
     assert dropped_between[0] == indices[0]
     assert summary["frames_dropped"] == sum(dropped_between) + summary["frames_captured"] - 1 - indices[-1]
-    assert set(LIVE_COLUMNS) <= set(rows[0])
+    assert set(LIVE_COLUMNS) <= set(rows[0]) and summary["measurement_unit"] == "px"
+    assert summary["largest_area_px"] == max(int(r["area_px"]) for r in rows) and "largest_max_diameter_px" in summary
     latencies = [float(r["latency_ms"]) for r in rows]
     assert min(latencies) >= 20.0  # every frame went through the 20 ms encoder after its capture
     assert 0 <= summary["latency_ms_p50"] <= summary["latency_ms_p95"] <= summary["latency_ms_max"] == max(latencies)

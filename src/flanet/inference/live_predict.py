@@ -16,11 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
-from flanet.inference.clinical import FrameGeometry
+from flanet.inference.clinical import FrameGeometry, MeasurementLog
 from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.predict import image_size_from_metadata
@@ -54,12 +53,25 @@ def _iso(unix_time: float) -> str:
     return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
 
 
+@dataclass
+class _Run:
+    """What a live run measured, for ``summary.json``."""
+
+    measurements: MeasurementLog
+    latencies: list[float] = field(default_factory=list)
+    frames_with_lesion: int = 0
+    largest_area_px: int = 0
+    largest_area_frame: int | None = None
+    size: tuple[int, int] | None = None  # (height, width) of the frames
+
+
 def _segment(
     segmenter: VideoSegmenter, live: LiveCapture, out: Path, frames: Iterator[LiveFrame], progress: bool,
     total: int | None,
-) -> dict[str, Any]:
-    """Segment the frames ``frames`` hands out into ``out``; returns the run's statistics."""
+) -> _Run:
+    """Segment the frames ``frames`` hands out into ``out``."""
     geometry = FrameGeometry()  # whole frame, pixel units (no calibration outside DICOM)
+    run = _Run(MeasurementLog(geometry))
     masks_dir = out / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
     taken: list[LiveFrame] = []
@@ -69,11 +81,7 @@ def _segment(
             taken[:] = [frame]
             yield frame.image
 
-    latencies: list[float] = []
-    with_lesion = largest_area = 0
-    largest_frame = largest_diameter = None
     writer: OverlayVideoWriter | None = None
-    size: tuple[int, int] | None = None
     bar = tqdm(total=total, desc=live.label, unit="frame", disable=not progress, leave=False)
     try:
         with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns]) as table:
@@ -82,10 +90,10 @@ def _segment(
                 latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
                 result = replace(result, index=frame.index)  # rows, masks and overlay carry the capture index
                 rgb = as_rgb_frame(frame.image, frame.index)
-                size = rgb.shape[:2]
                 stats = frame_stats(result, source=f"{frame.index:06d}")
                 if writer is None:
-                    writer = OverlayVideoWriter(out / "overlay.mp4", live.fps, (size[1], size[0]))
+                    run.size = rgb.shape[:2]
+                    writer = OverlayVideoWriter(out / "overlay.mp4", live.fps, (rgb.shape[1], rgb.shape[0]))
                 writer.write(draw_overlay(rgb, result, stats))
                 measures = geometry.measure(result.mask)
                 live_values = {"capture_time": _iso(frame.captured_at), "latency_ms": round(latency_ms, 3),
@@ -95,13 +103,11 @@ def _segment(
                 mask_path = masks_dir / f"{stats.source}.png"
                 if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
                     raise OSError(f"{mask_path}: could not write the mask")
-                latencies.append(latency_ms)
-                with_lesion += stats.lesion_present
-                if stats.area_px > largest_area:
-                    largest_area, largest_frame = stats.area_px, frame.index
-                diameter = measures[geometry.columns[1]]
-                if not math.isnan(diameter) and (largest_diameter is None or diameter > largest_diameter[0]):
-                    largest_diameter = (diameter, frame.index)
+                run.latencies.append(latency_ms)
+                run.measurements.add(frame.index, measures)
+                run.frames_with_lesion += stats.lesion_present
+                if stats.area_px > run.largest_area_px:
+                    run.largest_area_px, run.largest_area_frame = stats.area_px, frame.index
                 bar.update()
                 bar.set_postfix(dropped=live.dropped, refresh=False)
     except ValueError as error:  # malformed frames or a resolution change mid-run, named by the segmenter
@@ -110,22 +116,19 @@ def _segment(
         bar.close()
         if writer is not None:
             writer.close()
-    return {
-        "latencies": latencies, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
-        "largest_area_frame": largest_frame, "size": size, "geometry": geometry,
-        f"largest_{geometry.columns[1]}": None if largest_diameter is None else largest_diameter[0],
-        f"largest_{geometry.columns[1]}_frame": None if largest_diameter is None else largest_diameter[1],
-    }
+    return run
 
 
-def _summary(live: LiveCapture, run: dict[str, Any], out: Path, started_at: float, seconds: float) -> dict:
+def _summary(live: LiveCapture, run: _Run, out: Path, started_at: float, seconds: float) -> dict[str, Any]:
     """The live part of ``summary.json`` (the model settings are added by :func:`predict_live`)."""
-    latencies = np.asarray(run["latencies"], np.float64)
+    latencies = np.asarray(run.latencies, np.float64)
     segmented = int(latencies.size)
     p50, p95 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95])) if segmented else (None, None)
-    height, width = run["size"] or (None, None)
-    geometry: FrameGeometry = run["geometry"]
-    diameter = f"largest_{geometry.columns[1]}"
+    height, width = run.size or (None, None)
+    measured: dict[str, Any] = dict(run.measurements.geometry.summary())
+    for name, best in run.measurements.largest.items():  # as MeasurementLog.summary, without a DICOM source
+        measured[f"largest_{name}"] = None if best is None else best[0]
+        measured[f"largest_{name}_frame"] = None if best is None else best[1]
     return {
         "input": live.label, "source": live.label, "source_kind": live.kind, "source_fps": live.fps,
         "paced": live.paced, "started_at": _iso(started_at), "stop_reason": live.stop_reason,
@@ -133,11 +136,10 @@ def _summary(live: LiveCapture, run: dict[str, Any], out: Path, started_at: floa
         "frames_segmented": segmented, "frames_dropped": live.dropped,
         "latency_ms_p50": p50, "latency_ms_p95": p95,
         "latency_ms_max": round(float(latencies.max()), 3) if segmented else None,
-        "frames_with_lesion": run["frames_with_lesion"], "largest_area_px": run["largest_area_px"],
-        "largest_area_frame": run["largest_area_frame"], diameter: run[diameter],
-        f"{diameter}_frame": run[f"{diameter}_frame"], "width": width, "height": height,
+        "frames_with_lesion": run.frames_with_lesion, "largest_area_px": run.largest_area_px,
+        "largest_area_frame": run.largest_area_frame, "width": width, "height": height,
         "fps_achieved": segmented / seconds if seconds > 0 else None, "seconds": seconds,
-        **geometry.summary(), "output": str(out),
+        **measured, "output": str(out),
     }
 
 
@@ -217,7 +219,7 @@ def predict_live(
             run = _segment(segmenter, live, out, live.frames(event, max_frames, duration), progress, max_frames)
         seconds = time.perf_counter() - start
         if live.stop_reason == "interrupted":
-            log.info("stopped on request after %d segmented frame(s); files closed", len(run["latencies"]))
+            log.info("stopped on request after %d segmented frame(s); files closed", len(run.latencies))
     finally:
         live.close()
     summary = {
