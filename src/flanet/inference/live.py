@@ -256,12 +256,15 @@ def open_live_source(
     label = redact_source(source)
     if kind == "file" and not Path(source).is_file():
         raise DataError("capture source not found (give a device index, a stream URL or a video file)", label)
-    with _quiet_native_stderr():
-        capture = (open_capture or cv2.VideoCapture)(target)
-        ok, first = (capture.read() if capture.isOpened() else (False, None))
+    what = "no such device, or it is in use" if kind == "device" else "unreachable or not a video"
+    try:
+        with _quiet_native_stderr():
+            capture = (open_capture or cv2.VideoCapture)(target)
+            ok, first = (capture.read() if capture.isOpened() else (False, None))
+    except cv2.error as error:  # OpenCV refusing the argument itself
+        raise DataError(f"cannot open the capture source ({what}; OpenCV: {error})", label) from error
     if not ok or first is None:
         capture.release()
-        what = "no such device, or it is in use" if kind == "device" else "unreachable or not a video"
         raise DataError(f"cannot open the capture source or read a frame from it ({what})", label)
     if kind != "file":
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a hint (V4L2 honours it): fewer stale frames queued
