@@ -182,9 +182,9 @@ def test_a_file_source_is_paced_at_its_frame_rate_and_ends_cleanly(checkpoint: P
     rows = _rows(out / "frames.csv")
     assert summary["stop_reason"] == "end_of_source" and summary["paced"] and summary["frames_captured"] == 8
     assert int(rows[-1]["frame"]) == 7  # the last frame of the file is always segmented
-    times = [datetime.fromisoformat(r["capture_time"]).timestamp() for r in rows]
-    for row, when in zip(rows, times):  # frame k is delivered no earlier than k / fps after frame 0
-        assert when - times[0] >= (int(row["frame"]) - int(rows[0]["frame"])) / 40.0 - 0.002
+    opened = datetime.fromisoformat(summary["started_at"]).timestamp()
+    for row in rows:  # frame k is delivered no earlier than k / fps after the source opened (ms in the files)
+        assert datetime.fromisoformat(row["capture_time"]).timestamp() - opened >= int(row["frame"]) / 40.0 - 0.002
     assert not (out / "INCOMPLETE").exists()
 
 
@@ -252,7 +252,7 @@ def test_signals_set_the_stop_event_and_handlers_come_back(signum: int) -> None:
 
 
 def test_ctrl_c_ends_a_live_run_cleanly(checkpoint: Path, tmp_path: Path) -> None:
-    video = _write_video(tmp_path / "long.mp4", _disc_frames(300), fps=30.0)  # 10 s when played live
+    video = _write_video(tmp_path / "long.mp4", _disc_frames(600), fps=30.0)  # 20 s when played live
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     command = [sys.executable, "-m", "flanet", "predict", "--checkpoint", str(checkpoint), "--source", str(video),
@@ -272,7 +272,7 @@ def test_ctrl_c_ends_a_live_run_cleanly(checkpoint: Path, tmp_path: Path) -> Non
     summary = json.loads((out / "summary.json").read_text())
     rows = _rows(out / "frames.csv")
     assert summary["stop_reason"] == "interrupted" and summary["frames_segmented"] == len(rows) >= 2
-    assert summary["frames_captured"] == summary["frames_segmented"] + summary["frames_dropped"] < 300
+    assert summary["frames_captured"] == summary["frames_segmented"] + summary["frames_dropped"] < 600
     assert len(list((out / "masks").glob("*.png"))) == len(rows)
     capture = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(rows)

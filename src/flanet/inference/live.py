@@ -122,7 +122,8 @@ class LiveCapture:
         self._closing = threading.Event()
         self._slot: tuple[int, np.ndarray, float, float] | None = None
         self._dropped_since_take = 0
-        self._start = time.perf_counter()
+        self._start = time.perf_counter()  # origin of the pacing and of ``duration``
+        self.opened_at = time.time()  # the same moment, Unix time
         self._publish(first)
         self._thread = threading.Thread(target=self._read_loop, name="flanet-live-reader", daemon=True)
         self._thread.start()

@@ -119,7 +119,7 @@ def _segment(
     return run
 
 
-def _summary(live: LiveCapture, run: _Run, out: Path, started_at: float, seconds: float) -> dict[str, Any]:
+def _summary(live: LiveCapture, run: _Run, out: Path, seconds: float) -> dict[str, Any]:
     """The live part of ``summary.json`` (the model settings are added by :func:`predict_live`)."""
     latencies = np.asarray(run.latencies, np.float64)
     segmented = int(latencies.size)
@@ -131,7 +131,7 @@ def _summary(live: LiveCapture, run: _Run, out: Path, started_at: float, seconds
         measured[f"largest_{name}_frame"] = None if best is None else best[1]
     return {
         "input": live.label, "source": live.label, "source_kind": live.kind, "source_fps": live.fps,
-        "paced": live.paced, "started_at": _iso(started_at), "stop_reason": live.stop_reason,
+        "paced": live.paced, "started_at": _iso(live.opened_at), "stop_reason": live.stop_reason,
         "source_error": live.error, "frames": segmented, "frames_captured": live.captured,
         "frames_segmented": segmented, "frames_dropped": live.dropped,
         "latency_ms_p50": p50, "latency_ms_p95": p95,
@@ -208,7 +208,6 @@ def predict_live(
     size = image_size or image_size_from_metadata(metadata)
     segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
-    started_at = time.time()
     try:
         inputs = [Path(source)] if live.kind == "file" else []
         out = prepare_output_folder(out_dir, "predict", inputs=inputs, force=force)
@@ -226,7 +225,7 @@ def predict_live(
         "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
         "device": str(segmenter.device), "backend": backend, "threshold": threshold,
         "streaming": segmenter.reuse_features, "edge": "causal", "live": True,
-        **_summary(live, run, out, started_at, seconds),
+        **_summary(live, run, out, seconds),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     mark_complete(out)
