@@ -43,6 +43,11 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_parts(value: str) -> str:
+    """``--parts`` of ``flanet export``; ``streaming``, its name before this release, still means ``stream``."""
+    return "stream" if value == "streaming" else value
+
+
 def _export(args: argparse.Namespace) -> int:
     from flanet.inference.export import export_checkpoint
 
@@ -100,8 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
     e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
-    e.add_argument("--parts", default="all", choices=["all", "step", "streaming"],
-                   help="step: full 3-frame step; streaming: encoder + decoder; all (default): both")
+    e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
+                   help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
     e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
