@@ -207,8 +207,7 @@ def evaluate_checkpoint(
     settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
-    from flanet.inference.predict import image_size_from_metadata
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)

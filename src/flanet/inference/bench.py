@@ -6,7 +6,7 @@ Every (device, encoder, mode) configuration runs in a fresh worker process
 with random weights, streams ``frames`` synthetic frames through
 :class:`~flanet.inference.VideoSegmenter` (batch 1) ``warmup`` times untimed, then
 ``runs`` times timed; output frames/s is ``frames / median(run seconds)``.
-GFLOPs per output frame come from ``torch.utils.flop_counter.FlopCounterMode``:
+GFLOPs per output frame come from :func:`flanet.models.cost.count_gflops`:
 one ``encode`` + one ``decode`` (``stream``: each frame encoded once, its features reused) or one
 ``model(clip)`` (``clips``: every window encoded whole). The report goes to a JSON file and a markdown
 file beside it; a shared document (docs/benchmarks.md) gets a section only when asked (``markdown``).
@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from flanet.fileio import atomic_write_text
 from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
@@ -61,16 +60,11 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def _gflops(fn: Any) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
-
-
 def _worker(config: dict[str, Any]) -> dict[str, Any]:
     """Measure one configuration in this process; returns the result record."""
     from flanet.inference.streaming import VideoSegmenter
     from flanet.models import create_model
+    from flanet.models.cost import count_gflops
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
@@ -88,9 +82,9 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     x = torch.randn(1, 3, size, size, device=device)
     with torch.inference_mode():
         if segmenter.reuse_features:
-            gflops = _gflops(lambda: model.decode([model.encode(x)] * model.num_frames))
+            gflops = count_gflops(lambda: model.decode([model.encode(x)] * model.num_frames))
         else:
-            gflops = _gflops(lambda: model(x[:, None].expand(1, model.num_frames, -1, -1, -1)))
+            gflops = count_gflops(model, x[:, None].expand(1, model.num_frames, -1, -1, -1))
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def one_run() -> float:

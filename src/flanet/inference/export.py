@@ -197,8 +197,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
 def export_checkpoint(checkpoint: str | Path, out: Path, fmt: str = "onnx", image_size: int | None = None,
                       parts: str = "all") -> dict[str, Any]:
     """Load a flanet checkpoint safely and :func:`export_model` it (image size from its metadata)."""
-    from flanet.inference.predict import image_size_from_metadata
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)
