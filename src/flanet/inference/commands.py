@@ -69,6 +69,11 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_parts(value: str) -> str:
+    """``--parts`` of ``flanet export``; ``streaming``, its name before this release, still means ``stream``."""
+    return "stream" if value == "streaming" else value
+
+
 def _export(args: argparse.Namespace) -> int:
     from flanet.inference.export import export_checkpoint
 
@@ -86,7 +91,7 @@ def _bench(args: argparse.Namespace) -> int:
     run_bench(
         encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
         warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
-        markdown=None if args.no_docs else Path(args.docs),
+        markdown=None if args.docs is None else Path(args.docs),
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
         backends=args.backends, end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
@@ -131,14 +136,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
     e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
-    e.add_argument("--parts", default="all", choices=["all", "step", "streaming"],
-                   help="step: full 3-frame step; streaming: encoder + decoder; all (default): both")
+    e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
+                   help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
     e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
-        "bench", help="inference speed: frames/s, peak memory, GFLOPs of streaming vs clip-by-clip",
-        description="Each configuration runs in a fresh process (peak RSS is per process).",
+        "bench", help="inference speed: frames/s, peak memory, GFLOPs of stream vs clips (accuracy: compare)",
+        description="Each configuration runs in a fresh process (peak RSS is per process). Writes --json and "
+        "the same report as markdown beside it; appends to a shared document only with --docs.",
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
@@ -157,7 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
                    help="authors' model replica for the side-by-side row and ratios (default: the repository's "
                    "benchmarks/authors_model_replica.py when present; 'none' to skip)")
-    b.add_argument("--json", default="bench-inference.json", help="JSON results file")
-    b.add_argument("--docs", default="docs/benchmarks.md", help="markdown file a section is appended to")
-    b.add_argument("--no-docs", action="store_true", help="do not append to the markdown file")
+    b.add_argument("--json", default="bench-inference.json",
+                   help="JSON results file; the markdown report goes beside it (.md) (default: bench-inference.json)")
+    b.add_argument("--docs", metavar="FILE", help="also append the markdown section to FILE, e.g. docs/benchmarks.md")
     b.set_defaults(func=_bench)
