@@ -33,22 +33,11 @@ from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
 
-__all__ = ["predict_to_folder", "image_size_from_metadata", "OUTPUT_MARKER"]
+__all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
-
-
-def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
-    """Training image size recorded in checkpoint metadata (``image_size``, as written by training)."""
-    metadata = metadata or {}
-    train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
-    data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
-    for candidate in (metadata.get("image_size"), data.get("image_size")):
-        if isinstance(candidate, int) and candidate > 0:
-            return candidate
-    return default
 
 
 class _LastFrame:
@@ -119,7 +108,8 @@ def _predict_video(
     return {
         "video": source.id, "input": str(source.location), "output": str(video_dir),
         "frames": count, "frames_declared": source.frame_count,
-        "truncated": source.frame_count is not None and count < source.frame_count, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
+        "truncated": source.frame_count is not None and count < source.frame_count,  # frames missing at the end
+        "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
@@ -161,11 +151,11 @@ def predict_to_folder(
     Returns:
         The output folder.
     """
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+
     metadata: dict[str, Any] = {}
     checkpoint = None
     if isinstance(model, (str, Path)):
-        from flanet.models.checkpoint import load_checkpoint
-
         checkpoint = str(model)
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
@@ -181,7 +171,8 @@ def predict_to_folder(
     videos = []
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
-        video_dir = out if len(sources) == 1 and source.location == input_path else out / source.id  # a data set: per video
+        single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
+        video_dir = out if single else out / source.id
         videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame))
     elapsed = time.perf_counter() - start
     total = sum(v["frames"] for v in videos)
