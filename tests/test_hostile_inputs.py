@@ -19,7 +19,7 @@ from flanet.cli import main
 from flanet.data import DataError, read_image, read_mask
 from flanet.data.check import check_dataset
 from flanet.data.synth import generate_dataset
-from flanet.evaluation.predictions import read_prediction
+from flanet.evaluation.prediction_folder import read_prediction
 from flanet.training.config import load_config
 from flanet.yamlsafe import YamlLimitError, load_yaml
 
