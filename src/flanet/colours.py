@@ -12,7 +12,6 @@ PREDICTION_RGB: tuple[int, int, int] = (255, 40, 40)
 HEATMAP_RGB: tuple[int, int, int] = (255, 215, 0)
 MODEL_COLOURS: dict[str, str] = {"FLA-Net": "#ff7f0e", "UNet": "#1f77b4"}  # by display name; others grey
 OTHER_MODEL_COLOUR = "#555555"
-LEGEND = "green: ground truth, red: prediction, yellow: heatmap peak"
 
 
 def bgr(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
