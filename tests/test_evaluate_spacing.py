@@ -69,8 +69,10 @@ def test_dicom_calibration_reaches_the_videos(cines: tuple[Path, Path], tmp_path
     assert video.pixel_spacing == pytest.approx((0.3, 0.4)) and video.spacing_source == "PixelSpacing"
 
 
-def test_centre_error_in_mm_from_the_dicom_calibration(cines: tuple[Path, Path], tmp_path: Path) -> None:
+def test_centre_error_in_mm_from_the_dicom_calibration(cines: tuple[Path, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
     metrics, rows, table = _evaluate(cines, tmp_path / "eval")
+    assert f"loc_error_mm {sum(CASE1_MM) / 2:.3f} [" in capsys.readouterr().out
     assert metrics["loc_error_px"] == pytest.approx((5 + 6 + 2 + 2) / 4)
     assert metrics["loc_error_mm"] == pytest.approx(sum(CASE1_MM) / 2)  # case1's frames only
     localisation = metrics["video_behaviour"]["localisation"]

@@ -12,7 +12,10 @@ from flanet.evaluation.parallel import default_jobs
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice")
+SUMMARY_KEYS: tuple[str, ...] = (
+    "dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice",
+    "flicker", "sensitivity", "specificity", "auroc", "loc_error_px", "loc_error_mm",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +69,7 @@ def print_summary(metrics: dict, out: Path) -> None:
     from flanet.evaluation.report import format_cell
 
     for key in SUMMARY_KEYS:
-        print(f"{key:11s} {format_cell(metrics, key)}")
+        print(f"{key:12s} {format_cell(metrics, key)}")
     print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
 
 
