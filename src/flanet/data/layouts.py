@@ -6,6 +6,11 @@ Layouts (checked in this order, see docs/data.md):
 - ``buv2022``: ``images/<video>/<frame>``, ``labels/<video>/<frame>.png``.
 - ``video-polyp``: ``<split>/Frame/<case>/`` + ``<split>/GT/<case>/`` at any depth up to 5 (CVC-300-TV,
   CVC-612, SUN-SEG, MICCAI-VPS test), or ``<split>/<case>/{Frame,GT}/`` (one MICCAI-VPS train variant).
+- ``cvat``: CVAT-for-video exports, ``annotations.xml`` + ``images/`` in the root (one video) or in
+  each ``<video>/`` sub-folder.
+- ``coco``: a COCO export, ``annotations/*.json`` + ``images/<video>/<frame>``.
+- ``cva-net``: CVA-Net's ``rawframes/<video>/<frame>`` + COCO box files ``*.json`` in the root (box-only).
+- ``vtus``: ``<split>/<video>/<frame>`` with masks in ``<split>_GT/<video>/`` (VTUS thyroid videos).
 - ``video-files``: ``*.mp4``/``*.avi``/... in the root, optional masks in ``masks/<video stem>/``.
 - ``dicom``: DICOM cine files ``*.dcm`` in the root, optional masks in ``masks/<file stem>/`` (as video files).
 - ``frame-folders``: ``<video>/<frame>``, or frames directly in the root (one video); unlabelled, for inference.
@@ -23,6 +28,8 @@ from pathlib import Path
 from natsort import natsorted
 
 from flanet.data.bboxes import read_bbox_json
+from flanet.data.coco import FrameLabel, read_coco_file, split_name
+from flanet.data.cvat import read_cvat_video
 from flanet.data.dicom import DICOM_SUFFIXES
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import is_image_file
@@ -147,12 +154,92 @@ def _read_polyp(found: list[tuple[str, list[Video]]]) -> tuple[list[Video], dict
         videos.extend(split_videos)
         if split:
             splits.setdefault(split, []).extend(video.id for video in split_videos)
+    return videos, _with_aliases(splits)
+
+
+def _with_aliases(splits: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Add ``train``/``val``/``test`` aliases of split names such as ``Train`` or ``imagenet_vid_val``."""
     aliases: dict[str, list[str]] = {}
     for split, ids in splits.items():
         alias = _split_alias(split)
         if alias is not None and alias not in splits:
             aliases.setdefault(alias, []).extend(ids)
-    return videos, {**splits, **aliases}
+    return {**splits, **aliases}
+
+
+def _cvat_task_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` holding a CVAT task export (``annotations.xml``)."""
+    return [folder for folder in _list_dir(root, [])[0] if (folder / "annotations.xml").is_file()]
+
+
+def _read_cvat(root: Path, notes: list[Problem]) -> list[Video]:
+    """One video per CVAT task: ``root`` itself (named after it) or each ``<video>/`` sub-folder."""
+    tasks = [root] if (root / "annotations.xml").is_file() else _cvat_task_folders(root)
+    videos = []
+    for folder in tasks:
+        images = folder / "images"
+        if not images.is_dir():
+            raise DataError("a CVAT task export needs its frames in images/ next to annotations.xml", images)
+        _, frames = _list_dir(images, notes)
+        masks = read_cvat_video(folder / "annotations.xml", frames, notes)
+        videos.append(Video(folder.name, frames, list(masks)))
+    return videos
+
+
+def _read_coco(
+    root: Path, frames_root: Path, json_dir: Path, notes: list[Problem]
+) -> tuple[list[Video], dict[str, list[str]], dict[str, Path]]:
+    """Videos of COCO files ``json_dir/*.json`` over ``frames_root``; two or more files are splits."""
+    files = natsorted(json_dir.glob("*.json"), key=lambda p: p.name)
+    if not files:
+        raise DataError("no COCO annotation file (*.json)", json_dir)
+    per_video: dict[str, dict[str, FrameLabel]] = {}
+    box_videos: set[str] = set()
+    source: dict[str, Path] = {}
+    splits: dict[str, list[str]] = {}
+    split_files: dict[str, Path] = {}
+    for path in files:
+        labels, box_file = read_coco_file(path, notes)
+        if len(files) > 1:
+            splits[split_name(path)], split_files[split_name(path)] = [], path
+        for video_id, frames in labels.items():
+            if video_id in source:
+                notes.append(Problem("error", path, f"video {video_id or root.name!r} is also in {source[video_id].name}"))
+                continue
+            source[video_id] = path
+            per_video[video_id] = frames
+            if box_file:
+                box_videos.add(video_id)
+            if len(files) > 1:
+                splits[split_name(path)].append(video_id or root.name)
+    videos = []
+    for video_id, labels in per_video.items():
+        folder = frames_root / video_id if video_id else frames_root
+        if not folder.is_dir():
+            notes.append(Problem("warning", source[video_id], f"video {video_id!r} has no frame folder {folder}, ignored"))
+            continue
+        _, frames = _list_dir(folder, notes)
+        names = {frame.name for frame in frames}
+        missing = [name for name in labels if name not in names]
+        if missing:
+            notes.append(Problem("warning", source[video_id], f"{len(missing)} listed frame(s) of video "
+                                 f"{video_id or root.name!r} have no file in {folder}, ignored: {', '.join(missing[:5])}"))
+        found = [labels.get(frame.name) for frame in frames]
+        boxes = [label.box if label else None for label in found] if video_id in box_videos else None
+        videos.append(Video(video_id or root.name, frames, [label.mask if label else None for label in found], boxes))
+    return videos, _with_aliases(splits), split_files
+
+
+def _vtus_splits(root: Path) -> list[str]:
+    """Split folders ``<split>`` of ``root`` that have a mask folder ``<split>_GT`` beside them."""
+    names = {folder.name for folder in _list_dir(root, [])[0]}
+    return natsorted(name for name in names if f"{name}_GT" in names)
+
+
+def _read_vtus(root: Path, splits: list[str], notes: list[Problem]) -> tuple[list[Video], dict[str, list[str]]]:
+    """``<split>/<video>/`` frames with ``<split>_GT/<video>/`` masks; ids ``<split>/<video>``."""
+    found = [(split, _paired_videos(root / split, root / f"{split}_GT", notes)) for split in splits]
+    return _read_polyp(found)
 
 
 def _video_number(path: Path) -> int | None:
@@ -202,6 +289,7 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         raise DataError("not a folder", root)
     notes: list[Problem] = []
     folder_splits: dict[str, list[str]] = {}
+    coco_files: dict[str, Path] = {}
     if (root / "img_list").is_dir():
         layout = "authors"
         videos = _paired_videos(root / "img_list", root / "mask_list", notes)
@@ -210,6 +298,18 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
     elif (root / "images").is_dir() and (root / "labels").is_dir():
         layout = "buv2022"
         videos = _paired_videos(root / "images", root / "labels", notes)
+    elif (root / "annotations.xml").is_file() or _cvat_task_folders(root):
+        layout = "cvat"
+        videos = _read_cvat(root, notes)
+    elif (root / "annotations").is_dir() and (root / "images").is_dir():
+        layout = "coco"
+        videos, folder_splits, coco_files = _read_coco(root, root / "images", root / "annotations", notes)
+    elif (root / "rawframes").is_dir() and any(root.glob("*.json")):
+        layout = "cva-net"
+        videos, folder_splits, coco_files = _read_coco(root, root / "rawframes", root, notes)
+    elif vtus := _vtus_splits(root):
+        layout = "vtus"
+        videos, folder_splits = _read_vtus(root, vtus, notes)
     elif found := _find_polyp_splits(root, notes):
         layout = "video-polyp"
         videos, folder_splits = _read_polyp(found)
@@ -230,11 +330,13 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         else:
             raise DataError(
                 "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "
-                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), video files (.mp4/.avi), DICOM cine files (.dcm), "
+                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), annotations.xml + images/ (CVAT), "
+                "annotations/*.json + images/ (COCO), rawframes/ + *.json (CVA-Net), <split>/ + <split>_GT/ (VTUS), "
+                "video files (.mp4/.avi), DICOM cine files (.dcm), "
                 "or one folder of frames per video (see docs/data.md)",
                 root,
             )
-    videos = natsorted(videos, key=lambda video: video.id) if layout != "video-polyp" else videos
+    videos = natsorted(videos, key=lambda video: video.id) if layout not in ("video-polyp", "vtus") else videos
     if (root / "bbox.json").is_file():
         read_bbox_json(root / "bbox.json", videos, notes)
     list_splits, split_files = read_split_lists(root)
@@ -243,4 +345,4 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         notes.append(Problem("note", root, "split lists (*_list.csv) take precedence over split folders"))
     label_file = Path(labels_csv) if labels_csv is not None else find_label_file(root)
     labels = read_labels(label_file) if label_file is not None else {}
-    return VideoSet(root, layout, videos, splits, labels, notes, split_files)
+    return VideoSet(root, layout, videos, splits, labels, notes, split_files or coco_files)
