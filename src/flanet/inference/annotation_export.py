@@ -32,8 +32,8 @@ from flanet.data.rle import encode_coco, encode_cvat
 from flanet.fileio import atomic_write_bytes, atomic_write_text
 from flanet.inference.sources import VideoSource, image_files
 
-__all__ = ["EXPORT_FORMATS", "LESION_LABEL", "export_frames", "write_annotation_exports", "coco_document",
-           "cvat_document"]
+__all__ = ["EXPORT_FORMATS", "LESION_LABEL", "export_frames", "export_video", "write_annotation_exports",
+           "coco_document", "cvat_document"]
 
 EXPORT_FORMATS: tuple[str, ...] = ("coco", "cvat")
 LESION_LABEL = "lesion"
@@ -138,3 +138,16 @@ def write_annotation_exports(
     if "cvat" in formats:
         written.append(atomic_write_bytes(video_dir / "export" / "cvat.xml", cvat_document(video_id, masks)))
     return written
+
+
+def export_video(source: VideoSource, video_dir: Path, frame_count: int, formats: Sequence[str]) -> list[str]:
+    """Write the exports of one predicted video (none when ``formats`` is empty).
+
+    Returns:
+        The files written, relative to ``video_dir`` (for the video's summary entry).
+    """
+    if not formats:
+        return []
+    frames = export_frames(source, frame_count)
+    return [path.relative_to(video_dir).as_posix()
+            for path in write_annotation_exports(video_dir, source.id, frames, formats)]
