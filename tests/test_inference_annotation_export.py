@@ -116,6 +116,7 @@ def test_cli_predict_export_both_formats_matches_its_masks(tmp_path: Path) -> No
     assert summary["videos"][0]["exports"] == ["export/coco.json", "export/cvat.xml"]
     for layout, root in (("coco", _coco_root(tmp_path / "coco", tmp_path / "scan", out / "export" / "coco.json", "scan")),
                          ("cvat", _cvat_root(tmp_path / "cvat", tmp_path / "scan", out / "export" / "cvat.xml", "scan"))):
-        video = discover(root).videos[0]
-        for expected, held in zip(predicted, video.masks, strict=True):
+        video_set = discover(root)
+        assert video_set.layout == layout
+        for expected, held in zip(predicted, video_set.videos[0].masks, strict=True):
             np.testing.assert_array_equal(read_mask(held), expected)

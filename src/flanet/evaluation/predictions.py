@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from flanet.data import Video, read_mask
-from flanet.data.rle import EncodedMask
 from flanet.data.images import read_bytes
+from flanet.data.rle import EncodedMask
 
 PREDICTION_SUFFIX = ".png"
 CHUNK_FRAMES = 16
