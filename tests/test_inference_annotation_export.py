@@ -101,11 +101,15 @@ def test_exports_read_back_pixel_for_pixel(tmp_path: Path) -> None:
         assert report.count("error") == 0 and report.masked_frames == 5 and report.lesion_frames == 4, report.format()
 
 
-def test_cli_predict_export_both_formats_matches_its_masks(tmp_path: Path) -> None:
-    model = create_model("flanet", encoder="resnet18")
-    checkpoint = save_checkpoint(tmp_path / "model.pt", model, {"image_size": 64})
-    names = _write_frames(tmp_path / "scan", 4)
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
+    model = create_model("flanet", encoder="resnet18")
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
+
+
+def test_cli_predict_export_both_formats_matches_its_masks(checkpoint: Path, tmp_path: Path) -> None:
+    names = _write_frames(tmp_path / "scan", 4)
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "scan"), "--out", str(out),
                  "--device", "cpu", "--no-progress", "--export", "cvat", "--export", "coco"]) == 0
@@ -120,3 +124,21 @@ def test_cli_predict_export_both_formats_matches_its_masks(tmp_path: Path) -> No
         assert video_set.layout == layout
         for expected, held in zip(predicted, video_set.videos[0].masks, strict=True):
             np.testing.assert_array_equal(read_mask(held), expected)
+
+
+def test_dataset_root_exports_per_video_and_resume_needs_the_same_formats(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for video in ("v1", "v2"):
+        _write_frames(tmp_path / "data" / video, 3)
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(checkpoint), str(tmp_path / "data"), "--out", str(out), "--device", "cpu",
+            "--no-progress"]
+    assert main([*args, "--export", "coco"]) == 0
+    for video in ("v1", "v2"):
+        coco = json.loads((out / video / "export" / "coco.json").read_text())
+        assert [image["file_name"] for image in coco["images"]] == [f"{video}/img_{i}.jpg" for i in (1, 2, 3)]
+        assert not (out / video / "export" / "cvat.xml").exists()
+    capsys.readouterr()
+    assert main(args) == 2  # resuming without --export: the finished videos were made with other settings
+    assert "segmented with other settings (export" in capsys.readouterr().err
