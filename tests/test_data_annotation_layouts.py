@@ -61,6 +61,7 @@ def test_cvat_polygons_are_read_within_one_boundary_pixel_and_gaps_are_reported(
     messages = [str(p) for p in video_set.notes]
     assert any("track 1 lists frame 0 but not 1..2" in m and "annotations.xml" in m for m in messages)
     assert any("1 <box> shape(s) ignored" in m for m in messages)
+    assert not any("sort differently" in m for m in messages)  # zero-padded names: both orders agree
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -80,6 +81,15 @@ def test_malformed_cvat_file_is_one_line_naming_it(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("flanet evaluate: error: ") and str(xml) in err and message in err
+
+
+def test_cvat_frames_whose_natural_and_lexicographic_orders_differ_are_warned(tmp_path: Path) -> None:
+    for name in ("img_2.png", "img_10.png"):
+        _frames(tmp_path / "images", 1, name=name.removesuffix(".png"))
+    _cvat(tmp_path / "annotations.xml", "", size=2)
+    video = discover(tmp_path)
+    assert [f.name for f in video.videos[0].frames] == ["img_2.png", "img_10.png"]
+    assert [p.path for p in video.notes if "sort differently" in p.message] == [tmp_path / "images"]
 
 
 def test_cvat_bad_shapes_and_frame_count_are_reported_on_the_file(tmp_path: Path) -> None:

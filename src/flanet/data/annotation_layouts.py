@@ -31,6 +31,10 @@ def read_cvat_layout(root: Path, notes: list[Problem]) -> list[Video]:
         if not images.is_dir():
             raise DataError("a CVAT task export needs its frames in images/ next to annotations.xml", images)
         _, frames = list_dir(images, notes)
+        if [frame.name for frame in frames] != sorted(frame.name for frame in frames):
+            notes.append(Problem("warning", images, "frame names sort differently in natural order (used here: "
+                                                    "img_2 before img_10) and in CVAT's default lexicographic "
+                                                    "order: make sure the task was created with natural sorting"))
         masks = read_cvat_video(folder / "annotations.xml", frames, notes)
         videos.append(Video(folder.name, frames, list(masks)))
     return videos
