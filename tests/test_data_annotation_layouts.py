@@ -12,6 +12,7 @@ import pytest
 from flanet.cli import main
 from flanet.data import ClipDataset, DataError, discover, read_mask
 from flanet.data.check import check_dataset
+from flanet.data.rle import coco_runs, encode_coco
 
 SIZE = (30, 40)  # (H, W)
 
@@ -204,3 +205,27 @@ def test_vtus_layout_pairs_split_folders_with_their_gt_folders(tmp_path: Path) -
     assert [str(p.path) for p in report.problems if "missing mask" in p.message] == [
         str(tmp_path / "Train" / "2" / "000002.jpg")]
     assert len(ClipDataset(video_set, "train", image_size=32)) == 5
+
+
+def test_coco_run_lengths_match_pycocotools_and_bad_rle_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
+        flat = mask.ravel(order="F").astype(np.int8)  # COCO runs are column-major, background first
+        runs = np.diff(np.concatenate(([0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]))).tolist()
+        assert coco_runs(encode_coco(mask)["counts"]) == ([0] if flat[0] else []) + runs
+    _frames(tmp_path / "images" / "a", 3)
+    (tmp_path / "annotations").mkdir()
+    too_long = encode_coco(np.ones((SIZE[0] * 2, SIZE[1]), bool))["counts"].decode()  # twice the frame
+    coco = _coco([(1, "a/000000.png"), (2, "a/000001.png")], [
+        {"id": 1, "image_id": 1, "segmentation": {"size": list(SIZE), "counts": too_long}},
+        {"id": 2, "image_id": 2, "segmentation": {"size": list(SIZE), "counts": [5, 3]}},
+        {"id": 3, "image_id": 2, "segmentation": {"size": list(SIZE), "counts": "\x01"}},
+    ])
+    (tmp_path / "annotations" / "x.json").write_text(json.dumps(coco))
+    report = check_dataset(tmp_path, progress=False)
+    errors = [p.message for p in report.problems if p.severity == "error"]
+    assert [e.split(":")[0] for e in errors] == ["malformed annotation 1 (a/000000.png)",
+                                                 "malformed annotation 2 (a/000001.png)",
+                                                 "malformed annotation 3 (a/000001.png)"], errors
+    assert "cover 2400 pixels" in errors[0] and "cover 8 pixels" in errors[1] and "outside the encoding" in errors[2]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from flanet.data.errors import DataError, Problem
-from flanet.data.rle import EncodedMask, merge_coco, polygons_to_coco
+from flanet.data.rle import EncodedMask, check_runs, coco_runs, merge_coco, polygons_to_coco
 from flanet.data.videoset import BBox
 
 
@@ -68,11 +68,15 @@ def _segmentation(value: object, height: int, width: int) -> dict:
         raise ValueError(f"an RLE needs size [{height}, {width}] (the image's height, width)")
     counts = value["counts"]
     if isinstance(counts, list):
+        if not all(isinstance(run, int) and not isinstance(run, bool) for run in counts):
+            raise TypeError("uncompressed RLE counts must be integers")
+        check_runs(counts, height, width)
         from pycocotools import mask as coco_mask
 
         return coco_mask.frPyObjects(value, height, width)
     if not isinstance(counts, str):
         raise TypeError("RLE counts must be a string or a list of integers")
+    check_runs(coco_runs(counts), height, width)
     return {"size": [height, width], "counts": counts.encode("ascii")}
 
 

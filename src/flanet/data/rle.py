@@ -53,6 +53,43 @@ def encode_coco(mask: np.ndarray) -> dict:
     return coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
 
 
+def coco_runs(counts: str | bytes) -> list[int]:
+    """Run lengths of COCO compressed RLE counts (pycocotools' ``rleFrString``, in Python).
+
+    Raises:
+        ValueError: for characters outside the encoding or a string that ends inside a number.
+    """
+    data = counts.encode("ascii") if isinstance(counts, str) else counts
+    runs: list[int] = []
+    position = 0
+    while position < len(data):
+        value = shift = 0
+        more = True
+        while more:
+            if position >= len(data):
+                raise ValueError("RLE counts end inside a number")
+            char = data[position] - 48
+            if not 0 <= char < 64:
+                raise ValueError(f"RLE counts hold a character outside the encoding ({chr(data[position])!r})")
+            value |= (char & 0x1F) << (5 * shift)
+            more, position, shift = bool(char & 0x20), position + 1, shift + 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        runs.append(value + runs[-2] if len(runs) > 2 else value)
+    return runs
+
+
+def check_runs(runs: Sequence[int], height: int, width: int) -> None:
+    """Raise ValueError unless ``runs`` are non-negative and cover the ``height x width`` frame exactly.
+
+    pycocotools does not check this, and decoding runs that exceed the frame writes past its buffer.
+    """
+    if any(run < 0 for run in runs):
+        raise ValueError("RLE has a negative run length")
+    if sum(runs) != height * width:
+        raise ValueError(f"RLE runs cover {sum(runs)} pixels, the {width}x{height} frame has {height * width}")
+
+
 def merge_coco(rles: Sequence[dict], height: int, width: int) -> bytes:
     """Counts of the union of COCO RLEs of one ``height x width`` frame (an empty mask when none)."""
     if not rles:
