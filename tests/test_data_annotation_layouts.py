@@ -221,11 +221,14 @@ def test_coco_run_lengths_match_pycocotools_and_bad_rle_is_an_error_not_a_crash(
         {"id": 1, "image_id": 1, "segmentation": {"size": list(SIZE), "counts": too_long}},
         {"id": 2, "image_id": 2, "segmentation": {"size": list(SIZE), "counts": [5, 3]}},
         {"id": 3, "image_id": 2, "segmentation": {"size": list(SIZE), "counts": "\x01"}},
+        {"id": 4, "image_id": 2, "segmentation": [[1, 1, 5, 1, float("nan"), 4]]},
     ])
     (tmp_path / "annotations" / "x.json").write_text(json.dumps(coco))
     report = check_dataset(tmp_path, progress=False)
     errors = [p.message for p in report.problems if p.severity == "error"]
     assert [e.split(":")[0] for e in errors] == ["malformed annotation 1 (a/000000.png)",
                                                  "malformed annotation 2 (a/000001.png)",
-                                                 "malformed annotation 3 (a/000001.png)"], errors
+                                                 "malformed annotation 3 (a/000001.png)",
+                                                 "malformed annotation 4 (a/000001.png)"], errors
     assert "cover 2400 pixels" in errors[0] and "cover 8 pixels" in errors[1] and "outside the encoding" in errors[2]
+    assert "finite numbers" in errors[3]

@@ -57,8 +57,6 @@ def _shape_rle(shape: ET.Element, height: int, width: int) -> dict:
         box = tuple(int(shape.attrib[key]) for key in ("left", "top", "width", "height"))
         return encode_coco(decode_cvat(runs, box, height, width))  # type: ignore[arg-type]
     points = [float(v) for pair in shape.attrib["points"].split(";") for v in pair.split(",")]
-    if len(points) < 6 or len(points) % 2:
-        raise ValueError("a polygon needs at least 3 x,y points")
     return polygons_to_coco([points], height, width)
 
 

@@ -11,6 +11,7 @@ background, ... and start with background (a leading 0 when the first pixel is l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,16 @@ def merge_coco(rles: Sequence[dict], height: int, width: int) -> bytes:
 
 
 def polygons_to_coco(polygons: Sequence[Sequence[float]], height: int, width: int) -> dict:
-    """COCO RLE of the union of polygons ``[x1, y1, x2, y2, ...]`` (rasterised as pycocotools does)."""
+    """COCO RLE of the union of polygons ``[x1, y1, x2, y2, ...]`` (rasterised as pycocotools does).
+
+    Raises:
+        ValueError: for a polygon with fewer than 3 points or a coordinate that is not a finite number.
+    """
+    for polygon in polygons:
+        if len(polygon) < 6 or len(polygon) % 2:
+            raise ValueError("a polygon needs at least 3 x, y points")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in polygon):
+            raise ValueError("polygon coordinates must be finite numbers")
     return coco_mask.merge(coco_mask.frPyObjects([list(p) for p in polygons], height, width))
 
 
