@@ -142,3 +142,9 @@ def test_dataset_root_exports_per_video_and_resume_needs_the_same_formats(
     capsys.readouterr()
     assert main(args) == 2  # resuming without --export: the finished videos were made with other settings
     assert "segmented with other settings (export" in capsys.readouterr().err
+
+
+def test_export_is_refused_with_a_live_source(checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", "--checkpoint", str(checkpoint), "--source", "0", "--export", "coco"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flanet predict: error: --export writes annotation files") and len(err.splitlines()) == 1
