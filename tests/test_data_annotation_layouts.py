@@ -69,6 +69,7 @@ def test_cvat_polygons_are_read_within_one_boundary_pixel_and_gaps_are_reported(
     ("<annotations><meta><task><size>4", "malformed CVAT XML"),
     ("<root/>", "not a CVAT XML file"),
     ('<annotations><image id="0" name="a.png"/></annotations>', "CVAT for images"),
+    ("<annotations><meta><project><tasks/></project></meta></annotations>", "CVAT project export"),
 ])
 def test_malformed_cvat_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                     content: str, message: str) -> None:

@@ -34,6 +34,9 @@ def _task(root: ET.Element, path: Path) -> ET.Element:
     if root.find("image") is not None:
         raise DataError("a 'CVAT for images' file (it has <image> elements): export the task as "
                         "'CVAT for video 1.1'", path)
+    if root.find("meta/project") is not None:
+        raise DataError("a CVAT project export: export each task as 'CVAT for video 1.1' into its own "
+                        "<video>/ folder", path)
     task = root.find("meta/task")
     task = task if task is not None else root.find("meta/job")
     if task is None or not (task.findtext("size") or "").strip().isdigit():
