@@ -3,8 +3,9 @@
 Problems (each tied to its file; see docs/data.md for the full list): unreadable, empty or
 truncated images, masks and DICOM files (every DICOM frame is decoded), image/mask size mismatch,
 missing masks, non-binary masks, videos shorter than a clip, split lists naming missing videos (or
-one video in two splits), malformed ``bbox.json``, boxes that disagree with their mask, unreadable
-video files. Stray system files
+one video in two splits), malformed ``bbox.json``, boxes that disagree with their mask or lie outside
+the image, unreadable video files, malformed CVAT / COCO annotation files and shapes (reported on the
+annotation file, naming the frame). Stray system files
 are ignored with a note; grayscale, palette and 16-bit images are noted and read correctly.
 """
 
