@@ -22,6 +22,8 @@ def _predict_live(args: argparse.Namespace) -> int:
 
     if args.split:
         raise UsageError("--split applies to a dataset root, not to --source")
+    if args.export:
+        raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
     source = Path(args.source)
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
@@ -54,6 +56,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
         device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
         progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
+        export=sorted(set(args.export)),
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -125,6 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
+    p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
+                   help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
+                   "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
     p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
     p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict)

@@ -34,8 +34,8 @@ from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, pre
 from flanet.inference.clinical import FrameGeometry, MeasurementLog
 from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
-from flanet.inference.predict import image_size_from_metadata
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+from flanet.models.checkpoint import image_size_from_metadata
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
 
