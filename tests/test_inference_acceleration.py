@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import flanet.inference.bench as bench
+import flanet.inference.streaming as streaming
 from conftest import _noise_frames as _frames
+from conftest import _write_video
+from flanet.cli import main
 from flanet.inference import FrameResult, VideoSegmenter
 from flanet.inference.streaming import compile_options
-from flanet.models import create_model
+from flanet.models import create_model, save_checkpoint
 
 SIZE = 64
 BF16_REL = 5e-2
@@ -96,6 +101,44 @@ def test_compile_options_pick_cuda_graphs_on_cuda_only() -> None:
 def test_compile_is_refused_with_onnxruntime(model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="compile applies to backend pytorch only"):
         VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", compile=True)
+
+
+def test_cli_predict_compile_reaches_the_segmenter_and_changes_no_output(
+    model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = save_checkpoint(tmp_path / "model.pt", model, {"image_size": SIZE})
+    video = _write_video(tmp_path / "scan.mp4", _frames(3, seed=6))
+    asked, graphs = [], []
+
+    def options(compile: object, device: torch.device) -> dict:
+        asked.append((compile, device.type))
+        return {"backend": _counting_backend(graphs)}
+
+    monkeypatch.setattr(streaming, "compile_options", options)
+    args = ["predict", "--checkpoint", str(checkpoint), str(video), "--no-progress", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "eager")]) == 0 and asked == []
+    assert main([*args, "--out", str(tmp_path / "compiled"), "--compile"]) == 0
+    assert asked == [(True, "cpu")] and len(graphs) == 2
+    for mask in sorted((tmp_path / "eager" / "masks").iterdir()):
+        assert (tmp_path / "compiled" / "masks" / mask.name).read_bytes() == mask.read_bytes()
+    capsys.readouterr()
+    onnx = [*args, "--out", str(tmp_path / "onnx"), "--backend", "onnxruntime", "--compile-mode", "default"]
+    assert main(onnx) == 2
+    assert "flanet predict: error: --compile applies to --backend pytorch only (--compile)" in capsys.readouterr().err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_bench_compile_option_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {"device": "cpu", "encoder": "resnet18", "mode": "streaming", "image_size": 32, "frames": 2, "runs": 1,
+              "warmup": 0, "compile": {"backend": "eager"}}
+    record = bench._worker(config)
+    assert record["compile"] == {"backend": "eager"} and record["fps"] > 0
+    seen: list = []
+    monkeypatch.setattr(bench, "run_bench", lambda **kwargs: seen.append(kwargs["compile"]))
+    assert main(["bench", "--no-docs", "--compile"]) == 0
+    assert main(["bench", "--no-docs", "--compile-mode", "max-autotune"]) == 0
+    assert main(["bench", "--no-docs"]) == 0
+    assert seen == [True, "max-autotune", False]
 
 
 @pytest.mark.slow
