@@ -36,7 +36,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +78,24 @@ class Timer:
             torch.cuda.synchronize(self.device)
 
 
-def stream_rows(model: torch.nn.Module, args: argparse.Namespace, timer: Timer) -> list[dict]:
-    """``stream`` and ``step`` rows at batch 1 for each variant; ``check`` is against the float32 stream."""
+def stream_rows(model: torch.nn.Module, args: argparse.Namespace, timer: Timer) -> Iterator[dict]:
+    """``stream`` and ``step`` rows at batch 1 for each variant, one at a time; ``check`` is against float32."""
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8) for _ in range(4)]
     variants = [("fp32", {}), ("bf16", {"dtype": torch.bfloat16}),
                 ("bf16 channels-last", {"dtype": torch.bfloat16, "channels_last": True}),
                 ("bf16 compiled", {"dtype": torch.bfloat16, "compile": args.compile})]
-    rows, reference = [], None
+    reference = None
     for name, options in variants:
         segmenter = VideoSegmenter(model, args.size, args.device, **options)
         first = [r.probability for r in segmenter.stream(pool)]  # a compiled step compiles here
         reference = first if reference is None else reference
         check = max(float(np.abs(a - b).max()) for a, b in zip(first, reference))
         seconds = timer(functools.partial(_stream, segmenter, pool, args.frames))
-        rows.append(_row("stream", name, 1, args.frames / seconds, check=check))
+        yield _row("stream", name, 1, args.frames / seconds, check=check)
         images = [to_model_input(frame, args.size).to(segmenter.device)[None]
                   .contiguous(memory_format=segmenter.memory_format) for frame in pool]
-        rows.append(_row("step", name, 1, args.frames / timer(functools.partial(_steps, segmenter, images, args.frames))))
-    return rows
+        yield _row("step", name, 1, args.frames / timer(functools.partial(_steps, segmenter, images, args.frames)))
 
 
 def _stream(segmenter: VideoSegmenter, pool: list[np.ndarray], frames: int) -> None:
@@ -258,8 +257,8 @@ def train_row(name: str, args: argparse.Namespace, timer: Timer) -> dict:
             "s_per_step": seconds, "clips_per_s": args.train_batch / seconds, **info}
 
 
-SMOKE = {"device": "cpu", "threads": 1, "encoder": "resnet18", "size": 32, "frames": 3, "runs": 1, "warmup": 0, "batches": [2],
-         "batched_steps": 1, "train_batch": 2, "compile": {"backend": "eager"}}
+SMOKE = {"device": "cpu", "threads": 1, "encoder": "resnet18", "size": 32, "frames": 3, "runs": 1, "warmup": 0,
+         "batches": [2], "batched_steps": 1, "train_batch": 2, "compile": {"backend": "eager"}}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -142,7 +142,7 @@ class VideoSegmenter:
         compile: backend "pytorch" only: ``torch.compile`` the per-frame step (``encode`` and
             ``decode``; ``model(clip)`` when features are not reused) with static shapes
             (batch 1, one size: one graph each, no recompiles from video to video; the
-            first frames of the first video pay the compilation). False (default): eager;
+            first frames of the first video pay the compilation). False (default) or None: eager;
             True: mode ``"reduce-overhead"`` on CUDA (CUDA graphs), ``"default"`` (inductor)
             elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
             keyword arguments, e.g. ``{"backend": "aot_eager"}``.
@@ -164,7 +164,7 @@ class VideoSegmenter:
         backend: str = "pytorch",
         onnx: str | Path | None = None,
         dtype: torch.dtype | None = None,
-        compile: bool | str | dict[str, Any] = False,
+        compile: bool | str | dict[str, Any] | None = False,
     ) -> None:
         multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
@@ -177,7 +177,7 @@ class VideoSegmenter:
         self.runner: OnnxRunner | None = None
         device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
         if backend == "onnxruntime":
-            if compile is not False:
+            if compile not in (False, None):
                 raise ValueError("compile applies to backend pytorch only")
             manifest = onnx or export_for_onnxruntime(model, image_size)
             self.runner = OnnxRunner(manifest, onnx_providers(device))
@@ -202,7 +202,7 @@ class VideoSegmenter:
             if self.reuse_features != self.runner.streaming:
                 raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
             self.num_frames = self.runner.num_frames
-        self.compiled = compile is not False
+        self.compiled = compile not in (False, None)
         self._encode, self._decode, self._forward = model.encode, model.decode, model
         if self.compiled:
             options = compile_options(compile, self.device)
