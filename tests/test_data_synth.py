@@ -74,7 +74,7 @@ def test_lesion_is_hypoechoic_except_in_hard_frames(synth_root):
 
 
 def test_clip_dataset_on_synthetic_data(synth_root):
-    sample = ClipDataset(discover(synth_root), "train", image_size=64, augment=True, with_neighbour=True)[5]
+    sample = ClipDataset(discover(synth_root), "train", image_size=64, augment=True, with_previous=True)[5]
     assert sample["frames"].shape == (4, 3, 64, 64) and sample["mask"].shape == (1, 64, 64)
 
 

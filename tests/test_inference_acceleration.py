@@ -129,15 +129,15 @@ def test_cli_predict_compile_reaches_the_segmenter_and_changes_no_output(
 
 
 def test_bench_compile_option_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = {"device": "cpu", "encoder": "resnet18", "mode": "streaming", "image_size": 32, "frames": 2, "runs": 1,
+    config = {"device": "cpu", "encoder": "resnet18", "mode": "stream", "image_size": 32, "frames": 2, "runs": 1,
               "warmup": 0, "compile": {"backend": "eager"}}
     record = bench._worker(config)
     assert record["compile"] == {"backend": "eager"} and record["fps"] > 0
     seen: list = []
     monkeypatch.setattr(bench, "run_bench", lambda **kwargs: seen.append(kwargs["compile"]))
-    assert main(["bench", "--no-docs", "--compile"]) == 0
-    assert main(["bench", "--no-docs", "--compile-mode", "max-autotune"]) == 0
-    assert main(["bench", "--no-docs"]) == 0
+    assert main(["bench", "--compile"]) == 0
+    assert main(["bench", "--compile-mode", "max-autotune"]) == 0
+    assert main(["bench"]) == 0
     assert seen == [True, "max-autotune", False]
 
 

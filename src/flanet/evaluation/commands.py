@@ -1,4 +1,4 @@
-"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet benchmark``."""
+"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet compare``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_p
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the ``evaluate`` and ``benchmark`` sub-commands (their heavy imports happen when they run)."""
+    """Adds the ``evaluate`` and ``compare`` sub-commands (their heavy imports happen when they run)."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint or a folder of prediction PNGs (both protocols, CIs, per-video CSV, table)",
@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run_evaluate)
 
-    from flanet.evaluation import benchmark
+    from flanet.evaluation import compare
 
-    benchmark.register(subparsers)
+    compare.register(subparsers)
 
 
 def _default_out(args: argparse.Namespace) -> Path:

@@ -23,8 +23,8 @@ from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
-from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions
-from flanet.evaluation.predictions import (
+from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
+from flanet.evaluation.prediction_folder import (
     PredictionCheck,
     check_predictions,
     frame_name,
@@ -169,7 +169,7 @@ def evaluate_model(
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
-    (fewer encoder passes); see :mod:`flanet.evaluation.inference`. ``pixel_spacing``:
+    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``:
     ``video id -> (row mm, column mm)`` for the localisation error in millimetres.
     """
     split = resolve_split(video_set, split)
@@ -207,8 +207,7 @@ def evaluate_checkpoint(
     settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
-    from flanet.inference.predict import image_size_from_metadata
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)

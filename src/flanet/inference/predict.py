@@ -33,22 +33,11 @@ from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
 
-__all__ = ["predict_to_folder", "image_size_from_metadata", "OUTPUT_MARKER"]
+__all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
-
-
-def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
-    """Training image size recorded in checkpoint metadata (``image_size``, as written by training)."""
-    metadata = metadata or {}
-    train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
-    data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
-    for candidate in (metadata.get("image_size"), data.get("image_size")):
-        if isinstance(candidate, int) and candidate > 0:
-            return candidate
-    return default
 
 
 class _LastFrame:
@@ -162,11 +151,11 @@ def predict_to_folder(
     Returns:
         The output folder.
     """
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+
     metadata: dict[str, Any] = {}
     checkpoint = None
     if isinstance(model, (str, Path)):
-        from flanet.models.checkpoint import load_checkpoint
-
         checkpoint = str(model)
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
