@@ -84,7 +84,7 @@ def stream_rows(model: torch.nn.Module, args: argparse.Namespace, timer: Timer) 
     pool = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8) for _ in range(4)]
     variants = [("fp32", {}), ("bf16", {"dtype": torch.bfloat16}),
                 ("bf16 channels-last", {"dtype": torch.bfloat16, "channels_last": True}),
-                ("bf16 compiled", {"dtype": torch.bfloat16, "compile": args.compile})]
+                ("bf16 compiled", {"dtype": torch.bfloat16, "compile": args.compile})][: 3 if args.no_compile else 4]
     reference = None
     for name, options in variants:
         segmenter = VideoSegmenter(model, args.size, args.device, **options)
@@ -272,7 +272,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16, 32, 64], help="batched rows' batch sizes")
     parser.add_argument("--batched-steps", type=int, default=8, help="batches per timed run of a batched row")
     parser.add_argument("--train-batch", type=int, default=24, help="clips per training step (paper: 24)")
-    parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode of the compiled row")
+    parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode of the compiled rows")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled rows (no compilation time)")
     parser.add_argument("--out", type=Path, default=Path("bench-gpu.json"), help="JSON report")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU: tiny encoder and size, one run, compile backend eager")
