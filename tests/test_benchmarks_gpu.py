@@ -51,3 +51,13 @@ def test_gpu_py_stops_at_once_without_a_gpu(tmp_path: Path, monkeypatch: pytest.
     err = capsys.readouterr().err
     assert err.startswith("benchmarks/gpu.py: error: no CUDA GPU visible") and err.count("\n") == 1
     assert not (tmp_path / "gpu.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine gpu.sh would measure")
+def test_gpu_sh_stops_at_once_without_a_gpu(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), "--out", str(tmp_path / "gpu.json")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("benchmarks/gpu.py: error: no CUDA GPU visible")
+    assert not (tmp_path / "gpu.json").exists()
