@@ -179,6 +179,8 @@ def predict_archive(
         ArchiveError: some videos failed (after the index is written).
         FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
     """
+    if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
+        raise ValueError("compile applies to backend pytorch only")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
