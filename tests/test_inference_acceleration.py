@@ -26,6 +26,7 @@ from conftest import _noise_frames as _frames
 from conftest import _write_video
 from flanet.cli import main
 from flanet.inference import FrameResult, VideoSegmenter
+from flanet.inference.archive import predict_archive
 from flanet.inference.streaming import compile_options
 from flanet.models import create_model, save_checkpoint
 
@@ -98,9 +99,12 @@ def test_compile_options_pick_cuda_graphs_on_cuda_only() -> None:
     assert compile_options({"backend": "aot_eager"}, torch.device("cuda")) == {"backend": "aot_eager"}
 
 
-def test_compile_is_refused_with_onnxruntime(model: torch.nn.Module) -> None:
+def test_compile_is_refused_with_onnxruntime(model: torch.nn.Module, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="compile applies to backend pytorch only"):
         VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", compile=True)
+    with pytest.raises(ValueError, match="compile applies to backend pytorch only"):
+        predict_archive(model, tmp_path, tmp_path / "out", backend="onnxruntime", compile="default")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_predict_compile_reaches_the_segmenter_and_changes_no_output(
