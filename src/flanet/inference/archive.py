@@ -163,6 +163,7 @@ def predict_archive(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -176,6 +177,8 @@ def predict_archive(
         ArchiveError: some videos failed (after the index is written).
         FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
     """
+    if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
+        raise ValueError("compile applies to backend pytorch only")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
@@ -202,7 +205,7 @@ def predict_archive(
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
                              {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
                               "full_frame": full_frame, "export": sorted(export) or None},
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile)
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -240,9 +243,9 @@ def _open_output(out: Path, input_path: Path, force: bool) -> None:
 
 
 def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
-               out: Path, progress: bool, settings: dict, label: str) -> list[dict]:
+               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):

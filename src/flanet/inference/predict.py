@@ -138,6 +138,7 @@ def predict_to_folder(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -156,6 +157,7 @@ def predict_to_folder(
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.annotation_export`).
+        compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
 
     Returns:
         The output folder.
@@ -171,7 +173,7 @@ def predict_to_folder(
     size = image_size or image_size_from_metadata(metadata)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
