@@ -41,7 +41,7 @@ from flanet.demo.figures import (
 )
 from flanet.demo.report import verdict, write_report
 from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
-from flanet.fileio import prepare_output_folder
+from flanet.fileio import atomic_write_text, prepare_output_folder
 from flanet.inference import predict_to_folder
 from flanet.models import load_checkpoint
 from flanet.training import load_config, train
@@ -290,7 +290,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
                         "expected_total_s": expected, "total_s": stages.elapsed}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=str) + "\n")
     _, page = write_report(record, out)
     say(f"done in {stages.elapsed:.0f} s: {page}")
     say(record["verdict"]["text"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
+from flanet.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -132,12 +133,12 @@ def compare_models(
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
         row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
         rows.append(row)
-        (out / "comparison.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
+        atomic_write_text(out / "comparison.md", _header(config, overrides, split) + table_rows(entries))
         write_rows_csv(out / "comparison.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "comparison.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
         if ablation:
             header = _header(config, overrides, split, "Ablation (paper Table 3)")
-            (out / "ablation.md").write_text(header + table3_markdown(ablation_entries), encoding="utf-8")
+            atomic_write_text(out / "ablation.md", header + table3_markdown(ablation_entries))
     return rows
 
 

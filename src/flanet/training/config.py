@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml
 
+from flanet.fileio import atomic_write_text
+from flanet.yamlsafe import load_yaml
+
 
 class ConfigError(ValueError):
     """A configuration file, key or value is invalid; the message says which and why."""
@@ -178,7 +181,7 @@ def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
     if source in seen:
         raise ConfigError(f"config {source}: 'base' chain loops ({' -> '.join(seen)})")
     try:
-        data = yaml.load(text, Loader=_YamlLoader)
+        data = load_yaml(text, _YamlLoader, source)  # refuses alias bombs before building anything
     except yaml.YAMLError as error:
         raise ConfigError(f"config {source}: not valid YAML: {error}") from error
     if data is None:
@@ -312,4 +315,4 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 
 def dump_config(config: Mapping[str, Any], path: Path) -> None:
     """Write a resolved configuration as YAML (the run folder's ``config.yaml``)."""
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
