@@ -17,6 +17,7 @@ from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
 from flanet.training.resume import batches_done
+from flanet.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ class RunFolder(Checkpoint):
 
     Args:
         run_dir: the run folder.
-        config: resolved training configuration, stored in the checkpoints' metadata.
+        config: resolved training configuration, stored in the checkpoints' metadata (as a dict).
     """
 
-    def __init__(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
         self.run_dir = Path(run_dir)
-        self.config = dict(config)
+        self.config = config
         self.best_dice = -math.inf
         self.best_epoch = -1
         self.encoder_init = encoder_init(config)
@@ -95,10 +96,10 @@ class RunFolder(Checkpoint):
                 "epoch": epoch,
                 "global_step": trainer.global_step,
                 "metrics": {k: v for k, v in row.items() if k not in ("epoch", "step")},
-                "image_size": self.config["data"]["image_size"],
-                "edge": self.config["data"]["edge"],
-                "heatmap_sigma": self.config["data"]["heatmap_sigma"],
-                "train_config": self.config,
+                "image_size": self.config.data.image_size,
+                "edge": self.config.data.edge,
+                "heatmap_sigma": self.config.data.heatmap_sigma,
+                "train_config": self.config.to_dict(),
                 "encoder_init": self.encoder_init,
                 "warnings": self.warnings,
                 "partial_epoch": partial,
