@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from flanet.cli import main
 from flanet.data import DataError
@@ -75,13 +77,42 @@ def test_training_loss_falls(two_epoch_run: Path) -> None:
     assert last < first
 
 
+#: Keys of flanet 0.1's config.yaml that have new names: new (section, key) -> old (section, key).
+OLD_NAMES = {
+    ("trainer", "max_epochs"): ("trainer", "epochs"),
+    ("trainer", "check_val_every_n_epoch"): ("trainer", "val_every_n_epochs"),
+    ("trainer", "num_sanity_val_steps"): ("trainer", "sanity_val_steps"),
+    ("trainer", "enable_progress_bar"): ("trainer", "progress_bar"),
+    ("data", "batch_size"): ("trainer", "batch_size"),
+    ("output", "checkpoint_every_n_steps"): ("trainer", "checkpoint_every_n_steps"),
+    ("trainer", "gradient_clip_val"): ("optim", "grad_clip"),
+}
+
+
+def write_old_format(config_yaml: Path) -> None:
+    """Rewrite a run's ``config.yaml`` as flanet 0.1 wrote it (old names, no newer keys)."""
+    data = yaml.safe_load(config_yaml.read_text())
+    for (section, key), (old_section, old_key) in OLD_NAMES.items():
+        data[old_section][old_key] = data[section].pop(key)
+    for key in ("gradient_clip_algorithm", "accumulate_grad_batches"):
+        del data["trainer"][key]
+    config_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def test_resume_continues_exactly_where_the_run_stopped(
-    two_epoch_run: Path, data_root: Path, tmp_path: Path
+    two_epoch_run: Path, data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stopped = train("cpu-small", tiny_overrides(data_root, tmp_path / "stopped", "trainer.max_epochs=1",
                                                "data.augment=true"))
-    resumed = train(None, ["trainer.max_epochs=2"], resume=stopped)
+    write_old_format(stopped / "config.yaml")  # a run folder of flanet 0.1, resumed with an old-name override
+    with caplog.at_level(logging.WARNING, logger="flanet.training.config"):
+        resumed = train(None, ["trainer.epochs=2"], resume=stopped)
     assert resumed == stopped
+    renamed = {line.split("'")[3] for line in caplog.messages if "is renamed" in line}
+    assert renamed == {f"{section}.{key}" for section, key in OLD_NAMES}
+    written = yaml.safe_load((resumed / "config.yaml").read_text())  # rewritten with the new names
+    assert written["trainer"]["max_epochs"] == 2 and "epochs" not in written["trainer"]
+    assert "grad_clip" not in written["optim"] and written["trainer"]["gradient_clip_val"] == 0.5
     reference = torch.load(two_epoch_run / "checkpoints" / "last.pt", weights_only=True)
     continued = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
     assert continued["metadata"]["global_step"] == reference["metadata"]["global_step"]
@@ -158,6 +189,16 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
     kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert kept.metadata["epoch"] == 0
     assert all(torch.isfinite(p).all() for p in kept.model.parameters())
+
+
+def test_lightning_trainer_keys_shape_the_run(data_root: Path, tmp_path: Path) -> None:
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "run", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
+        "trainer.accumulate_grad_batches=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"))
+    rows = metric_rows(run_dir)
+    assert [r["val_dice"] != "" for r in rows] == [False, True]  # validated every second epoch only
+    assert [int(r["step"]) for r in rows] == [1, 2]  # 2 batches per optimiser step
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt").metadata["epoch"] == 1
 
 
 def test_bad_input_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:

@@ -171,13 +171,14 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
         if x:
             left.plot(x, y, style, marker="o", markersize=3, label=key)
     left.set(xlabel="epoch", ylabel="loss", title="losses (eq. 2 and its terms)")
-    left.legend(fontsize=8)
     for key in ("val_dice", "val_jaccard", "val_f1"):
         x, y = series(key)
         if x:
             right.plot(x, y, marker="o", markersize=3, label=key)
     right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
-    right.legend(fontsize=8)
+    for axes in (left, right):
+        if axes.get_legend_handles_labels()[0]:  # nothing to label before the first validated epoch
+            axes.legend(fontsize=8)
     figure.tight_layout()
     with atomic_path(out) as tmp:
         figure.savefig(tmp, dpi=100, format="png")
