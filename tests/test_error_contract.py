@@ -48,7 +48,9 @@ def train_args(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("override", "key"), [
-    ("model.options={foo: 1}", "model.options"),
+    ("model.options={foo: 1}", "model.options.foo"),
+    ("model.options.head_channels=wide", "model.options.head_channels"),
+    ("trainer.epochs=0", "trainer.max_epochs"),  # an old name: the error names the new key
     ("trainer.max_time=abc", "trainer.max_time"),
     ("trainer.max_epochs=0", "trainer.max_epochs"),
     ("trainer.max_epochs=-1", "trainer.max_epochs"),

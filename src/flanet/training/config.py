@@ -270,10 +270,15 @@ def _merge(target: dict[str, Any], update: Mapping[str, Any], prefix: str) -> No
 
 
 def unknown_key_message(dotted: str, every_key: Sequence[str], section: str) -> str:
-    """``unknown config key 'x' (did you mean 'y'?). Valid keys in section 's': ...``"""
-    close = difflib.get_close_matches(dotted, every_key, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    """``unknown config key 'x' (did you mean 'y'?). Valid keys in section 's': ...``
+
+    The suggestion is the key of the same section whose last part is closest, else a close
+    key of another section.
+    """
     keys = [key for key in every_key if key.startswith(section)]
+    close = [section + leaf for leaf in difflib.get_close_matches(dotted[len(section):], [k[len(section):] for k in keys], n=1)]
+    close = close or difflib.get_close_matches(dotted, every_key, n=1, cutoff=0.8)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
     where = f" in section '{section[:-1]}'" if section else ""
     return f"unknown config key '{dotted}'{hint}. Valid keys{where}: {', '.join(keys)}"
 
