@@ -39,7 +39,7 @@ __all__ = ["ConfigError", "TrainConfig", "dump_config", "load_config", "parse_va
 log = logging.getLogger(__name__)
 
 #: Every key with its default, as a nested dict (the tree that files and overrides must fit).
-DEFAULTS: dict[str, Any] = TrainConfig().to_dict()
+_DEFAULTS: dict[str, Any] = TrainConfig().to_dict()
 
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -95,7 +95,7 @@ def load_config(
             message suggests the closest and lists the valid keys), a value of the wrong
             type, or a ``model.options`` key the model's constructor does not take.
     """
-    config = copy.deepcopy(DEFAULTS)
+    config = copy.deepcopy(_DEFAULTS)
     if isinstance(name_or_path, TrainConfig):
         _merge(config, name_or_path.to_dict(), "")
     elif isinstance(name_or_path, Mapping):
@@ -141,13 +141,13 @@ def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
 def _resolve_base(
     data: dict[str, Any], source: str, seen: tuple[str, ...], folder: Path
 ) -> dict[str, Any]:
-    """Apply ``data`` on top of :data:`DEFAULTS` or of the recipe named by its ``base`` key.
+    """Apply ``data`` on top of the schema's defaults or of the recipe named by its ``base`` key.
 
     A relative ``base`` path is taken relative to ``folder`` (the including file's folder).
     """
     data = dict(data)
     base = data.pop("base", None)
-    merged = copy.deepcopy(DEFAULTS)
+    merged = copy.deepcopy(_DEFAULTS)
     if base is not None:
         relative = folder / str(base)
         _merge(merged, _read_recipe(relative if relative.is_file() else base, seen), "")
@@ -176,7 +176,7 @@ def _renamed(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         if not isinstance(target, dict):
             raise ConfigError(f"config key '{new_section}' is a section; set its keys, e.g. '{new}=...'")
         if new_key in target:
-            raise ConfigError(f"{source} sets both '{old}' and its new name '{new}'; keep '{new}'")
+            raise ConfigError(f"'{old}' and its new name '{new}' are both set; keep '{new}'")
         target[new_key] = value
         log.warning("config key '%s' is renamed '%s'; the old name stops working in flanet %s (%s)",
                     old, new, DEPRECATED_REMOVED_IN, source)
@@ -243,7 +243,7 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def valid_keys(node: Mapping[str, Any] = DEFAULTS, prefix: str = "") -> list[str]:
+def valid_keys(node: Mapping[str, Any] = _DEFAULTS, prefix: str = "") -> list[str]:
     """Every dotted key a configuration may set."""
     keys = []
     for key, value in node.items():

@@ -95,8 +95,8 @@ class TrainerConfig:
 
     Passed through as given, except ``precision: auto`` (resolved by flanet) and ``max_time``
     (a budget per invocation: a resumed run gets it afresh). The defaults are Lightning's
-    except ``max_epochs`` (100, paper), ``gradient_clip_val`` (0.5, the released code) and
-    ``log_every_n_steps`` (10).
+    except ``max_epochs`` (100, paper), ``precision`` (``auto``), ``gradient_clip_val`` (0.5,
+    the released code) and ``log_every_n_steps`` (10).
     """
 
     max_epochs: int = 100
