@@ -92,12 +92,13 @@ class AuthorsFLANetReplica(nn.Module):
 
 
 if __name__ == "__main__":
-    from torch.utils.flop_counter import FlopCounterMode
+    from flanet.models.cost import count_gflops
 
     model = AuthorsFLANetReplica().eval()
     clip = torch.randn(1, 3, 3, 352, 352)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode():
         out = model(clip)
+        gflops = count_gflops(model, clip)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     ffa = sum(p.numel() for p in model.ffa.parameters()) / 1e6
-    print(f"output {tuple(out.shape)}; params {params:.1f} M (FFA {ffa:.1f} M); {counter.get_total_flops() / 1e9:.1f} GFLOPs")
+    print(f"output {tuple(out.shape)}; params {params:.1f} M (FFA {ffa:.1f} M); {gflops:.1f} GFLOPs")

@@ -44,7 +44,7 @@ def measure_step_cost(config: TrainConfig, repeats: int = 2) -> StepCost:
     device = torch.device("cuda" if cuda else "cpu")
     model = module.model.to(device).train()
     size, batch = config.data.image_size, config.data.batch_size
-    frames = model.num_frames + int(module.use_neighbour)
+    frames = model.num_frames + int(module.use_previous)
     clip = torch.randn(batch, frames, 3, size, size, device=device)  # (B, T, 3, S, S)
 
     def clock() -> float:
@@ -54,7 +54,7 @@ def measure_step_cost(config: TrainConfig, repeats: int = 2) -> StepCost:
     optimiser = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
 
     def step() -> None:
-        out = model.forward_windows(clip) if module.use_neighbour else model(clip)
+        out = model.forward_windows(clip) if module.use_previous else model(clip)
         loss = out.mask_logits.float().square().mean()
         if out.heatmap is not None:
             loss = loss + out.heatmap.float().square().mean()

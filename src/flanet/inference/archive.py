@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.fileio import prepare_output_folder
-from flanet.inference.predict import _predict_video, image_size_from_metadata
+from flanet.inference.predict import _predict_video
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter
 
@@ -180,11 +180,11 @@ def predict_archive(
     """
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+
     metadata: dict[str, Any] = {}
     checkpoint = None
     if isinstance(model, (str, Path)):
-        from flanet.models.checkpoint import load_checkpoint
-
         checkpoint = str(Path(model).resolve())
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
