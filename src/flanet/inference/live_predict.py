@@ -34,8 +34,8 @@ from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, pre
 from flanet.inference.clinical import FrameGeometry, MeasurementLog
 from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
-from flanet.inference.predict import image_size_from_metadata
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+from flanet.models.checkpoint import image_size_from_metadata
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
 
@@ -164,6 +164,7 @@ def predict_live(
     duration: float | None = None,
     stop: threading.Event | None = None,
     open_capture: Callable[[int | str], Capture] | None = None,
+    compile: bool | str = False,
 ) -> Path:
     """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
 
@@ -188,6 +189,8 @@ def predict_live(
         duration: stop this many seconds after the source opened.
         stop: an event that ends the run when set (from another thread).
         open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
+        compile: ``torch.compile`` the per-frame step (see :class:`VideoSegmenter`); the first
+            frames then wait for the compilation, so frames are dropped at the start.
 
     Returns:
         The output folder.
@@ -206,7 +209,7 @@ def predict_live(
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
     size = image_size or image_size_from_metadata(metadata)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
         inputs = [Path(source)] if live.kind == "file" else []
