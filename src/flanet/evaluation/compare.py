@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="accuracy: train and evaluate several models with the same recipe and seed; one comparison table",
-        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.epochs=5), "
+        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.max_epochs=5), "
         "evaluate its best checkpoint on the test split and write comparison.md / .csv / .json to --out. "
         "(Speed is `flanet bench`.)",
     )
@@ -118,16 +118,16 @@ def compare_models(
     for model in models:
         model_args = model_overrides(model, data, out, overrides)
         recipe = resolve_model_defaults(load_config(config, model_args))
-        best = _trained_checkpoint(Path(recipe["output"]["run_dir"]), config, model_args, retrain, train)
+        best = _trained_checkpoint(Path(recipe.output.run_dir), config, model_args, retrain, train)
         result = evaluate_checkpoint(
-            best, data, split, out / "eval" / model, image_size=int(recipe["data"]["image_size"]), device=device,
-            batch_size=batch_size, num_workers=int(recipe["data"]["num_workers"]), method=model, settings=settings,
+            best, data, split, out / "eval" / model, image_size=recipe.data.image_size, device=device,
+            batch_size=batch_size, num_workers=recipe.data.num_workers, method=model, settings=settings,
         )
         kind = "image" if model in ("unet", "unetplusplus") else "video"
         entries.append((model, kind, result.metrics))
         run_config = best.parent.parent / "config.yaml"  # what the run trained with (also a reused run)
         used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe
-        contrastive = float(used["loss"]["contrastive_weight"])
+        contrastive = float(used.loss.contrastive_weight)
         ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
         row = {"model": model, "kind": kind, "checkpoint": str(best), "contrastive_weight": contrastive}
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
