@@ -195,7 +195,8 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
         if x:
             right.plot(x, y, marker="o", markersize=3, label=key)
     right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
-    right.legend(fontsize=8)
+    if right.lines:  # none for a box-only validation split (no Dice)
+        right.legend(fontsize=8)
     figure.tight_layout()
     with atomic_path(out) as tmp:
         figure.savefig(tmp, dpi=100, format="png")

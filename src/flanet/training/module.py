@@ -59,7 +59,8 @@ class FLANetModule(pl.LightningModule):
     Validation scores Dice etc. over the samples with a mask and, for models with the
     localisation branch, ``val_centre_error``: the mean distance in pixels (at the training
     resolution) between the heatmap peak and the lesion's box centre, over the samples with a
-    lesion (the score ``best.pt`` is chosen by when the validation split has no mask).
+    lesion. A box-only validation split (box-only samples and no mask showing a lesion, its
+    lesion-free frames aside) reports no Dice: ``best.pt`` is then chosen by the centre error.
 
     Args:
         config: resolved training configuration (see :mod:`flanet.training.config`); keys
@@ -144,6 +145,7 @@ class FLANetModule(pl.LightningModule):
         count = batch["frames"].shape[0]
         scores["loss"] = terms.total.detach().float().expand(count)  # batch mean, per frame
         scores["has_mask"] = batch["has_mask"].to(self.device)
+        scores["has_lesion"] = batch["has_lesion"].to(self.device)
         if out.heatmap is not None:
             scores["centre_error"] = _centre_error(out.heatmap, batch["bbox"], batch["has_lesion"])
         scores["video_index"] = batch["video_index"].to(self.device)
@@ -178,7 +180,9 @@ class FLANetModule(pl.LightningModule):
         merged = _drop_duplicate_frames(merged)  # the distributed sampler pads with repeats
         self.val_metrics = {"val_loss": float(merged["loss"].mean())}
         with_mask = merged["has_mask"].bool()
-        if with_mask.any():  # Dice etc. only where the mask is known
+        # a box-only split (box-only samples, no mask with a lesion) is scored by the centre error alone
+        box_only = bool((~with_mask).any()) and not bool((with_mask & merged["has_lesion"].bool()).any())
+        if with_mask.any() and not box_only:  # Dice etc. only where the mask is known
             video_ids = [str(v) for v in merged["video_index"][with_mask].tolist()]
             summary = summarise({k: merged[k][with_mask] for k in _VAL_SCORES}, video_ids)
             self.val_metrics.update({f"val_{k}": summary[k] for k in ("dice", "jaccard", "f1", "mae")})
