@@ -144,8 +144,8 @@ class FLANetModule(pl.LightningModule):
         scores = frame_scores(prob, batch["mask"])  # kept for the samples with a mask only
         count = batch["frames"].shape[0]
         scores["loss"] = terms.total.detach().float().expand(count)  # batch mean, per frame
-        scores["has_mask"] = batch["has_mask"].to(self.device)
-        scores["has_lesion"] = batch["has_lesion"].to(self.device)
+        scores["has_mask"] = batch["has_mask"].to(self.device, torch.float32)  # gatherable by every backend
+        scores["has_lesion"] = batch["has_lesion"].to(self.device, torch.float32)
         if out.heatmap is not None:
             scores["centre_error"] = _centre_error(out.heatmap, batch["bbox"], batch["has_lesion"])
         scores["video_index"] = batch["video_index"].to(self.device)
