@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.fileio import prepare_output_folder
+from flanet.fileio import atomic_write_text, prepare_output_folder
 from flanet.inference.annotation_export import export_video
 from flanet.inference.predict import _predict_video
 from flanet.inference.sources import VideoSource, resolve_sources
@@ -72,10 +72,10 @@ class ArchiveItem:
 
 def is_archive_input(path: str | Path) -> bool:
     """A manifest CSV, or a folder that is not itself one video's frames."""
-    from flanet.inference.sources import image_files
+    from flanet.inference.sources import is_frame_folder
 
     path = Path(path)
-    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not image_files(path))
+    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not is_frame_folder(path))
 
 
 def read_manifest(path: Path) -> list[tuple[str, Path]]:
@@ -128,12 +128,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
-
-
 def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
     """Segment one video into ``out/.<id>.partial``, then rename it to ``out/<id>``."""
     final, partial = out / item.id, out / f".{item.id}.partial"
@@ -143,7 +137,7 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
         entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False))
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
-        _write_atomic(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
+        atomic_write_text(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
         if final.exists():  # only a folder of an older, non-archive run can be here unfinished
             shutil.rmtree(final)
         partial.rename(final)
@@ -169,6 +163,7 @@ def predict_archive(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -182,6 +177,8 @@ def predict_archive(
         ArchiveError: some videos failed (after the index is written).
         FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
     """
+    if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
+        raise ValueError("compile applies to backend pytorch only")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
@@ -208,7 +205,7 @@ def predict_archive(
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
                              {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
                               "full_frame": full_frame, "export": sorted(export) or None},
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile)
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -246,9 +243,9 @@ def _open_output(out: Path, input_path: Path, force: bool) -> None:
 
 
 def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
-               out: Path, progress: bool, settings: dict, label: str) -> list[dict]:
+               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):
@@ -273,7 +270,7 @@ def _write_index(out: Path, records: list[dict], settings: dict, seconds: float)
     writer.writeheader()
     for record in records:
         writer.writerow({k: ("" if record.get(k) is None else record.get(k)) for k in INDEX_COLUMNS})
-    _write_atomic(out / "index.csv", buffer.getvalue())
+    atomic_write_text(out / "index.csv", buffer.getvalue())
     done = [r for r in records if r["status"] == "done"]
     new = [r for r in done if not r.get("resumed")]
     frames_new = sum(int(r["frames"]) for r in new)
@@ -288,4 +285,4 @@ def _write_index(out: Path, records: list[dict], settings: dict, seconds: float)
         "fps_achieved": frames_new / seconds if frames_new and seconds > 0 else None,
         "videos": records,
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))

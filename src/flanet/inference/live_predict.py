@@ -164,6 +164,7 @@ def predict_live(
     duration: float | None = None,
     stop: threading.Event | None = None,
     open_capture: Callable[[int | str], Capture] | None = None,
+    compile: bool | str = False,
 ) -> Path:
     """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
 
@@ -188,6 +189,8 @@ def predict_live(
         duration: stop this many seconds after the source opened.
         stop: an event that ends the run when set (from another thread).
         open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
+        compile: ``torch.compile`` the per-frame step (see :class:`VideoSegmenter`); the first
+            frames then wait for the compilation, so frames are dropped at the start.
 
     Returns:
         The output folder.
@@ -206,7 +209,7 @@ def predict_live(
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
     size = image_size or image_size_from_metadata(metadata)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
         inputs = [Path(source)] if live.kind == "file" else []
