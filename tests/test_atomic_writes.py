@@ -26,7 +26,7 @@ from flanet.evaluation.scoring import EvaluationResult
 from flanet.fileio import INCOMPLETE
 from flanet.inference import predict_to_folder
 from flanet.models import create_model, save_checkpoint
-from flanet.training.config import dump_config
+from flanet.training.config import dump_config, load_config
 
 FullDisk = Callable[..., None]
 
@@ -86,7 +86,7 @@ def _check_kept(write: Callable[[str], None], path: Path, full_disk: FullDisk) -
 
 def test_config_yaml_survives_a_full_disk(tmp_path: Path, full_disk: FullDisk) -> None:
     path = tmp_path / "config.yaml"
-    _check_kept(lambda v: dump_config({"name": v, "data": {"root": "/x" * 50}}, path), path, full_disk)
+    _check_kept(lambda v: dump_config(load_config("cpu-small", [f"name={v}", "data.root=" + "/x" * 50]), path), path, full_disk)
 
 
 def test_split_lists_survive_a_full_disk(tmp_path: Path, full_disk: FullDisk) -> None:

@@ -60,8 +60,11 @@ def test_bad_splits_are_clear_errors() -> None:
         split_train_val(_video_set(list("ab"), {"test": ["a", "b"]}), data, 0)
     with pytest.raises(DataError, match="cannot hold videos out"):
         split_train_val(_video_set(["a"], {"train": ["a"]}), data, 0)
-    with pytest.raises(DataError, match="videos in both"):
+    with pytest.raises(DataError, match="split 'train' shares 1 video"):
         split_train_val(_video_set(list("ab"), {"train": ["a", "b"], "val": ["b"]}), data, 0)
+    same = dataclasses.replace(data, val_split="train")  # one split named for both roles
+    with pytest.raises(DataError, match="videos in both"):
+        split_train_val(_video_set(list("ab"), {"train": ["a", "b"]}), same, 0)
 
 
 def test_rng_states_round_trip() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flanet.data.errors import DataError, Problem
+from flanet.data.splits import split_alias
 
 if TYPE_CHECKING:
     from flanet.data.rle import EncodedMask
@@ -148,7 +149,9 @@ class VideoSet:
                 source,
             )
         for other, ids in self.splits.items():
-            elsewhere = set(ids) if other != split else set()
+            # a split and its alias (``Train`` and ``train``, ``imagenet_vid_val`` and ``val``) are one split
+            same = other == split or split_alias(other) == split or split_alias(split) == other
+            elsewhere = set() if same else set(ids)
             if shared := [video_id for video_id in self.splits[split] if video_id in elsewhere]:
                 raise DataError(
                     f"split {split!r} shares {len(shared)} video(s) with split {other!r} "
