@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation, point_reflection
+from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation, reflection_index
 
 COMPUTES = ["spatial", "fft"]
 
@@ -26,9 +26,11 @@ def _ffa_pair(channels: int = 3, **kwargs) -> tuple[FrequencyFeatureAggregation,
     return spatial, fft
 
 
-def test_point_reflection_by_index() -> None:
-    x = torch.randn(2, 3, 5, 8)
-    torch.testing.assert_close(point_reflection(x), _reference_reflection(x), atol=0, rtol=0)
+@pytest.mark.parametrize("size", [(5, 8), (1, 1), (2, 7), (11, 11)])
+def test_reflection_index_gathers_the_point_reflection(size: tuple[int, int]) -> None:
+    x = torch.randn(2, 3, *size)
+    reflected = x.flatten(-2)[..., reflection_index(*size)].unflatten(-1, size)
+    torch.testing.assert_close(reflected, _reference_reflection(x), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("compute", COMPUTES)
@@ -92,6 +94,50 @@ def test_spatial_computation_equals_fft_fp32(size: tuple[int, int], attention: s
     with torch.no_grad():
         torch.testing.assert_close(spatial.spectral_path(x), fft.spectral_path(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(spatial(x), fft(x), atol=1e-5, rtol=1e-5)
+
+
+def _layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``(B, T, C, h, w)`` in the memory orders the FFA meets: as built, stacked channels-last
+    frames (streaming on CPU: position-major), or a window of a longer clip (forward_windows)."""
+    if layout == "channels-last frames":
+        stacked = torch.stack([f.contiguous(memory_format=torch.channels_last) for f in x.unbind(1)], dim=1)
+        assert stacked.stride(2) == 1  # channels innermost: the position-major path runs
+        return stacked
+    if layout == "window of a longer clip":
+        longer = torch.cat([x, x[:, :1]], dim=1)  # (B, T+1, C, h, w)
+        return longer.unfold(1, x.shape[1], 1).movedim(-1, 2)[:, 0]  # a strided view equal to x
+    return x
+
+
+LAYOUTS = ["contiguous", "channels-last frames", "window of a longer clip"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("frames", [2, 3, 4])
+def test_spatial_computation_equals_fft_in_every_memory_layout(layout: str, frames: int) -> None:
+    spatial, fft = _ffa_pair(channels=5, num_frames=frames)
+    x = torch.randn(2, frames, 5, 6, 7)
+    y = _layout(x, layout)
+    torch.testing.assert_close(y, x, atol=0, rtol=0)
+    with torch.no_grad():
+        expected = fft.spectral_path(x)
+        z = spatial.spectral_path(y)
+        torch.testing.assert_close(z, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(spatial(y), fft(x), atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_computation_is_accurate_for_nearly_symmetric_non_negative_maps() -> None:
+    """The neck's ReLU features are >= 0; a nearly point-symmetric map has a tiny odd part,
+    whose norm must not drown in the rounding of ||f||^2 (checked against float64 FFTs)."""
+    spatial, _ = _ffa_pair(channels=4)
+    base = torch.rand(1, 3, 4, 8, 8, dtype=torch.float64)
+    x = base + _reference_reflection(base) + 1e-4 * torch.rand(1, 3, 4, 8, 8, dtype=torch.float64)
+    exact = FrequencyFeatureAggregation(4, 5, compute="fft").double().eval()
+    exact.load_state_dict(spatial.state_dict())
+    with torch.no_grad():
+        reference = exact._fft_path(x)  # float64 throughout
+        z = spatial.spectral_path(x.float())
+    torch.testing.assert_close(z.double(), reference, atol=1e-5, rtol=1e-5)
 
 
 def test_spatial_computation_equals_fft_bf16() -> None:
@@ -167,8 +213,9 @@ def test_ffa_is_batched_and_batch_independent(compute: str) -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("compute", COMPUTES)
-def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(compute: str) -> None:
+def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(compute: str, layout: str) -> None:
     # Before: sqrt of a zero norm (a ReLU-dead channel; the odd part of a 1x1 or 2x2 map) gave NaN
     # gradients, and training cpu-small stopped with a NaN loss at its second step.
     ffa = FrequencyFeatureAggregation(channels=4, out_channels=4, compute=compute)
@@ -176,7 +223,7 @@ def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(comput
     x[:, :, 1] = 0  # a dead channel
     x[:, :, 2] = 1  # a constant channel: no odd part
     x.requires_grad_(True)
-    ffa(x).square().mean().backward()
+    ffa(_layout(x, layout)).square().mean().backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in ffa.parameters() if p.grad is not None)
 
