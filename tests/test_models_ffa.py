@@ -197,10 +197,23 @@ def test_channel_attention_normalisation_by_hand() -> None:
     x[0, 1] = torch.tensor([0.0, 15.0])  # L2 norm 15; mean of group 0's norms 10
     x[0, 2] = torch.tensor([0.0, 1.0])  # group 1: norms 1 and 3, mean 2
     x[0, 3] = torch.tensor([3.0, 0.0])
-    seen: list[torch.Tensor] = []
-    ca.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
-    ca(x)
-    torch.testing.assert_close(seen[0].flatten(), torch.tensor([0.5, 1.5, 0.5, 1.5]), atol=1e-5, rtol=0)
+    normalised = torch.tensor([0.5, 1.5, 0.5, 1.5]).reshape(1, 4, 1, 1)
+    with torch.no_grad():  # the gate is the grouped 1x1 convolutions on the normalised norms
+        expected = torch.sigmoid(ca.fc2(torch.relu(ca.fc1(normalised))))
+        torch.testing.assert_close(ca(x), expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_channel_attention_equals_its_grouped_convolutions(groups: int) -> None:
+    """The gate computes the grouped 1x1 convs of its modules as matrix products: same numbers."""
+    torch.manual_seed(1)
+    ca = ChannelAttention(16, reduction=2, groups=groups)
+    x = torch.rand(3, groups * 16, 5, 4)
+    norms = torch.linalg.vector_norm(x, dim=(-2, -1)).unflatten(1, (groups, 16))
+    normalised = (norms / (norms.mean(dim=2, keepdim=True) + ca.eps)).reshape(3, -1, 1, 1)
+    with torch.no_grad():
+        expected = torch.sigmoid(ca.fc2(torch.relu(ca.fc1(normalised))))
+        torch.testing.assert_close(ca(x), expected, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("compute", COMPUTES)

@@ -54,12 +54,19 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(groups * hidden, groups * channels, 1, groups=groups)
 
     def gate(self, norms: Tensor) -> Tensor:
-        """Gate ``(N, G*K)`` in (0, 1) from the per-channel L2 norms ``(N, G*K)`` of the input."""
-        n = norms.shape[0]
-        norms = norms.float().unflatten(1, (self.groups, self.channels))  # (N, G, K)
+        """Gate ``(N, G*K)`` in (0, 1) from the per-channel L2 norms ``(N, G*K)`` of the input.
+
+        The grouped 1x1 convolutions act on a 1x1 map, so they are computed as one batched
+        matrix product per layer (same weights; cheaper than a grouped convolution call).
+        """
+        n, g = norms.shape[0], self.groups
+        norms = norms.float().unflatten(1, (g, self.channels))  # (N, G, K)
         norms = norms / (norms.mean(dim=2, keepdim=True) + self.eps)
-        hidden = norms.reshape(n, -1, 1, 1).to(self.fc1.weight.dtype)
-        return torch.sigmoid(self.fc2(self.relu(self.fc1(hidden)))).reshape(n, -1)
+        w1, w2 = self.fc1.weight.flatten(1).unflatten(0, (g, -1)), self.fc2.weight.flatten(1).unflatten(0, (g, -1))
+        hidden = norms.to(w1.dtype).unsqueeze(2) @ w1.transpose(1, 2)  # (N, G, 1, K / r)
+        hidden = self.relu(hidden.squeeze(2) + self.fc1.bias.unflatten(0, (g, -1)))
+        logits = (hidden.unsqueeze(2) @ w2.transpose(1, 2)).squeeze(2) + self.fc2.bias.unflatten(0, (g, -1))
+        return torch.sigmoid(logits).reshape(n, -1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns the gate ``(N, G*K, 1, 1)`` for input ``(N, G*K, h, w)``."""
