@@ -9,7 +9,12 @@ median of ``--runs`` timed calls of one *output frame*:
 * ``flanet, clip-by-clip``: ``model(clip)``, 3 frames encoded per output frame;
 * ``flanet, streaming``: one new frame ``encode`` + ``decode`` from cached features, what
   ``VideoSegmenter`` does per frame (model time only, no pre/post-processing);
-* ``flanet, streaming, channels_last``: the same with channels-last memory format.
+* ``flanet, streaming, channels_last``: the same with channels-last memory format (what
+  ``VideoSegmenter`` uses on CPU with the PyTorch backend);
+* ``flanet, streaming, onnxruntime``: the same per-frame work in the ONNX Runtime backend
+  (``--backend onnxruntime``: the exported encoder on the new frame, the exported decoder on its
+  features and the two cached ones; CPU provider, ``--threads`` intra-op threads; the export
+  is made, or taken from the export cache, before timing).
 
 Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
 cost note) are run unless ``--allocator`` picks one. Writes JSON and prints a markdown
@@ -30,7 +35,8 @@ import time
 from pathlib import Path
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
-CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last")
+CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
+           "flanet, streaming, onnxruntime")
 
 
 def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
@@ -53,6 +59,15 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
         model = create_model("flanet").eval()
         if name == "flanet, clip-by-clip":
             step = lambda: model(clip)  # noqa: E731
+        elif name.endswith("onnxruntime"):
+            from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime
+
+            runner = OnnxRunner(export_for_onnxruntime(model, size), ["CPUExecutionProvider"], threads=threads)
+            frame = clip[:, 0]
+            cached = [runner.per_frame_state(frame), runner.per_frame_state(frame)]
+
+            def step() -> None:
+                runner.predict([runner.per_frame_state(frame), *cached])
         else:
             frame = clip[:, 0]
             if name.endswith("channels_last"):
