@@ -183,14 +183,12 @@ class FrequencyFeatureAggregation(nn.Module):
         a, a_minus_b = gate[:, :, 0], gate[:, :, 0] - gate[:, :, 1]
         shape = (b, 1, t, c) if pos == 1 else (b, t, c, 1)
         terms = torch.mul(f, a.reshape(shape)).addcmul_(diff, a_minus_b.reshape(shape), value=0.5)
-        frame = 2 if pos == 1 else 1  # frame axis of the working layout
-        previous = terms.select(frame, 1)
-        for k in range(2, t):
-            previous.add_(terms.select(frame, k))
-        z = terms.narrow(frame, 0, 2)  # [a_t even + b_t odd of f_t, sum over the previous frames]
+        frame, channel = (2, 2) if pos == 1 else (1, 1)  # axes of the working layout (frame dropped)
+        # [a_t even + b_t odd of f_t, the same summed over the previous frames] on channels
+        z = torch.cat([terms.select(frame, 0), terms.narrow(frame, 1, t - 1).sum(dim=frame)], dim=channel)
         if pos == 1:
-            return z.reshape(b, h * w, 2 * c).movedim(1, 2).unflatten(2, (h, w))  # channels-last memory
-        return z.reshape(b, 2 * c, h, w)
+            return z.movedim(1, 2).unflatten(2, (h, w))  # (B, 2C, h, w) in channels-last memory
+        return z.unflatten(2, (h, w))
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, C, h, w)`` -> o_t ``(B, C_out, h, w)``."""
