@@ -9,8 +9,10 @@ median of ``--runs`` timed calls of one *output frame*:
 * ``flanet, clip-by-clip``: ``model(clip)``, 3 frames encoded per output frame;
 * ``flanet, streaming``: one new frame ``encode`` + ``decode`` from cached features, what
   ``VideoSegmenter`` does per frame (model time only, no pre/post-processing);
-* ``flanet, streaming, channels_last``: the same with channels-last memory format (what
-  ``VideoSegmenter`` uses on CPU with the PyTorch backend);
+* ``flanet, streaming, channels_last``: the same with channels-last memory format;
+* ``flanet, streaming, channels_last, folded BN``: and the encoder's BatchNorms folded into its
+  convolutions (``fold_batch_norms``): what ``VideoSegmenter`` runs on CPU with the PyTorch
+  backend by default;
 * ``flanet, streaming, onnxruntime``: the same per-frame work in the ONNX Runtime backend
   (``--backend onnxruntime``: the exported encoder on the new frame, the exported decoder on its
   features and the two cached ones; CPU provider, ``--threads`` intra-op threads; the export
@@ -36,7 +38,7 @@ from pathlib import Path
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
-           "flanet, streaming, onnxruntime")
+           "flanet, streaming, channels_last, folded BN", "flanet, streaming, onnxruntime")
 
 
 def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
@@ -70,7 +72,11 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
                 runner.predict([runner.per_frame_state(frame), *cached])
         else:
             frame = clip[:, 0]
-            if name.endswith("channels_last"):
+            if name.endswith("folded BN"):
+                from flanet.models.encoder import fold_batch_norms
+
+                model = fold_batch_norms(model)
+            if "channels_last" in name:
                 model = model.to(memory_format=torch.channels_last)
                 frame = frame.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():

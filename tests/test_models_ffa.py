@@ -101,7 +101,7 @@ def _layout(x: torch.Tensor, layout: str) -> torch.Tensor:
     frames (streaming on CPU: position-major), or a window of a longer clip (forward_windows)."""
     if layout == "channels-last frames":
         stacked = torch.stack([f.contiguous(memory_format=torch.channels_last) for f in x.unbind(1)], dim=1)
-        assert stacked.stride(2) == 1  # channels innermost: the position-major path runs
+        assert stacked.stride(2) == 1  # channels innermost: already position-major (no copy)
         return stacked
     if layout == "window of a longer clip":
         longer = torch.cat([x, x[:, :1]], dim=1)  # (B, T+1, C, h, w)

@@ -160,35 +160,33 @@ class FrequencyFeatureAggregation(nn.Module):
     def _spatial_path(self, x: Tensor) -> Tensor:
         """z_1 + ... + z_{T-1} from f and R f: ``a * even + b * odd = a * f + (a - b) / 2 * (R f - f)``.
 
-        Works on the maps flattened to P = h w positions, in ``x``'s memory order: frames in
-        channels-last memory (stacked on T) are position-major, ``(B, P, T, C)``, else
-        ``(B, T, C, P)``; every temporary keeps that order, so no step transposes. Per channel,
-        ||odd|| = ||R f - f|| / 2 and ||even||^2 = ||f||^2 - ||odd||^2 (Pythagoras: even and odd
-        are orthogonal; for the non-negative features after the neck's ReLU even holds at least
-        half of the energy, so the subtraction loses nothing), with a zero gradient where a
-        part vanishes.
+        Works position-major, on ``(B, P, T, C)`` with P = h w positions: the point reflection
+        is then one gather of whole ``T x C`` rows (in PyTorch and in the exported ONNX graph).
+        Frames in channels-last memory stacked on T are already in that order (streaming on
+        CPU: no copy); other inputs are transposed once, and the result is a channels-last
+        ``(B, 2C, h, w)`` map either way. Per channel, ||odd|| = ||R f - f|| / 2 and
+        ||even||^2 = ||f||^2 - ||odd||^2 (Pythagoras: even and odd are orthogonal; for the
+        non-negative features after the neck's ReLU even holds at least half of the energy, so
+        the subtraction loses nothing), with a zero gradient where a part vanishes.
         """
         b, t, c, h, w = x.shape
-        pos = 1 if x.stride(2) == 1 else 3  # position axis of the working layout
-        f = x.flatten(3).movedim(3, pos).contiguous()  # a view unless x is in neither layout
-        diff = f.index_select(pos, reflection_index(h, w, x.device)).sub_(f)  # R f - f = -2 odd(f)
-        odd = torch.linalg.vector_norm(diff, dim=pos) / 2  # (B, T, C)
-        even_sq = torch.linalg.vector_norm(f, dim=pos).square() - odd.square()
+        f = x.flatten(3).permute(0, 3, 1, 2).contiguous()  # (B, P, T, C); a view for channels-last frames
+        diff = f.index_select(1, reflection_index(h, w, x.device)).sub_(f)  # R f - f = -2 odd(f)
+        odd = torch.linalg.vector_norm(diff, dim=1) / 2  # (B, T, C)
+        even_sq = torch.linalg.vector_norm(f, dim=1).square() - odd.square()
         positive = even_sq > 0
         even = torch.where(positive, torch.where(positive, even_sq, 1).sqrt(), 0)
         norms = torch.cat([even, odd], dim=2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
         current = norms[:, :1].expand(b, t - 1, 2 * c)
         gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2)).unflatten(2, (2, 2, c))  # (B, T-1, frame, a/b, C)
         gate = torch.cat([gate[:, :, 0].sum(dim=1, keepdim=True), gate[:, :, 1]], dim=1)  # (B, T, a/b, C)
-        a, a_minus_b = gate[:, :, 0], gate[:, :, 0] - gate[:, :, 1]
-        shape = (b, 1, t, c) if pos == 1 else (b, t, c, 1)
-        terms = torch.mul(f, a.reshape(shape)).addcmul_(diff, a_minus_b.reshape(shape), value=0.5)
-        frame, channel = (2, 2) if pos == 1 else (1, 1)  # axes of the working layout (frame dropped)
-        # [a_t even + b_t odd of f_t, the same summed over the previous frames] on channels
-        z = torch.cat([terms.select(frame, 0), terms.narrow(frame, 1, t - 1).sum(dim=frame)], dim=channel)
-        if pos == 1:
-            return z.movedim(1, 2).unflatten(2, (h, w))  # (B, 2C, h, w) in channels-last memory
-        return z.unflatten(2, (h, w))
+        a, a_minus_b = gate[:, None, :, 0], (gate[:, :, 0] - gate[:, :, 1])[:, None]  # (B, 1, T, C)
+        terms = torch.mul(f, a).addcmul_(diff, a_minus_b, value=0.5)  # a even(f) + b odd(f), (B, P, T, C)
+        previous = terms[:, :, 1]
+        for k in range(2, t):
+            previous = previous + terms[:, :, k]
+        z = torch.cat([terms[:, :, 0], previous], dim=2)  # (B, P, 2C): [z of f_t, sum over the previous frames]
+        return z.movedim(1, 2).unflatten(2, (h, w))  # (B, 2C, h, w) in channels-last memory
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, C, h, w)`` -> o_t ``(B, C_out, h, w)``."""
