@@ -71,28 +71,28 @@ def main() -> None:
               f"{torch.get_num_threads()} torch threads in the main process")
         source = root if args.root else "synthetic 8 videos x 16 frames"
         print(f"data: {source}, output {args.image_size}x{args.image_size}, batch {args.batch_size}\n")
-        settings = [(with_neighbour, augment) for with_neighbour in (True, False) for augment in (False, True)]
+        settings = [(with_previous, augment) for with_previous in (True, False) for augment in (False, True)]
         datasets = {
-            (with_neighbour, augment): ClipDataset(video_set, None, image_size=args.image_size, augment=augment,
-                                                   with_neighbour=with_neighbour)
-            for with_neighbour, augment in settings
+            (with_previous, augment): ClipDataset(video_set, None, image_size=args.image_size, augment=augment,
+                                                   with_previous=with_previous)
+            for with_previous, augment in settings
         }
-        names = {True: "4 frames (with_neighbour)", False: "3 frames"}
+        names = {True: "4 frames (with_previous)", False: "3 frames"}
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         print("| clip | augment | ms per clip, one process |")
         print("|---|---|---|")
-        for (with_neighbour, augment), dataset in datasets.items():
-            row = f"| {names[with_neighbour]} | {'on' if augment else 'off'}"
+        for (with_previous, augment), dataset in datasets.items():
+            row = f"| {names[with_previous]} | {'on' if augment else 'off'}"
             print(f"{row} | {per_clip_ms(dataset):.1f} |", flush=True)
         torch.set_num_threads(threads)
         if args.workers:
             print("\n| clip | augment | workers | clips/s |")
             print("|---|---|---|---|")
-        for (with_neighbour, augment), dataset in datasets.items():
+        for (with_previous, augment), dataset in datasets.items():
             for workers in args.workers:
                 rate = measure(dataset, args.batch_size, workers, args.batches)
-                row = f"| {names[with_neighbour]} | {'on' if augment else 'off'} | {workers}"
+                row = f"| {names[with_previous]} | {'on' if augment else 'off'} | {workers}"
                 print(f"{row} | {rate:.1f} |", flush=True)
 
 

@@ -3,7 +3,7 @@
 For each width setting: GFLOPs and parameters per output frame for Res2Net-50 at 352x352
 (``flanet.models.cost.measure_cost``), and validation/test Dice after training the same
 recipe (``cpu-small``: small CPU encoder, same seed, same epochs) on one synthetic
-ultrasound set, through ``flanet benchmark`` (so Dice comes with a 95% bootstrap interval
+ultrasound set, through ``flanet compare`` (so Dice comes with a 95% bootstrap interval
 over test videos). Writes ``<out>/width_tradeoff.md`` and ``.json``.
 
     python benchmarks/width_tradeoff.py --out /tmp/widths --epochs 8
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from flanet.data.synth import generate_dataset
-from flanet.evaluation.benchmark import benchmark
+from flanet.evaluation.compare import compare_models
 from flanet.models import create_model
 from flanet.models.cost import measure_cost
 
@@ -55,7 +55,7 @@ def main() -> None:
         cost = measure_cost(create_model("flanet", **options), size=352)
         slug = label.split(" ")[0] + ("-ffa23" if "ffa_levels" in options else "")
         overrides = [f"trainer.epochs={args.epochs}", f"seed={args.seed}", f"data.image_size={args.size}", _options_override(options)]
-        result = benchmark(data, ["flanet"], "cpu-small", overrides, args.out / slug)[0]
+        result = compare_models(data, ["flanet"], "cpu-small", overrides, args.out / slug)[0]
         rows.append({"setting": label, "options": options, "res2net50_352": cost.as_dict(), "scores": result})
     (args.out / "width_tradeoff.json").write_text(json.dumps(rows, indent=2, default=str))
     lines = [

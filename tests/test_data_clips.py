@@ -1,4 +1,4 @@
-"""ClipDataset: frame order, edge policies, targets, augmentation consistency, neighbours, negatives."""
+"""ClipDataset: frame order, edge policies, targets, augmentation consistency, previous frames, negatives."""
 
 from __future__ import annotations
 
@@ -169,11 +169,11 @@ def test_photometric_lookup_table():
     np.testing.assert_allclose(out, expected, atol=0.5 / 255 + 1e-9)
 
 
-def test_with_neighbour_gives_four_frames_and_keeps_every_target(tmp_path):
+def test_with_previous_gives_four_frames_and_keeps_every_target(tmp_path):
     root = _video(tmp_path, n=5, masked={0, 1, 3, 4})
     plain = ClipDataset(discover(root), None, image_size=10)
-    dataset = ClipDataset(discover(root), None, image_size=10, with_neighbour=True)
-    # the neighbour is an input: frame 3 stays a target although frame 2 has no mask
+    dataset = ClipDataset(discover(root), None, image_size=10, with_previous=True)
+    # the previous frame is an input: frame 3 stays a target although frame 2 has no mask
     assert dataset.samples.tolist() == plain.samples.tolist()
     assert dataset.samples[:, 1].tolist() == [0, 1, 3, 4]
     sample = dataset[3]
@@ -185,12 +185,12 @@ def test_with_neighbour_gives_four_frames_and_keeps_every_target(tmp_path):
     assert "mask_prev" not in sample  # t-1 is never a target
 
 
-def test_neighbour_annotated_without_lesion_is_flagged(tmp_path):
+def test_previous_frame_annotated_without_lesion_is_flagged(tmp_path):
     root = _video(tmp_path, n=3, masked={0, 1, 2})
     cv2.imwrite(str(root / "mask_list" / "v" / "1.png"), np.zeros((10, 10), np.uint8))  # frame 1: no lesion
-    dataset = ClipDataset(discover(root), None, image_size=10, with_neighbour=True)
+    dataset = ClipDataset(discover(root), None, image_size=10, with_previous=True)
     assert [bool(dataset[i]["prev_lesion_free"]) for i in range(3)] == [False, False, True]
-    lookahead = ClipDataset(discover(root), None, image_size=10, with_neighbour=True, edge="lookahead")
+    lookahead = ClipDataset(discover(root), None, image_size=10, with_previous=True, edge="lookahead")
     assert bool(lookahead[0]["prev_distinct"])  # "t-1" of frame 0 is frame 1 there, another frame
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from flanet import colours
 from flanet.cli import main
 from flanet.data import ClipDataset, DataError, discover
 from flanet.data.check import check_dataset
@@ -35,7 +36,7 @@ def test_layout_labels_and_splits(synth_root):
     assert {v["aln_metastasis"] for v in video_set.labels.values()} <= {"present", "absent"}
     sheet = cv2.imread(str(synth_root / CONTACT_SHEET))
     assert sheet is not None and sheet.shape[0] >= 6 * 128
-    assert ((sheet[..., 1] > 200) & (sheet[..., 0] < 50)).any()  # green mask contours
+    assert (sheet == colours.bgr(colours.TRUTH_RGB)).all(-1).any()  # mask contours in the ground-truth colour
 
 
 def test_passes_data_check(synth_root):
@@ -74,7 +75,7 @@ def test_lesion_is_hypoechoic_except_in_hard_frames(synth_root):
 
 
 def test_clip_dataset_on_synthetic_data(synth_root):
-    sample = ClipDataset(discover(synth_root), "train", image_size=64, augment=True, with_neighbour=True)[5]
+    sample = ClipDataset(discover(synth_root), "train", image_size=64, augment=True, with_previous=True)[5]
     assert sample["frames"].shape == (4, 3, 64, 64) and sample["mask"].shape == (1, 64, 64)
 
 

@@ -1,4 +1,4 @@
-"""`flanet benchmark --ablation`: the five Table 3 rows plus UNet/UNet++, written in Table 3's layout."""
+"""`flanet compare --ablation`: the five Table 3 rows plus UNet/UNet++, written in Table 3's layout."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def test_table3_writer_rows_marks_and_intervals() -> None:
 
 
 def test_ablation_and_models_are_exclusive(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["benchmark", "--data", str(tmp_path), "--ablation", "--models", "unet", "--config", "cpu-small"]
+    args = ["compare", "--data", str(tmp_path), "--ablation", "--models", "unet", "--config", "cpu-small"]
     assert main(args) == 2
-    assert "flanet benchmark: error: give --ablation or --models" in capsys.readouterr().err
+    assert "flanet compare: error: give --ablation or --models" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # seven trainings and evaluations: about a minute of CPU time on 2 cores
@@ -49,10 +49,10 @@ def test_ablation_trains_and_writes_table3_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "ablation"
     tiny = ["data.image_size=32", "trainer.epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
             "trainer.batch_size=2", "trainer.progress_bar=false", "data.num_workers=0"]
-    args = ["benchmark", "--data", str(data), "--ablation", "--config", "cpu-small", "--out", str(out),
+    args = ["compare", "--data", str(data), "--ablation", "--config", "cpu-small", "--out", str(out),
             "--resamples", "20", "--jobs", "1", "--batch-size", "4", *tiny]
     assert main(args) == 0
-    rows = json.loads((out / "benchmark.json").read_text())["models"]
+    rows = json.loads((out / "comparison.json").read_text())["models"]
     assert [row["model"] for row in rows] == list(ABLATION_MODELS)
     assert {row["model"]: row["contrastive_weight"] for row in rows if row["contrastive_weight"]} == {"flanet": 1.0}
     for model in ABLATION_MODELS:

@@ -82,7 +82,7 @@ def test_streaming_and_clip_batches_agree(setup: tuple[Path, Path]) -> None:
 
 
 def test_auto_mode_streams_flanet_only(setup: tuple[Path, Path]) -> None:
-    from flanet.evaluation.inference import choose_mode
+    from flanet.evaluation.model_predictions import choose_mode
 
     videos = discover(setup[0]).videos
     assert choose_mode(create_model("flanet", encoder="resnet18"), videos) == "stream"
@@ -96,7 +96,7 @@ def test_streaming_carries_context_across_chunks_and_skips_unannotated_frames(se
     from dataclasses import replace
 
     from flanet.data import VideoSet
-    from flanet.evaluation.inference import iter_model_predictions, iter_streamed_predictions
+    from flanet.evaluation.model_predictions import iter_model_predictions, iter_streamed_predictions
 
     full = discover(setup[0])
     sparse = [replace(v, masks=[m if i in (0, 2, 3) else None for i, m in enumerate(v.masks)]) for v in full.videos]

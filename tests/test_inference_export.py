@@ -23,7 +23,7 @@ def model() -> torch.nn.Module:
 
 
 def test_onnx_streaming_parts_reproduce_the_clip_forward(model: torch.nn.Module, tmp_path: Path) -> None:
-    manifest = export_model(model, tmp_path / "flanet.onnx", "onnx", SIZE, parts="streaming")
+    manifest = export_model(model, tmp_path / "flanet.onnx", "onnx", SIZE, parts="stream")
     assert [p["name"] for p in manifest["parts"]] == ["encoder", "decoder"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flanet-decoder.onnx", "flanet-encoder.onnx", "flanet.json"]
     assert json.loads((tmp_path / "flanet.json").read_text())["parts"][0]["file"] == "flanet-encoder.onnx"
@@ -60,3 +60,14 @@ def test_export_command_torch_export_step_of_a_variant_without_heatmap(
 def test_export_rejects_a_size_the_encoder_cannot_take(model: torch.nn.Module, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple"):
         export_model(model, tmp_path / "m.onnx", "onnx", 50)
+
+
+def test_export_parts_option_keeps_its_former_name() -> None:
+    from flanet.cli import build_parser
+
+    def parts(*value: str) -> str:
+        return build_parser().parse_args(["export", "--checkpoint", "c.pt", "--out", "f.onnx", *value]).parts
+
+    assert parts() == "all" and parts("--parts", "stream") == "stream" and parts("--parts", "streaming") == "stream"
+    with pytest.raises(SystemExit):
+        parts("--parts", "encoder")

@@ -18,8 +18,7 @@ from flanet.cli import main
 from flanet.data import DataError, read_image
 from flanet.data.video_io import iter_video_frames
 from flanet.inference import VideoSegmenter, predict_to_folder
-from flanet.inference.predict import image_size_from_metadata
-from flanet.models import create_model, load_checkpoint, save_checkpoint
+from flanet.models import create_model, image_size_from_metadata, load_checkpoint, save_checkpoint
 
 HEIGHT, WIDTH = 64, 96
 

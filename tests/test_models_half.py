@@ -66,7 +66,7 @@ def test_streaming_a_half_precision_model(reference: torch.nn.Module, dtype: tor
 
 def test_export_float16_onnx_and_bfloat16_torch_export(reference: torch.nn.Module, tmp_path) -> None:
     half = copy.deepcopy(reference).half()
-    manifest = export_model(half, tmp_path / "fp16" / "flanet.onnx", "onnx", image_size=SIZE, parts="streaming")
+    manifest = export_model(half, tmp_path / "fp16" / "flanet.onnx", "onnx", image_size=SIZE, parts="stream")
     assert manifest["dtype"] == "float16"
     assert [p["name"] for p in manifest["parts"]] == ["encoder", "decoder"]
     image = torch.randn(1, 3, SIZE, SIZE)

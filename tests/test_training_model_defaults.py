@@ -1,4 +1,4 @@
-"""Table 3 rows as models: each trains with its own loss; the neighbour never removes targets."""
+"""Table 3 rows as models: each trains with its own loss; the previous frame never removes targets."""
 
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ def test_table3_rows_are_models_and_modules_follow_their_loss() -> None:
     assert [name for name, _ in TABLE3_ROWS] == ["flanet-basic", "flanet-ffa", "flanet-lb", "flanet-ffa-lb", "flanet"]
     expected = {"flanet-basic": (False, False), "flanet-ffa": (False, False), "flanet-lb": (True, False),
                 "flanet-ffa-lb": (True, False), "flanet": (True, True)}
-    for name, (heatmap, neighbour) in expected.items():
+    for name, (heatmap, previous) in expected.items():
         module = FLANetModule(load_config("cpu-small", [f"model.name={name}", *SMALL]))
         assert module.model.has_heatmap == heatmap, name
-        assert module.use_neighbour == neighbour, name
-        assert module.criterion.contrastive_weight == float(neighbour), name
-        assert module.hparams["config"]["loss"]["contrastive_weight"] == float(neighbour)
+        assert module.use_previous == previous, name
+        assert module.criterion.contrastive_weight == float(previous), name
+        assert module.hparams["config"]["loss"]["contrastive_weight"] == float(previous)
     # flanet-ffa-lb and flanet share one architecture: only the loss differs
     ffa_lb, full = create_model("flanet-ffa-lb", encoder="resnet18"), create_model("flanet", encoder="resnet18")
     assert {k: v.shape for k, v in ffa_lb.state_dict().items()} == {k: v.shape for k, v in full.state_dict().items()}
@@ -60,10 +60,10 @@ def test_target_frames_are_the_same_with_and_without_the_contrastive_loss(tmp_pa
     targets = {}
     for name in ("flanet", "flanet-ffa-lb"):
         module = FLANetModule(load_config("cpu-small", [f"model.name={name}", f"data.root={root}", *SMALL]))
-        data = VideoDataModule(module.config, clip_len=module.model.num_frames, with_neighbour=module.use_neighbour)
+        data = VideoDataModule(module.config, clip_len=module.model.num_frames, with_previous=module.use_previous)
         data.setup("fit")
         targets[name] = {tuple(row) for row in data.train_dataset.samples.tolist()}
-        assert data.train_dataset.with_neighbour == (name == "flanet")
+        assert data.train_dataset.with_previous == (name == "flanet")
     assert targets["flanet"] == targets["flanet-ffa-lb"] and targets["flanet"]
 
 

@@ -9,10 +9,10 @@ identity. Edge policy before the first frame of a video:
 - ``"lookahead"``: index ``t-k < 0`` becomes ``t+k`` (the authors' released code), clamped to the
   last frame.
 
-With ``with_neighbour=True`` a sample holds ``[t, t-1, t-2, t-3]``, so the model's
+With ``with_previous=True`` a sample holds ``[t, t-1, t-2, t-3]``, so the model's
 ``forward_windows`` gives the predictions for ``t`` and ``t-1`` while encoding each frame once
 (contrastive loss, paper Eq. 1); the negative comes from another video of the batch
-(:func:`flanet.losses.nearest_other_video`). Eq. (1) compares the *predicted* heatmap of ``t-1``: the neighbour is
+(:func:`flanet.losses.nearest_other_video`). Eq. (1) compares the *predicted* heatmap of ``t-1``: the previous frame is
 an input, not a target, so the target frames are the same with or without it (a previous frame
 without a mask is fine). The sample says whether ``t-1`` is a usable positive: ``prev_distinct``
 (False at the first frame of a video under the causal policy, where "t-1" repeats t) and
@@ -66,7 +66,7 @@ class ClipDataset(Dataset):
         clip_len: frames per clip (3 for FLA-Net, 1 for image baselines).
         augment: draw a random augmentation per clip (training).
         edge: ``"causal"`` or ``"lookahead"`` (see module docstring).
-        with_neighbour: add frame ``t-clip_len`` and the flags ``prev_distinct`` and
+        with_previous: add frame ``t-clip_len`` and the flags ``prev_distinct`` and
             ``prev_lesion_free`` of ``t-1`` (the target frames do not change).
         heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
         augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
@@ -86,7 +86,7 @@ class ClipDataset(Dataset):
         clip_len: int = 3,
         augment: bool = False,
         edge: str = "causal",
-        with_neighbour: bool = False,
+        with_previous: bool = False,
         heatmap_sigma: float = 5.0,
         augment_config: AugmentConfig | None = None,
         seed: int = 0,
@@ -98,12 +98,13 @@ class ClipDataset(Dataset):
         errors = [note for note in video_set.notes if note.severity == "error"]
         if errors:
             raise DataError(f"{errors[0]} (and {len(errors) - 1} more; run `flanet data check`)", video_set.root)
+        video_set.ensure_masks(split)
         self.videos: list[Video] = video_set.subset(split)
         self.image_size, self.clip_len, self.edge = image_size, clip_len, edge
-        self.augment, self.with_neighbour, self.heatmap_sigma = augment, with_neighbour, heatmap_sigma
+        self.augment, self.with_previous, self.heatmap_sigma = augment, with_previous, heatmap_sigma
         self.augment_config = augment_config or AugmentConfig()
         self.seed, self.epoch = int(seed), 0
-        self.length = clip_len + 1 if with_neighbour else clip_len
+        self.length = clip_len + 1 if with_previous else clip_len
         self.samples = self._target_frames()
         if len(self.samples) == 0:
             raise DataError(f"split {split!r} has no frame with a mask to train or evaluate on", video_set.root)
@@ -180,7 +181,7 @@ class ClipDataset(Dataset):
             frames = normalise(np.stack([resize_rgb(decoded[i], size) for i in decoded])[inverse])
         sample: dict[str, object] = {"frames": frames}  # (T, 3, S, S)
         sample.update(self._targets(video, t, shape, transform))
-        if self.with_neighbour:
+        if self.with_previous:
             previous = int(indices[1])
             lesion_free = video.masks[previous] is not None and not bool(
                 self._targets(video, previous, decoded[previous].shape[:2], transform)["has_lesion"]

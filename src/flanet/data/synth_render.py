@@ -11,7 +11,7 @@ point-spread function (axial/lateral correlation; wider away from the focus), th
 envelope ``|.|`` is attenuated with depth and imperfectly compensated by TGC, and log-compressed
 to 8 bits (50 dB dynamic range). Some frames are "hard": heavy motion blur, an almost
 iso-echoic lesion (low contrast) or a dropout band from lost probe contact, in which the
-lesion is hard to find from that frame alone but easy from its neighbours.
+lesion is hard to find from that frame alone but easy from the frames around it.
 """
 
 from __future__ import annotations

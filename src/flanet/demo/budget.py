@@ -45,7 +45,7 @@ def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
     device = torch.device("cuda" if cuda else "cpu")
     model = module.model.to(device).train()
     size, batch = int(config["data"]["image_size"]), int(config["trainer"]["batch_size"])
-    frames = model.num_frames + int(module.use_neighbour)
+    frames = model.num_frames + int(module.use_previous)
     clip = torch.randn(batch, frames, 3, size, size, device=device)  # (B, T, 3, S, S)
 
     def clock() -> float:
@@ -55,7 +55,7 @@ def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
     optimiser = torch.optim.Adam(model.parameters(), lr=float(config["optim"]["lr"]))
 
     def step() -> None:
-        out = model.forward_windows(clip) if module.use_neighbour else model(clip)
+        out = model.forward_windows(clip) if module.use_previous else model(clip)
         loss = out.mask_logits.float().square().mean()
         if out.heatmap is not None:
             loss = loss + out.heatmap.float().square().mean()

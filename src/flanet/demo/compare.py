@@ -8,7 +8,7 @@ of frames (e.g. the hard ones), resamples that drew none of the group's videos a
 
 Frames are also split by the synthetic generator's ``frame_info.csv`` into ``normal`` frames and
 ``hard`` ones (motion blur, almost iso-echoic lesion, probe-contact dropout), where the lesion is
-hard to see in the frame alone but visible in its neighbours: this is where temporal context
+hard to see in the frame alone but visible in the frames before it: this is where temporal context
 should pay off.
 """
 

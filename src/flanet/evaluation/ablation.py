@@ -1,7 +1,7 @@
 """The ablation table of the paper (Table 3): which parts each row has, and its scores.
 
 Rows are the five Table 3 models (:data:`flanet.models.TABLE3_ROWS`) in the paper's order,
-then any image baseline that was benchmarked with them. The ✓/× columns say what the run
+then any image baseline that was compared with them. The ✓/× columns say what the run
 actually had: FLA (FFA fusion), the localisation branch, and the contrastive loss of eq. (1)
 with the weight the run trained with (recorded in its ``config.yaml``).
 """
@@ -15,7 +15,7 @@ from flanet.evaluation.report import TABLE2_COLUMNS, format_cell
 from flanet.models import TABLE3_ROWS
 from flanet.models.factory import BASELINES, VARIANTS
 
-#: Models of ``flanet benchmark --ablation``: Table 3's rows, then the image baselines of Table 2.
+#: Models of ``flanet compare --ablation``: Table 3's rows, then the image baselines of Table 2.
 ABLATION_MODELS: tuple[str, ...] = (*(name for name, _ in TABLE3_ROWS), "unet", "unetplusplus")
 _BASELINE_LABELS = {"unet": "UNet", "unetplusplus": "UNet++"}
 TABLE3_NOTE = (
@@ -27,7 +27,7 @@ TABLE3_NOTE = (
 
 
 class AblationEntry(NamedTuple):
-    """One benchmarked model: its name, the eq. (1) weight it trained with, its metrics.json dict."""
+    """One compared model: its name, the eq. (1) weight it trained with, its metrics.json dict."""
 
     model: str
     contrastive_weight: float
@@ -42,7 +42,7 @@ def table3_markdown(entries: Sequence[AblationEntry], with_ci: bool = True) -> s
     """Markdown of Table 3's layout for ``entries`` (any order; rows follow the paper).
 
     Args:
-        entries: benchmarked models; names outside Table 3 and the image baselines are left out.
+        entries: compared models; names outside Table 3 and the image baselines are left out.
         with_ci: append the 95% interval to each score.
 
     Returns:

@@ -9,7 +9,7 @@ paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames),
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from flanet import __version__
 from flanet.data import Video, VideoSet, discover, read_image, read_mask
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
-from flanet.evaluation.inference import choose_mode, iter_model_predictions, iter_streamed_predictions
-from flanet.evaluation.predictions import (
+from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
+from flanet.evaluation.prediction_folder import (
     PredictionCheck,
     check_predictions,
     frame_name,
@@ -33,6 +33,8 @@ from flanet.evaluation.predictions import (
 )
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
+from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import mark_complete, mark_incomplete, prepare_output_folder
 from flanet.models.contract import VideoSegmentationModel
@@ -104,9 +106,13 @@ Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | N
 
 def _score(
     chunks: Iterator[Chunk], video_set: VideoSet, settings: EvaluationSettings, total: int | None = None,
-    viewer: ViewerCollector | None = None, pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    viewer: ViewerCollector | None = None, pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
-    """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise."""
+    """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise.
+
+    Pixel spacing: each video's own calibration, else ``pixel_spacing`` (:mod:`flanet.evaluation.spacing`).
+    """
+    spacing = resolve_spacing(video_set.videos, pixel_spacing)
     with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs) as scorer, tqdm(
         total=total, unit="frame", desc="score", disable=total is None or not settings.progress
     ) as bar:
@@ -115,8 +121,9 @@ def _score(
             if viewer is not None:
                 viewer.add(video_id, names, indices, prob, gt, heatmap)
             bar.update(len(names))
-        return scorer.result(video_set.labels, settings.resamples, seed=settings.seed,
-                             pixel_spacing=dict(pixel_spacing) if pixel_spacing else None)
+        result = scorer.result(video_set.labels, settings.resamples, seed=settings.seed,
+                               pixel_spacing=as_pairs(spacing) or None)
+    return annotate_spacing(result, spacing)
 
 
 def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool) -> Iterator[Chunk]:
@@ -164,15 +171,17 @@ def evaluate_model(
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
-    (fewer encoder passes); see :mod:`flanet.evaluation.inference`. ``pixel_spacing``:
-    ``video id -> (row mm, column mm)`` for the localisation error in millimetres.
+    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``: ``(row mm,
+    column mm)`` for every video, or ``{video id: (row mm, column mm)}``, for the localisation error in
+    millimetres; a video whose file carries a calibration (DICOM) keeps its own.
     """
     split = resolve_split(video_set, split)
+    video_set.ensure_masks(split)
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
@@ -204,11 +213,10 @@ def evaluate_checkpoint(
     checkpoint: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
     num_workers: int = 0, save_pred: bool = False, method: str | None = None, mode: str = "auto",
-    settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
-    from flanet.inference.predict import image_size_from_metadata
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)
@@ -225,7 +233,7 @@ def evaluate_checkpoint(
 def evaluate_prediction_folder(
     pred_dir: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     resize: bool = False, method: str | None = None, settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    pixel_spacing: GivenSpacing = None,
 ) -> tuple[EvaluationResult, PredictionCheck]:
     """Score prediction PNGs made by any method (``<pred>/<video>/<frame stem>.png``).
 
@@ -236,6 +244,7 @@ def evaluate_prediction_folder(
         raise FileNotFoundError(f"{pred_dir}: prediction folder does not exist")
     video_set = discover(data)
     split = resolve_split(video_set, split)
+    video_set.ensure_masks(split)
     videos = video_set.subset(split)
     check = check_predictions(pred_dir, videos, {video.id for video in video_set.videos})
     if check.extra or check.outside_split:

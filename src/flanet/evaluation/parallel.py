@@ -1,4 +1,4 @@
-"""How many worker processes scoring uses (``--jobs`` of ``flanet evaluate`` and ``flanet benchmark``)."""
+"""How many worker processes scoring uses (``--jobs`` of ``flanet evaluate`` and ``flanet compare``)."""
 
 from __future__ import annotations
 

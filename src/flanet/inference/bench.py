@@ -1,4 +1,4 @@
-"""``flanet bench``: streaming vs clip-by-clip inference throughput, memory and FLOPs.
+"""``flanet bench``: inference speed, stream vs clips: throughput, memory and FLOPs.
 
 Every (device, encoder, mode) configuration runs in a fresh worker process
 (``python -m flanet.inference.bench --worker CONFIG``), so the peak RSS it reports
@@ -6,8 +6,11 @@ Every (device, encoder, mode) configuration runs in a fresh worker process
 with random weights, streams ``frames`` synthetic frames through
 :class:`~flanet.inference.VideoSegmenter` (batch 1) ``warmup`` times untimed, then
 ``runs`` times timed; output frames/s is ``frames / median(run seconds)``.
-GFLOPs per output frame come from ``torch.utils.flop_counter.FlopCounterMode``:
-one ``encode`` + one ``decode`` (streaming) or one ``model(clip)`` (clip-by-clip).
+GFLOPs per output frame come from :func:`flanet.models.cost.count_gflops`:
+one ``encode`` + one ``decode`` (``stream``: each frame encoded once, its features reused) or one
+``model(clip)`` (``clips``: every window encoded whole). The report goes to a JSON file and a markdown
+file beside it; a shared document (docs/benchmarks.md) gets a section only when asked (``markdown``).
+Accuracy comparisons are ``flanet compare`` (:mod:`flanet.evaluation.compare`).
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from flanet.fileio import atomic_write_text
 from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
 
 __all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
 
 TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
-MODES = ("streaming", "clip")
+MODES = ("stream", "clips")
 
 
 def machine_description() -> dict[str, Any]:
@@ -57,16 +60,11 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def _gflops(fn: Any) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
-
-
 def _worker(config: dict[str, Any]) -> dict[str, Any]:
     """Measure one configuration in this process; returns the result record."""
     from flanet.inference.streaming import VideoSegmenter
     from flanet.models import create_model
+    from flanet.models.cost import count_gflops
 
     torch.manual_seed(0)
     device = torch.device(config["device"])
@@ -78,15 +76,17 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     if config["mode"] == "end-to-end":
         return {**config, **end_to_end_fps(model, config), "machine": machine_description(),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "streaming", backend=backend)
+    compile = config.get("compile", False) if backend == "pytorch" else False
+    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "stream", backend=backend,
+                               compile=compile)
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     x = torch.randn(1, 3, size, size, device=device)
     with torch.inference_mode():
         if segmenter.reuse_features:
-            gflops = _gflops(lambda: model.decode([model.encode(x)] * model.num_frames))
+            gflops = count_gflops(lambda: model.decode([model.encode(x)] * model.num_frames))
         else:
-            gflops = _gflops(lambda: model(x[:, None].expand(1, model.num_frames, -1, -1, -1)))
+            gflops = count_gflops(model, x[:, None].expand(1, model.num_frames, -1, -1, -1))
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def one_run() -> float:
@@ -97,7 +97,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    for _ in range(config["warmup"]):
+    for _ in range(max(1, config["warmup"]) if compile else config["warmup"]):  # compiling is not timed
         one_run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -106,7 +106,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     share = decode_share(segmenter, pool) if segmenter.reuse_features else {}
     return {
         **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
-        "backend": backend, **share,
+        "backend": backend, "compile": compile, **share,
         "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
         "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_model_mb": rss_loaded,
@@ -131,11 +131,17 @@ def _load(values: Sequence[float] | None) -> str:
     return "n/a" if values is None else " / ".join(f"{v:.2f}" for v in values)
 
 
+def _compile_label(compile: bool | str) -> str:
+    if compile is False:
+        return "off (eager)"
+    return f"mode {compile}" if isinstance(compile, str) else "on (reduce-overhead on CUDA, default elsewhere)"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     m, settings = report["machine"], report["settings"]
     legend = "; ".join(f"{name} = {_allocator_label(env)}" for name, env in report["allocators"].items())
     lines = [
-        f"\n## Inference: streaming vs clip-by-clip (`flanet bench`, {report['date']})\n",
+        f"\n## Inference: stream vs clips (`flanet bench`, {report['date']})\n",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with "
         f"{m['torch_threads']} threads, GPU: {m['gpu'] or 'none'}; load average (1 / 5 / 15 min) "
         f"{_load(report['load_average_start'])} at start, {_load(report['load_average_end'])} at the end. "
@@ -144,7 +150,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
         f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
         f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
-        "already at the model size: the time includes normalisation and output copies, no resizing). "
+        "already at the model size: the time includes normalisation and output copies, no resizing); "
+        f"torch.compile of the PyTorch per-frame step: {_compile_label(settings.get('compile', False))}. "
         "Peak RSS includes what importing torch maps; the RSS after building the model is in brackets.\n",
         "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -162,9 +169,9 @@ def _markdown(report: dict[str, Any]) -> str:
     lines.append("")
     if any(r["mode"] not in MODES or r.get("x_authors") for r in report["results"]):
         lines += [
-            "Per backend, model only (streaming) and end to end (`predict_to_folder` on a synthetic 640x480 mp4: "
+            "Per backend, model only (stream) and end to end (`predict_to_folder` on a synthetic 640x480 mp4: "
             "decoding, preprocessing, model, resizing, masks, overlay video, CSV), beside the authors' "
-            "architecture (clip by clip, model only) measured in the same run; fusion + decoders = the median "
+            "architecture (clips, model only) measured in the same run; fusion + decoders = the median "
             "time of one `decode` of cached features over that of a whole streamed frame.\n",
             "| device | allocator | encoder | backend | measured | output frames/s | x authors | fusion + decoders |",
             "|---|---|---|---|---|---|---|---|",
@@ -175,7 +182,7 @@ def _markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r.get('backend', 'pytorch')} | "
                          f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} |")
         lines.append("")
-    lines += [f"- {key}: streaming is {value:.2f}x clip-by-clip throughput" for key, value in report["speedup"].items()]
+    lines += [f"- {key}: stream is {value:.2f}x clips throughput" for key, value in report["speedup"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -183,8 +190,8 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
-              authors: Path | None = None) -> dict[str, Any]:
-    """Run every configuration in a fresh process, print a table, write JSON and markdown.
+              authors: Path | None = None, compile: bool | str = False) -> dict[str, Any]:
+    """Run every configuration in a fresh process, print a table, write the JSON and markdown reports.
 
     Args:
         encoders: timm encoder names (random weights).
@@ -193,15 +200,20 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         runs: timed runs per configuration (median reported).
         warmup: untimed runs first.
         devices: e.g. ["cpu", "cuda"]; default cpu plus cuda when available.
-        json_path: where the JSON report goes.
-        markdown: file a section is appended to (None: do not write).
+        json_path: where the JSON report goes; the same report as markdown goes beside it
+            (``json_path`` with suffix ``.md``, replaced on every run).
+        markdown: a shared document the markdown section is also appended to, e.g.
+            docs/benchmarks.md (None, the default: none).
         allocators: "default" (this process's environment) and/or "tuned" (workers get
             ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
-        backends: "pytorch" and/or "onnxruntime": a model-only streaming row each (with the
+        backends: "pytorch" and/or "onnxruntime": a model-only stream row each (with the
             share of the fusion + decoders in a frame).
         end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend.
         authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):
-            adds its clip-by-clip row and every row's ratio to it (same run, same machine).
+            adds its clips row and every row's ratio to it (same run, same machine).
+        compile: ``torch.compile`` every PyTorch ``VideoSegmenter`` of the run (True: mode by device,
+            or a mode; see :class:`~flanet.inference.VideoSegmenter`); the compilation happens in an
+            untimed warm-up run.
 
     Returns:
         The report written to ``json_path``.
@@ -215,11 +227,11 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         for device in devices:
             jobs = [("authors", "authors", "pytorch")] if authors is not None else []
             for encoder in encoders:
-                jobs += [(encoder, "streaming", backend) for backend in backends] + [(encoder, "clip", "pytorch")]
+                jobs += [(encoder, "stream", backend) for backend in backends] + [(encoder, "clips", "pytorch")]
                 jobs += [(encoder, "end-to-end", backend) for backend in backends] if end_to_end else []
             for encoder, mode, backend in jobs:
                 config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
-                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend,
+                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend, "compile": compile,
                           "authors": str(authors) if authors is not None else None}
                 record = {**_run_worker(config, env), "allocator": allocator}
                 print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:10s} {backend:11s} {record['fps']:7.2f} "
@@ -227,8 +239,8 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
                 results.append(record)
     speedup = {}
     for r in results:
-        if r["mode"] == "streaming":
-            clip = next(c for c in results if c["mode"] == "clip" and
+        if r["mode"] == "stream":
+            clip = next(c for c in results if c["mode"] == "clips" and
                         all(c[k] == r[k] for k in ("device", "encoder", "allocator")))
             via = "" if r["backend"] == "pytorch" else f", {r['backend']}"
             speedup[f"{r['device']} {r['encoder']} ({r['allocator']}{via})"] = r["fps"] / clip["fps"]
@@ -240,16 +252,19 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
+        "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1,
+                     "compile": compile},
         "allocators": allocator_envs, "results": results, "speedup": speedup,
     }
-    Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    section = _markdown(report)
+    atomic_write_text(json_path, json.dumps(report, indent=2))
+    atomic_write_text(Path(json_path).with_suffix(".md"), section.lstrip("\n"))
     for key, value in speedup.items():
-        print(f"{key}: streaming {value:.2f}x clip-by-clip")
+        print(f"{key}: stream {value:.2f}x clips")
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         with markdown.open("a", encoding="utf-8") as handle:
-            handle.write(_markdown(report))
+            handle.write(section)
     return report
 
 

@@ -6,19 +6,50 @@ import argparse
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from flanet.argtypes import positive_float, positive_int, unit_interval
+from flanet.errors import UsageError
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
+def _predict_live(args: argparse.Namespace) -> int:
+    from flanet.inference.live_predict import predict_live
+
+    if args.split:
+        raise UsageError("--split applies to a dataset root, not to --source")
+    if args.export:
+        raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
+    source = Path(args.source)
+    name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = predict_live(
+        args.checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
+        force=args.force, image_size=args.image_size, device=args.device, threshold=args.threshold, fps=args.fps,
+        progress=not args.no_progress, backend=args.backend, max_frames=args.max_frames, duration=args.duration,
+        compile=_compile(args),
+    )
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    latency = "" if summary["latency_ms_p50"] is None else (
+        f", latency p50 {summary['latency_ms_p50']:.0f} ms p95 {summary['latency_ms_p95']:.0f} ms")
+    print(f"{summary['frames_segmented']} of {summary['frames_captured']} captured frames segmented "
+          f"({summary['frames_dropped']} dropped{latency}), stopped: {summary['stop_reason']} -> {out_dir}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.archive import is_archive_input, predict_archive
     from flanet.inference.predict import predict_to_folder
 
+    if _compile(args) and args.backend != "pytorch":
+        raise UsageError("--compile applies to --backend pytorch only (--compile)")
+    if args.source is not None:
+        return _predict_live(args)
+    if args.max_frames is not None or args.duration is not None:
+        raise UsageError("--max-frames and --duration bound a live run; they need --source")
     input_path = Path(args.input)
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
@@ -28,6 +59,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
         device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
         progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
+        export=sorted(set(args.export)), compile=_compile(args),
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -41,6 +73,11 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
     )
     return 0
+
+
+def _export_parts(value: str) -> str:
+    """``--parts`` of ``flanet export``; ``streaming``, its name before this release, still means ``stream``."""
+    return "stream" if value == "streaming" else value
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -60,12 +97,29 @@ def _bench(args: argparse.Namespace) -> int:
     run_bench(
         encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
         warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
-        markdown=None if args.no_docs else Path(args.docs),
+        markdown=None if args.docs is None else Path(args.docs),
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
         backends=args.backends, end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
+        compile=_compile(args),
     )
     return 0
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help=f"{verb} with torch.compile of the per-frame encode and decode (backend pytorch; "
+                        "static shapes, compiled once on the first frames): mode reduce-overhead (CUDA graphs) "
+                        "on CUDA, default elsewhere")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, help="another torch.compile mode (implies --compile)")
+
+
+def _compile(args: argparse.Namespace) -> bool | str:
+    """The ``compile`` argument of VideoSegmenter: False, True (mode by device) or a mode."""
+    return args.compile_mode or args.compile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "overlay.mp4, frames.csv and summary.json. Never writes into the input; refuses an existing "
         "output folder without --force.",
     )
-    p.add_argument("input", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("input", nargs="?", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
+    given.add_argument("--source", help="live: a capture device index (0), a stream URL (rtsp://, http://) or a video "
+                       "file played at its frame rate; the newest frame is segmented, stale ones dropped (docs/inference.md)")
     p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
@@ -89,8 +146,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
                    help="pytorch (default) or onnxruntime: the exported encoder + decoder, exported once "
                    "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
+    _add_compile(p, "segment")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
+    p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
+                   help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
+                   "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
+    p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
+    p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict)
 
     e = subparsers.add_parser(
@@ -100,14 +163,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
     e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
-    e.add_argument("--parts", default="all", choices=["all", "step", "streaming"],
-                   help="step: full 3-frame step; streaming: encoder + decoder; all (default): both")
+    e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
+                   help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
     e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
-        "bench", help="inference speed: frames/s, peak memory, GFLOPs of streaming vs clip-by-clip",
-        description="Each configuration runs in a fresh process (peak RSS is per process).",
+        "bench", help="inference speed: frames/s, peak memory, GFLOPs of stream vs clips (accuracy: compare)",
+        description="Each configuration runs in a fresh process (peak RSS is per process). Writes --json and "
+        "the same report as markdown beside it; appends to a shared document only with --docs.",
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
@@ -126,7 +190,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
                    help="authors' model replica for the side-by-side row and ratios (default: the repository's "
                    "benchmarks/authors_model_replica.py when present; 'none' to skip)")
-    b.add_argument("--json", default="bench-inference.json", help="JSON results file")
-    b.add_argument("--docs", default="docs/benchmarks.md", help="markdown file a section is appended to")
-    b.add_argument("--no-docs", action="store_true", help="do not append to the markdown file")
+    _add_compile(b, "time")
+    b.add_argument("--json", default="bench-inference.json",
+                   help="JSON results file; the markdown report goes beside it (.md) (default: bench-inference.json)")
+    b.add_argument("--docs", metavar="FILE", help="also append the markdown section to FILE, e.g. docs/benchmarks.md")
     b.set_defaults(func=_bench)

@@ -25,9 +25,11 @@ from torch import nn
 
 from flanet.models.contract import VideoSegmentationModel
 
-__all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS"]
+__all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS", "PARTS"]
 
 FORMATS = ("onnx", "torchscript", "torch-export")
+#: What to export: the 3-frame ``step``, the ``stream`` parts (encoder + decoder), or ``all``.
+PARTS = ("all", "step", "stream")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "torch-export": ".pt2"}
 TOLERANCE = 1e-3  # max |exported - PyTorch| accepted, relative to max(1, max |PyTorch|)
 # in half precision both sides round differently (8 / 11 significant bits)
@@ -137,7 +139,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
             ``<stem>-decoder<suffix>`` in the same folder.
         fmt: "onnx", "torchscript" or "torch-export".
         image_size: fixed input side S.
-        parts: "step", "streaming" (encoder + decoder) or "all".
+        parts: "step", "stream" (encoder + decoder) or "all".
         extra: more plain-typed entries for the manifest (e.g. the checkpoint path).
 
     Returns:
@@ -147,8 +149,8 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
         ValueError: unknown format/parts, or a bad image size.
         ExportError: an exporter failure, or outputs that do not match PyTorch.
     """
-    if fmt not in FORMATS or parts not in ("all", "step", "streaming"):
-        raise ValueError(f"format must be one of {FORMATS} and parts one of all/step/streaming")
+    if fmt not in FORMATS or parts not in PARTS:
+        raise ValueError(f"format must be one of {FORMATS} and parts one of {'/'.join(PARTS)}")
     if image_size % model.size_multiple:
         raise ValueError(f"image_size {image_size} is not a multiple of {model.size_multiple}")
     dtype = next(model.parameters()).dtype
@@ -169,7 +171,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
     if parts in ("all", "step") or not streamable:
         clip = torch.randn(1, num_frames, 3, image_size, image_size, generator=generator).to(dtype)
         entries.append(_export_part("step", ClipStep(model), (clip,), out, fmt, ["clip"], output_names))
-    if parts in ("all", "streaming") and streamable:
+    if parts in ("all", "stream") and streamable:
         with torch.inference_mode():
             features = [model.encode(torch.randn_like(image)) for _ in range(num_frames)]
         levels = len(features[0])
@@ -195,8 +197,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
 def export_checkpoint(checkpoint: str | Path, out: Path, fmt: str = "onnx", image_size: int | None = None,
                       parts: str = "all") -> dict[str, Any]:
     """Load a flanet checkpoint safely and :func:`export_model` it (image size from its metadata)."""
-    from flanet.inference.predict import image_size_from_metadata
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)

@@ -92,7 +92,7 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
         cpu_model = copy.deepcopy(model).cpu().float().eval()
         streamable = model.num_frames > 1
         export_model(cpu_model, staging / "flanet.onnx", "onnx", image_size,
-                     parts="streaming" if streamable else "step")
+                     parts="stream" if streamable else "step")
         try:
             staging.rename(folder)
         except OSError:  # another process finished the same export first

@@ -8,6 +8,8 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/frames.csv          per-frame statistics (see FrameStats)
     <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
+    <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
+                              (flanet.inference.annotation_export)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +28,19 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.evaluation.viewer import write_prediction_viewer
+from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.inference.annotation_export import export_video
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
 
-__all__ = ["predict_to_folder", "image_size_from_metadata", "OUTPUT_MARKER"]
+__all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
-
-
-def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
-    """Training image size recorded in checkpoint metadata (``image_size``, as written by training)."""
-    metadata = metadata or {}
-    train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
-    data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
-    for candidate in (metadata.get("image_size"), data.get("image_size")):
-        if isinstance(candidate, int) and candidate > 0:
-            return candidate
-    return default
 
 
 class _LastFrame:
@@ -65,9 +57,10 @@ class _LastFrame:
 
 
 def _predict_video(
-    segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False
+    segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
+    viewer: ViewerCollector | None = None,
 ) -> dict:
-    """Segment one video into ``video_dir``; returns its summary entry."""
+    """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry."""
     geometry = source_geometry(source, use_region=not full_frame)
     measurements = MeasurementLog(geometry)
     masks_dir = video_dir / "masks"
@@ -88,6 +81,8 @@ def _predict_video(
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
                 writer.write(draw_overlay(rgb, result, stats))
+                if viewer is not None:
+                    viewer.add_streamed(source.id, name, result.index, stats.area_px, result.mask, result.heatmap_full, rgb)
                 measures = geometry.measure(result.mask)
                 table.write(stats, measures)
                 measurements.add(result.index, measures)
@@ -140,6 +135,8 @@ def predict_to_folder(
     progress: bool = True,
     backend: str = "pytorch",
     full_frame: bool = False,
+    export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -156,33 +153,40 @@ def predict_to_folder(
         progress: show a tqdm progress bar (frames/s).
         backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
+        export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
+            (see :mod:`flanet.inference.annotation_export`).
+        compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
 
     Returns:
         The output folder.
     """
+    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+
     metadata: dict[str, Any] = {}
     checkpoint = None
     if isinstance(model, (str, Path)):
-        from flanet.models.checkpoint import load_checkpoint
-
         checkpoint = str(model)
         loaded = load_checkpoint(model, map_location="cpu")
         model, metadata = loaded.model, dict(loaded.metadata or {})
     size = image_size or image_size_from_metadata(metadata)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
     out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
     mark_incomplete(out, "flanet predict")
     videos = []
+    counts = [source.frame_count for source in sources]
+    viewer = ViewerCollector(sum(counts) if None not in counts else None)  # type: ignore[arg-type]
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
         video_dir = out if len(sources) == 1 else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame))
+        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer))
     elapsed = time.perf_counter() - start
+    for source, video in zip(sources, videos):
+        video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
     total = sum(v["frames"] for v in videos)
     summary = {
         "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
@@ -193,6 +197,6 @@ def predict_to_folder(
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    write_prediction_viewer(out, sources, videos)
+    write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out

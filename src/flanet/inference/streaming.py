@@ -32,7 +32,7 @@ from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxr
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
 
-__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
+__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,33 @@ def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool) -> VideoSe
         return model
 
 
+def compile_options(compile: bool | str | dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """``torch.compile`` keyword arguments of :class:`VideoSegmenter`'s ``compile`` option.
+
+    True picks the mode by device: ``"reduce-overhead"`` (inductor + CUDA graphs, which remove
+    the per-kernel launch cost of a batch-1 step) on CUDA, ``"default"`` elsewhere.
+    """
+    if isinstance(compile, dict):
+        return dict(compile)
+    if isinstance(compile, str):
+        return {"mode": compile}
+    return {"mode": "reduce-overhead" if device.type == "cuda" else "default"}
+
+
+def _distinct(window: list) -> list:
+    """The window with repeated entries (video start) copied, so no two entries share tensors.
+
+    A compiled function is specialised on which of its inputs alias each other: without the
+    copies the first two frames of a video would each compile one more graph.
+    """
+    seen: set[int] = set()
+    distinct = []
+    for state in window:
+        distinct.append([level.clone() for level in state] if id(state) in seen else state)
+        seen.add(id(state))
+    return distinct
+
+
 class VideoSegmenter:
     """Segment a video frame by frame with a FLA-Net model or an image baseline.
 
@@ -132,10 +159,17 @@ class VideoSegmenter:
             the same function to float rounding, ``model`` itself is not changed). Default: on for
             CPU, where it saves a pass over every BatchNorm's activations, and only where torch.fx
             can trace the encoder; off elsewhere.
+        compile: backend "pytorch" only: ``torch.compile`` the per-frame step (``encode`` and
+            ``decode``; ``model(clip)`` when features are not reused) with static shapes
+            (batch 1, one size: one graph each, no recompiles from video to video; the
+            first frames of the first video pay the compilation). False (default) or None: eager;
+            True: mode ``"reduce-overhead"`` on CUDA (CUDA graphs), ``"default"`` (inductor)
+            elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
+            keyword arguments, e.g. ``{"backend": "aot_eager"}``.
 
     Raises:
-        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, or for an
-            unknown backend.
+        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
+            unknown backend, or ``compile`` with backend "onnxruntime".
     """
 
     def __init__(
@@ -151,6 +185,7 @@ class VideoSegmenter:
         onnx: str | Path | None = None,
         dtype: torch.dtype | None = None,
         fold_batchnorm: bool | None = None,
+        compile: bool | str | dict[str, Any] | None = False,
     ) -> None:
         multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
@@ -163,6 +198,8 @@ class VideoSegmenter:
         self.runner: OnnxRunner | None = None
         device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
         if backend == "onnxruntime":
+            if compile not in (False, None):
+                raise ValueError("compile applies to backend pytorch only")
             manifest = onnx or export_for_onnxruntime(model, image_size)
             self.runner = OnnxRunner(manifest, onnx_providers(device))
             if self.runner.image_size != image_size:
@@ -188,6 +225,13 @@ class VideoSegmenter:
             if self.reuse_features != self.runner.streaming:
                 raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
             self.num_frames = self.runner.num_frames
+        self.compiled = compile not in (False, None)
+        self._encode, self._decode, self._forward = model.encode, model.decode, model
+        if self.compiled:
+            options = compile_options(compile, self.device)
+            self._encode, self._decode, self._forward = (
+                torch.compile(step, dynamic=False, **options) for step in (model.encode, model.decode, model)
+            )
 
     @torch.inference_mode()
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
@@ -223,8 +267,12 @@ class VideoSegmenter:
         """What the ring buffer keeps for one frame: its encoder features, or the image."""
         if self.runner is not None:
             return self.runner.per_frame_state(image)
+        if not self.reuse_features:
+            return image
         with self._autocast():
-            return self.model.encode(image) if self.reuse_features else image
+            features = self._encode(image)
+        # CUDA graphs (compile on CUDA) overwrite their outputs at the next call; the window keeps them
+        return [level.clone() for level in features] if self.compiled and self.device.type == "cuda" else features
 
     def _predict(self, window: list) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the model on the window [t, t-1, ...]; returns (1,1,S,S) logits and heatmap."""
@@ -232,9 +280,9 @@ class VideoSegmenter:
             return self.runner.predict(window)
         with self._autocast():
             if self.reuse_features:
-                output = self.model.decode(window)
+                output = self._decode(_distinct(window) if self.compiled else window)
             else:
-                output = self.model(torch.stack(window, dim=1))  # (1, T, 3, S, S)
+                output = self._forward(torch.stack(window, dim=1))  # (1, T, 3, S, S)
         return output.mask_logits, output.heatmap
 
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -143,3 +143,18 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: weights do not fit model {config.get('name')!r}: {err}") from err
     model.to(map_location).eval()
     return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})))
+
+
+def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
+    """Input size the checkpoint's model was trained at, from its metadata, else ``default``.
+
+    Reads ``metadata["image_size"]`` (written by training), then ``metadata["train_config"]["data"]
+    ["image_size"]``; what is missing or not a positive integer is skipped.
+    """
+    metadata = metadata or {}
+    train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
+    data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
+    for candidate in (metadata.get("image_size"), data.get("image_size")):
+        if isinstance(candidate, int) and candidate > 0:
+            return candidate
+    return default

@@ -1,8 +1,14 @@
-"""Parameter and FLOP counts of a model, per output frame (docs/model.md, ``flanet bench``)."""
+"""Parameter and FLOP counts of a model, per output frame (docs/model.md, ``flanet bench``).
+
+:func:`count_gflops` is flanet's one FLOP counter: :func:`measure_cost`, ``flanet bench`` and the
+scripts in benchmarks/ all count with it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,7 +39,11 @@ class ModelCost:
         return asdict(self)
 
 
-def _gflops(fn, *args) -> float:
+def count_gflops(fn: Callable[..., Any], *args: Any) -> float:
+    """GFLOPs of one call ``fn(*args)`` as ``torch.utils.flop_counter`` counts them (2 x multiply-adds).
+
+    The counter sees matrix products and convolutions only: FFTs and elementwise work are not counted.
+    """
     with FlopCounterMode(display=False) as counter:
         fn(*args)
     return counter.get_total_flops() / 1e9
@@ -47,10 +57,10 @@ def measure_cost(model: VideoSegmentationModel, size: int = 352) -> ModelCost:
     device = next(model.parameters()).device
     clip = torch.randn(1, model.num_frames, 3, size, size, device=device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    clip_gflops = _gflops(model, clip)
+    clip_gflops = count_gflops(model, clip)
     encoder_params = sum(p.numel() for p in model.encoder.parameters()) / 1e6
-    encoder_gflops = _gflops(model.encode, clip[:, 0])
+    encoder_gflops = count_gflops(model.encode, clip[:, 0])
     features = model.encode(clip[:, 0])
-    stream_gflops = encoder_gflops + _gflops(model.decode, [features] * model.num_frames)
+    stream_gflops = encoder_gflops + count_gflops(model.decode, [features] * model.num_frames)
     model.train(was_training)
     return ModelCost(params, encoder_params, clip_gflops, stream_gflops, encoder_gflops)

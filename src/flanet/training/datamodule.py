@@ -64,14 +64,14 @@ class VideoDataModule(pl.LightningDataModule):
     Args:
         config: resolved training configuration.
         clip_len: frames per clip of the model (``model.num_frames``).
-        with_neighbour: training clips carry one extra previous frame (contrastive loss).
+        with_previous: training clips carry one extra previous frame (contrastive loss).
     """
 
-    def __init__(self, config: Mapping[str, Any], clip_len: int, with_neighbour: bool) -> None:
+    def __init__(self, config: Mapping[str, Any], clip_len: int, with_previous: bool) -> None:
         super().__init__()
         self.config = config
         self.clip_len = clip_len
-        self.with_neighbour = with_neighbour
+        self.with_previous = with_previous
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
@@ -90,8 +90,8 @@ class VideoDataModule(pl.LightningDataModule):
         common = dict(image_size=data["image_size"], clip_len=self.clip_len, edge=data["edge"],
                       heatmap_sigma=data["heatmap_sigma"])
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data["augment"],
-                                         with_neighbour=self.with_neighbour, seed=self.config["seed"], **common)
-        self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_neighbour=False, **common)
+                                         with_previous=self.with_previous, seed=self.config["seed"], **common)
+        self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if len(dataset) == 0:
                 raise DataError(f"the {name} split has no frame with a mask", video_set.root)

@@ -66,7 +66,7 @@ class FLANetModule(pl.LightningModule):
         self.config = config
         self.model = build_model(config)
         self.criterion = FLANetLoss(**config["loss"])
-        self.use_neighbour = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
+        self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
         self._train_sums: dict[str, Tensor] = {}
         self._val_batches: list[dict[str, Tensor]] = []
         self._pending_rng: dict[str, Any] | None = None
@@ -78,8 +78,8 @@ class FLANetModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- steps
     def _losses(self, batch: Mapping[str, Any]) -> LossTerms:
         """Forward pass and eq. (2) for one training batch."""
-        frames = batch["frames"]  # (B, T, 3, S, S), T = num_frames (+1 with neighbour)
-        if self.use_neighbour:
+        frames = batch["frames"]  # (B, T, 3, S, S), T = num_frames (+1 with the previous frame)
+        if self.use_previous:
             windows = self.model.forward_windows(frames)  # each (B, 2, 1, S, S)
             out = SegmentationOutput(windows.mask_logits[:, 0], windows.heatmap[:, 0])
             heatmap_prev = windows.heatmap[:, 1]

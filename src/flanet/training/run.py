@@ -91,7 +91,7 @@ def train(
     trainer = None
     try:
         trainer = _build_trainer(resolved, run_dir)
-        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_neighbour=module.use_neighbour)
+        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_previous=module.use_previous)
         trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
     except BaseException as error:
         if created and (trainer is None or trainer.global_step == 0):

@@ -1,14 +1,17 @@
-"""``flanet benchmark``: train and evaluate several models with one recipe, one comparison table.
+"""``flanet compare``: train and evaluate several models with one recipe, one comparison table.
 
 Every model gets the same configuration (recipe file plus overrides, hence the same seed, encoder,
 image size, schedule and data), only ``model.name`` changes. Each is trained with
 :func:`flanet.training.train` into ``<out>/runs/<model>``, its best checkpoint is evaluated on the test
-split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/benchmark.md`` (paper Table 2 /
-Table 4 format with 95% bootstrap intervals over videos), ``benchmark.csv`` and ``benchmark.json``.
+split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/comparison.md`` (paper Table 2 /
+Table 4 format with 95% bootstrap intervals over videos), ``comparison.csv`` and ``comparison.json``.
 With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
 ``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.evaluation.ablation`).
 A model whose run already has ``checkpoints/best.pt`` is not retrained (unless ``--retrain``), so an
-interrupted benchmark resumes where it stopped.
+interrupted comparison resumes where it stopped.
+
+``flanet benchmark`` is the command's former name, kept for one release: it runs the same thing and
+says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,16 +40,26 @@ ROW_KEYS: tuple[str, ...] = (
 )
 
 
+#: The command's former name, accepted for one release (hidden from ``flanet --help``).
+DEPRECATED_NAME = "benchmark"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the ``benchmark`` sub-command."""
+    """Adds the ``compare`` sub-command and its deprecated alias ``benchmark``."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="accuracy: train and evaluate several models with the same recipe and seed; one comparison table",
+        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.epochs=5), "
+        "evaluate its best checkpoint on the test split and write comparison.md / .csv / .json to --out. "
+        "(Speed is `flanet bench`.)",
+    )
+    _add_arguments(parser)
+    _add_arguments(subparsers.add_parser(DEPRECATED_NAME, description="Deprecated name of `flanet compare`."))
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     from flanet.evaluation.parallel import default_jobs
 
-    parser = subparsers.add_parser(
-        "benchmark",
-        help="train and evaluate several models with the same recipe and seed; one comparison table",
-        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.epochs=5), "
-        "evaluate its best checkpoint on the test split and write benchmark.md / .csv / .json to --out.",
-    )
     parser.add_argument("--data", type=Path, required=True, help="data set root")
     parser.add_argument("--models", help=f"comma-separated model names (default: {DEFAULT_MODELS})")
     parser.add_argument("--ablation", action="store_true",
@@ -53,14 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "flanet-ffa-lb, flanet) plus unet and unetplusplus; also writes ablation.md in Table 3's layout")
     parser.add_argument("--config", required=True, help="training recipe: shipped name (buv-paper, polyp-paper, cpu-small) or YAML file")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
-    parser.add_argument("--out", type=Path, default=Path("flanet-benchmark"), help="output folder (default: flanet-benchmark)")
+    parser.add_argument("--out", type=Path, default=Path("flanet-compare"), help="output folder (default: flanet-compare)")
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     parser.add_argument("--retrain", action="store_true", help="train again even when a run already has best.pt")
     parser.add_argument("--device", help="evaluation device (default: cuda when available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="evaluation batch size (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="processes scoring the VPS protocol in parallel")
-    parser.set_defaults(func=run_benchmark)
+    parser.set_defaults(func=run_compare)
 
 
 def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str]) -> list[str]:
@@ -69,8 +83,8 @@ def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str])
     return [*overrides, f"data.root={data.resolve()}", f"model.name={model}", f"name={model}", f"output.run_dir={run_dir}"]
 
 
-def benchmark(
-    data: Path, models: Sequence[str], config: str | Path, overrides: Sequence[str] = (), out: Path = Path("flanet-benchmark"),
+def compare_models(
+    data: Path, models: Sequence[str], config: str | Path, overrides: Sequence[str] = (), out: Path = Path("flanet-compare"),
     *, split: str = "test", retrain: bool = False, device: str | None = None, batch_size: int = 8,
     settings: EvaluationSettings | None = None, ablation: bool = False,
 ) -> list[dict[str, Any]]:
@@ -118,9 +132,9 @@ def benchmark(
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
         row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
         rows.append(row)
-        (out / "benchmark.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
-        write_rows_csv(out / "benchmark.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
-        write_metrics_json(out / "benchmark.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
+        (out / "comparison.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
+        write_rows_csv(out / "comparison.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
+        write_metrics_json(out / "comparison.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
         if ablation:
             header = _header(config, overrides, split, "Ablation (paper Table 3)")
             (out / "ablation.md").write_text(header + table3_markdown(ablation_entries), encoding="utf-8")
@@ -153,25 +167,28 @@ def _best_or_last(run: Path) -> Path:
     raise FileNotFoundError(f"{run}: training wrote no checkpoints/best.pt or last.pt")
 
 
-def _header(config: str | Path, overrides: Sequence[str], split: str, title: str = "Benchmark") -> str:
+def _header(config: str | Path, overrides: Sequence[str], split: str, title: str = "Comparison") -> str:
     shared = " ".join(overrides) or "(none)"
     return f"# {title}\n\nRecipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.\n\n"
 
 
-def run_benchmark(args: argparse.Namespace) -> int:
-    """Entry point of ``flanet benchmark``."""
+def run_compare(args: argparse.Namespace) -> int:
+    """Entry point of ``flanet compare`` (and of its deprecated name ``flanet benchmark``)."""
     from flanet.evaluation.ablation import ABLATION_MODELS
     from flanet.evaluation.evaluate import EvaluationSettings
 
+    if args.command == DEPRECATED_NAME:
+        print(f"flanet {DEPRECATED_NAME}: deprecated, use `flanet compare` (same options); "
+              "this name goes in the next release", file=sys.stderr)
     if args.ablation and args.models is not None:
         raise UsageError("give --ablation or --models, not both (--ablation)")
     names = ",".join(ABLATION_MODELS) if args.ablation else (args.models or DEFAULT_MODELS)
     models = [m.strip() for m in names.split(",") if m.strip()]
-    benchmark(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)
+    compare_models(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)
         args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
         device=args.device, batch_size=args.batch_size,
         settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), ablation=args.ablation,
     )
-    table = "ablation.md" if args.ablation else "benchmark.md"
+    table = "ablation.md" if args.ablation else "comparison.md"
     print((args.out / table).read_text(encoding="utf-8"))
     return 0
