@@ -70,8 +70,10 @@ def fold_batch_norms(model: VideoSegmentationModel) -> VideoSegmentationModel:
 
     In eval mode a BatchNorm after a convolution is a per-channel affine map, so it folds into
     that convolution's weights and bias (``torch.fx.experimental.optimization.fuse`` traces the
-    timm backbone and folds every such pair): the same function to float rounding, one pass
-    over each activation map fewer (Res2Net-50: 85 BatchNorms). ``model`` itself is left as it
+    timm backbone and folds every ``nn.BatchNorm2d`` that only a ``nn.Conv2d`` feeds): the same
+    function to float rounding, one pass over each activation map fewer (Res2Net-50: all 85
+    BatchNorms). timm's own norm-and-activation modules (``BatchNormAct2d`` of EfficientNet,
+    RegNet) are traced through and kept as they are. ``model`` itself is left as it
     is (training mode, BatchNorm statistics and all); the copy is in eval mode. A model whose
     encoder is not a :class:`FrameEncoder` (the image baselines) is returned unchanged.
 
