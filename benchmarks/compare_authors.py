@@ -19,8 +19,8 @@ median of ``--runs`` timed calls of one *output frame*:
   is made, or taken from the export cache, before timing).
 
 Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
-cost note) are run unless ``--allocator`` picks one. Writes JSON and prints a markdown
-table.
+cost note) are run unless ``--allocator`` picks one; OpenMP spinning is capped as in ``flanet``
+commands (``GOMP_SPINCOUNT``, unless set). Writes JSON and prints a markdown table.
 
     python benchmarks/compare_authors.py --out bench-authors.json
 """
@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from flanet.inference.threads import SPIN_ENV
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
@@ -119,7 +121,9 @@ def main() -> None:
     results = []
     load_start = os.getloadavg()
     for allocator in allocators:
-        env = {k: v for k, v in os.environ.items() if k not in TUNED}
+        # OpenMP spinning capped as `flanet` commands and `flanet bench` do (unless set): uncapped, the
+        # PyTorch rows collapse when another process shares the cores (docs/benchmarks.md)
+        env = {**SPIN_ENV, **{k: v for k, v in os.environ.items() if k not in TUNED}}
         env.update(TUNED if allocator == "tuned" else {})
         for name in CONFIGS:
             command = [sys.executable, __file__, "--worker", name, "--size", str(args.size), "--warmup",
@@ -127,7 +131,7 @@ def main() -> None:
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             record = {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator}
             results.append(record)
-            print(f"{allocator:8s} {name:34s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
+            print(f"{allocator:8s} {name:44s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
     report = {"size": args.size, "load_average_start": load_start, "load_average_end": os.getloadavg(), "results": results}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nload average {load_start} -> {report['load_average_end']}\n")
