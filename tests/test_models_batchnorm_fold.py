@@ -48,9 +48,10 @@ def test_folded_encoder_gives_the_same_features_and_leaves_the_model_alone(model
 
 
 def test_streaming_on_cpu_folds_by_default_with_the_same_results(model: nn.Module) -> None:
-    model.eval()
+    model.train()
     frames = _noise_frames(4)
     default = VideoSegmenter(model, SIZE, "cpu")
+    assert not model.training  # the segmenter puts the given model in eval mode, folded copy or not
     plain = VideoSegmenter(model, SIZE, "cpu", fold_batchnorm=False)
     assert _batch_norms(default.model.encoder) == 0
     assert plain.model is model and _batch_norms(model.encoder) > 0

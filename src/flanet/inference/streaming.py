@@ -211,7 +211,8 @@ class VideoSegmenter:
             channels_last = self.device.type == "cpu" and self.runner is None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if self.runner is None:
-            model = _prepare(model, self.device.type == "cpu" if fold_batchnorm is None else fold_batchnorm,
+            # the given model is put in eval mode, as always; a folded copy is run in its place
+            model = _prepare(model.eval(), self.device.type == "cpu" if fold_batchnorm is None else fold_batchnorm,
                              strict=fold_batchnorm is not None)
             model = model.to(self.device, memory_format=self.memory_format)
         self.model = model.eval()
