@@ -9,11 +9,18 @@ median of ``--runs`` timed calls of one *output frame*:
 * ``flanet, clip-by-clip``: ``model(clip)``, 3 frames encoded per output frame;
 * ``flanet, streaming``: one new frame ``encode`` + ``decode`` from cached features, what
   ``VideoSegmenter`` does per frame (model time only, no pre/post-processing);
-* ``flanet, streaming, channels_last``: the same with channels-last memory format.
+* ``flanet, streaming, channels_last``: the same with channels-last memory format;
+* ``flanet, streaming, channels_last, folded BN``: and the encoder's BatchNorms folded into its
+  convolutions (``fold_batch_norms``): what ``VideoSegmenter`` runs on CPU with the PyTorch
+  backend by default;
+* ``flanet, streaming, onnxruntime``: the same per-frame work in the ONNX Runtime backend
+  (``--backend onnxruntime``: the exported encoder on the new frame, the exported decoder on its
+  features and the two cached ones; CPU provider, ``--threads`` intra-op threads; the export
+  is made, or taken from the export cache, before timing).
 
 Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
-cost note) are run unless ``--allocator`` picks one. Writes JSON and prints a markdown
-table.
+cost note) are run unless ``--allocator`` picks one; OpenMP spinning is capped as in ``flanet``
+commands (``GOMP_SPINCOUNT``, unless set). Writes JSON and prints a markdown table.
 
     python benchmarks/compare_authors.py --out bench-authors.json
 """
@@ -29,8 +36,11 @@ import sys
 import time
 from pathlib import Path
 
+from flanet.inference.threads import SPIN_ENV
+
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
-CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last")
+CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
+           "flanet, streaming, channels_last, folded BN", "flanet, streaming, onnxruntime")
 
 
 def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
@@ -53,9 +63,22 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
         model = create_model("flanet").eval()
         if name == "flanet, clip-by-clip":
             step = lambda: model(clip)  # noqa: E731
+        elif name.endswith("onnxruntime"):
+            from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime
+
+            runner = OnnxRunner(export_for_onnxruntime(model, size), ["CPUExecutionProvider"], threads=threads)
+            frame = clip[:, 0]
+            cached = [runner.per_frame_state(frame), runner.per_frame_state(frame)]
+
+            def step() -> None:
+                runner.predict([runner.per_frame_state(frame), *cached])
         else:
             frame = clip[:, 0]
-            if name.endswith("channels_last"):
+            if name.endswith("folded BN"):
+                from flanet.models.encoder import fold_batch_norms
+
+                model = fold_batch_norms(model)
+            if "channels_last" in name:
                 model = model.to(memory_format=torch.channels_last)
                 frame = frame.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
@@ -98,7 +121,9 @@ def main() -> None:
     results = []
     load_start = os.getloadavg()
     for allocator in allocators:
-        env = {k: v for k, v in os.environ.items() if k not in TUNED}
+        # OpenMP spinning capped as `flanet` commands and `flanet bench` do (unless set): uncapped, the
+        # PyTorch rows collapse when another process shares the cores (docs/benchmarks.md)
+        env = {**SPIN_ENV, **{k: v for k, v in os.environ.items() if k not in TUNED}}
         env.update(TUNED if allocator == "tuned" else {})
         for name in CONFIGS:
             command = [sys.executable, __file__, "--worker", name, "--size", str(args.size), "--warmup",
@@ -106,7 +131,7 @@ def main() -> None:
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             record = {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator}
             results.append(record)
-            print(f"{allocator:8s} {name:34s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
+            print(f"{allocator:8s} {name:44s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
     report = {"size": args.size, "load_average_start": load_start, "load_average_end": os.getloadavg(), "results": results}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nload average {load_start} -> {report['load_average_end']}\n")

@@ -54,9 +54,9 @@ def analytic_gflops(levels: list[tuple[int, int, int]], frames: int = 3) -> dict
         # fft2 of T frames, ifft2 of both halves of each of the T-1 groups; |.|^2 sums, gating,
         # complex assembly and z1 + z2 are ~ 8 FLOPs per spectral value of the groups
         fft += c * (frames + 2 * (frames - 1)) * transform + 8 * 4 * c * n * (frames - 1)
-        # x +- R(x), /2, squares and sums (6 per value and frame), gating multiply-adds
-        # (2 parts x 2 per value for each frame of each group)
-        spatial += 6 * c * n * frames + 4 * c * n * 2 * (frames - 1)
+        # d = R(x) - x (1 per value and frame), ||d||^2 and ||x||^2 (2 x 2), gating x * a + d * (a - b) / 2
+        # (3), and the sum of the previous frames' terms (1 per value for each frame beyond the second)
+        spatial += 8 * c * n * frames + c * n * (frames - 2)
     return {"fft": fft / 1e9, "spatial": spatial / 1e9}
 
 

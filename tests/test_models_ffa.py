@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation, point_reflection
+from flanet.models.fusion import ChannelAttention, ConcatFusion, FrequencyFeatureAggregation, reflection_index
 
 COMPUTES = ["spatial", "fft"]
 
@@ -26,9 +26,11 @@ def _ffa_pair(channels: int = 3, **kwargs) -> tuple[FrequencyFeatureAggregation,
     return spatial, fft
 
 
-def test_point_reflection_by_index() -> None:
-    x = torch.randn(2, 3, 5, 8)
-    torch.testing.assert_close(point_reflection(x), _reference_reflection(x), atol=0, rtol=0)
+@pytest.mark.parametrize("size", [(5, 8), (1, 1), (2, 7), (11, 11)])
+def test_reflection_index_gathers_the_point_reflection(size: tuple[int, int]) -> None:
+    x = torch.randn(2, 3, *size)
+    reflected = x.flatten(-2)[..., reflection_index(*size)].unflatten(-1, size)
+    torch.testing.assert_close(reflected, _reference_reflection(x), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("compute", COMPUTES)
@@ -94,6 +96,50 @@ def test_spatial_computation_equals_fft_fp32(size: tuple[int, int], attention: s
         torch.testing.assert_close(spatial(x), fft(x), atol=1e-5, rtol=1e-5)
 
 
+def _layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``(B, T, C, h, w)`` in the memory orders the FFA meets: as built, stacked channels-last
+    frames (streaming on CPU: position-major), or a window of a longer clip (forward_windows)."""
+    if layout == "channels-last frames":
+        stacked = torch.stack([f.contiguous(memory_format=torch.channels_last) for f in x.unbind(1)], dim=1)
+        assert stacked.stride(2) == 1  # channels innermost: already position-major (no copy)
+        return stacked
+    if layout == "window of a longer clip":
+        longer = torch.cat([x, x[:, :1]], dim=1)  # (B, T+1, C, h, w)
+        return longer.unfold(1, x.shape[1], 1).movedim(-1, 2)[:, 0]  # a strided view equal to x
+    return x
+
+
+LAYOUTS = ["contiguous", "channels-last frames", "window of a longer clip"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("frames", [2, 3, 4])
+def test_spatial_computation_equals_fft_in_every_memory_layout(layout: str, frames: int) -> None:
+    spatial, fft = _ffa_pair(channels=5, num_frames=frames)
+    x = torch.randn(2, frames, 5, 6, 7)
+    y = _layout(x, layout)
+    torch.testing.assert_close(y, x, atol=0, rtol=0)
+    with torch.no_grad():
+        expected = fft.spectral_path(x)
+        z = spatial.spectral_path(y)
+        torch.testing.assert_close(z, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(spatial(y), fft(x), atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_computation_is_accurate_for_nearly_symmetric_non_negative_maps() -> None:
+    """The neck's ReLU features are >= 0; a nearly point-symmetric map has a tiny odd part,
+    whose norm must not drown in the rounding of ||f||^2 (checked against float64 FFTs)."""
+    spatial, _ = _ffa_pair(channels=4)
+    base = torch.rand(1, 3, 4, 8, 8, dtype=torch.float64)
+    x = base + _reference_reflection(base) + 1e-4 * torch.rand(1, 3, 4, 8, 8, dtype=torch.float64)
+    exact = FrequencyFeatureAggregation(4, 5, compute="fft").double().eval()
+    exact.load_state_dict(spatial.state_dict())
+    with torch.no_grad():
+        reference = exact._fft_path(x)  # float64 throughout
+        z = spatial.spectral_path(x.float())
+    torch.testing.assert_close(z.double(), reference, atol=1e-5, rtol=1e-5)
+
+
 def test_spatial_computation_equals_fft_bf16() -> None:
     """Both compute in float32 inside and cast back: in bf16 they differ by bf16 rounding only."""
     spatial, fft = _ffa_pair(channels=8)
@@ -151,10 +197,23 @@ def test_channel_attention_normalisation_by_hand() -> None:
     x[0, 1] = torch.tensor([0.0, 15.0])  # L2 norm 15; mean of group 0's norms 10
     x[0, 2] = torch.tensor([0.0, 1.0])  # group 1: norms 1 and 3, mean 2
     x[0, 3] = torch.tensor([3.0, 0.0])
-    seen: list[torch.Tensor] = []
-    ca.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
-    ca(x)
-    torch.testing.assert_close(seen[0].flatten(), torch.tensor([0.5, 1.5, 0.5, 1.5]), atol=1e-5, rtol=0)
+    normalised = torch.tensor([0.5, 1.5, 0.5, 1.5]).reshape(1, 4, 1, 1)
+    with torch.no_grad():  # the gate is the grouped 1x1 convolutions on the normalised norms
+        expected = torch.sigmoid(ca.fc2(torch.relu(ca.fc1(normalised))))
+        torch.testing.assert_close(ca(x), expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_channel_attention_equals_its_grouped_convolutions(groups: int) -> None:
+    """The gate computes the grouped 1x1 convs of its modules as matrix products: same numbers."""
+    torch.manual_seed(1)
+    ca = ChannelAttention(16, reduction=2, groups=groups)
+    x = torch.rand(3, groups * 16, 5, 4)
+    norms = torch.linalg.vector_norm(x, dim=(-2, -1)).unflatten(1, (groups, 16))
+    normalised = (norms / (norms.mean(dim=2, keepdim=True) + ca.eps)).reshape(3, -1, 1, 1)
+    with torch.no_grad():
+        expected = torch.sigmoid(ca.fc2(torch.relu(ca.fc1(normalised))))
+        torch.testing.assert_close(ca(x), expected, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("compute", COMPUTES)
@@ -167,8 +226,9 @@ def test_ffa_is_batched_and_batch_independent(compute: str) -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("compute", COMPUTES)
-def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(compute: str) -> None:
+def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(compute: str, layout: str) -> None:
     # Before: sqrt of a zero norm (a ReLU-dead channel; the odd part of a 1x1 or 2x2 map) gave NaN
     # gradients, and training cpu-small stopped with a NaN loss at its second step.
     ffa = FrequencyFeatureAggregation(channels=4, out_channels=4, compute=compute)
@@ -176,7 +236,7 @@ def test_ffa_gradients_stay_finite_when_a_channel_or_its_odd_part_is_zero(comput
     x[:, :, 1] = 0  # a dead channel
     x[:, :, 2] = 1  # a constant channel: no odd part
     x.requires_grad_(True)
-    ffa(x).square().mean().backward()
+    ffa(_layout(x, layout)).square().mean().backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in ffa.parameters() if p.grad is not None)
 

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.fx.proxy import TraceError
 
 from flanet.data import to_model_input
 from flanet.devices import resolve_device
 from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.encoder import fold_batch_norms
 
 __all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
 
@@ -87,6 +89,19 @@ def as_rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
     )
 
 
+def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool) -> VideoSegmentationModel:
+    """``model``, or its copy with folded BatchNorms; without ``strict``, an encoder torch.fx
+    cannot trace is run as it is (same results, only the fold's saving is lost)."""
+    if not fold:
+        return model
+    try:
+        return fold_batch_norms(model)
+    except (TraceError, TypeError):
+        if strict:
+            raise
+        return model
+
+
 def compile_options(compile: bool | str | dict[str, Any], device: torch.device) -> dict[str, Any]:
     """``torch.compile`` keyword arguments of :class:`VideoSegmenter`'s ``compile`` option.
 
@@ -139,6 +154,11 @@ class VideoSegmenter:
             on a GPU (autocast); outputs are float32. Default: float32. A model whose
             weights are already half precision (``model.to(torch.bfloat16)``) streams in
             that dtype without it (frames are cast to the weights' dtype).
+        fold_batchnorm: backend "pytorch" only: run a copy of the model whose encoder has its
+            BatchNorms folded into the convolutions (:func:`flanet.models.encoder.fold_batch_norms`;
+            the same function to float rounding, ``model`` itself is not changed). Default: on for
+            CPU, where it saves a pass over every BatchNorm's activations, and only where torch.fx
+            can trace the encoder; off elsewhere.
         compile: backend "pytorch" only: ``torch.compile`` the per-frame step (``encode`` and
             ``decode``; ``model(clip)`` when features are not reused) with static shapes
             (batch 1, one size: one graph each, no recompiles from video to video; the
@@ -164,6 +184,7 @@ class VideoSegmenter:
         backend: str = "pytorch",
         onnx: str | Path | None = None,
         dtype: torch.dtype | None = None,
+        fold_batchnorm: bool | None = None,
         compile: bool | str | dict[str, Any] | None = False,
     ) -> None:
         multiple = model.size_multiple
@@ -190,6 +211,9 @@ class VideoSegmenter:
             channels_last = self.device.type == "cpu" and self.runner is None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if self.runner is None:
+            # the given model is put in eval mode, as always; a folded copy is run in its place
+            model = _prepare(model.eval(), self.device.type == "cpu" if fold_batchnorm is None else fold_batchnorm,
+                             strict=fold_batchnorm is not None)
             model = model.to(self.device, memory_format=self.memory_format)
         self.model = model.eval()
         # frames go in at the weights' dtype: a model.to(torch.bfloat16 / float16) streams in it

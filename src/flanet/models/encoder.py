@@ -6,6 +6,7 @@ outputs of a video (streaming, Section 3: f_t, f_{t-1}, f_{t-2} come from one en
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flanet.models.blocks import BConv
+from flanet.models.contract import VideoSegmentationModel
 from flanet.models.weights import load_encoder_weights
 
 
@@ -61,6 +63,33 @@ class FrameEncoder(nn.Module):
         """``(N, 3, H, W)`` -> per level ``(N, C_l, H / r_l, W / r_l)``, shallow to deep."""
         check_input_size(frames.shape[-2], frames.shape[-1], self.size_multiple)
         return [neck(f) for neck, f in zip(self.neck, self.backbone(frames))]
+
+
+def fold_batch_norms(model: VideoSegmentationModel) -> VideoSegmentationModel:
+    """A copy of ``model`` for inference, its encoder's BatchNorms folded into the convolutions.
+
+    In eval mode a BatchNorm after a convolution is a per-channel affine map, so it folds into
+    that convolution's weights and bias (``torch.fx.experimental.optimization.fuse`` traces the
+    timm backbone and folds every ``nn.BatchNorm2d`` that only a ``nn.Conv2d`` feeds): the same
+    function to float rounding, one pass over each activation map fewer (Res2Net-50: all 85
+    BatchNorms). timm's own norm-and-activation modules (``BatchNormAct2d`` of EfficientNet,
+    RegNet) are traced through and kept as they are. ``model`` itself is left as it
+    is (training mode, BatchNorm statistics and all); the copy is in eval mode. A model whose
+    encoder is not a :class:`FrameEncoder` (the image baselines) is returned unchanged.
+
+    Raises:
+        torch.fx.proxy.TraceError, TypeError: torch.fx cannot trace the backbone (control flow
+            on tensor values).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    if not isinstance(model.encoder, FrameEncoder):
+        return model
+    was_training = model.training
+    folded = copy.deepcopy(model.eval())
+    model.train(was_training)
+    folded.encoder.backbone = fuse(folded.encoder.backbone)
+    return folded
 
 
 def create_timm_backbone(

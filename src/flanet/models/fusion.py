@@ -15,9 +15,16 @@ FFA_COMPUTE = ("spatial", "fft")
 FFA_ATTENTION = ("per-group", "shared")
 
 
-def point_reflection(x: Tensor) -> Tensor:
-    """``x(-n mod N)`` over the last two axes (the reflection behind FFA, docs/model.md)."""
-    return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+def reflection_index(height: int, width: int, device: torch.device | None = None) -> Tensor:
+    """Flat positions of the point reflection of an ``height x width`` map (row-major).
+
+    Position ``i * width + j`` maps to ``(-i mod height) * width + (-j mod width)``:
+    gathering a flattened map at these positions gives ``x(-n mod N)``, the reflection
+    behind FFA (docs/model.md), in one pass.
+    """
+    rows = (-torch.arange(height, device=device)) % height
+    cols = (-torch.arange(width, device=device)) % width
+    return (rows[:, None] * width + cols).flatten()
 
 
 class ChannelAttention(nn.Module):
@@ -47,12 +54,19 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(groups * hidden, groups * channels, 1, groups=groups)
 
     def gate(self, norms: Tensor) -> Tensor:
-        """Gate ``(N, G*K)`` in (0, 1) from the per-channel L2 norms ``(N, G*K)`` of the input."""
-        n = norms.shape[0]
-        norms = norms.float().unflatten(1, (self.groups, self.channels))  # (N, G, K)
+        """Gate ``(N, G*K)`` in (0, 1) from the per-channel L2 norms ``(N, G*K)`` of the input.
+
+        The grouped 1x1 convolutions act on a 1x1 map, so they are computed as one batched
+        matrix product per layer (same weights; cheaper than a grouped convolution call).
+        """
+        n, g = norms.shape[0], self.groups
+        norms = norms.float().unflatten(1, (g, self.channels))  # (N, G, K)
         norms = norms / (norms.mean(dim=2, keepdim=True) + self.eps)
-        hidden = norms.reshape(n, -1, 1, 1).to(self.fc1.weight.dtype)
-        return torch.sigmoid(self.fc2(self.relu(self.fc1(hidden)))).reshape(n, -1)
+        w1, w2 = self.fc1.weight.flatten(1).unflatten(0, (g, -1)), self.fc2.weight.flatten(1).unflatten(0, (g, -1))
+        hidden = norms.to(w1.dtype).unsqueeze(2) @ w1.transpose(1, 2)  # (N, G, 1, K / r)
+        hidden = self.relu(hidden.squeeze(2) + self.fc1.bias.unflatten(0, (g, -1)))
+        logits = (hidden.unsqueeze(2) @ w2.transpose(1, 2)).squeeze(2) + self.fc2.bias.unflatten(0, (g, -1))
+        return torch.sigmoid(logits).reshape(n, -1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns the gate ``(N, G*K, 1, 1)`` for input ``(N, G*K, h, w)``."""
@@ -76,7 +90,10 @@ class FrequencyFeatureAggregation(nn.Module):
     ``n -> -n mod N``; so scaling Re by a and Im by b gives iFFT = a * even(f) + b * odd(f),
     and, by Parseval for the orthonormal full-spectrum FFT, the CA's per-channel norms of
     Re f̂ and Im f̂ are ||even(f)|| and ||odd(f)||. ``compute="spatial"`` (default) computes
-    exactly that with a flip and a roll, no FFT; ``compute="fft"`` runs the FFTs as the
+    exactly that from f and its point reflection R f (one gather), no FFT; with
+    ``even = f + (R f - f) / 2`` and ``odd = -(R f - f) / 2`` it needs only ``R f - f``, two
+    sums of squares per channel and one multiply-add per value and frame (docs/model.md,
+    "What FFA computes"); ``compute="fft"`` runs the FFTs as the
     paper describes. Both give the same output to float rounding (tested), in float32
     inside whatever the weights' dtype.
 
@@ -87,7 +104,7 @@ class FrequencyFeatureAggregation(nn.Module):
         num_frames: T (current + T-1 previous frames); T-1 groups.
         attention: ``"per-group"`` (one CA per group, default) or ``"shared"`` (one CA for
             every group, the v0.1 module: symmetric in the previous frames).
-        compute: ``"spatial"`` (flips and rolls) or ``"fft"`` (``fft2``/``ifft2``).
+        compute: ``"spatial"`` (point reflection, no FFT) or ``"fft"`` (``fft2``/``ifft2``).
     """
 
     def __init__(
@@ -141,16 +158,35 @@ class FrequencyFeatureAggregation(nn.Module):
         return z.sum(dim=1).flatten(1, 2)  # (B, 2C, h, w): z_1 + ... + z_{T-1}
 
     def _spatial_path(self, x: Tensor) -> Tensor:
-        b, t, c = x.shape[:3]
-        reflected = point_reflection(x)
-        parts = torch.stack([x + reflected, x - reflected], dim=2) / 2  # (B, T, even/odd, C, h, w)
-        norms = torch.linalg.vector_norm(parts, dim=(-2, -1)).flatten(2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
+        """z_1 + ... + z_{T-1} from f and R f: ``a * even + b * odd = a * f + (a - b) / 2 * (R f - f)``.
+
+        Works position-major, on ``(B, P, T, C)`` with P = h w positions: the point reflection
+        is then one gather of whole ``T x C`` rows (in PyTorch and in the exported ONNX graph).
+        Frames in channels-last memory stacked on T are already in that order (streaming on
+        CPU: no copy); other inputs are transposed once, and the result is a channels-last
+        ``(B, 2C, h, w)`` map either way. Per channel, ||odd|| = ||R f - f|| / 2 and
+        ||even||^2 = ||f||^2 - ||odd||^2 (Pythagoras: even and odd are orthogonal; for the
+        non-negative features after the neck's ReLU even holds at least half of the energy, so
+        the subtraction loses nothing), with a zero gradient where a part vanishes.
+        """
+        b, t, c, h, w = x.shape
+        f = x.flatten(3).permute(0, 3, 1, 2).contiguous()  # (B, P, T, C); a view for channels-last frames
+        diff = f.index_select(1, reflection_index(h, w, x.device)).sub_(f)  # R f - f = -2 odd(f)
+        odd = torch.linalg.vector_norm(diff, dim=1) / 2  # (B, T, C)
+        even_sq = torch.linalg.vector_norm(f, dim=1).square() - odd.square()
+        positive = even_sq > 0
+        even = torch.where(positive, torch.where(positive, even_sq, 1).sqrt(), 0)
+        norms = torch.cat([even, odd], dim=2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
         current = norms[:, :1].expand(b, t - 1, 2 * c)
-        gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2))  # (B, T-1, 4C)
-        gate = gate.unflatten(2, (2, 2, c))[..., None, None]  # (B, T-1, frame in group, even/odd, C, 1, 1)
-        z_current = (gate[:, :, 0].sum(dim=1) * parts[:, 0]).sum(dim=1)  # (B, C, h, w)
-        z_previous = (gate[:, :, 1] * parts[:, 1:]).sum(dim=(1, 2))  # (B, C, h, w)
-        return torch.cat([z_current, z_previous], dim=1)
+        gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2)).unflatten(2, (2, 2, c))  # (B, T-1, frame, a/b, C)
+        gate = torch.cat([gate[:, :, 0].sum(dim=1, keepdim=True), gate[:, :, 1]], dim=1)  # (B, T, a/b, C)
+        a, a_minus_b = gate[:, None, :, 0], (gate[:, :, 0] - gate[:, :, 1])[:, None]  # (B, 1, T, C)
+        terms = torch.mul(f, a).addcmul_(diff, a_minus_b, value=0.5)  # a even(f) + b odd(f), (B, P, T, C)
+        previous = terms[:, :, 1]
+        for k in range(2, t):
+            previous = previous + terms[:, :, k]
+        z = torch.cat([terms[:, :, 0], previous], dim=2)  # (B, P, 2C): [z of f_t, sum over the previous frames]
+        return z.movedim(1, 2).unflatten(2, (h, w))  # (B, 2C, h, w) in channels-last memory
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, C, h, w)`` -> o_t ``(B, C_out, h, w)``."""
