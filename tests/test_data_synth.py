@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from flanet import colours
 from flanet.cli import main
 from flanet.data import ClipDataset, DataError, discover
 from flanet.data.check import check_dataset
@@ -35,7 +36,7 @@ def test_layout_labels_and_splits(synth_root):
     assert {v["aln_metastasis"] for v in video_set.labels.values()} <= {"present", "absent"}
     sheet = cv2.imread(str(synth_root / CONTACT_SHEET))
     assert sheet is not None and sheet.shape[0] >= 6 * 128
-    assert ((sheet[..., 1] > 200) & (sheet[..., 0] < 50)).any()  # green mask contours
+    assert (sheet == colours.bgr(colours.TRUTH_RGB)).all(-1).any()  # mask contours in the ground-truth colour
 
 
 def test_passes_data_check(synth_root):

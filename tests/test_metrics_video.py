@@ -62,6 +62,8 @@ def test_worked_example_hand_computed() -> None:
     detection = metrics["video_behaviour"]["detection"]
     assert detection["applicable"] and detection["lesion_free_frames"] == 2
     assert metrics["ci"]["flicker"][0] <= metrics["flicker"] <= metrics["ci"]["flicker"][1]
+    # resamples draw A and B once each (5/6), A twice or B twice (each alone ranks its frames perfectly: 1)
+    assert metrics["ci"]["auroc"] == pytest.approx([5 / 6, 1.0])
 
 
 def test_heatmap_centres_replace_mask_centroids() -> None:
@@ -95,6 +97,32 @@ def test_auroc_ties_and_one_class() -> None:
     assert measures.auroc(np.array([0.5, 0.5]), np.array([True, False])) == 0.5
     assert measures.auroc(np.array([0.1, 0.9, 0.9]), np.array([False, True, False])) == pytest.approx(0.75)
     assert np.isnan(measures.auroc(np.array([0.1, 0.2]), np.array([True, True])))
+
+
+def test_weighted_auroc_counts_each_frame_by_its_video_weight() -> None:
+    scores = np.array([0.9, 0.8, 0.6, 0.4, 0.2])  # the worked example's frame maxima: A0 A1 A2 | B0 B1
+    lesion = np.array([True, True, False, True, False])
+    histograms = measures.detection_histograms(scores, lesion, np.array([0, 0, 0, 1, 1]), 2)
+    assert float(measures.weighted_auroc(*histograms)) == pytest.approx(5 / 6)
+    # A twice, B once: positives 0.9 (2), 0.8 (2), 0.4 (1); negatives 0.6 (2), 0.2 (1); 15 weighted pairs,
+    # wrong only 0.4 < 0.6 (weight 1 x 2): 13/15. A alone or B alone: 1. Nothing drawn: NaN.
+    np.testing.assert_allclose(measures.weighted_auroc(*histograms, np.array([[2, 1], [2, 0], [0, 2], [0, 0]])),
+                               [13 / 15, 1.0, 1.0, np.nan])
+
+
+def test_weighted_auroc_equals_the_auroc_of_the_resampled_frames() -> None:
+    rng = np.random.default_rng(3)
+    inverse = rng.integers(0, 6, 80)
+    scores = np.round(rng.random(80), 1)  # ties
+    lesion = rng.random(80) < 0.5
+    counts = rng.multinomial(6, np.full(6, 1 / 6), size=5).astype(float)
+    histograms = measures.detection_histograms(scores, lesion, inverse, 6)
+    resampled = measures.weighted_auroc(*histograms, counts, block=8)  # blocks of 8 // 11 -> 1 resample
+    for b, row in enumerate(counts):
+        frames = np.repeat(np.arange(80), row[inverse].astype(int))  # each frame as often as its video was drawn
+        pos, neg = scores[frames][lesion[frames]], scores[frames][~lesion[frames]]
+        pairs = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+        assert resampled[b] == pytest.approx(pairs / (len(pos) * len(neg)))
 
 
 def test_bbox_centre_and_centroid_use_pixel_edge_coordinates() -> None:

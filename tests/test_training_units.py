@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from flanet import colours
 from flanet.data import DataError, Video, VideoSet
+from flanet.training.callbacks import plot_loss_curve
 from flanet.training.config import load_config
 from flanet.training.datamodule import split_train_val
 from flanet.training.module import _drop_duplicate_frames, _get_rng_states, _set_rng_states
@@ -72,3 +75,17 @@ def test_precision_auto_is_fp32_on_cpu_and_explicit_values_pass_through() -> Non
     config = load_config("buv-paper", ["trainer.accelerator=cpu"])
     assert precision_for(config) == "32-true"
     assert precision_for(load_config("buv-paper", ["trainer.precision=16-mixed"])) == "16-mixed"
+
+
+def test_loss_curve_never_draws_in_the_truth_or_prediction_colours(tmp_path: Path) -> None:
+    columns = ("epoch", "step", "train_loss", "val_loss", "train_bce", "train_iou", "train_heatmap_mse",
+               "train_contrastive", "val_dice", "val_jaccard", "val_f1")
+    rows = [",".join(columns)] + [",".join(str(v) for v in (e, 10 * e, 1 - e / 5, 1.1 - e / 5, 0.5 - e / 10, 0.5 - e / 10,
+                                                            0.1, 0.2, e / 5, e / 6, e / 5.5)) for e in range(4)]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    plot_loss_curve(tmp_path / "metrics.csv", tmp_path / "loss.png")
+    rgb = cv2.cvtColor(cv2.imread(str(tmp_path / "loss.png")), cv2.COLOR_BGR2RGB).reshape(-1, 3).astype(int)
+    drawn = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in colours.SERIES_COLOURS}
+    assert any((rgb == colour).all(1).any() for colour in drawn)  # the series colours are there
+    for colour in ((0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28), colours.TRUTH_RGB, colours.PREDICTION_RGB):
+        assert not (np.abs(rgb - colour).max(1) <= 8).any(), colour  # matplotlib's green / red, ours

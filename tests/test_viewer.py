@@ -6,6 +6,7 @@ them) and the ``selenium`` Python package (a dev dependency); nothing is downloa
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import shutil
@@ -84,17 +85,37 @@ def test_viewer_size_limit_and_worst_frames() -> None:
     assert worst_positions([10, 10, 50, 40], "jumps", 2) == [2, 3]
 
 
-def test_predict_writes_a_viewer(tmp_path: Path) -> None:
-    frames = tmp_path / "frames"
+def test_viewer_thins_a_stream_of_unknown_length() -> None:
+    collector = ViewerCollector(total_frames=None, max_frames=4)
+    for t in range(10):
+        collector.add_streamed("v", str(t), t, float(t), np.zeros(SIZE, bool), None, np.zeros((*SIZE, 3), np.uint8))
+    assert [f.index for f in collector.videos["v"]] == [0, 4, 8] and collector.stride == 4
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`flanet predict` on 4 frames with a FLA-Net whose heatmap is 0.9 everywhere (a visible overlay)."""
+    root = tmp_path_factory.mktemp("predict-viewer")
     for t in range(4):
-        _write(frames / f"{t:03d}.png", np.full((*SIZE, 3), 40 * t, np.uint8))
+        _write(root / "frames" / f"{t:03d}.png", np.full((*SIZE, 3), 40 * t, np.uint8))
     torch.manual_seed(0)
-    out = predict_to_folder(create_model("flanet", encoder="resnet18"), frames, tmp_path / "out", image_size=64,
-                            device="cpu", progress=False)
-    page = (out / "viewer.html").read_text(encoding="utf-8")
+    model = create_model("flanet", encoder="resnet18")
+    with torch.no_grad():
+        model.heatmap_head.regressor.weight.zero_()
+        model.heatmap_head.regressor.bias.fill_(0.9)
+    return predict_to_folder(model, root / "frames", root / "out", image_size=64, device="cpu", progress=False)
+
+
+def test_predict_writes_a_viewer_with_the_heatmap(predicted: Path) -> None:
+    page = (predicted / "viewer.html").read_text(encoding="utf-8")
     data = json.loads(page.split('id="viewer-data">')[1].split("</script>")[0])
-    assert [f["name"] for f in data["videos"][0]["frames"]] == ["000", "001", "002", "003"]
+    frames = data["videos"][0]["frames"]
+    assert [f["name"] for f in frames] == ["000", "001", "002", "003"]
     assert data["videos"][0]["value_name"] == "lesion area (px)"
+    for frame in frames:  # half the viewer size (32 x 24 frames), opacity 0.7 h in 16 levels: 0.9 -> 230 -> 160
+        png = base64.b64decode(frame["heat"].split(",", 1)[1])
+        heat = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert heat.shape == (12, 16, 4) and (heat[..., 3] == 160).all()
 
 
 def _browser():
@@ -111,6 +132,40 @@ def _browser():
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def _stage_pixels(browser) -> np.ndarray:
+    """BGR screenshot of the frame and its overlays, once every overlay image has decoded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 5).until(lambda b: b.execute_script(
+        "return [...document.querySelectorAll('#stage img')].every((i) => !i.getAttribute('src') || i.complete);"))
+    png = browser.find_element(By.ID, "stage").screenshot_as_png
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_predict_viewer_toggles_the_heatmap_in_chromium(predicted: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = _browser()
+    try:
+        browser.get((predicted / "viewer.html").as_uri())
+        heat = browser.find_element(By.ID, "heat")
+        assert heat.is_displayed()
+        shown = _stage_pixels(browser)
+        browser.find_element(By.ID, "show-heat").click()
+        assert not heat.is_displayed()
+        hidden = _stage_pixels(browser)
+        yellow = lambda bgr: (bgr[..., 2].astype(float) + bgr[..., 1]) / 2 - bgr[..., 0]  # noqa: E731
+        # frame 000 is black: with the 0.9 heatmap it is tinted yellow (about 147 here), without it is not
+        assert yellow(shown).mean() > yellow(hidden).mean() + 50
+        browser.find_element(By.ID, "show-heat").click()
+        assert heat.is_displayed()
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        browser.quit()
 
 
 def test_viewer_plays_scrubs_and_toggles_in_chromium(evaluated: Path) -> None:

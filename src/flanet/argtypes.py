@@ -37,3 +37,12 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+def pixel_spacing(text: str) -> tuple[float, float]:
+    """``MM`` (square pixels) or ``ROW_MM,COLUMN_MM`` (DICOM PixelSpacing order): millimetres per pixel."""
+    parts = text.split(",")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected MM or ROW_MM,COLUMN_MM, got {text!r}")
+    values = tuple(positive_float(part.strip()) for part in parts)
+    return (values[0], values[-1])

@@ -12,7 +12,9 @@ PREDICTION_RGB: tuple[int, int, int] = (255, 40, 40)
 HEATMAP_RGB: tuple[int, int, int] = (255, 215, 0)
 MODEL_COLOURS: dict[str, str] = {"FLA-Net": "#ff7f0e", "UNet": "#1f77b4"}  # by display name; others grey
 OTHER_MODEL_COLOUR = "#555555"
-LEGEND = "green: ground truth, red: prediction, yellow: heatmap peak"
+#: Line colours of charts whose series are not models (loss terms, scores): matplotlib's tab10 without
+#: its green, red and olive, which would read as ground truth, prediction or heatmap.
+SERIES_COLOURS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 
 
 def bgr(rgb: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from natsort import natsorted
 
 from flanet.data.bboxes import read_bbox_json
-from flanet.data.dicom import DICOM_SUFFIXES
+from flanet.data.dicom import DICOM_SUFFIXES, is_dicom_file, probe_dicom
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import is_image_file
 from flanet.data.labels import find_label_file, read_labels
@@ -160,27 +160,36 @@ def _video_number(path: Path) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
-def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> list[Video]:
+def _probe(path: Path) -> tuple[int, tuple[float, float] | None, str | None]:
+    """Frame count, ``(row mm, column mm)`` pixel spacing and its source of a video or DICOM file."""
     from flanet.data.video_io import probe_video
 
+    if not is_dicom_file(path):
+        return probe_video(path).frame_count, None, None
+    info = probe_dicom(path)
+    spacing = None if info.spacing_mm is None else (info.spacing_mm[1], info.spacing_mm[0])  # (x, y) -> (row, column)
+    return info.frame_count, spacing, info.calibration_source
+
+
+def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> list[Video]:
     videos = []
     for path in files:
         try:
-            info = probe_video(path)
+            frame_count, spacing, spacing_source = _probe(path)
         except DataError as error:
             notes.append(Problem("error", path, f"unreadable video: {error}"))
             continue
-        masks: list[Path | None] = [None] * info.frame_count
+        masks: list[Path | None] = [None] * frame_count
         mask_dir = root / "masks" / path.stem
         if mask_dir.is_dir():
             for mask in _list_dir(mask_dir, notes)[1]:
                 index = _video_number(mask)
-                if index is None or not 0 <= index < info.frame_count:
-                    message = f"mask name gives no frame number in 0..{info.frame_count - 1}, ignored"
+                if index is None or not 0 <= index < frame_count:
+                    message = f"mask name gives no frame number in 0..{frame_count - 1}, ignored"
                     notes.append(Problem("warning", mask, message))
                 else:
                     masks[index] = mask
-        videos.append(Video(path.stem, [], masks, video_file=path))
+        videos.append(Video(path.stem, [], masks, video_file=path, pixel_spacing=spacing, spacing_source=spacing_source))
     return videos
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from flanet import colours
 from flanet.data.bboxes import mask_bbox
 from flanet.data.errors import DataError
 from flanet.data.splits import make_splits, write_split_lists
@@ -32,16 +33,16 @@ def video_name(index: int) -> str:
 
 
 def _contact_sheet(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], path: Path) -> None:
-    """Grid of frames (one row per video) with the mask contour in green and hard-frame tags in red."""
+    """Grid of frames (one row per video): the ground-truth contour in :data:`flanet.colours.TRUTH_RGB`, hard-frame tags in white."""
     tiles = []
     for row in rows:
         drawn = []
         for gray, mask, tag in row:
             tile = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
             contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(tile, contours, -1, (0, 220, 0), 1)
+            cv2.drawContours(tile, contours, -1, colours.bgr(colours.TRUTH_RGB), 1)
             if tag:
-                cv2.putText(tile, tag, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1, cv2.LINE_AA)
+                cv2.putText(tile, tag, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
             drawn.append(cv2.copyMakeBorder(tile, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(60, 60, 60)))
         tiles.append(np.concatenate(drawn, axis=1))
     width = max(tile.shape[1] for tile in tiles)

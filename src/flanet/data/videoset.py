@@ -22,6 +22,10 @@ class Video:
         bboxes: per-frame ``(x1, y1, x2, y2)`` in original pixel coordinates from ``bbox.json``
             (``None`` for frames without a box), or ``None`` when the set has no ``bbox.json``.
         video_file: the mp4/avi/dcm file the frames are decoded from (layouts ``video-files``, ``dicom``), else None.
+        pixel_spacing: ``(row mm, column mm)`` of one pixel (DICOM PixelSpacing order) when the file carries a
+            calibration (a DICOM cine: ultrasound region deltas, else PixelSpacing), else None.
+        spacing_source: the attribute ``pixel_spacing`` came from (``"SequenceOfUltrasoundRegions"``,
+            ``"PixelSpacing"``), else None.
     """
 
     id: str
@@ -29,6 +33,8 @@ class Video:
     masks: list[Path | None]
     bboxes: list[BBox | None] | None = None
     video_file: Path | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    spacing_source: str | None = None
 
     @property
     def num_frames(self) -> int:

@@ -18,8 +18,10 @@ from torch import Tensor
 from flanet.metrics import video as measures
 from flanet.metrics.bootstrap import percentile_interval, resample_counts
 
-#: Scores that get a bootstrap interval (AUROC does not: it is not a ratio of per-video sums).
-WITH_INTERVALS: tuple[str, ...] = ("flicker", "sensitivity", "specificity", "fp_frames_per_video", "loc_error_px", "loc_error_mm")
+#: Scores that get a bootstrap interval (the AUROC's: frames weighted by their video's count).
+WITH_INTERVALS: tuple[str, ...] = (
+    "flicker", "sensitivity", "specificity", "fp_frames_per_video", "auroc", "loc_error_px", "loc_error_mm",
+)
 HEADLINE: tuple[str, ...] = (
     "flicker", "mask_change_pred", "mask_change_gt", "sensitivity", "specificity", "auroc",
     "fp_frames_per_video", "fp_area_px", "fp_area_fraction", "loc_error_px", "loc_error_mm", "loc_missed",
@@ -81,8 +83,11 @@ class BehaviourScorer:
         sums = measures.video_sums(frame, inverse, len(videos), frame_spacing)
         point = {k: float(v) for k, v in measures.summarise(sums).items()}
         lesion = frame["gt_area"] > 0
-        point["auroc"] = measures.auroc(frame["max_prob"], lesion)
-        samples = measures.summarise(sums, resample_counts(len(videos), num_resamples, seed))
+        histograms = measures.detection_histograms(frame["max_prob"], lesion, inverse, len(videos))
+        point["auroc"] = float(measures.weighted_auroc(*histograms))
+        counts = resample_counts(len(videos), num_resamples, seed)
+        samples = measures.summarise(sums, counts)
+        samples["auroc"] = measures.weighted_auroc(*histograms, counts)
         intervals = {}
         for key in WITH_INTERVALS:
             finite = samples[key][np.isfinite(samples[key])]  # resamples without the needed frames say nothing

@@ -6,13 +6,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.argtypes import positive_int, unit_interval
+from flanet.argtypes import pixel_spacing, positive_int, unit_interval
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice")
+SUMMARY_KEYS: tuple[str, ...] = (
+    "dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice",
+    "flicker", "sensitivity", "specificity", "auroc", "loc_error_px", "loc_error_mm",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--jobs", type=int, default=default_jobs(),
                         help=f"processes scoring the VPS protocol in parallel (default here: {default_jobs()})")
+    parser.add_argument("--pixel-spacing", type=pixel_spacing, metavar="MM[,MM]",
+                        help="millimetres per pixel (one value, or ROW_MM,COLUMN_MM) of every video without a "
+                        "calibration of its own (DICOM cines carry theirs), for the centre error in mm")
     parser.add_argument("--threshold", type=unit_interval, default=0.5, help="threshold of the standard protocol (default: 0.5)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
@@ -63,7 +69,7 @@ def print_summary(metrics: dict, out: Path) -> None:
     from flanet.evaluation.report import format_cell
 
     for key in SUMMARY_KEYS:
-        print(f"{key:11s} {format_cell(metrics, key)}")
+        print(f"{key:12s} {format_cell(metrics, key)}")
     print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
 
 
@@ -83,13 +89,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             result = evaluate_checkpoint(
                 args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
                 batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
-                method=args.name, mode=args.mode, settings=settings,
+                method=args.name, mode=args.mode, settings=settings, pixel_spacing=args.pixel_spacing,
             )
         else:
             if args.save_pred:
                 log.warning("--save-pred has no effect with --pred-dir")
             result, _ = evaluate_prediction_folder(
-                args.pred_dir, args.data, args.split, out, resize=args.resize_pred, method=args.name, settings=settings
+                args.pred_dir, args.data, args.split, out, resize=args.resize_pred, method=args.name, settings=settings,
+                pixel_spacing=args.pixel_spacing,
             )
     except PredictionFolderError as error:
         if error.check.wrong_size and not args.resize_pred:

@@ -9,7 +9,7 @@ paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames),
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from flanet.evaluation.prediction_folder import (
 )
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
+from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import mark_complete, mark_incomplete, prepare_output_folder
 from flanet.models.contract import VideoSegmentationModel
@@ -104,9 +106,13 @@ Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | N
 
 def _score(
     chunks: Iterator[Chunk], video_set: VideoSet, settings: EvaluationSettings, total: int | None = None,
-    viewer: ViewerCollector | None = None, pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    viewer: ViewerCollector | None = None, pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
-    """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise."""
+    """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise.
+
+    Pixel spacing: each video's own calibration, else ``pixel_spacing`` (:mod:`flanet.evaluation.spacing`).
+    """
+    spacing = resolve_spacing(video_set.videos, pixel_spacing)
     with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs) as scorer, tqdm(
         total=total, unit="frame", desc="score", disable=total is None or not settings.progress
     ) as bar:
@@ -115,8 +121,9 @@ def _score(
             if viewer is not None:
                 viewer.add(video_id, names, indices, prob, gt, heatmap)
             bar.update(len(names))
-        return scorer.result(video_set.labels, settings.resamples, seed=settings.seed,
-                             pixel_spacing=dict(pixel_spacing) if pixel_spacing else None)
+        result = scorer.result(video_set.labels, settings.resamples, seed=settings.seed,
+                               pixel_spacing=as_pairs(spacing) or None)
+    return annotate_spacing(result, spacing)
 
 
 def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool) -> Iterator[Chunk]:
@@ -164,13 +171,14 @@ def evaluate_model(
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
-    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``:
-    ``video id -> (row mm, column mm)`` for the localisation error in millimetres.
+    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``: ``(row mm,
+    column mm)`` for every video, or ``{video id: (row mm, column mm)}``, for the localisation error in
+    millimetres; a video whose file carries a calibration (DICOM) keeps its own.
     """
     split = resolve_split(video_set, split)
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
@@ -204,7 +212,7 @@ def evaluate_checkpoint(
     checkpoint: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
     num_workers: int = 0, save_pred: bool = False, method: str | None = None, mode: str = "auto",
-    settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
@@ -224,7 +232,7 @@ def evaluate_checkpoint(
 def evaluate_prediction_folder(
     pred_dir: Path, data: Path, split: str | None = "test", out: Path | None = None, *,
     resize: bool = False, method: str | None = None, settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: Mapping[str, tuple[float, float]] | None = None,
+    pixel_spacing: GivenSpacing = None,
 ) -> tuple[EvaluationResult, PredictionCheck]:
     """Score prediction PNGs made by any method (``<pred>/<video>/<frame stem>.png``).
 

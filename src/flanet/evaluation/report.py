@@ -103,7 +103,23 @@ def table_rows(entries: list[tuple[str, str, dict[str, Any]]], with_ci: bool = T
             cell = format_cell(metrics, key, with_ci)
             cells.append("n/a" if cell == "-" and (key in DETECTION_KEYS or key == "loc_error_mm") else cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", TABLE_NOTE, "", BEHAVIOUR_NOTE, ""])
+    lines += ["", TABLE_NOTE, "", BEHAVIOUR_NOTE]
+    for method, _, metrics in entries:
+        if note := spacing_note(method, metrics):
+            lines += ["", note]
+    return "\n".join(lines + [""])
+
+
+def spacing_note(method: str, metrics: dict[str, Any]) -> str:
+    """Which videos the millimetre centre error covers (pixel spacing per video: per_video.csv), or ``""``."""
+    localisation = metrics.get("video_behaviour", {}).get("localisation", {})
+    sources = localisation.get("spacing_sources")
+    if not sources or metrics.get("loc_error_mm") is None:
+        return ""
+    with_spacing = {source: count for source, count in sources.items() if source != "none"}
+    counted = ", ".join(f"{count} {source}" for source, count in with_spacing.items())
+    return (f"Centre error mm of {method}: {sum(with_spacing.values())} of {sum(sources.values())} videos carry a "
+            f"pixel spacing ({counted}); the others count in px only (per_video.csv: spacing_source).")
 
 
 def overlay(rgb: np.ndarray, frame: ScoredFrame, min_side: int = 320) -> np.ndarray:

@@ -1,19 +1,21 @@
 """``viewer.html``: one self-contained page to play, scrub and inspect predicted videos.
 
 Written by ``flanet evaluate`` (:class:`ViewerCollector`, fed during scoring: frames with ground
-truth, value = Dice) and ``flanet predict`` (:func:`write_prediction_viewer`: value = predicted
-lesion area). Frames are downscaled to at most :data:`MAX_SIDE` px and stored as JPEG; ground
-truth, prediction and heatmap are transparent PNG overlays in the one colour convention of
-:mod:`flanet.colours`; everything is embedded as base64, so the page works offline from disk.
+truth, value = Dice) and ``flanet predict`` (:meth:`ViewerCollector.add_streamed`, fed while the
+video streams: value = predicted lesion area; then :func:`write_prediction_viewer`). Frames are
+downscaled to at most :data:`MAX_SIDE` px and stored as JPEG; ground truth, prediction and heatmap
+are transparent PNG overlays in the one colour convention of :mod:`flanet.colours`; everything is
+embedded as base64, so the page works offline from disk.
 
 Size limit: at most ``max_frames`` (default :data:`MAX_FRAMES`) frames in all; longer inputs keep
-every k-th frame (``k = ceil(frames / max_frames)``, stated in the page), about 10-15 kB per frame.
+every k-th frame (``k = ceil(frames / max_frames)`` when the frame count is known in advance, else
+k doubles whenever the page would grow past the limit; stated in the page). Bytes per frame depend on
+the content: 7-13 kB measured on smooth and demo frames, 86 kB on pure noise (docs/metrics.md).
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -30,7 +32,6 @@ from flanet.evaluation.viewer_page import render_page
 MAX_SIDE = 192
 MAX_FRAMES = 2000
 WORST_COUNT = 10
-HEATMAP_PEAK_MIN = 0.5  # as the overlay video of flanet predict
 JPEG_QUALITY = 80
 
 
@@ -42,6 +43,8 @@ class _Frame:
     pred: str
     gt: str | None
     heat: str | None
+    position: int  # among every frame offered to the collector (for the stride)
+    img: str | None = None  # the frame's JPEG, when it was given with the overlays
 
 
 def _uri(image: np.ndarray, ext: str = ".png") -> str:
@@ -83,19 +86,18 @@ def heat_overlay(heat: np.ndarray, size: tuple[int, int]) -> str:
     return _uri(canvas)
 
 
-def peak_overlay(x: float, y: float, frame_hw: tuple[int, int], size: tuple[int, int]) -> str:
-    """PNG data URI with a cross at the heatmap peak ``(x, y)`` (pixel-edge coordinates of the frame)."""
-    canvas = np.zeros((size[1], size[0], 4), np.uint8)
-    centre = (int(x * size[0] / frame_hw[1]), int(y * size[1] / frame_hw[0]))
-    cv2.drawMarker(canvas, centre, (*colours.bgr(colours.HEATMAP_RGB), 255), cv2.MARKER_CROSS, max(6, size[0] // 12), 1)
-    return _uri(canvas)
+def frame_jpeg(rgb: np.ndarray, max_side: int = MAX_SIDE) -> str:
+    """JPEG data URI of an RGB frame downscaled to at most ``max_side`` px (:func:`viewer_size`)."""
+    size = viewer_size(*rgb.shape[:2], max_side)
+    return _uri(cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA), ".jpg")
 
 
 class ViewerCollector:
     """Keeps compact overlays of the frames a run predicts, then writes ``viewer.html``.
 
     Args:
-        total_frames: frames that will be added (for the stride), None when unknown (keep all).
+        total_frames: frames that will be offered (sets the stride), None when unknown (the stride
+            then doubles whenever more than ``max_frames`` are kept).
         max_frames: size limit of the page (frames in all).
         max_side: longest side of a frame in the page.
     """
@@ -106,6 +108,7 @@ class ViewerCollector:
         self.videos: dict[str, list[_Frame]] = {}
         self.max_frames = max_frames
         self._seen = 0
+        self._count = 0
 
     def kept(self, count: int) -> np.ndarray:
         """Positions (of the next ``count`` frames) that the page keeps: every ``stride``-th frame."""
@@ -115,26 +118,55 @@ class ViewerCollector:
 
     def add_frame(
         self, video: str, name: str, index: int, value: float | None, pred: np.ndarray,
-        gt: np.ndarray | None = None, heatmap: np.ndarray | None = None, peak: tuple[float, float] | None = None,
+        gt: np.ndarray | None = None, heatmap: np.ndarray | None = None, rgb: np.ndarray | None = None,
+        position: int | None = None,
     ) -> None:
-        """Add one kept frame: ``pred`` / ``gt`` (H, W) bool, ``heatmap`` (S, S) uint8 or its ``peak`` ``(x, y)``."""
+        """Add one kept frame: ``pred`` / ``gt`` (H, W) bool, ``heatmap`` uint8 (any size), ``rgb`` the frame.
+
+        Without ``rgb`` the frame is read at :meth:`write` time. ``position``: the frame's place
+        among all offered frames (default: the last one offered).
+        """
         size = viewer_size(*pred.shape, self.max_side)
-        heat = heat_overlay(heatmap, size) if heatmap is not None else None
-        if heat is None and peak is not None:
-            heat = peak_overlay(*peak, pred.shape, size)
         self.videos.setdefault(video, []).append(_Frame(
             str(name), int(index), value, mask_overlay(pred, colours.PREDICTION_RGB, size),
-            None if gt is None else mask_overlay(gt, colours.TRUTH_RGB, size), heat,
+            None if gt is None else mask_overlay(gt, colours.TRUTH_RGB, size),
+            None if heatmap is None else heat_overlay(heatmap, size),
+            self._seen - 1 if position is None else position,
+            None if rgb is None else frame_jpeg(rgb, self.max_side),
         ))
+        self._count += 1
+        if self._count > self.max_frames:  # more frames than announced: keep every other kept frame
+            self.stride *= 2
+            for key, frames in self.videos.items():
+                self.videos[key] = [f for f in frames if f.position % self.stride == 0]
+            self._count = sum(len(frames) for frames in self.videos.values())
+
+    def add_streamed(
+        self, video: str, name: str, index: int, value: float, pred: np.ndarray,
+        heatmap: np.ndarray | None, rgb: np.ndarray,
+    ) -> None:
+        """Offer one frame of a stream (``flanet predict``); it is kept on the stride.
+
+        Args:
+            video / name / index: video id, frame name and index in the video.
+            value: the plotted value (predicted lesion area).
+            pred: (H, W) bool mask; ``heatmap``: (H, W) float heatmap at the frame's size, or None.
+            rgb: (H, W, 3) uint8 frame.
+        """
+        if not self.kept(1).size:
+            return
+        heat = None if heatmap is None else np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)
+        self.add_frame(video, name, index, value, pred, heatmap=heat, rgb=rgb)
 
     def add(
         self, video: str, names: Sequence[str], indices: Sequence[int], prob: np.ndarray,
         gt: np.ndarray | None = None, heatmap: np.ndarray | None = None,
     ) -> None:
         """Add consecutive frames: ``prob`` (N, H, W) uint8, ``gt`` (N, H, W) bool, ``heatmap`` (N, S, S) uint8."""
+        first = self._seen
         for i in self.kept(len(names)):  # per kept frame: one small PNG per overlay
             self.add_frame(video, names[i], indices[i], None, prob[i] > 127,
-                           None if gt is None else gt[i], None if heatmap is None else heatmap[i])
+                           None if gt is None else gt[i], None if heatmap is None else heatmap[i], position=first + int(i))
 
     def set_values(self, values: dict[tuple[str, str], float]) -> None:
         """Per-frame values (e.g. Dice) by ``(video, frame name)``, known after scoring."""
@@ -143,10 +175,10 @@ class ViewerCollector:
                 frame.value = values.get((video, frame.name), frame.value)
 
     def write(
-        self, path: Path, read_rgb: Callable[[str, int], np.ndarray], title: str, value_name: str,
+        self, path: Path, read_rgb: Callable[[str, int], np.ndarray] | None, title: str, value_name: str,
         worst: str = "lowest", note: str = "",
     ) -> Path:
-        """Write the page; ``read_rgb(video, frame index)`` returns the RGB frame.
+        """Write the page; ``read_rgb(video, frame index)`` returns the RGB frames not given to :meth:`add_frame`.
 
         ``worst``: ``lowest`` lists each video's frames of lowest value (Dice), ``jumps`` those with
         the largest change of value from the previous frame (lesion area without ground truth).
@@ -155,11 +187,11 @@ class ViewerCollector:
         for video, frames in self.videos.items():
             entries = []
             for frame in frames:
-                rgb = read_rgb(video, frame.index)
-                size = viewer_size(*rgb.shape[:2], self.max_side)
-                image = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+                if frame.img is None and read_rgb is None:
+                    raise ValueError(f"{video} / {frame.name}: no frame image and no reader for the viewer")
+                img = frame.img or frame_jpeg(read_rgb(video, frame.index), self.max_side)  # type: ignore[misc]
                 entries.append({"name": frame.name, "index": frame.index, "value": frame.value,
-                                "img": _uri(image, ".jpg"), "gt": frame.gt, "pred": frame.pred, "heat": frame.heat})
+                                "img": img, "gt": frame.gt, "pred": frame.pred, "heat": frame.heat})
             videos.append({"id": video, "value_name": value_name, "frames": entries,
                            "worst": worst_positions([f.value for f in frames], worst)})
         sampled = (f" Every {self.stride}th frame is shown (size limit {self.max_frames} frames)."
@@ -182,39 +214,16 @@ def worst_positions(values: Sequence[float | None], rule: str = "lowest", count:
     return [int(i) for i in order[: min(count, len(order))]]
 
 
-def write_prediction_viewer(out: Path, sources: Sequence[Any], videos: Sequence[dict[str, Any]]) -> Path:
-    """``viewer.html`` of a ``flanet predict`` output folder (masks, frames.csv) and its sources.
+def write_prediction_viewer(out: Path, collector: ViewerCollector, videos: Sequence[dict[str, Any]]) -> Path:
+    """``viewer.html`` of a ``flanet predict`` output folder, from the frames streamed into ``collector``.
 
     Args:
         out: the output folder (``viewer.html`` is written there).
-        sources: the :class:`flanet.inference.sources.VideoSource` s that were segmented.
-        videos: their summary entries (``output`` = the folder with ``masks/`` and ``frames.csv``).
+        collector: fed with :meth:`ViewerCollector.add_streamed` while the videos were segmented.
+        videos: their summary entries (for the title).
     """
-    collector = ViewerCollector(sum(int(v["frames"]) for v in videos))
-    frames_by_video: dict[str, dict[int, np.ndarray]] = {}
-    for source, entry in zip(sources, videos):
-        folder = Path(entry["output"])
-        with (folder / "frames.csv").open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        rows = [rows[i] for i in collector.kept(len(rows))]
-        wanted = {int(row["frame"]) for row in rows}
-        frames_by_video[source.id] = {i: f for i, f in enumerate(source.frames()) if i in wanted}
-        for row in rows:  # kept frames only
-            path = folder / "masks" / f"{row['source']}.png"
-            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if mask is None:
-                raise OSError(f"{path}: cannot read the mask for the viewer")
-            peak = None
-            if row["heatmap_peak_value"] and float(row["heatmap_peak_value"]) >= HEATMAP_PEAK_MIN:
-                peak = (float(row["heatmap_peak_x"]) + 0.5, float(row["heatmap_peak_y"]) + 0.5)
-            collector.add_frame(source.id, row["source"], int(row["frame"]), float(row["area_px"]), mask > 127, peak=peak)
     return collector.write(
-        out / "viewer.html", lambda video, index: _as_rgb(frames_by_video[video][index]),
-        "flanet predict: " + ", ".join(v["video"] for v in videos), "lesion area (px)", worst="jumps",
-        note="Prediction: the binary mask written to masks/; heatmap: a cross at the heatmap peak (peak >= 0.5). "
-             "Values: predicted lesion area.",
+        out / "viewer.html", None, "flanet predict: " + ", ".join(v["video"] for v in videos), "lesion area (px)",
+        worst="jumps", note="Prediction: the binary mask written to masks/; heatmap: the localisation heatmap h "
+                            "(opacity 0.7 h; models without one have none). Values: predicted lesion area.",
     )
-
-
-def _as_rgb(frame: np.ndarray) -> np.ndarray:
-    return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3]

@@ -6,19 +6,45 @@ import argparse
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from flanet.argtypes import positive_float, positive_int, unit_interval
+from flanet.errors import UsageError
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
+def _predict_live(args: argparse.Namespace) -> int:
+    from flanet.inference.live_predict import predict_live
+
+    if args.split:
+        raise UsageError("--split applies to a dataset root, not to --source")
+    source = Path(args.source)
+    name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = predict_live(
+        args.checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
+        force=args.force, image_size=args.image_size, device=args.device, threshold=args.threshold, fps=args.fps,
+        progress=not args.no_progress, backend=args.backend, max_frames=args.max_frames, duration=args.duration,
+    )
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    latency = "" if summary["latency_ms_p50"] is None else (
+        f", latency p50 {summary['latency_ms_p50']:.0f} ms p95 {summary['latency_ms_p95']:.0f} ms")
+    print(f"{summary['frames_segmented']} of {summary['frames_captured']} captured frames segmented "
+          f"({summary['frames_dropped']} dropped{latency}), stopped: {summary['stop_reason']} -> {out_dir}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.archive import is_archive_input, predict_archive
     from flanet.inference.predict import predict_to_folder
 
+    if args.source is not None:
+        return _predict_live(args)
+    if args.max_frames is not None or args.duration is not None:
+        raise UsageError("--max-frames and --duration bound a live run; they need --source")
     input_path = Path(args.input)
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
@@ -81,7 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "overlay.mp4, frames.csv and summary.json. Never writes into the input; refuses an existing "
         "output folder without --force.",
     )
-    p.add_argument("input", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("input", nargs="?", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
+    given.add_argument("--source", help="live: a capture device index (0), a stream URL (rtsp://, http://) or a video "
+                       "file played at its frame rate; the newest frame is segmented, stale ones dropped (docs/inference.md)")
     p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
@@ -96,6 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
+    p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
+    p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict)
 
     e = subparsers.add_parser(

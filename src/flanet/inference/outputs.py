@@ -150,6 +150,10 @@ class FrameTableWriter:
         row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
         self._writer.writerow(row)
 
+    def flush(self) -> None:
+        """Push the rows written so far to the file (live runs: the CSV can be followed as it grows)."""
+        self._file.flush()
+
     def close(self) -> None:
         """Flush and close the file."""
         self._file.close()

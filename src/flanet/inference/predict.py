@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.evaluation.viewer import write_prediction_viewer
+from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
@@ -54,9 +54,10 @@ class _LastFrame:
 
 
 def _predict_video(
-    segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False
+    segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
+    viewer: ViewerCollector | None = None,
 ) -> dict:
-    """Segment one video into ``video_dir``; returns its summary entry."""
+    """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry."""
     geometry = source_geometry(source, use_region=not full_frame)
     measurements = MeasurementLog(geometry)
     masks_dir = video_dir / "masks"
@@ -77,6 +78,8 @@ def _predict_video(
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
                 writer.write(draw_overlay(rgb, result, stats))
+                if viewer is not None:
+                    viewer.add_streamed(source.id, name, result.index, stats.area_px, result.mask, result.heatmap_full, rgb)
                 measures = geometry.measure(result.mask)
                 table.write(stats, measures)
                 measurements.add(result.index, measures)
@@ -167,10 +170,12 @@ def predict_to_folder(
     out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
     mark_incomplete(out, "flanet predict")
     videos = []
+    counts = [source.frame_count for source in sources]
+    viewer = ViewerCollector(sum(counts) if None not in counts else None)  # type: ignore[arg-type]
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
         video_dir = out if len(sources) == 1 else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame))
+        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer))
     elapsed = time.perf_counter() - start
     total = sum(v["frames"] for v in videos)
     summary = {
@@ -182,6 +187,6 @@ def predict_to_folder(
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    write_prediction_viewer(out, sources, videos)
+    write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out

@@ -12,7 +12,8 @@ prediction ``P = {p > threshold}`` and the ground truth ``G``:
   or grows is not counted as flicker.
 * **Detection**: a frame is lesion-positive in the ground truth when ``|G| > 0``, predicted positive
   when ``|P| > 0``; its score is the maximum probability of the frame (``max p > threshold`` is the
-  same decision, so the AUROC ranks frames by the quantity that is thresholded).
+  same decision, so the AUROC ranks frames by the quantity that is thresholded). Its bootstrap
+  weights each frame by its video's count (:func:`weighted_auroc`).
 * **Centres** in pixel-edge coordinates (pixel ``i`` spans ``[i, i+1)``, as
   :func:`flanet.data.bboxes.mask_bbox`): the ground-truth bbox centre, and the predicted centre
   (the heatmap peak when the caller passes it, else the centroid of ``P``; NaN when ``P`` is empty).
@@ -118,20 +119,64 @@ def frame_measures(
     return {k: v.double().cpu().numpy() for k, v in values.items()}
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney, ties count 1/2).
+def detection_histograms(
+    scores: np.ndarray, labels: np.ndarray, inverse: np.ndarray, num_videos: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-video counts of lesion and lesion-free frames at each distinct score, for :func:`weighted_auroc`.
 
-    ``(sum of the positives' ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with average ranks
-    for ties; NaN when one class is absent.
+    Args:
+        scores: (N,) frame scores (the maximum probability; 8-bit maps give at most 256 distinct ones).
+        labels: (N,) bool, True for lesion frames.
+        inverse: (N,) video index of every frame.
+        num_videos: V.
+
+    Returns:
+        ``(positives, negatives)``: (V, K) counts, K distinct scores in ascending order.
     """
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based average rank of each distinct score
-    ranks = average_rank[inverse.reshape(-1)]
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    distinct, level = np.unique(scores, return_inverse=True)
+    cells = np.asarray(inverse, np.int64) * len(distinct) + level.reshape(-1)
+    size = num_videos * len(distinct)
+    positives = np.bincount(cells[labels], minlength=size).reshape(num_videos, len(distinct))
+    negatives = np.bincount(cells[~labels], minlength=size).reshape(num_videos, len(distinct))
+    return positives.astype(float), negatives.astype(float)
+
+
+def weighted_auroc(
+    positives: np.ndarray, negatives: np.ndarray, weights: np.ndarray | None = None, block: int = 1 << 22
+) -> np.ndarray:
+    """AUROC (Mann-Whitney, ties count 1/2) of frames weighted by their video's weight.
+
+    Each frame counts ``w_v`` times (a bootstrap resample draws video ``v`` ``w_v`` times):
+    ``sum_k P_k (N_<k + N_k / 2) / (sum P · sum N)`` with ``P = w @ positives``, ``N = w @ negatives``;
+    NaN when one class has weight 0. With unit weights it is the plain AUROC of all frames.
+
+    Args:
+        positives / negatives: (V, K) :func:`detection_histograms`.
+        weights: (V,) or (B, V) video weights; None: every video once.
+        block: resamples are processed in blocks of about ``block / K`` rows (bounded memory).
+
+    Returns:
+        () or (B,) AUROC.
+    """
+    weights = np.ones(positives.shape[0]) if weights is None else np.asarray(weights, float)
+    flat = np.atleast_2d(weights)
+    out = np.empty(flat.shape[0])
+    rows = max(1, block // max(1, positives.shape[1]))
+    for start in range(0, flat.shape[0], rows):  # a few blocks at most: each one vectorised
+        pos, neg = flat[start : start + rows] @ positives, flat[start : start + rows] @ negatives
+        below = np.cumsum(neg, -1) - neg
+        pairs = pos.sum(-1) * neg.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start : start + rows] = np.where(pairs > 0, (pos * (below + neg / 2)).sum(-1) / pairs, np.nan)
+    return out.reshape(weights.shape[:-1])
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney, ties count 1/2); NaN for one class."""
+    scores = np.asarray(scores, float)
+    positives, negatives = detection_histograms(scores, labels, np.zeros(scores.shape, np.int64), 1)
+    return float(weighted_auroc(positives, negatives))
 
 
 def distances(measures: Mapping[str, np.ndarray], spacing: np.ndarray | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
+from flanet.colours import SERIES_COLOURS
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
@@ -164,6 +165,8 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
         return [p[0] for p in points], [p[1] for p in points]
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis in (left, right):
+        axis.set_prop_cycle(color=SERIES_COLOURS)  # never the truth / prediction / heatmap colours
     for key, style in (("train_loss", "-"), ("val_loss", "-"), ("train_bce", ":"), ("train_iou", ":"),
                        ("train_heatmap_mse", ":"), ("train_contrastive", ":")):
         x, y = series(key)

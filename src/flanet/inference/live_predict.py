@@ -1,0 +1,237 @@
+"""``predict_live``: segment a camera, a stream or a file in real time and write what ``flanet predict`` writes.
+
+Output (one folder, as for one video, see :mod:`flanet.inference.predict`)::
+
+    <out>/masks/<capture index>.png   binary masks of the segmented frames (gaps = dropped frames)
+    <out>/overlay.mp4                 the segmented frames with contour and peak, at the source's frame rate
+    <out>/frames.csv                  per-frame statistics plus capture_time, latency_ms, dropped_before
+    <out>/summary.json                frames captured / segmented / dropped, latency p50 / p95, stop reason
+
+No ``viewer.html``: a live source cannot be replayed to draw it. Real-time behaviour (newest
+frame, drops, temporal window) is described in :mod:`flanet.inference.live`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
+from flanet.inference.clinical import FrameGeometry, MeasurementLog
+from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
+from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.predict import image_size_from_metadata
+from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+
+__all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
+
+log = logging.getLogger(__name__)
+
+#: Columns ``frames.csv`` gets in live mode (after the columns of every predict).
+LIVE_COLUMNS = ("capture_time", "latency_ms", "dropped_before")
+
+
+class SourceLostError(RuntimeError):
+    """A camera or stream stopped delivering frames mid-run (exit status 1); the outputs so far are complete."""
+
+
+def _iso(unix_time: float) -> str:
+    return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Run:
+    """What a live run measured, for ``summary.json``."""
+
+    measurements: MeasurementLog
+    latencies: list[float] = field(default_factory=list)
+    frames_with_lesion: int = 0
+    largest_area_px: int = 0
+    largest_area_frame: int | None = None
+    size: tuple[int, int] | None = None  # (height, width) of the frames
+
+
+def _segment(
+    segmenter: VideoSegmenter, live: LiveCapture, out: Path, frames: Iterator[LiveFrame], progress: bool,
+    total: int | None,
+) -> _Run:
+    """Segment the frames ``frames`` hands out into ``out``."""
+    geometry = FrameGeometry()  # whole frame, pixel units (no calibration outside DICOM)
+    run = _Run(MeasurementLog(geometry))
+    masks_dir = out / "masks"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    taken: list[LiveFrame] = []
+
+    def images() -> Iterator[np.ndarray]:  # VideoSegmenter.stream pulls one frame per result
+        for frame in frames:
+            taken[:] = [frame]
+            yield frame.image
+
+    writer: OverlayVideoWriter | None = None
+    bar = tqdm(total=total, desc=live.label, unit="frame", disable=not progress, leave=False)
+    try:
+        with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns]) as table:
+            for result in segmenter.stream(images()):
+                frame = taken[0]
+                latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
+                result = replace(result, index=frame.index)  # rows, masks and overlay carry the capture index
+                rgb = as_rgb_frame(frame.image, frame.index)
+                stats = frame_stats(result, source=f"{frame.index:06d}")
+                if writer is None:
+                    run.size = rgb.shape[:2]
+                    writer = OverlayVideoWriter(out / "overlay.mp4", live.fps, (rgb.shape[1], rgb.shape[0]))
+                writer.write(draw_overlay(rgb, result, stats))
+                measures = geometry.measure(result.mask)
+                live_values = {"capture_time": _iso(frame.captured_at), "latency_ms": round(latency_ms, 3),
+                               "dropped_before": frame.dropped_before}
+                table.write(stats, {**live_values, **measures})
+                table.flush()  # a live CSV can be followed while it grows
+                mask_path = masks_dir / f"{stats.source}.png"
+                if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
+                    raise OSError(f"{mask_path}: could not write the mask")
+                run.latencies.append(latency_ms)
+                run.measurements.add(frame.index, measures)
+                run.frames_with_lesion += stats.lesion_present
+                if stats.area_px > run.largest_area_px:
+                    run.largest_area_px, run.largest_area_frame = stats.area_px, frame.index
+                bar.update()
+                bar.set_postfix(dropped=live.dropped, refresh=False)
+    except ValueError as error:  # malformed frames or a resolution change mid-run, named by the segmenter
+        raise ValueError(f"{live.label}: {error}") from error
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return run
+
+
+def _summary(live: LiveCapture, run: _Run, out: Path, seconds: float) -> dict[str, Any]:
+    """The live part of ``summary.json`` (the model settings are added by :func:`predict_live`)."""
+    latencies = np.asarray(run.latencies, np.float64)
+    segmented = int(latencies.size)
+    p50, p95 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95])) if segmented else (None, None)
+    height, width = run.size or (None, None)
+    measured: dict[str, Any] = dict(run.measurements.geometry.summary())
+    for name, best in run.measurements.largest.items():  # as MeasurementLog.summary, without a DICOM source
+        measured[f"largest_{name}"] = None if best is None else best[0]
+        measured[f"largest_{name}_frame"] = None if best is None else best[1]
+    return {
+        "input": live.label, "source": live.label, "source_kind": live.kind, "source_fps": live.fps,
+        "paced": live.paced, "started_at": _iso(live.opened_at), "stop_reason": live.stop_reason,
+        "source_error": live.error, "frames": segmented, "frames_captured": live.captured,
+        "frames_segmented": segmented, "frames_dropped": live.dropped,
+        "latency_ms_p50": p50, "latency_ms_p95": p95,
+        "latency_ms_max": round(float(latencies.max()), 3) if segmented else None,
+        "frames_with_lesion": run.frames_with_lesion, "largest_area_px": run.largest_area_px,
+        "largest_area_frame": run.largest_area_frame, "width": width, "height": height,
+        "fps_achieved": segmented / seconds if seconds > 0 else None, "seconds": seconds,
+        **measured, "output": str(out),
+    }
+
+
+def _stop_event(stop: threading.Event | None) -> contextlib.AbstractContextManager[threading.Event]:
+    """The caller's event as is, or a fresh one that SIGINT / SIGTERM set (:func:`stop_on_signals`)."""
+    return stop_on_signals(threading.Event()) if stop is None else contextlib.nullcontext(stop)
+
+
+def predict_live(
+    model: nn.Module | str | Path,
+    source: str,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    image_size: int | None = None,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    fps: float = 25.0,
+    progress: bool = True,
+    backend: str = "pytorch",
+    max_frames: int | None = None,
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    open_capture: Callable[[int | str], Capture] | None = None,
+) -> Path:
+    """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
+
+    The run ends at ``max_frames`` segmented frames, after ``duration`` seconds, at the end of a
+    file, when ``stop`` is set, or on SIGINT / SIGTERM when ``stop`` is None (then handled here, in
+    the main thread). Each of these ends cleanly: the overlay finalised, the CSV flushed and
+    ``summary.json`` written (with ``stop_reason``), no ``INCOMPLETE`` marker.
+
+    Args:
+        model: a flanet model, or the path of a flanet checkpoint (loaded safely).
+        source: a capture device index (``"0"``), a stream URL (RTSP/HTTP, as OpenCV opens them)
+            or a video file (paced at its frame rate).
+        out_dir: output folder; must not exist (or be empty) unless ``force``.
+        force: replace an output folder written by an earlier ``flanet predict``.
+        image_size: model input side; default: the checkpoint's training size, else 352.
+        device: torch device; CUDA when available by default.
+        threshold: probability threshold of the masks.
+        fps: frame rate used when the source states none (overlay and file pacing).
+        progress: show a tqdm bar (frames segmented, dropped).
+        backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
+        max_frames: stop after this many segmented frames.
+        duration: stop this many seconds after the source opened.
+        stop: an event that ends the run when set (from another thread).
+        open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
+
+    Returns:
+        The output folder.
+
+    Raises:
+        flanet.data.DataError: the source cannot be opened or delivers no frame (nothing written).
+        SourceLostError: a camera or stream stopped delivering frames; the outputs up to then are
+            complete (summary ``stop_reason: source_lost``).
+    """
+    metadata: dict[str, Any] = {}
+    checkpoint = None
+    if isinstance(model, (str, Path)):
+        from flanet.models.checkpoint import load_checkpoint
+
+        checkpoint = str(model)
+        loaded = load_checkpoint(model, map_location="cpu")
+        model, metadata = loaded.model, dict(loaded.metadata or {})
+    size = image_size or image_size_from_metadata(metadata)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
+    try:
+        inputs = [Path(source)] if live.kind == "file" else []
+        out = prepare_output_folder(out_dir, "predict", inputs=inputs, force=force)
+        mark_incomplete(out, "flanet predict")
+        log.info("segmenting %s live (%g frames/s); Ctrl-C stops and closes every file", live.label, live.fps)
+        start = time.perf_counter()
+        with _stop_event(stop) as event:
+            run = _segment(segmenter, live, out, live.frames(event, max_frames, duration), progress, max_frames)
+        seconds = time.perf_counter() - start
+        if live.stop_reason == "interrupted":
+            log.info("stopped on request after %d segmented frame(s); files closed", len(run.latencies))
+    finally:
+        live.close()
+    summary = {
+        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
+        "device": str(segmenter.device), "backend": backend, "threshold": threshold,
+        "streaming": segmenter.reuse_features, "edge": "causal", "live": True,
+        **_summary(live, run, out, seconds),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    mark_complete(out)
+    if live.stop_reason == "source_lost":
+        raise SourceLostError(
+            f"capture source {live.label} stopped delivering frames after {live.captured} frame(s); "
+            f"the {summary['frames_segmented']} segmented frame(s) and the summary are saved in {out}"
+        )
+    return out
