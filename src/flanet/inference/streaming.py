@@ -97,7 +97,7 @@ class VideoSegmenter:
         device: torch device; CUDA when available by default.
         threshold: probability threshold for :attr:`FrameResult.mask`.
         reuse_features: True (default) encodes each frame once and reuses its features;
-            False runs the full ``model(clip)`` for every frame (clip-by-clip reference,
+            False runs the full ``model(clip)`` for every frame (clips reference,
             the way the authors' code evaluates; used by ``flanet bench``).
         channels_last: run convolutions in channels-last memory format (moves the
             model's weights to it). Default: on for CPU, where oneDNN's convolutions
@@ -163,7 +163,7 @@ class VideoSegmenter:
         self.reuse_features = reuse_features and self.num_frames > 1
         if self.runner is not None:
             if self.reuse_features != self.runner.streaming:
-                raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
+                raise ValueError("backend onnxruntime streams (features reused); clips (reuse_features=False) run on pytorch only")
             self.num_frames = self.runner.num_frames
 
     @torch.inference_mode()
