@@ -51,7 +51,7 @@ class _AuthorsFFA(nn.Module):
         shifted[:, :-1, :fold] = frames[:, 1:, :fold]
         shifted[:, 1:, fold : 2 * fold] = frames[:, :-1, fold : 2 * fold]
         shifted[:, :, 2 * fold :] = frames[:, :, 2 * fold :]
-        y = torch.fft.fft2(shifted.view(1, c3, h, w))
+        y = torch.fft.fft2(shifted.view(1, c3, h, w).float())  # float32 under bf16 autocast (no bf16 FFT)
         i1, i2, i3 = torch.chunk(y.imag, 3, dim=1)
         r1, r2, r3 = torch.chunk(y.real, 3, dim=1)
         p1 = self.se1(torch.cat([i1, i2, r1, r2], dim=1))
@@ -62,14 +62,20 @@ class _AuthorsFFA(nn.Module):
 
 
 class AuthorsFLANetReplica(nn.Module):
-    """Clip ``(B, 3, 3, H, W)`` -> mask logits ``(B, 1, H, W)`` with the authors' compute."""
+    """Clip ``(B, 3, 3, H, W)`` -> mask logits ``(B, 1, H, W)`` with the authors' compute.
 
-    def __init__(self) -> None:
+    Args:
+        encoder: timm encoder; the released model's Res2Net-50 by default (another one, e.g.
+            ``"resnet18"``, only makes a small stand-in for smoke tests of the benchmarks).
+    """
+
+    def __init__(self, encoder: str = "res2net50_26w_4s") -> None:
         super().__init__()
-        self.unet = smp.Unet("tu-res2net50_26w_4s", encoder_weights=None, classes=1)
-        self.ffa = _AuthorsFFA(1024)
+        self.unet = smp.Unet(f"tu-{encoder}", encoder_weights=None, classes=1)
+        c = self.unet.encoder.out_channels[4]  # stride 16: 1024 on Res2Net-50
+        self.ffa = _AuthorsFFA(c)
         self.heat = nn.ModuleList(
-            [nn.ConvTranspose2d(1024, 256, 3, 2, 1), nn.ConvTranspose2d(256, 64, 3, 2, 1), nn.ConvTranspose2d(64, 1, 3, 2, 1)]
+            [nn.ConvTranspose2d(c, 256, 3, 2, 1), nn.ConvTranspose2d(256, 64, 3, 2, 1), nn.ConvTranspose2d(64, 1, 3, 2, 1)]
         )
 
     def forward(self, clip: Tensor) -> Tensor:

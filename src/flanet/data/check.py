@@ -3,8 +3,9 @@
 Problems (each tied to its file; see docs/data.md for the full list): unreadable, empty or
 truncated images, masks and DICOM files (every DICOM frame is decoded), image/mask size mismatch,
 missing masks, non-binary masks, videos shorter than a clip, split lists naming missing videos (or
-one video in two splits), malformed ``bbox.json``, boxes that disagree with their mask, unreadable
-video files. Stray system files
+one video in two splits), malformed ``bbox.json``, boxes that disagree with their mask or lie outside
+the image, unreadable video files, malformed CVAT / COCO annotation files and shapes (reported on the
+annotation file, naming the frame). Stray system files
 are ignored with a note; grayscale, palette and 16-bit images are noted and read correctly.
 """
 
@@ -24,6 +25,7 @@ from flanet.data.dicom import dicom_problems, is_dicom_file
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
 from flanet.data.layouts import discover
+from flanet.data.rle import EncodedMask
 from flanet.data.video_io import probe_video
 from flanet.data.videoset import BBox, Video, VideoSet
 
@@ -96,7 +98,7 @@ def _image_kind(array: np.ndarray, data: bytes) -> str:
     return "grayscale" if array.ndim == 2 or array.shape[2] == 1 else ""
 
 
-def _box_problem(box: BBox, mask: np.ndarray, frame: Path, mask_path: Path) -> Problem | None:
+def _box_problem(box: BBox, mask: np.ndarray, frame: Path, mask_path: Path | EncodedMask) -> Problem | None:
     """Disagreement between a ``bbox.json`` box and its mask, if any."""
     height, width = mask.shape
     mask_box = mask_bbox(mask)
@@ -128,25 +130,32 @@ def check_frame(video: Video, index: int, frame_size: tuple[int, int] | None = N
         except DataError as error:
             result.problems.append(Problem("error", frame, f"unreadable image: {error.message}"))
     mask_path = video.masks[index]
-    if mask_path is None:
-        return result
-    try:
-        values = read_mask_values(mask_path)
-    except DataError as error:
-        result.problems.append(Problem("error", mask_path, f"unreadable mask: {error.message}"))
-        return result
-    if result.size is not None and (values.shape[1], values.shape[0]) != result.size:
-        size = f"{values.shape[1]}x{values.shape[0]}"
-        result.problems.append(Problem("error", mask_path, f"mask is {size}, its frame {frame.name} is "
-                                                           f"{result.size[0]}x{result.size[1]}"))
-    distinct = np.unique(values)
-    if distinct.size > 2:
-        result.problems.append(Problem("warning", mask_path, f"mask is not binary ({distinct.size} distinct values, "
-                                                             f"{distinct.min()}..{distinct.max()}); binarised at half "
-                                                             "its maximum"))
-    mask = binarise_mask(values)
-    result.has_lesion = bool(mask.any())
     box = video.bboxes[index] if video.bboxes is not None else None
+    if mask_path is None:
+        if box is not None and result.size is not None and (box[2] > result.size[0] + 1 or box[3] > result.size[1] + 1):
+            result.problems.append(Problem("error", frame, f"box {box} lies outside the "
+                                                           f"{result.size[0]}x{result.size[1]} image"))
+        result.has_lesion = box is not None
+        return result
+    if isinstance(mask_path, EncodedMask):  # held in an annotation file: problems are reported on that file
+        mask, where, label = mask_path.decode(), mask_path.file, f"{mask_path.frame}: mask"
+    else:
+        try:
+            values = read_mask_values(mask_path)
+        except DataError as error:
+            result.problems.append(Problem("error", mask_path, f"unreadable mask: {error.message}"))
+            return result
+        distinct = np.unique(values)
+        if distinct.size > 2:
+            result.problems.append(Problem("warning", mask_path, f"mask is not binary ({distinct.size} distinct "
+                                                                 f"values, {distinct.min()}..{distinct.max()}); "
+                                                                 "binarised at half its maximum"))
+        mask, where, label = binarise_mask(values), mask_path, "mask"
+    if result.size is not None and (mask.shape[1], mask.shape[0]) != result.size:
+        size = f"{mask.shape[1]}x{mask.shape[0]}"
+        result.problems.append(Problem("error", where, f"{label} is {size}, its frame {frame.name} is "
+                                                       f"{result.size[0]}x{result.size[1]}"))
+    result.has_lesion = bool(mask.any())
     if box is not None and (problem := _box_problem(box, mask, frame, mask_path)):
         result.problems.append(problem)
     elif box is None and video.bboxes is not None and result.has_lesion:
@@ -164,6 +173,10 @@ def _video_problems(video: Video, results: list[FrameResult], clip_len: int, lab
     if 0 < video.num_masks < video.num_frames and video.video_file is None:
         problems += [Problem("warning", frame, "missing mask: frame used as context only")
                      for frame, mask in zip(video.frames, video.masks) if mask is None]
+    elif video.num_masks == 0 and video.bboxes is not None:
+        boxes = sum(box is not None for box in video.bboxes)
+        problems.append(Problem("note", folder, f"video {video.id!r} has {boxes} lesion box(es) and no masks "
+                                                "(box-only: flanet train/evaluate refuse it)"))
     elif video.num_masks == 0:
         problems.append(Problem("warning" if labelled else "note", folder,
                                 f"video {video.id!r} has no masks: usable for inference only"))

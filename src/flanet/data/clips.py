@@ -98,6 +98,7 @@ class ClipDataset(Dataset):
         errors = [note for note in video_set.notes if note.severity == "error"]
         if errors:
             raise DataError(f"{errors[0]} (and {len(errors) - 1} more; run `flanet data check`)", video_set.root)
+        video_set.ensure_masks(split)
         self.videos: list[Video] = video_set.subset(split)
         self.image_size, self.clip_len, self.edge = image_size, clip_len, edge
         self.augment, self.with_previous, self.heatmap_sigma = augment, with_previous, heatmap_sigma

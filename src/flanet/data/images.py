@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from flanet.data.errors import DataError
+from flanet.data.rle import EncodedMask
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -127,12 +128,14 @@ def binarise_mask(values: np.ndarray) -> np.ndarray:
     return values > (float(values.max()) / 2.0)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask as bool ``(H, W)`` (lesion = True).
+def read_mask(path: str | Path | EncodedMask) -> np.ndarray:
+    """Read a mask as bool ``(H, W)`` (lesion = True): a mask file, or a mask held in an annotation file.
 
     Raises:
         DataError: for missing, empty, truncated or undecodable files.
     """
+    if isinstance(path, EncodedMask):
+        return path.decode()
     return binarise_mask(read_mask_values(path))
 
 

@@ -6,6 +6,11 @@ Layouts (checked in this order, see docs/data.md):
 - ``buv2022``: ``images/<video>/<frame>``, ``labels/<video>/<frame>.png``.
 - ``video-polyp``: ``<split>/Frame/<case>/`` + ``<split>/GT/<case>/`` at any depth up to 5 (CVC-300-TV,
   CVC-612, SUN-SEG, MICCAI-VPS test), or ``<split>/<case>/{Frame,GT}/`` (one MICCAI-VPS train variant).
+- ``cvat``: CVAT-for-video exports, ``annotations.xml`` + ``images/`` in the root (one video) or in
+  each ``<video>/`` sub-folder.
+- ``coco``: a COCO export, ``annotations/*.json`` + ``images/<video>/<frame>``.
+- ``cva-net``: CVA-Net's ``rawframes/<video>/<frame>`` + COCO box files ``*.json`` in the root (box-only).
+- ``vtus``: ``<split>/<video>/<frame>`` with masks in ``<split>_GT/<video>/`` (VTUS thyroid videos).
 - ``video-files``: ``*.mp4``/``*.avi``/... in the root, optional masks in ``masks/<video stem>/``.
 - ``dicom``: DICOM cine files ``*.dcm`` in the root, optional masks in ``masks/<file stem>/`` (as video files).
 - ``frame-folders``: ``<video>/<frame>``, or frames directly in the root (one video); unlabelled, for inference.
@@ -16,83 +21,22 @@ split folders); labels come from ``video_labels.csv`` / ``labels.csv`` at the ro
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from natsort import natsorted
 
+from flanet.data.annotation_layouts import cvat_task_folders, read_coco_layout, read_cvat_layout
 from flanet.data.bboxes import read_bbox_json
 from flanet.data.dicom import DICOM_SUFFIXES, is_dicom_file, probe_dicom
 from flanet.data.errors import DataError, Problem
-from flanet.data.images import is_image_file
 from flanet.data.labels import find_label_file, read_labels
-from flanet.data.splits import read_split_lists
+from flanet.data.listing import list_dir, match_masks, paired_videos
+from flanet.data.splits import read_split_lists, with_aliases
 from flanet.data.videoset import Video, VideoSet
 
-STRAY_NAMES: frozenset[str] = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
 _MAX_POLYP_DEPTH = 5
-
-
-def _list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]]:
-    """Sub-folders and image files of ``folder`` (natural order); notes ignored entries."""
-    folders: list[Path] = []
-    images: list[Path] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.name.lower() in STRAY_NAMES or entry.name.startswith("._"):
-                notes.append(Problem("note", path, "stray system file, ignored"))
-            elif entry.name.startswith("."):
-                continue
-            elif entry.is_dir():
-                folders.append(path)
-            elif is_image_file(path):
-                images.append(path)
-            else:
-                notes.append(Problem("note", path, "not an image file, ignored"))
-    return natsorted(folders, key=lambda p: p.name), natsorted(images, key=lambda p: p.name)
-
-
-def _match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes: list[Problem]) -> list[Path | None]:
-    """Pair each frame with the mask of the same file stem in ``mask_dir``."""
-    if mask_dir is None or not mask_dir.is_dir():
-        return [None] * len(frames)
-    _, mask_files = _list_dir(mask_dir, notes)
-    by_stem: dict[str, Path] = {}
-    for mask in mask_files:
-        if mask.stem in by_stem:
-            kept = by_stem[mask.stem].name
-            notes.append(Problem("warning", mask, f"two masks share the name {mask.stem!r}; using {kept}"))
-            continue
-        by_stem[mask.stem] = mask
-    frame_stems = {frame.stem for frame in frames}
-    for stem, mask in by_stem.items():
-        if stem not in frame_stems:
-            notes.append(Problem("warning", mask, f"mask without a frame in video {video_id!r}, ignored"))
-    return [by_stem.get(frame.stem) for frame in frames]
-
-
-def _paired_videos(image_root: Path, mask_root: Path, notes: list[Problem]) -> list[Video]:
-    """Videos ``image_root/<video>/`` with masks in ``mask_root/<video>/``."""
-    folders, loose = _list_dir(image_root, notes)
-    for path in loose:
-        notes.append(Problem("warning", path, "image outside any video folder, ignored"))
-    videos = []
-    for folder in folders:
-        _, frames = _list_dir(folder, notes)
-        mask_dir = mask_root / folder.name
-        if not mask_dir.is_dir():
-            message = f"no mask folder for video {folder.name!r}: its frames have no masks"
-            notes.append(Problem("warning", mask_dir, message))
-        videos.append(Video(folder.name, frames, _match_masks(folder.name, frames, mask_dir, notes)))
-    if mask_root.is_dir():
-        image_names = {folder.name for folder in folders}
-        for folder in _list_dir(mask_root, notes)[0]:
-            if folder.name not in image_names:
-                notes.append(Problem("warning", folder, "mask folder without a frame folder, ignored"))
-    return videos
 
 
 def _find_polyp_splits(root: Path, notes: list[Problem]) -> list[tuple[str, list[Video]]]:
@@ -103,19 +47,19 @@ def _find_polyp_splits(root: Path, notes: list[Problem]) -> list[tuple[str, list
     def walk(folder: Path, depth: int) -> None:
         frame_dir = folder / "Frame"
         if frame_dir.is_dir() and (folder / "GT").is_dir():
-            subfolders, images = _list_dir(frame_dir, notes)
+            subfolders, images = list_dir(frame_dir, notes)
             if images:  # <split>/<case>/{Frame,GT}/<frame>
-                video = Video(folder.name, images, _match_masks(folder.name, images, folder / "GT", notes))
+                video = Video(folder.name, images, match_masks(folder.name, images, folder / "GT", notes))
                 if folder == root:
                     found.append(("", [video]))
                 else:
                     per_sequence.setdefault(folder.parent, []).append(video)
             elif subfolders:  # <split>/{Frame,GT}/<case>/<frame>
                 split = folder.relative_to(root).as_posix()
-                found.append((split if split != "." else "", _paired_videos(frame_dir, folder / "GT", notes)))
+                found.append((split if split != "." else "", paired_videos(frame_dir, folder / "GT", notes)))
             return
         if depth < _MAX_POLYP_DEPTH:
-            for sub in _list_dir(folder, [])[0]:
+            for sub in list_dir(folder, [])[0]:
                 walk(sub, depth + 1)
 
     walk(root, 0)
@@ -123,18 +67,6 @@ def _find_polyp_splits(root: Path, notes: list[Problem]) -> list[tuple[str, list
         split = parent.relative_to(root).as_posix()
         found.append((split if split != "." else "", natsorted(videos, key=lambda v: v.id)))
     return found
-
-
-def _split_alias(split_path: str) -> str | None:
-    """``train``/``val``/``test`` for folder names such as ``TrainDataset`` or ``CVC-ClinicDB-612-Valid``."""
-    lower = split_path.lower()
-    if "train" in lower:
-        return "train"
-    if re.search(r"(^|[^a-z])(val|valid|validation)([^a-z]|$)", lower):
-        return "val"
-    if "test" in lower:
-        return "test"
-    return None
 
 
 def _read_polyp(found: list[tuple[str, list[Video]]]) -> tuple[list[Video], dict[str, list[str]]]:
@@ -147,12 +79,19 @@ def _read_polyp(found: list[tuple[str, list[Video]]]) -> tuple[list[Video], dict
         videos.extend(split_videos)
         if split:
             splits.setdefault(split, []).extend(video.id for video in split_videos)
-    aliases: dict[str, list[str]] = {}
-    for split, ids in splits.items():
-        alias = _split_alias(split)
-        if alias is not None and alias not in splits:
-            aliases.setdefault(alias, []).extend(ids)
-    return videos, {**splits, **aliases}
+    return videos, with_aliases(splits)
+
+
+def _vtus_splits(root: Path) -> list[str]:
+    """Split folders ``<split>`` of ``root`` that have a mask folder ``<split>_GT`` beside them."""
+    names = {folder.name for folder in list_dir(root, [])[0]}
+    return natsorted(name for name in names if f"{name}_GT" in names)
+
+
+def _read_vtus(root: Path, splits: list[str], notes: list[Problem]) -> tuple[list[Video], dict[str, list[str]]]:
+    """``<split>/<video>/`` frames with ``<split>_GT/<video>/`` masks; ids ``<split>/<video>``."""
+    found = [(split, paired_videos(root / split, root / f"{split}_GT", notes)) for split in splits]
+    return _read_polyp(found)
 
 
 def _video_number(path: Path) -> int | None:
@@ -182,7 +121,7 @@ def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> li
         masks: list[Path | None] = [None] * frame_count
         mask_dir = root / "masks" / path.stem
         if mask_dir.is_dir():
-            for mask in _list_dir(mask_dir, notes)[1]:
+            for mask in list_dir(mask_dir, notes)[1]:
                 index = _video_number(mask)
                 if index is None or not 0 <= index < frame_count:
                     message = f"mask name gives no frame number in 0..{frame_count - 1}, ignored"
@@ -211,23 +150,36 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         raise DataError("not a folder", root)
     notes: list[Problem] = []
     folder_splits: dict[str, list[str]] = {}
+    coco_files: dict[str, Path] = {}
     if (root / "img_list").is_dir():
         layout = "authors"
-        videos = _paired_videos(root / "img_list", root / "mask_list", notes)
+        videos = paired_videos(root / "img_list", root / "mask_list", notes)
         if not (root / "mask_list").is_dir():
             notes.append(Problem("warning", root / "mask_list", "no mask_list folder: frames have no masks"))
     elif (root / "images").is_dir() and (root / "labels").is_dir():
         layout = "buv2022"
-        videos = _paired_videos(root / "images", root / "labels", notes)
+        videos = paired_videos(root / "images", root / "labels", notes)
+    elif (root / "annotations.xml").is_file() or cvat_task_folders(root):
+        layout = "cvat"
+        videos = read_cvat_layout(root, notes)
+    elif (root / "annotations").is_dir() and (root / "images").is_dir():
+        layout = "coco"
+        videos, folder_splits, coco_files = read_coco_layout(root, root / "images", root / "annotations", notes)
+    elif (root / "rawframes").is_dir() and any(root.glob("*.json")):
+        layout = "cva-net"
+        videos, folder_splits, coco_files = read_coco_layout(root, root / "rawframes", root, notes)
+    elif vtus := _vtus_splits(root):
+        layout = "vtus"
+        videos, folder_splits = _read_vtus(root, vtus, notes)
     elif found := _find_polyp_splits(root, notes):
         layout = "video-polyp"
         videos, folder_splits = _read_polyp(found)
     else:
-        subfolders, loose_images = _list_dir(root, [])
+        subfolders, loose_images = list_dir(root, [])
         suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
         files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
-        listed = [(folder.name, _list_dir(folder, notes)[1]) for folder in subfolders]
+        listed = [(folder.name, list_dir(folder, notes)[1]) for folder in subfolders]
         if loose_images:  # the root itself is one video's frames
             listed = [(root.name, loose_images)]
         if files:
@@ -239,11 +191,13 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         else:
             raise DataError(
                 "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "
-                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), video files (.mp4/.avi), DICOM cine files (.dcm), "
+                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), annotations.xml + images/ (CVAT), "
+                "annotations/*.json + images/ (COCO), rawframes/ + *.json (CVA-Net), <split>/ + <split>_GT/ (VTUS), "
+                "video files (.mp4/.avi), DICOM cine files (.dcm), "
                 "or one folder of frames per video (see docs/data.md)",
                 root,
             )
-    videos = natsorted(videos, key=lambda video: video.id) if layout != "video-polyp" else videos
+    videos = natsorted(videos, key=lambda video: video.id) if layout not in ("video-polyp", "vtus") else videos
     if (root / "bbox.json").is_file():
         read_bbox_json(root / "bbox.json", videos, notes)
     list_splits, split_files = read_split_lists(root)
@@ -252,4 +206,4 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         notes.append(Problem("note", root, "split lists (*_list.csv) take precedence over split folders"))
     label_file = Path(labels_csv) if labels_csv is not None else find_label_file(root)
     labels = read_labels(label_file) if label_file is not None else {}
-    return VideoSet(root, layout, videos, splits, labels, notes, split_files)
+    return VideoSet(root, layout, videos, splits, labels, notes, split_files or coco_files)

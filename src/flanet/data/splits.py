@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -127,3 +128,25 @@ def write_split_lists(root: Path, splits: Mapping[str, Sequence[str]], force: bo
         with path.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows([video_id] for video_id in splits[name])
     return list(targets.values())
+
+
+def split_alias(split_path: str) -> str | None:
+    """``train``/``val``/``test`` for folder names such as ``TrainDataset`` or ``CVC-ClinicDB-612-Valid``."""
+    lower = split_path.lower()
+    if "train" in lower:
+        return "train"
+    if re.search(r"(^|[^a-z])(val|valid|validation)([^a-z]|$)", lower):
+        return "val"
+    if "test" in lower:
+        return "test"
+    return None
+
+
+def with_aliases(splits: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Add ``train``/``val``/``test`` aliases of split names such as ``Train`` or ``imagenet_vid_val``."""
+    aliases: dict[str, list[str]] = {}
+    for split, ids in splits.items():
+        alias = split_alias(split)
+        if alias is not None and alias not in splits:
+            aliases.setdefault(alias, []).extend(ids)
+    return {**splits, **aliases}

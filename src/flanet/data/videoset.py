@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flanet.data.errors import DataError, Problem
+
+if TYPE_CHECKING:
+    from flanet.data.rle import EncodedMask
 
 BBox = tuple[float, float, float, float]
 
@@ -17,10 +21,12 @@ class Video:
     Attributes:
         id: video id, unique in its set (e.g. ``"case12"`` or ``"TrainDataset/case1_1"``).
         frames: frame files in natural order; empty when the video is a file (``video_file``).
-        masks: one entry per frame, ``None`` where the frame has no mask. For a video file it has
-            one entry per decoded frame (mask files are matched by the frame number in their name).
-        bboxes: per-frame ``(x1, y1, x2, y2)`` in original pixel coordinates from ``bbox.json``
-            (``None`` for frames without a box), or ``None`` when the set has no ``bbox.json``.
+        masks: one entry per frame, ``None`` where the frame has no mask: a mask file, or an
+            :class:`~flanet.data.rle.EncodedMask` held in an annotation file (``cvat``, ``coco``).
+            For a video file it has one entry per decoded frame (mask files are matched by the
+            frame number in their name).
+        bboxes: per-frame ``(x1, y1, x2, y2)`` in original pixel coordinates from ``bbox.json`` or a
+            COCO box file (``None`` for frames without a box), or ``None`` when the set has no boxes.
         video_file: the mp4/avi/dcm file the frames are decoded from (layouts ``video-files``, ``dicom``), else None.
         pixel_spacing: ``(row mm, column mm)`` of one pixel (DICOM PixelSpacing order) when the file carries a
             calibration (a DICOM cine: ultrasound region deltas, else PixelSpacing), else None.
@@ -30,7 +36,7 @@ class Video:
 
     id: str
     frames: list[Path]
-    masks: list[Path | None]
+    masks: list[Path | EncodedMask | None]
     bboxes: list[BBox | None] | None = None
     video_file: Path | None = None
     pixel_spacing: tuple[float, float] | None = None
@@ -53,7 +59,8 @@ class VideoSet:
 
     Attributes:
         root: the folder that was read.
-        layout: ``"authors"``, ``"video-polyp"``, ``"buv2022"``, ``"video-files"``, ``"dicom"`` or ``"frame-folders"``.
+        layout: ``"authors"``, ``"buv2022"``, ``"cvat"``, ``"coco"``, ``"cva-net"``, ``"vtus"``,
+            ``"video-polyp"``, ``"video-files"``, ``"dicom"`` or ``"frame-folders"``.
         videos: the videos, in natural order of their ids.
         splits: video ids per split name (e.g. ``"train"``, ``"val"``, ``"test"``); may be empty.
         labels: video-level labels per video id, e.g. ``{"case1": {"pathology": "benign"}}``; may be empty.
@@ -68,6 +75,26 @@ class VideoSet:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[Problem] = field(default_factory=list)
     split_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def box_only(self) -> bool:
+        """True when the set has boxes but no mask at all (e.g. CVA-Net's detection set)."""
+        return _box_only(self.videos)
+
+    def ensure_masks(self, split: str | None) -> None:
+        """Refuse to train or score segmentation on a split that has boxes but no masks.
+
+        Raises:
+            DataError: for a box-only split (its empty masks would be taken for lesion-free frames).
+        """
+        if _box_only(self.subset(split)):
+            where = f"split {split!r}" if split else "the data set"
+            raise DataError(
+                f"{where} has lesion boxes but no masks (box-only, layout {self.layout}): flanet trains and "
+                "scores lesion masks, and empty masks would teach the model that no frame has a lesion; "
+                "use it with `flanet predict`, or add masks (docs/data.md, box-only sets)",
+                self.root,
+            )
 
     def video(self, video_id: str) -> Video:
         """The video with this id.
@@ -101,3 +128,9 @@ class VideoSet:
                 source,
             )
         return [by_id[video_id] for video_id in self.splits[split]]
+
+
+def _box_only(videos: list[Video]) -> bool:
+    return all(video.num_masks == 0 for video in videos) and any(
+        video.bboxes is not None and any(box is not None for box in video.bboxes) for video in videos
+    )

@@ -181,6 +181,7 @@ def evaluate_model(
     millimetres; a video whose file carries a calibration (DICOM) keeps its own.
     """
     split = resolve_split(video_set, split)
+    video_set.ensure_masks(split)
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
@@ -243,6 +244,7 @@ def evaluate_prediction_folder(
         raise FileNotFoundError(f"{pred_dir}: prediction folder does not exist")
     video_set = discover(data)
     split = resolve_split(video_set, split)
+    video_set.ensure_masks(split)
     videos = video_set.subset(split)
     check = check_predictions(pred_dir, videos, {video.id for video in video_set.videos})
     if check.extra or check.outside_split:

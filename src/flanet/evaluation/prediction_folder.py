@@ -19,6 +19,7 @@ import numpy as np
 
 from flanet.data import Video, read_mask
 from flanet.data.images import read_bytes
+from flanet.data.rle import EncodedMask
 
 PREDICTION_SUFFIX = ".png"
 CHUNK_FRAMES = 16
@@ -40,8 +41,10 @@ def prediction_folder(pred_dir: Path, video: Video) -> Path:
     return nested if nested.is_dir() else pred_dir / video.id
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image, read from the PNG header when possible (no full decode)."""
+def image_size(path: Path | EncodedMask) -> tuple[int, int]:
+    """(H, W) of an image, read from the PNG header when possible (no full decode), or of a held mask."""
+    if isinstance(path, EncodedMask):
+        return path.height, path.width
     with path.open("rb") as handle:
         head = handle.read(24)
     if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.fileio import prepare_output_folder
+from flanet.inference.annotation_export import export_video
 from flanet.inference.predict import _predict_video
 from flanet.inference.sources import VideoSource, resolve_sources
 from flanet.inference.streaming import VideoSegmenter
@@ -53,7 +54,7 @@ INDEX_COLUMNS = ("video", "status", "input", "output", "frames", "frames_with_le
                  "fps_achieved", "seconds", "error")
 
 
-RESUME_KEYS = ("checkpoint", "image_size", "threshold")  # a finished video is reused only if these match
+RESUME_KEYS = ("checkpoint", "image_size", "threshold", "export")  # a finished video is reused only if these match
 
 
 class ArchiveError(RuntimeError):
@@ -138,7 +139,9 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
     final, partial = out / item.id, out / f".{item.id}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        entry = _predict_video(segmenter, item.open(), partial, progress, settings.get("full_frame", False))
+        source = item.open()
+        entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False))
+        entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
         _write_atomic(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
         if final.exists():  # only a folder of an older, non-archive run can be here unfinished
@@ -165,6 +168,8 @@ def predict_archive(
     progress: bool = True,
     backend: str = "pytorch",
     full_frame: bool = False,
+    export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -178,6 +183,8 @@ def predict_archive(
         ArchiveError: some videos failed (after the index is written).
         FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
     """
+    if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
+        raise ValueError("compile applies to backend pytorch only")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
     from flanet.models.checkpoint import model_for_inference
@@ -198,8 +205,8 @@ def predict_archive(
             torch.distributed.barrier()
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
                              {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
-                              "full_frame": full_frame},
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
+                              "full_frame": full_frame, "export": sorted(export) or None},
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile)
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -237,9 +244,9 @@ def _open_output(out: Path, input_path: Path, force: bool) -> None:
 
 
 def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
-               out: Path, progress: bool, settings: dict, label: str) -> list[dict]:
+               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):

@@ -76,7 +76,9 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     if config["mode"] == "end-to-end":
         return {**config, **end_to_end_fps(model, config), "machine": machine_description(),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "stream", backend=backend)
+    compile = config.get("compile", False) if backend == "pytorch" else False
+    segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "stream", backend=backend,
+                               compile=compile)
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     x = torch.randn(1, 3, size, size, device=device)
@@ -95,7 +97,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    for _ in range(config["warmup"]):
+    for _ in range(max(1, config["warmup"]) if compile else config["warmup"]):  # compiling is not timed
         one_run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -104,7 +106,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     share = decode_share(segmenter, pool) if segmenter.reuse_features else {}
     return {
         **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
-        "backend": backend, **share,
+        "backend": backend, "compile": compile, **share,
         "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
         "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_model_mb": rss_loaded,
@@ -129,6 +131,12 @@ def _load(values: Sequence[float] | None) -> str:
     return "n/a" if values is None else " / ".join(f"{v:.2f}" for v in values)
 
 
+def _compile_label(compile: bool | str) -> str:
+    if compile is False:
+        return "off (eager)"
+    return f"mode {compile}" if isinstance(compile, str) else "on (reduce-overhead on CUDA, default elsewhere)"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     m, settings = report["machine"], report["settings"]
     legend = "; ".join(f"{name} = {_allocator_label(env)}" for name, env in report["allocators"].items())
@@ -142,7 +150,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
         f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
         f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
-        "already at the model size: the time includes normalisation and output copies, no resizing). "
+        "already at the model size: the time includes normalisation and output copies, no resizing); "
+        f"torch.compile of the PyTorch per-frame step: {_compile_label(settings.get('compile', False))}. "
         "Peak RSS includes what importing torch maps; the RSS after building the model is in brackets.\n",
         "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -181,7 +190,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
-              authors: Path | None = None) -> dict[str, Any]:
+              authors: Path | None = None, compile: bool | str = False) -> dict[str, Any]:
     """Run every configuration in a fresh process, print a table, write the JSON and markdown reports.
 
     Args:
@@ -202,6 +211,9 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend.
         authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):
             adds its clips row and every row's ratio to it (same run, same machine).
+        compile: ``torch.compile`` every PyTorch ``VideoSegmenter`` of the run (True: mode by device,
+            or a mode; see :class:`~flanet.inference.VideoSegmenter`); the compilation happens in an
+            untimed warm-up run.
 
     Returns:
         The report written to ``json_path``.
@@ -219,7 +231,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
                 jobs += [(encoder, "end-to-end", backend) for backend in backends] if end_to_end else []
             for encoder, mode, backend in jobs:
                 config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
-                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend,
+                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend, "compile": compile,
                           "authors": str(authors) if authors is not None else None}
                 record = {**_run_worker(config, env), "allocator": allocator}
                 print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:10s} {backend:11s} {record['fps']:7.2f} "
@@ -240,7 +252,8 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1},
+        "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1,
+                     "compile": compile},
         "allocators": allocator_envs, "results": results, "speedup": speedup,
     }
     section = _markdown(report)

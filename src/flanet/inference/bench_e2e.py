@@ -51,7 +51,8 @@ def end_to_end_fps(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, 
         for run in range(max(1, config["warmup"]) + config["runs"]):
             start = time.perf_counter()
             predict_to_folder(model, video, Path(folder) / "out", force=True, image_size=config["image_size"],
-                              device=config["device"], progress=False, backend=config["backend"])
+                              device=config["device"], progress=False, backend=config["backend"],
+                              compile=config.get("compile", False) if config["backend"] == "pytorch" else False)
             if run >= max(1, config["warmup"]):
                 seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)

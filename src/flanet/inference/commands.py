@@ -22,12 +22,15 @@ def _predict_live(args: argparse.Namespace) -> int:
 
     if args.split:
         raise UsageError("--split applies to a dataset root, not to --source")
+    if args.export:
+        raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
     source = Path(args.source)
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
         args.checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
         force=args.force, image_size=args.image_size, device=args.device, threshold=args.threshold, fps=args.fps,
         progress=not args.no_progress, backend=args.backend, max_frames=args.max_frames, duration=args.duration,
+        compile=_compile(args),
     )
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     latency = "" if summary["latency_ms_p50"] is None else (
@@ -41,6 +44,8 @@ def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.archive import is_archive_input, predict_archive
     from flanet.inference.predict import predict_to_folder
 
+    if _compile(args) and args.backend != "pytorch":
+        raise UsageError("--compile applies to --backend pytorch only (--compile)")
     if args.source is not None:
         return _predict_live(args)
     if args.max_frames is not None or args.duration is not None:
@@ -54,6 +59,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
         device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
         progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
+        export=sorted(set(args.export)), compile=_compile(args),
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -95,8 +101,25 @@ def _bench(args: argparse.Namespace) -> int:
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
         backends=args.backends, end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
+        compile=_compile(args),
     )
     return 0
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help=f"{verb} with torch.compile of the per-frame encode and decode (backend pytorch; "
+                        "static shapes, compiled once on the first frames): mode reduce-overhead (CUDA graphs) "
+                        "on CUDA, default elsewhere")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, help="another torch.compile mode (implies --compile)")
+
+
+def _compile(args: argparse.Namespace) -> bool | str:
+    """The ``compile`` argument of VideoSegmenter: False, True (mode by device) or a mode."""
+    return args.compile_mode or args.compile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -123,8 +146,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
                    help="pytorch (default) or onnxruntime: the exported encoder + decoder, exported once "
                    "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
+    _add_compile(p, "segment")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
+    p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
+                   help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
+                   "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
     p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
     p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict)
@@ -163,6 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
                    help="authors' model replica for the side-by-side row and ratios (default: the repository's "
                    "benchmarks/authors_model_replica.py when present; 'none' to skip)")
+    _add_compile(b, "time")
     b.add_argument("--json", default="bench-inference.json",
                    help="JSON results file; the markdown report goes beside it (.md) (default: bench-inference.json)")
     b.add_argument("--docs", metavar="FILE", help="also append the markdown section to FILE, e.g. docs/benchmarks.md")

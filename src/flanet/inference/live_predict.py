@@ -163,6 +163,7 @@ def predict_live(
     duration: float | None = None,
     stop: threading.Event | None = None,
     open_capture: Callable[[int | str], Capture] | None = None,
+    compile: bool | str = False,
 ) -> Path:
     """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
 
@@ -187,6 +188,8 @@ def predict_live(
         duration: stop this many seconds after the source opened.
         stop: an event that ends the run when set (from another thread).
         open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
+        compile: ``torch.compile`` the per-frame step (see :class:`VideoSegmenter`); the first
+            frames then wait for the compilation, so frames are dropped at the start.
 
     Returns:
         The output folder.
@@ -200,7 +203,7 @@ def predict_live(
 
     checkpoint = str(model) if isinstance(model, (str, Path)) else None
     model, _, size = model_for_inference(model, image_size)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
         inputs = [Path(source)] if live.kind == "file" else []

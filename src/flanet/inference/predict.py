@@ -8,6 +8,8 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/frames.csv          per-frame statistics (see FrameStats)
     <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
+    <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
+                              (flanet.inference.annotation_export)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from flanet.data import DataError
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.inference.annotation_export import export_video
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.sources import VideoSource, resolve_sources
@@ -131,6 +134,8 @@ def predict_to_folder(
     progress: bool = True,
     backend: str = "pytorch",
     full_frame: bool = False,
+    export: Sequence[str] = (),
+    compile: bool | str = False,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -147,6 +152,9 @@ def predict_to_folder(
         progress: show a tqdm progress bar (frames/s).
         backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
+        export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
+            (see :mod:`flanet.inference.annotation_export`).
+        compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
 
     Returns:
         The output folder.
@@ -157,7 +165,7 @@ def predict_to_folder(
     model, metadata, size = model_for_inference(model, image_size)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
@@ -171,6 +179,8 @@ def predict_to_folder(
         video_dir = out if len(sources) == 1 else out / source.id
         videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer))
     elapsed = time.perf_counter() - start
+    for source, video in zip(sources, videos):
+        video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
     total = sum(v["frames"] for v in videos)
     summary = {
         "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,

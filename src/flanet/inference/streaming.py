@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxr
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.windows import CausalWindows, frame_features
 
-__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
+__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,19 @@ def as_rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
     )
 
 
+def compile_options(compile: bool | str | dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """``torch.compile`` keyword arguments of :class:`VideoSegmenter`'s ``compile`` option.
+
+    True picks the mode by device: ``"reduce-overhead"`` (inductor + CUDA graphs, which remove
+    the per-kernel launch cost of a batch-1 step) on CUDA, ``"default"`` elsewhere.
+    """
+    if isinstance(compile, dict):
+        return dict(compile)
+    if isinstance(compile, str):
+        return {"mode": compile}
+    return {"mode": "reduce-overhead" if device.type == "cuda" else "default"}
+
+
 class VideoSegmenter:
     """Segment a video frame by frame with a FLA-Net model or an image baseline.
 
@@ -112,10 +126,17 @@ class VideoSegmenter:
             on a GPU (autocast); outputs are float32. Default: float32. A model whose
             weights are already half precision (``model.to(torch.bfloat16)``) streams in
             that dtype without it (frames are cast to the weights' dtype).
+        compile: backend "pytorch" only: ``torch.compile`` the per-frame step (``encode`` and
+            ``decode``; ``model(clip)`` when features are not reused) with static shapes
+            (batch 1, one size: one graph each, no recompiles from video to video; the
+            first frames of the first video pay the compilation). False (default) or None: eager;
+            True: mode ``"reduce-overhead"`` on CUDA (CUDA graphs), ``"default"`` (inductor)
+            elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
+            keyword arguments, e.g. ``{"backend": "aot_eager"}``.
 
     Raises:
-        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, or for an
-            unknown backend.
+        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
+            unknown backend, or ``compile`` with backend "onnxruntime".
     """
 
     def __init__(
@@ -130,6 +151,7 @@ class VideoSegmenter:
         backend: str = "pytorch",
         onnx: str | Path | None = None,
         dtype: torch.dtype | None = None,
+        compile: bool | str | dict[str, Any] | None = False,
     ) -> None:
         multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
@@ -142,6 +164,8 @@ class VideoSegmenter:
         self.runner: OnnxRunner | None = None
         device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
         if backend == "onnxruntime":
+            if compile not in (False, None):
+                raise ValueError("compile applies to backend pytorch only")
             manifest = onnx or export_for_onnxruntime(model, image_size)
             self.runner = OnnxRunner(manifest, onnx_providers(device))
             if self.runner.image_size != image_size:
@@ -165,6 +189,13 @@ class VideoSegmenter:
             if self.reuse_features != self.runner.streaming:
                 raise ValueError("backend onnxruntime streams (features reused); clips (reuse_features=False) run on pytorch only")
             self.num_frames = self.runner.num_frames
+        self.compiled = compile not in (False, None)
+        self._encode, self._decode, self._forward = model.encode, model.decode, model
+        if self.compiled:
+            options = compile_options(compile, self.device)
+            self._encode, self._decode, self._forward = (
+                torch.compile(step, dynamic=False, **options) for step in (model.encode, model.decode, model)
+            )
 
     @torch.inference_mode()
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
@@ -200,8 +231,12 @@ class VideoSegmenter:
         if self.runner is not None:
             state = self.runner.per_frame_state(image)
             return [torch.from_numpy(array) for array in (state if self.runner.streaming else [state])]
+        if not self.reuse_features:
+            return [image]
         with self._autocast():
-            return self.model.encode(image) if self.reuse_features else [image]
+            features = self._encode(image)
+        # CUDA graphs (compile on CUDA) overwrite their outputs at the next call; the window keeps them
+        return [level.clone() for level in features] if self.compiled and self.device.type == "cuda" else features
 
     def _predict(self, window: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the model on one window, per level (1, T, ...) with frame t first; (1,1,S,S) logits, heatmap."""
@@ -210,9 +245,11 @@ class VideoSegmenter:
             return self.runner.predict(frames if self.runner.streaming else [frame[0] for frame in frames])
         with self._autocast():
             if self.reuse_features:
-                output = self.model.decode(frame_features(window))
+                # every window is views of one gathered tensor per level, at the video start as later,
+                # so a compiled decode sees the same input aliasing on every call (one graph)
+                output = self._decode(frame_features(window))
             else:
-                output = self.model(window[0])  # (1, T, 3, S, S)
+                output = self._forward(window[0])  # (1, T, 3, S, S)
         return output.mask_logits, output.heatmap
 
     def _autocast(self) -> contextlib.AbstractContextManager:

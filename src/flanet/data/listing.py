@@ -1,0 +1,74 @@
+"""Listing frame folders: sub-folders and images in natural order, masks paired with frames by stem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from natsort import natsorted
+
+from flanet.data.errors import Problem
+from flanet.data.images import is_image_file
+from flanet.data.videoset import Video
+
+STRAY_NAMES: frozenset[str] = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
+
+
+def list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]]:
+    """Sub-folders and image files of ``folder`` (natural order); notes ignored entries."""
+    folders: list[Path] = []
+    images: list[Path] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.lower() in STRAY_NAMES or entry.name.startswith("._"):
+                notes.append(Problem("note", path, "stray system file, ignored"))
+            elif entry.name.startswith("."):
+                continue
+            elif entry.is_dir():
+                folders.append(path)
+            elif is_image_file(path):
+                images.append(path)
+            else:
+                notes.append(Problem("note", path, "not an image file, ignored"))
+    return natsorted(folders, key=lambda p: p.name), natsorted(images, key=lambda p: p.name)
+
+
+def match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes: list[Problem]) -> list[Path | None]:
+    """Pair each frame with the mask of the same file stem in ``mask_dir``."""
+    if mask_dir is None or not mask_dir.is_dir():
+        return [None] * len(frames)
+    _, mask_files = list_dir(mask_dir, notes)
+    by_stem: dict[str, Path] = {}
+    for mask in mask_files:
+        if mask.stem in by_stem:
+            kept = by_stem[mask.stem].name
+            notes.append(Problem("warning", mask, f"two masks share the name {mask.stem!r}; using {kept}"))
+            continue
+        by_stem[mask.stem] = mask
+    frame_stems = {frame.stem for frame in frames}
+    for stem, mask in by_stem.items():
+        if stem not in frame_stems:
+            notes.append(Problem("warning", mask, f"mask without a frame in video {video_id!r}, ignored"))
+    return [by_stem.get(frame.stem) for frame in frames]
+
+
+def paired_videos(image_root: Path, mask_root: Path, notes: list[Problem]) -> list[Video]:
+    """Videos ``image_root/<video>/`` with masks in ``mask_root/<video>/``."""
+    folders, loose = list_dir(image_root, notes)
+    for path in loose:
+        notes.append(Problem("warning", path, "image outside any video folder, ignored"))
+    videos = []
+    for folder in folders:
+        _, frames = list_dir(folder, notes)
+        mask_dir = mask_root / folder.name
+        if not mask_dir.is_dir():
+            message = f"no mask folder for video {folder.name!r}: its frames have no masks"
+            notes.append(Problem("warning", mask_dir, message))
+        videos.append(Video(folder.name, frames, match_masks(folder.name, frames, mask_dir, notes)))
+    if mask_root.is_dir():
+        image_names = {folder.name for folder in folders}
+        for folder in list_dir(mask_root, notes)[0]:
+            if folder.name not in image_names:
+                notes.append(Problem("warning", folder, "mask folder without a frame folder, ignored"))
+    return videos
