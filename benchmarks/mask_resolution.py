@@ -99,7 +99,7 @@ def main() -> None:
     for label, stride in HEADS.items():
         slug = f"stride{stride}"
         overrides = [f"data.root={root}", "model.name=flanet", f"seed={args.seed}", f"output.run_dir={args.out / slug}",
-                     "trainer.progress_bar=false", f"trainer.epochs={args.epochs}",
+                     "trainer.enable_progress_bar=false", f"trainer.max_epochs={args.epochs}",
                      "model.options=" + json.dumps({"mask_stride": stride}).replace(" ", "")]
         begin = time.perf_counter()
         run_dir = train(load_config("demo", overrides), [])

@@ -54,7 +54,7 @@ def main() -> None:
     for label, options in SETTINGS.items():
         cost = measure_cost(create_model("flanet", **options), size=352)
         slug = label.split(" ")[0] + ("-ffa23" if "ffa_levels" in options else "")
-        overrides = [f"trainer.epochs={args.epochs}", f"seed={args.seed}", f"data.image_size={args.size}", _options_override(options)]
+        overrides = [f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", f"data.image_size={args.size}", _options_override(options)]
         result = compare_models(data, ["flanet"], "cpu-small", overrides, args.out / slug)[0]
         rows.append({"setting": label, "options": options, "res2net50_352": cost.as_dict(), "scores": result})
     (args.out / "width_tradeoff.json").write_text(json.dumps(rows, indent=2, default=str))

@@ -47,8 +47,8 @@ def test_ablation_and_models_are_exclusive(tmp_path: Path, capsys: pytest.Captur
 def test_ablation_trains_and_writes_table3_on_cpu(tmp_path: Path) -> None:
     data = generate_dataset(tmp_path / "data", videos=4, frames=3, size=32, seed=0)
     out = tmp_path / "ablation"
-    tiny = ["data.image_size=32", "trainer.epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-            "trainer.batch_size=2", "trainer.progress_bar=false", "data.num_workers=0"]
+    tiny = ["data.image_size=32", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+            "data.batch_size=2", "trainer.enable_progress_bar=false", "data.num_workers=0"]
     args = ["compare", "--data", str(data), "--ablation", "--config", "cpu-small", "--out", str(out),
             "--resamples", "20", "--jobs", "1", "--batch-size", "4", *tiny]
     assert main(args) == 0

@@ -11,7 +11,7 @@ import pytest
 from flanet.cli import main
 from flanet.data.synth import generate_dataset
 
-TINY = ["data.image_size=64", "trainer.epochs=1", "trainer.progress_bar=false", "data.num_workers=0"]
+TINY = ["data.image_size=64", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.num_workers=0"]
 
 
 def test_compare_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

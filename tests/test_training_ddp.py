@@ -18,8 +18,8 @@ def test_two_process_ddp_on_cpu_trains_and_writes_one_run_folder(tmp_path: Path)
     command = [
         sys.executable, "-m", "flanet.cli", "train", "--config", "cpu-small",
         f"data.root={data_root}", "data.image_size=64", f"output.run_dir={run_dir}",
-        "trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1",
-        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.progress_bar=false",
+        "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -30,8 +30,8 @@ def empty_prediction_dice(data_root: Path, image_size: int) -> float:
 def test_validation_dice_is_well_above_an_empty_prediction(tmp_path: Path) -> None:
     data_root = generate_dataset(tmp_path / "data", videos=8, frames=10, size=64, seed=0)
     run_dir = train("cpu-small", [
-        f"data.root={data_root}", "data.image_size=64", "trainer.epochs=10",
-        "trainer.progress_bar=false", f"output.run_dir={tmp_path / 'run'}",
+        f"data.root={data_root}", "data.image_size=64", "trainer.max_epochs=10",
+        "trainer.enable_progress_bar=false", f"output.run_dir={tmp_path / 'run'}",
     ])
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt").metadata["metrics"]["val_dice"]
     empty = empty_prediction_dice(data_root, 64)

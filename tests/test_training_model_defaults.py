@@ -25,15 +25,15 @@ def test_only_the_full_method_trains_with_eq1_by_default(name: str, contrastive:
     assert default_contrastive_weight(name) == contrastive
     for recipe in ("buv-paper", "polyp-paper", "cpu-small"):
         config = resolve_model_defaults(load_config(recipe, [f"model.name={name}"]))
-        assert config["loss"]["contrastive_weight"] == contrastive, recipe
+        assert config.loss.contrastive_weight == contrastive, recipe
 
 
 def test_explicit_weight_overrides_the_model_default() -> None:
     config = resolve_model_defaults(load_config("cpu-small", ["model.name=flanet-lb", "loss.contrastive_weight=0.5"]))
-    assert config["loss"]["contrastive_weight"] == 0.5
+    assert config.loss.contrastive_weight == 0.5
     config = resolve_model_defaults(load_config("cpu-small", ["loss.contrastive_weight=0"]))
-    assert config["loss"]["contrastive_weight"] == 0  # flanet without eq. (1) = Basic+FLA+LB's loss
-    with pytest.raises(ConfigError, match="contrastive_weight.*number or null"):
+    assert config.loss.contrastive_weight == 0  # flanet without eq. (1) = Basic+FLA+LB's loss
+    with pytest.raises(ConfigError, match="contrastive_weight.*a number or null"):
         load_config("cpu-small", ["loss.contrastive_weight=yes"])
 
 
@@ -70,7 +70,7 @@ def test_target_frames_are_the_same_with_and_without_the_contrastive_loss(tmp_pa
 def test_paper_recipes_default_to_imagenet_and_random_paper_runs_are_named() -> None:
     for recipe in ("buv-paper", "polyp-paper"):
         config = load_config(recipe)
-        assert config["model"]["encoder_weights"] == "imagenet" and encoder_init(config) == "imagenet"
+        assert config.model.encoder_weights == "imagenet" and encoder_init(config) == "imagenet"
         assert random_encoder_warning(config) is None
         random = load_config(recipe, ["model.encoder_weights=null"])
         assert "random initialisation" in random_encoder_warning(random)

@@ -23,9 +23,9 @@ STEPS_PER_EPOCH = 3  # trainer.limit_train_batches (of 5 batches of 2 clips)
 
 def overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     """cpu-small at 64x64, batch 2, 3 steps per epoch, augmentation on (its draws must survive a resume)."""
-    return [f"data.root={data_root}", "data.image_size=64", "trainer.progress_bar=false", "trainer.batch_size=2",
+    return [f"data.root={data_root}", "data.image_size=64", "trainer.enable_progress_bar=false", "data.batch_size=2",
             f"trainer.limit_train_batches={STEPS_PER_EPOCH}", "trainer.limit_val_batches=2", "data.augment=true",
-            "trainer.epochs=2", f"output.run_dir={run_dir}", *extra]
+            "trainer.max_epochs=2", f"output.run_dir={run_dir}", *extra]
 
 
 def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]], int]:
@@ -67,7 +67,7 @@ def test_resume_state_is_written_every_epoch_and_every_n_steps(
         original(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", record)
-    train("cpu-small", overrides(data_root, tmp_path / "run", "trainer.checkpoint_every_n_steps=2"))
+    train("cpu-small", overrides(data_root, tmp_path / "run", "output.checkpoint_every_n_steps=2"))
     # every 2 steps (2, 4; 6 is an epoch's last) and at each epoch end (3, 6)
     assert saved == [(2, "resume.ckpt"), (3, "resume.ckpt"), (4, "resume.ckpt"), (6, "resume.ckpt")]
     assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp*"))  # no temporary file left
@@ -117,7 +117,7 @@ def test_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
 ) -> None:
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "flanet.cli", "train", "--config", "cpu-small",
-               *overrides(data_root, run_dir, "trainer.checkpoint_every_n_steps=1")]
+               *overrides(data_root, run_dir, "output.checkpoint_every_n_steps=1")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     resume_file = run_dir / "checkpoints" / "resume.ckpt"
     deadline = time.monotonic() + 240

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from flanet.cli import main
 from flanet.data import DataError
@@ -19,7 +21,7 @@ from flanet.training.config import ConfigError
 
 def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     """cpu-small at 64x64 without progress bar: a few seconds per epoch on 2 cores."""
-    return [f"data.root={data_root}", "data.image_size=64", "trainer.progress_bar=false",
+    return [f"data.root={data_root}", "data.image_size=64", "trainer.enable_progress_bar=false",
             f"output.run_dir={run_dir}", *extra]
 
 
@@ -37,13 +39,13 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def two_epoch_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "full"
-    return train("cpu-small", tiny_overrides(data_root, run_dir, "trainer.epochs=2", "data.augment=true"))
+    return train("cpu-small", tiny_overrides(data_root, run_dir, "trainer.max_epochs=2", "data.augment=true"))
 
 
 def test_run_folder_holds_config_checkpoints_metrics_and_curve(two_epoch_run: Path) -> None:
     config = load_config(two_epoch_run / "config.yaml")
-    assert config["trainer"]["epochs"] == 2 and config["model"]["encoder"] == "mobilenetv3_small_100"
-    assert config["loss"]["contrastive_weight"] == 1.0  # the value used (recipe: null = flanet's default)
+    assert config.trainer.max_epochs == 2 and config.model.encoder == "mobilenetv3_small_100"
+    assert config.loss.contrastive_weight == 1.0  # the value used (recipe: null = flanet's default)
     for name in ("best.pt", "last.pt"):
         payload = torch.load(two_epoch_run / "checkpoints" / name, weights_only=True)
         assert payload["model_config"]["name"] == "flanet"
@@ -75,13 +77,42 @@ def test_training_loss_falls(two_epoch_run: Path) -> None:
     assert last < first
 
 
+#: Keys of flanet 0.1's config.yaml that have new names: new (section, key) -> old (section, key).
+OLD_NAMES = {
+    ("trainer", "max_epochs"): ("trainer", "epochs"),
+    ("trainer", "check_val_every_n_epoch"): ("trainer", "val_every_n_epochs"),
+    ("trainer", "num_sanity_val_steps"): ("trainer", "sanity_val_steps"),
+    ("trainer", "enable_progress_bar"): ("trainer", "progress_bar"),
+    ("data", "batch_size"): ("trainer", "batch_size"),
+    ("output", "checkpoint_every_n_steps"): ("trainer", "checkpoint_every_n_steps"),
+    ("trainer", "gradient_clip_val"): ("optim", "grad_clip"),
+}
+
+
+def write_old_format(config_yaml: Path) -> None:
+    """Rewrite a run's ``config.yaml`` as flanet 0.1 wrote it (old names, no newer keys)."""
+    data = yaml.safe_load(config_yaml.read_text())
+    for (section, key), (old_section, old_key) in OLD_NAMES.items():
+        data[old_section][old_key] = data[section].pop(key)
+    for key in ("gradient_clip_algorithm", "accumulate_grad_batches"):
+        del data["trainer"][key]
+    config_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def test_resume_continues_exactly_where_the_run_stopped(
-    two_epoch_run: Path, data_root: Path, tmp_path: Path
+    two_epoch_run: Path, data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stopped = train("cpu-small", tiny_overrides(data_root, tmp_path / "stopped", "trainer.epochs=1",
+    stopped = train("cpu-small", tiny_overrides(data_root, tmp_path / "stopped", "trainer.max_epochs=1",
                                                "data.augment=true"))
-    resumed = train(None, ["trainer.epochs=2"], resume=stopped)
+    write_old_format(stopped / "config.yaml")  # a run folder of flanet 0.1, resumed with an old-name override
+    with caplog.at_level(logging.WARNING, logger="flanet.training.config"):
+        resumed = train(None, ["trainer.epochs=2"], resume=stopped)
     assert resumed == stopped
+    renamed = {line.split("'")[3] for line in caplog.messages if "is renamed" in line}
+    assert renamed == {f"{section}.{key}" for section, key in OLD_NAMES}
+    written = yaml.safe_load((resumed / "config.yaml").read_text())  # rewritten with the new names
+    assert written["trainer"]["max_epochs"] == 2 and "epochs" not in written["trainer"]
+    assert "grad_clip" not in written["optim"] and written["trainer"]["gradient_clip_val"] == 0.5
     reference = torch.load(two_epoch_run / "checkpoints" / "last.pt", weights_only=True)
     continued = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
     assert continued["metadata"]["global_step"] == reference["metadata"]["global_step"]
@@ -105,9 +136,9 @@ def test_run_folder_records_the_contrastive_weight_used(
 ) -> None:
     extra = [] if weight is None else [f"loss.contrastive_weight={weight}"]
     run_dir = train("cpu-small", tiny_overrides(
-        data_root, tmp_path / "run", f"model.name={model}", "trainer.epochs=1",
+        data_root, tmp_path / "run", f"model.name={model}", "trainer.max_epochs=1",
         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", *extra))
-    assert load_config(run_dir / "config.yaml")["loss"]["contrastive_weight"] == (1.0 if computed else 0.0)
+    assert load_config(run_dir / "config.yaml").loss.contrastive_weight == (1.0 if computed else 0.0)
     assert (metric_rows(run_dir)[0]["train_contrastive"] != "") == computed
 
 
@@ -115,7 +146,7 @@ def test_paper_run_from_a_random_encoder_warns_and_records_it(
     data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_dir = train("cpu-small", tiny_overrides(
-        data_root, tmp_path / "run", "name=buv-paper", "model.name=flanet-basic", "trainer.epochs=1",
+        data_root, tmp_path / "run", "name=buv-paper", "model.name=flanet-basic", "trainer.max_epochs=1",
         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"))
     assert "from a random initialisation" in caplog.text
     assert metric_rows(run_dir)[0]["encoder_pretrained"] == "0"
@@ -128,7 +159,7 @@ def test_variants_without_heatmap_train_with_the_same_command(
     model: str, data_root: Path, tmp_path: Path
 ) -> None:
     run_dir = train("cpu-small", tiny_overrides(
-        data_root, tmp_path / model, f"model.name={model}", "trainer.epochs=1",
+        data_root, tmp_path / model, f"model.name={model}", "trainer.max_epochs=1",
         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"))
     row = metric_rows(run_dir)[0]
     assert row["train_heatmap_mse"] == "" and row["train_contrastive"] == ""
@@ -153,11 +184,21 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(FLANetLoss, "forward", nan_on_second_epoch)
     run_dir = tmp_path / "nan"
     with pytest.raises(TrainingError, match=r"not finite at epoch 1.*last good checkpoint kept: .*last.pt"):
-        train("cpu-small", tiny_overrides(data_root, run_dir, "trainer.epochs=3",
+        train("cpu-small", tiny_overrides(data_root, run_dir, "trainer.max_epochs=3",
                                           "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"))
     kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert kept.metadata["epoch"] == 0
     assert all(torch.isfinite(p).all() for p in kept.model.parameters())
+
+
+def test_lightning_trainer_keys_shape_the_run(data_root: Path, tmp_path: Path) -> None:
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "run", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
+        "trainer.accumulate_grad_batches=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"))
+    rows = metric_rows(run_dir)
+    assert [r["val_dice"] != "" for r in rows] == [False, True]  # validated every second epoch only
+    assert [int(r["step"]) for r in rows] == [1, 2]  # 2 batches per optimiser step
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt").metadata["epoch"] == 1
 
 
 def test_bad_input_is_a_clear_error(data_root: Path, tmp_path: Path) -> None:
@@ -184,8 +225,8 @@ def test_cli_reports_bad_input_with_exit_status_2(tmp_path: Path, capsys: pytest
 def test_max_time_stops_the_run_early_with_checkpoints(data_root: Path, tmp_path: Path) -> None:
     # 1 s of wall clock cannot hold 200 epochs: Lightning's timer must stop the run first.
     run_dir = train("cpu-small", tiny_overrides(
-        data_root, tmp_path / "timed", "trainer.epochs=200", "trainer.max_time=00:00:00:01"))
+        data_root, tmp_path / "timed", "trainer.max_epochs=200", "trainer.max_time=00:00:00:01"))
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "checkpoints" / "resume.ckpt").is_file()
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt").metadata["epoch"] < 199
-    assert load_config(run_dir / "config.yaml")["trainer"]["max_time"] == "00:00:00:01"
+    assert load_config(run_dir / "config.yaml").trainer.max_time == "00:00:00:01"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -37,13 +38,13 @@ def test_gathered_validation_frames_are_counted_once() -> None:
 
 
 def test_validation_split_is_used_when_present() -> None:
-    data = load_config("buv-paper")["data"]
+    data = load_config("buv-paper").data
     chosen = split_train_val(_video_set(list("abcd"), {"train": ["a", "b"], "val": ["c"], "test": ["d"]}), data, 0)
     assert chosen.splits["train"] == ["a", "b"] and chosen.splits["val"] == ["c"]
 
 
 def test_videos_are_held_out_when_there_is_no_validation_split() -> None:
-    data = {**load_config("buv-paper")["data"], "val_fraction": 0.25}
+    data = dataclasses.replace(load_config("buv-paper").data, val_fraction=0.25)
     ids = [f"v{i}" for i in range(8)]
     chosen = split_train_val(_video_set(ids, {"train": ids}), data, seed=0)
     assert len(chosen.splits["val"]) == 2 and len(chosen.splits["train"]) == 6
@@ -54,7 +55,7 @@ def test_videos_are_held_out_when_there_is_no_validation_split() -> None:
 
 
 def test_bad_splits_are_clear_errors() -> None:
-    data = load_config("buv-paper")["data"]
+    data = load_config("buv-paper").data
     with pytest.raises(DataError, match="no split 'train'"):
         split_train_val(_video_set(list("ab"), {"test": ["a", "b"]}), data, 0)
     with pytest.raises(DataError, match="cannot hold videos out"):

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 
 @contextlib.contextmanager
@@ -56,6 +57,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, newline: str | None = None) -> Iterator[TextIO]:
+    """A UTF-8 text handle whose content replaces ``path`` atomically when the block ends without error.
+
+    For writers that stream into a handle (``csv.writer``, ``yaml.safe_dump``); see :func:`atomic_path`.
+    """
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline=newline) as handle:
+        yield handle
 
 
 #: Name of the file that marks an output folder whose command has not finished (yet, or ever).

@@ -4,10 +4,17 @@ Frames are read with OpenCV from the file's bytes, so 8/16-bit, grayscale, RGB(A
 and palette images all come out as uint8 RGB ``(H, W, 3)``. Masks come out as bool
 ``(H, W)``; palette PNG masks are read by palette index (PIL), every other mask is
 binarised at half its maximum value (0/1, 0/255 and 0/65535 masks all work).
+
+An image whose header declares more than :func:`max_image_pixels` pixels (100 MP unless the
+``FLANET_MAX_IMAGE_PIXELS`` environment variable says otherwise) is refused before it is decoded:
+a few hundred kilobytes of PNG can declare 20000x20000 pixels and cost gigabytes to decode.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -23,6 +30,10 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 )
+#: Environment variable holding the largest number of pixels an image may declare.
+PIXEL_LIMIT_VARIABLE = "FLANET_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+_PIL_LIMIT_LOCK = threading.Lock()
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
 _JPEG_END = b"\xff\xd9"
@@ -48,7 +59,54 @@ def read_bytes(path: str | Path) -> bytes:
         raise DataError("empty file (0 bytes)", path)
     if truncation := truncation_problem(data):
         raise DataError(truncation, path)
+    check_pixel_limit(data, path)
     return data
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``FLANET_MAX_IMAGE_PIXELS`` when set, else 100 million.
+
+    Raises:
+        ValueError: the variable is not a positive whole number (named).
+    """
+    text = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        limit = int(float(text))
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ValueError(f"environment variable {PIXEL_LIMIT_VARIABLE}={text!r}: expected a positive number of pixels")
+    return limit
+
+
+def check_pixel_limit(data: bytes, path: str | Path) -> None:
+    """Refuse encoded image bytes whose header declares more than :func:`max_image_pixels` pixels.
+
+    Only the header is read (PIL's lazy open); an image PIL cannot identify is left to the decoder.
+
+    Raises:
+        DataError: naming the file and the declared size.
+    """
+    from PIL import Image
+
+    limit = max_image_pixels()
+    try:
+        with _PIL_LIMIT_LOCK:
+            # PIL's own guard would refuse without the size; ours applies right below, so lift it for the header
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(BytesIO(data)) as image:
+                    width, height = image.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:  # noqa: BLE001 - not an image PIL knows: OpenCV decides (and names the file)
+        return
+    if width * height > limit:
+        raise DataError(f"image header declares {width}x{height} pixels, more than the limit of {limit / 1e6:g} MP; "
+                        f"refused before decoding (raise it with the environment variable {PIXEL_LIMIT_VARIABLE})",
+                        path)
 
 
 def truncation_problem(data: bytes) -> str | None:

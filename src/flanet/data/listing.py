@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from flanet.data.images import is_image_file
 from flanet.data.videoset import Video
 
 STRAY_NAMES: frozenset[str] = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
+
+
+def _is_loop(entry: os.DirEntry) -> bool:
+    """True for a symbolic link that resolves to itself (directly or through other links)."""
+    if not entry.is_symlink():
+        return False
+    try:
+        entry.stat()
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
 
 
 def list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]]:
@@ -25,6 +37,8 @@ def list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]
                 notes.append(Problem("note", path, "stray system file, ignored"))
             elif entry.name.startswith("."):
                 continue
+            elif _is_loop(entry):
+                notes.append(Problem("error", path, "symbolic link loop, ignored"))
             elif entry.is_dir():
                 folders.append(path)
             elif is_image_file(path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from natsort import natsorted
 
 from flanet.data.errors import DataError
+from flanet.fileio import atomic_open
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 LIST_SUFFIX = "_list.csv"
@@ -125,7 +126,7 @@ def write_split_lists(root: Path, splits: Mapping[str, Sequence[str]], force: bo
             root,
         )
     for name, path in targets.items():
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_open(path, newline="") as handle:
             csv.writer(handle).writerows([video_id] for video_id in splits[name])
     return list(targets.values())
 

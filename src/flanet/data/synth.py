@@ -23,6 +23,7 @@ from flanet.data.bboxes import mask_bbox
 from flanet.data.errors import DataError
 from flanet.data.splits import make_splits, write_split_lists
 from flanet.data.synth_render import plan_video, render_frame
+from flanet.fileio import atomic_open, atomic_write_text
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -106,10 +107,10 @@ def generate_dataset(
         labels.append([name, "malignant" if plan.malignant else "benign", "present" if plan.aln else "absent"])
         if index < 8:
             sheet_rows.append(sheet_row)
-    (out / "bbox.json").write_text(json.dumps(boxes), encoding="utf-8")
-    with (out / "video_labels.csv").open("w", newline="", encoding="utf-8") as handle:
+    atomic_write_text(out / "bbox.json", json.dumps(boxes))
+    with atomic_open(out / "video_labels.csv", newline="") as handle:
         csv.writer(handle).writerows([["video", "pathology", "aln_metastasis"], *labels])
-    with (out / "frame_info.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out / "frame_info.csv", newline="") as handle:
         csv.writer(handle).writerows([["video", "frame", "hard", "has_lesion"], *frame_rows])
     splits = make_splits([row[0] for row in labels], (0.4, 0.2, 0.4), seed, {row[0]: row[1] for row in labels})
     write_split_lists(out, splits, force=True)

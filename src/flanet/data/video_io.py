@@ -6,6 +6,7 @@ files (``.dcm``) are decoded by pydicom (:mod:`flanet.data.dicom`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +19,8 @@ from pydicom.dataset import Dataset
 from flanet.data.dicom import is_dicom_file, iter_dicom_frames, probe_dicom, read_dicom, read_dicom_frame
 from flanet.data.errors import DataError
 from flanet.data.images import is_image_file, read_image
+
+log = logging.getLogger(__name__)
 
 
 class VideoInfo(NamedTuple):
@@ -69,6 +72,9 @@ def probe_video(path: str | Path) -> VideoInfo:
 def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Decode a video file (or a folder of frames, natural order) one RGB uint8 frame at a time.
 
+    A video file that ends before the frame count its container declares (a truncated copy) is
+    read up to its last decodable frame, with a warning giving the count read.
+
     Raises:
         DataError: for a missing, empty or unreadable file, or a video without any frame.
     """
@@ -86,7 +92,7 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
         return
     path, capture = _open(path)
     try:
-        count = 0
+        declared, count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0
         while True:
             ok, bgr = capture.read()
             if not ok:
@@ -95,6 +101,9 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         if count == 0:
             raise DataError("video has no decodable frames", path)
+        if count < declared:
+            log.warning("%s: read %d of the %d frames the container declares; the file is probably truncated",
+                        path, count, declared)
     finally:
         capture.release()
 

@@ -111,7 +111,9 @@ class VideoSet:
         """Videos of one split (list order), or all videos when ``split`` is None.
 
         Raises:
-            DataError: for an unknown split, or a split list naming a video that does not exist.
+            DataError: for an unknown split, a split list naming a video that does not exist, or a
+                split sharing videos with another split (training on test videos, or scoring on
+                training videos, would give a wrong answer without any other sign).
         """
         if split is None:
             return list(self.videos)
@@ -119,14 +121,23 @@ class VideoSet:
             known = ", ".join(sorted(self.splits)) or "none (no split lists found)"
             raise DataError(f"no split {split!r}; splits found: {known}", self.root)
         by_id = {video.id: video for video in self.videos}
+        source = self.split_files.get(split, self.root)
         missing = [video_id for video_id in self.splits[split] if video_id not in by_id]
         if missing:
-            source = self.split_files.get(split, self.root)
             raise DataError(
                 f"split {split!r} names {len(missing)} video(s) that do not exist: "
                 + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
                 source,
             )
+        for other, ids in self.splits.items():
+            elsewhere = set(ids) if other != split else set()
+            if shared := [video_id for video_id in self.splits[split] if video_id in elsewhere]:
+                raise DataError(
+                    f"split {split!r} shares {len(shared)} video(s) with split {other!r} "
+                    f"({self.split_files.get(other, self.root)}): " + ", ".join(shared[:10])
+                    + (" ..." if len(shared) > 10 else "") + "; a video may be in one split only",
+                    source,
+                )
         return [by_id[video_id] for video_id in self.splits[split]]
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from flanet.training.module import FLANetModule
+from flanet.training.schema import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -33,18 +32,18 @@ class StepCost:
     eval_frame_s: float
 
 
-def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
+def measure_step_cost(config: TrainConfig, repeats: int = 2) -> StepCost:
     """Time training steps and inference of the model of ``config`` on random clips.
 
     The clips have the shape training uses (``model.num_frames`` frames, one more when the
     contrastive loss needs the previous frame's heatmap), at ``data.image_size`` and
-    ``trainer.batch_size``. One warm-up step is not timed.
+    ``data.batch_size``. One warm-up step is not timed.
     """
-    module = FLANetModule(dict(config))
-    cuda = torch.cuda.is_available() and config["trainer"]["accelerator"] in ("auto", "gpu", "cuda")
+    module = FLANetModule(config)
+    cuda = torch.cuda.is_available() and config.trainer.accelerator in ("auto", "gpu", "cuda")
     device = torch.device("cuda" if cuda else "cpu")
     model = module.model.to(device).train()
-    size, batch = int(config["data"]["image_size"]), int(config["trainer"]["batch_size"])
+    size, batch = config.data.image_size, config.data.batch_size
     frames = model.num_frames + int(module.use_previous)
     clip = torch.randn(batch, frames, 3, size, size, device=device)  # (B, T, 3, S, S)
 
@@ -52,7 +51,7 @@ def measure_step_cost(config: Mapping[str, Any], repeats: int = 2) -> StepCost:
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter()
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(config["optim"]["lr"]))
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
 
     def step() -> None:
         out = model.forward_windows(clip) if module.use_previous else model(clip)

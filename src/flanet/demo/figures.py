@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from flanet.colours import HEATMAP_RGB, MODEL_COLOURS, OTHER_MODEL_COLOUR, PREDICTION_RGB, TRUTH_RGB  # noqa: E402
+from flanet.fileio import atomic_path  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def _colour(label: str) -> str:
 
 def _save(figure: plt.Figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
     return path
 
@@ -193,5 +195,6 @@ def overlay_video_to_gif(video: Path, gif: Path, min_side: int = 256, fps: float
     capture.release()
     if not frames:
         raise OSError(f"{video}: no frame could be decoded for the GIF")
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    with atomic_path(gif) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return gif

@@ -41,11 +41,12 @@ from flanet.demo.figures import (
 )
 from flanet.demo.report import verdict, write_report
 from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
-from flanet.fileio import prepare_output_folder
+from flanet.fileio import atomic_write_text, prepare_output_folder
 from flanet.inference import predict_to_folder
 from flanet.models import load_checkpoint
 from flanet.training import load_config, train
 from flanet.training.callbacks import read_metrics
+from flanet.training.schema import TrainConfig
 
 DEMO_CONFIG = "demo"
 MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
@@ -112,10 +113,10 @@ class _Stages:
         return time.perf_counter() - self.start
 
 
-def _demo_config(label: str, root: Path, out: Path, settings: DemoSettings) -> dict[str, Any]:
+def _demo_config(label: str, root: Path, out: Path, settings: DemoSettings) -> TrainConfig:
     """The ``demo`` recipe for one model of the demo."""
     overrides = [f"data.root={root}", f"model.name={label}", f"seed={settings.seed}",
-                 f"output.run_dir={out / 'runs' / label}", f"trainer.progress_bar={str(settings.progress).lower()}"]
+                 f"output.run_dir={out / 'runs' / label}", f"trainer.enable_progress_bar={str(settings.progress).lower()}"]
     if settings.image_size is not None:
         overrides.append(f"data.image_size={settings.image_size}")
     if settings.encoder is not None:
@@ -127,7 +128,7 @@ def _demo_config(label: str, root: Path, out: Path, settings: DemoSettings) -> d
 class _Plan:
     """One model's training plan, its measured step cost and expected seconds."""
 
-    config: dict[str, Any]
+    config: TrainConfig
     plan: TrainingPlan
     cost: StepCost
     expected_s: float
@@ -140,9 +141,9 @@ def _plan_models(root: Path, out: Path, settings: DemoSettings, say: Callable[[s
     for label in MODELS:
         config = _demo_config(label, root, out, settings)
         frames = {split: sum(m is not None for v in video_set.subset(name) for m in v.masks)
-                  for split, name in (("train", config["data"]["train_split"]), ("val", config["data"]["val_split"]),
+                  for split, name in (("train", config.data.train_split), ("val", config.data.val_split),
                                       ("test", "test"))}
-        plan = plan_steps(settings.steps, max(1, frames["train"] // config["trainer"]["batch_size"]))
+        plan = plan_steps(settings.steps, max(1, frames["train"] // config.data.batch_size))
         cost = measure_step_cost(config)
         plans[label] = _Plan(config, plan, cost, expected_seconds(cost, plan, frames["val"], frames["test"]))
         say(f"    {MODELS[label][0]}: {plan.steps} steps ({plan.epochs} epoch(s) of {plan.steps_per_epoch}); "
@@ -153,7 +154,7 @@ def _plan_models(root: Path, out: Path, settings: DemoSettings, say: Callable[[s
 def _train_one(label: str, planned: _Plan, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """Train one model for its planned steps; returns its run record."""
     plan = planned.plan
-    overrides = [f"trainer.epochs={plan.epochs}"]
+    overrides = [f"trainer.max_epochs={plan.epochs}"]
     if not plan.full_epochs:
         overrides.append(f"trainer.limit_train_batches={plan.steps_per_epoch}")
     begin = time.perf_counter()
@@ -169,8 +170,8 @@ def _train_one(label: str, planned: _Plan, out: Path, say: Callable[[str], None]
         "steps": int(history[-1]["step"]) if history else 0, "planned_steps": plan.steps,
         "train_s": train_s, "train_step_s": planned.cost.train_step_s, "expected_s": planned.expected_s,
         "best_epoch": int(best["epoch"]) + 1 if best else None, "best_val_dice": best["val_dice"] if best else None,
-        "image_size": config["data"]["image_size"], "encoder": config["model"]["encoder"],
-        "batch_size": config["trainer"]["batch_size"], "lr": config["optim"]["lr"], "history": history,
+        "image_size": config.data.image_size, "encoder": config.model.encoder,
+        "batch_size": config.data.batch_size, "lr": config.optim.lr, "history": history,
         "step_history": read_step_losses(run_dir),
     }
 
@@ -290,7 +291,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
                         "expected_total_s": expected, "total_s": stages.elapsed}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=str) + "\n")
     _, page = write_report(record, out)
     say(f"done in {stages.elapsed:.0f} s: {page}")
     say(record["verdict"]["text"])

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flanet.fileio import atomic_write_text
+
 TARGET_GAIN = 0.02  # Dice gain over the image baseline the demo report calls a clear win (docs/demo.md)
 
 
@@ -202,6 +204,6 @@ def write_report(results: dict[str, Any], root: Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``root``; returns both paths."""
     blocks = build_blocks(results)
     markdown, page = root / "report.md", root / "report.html"
-    markdown.write_text(render_markdown(blocks), encoding="utf-8")
-    page.write_text(render_html(blocks, root), encoding="utf-8")
+    atomic_write_text(markdown, render_markdown(blocks))
+    atomic_write_text(page, render_html(blocks, root))
     return markdown, page

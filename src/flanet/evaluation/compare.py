@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
+from flanet.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="accuracy: train and evaluate several models with the same recipe and seed; one comparison table",
-        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.epochs=5), "
+        description="Train each model with the same recipe (--config plus overrides, e.g. trainer.max_epochs=5), "
         "evaluate its best checkpoint on the test split and write comparison.md / .csv / .json to --out. "
         "(Speed is `flanet bench`.)",
     )
@@ -117,27 +118,27 @@ def compare_models(
     for model in models:
         model_args = model_overrides(model, data, out, overrides)
         recipe = resolve_model_defaults(load_config(config, model_args))
-        best = _trained_checkpoint(Path(recipe["output"]["run_dir"]), config, model_args, retrain, train)
+        best = _trained_checkpoint(Path(recipe.output.run_dir), config, model_args, retrain, train)
         result = evaluate_checkpoint(
-            best, data, split, out / "eval" / model, image_size=int(recipe["data"]["image_size"]), device=device,
-            batch_size=batch_size, num_workers=int(recipe["data"]["num_workers"]), method=model, settings=settings,
+            best, data, split, out / "eval" / model, image_size=recipe.data.image_size, device=device,
+            batch_size=batch_size, num_workers=recipe.data.num_workers, method=model, settings=settings,
         )
         kind = "image" if model in ("unet", "unetplusplus") else "video"
         entries.append((model, kind, result.metrics))
         run_config = best.parent.parent / "config.yaml"  # what the run trained with (also a reused run)
         used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe
-        contrastive = float(used["loss"]["contrastive_weight"])
+        contrastive = float(used.loss.contrastive_weight)
         ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
         row = {"model": model, "kind": kind, "checkpoint": str(best), "contrastive_weight": contrastive}
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
         row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
         rows.append(row)
-        (out / "comparison.md").write_text(_header(config, overrides, split) + table_rows(entries), encoding="utf-8")
+        atomic_write_text(out / "comparison.md", _header(config, overrides, split) + table_rows(entries))
         write_rows_csv(out / "comparison.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "comparison.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
         if ablation:
             header = _header(config, overrides, split, "Ablation (paper Table 3)")
-            (out / "ablation.md").write_text(header + table3_markdown(ablation_entries), encoding="utf-8")
+            atomic_write_text(out / "ablation.md", header + table3_markdown(ablation_entries))
     return rows
 
 

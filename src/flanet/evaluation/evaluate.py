@@ -36,7 +36,7 @@ from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
 from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
 from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
-from flanet.fileio import mark_complete, mark_incomplete, prepare_output_folder
+from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def evaluate_prediction_folder(
             "resized_predictions": [str(p) for p, _, _ in check.wrong_size],
             "extra_files": [str(p) for p in check.extra],
         }
-        (out / "prediction_check.txt").write_text((check.report(limit=None) or "no problems") + "\n", encoding="utf-8")
+        atomic_write_text(out / "prediction_check.txt", (check.report(limit=None) or "no problems") + "\n")
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
         _write_viewer(out, viewer, result, by_id, method or pred_dir.name)  # type: ignore[arg-type]

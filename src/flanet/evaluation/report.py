@@ -13,6 +13,7 @@ import numpy as np
 
 from flanet import colours
 from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
+from flanet.fileio import atomic_open, atomic_path, atomic_write_text
 
 # (metrics.json key, column header) of the paper's tables.
 TABLE2_COLUMNS: tuple[tuple[str, str], ...] = (("dice", "Dice ↑"), ("jaccard", "Jaccard ↑"), ("f1", "F1-score ↑"), ("mae", "MAE ↓"))
@@ -57,7 +58,7 @@ def _json_safe(value: Any) -> Any:
 def write_metrics_json(path: Path, metrics: dict[str, Any], context: dict[str, Any]) -> None:
     """metrics.json: headline scores, intervals, protocol summaries and the run's context (NaN -> null)."""
     payload = _json_safe({**metrics, "context": context})
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -65,7 +66,7 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
@@ -154,8 +155,9 @@ def write_worst_frames(folder: Path, worst: list[ScoredFrame], images: list[np.n
     for rank, (frame, rgb) in enumerate(zip(worst, images), start=1):
         name = f"{rank:02d}_{frame.video}_{frame.frame}".replace("/", "_")
         path = folder / f"{name}.png"
-        if not cv2.imwrite(str(path), overlay(rgb, frame)):
-            raise OSError(f"{path}: could not write the overlay")
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), overlay(rgb, frame)):
+                raise OSError(f"{path}: could not write the overlay")
         paths.append(path)
     return paths
 
@@ -167,5 +169,5 @@ def write_evaluation(
     write_metrics_json(out / "metrics.json", result.metrics, context)
     write_rows_csv(out / "per_video.csv", result.per_video)
     write_rows_csv(out / "per_frame.csv", result.per_frame)
-    (out / "table.md").write_text(table_rows([(method, kind, result.metrics)]), encoding="utf-8")
+    atomic_write_text(out / "table.md", table_rows([(method, kind, result.metrics)]))
     write_worst_frames(out / "worst_frames", result.worst, images)

@@ -28,6 +28,7 @@ import numpy as np
 
 from flanet import colours
 from flanet.evaluation.viewer_page import render_page
+from flanet.fileio import atomic_write_text
 
 MAX_SIDE = 192
 MAX_FRAMES = 2000
@@ -201,7 +202,7 @@ class ViewerCollector:
         worst_title = "Worst frames (lowest " + value_name + ")" if worst == "lowest" else "Largest changes of " + value_name
         page = render_page(payload, colours.hex_colour(colours.TRUTH_RGB), colours.hex_colour(colours.PREDICTION_RGB),
                            colours.hex_colour(colours.HEATMAP_RGB), worst_title)
-        path.write_text(page, encoding="utf-8")
+        atomic_write_text(path, page)
         return path
 
 

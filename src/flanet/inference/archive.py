@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
-from flanet.fileio import prepare_output_folder
+from flanet.fileio import atomic_write_text, prepare_output_folder
 from flanet.inference.annotation_export import export_video
 from flanet.inference.predict import _predict_video
 from flanet.inference.sources import VideoSource, resolve_sources
@@ -72,10 +72,10 @@ class ArchiveItem:
 
 def is_archive_input(path: str | Path) -> bool:
     """A manifest CSV, or a folder that is not itself one video's frames."""
-    from flanet.inference.sources import image_files
+    from flanet.inference.sources import is_frame_folder
 
     path = Path(path)
-    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not image_files(path))
+    return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not is_frame_folder(path))
 
 
 def read_manifest(path: Path) -> list[tuple[str, Path]]:
@@ -128,12 +128,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
-
-
 def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
     """Segment one video into ``out/.<id>.partial``, then rename it to ``out/<id>``."""
     final, partial = out / item.id, out / f".{item.id}.partial"
@@ -143,7 +137,7 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
         entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False))
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
-        _write_atomic(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
+        atomic_write_text(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
         if final.exists():  # only a folder of an older, non-archive run can be here unfinished
             shutil.rmtree(final)
         partial.rename(final)
@@ -271,7 +265,7 @@ def _write_index(out: Path, records: list[dict], settings: dict, seconds: float)
     writer.writeheader()
     for record in records:
         writer.writerow({k: ("" if record.get(k) is None else record.get(k)) for k in INDEX_COLUMNS})
-    _write_atomic(out / "index.csv", buffer.getvalue())
+    atomic_write_text(out / "index.csv", buffer.getvalue())
     done = [r for r in records if r["status"] == "done"]
     new = [r for r in done if not r.get("resumed")]
     frames_new = sum(int(r["frames"]) for r in new)
@@ -286,4 +280,4 @@ def _write_index(out: Path, records: list[dict], settings: dict, seconds: float)
         "fps_achieved": frames_new / seconds if frames_new and seconds > 0 else None,
         "videos": records,
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))

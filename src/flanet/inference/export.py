@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS", "PARTS"]
@@ -81,14 +82,15 @@ def _outputs(output: Any) -> tuple[torch.Tensor, ...]:
 
 def _save(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, fmt: str,
           input_names: list[str], output_names: list[str]) -> None:
-    if fmt == "onnx":
-        # one self-contained file (weights inside; fine below protobuf's 2 GB limit)
-        torch.onnx.export(module, args, str(path), dynamo=True, verbose=False, external_data=False,
-                          input_names=input_names, output_names=output_names)
-    elif fmt == "torchscript":
-        torch.jit.save(torch.jit.trace(module, args), str(path))
-    else:
-        torch.export.save(torch.export.export(module, args), str(path))
+    with atomic_path(path) as tmp:  # an interrupted export never leaves a truncated model file
+        if fmt == "onnx":
+            # one self-contained file (weights inside; fine below protobuf's 2 GB limit)
+            torch.onnx.export(module, args, str(tmp), dynamo=True, verbose=False, external_data=False,
+                              input_names=input_names, output_names=output_names)
+        elif fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(module, args), str(tmp))
+        else:
+            torch.export.save(torch.export.export(module, args), str(tmp))
 
 
 def run_exported(path: Path, fmt: str, args: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -190,7 +192,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
         "input_normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"},
         "model": model.config, **(extra or {}), "parts": entries,
     }
-    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
-from flanet.fileio import mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.annotation_export import export_video
 from flanet.inference.clinical import MeasurementLog, source_geometry
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
@@ -112,7 +112,9 @@ def _predict_video(
         )
     return {
         "video": source.id, "input": str(source.location), "output": str(video_dir),
-        "frames": count, "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
+        "frames": count, "frames_declared": source.frame_count,
+        "truncated": source.frame_count is not None and count < source.frame_count,  # frames missing at the end
+        "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
@@ -176,7 +178,8 @@ def predict_to_folder(
     viewer = ViewerCollector(sum(counts) if None not in counts else None)  # type: ignore[arg-type]
     start = time.perf_counter()
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
-        video_dir = out if len(sources) == 1 else out / source.id
+        single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
+        video_dir = out if single else out / source.id
         videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer))
     elapsed = time.perf_counter() - start
     for source, video in zip(sources, videos):
@@ -190,7 +193,7 @@ def predict_to_folder(
         "largest_area_px": max(v["largest_area_px"] for v in videos),
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out

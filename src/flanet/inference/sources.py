@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from natsort import natsorted
 
-from flanet.data import Video, discover, read_image
+from flanet.data import DataError, Video, discover, read_image
 from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
 from flanet.data.images import is_image_file
 from flanet.data.layouts import VIDEO_EXTENSIONS
@@ -90,6 +90,20 @@ def image_files(folder: Path) -> list[Path]:
     return natsorted(files, key=lambda p: p.name)
 
 
+def is_frame_folder(path: Path) -> bool:
+    """True for a folder that is itself one video's frames.
+
+    A data set root holding a stray image (e.g. the contact sheet of ``flanet data synth``) next to
+    ``img_list/``, ``images/``, split folders or video files is a data set, not a frame folder.
+    """
+    if not path.is_dir() or not image_files(path):
+        return False
+    try:
+        return discover(path).layout == "frame-folders"  # loose frames at the root make it one video
+    except DataError:
+        return True
+
+
 def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = None) -> list[VideoSource]:
     """Turn the INPUT of ``flanet predict`` into the videos to segment.
 
@@ -114,9 +128,8 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
                 f"({', '.join(sorted(VIDEO_EXTENSIONS))}), a DICOM cine (.dcm), a folder of frames or a dataset root"
             )
         return [_video_file_source(path, path.stem, fps)]
-    frames = image_files(path)
-    if frames:
-        return [_frame_list_source(frames, path.name, path, fps)]
+    if split is None and is_frame_folder(path):
+        return [_frame_list_source(image_files(path), path.name, path, fps)]
     video_set = discover(path)
     videos = video_set.subset(split) if split else list(video_set.videos)
     if not videos:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from flanet import __version__
+from flanet.fileio import atomic_path
 from flanet.models.factory import create_model
 
 FORMAT = "flanet-checkpoint"
@@ -68,9 +69,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
         "metadata": dict(metadata or {}),
     }
     payload["state_sha256"] = state_digest(payload["state_dict"])
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -18,6 +18,7 @@ from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
 from flanet.training.resume import batches_done
+from flanet.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ class RunFolder(Checkpoint):
 
     Args:
         run_dir: the run folder.
-        config: resolved training configuration, stored in the checkpoints' metadata.
+        config: resolved training configuration, stored in the checkpoints' metadata (as a dict).
     """
 
-    def __init__(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
         self.run_dir = Path(run_dir)
-        self.config = dict(config)
+        self.config = config
         self.best_dice = -math.inf
         self.best_epoch = -1
         self.encoder_init = encoder_init(config)
@@ -96,10 +97,10 @@ class RunFolder(Checkpoint):
                 "epoch": epoch,
                 "global_step": trainer.global_step,
                 "metrics": {k: v for k, v in row.items() if k not in ("epoch", "step")},
-                "image_size": self.config["data"]["image_size"],
-                "edge": self.config["data"]["edge"],
-                "heatmap_sigma": self.config["data"]["heatmap_sigma"],
-                "train_config": self.config,
+                "image_size": self.config.data.image_size,
+                "edge": self.config.data.edge,
+                "heatmap_sigma": self.config.data.heatmap_sigma,
+                "train_config": self.config.to_dict(),
                 "encoder_init": self.encoder_init,
                 "warnings": self.warnings,
                 "partial_epoch": partial,
@@ -173,13 +174,14 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
         if x:
             left.plot(x, y, style, marker="o", markersize=3, label=key)
     left.set(xlabel="epoch", ylabel="loss", title="losses (eq. 2 and its terms)")
-    left.legend(fontsize=8)
     for key in ("val_dice", "val_jaccard", "val_f1"):
         x, y = series(key)
         if x:
             right.plot(x, y, marker="o", markersize=3, label=key)
     right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
-    right.legend(fontsize=8)
+    for axes in (left, right):
+        if axes.get_legend_handles_labels()[0]:  # nothing to label before the first validated epoch
+            axes.legend(fontsize=8)
     figure.tight_layout()
     with atomic_path(out) as tmp:
         figure.savefig(tmp, dpi=100, format="png")

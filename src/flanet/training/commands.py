@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "optional with --resume (the run's config.yaml)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides typed as YAML, e.g. optim.lr=1e-4 trainer.epochs=50")
+                        help="dotted overrides typed as YAML, e.g. optim.lr=1e-4 trainer.max_epochs=50")
     parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT",
                         help="continue a run from its folder or checkpoints/resume.ckpt")
     parser.set_defaults(func=run)

@@ -1,16 +1,21 @@
 """Training configurations: shipped recipes, YAML files and ``key=value`` overrides.
 
-A configuration is a nested dict whose keys are fixed by :data:`DEFAULTS` (every key is
-documented in docs/training.md). A YAML file sets any subset of them, optionally on top of
-another recipe named by its ``base`` key; overrides such as ``optim.lr=1e-4`` or
-``trainer.devices=[0,1]`` are parsed as YAML values and applied last.
+A configuration is a :class:`~flanet.training.schema.TrainConfig` (every key is documented in
+docs/training.md). A YAML file sets any subset of its keys, optionally on top of another recipe
+named by its ``base`` key; overrides such as ``optim.lr=1e-4`` or ``trainer.devices=[0,1]`` are
+parsed as YAML values and applied last. Keys renamed since an earlier release
+(:data:`~flanet.training.schema.DEPRECATED_KEYS`) are read under their new name, with a warning,
+from files, overrides and the ``config.yaml`` of old run folders.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import inspect
+import logging
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -18,82 +23,25 @@ from typing import Any
 
 import yaml
 
+from flanet.fileio import atomic_write_text
+from flanet.training.schema import (
+    DEPRECATED_KEYS,
+    DEPRECATED_REMOVED_IN,
+    FREE_FORM_KEYS,
+    ConfigError,
+    TrainConfig,
+    build,
+    check_value,
+)
+from flanet.yamlsafe import load_yaml
 
-class ConfigError(ValueError):
-    """A configuration file, key or value is invalid; the message says which and why."""
+__all__ = ["ConfigError", "TrainConfig", "dump_config", "load_config", "parse_value", "shipped_configs",
+           "valid_keys"]
 
+log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "name": "flanet",
-    "seed": 42,
-    "model": {
-        "name": "flanet",
-        "encoder": "res2net50_26w_4s",
-        "encoder_weights": None,
-        "options": {},
-    },
-    "data": {
-        "root": None,
-        "train_split": "train",
-        "val_split": "val",
-        "val_fraction": 0.1,
-        "image_size": 352,
-        "edge": "causal",
-        "augment": False,
-        "heatmap_sigma": 5.0,
-        "num_workers": 4,
-    },
-    "loss": {
-        "bce_weight": 1.0,
-        "iou_weight": 1.0,
-        "heatmap_weight": 1.0,
-        "contrastive_weight": None,  # None: the model's default (1 for flanet, else 0)
-        "alpha": 1.0e-3,
-    },
-    "optim": {
-        "lr": 5.0e-5,
-        "weight_decay": 0.0,
-        "betas": [0.9, 0.999],
-        "grad_clip": 0.5,
-        "scheduler": "none",
-        "step_epochs": 60,
-        "step_gamma": 0.1,
-    },
-    "trainer": {
-        "epochs": 100,
-        "batch_size": 24,
-        "max_steps": -1,
-        "max_time": None,
-        "precision": "auto",
-        "accelerator": "auto",
-        "devices": "auto",
-        "num_nodes": 1,
-        "strategy": "auto",
-        "limit_train_batches": None,
-        "limit_val_batches": None,
-        "val_every_n_epochs": 1,
-        "log_every_n_steps": 10,
-        "checkpoint_every_n_steps": 0,
-        "sanity_val_steps": 2,
-        "progress_bar": True,
-        "deterministic": False,
-    },
-    "output": {
-        "dir": "runs",
-        "run_dir": None,
-    },
-}
-
-#: Keys whose value is a free-form mapping (passed through, not checked key by key).
-FREE_FORM_KEYS = frozenset({"model.options"})
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "data.edge": ("causal", "lookahead"),
-    "optim.scheduler": ("none", "cosine", "step"),
-}
-
-#: Keys whose default is ``null`` ("decided by the model") and whose value is otherwise a number.
-_OPTIONAL_NUMBERS = frozenset({"loss.contrastive_weight"})
+#: Every key with its default, as a nested dict (the tree that files and overrides must fit).
+_DEFAULTS: dict[str, Any] = TrainConfig().to_dict()
 
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -132,33 +80,37 @@ def parse_value(text: str) -> Any:
 
 
 def load_config(
-    name_or_path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> dict[str, Any]:
+    name_or_path: str | Path | Mapping[str, Any] | TrainConfig, overrides: Sequence[str] = ()
+) -> TrainConfig:
     """Resolve a full training configuration.
 
     Args:
-        name_or_path: a shipped recipe name (``buv-paper``, ``polyp-paper``, ``cpu-small``),
-            a YAML file path, or an already loaded mapping.
+        name_or_path: a shipped recipe name (``buv-paper``, ``polyp-paper``, ``cpu-small``,
+            ``demo``), a YAML file path, a mapping, or a configuration to apply overrides to.
         overrides: ``dotted.key=value`` strings applied in order, values typed as YAML.
 
     Returns:
-        A complete, validated configuration dict (every key of :data:`DEFAULTS`).
+        The complete, type-checked configuration.
 
     Raises:
         ConfigError: unknown recipe or missing file, malformed YAML, unknown key (the
-            message lists the valid keys), or a value of the wrong type.
+            message suggests the closest and lists the valid keys), a value of the wrong
+            type, or a ``model.options`` key the model's constructor does not take.
     """
-    config = copy.deepcopy(DEFAULTS)
-    if isinstance(name_or_path, Mapping):
+    config = copy.deepcopy(_DEFAULTS)
+    if isinstance(name_or_path, TrainConfig):
+        _merge(config, name_or_path.to_dict(), "")
+    elif isinstance(name_or_path, Mapping):
         _merge(config, _resolve_base(dict(name_or_path), "<config dict>", (), Path.cwd()), "")
     else:
         _merge(config, _read_recipe(name_or_path, ()), "")
     for item in overrides:
         key, value = _split_override(item)
         key, value = _into_free_form(config, key, value)
-        _merge(config, _nest(key, value), "")
-    _validate(config)
-    return config
+        _merge(config, _renamed(_nest(key, value), f"override '{item}'"), "")
+    typed = build(TrainConfig, config)
+    check_model_options(typed.model.options)
+    return typed
 
 
 def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
@@ -178,7 +130,7 @@ def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
     if source in seen:
         raise ConfigError(f"config {source}: 'base' chain loops ({' -> '.join(seen)})")
     try:
-        data = yaml.load(text, Loader=_YamlLoader)
+        data = load_yaml(text, _YamlLoader, source)  # refuses alias bombs before building anything
     except yaml.YAMLError as error:
         raise ConfigError(f"config {source}: not valid YAML: {error}") from error
     if data is None:
@@ -191,20 +143,46 @@ def _read_recipe(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
 def _resolve_base(
     data: dict[str, Any], source: str, seen: tuple[str, ...], folder: Path
 ) -> dict[str, Any]:
-    """Apply ``data`` on top of :data:`DEFAULTS` or of the recipe named by its ``base`` key.
+    """Apply ``data`` on top of the schema's defaults or of the recipe named by its ``base`` key.
 
     A relative ``base`` path is taken relative to ``folder`` (the including file's folder).
     """
+    data = dict(data)
     base = data.pop("base", None)
-    merged = copy.deepcopy(DEFAULTS)
+    merged = copy.deepcopy(_DEFAULTS)
     if base is not None:
         relative = folder / str(base)
         _merge(merged, _read_recipe(relative if relative.is_file() else base, seen), "")
     try:
-        _merge(merged, data, "")
+        _merge(merged, _renamed(data, source), "")
     except ConfigError as error:
         raise ConfigError(f"config {source}: {error}") from error
     return merged
+
+
+def _renamed(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A copy of ``data`` with deprecated keys under their new names (one warning line each).
+
+    Raises:
+        ConfigError: ``data`` sets a key under both its old and its new name.
+    """
+    renamed = copy.deepcopy(dict(data))
+    for old, new in DEPRECATED_KEYS.items():
+        old_section, old_key = old.split(".")
+        section = renamed.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        new_section, new_key = new.split(".")
+        target = renamed.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"config key '{new_section}' is a section; set its keys, e.g. '{new}=...'")
+        if new_key in target:
+            raise ConfigError(f"'{old}' and its new name '{new}' are both set; keep '{new}'")
+        target[new_key] = value
+        log.warning("config key '%s' is renamed '%s'; the old name stops working in flanet %s (%s)",
+                    old, new, DEPRECATED_REMOVED_IN, source)
+    return renamed
 
 
 def _split_override(item: str) -> tuple[str, Any]:
@@ -242,7 +220,32 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def valid_keys(node: Mapping[str, Any] = DEFAULTS, prefix: str = "") -> list[str]:
+def _into_free_form(config: Mapping[str, Any], dotted: str, value: Any) -> tuple[str, Any]:
+    """``model.options.head_channels=32`` -> ``model.options`` = the current options with that key set."""
+    for free in FREE_FORM_KEYS:
+        if dotted.startswith(f"{free}."):
+            current = _lookup(config, free)
+            merged = copy.deepcopy(dict(current)) if isinstance(current, Mapping) else {}
+            node = merged
+            *parents, last = dotted[len(free) + 1:].split(".")
+            for part in parents:
+                node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
+            node[last] = value
+            return free, merged
+    return dotted, value
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def valid_keys(node: Mapping[str, Any] = _DEFAULTS, prefix: str = "") -> list[str]:
     """Every dotted key a configuration may set."""
     keys = []
     for key, value in node.items():
@@ -259,7 +262,7 @@ def _merge(target: dict[str, Any], update: Mapping[str, Any], prefix: str) -> No
     for key, value in update.items():
         dotted = f"{prefix}{key}"
         if key not in target:
-            raise ConfigError(_unknown_key_message(dotted, prefix))
+            raise ConfigError(unknown_key_message(dotted, valid_keys(), prefix))
         if isinstance(target[key], dict) and dotted not in FREE_FORM_KEYS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config key '{dotted}' is a section; set its keys, e.g. '{dotted}.<key>=...'")
@@ -268,39 +271,40 @@ def _merge(target: dict[str, Any], update: Mapping[str, Any], prefix: str) -> No
             target[key] = copy.deepcopy(value)
 
 
-def _unknown_key_message(dotted: str, section: str) -> str:
-    every_key = valid_keys()
-    close = difflib.get_close_matches(dotted, every_key, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+def unknown_key_message(dotted: str, every_key: Sequence[str], section: str) -> str:
+    """``unknown config key 'x' (did you mean 'y'?). Valid keys in section 's': ...``
+
+    The suggestion is the key of the same section whose last part is closest, else a close
+    key of another section.
+    """
     keys = [key for key in every_key if key.startswith(section)]
+    close = [section + leaf for leaf in difflib.get_close_matches(dotted[len(section):], [k[len(section):] for k in keys], n=1)]
+    close = close or difflib.get_close_matches(dotted, every_key, n=1, cutoff=0.8)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
     where = f" in section '{section[:-1]}'" if section else ""
     return f"unknown config key '{dotted}'{hint}. Valid keys{where}: {', '.join(keys)}"
 
 
-def _validate(config: dict[str, Any]) -> None:
-    """Check value types against :data:`DEFAULTS` and the closed choices."""
-    for dotted in valid_keys():
-        default, value = _lookup(DEFAULTS, dotted), _lookup(config, dotted)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, dict):
-            ok = isinstance(value, dict)
-        else:
-            ok = True
-        if not ok:
-            raise ConfigError(
-                f"config key '{dotted}' expects {type(default).__name__}, got {value!r}"
-            )
-        if dotted in _OPTIONAL_NUMBERS and value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float))
-        ):
-            raise ConfigError(f"config key '{dotted}' expects a number or null, got {value!r}")
-        if dotted in _CHOICES and value not in _CHOICES[dotted]:
-            raise ConfigError(f"config key '{dotted}' must be one of {_CHOICES[dotted]}, got {value!r}")
+def check_model_options(options: Mapping[str, Any]) -> None:
+    """Check ``model.options`` against the keyword arguments of :func:`flanet.models.create_model`.
+
+    Every model is built by that one constructor (options a baseline does not use are
+    ignored by it), so its signature is the schema of ``model.options``.
+
+    Raises:
+        ConfigError: an argument it does not take (with the closest name) or a value of the
+            wrong type.
+    """
+    from flanet.models.factory import create_model
+
+    parameters = [p.name for p in inspect.signature(create_model).parameters.values()
+                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("encoder", "encoder_weights")]
+    hints = typing.get_type_hints(create_model)
+    for key, value in options.items():
+        dotted = f"model.options.{key}"
+        if key not in parameters:
+            raise ConfigError(unknown_key_message(dotted, [f"model.options.{p}" for p in parameters], "model.options."))
+        check_value(value, hints[key], dotted)
 
 
 def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
@@ -310,6 +314,6 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def dump_config(config: Mapping[str, Any], path: Path) -> None:
+def dump_config(config: TrainConfig, path: Path) -> None:
     """Write a resolved configuration as YAML (the run folder's ``config.yaml``)."""
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

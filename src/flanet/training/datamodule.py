@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -14,13 +13,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
 from flanet.training.resume import ResumableSampler, batches_done
+from flanet.training.schema import DataConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
 TRAIN, VAL = "train", "val"
 
 
-def split_train_val(video_set: VideoSet, data: Mapping[str, Any], seed: int) -> VideoSet:
+def split_train_val(video_set: VideoSet, data: DataConfig, seed: int) -> VideoSet:
     """Return a copy of ``video_set`` whose splits ``train`` and ``val`` are the ones to use.
 
     The configured ``data.val_split`` is used when the set has it; otherwise a seeded
@@ -31,34 +31,34 @@ def split_train_val(video_set: VideoSet, data: Mapping[str, Any], seed: int) -> 
         DataError: unknown training split, or too few videos to hold one out.
     """
     if video_set.splits:
-        train_ids = [v.id for v in video_set.subset(data["train_split"])]  # DataError if unknown
+        train_ids = [v.id for v in video_set.subset(data.train_split)]  # DataError if unknown
     else:
         log.warning("%s has no split lists: training on all %d videos", video_set.root, len(video_set.videos))
         train_ids = [v.id for v in video_set.videos]
-    if data["val_split"] in video_set.splits:
-        val_ids = [v.id for v in video_set.subset(data["val_split"])]
+    if data.val_split in video_set.splits:
+        val_ids = [v.id for v in video_set.subset(data.val_split)]
         overlap = sorted(set(train_ids) & set(val_ids))
         if overlap:
-            raise DataError(f"videos in both {data['train_split']!r} and {data['val_split']!r}: {overlap[:10]}",
-                            video_set.split_files.get(data["val_split"], video_set.root))
+            raise DataError(f"videos in both {data.train_split!r} and {data.val_split!r}: {overlap[:10]}",
+                            video_set.split_files.get(data.val_split, video_set.root))
     else:
         if len(train_ids) < 2:
             raise DataError(
-                f"no {data['val_split']!r} split and only {len(train_ids)} training video(s): "
+                f"no {data.val_split!r} split and only {len(train_ids)} training video(s): "
                 "cannot hold videos out for validation", video_set.root,
             )
-        held = max(1, min(len(train_ids) - 1, round(len(train_ids) * data["val_fraction"])))
+        held = max(1, min(len(train_ids) - 1, round(len(train_ids) * data.val_fraction)))
         val_ids = sorted(random.Random(seed).sample(train_ids, held))
         train_ids = [i for i in train_ids if i not in set(val_ids)]
         log.info("no %r split: holding out %d of the training videos for validation: %s",
-                 data["val_split"], held, ", ".join(val_ids[:10]))
+                 data.val_split, held, ", ".join(val_ids[:10]))
     return dataclasses.replace(video_set, splits={**video_set.splits, TRAIN: train_ids, VAL: val_ids})
 
 
 class VideoDataModule(pl.LightningDataModule):
     """Clips for training (shuffled, seeded per epoch) and validation (in order).
 
-    ``trainer.batch_size`` is the global batch: each of the ``world_size`` processes gets
+    ``data.batch_size`` is the global batch: each of the ``world_size`` processes gets
     ``batch_size // world_size`` clips per step.
 
     Args:
@@ -67,7 +67,7 @@ class VideoDataModule(pl.LightningDataModule):
         with_previous: training clips carry one extra previous frame (contrastive loss).
     """
 
-    def __init__(self, config: Mapping[str, Any], clip_len: int, with_previous: bool) -> None:
+    def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool) -> None:
         super().__init__()
         self.config = config
         self.clip_len = clip_len
@@ -76,30 +76,30 @@ class VideoDataModule(pl.LightningDataModule):
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
         # training one is saved in the resume checkpoint so a resumed epoch repeats the original.
-        self.train_generator = torch.Generator().manual_seed(int(config["seed"]))
-        self.val_generator = torch.Generator().manual_seed(int(config["seed"]))
+        self.train_generator = torch.Generator().manual_seed(config.seed)
+        self.val_generator = torch.Generator().manual_seed(config.seed)
         self._start: tuple[int, int] = (0, 0)  # (epoch, batches done) a resumed run starts at
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        data = self.config["data"]
-        if data["root"] is None:
+        data = self.config.data
+        if data.root is None:
             raise DataError("no dataset given: set data.root=/path/to/dataset")
-        video_set = split_train_val(discover(data["root"]), data, self.config["seed"])
-        common = dict(image_size=data["image_size"], clip_len=self.clip_len, edge=data["edge"],
-                      heatmap_sigma=data["heatmap_sigma"])
-        self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data["augment"],
-                                         with_previous=self.with_previous, seed=self.config["seed"], **common)
+        video_set = split_train_val(discover(data.root), data, self.config.seed)
+        common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
+                      heatmap_sigma=data.heatmap_sigma)
+        self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
+                                         with_previous=self.with_previous, seed=self.config.seed, **common)
         self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if len(dataset) == 0:
                 raise DataError(f"the {name} split has no frame with a mask", video_set.root)
 
     def _per_device_batch(self) -> int:
-        batch, world = self.config["trainer"]["batch_size"], self.trainer.world_size
+        batch, world = self.config.data.batch_size, self.trainer.world_size
         if batch % world:
-            raise ValueError(f"trainer.batch_size={batch} is not divisible by the {world} processes")
+            raise ValueError(f"data.batch_size={batch} is not divisible by the {world} processes")
         return batch // world
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,12 +120,12 @@ class VideoDataModule(pl.LightningDataModule):
             epoch, batches = self._start
             sampler: DistributedSampler = ResumableSampler(
                 dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=True,
-                seed=self.config["seed"], drop_last=drop_last, epoch=epoch, skip=batches * batch)
+                seed=self.config.seed, drop_last=drop_last, epoch=epoch, skip=batches * batch)
         else:
             sampler = DistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank,
-                                         shuffle=False, seed=self.config["seed"], drop_last=False)
+                                         shuffle=False, seed=self.config.seed, drop_last=False)
         return DataLoader(
-            dataset, batch_size=batch, sampler=sampler, num_workers=self.config["data"]["num_workers"],
+            dataset, batch_size=batch, sampler=sampler, num_workers=self.config.data.num_workers,
             drop_last=train and len(sampler) >= batch,  # a full batch keeps negatives for eq. (1)
             pin_memory=self.trainer.strategy.root_device.type == "cuda",
             generator=self.train_generator if train else self.val_generator,

@@ -11,19 +11,16 @@ names a paper run that would not.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-from typing import Any
-
 from flanet.models import default_contrastive_weight
 from flanet.models.factory import DEFAULT_ENCODER
 from flanet.models.weights import IMAGENET
+from flanet.training.schema import TrainConfig
 
 #: Shipped recipes that reproduce the paper (``name`` of their configuration).
 PAPER_RECIPES: tuple[str, ...] = ("buv-paper", "polyp-paper")
 
 
-def resolve_model_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
     """A copy of ``config`` with the ``null`` keys that depend on the model filled in.
 
     ``loss.contrastive_weight: null`` becomes
@@ -33,34 +30,32 @@ def resolve_model_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: unknown ``model.name``.
     """
-    resolved = copy.deepcopy(dict(config))
-    loss = resolved["loss"]
-    if loss.get("contrastive_weight") is None:
-        loss["contrastive_weight"] = default_contrastive_weight(resolved["model"]["name"])
-    return resolved
+    if config.loss.contrastive_weight is not None:
+        return config
+    return config.replace(loss={"contrastive_weight": default_contrastive_weight(config.model.name)})
 
 
-def encoder_init(config: Mapping[str, Any]) -> str:
+def encoder_init(config: TrainConfig) -> str:
     """How the run's encoder starts: ``"random"``, ``"imagenet"`` or ``"file <path>"``."""
-    weights = config["model"]["encoder_weights"]
+    weights = config.model.encoder_weights
     if weights is None:
         return "random"
     return IMAGENET if str(weights) == IMAGENET else f"file {weights}"
 
 
-def random_encoder_warning(config: Mapping[str, Any]) -> str | None:
+def random_encoder_warning(config: TrainConfig) -> str | None:
     """The warning for a paper run (a paper recipe, or the paper's Res2Net-50) from a random encoder.
 
     Returns:
         The message, or None when the encoder is pretrained or the run is not a paper run
         (``cpu-small``, ``demo`` and small encoders start from random weights by design).
     """
-    model = config["model"]
-    paper = config.get("name") in PAPER_RECIPES or model["encoder"] == DEFAULT_ENCODER
-    if not paper or model["encoder_weights"] is not None:
+    model = config.model
+    paper = config.name in PAPER_RECIPES or model.encoder == DEFAULT_ENCODER
+    if not paper or model.encoder_weights is not None:
         return None
     return (
-        f"training encoder {model['encoder']!r} from a random initialisation: the paper (Section 4) starts "
+        f"training encoder {model.encoder!r} from a random initialisation: the paper (Section 4) starts "
         f"from ImageNet weights, so scores will not be comparable to its tables; set "
         f"model.encoder_weights={IMAGENET} (or a local .pth/.safetensors file)"
     )

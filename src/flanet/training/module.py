@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Mapping
@@ -15,8 +16,8 @@ from torch import Tensor, nn
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.models import SegmentationOutput, create_model
-from flanet.training.config import ConfigError
 from flanet.training.model_defaults import resolve_model_defaults
+from flanet.training.schema import ConfigError, ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,17 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stops, checkpoints are kept."""
 
 
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Create the model of a training configuration's ``model`` section."""
-    section = config["model"]
+def build_model(section: ModelConfig) -> nn.Module:
+    """Create the model of a training configuration's ``model`` section.
+
+    Raises:
+        ConfigError: ``model.options`` the model does not take (also checked by ``load_config``).
+    """
     try:
-        return create_model(
-            section["name"],
-            encoder=section["encoder"],
-            encoder_weights=section["encoder_weights"],
-            **dict(section["options"]),
-        )
-    except TypeError as error:  # an option the model does not take, or one of the wrong kind
-        raise ConfigError(f"config key 'model.options' does not fit model {section['name']!r}: {error}") from error
+        return create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
+                            **section.options)
+    except TypeError as error:
+        raise ConfigError(f"config key 'model.options' does not fit model {section.name!r}: {error}") from error
 
 
 class FLANetModule(pl.LightningModule):
@@ -59,13 +59,13 @@ class FLANetModule(pl.LightningModule):
             :func:`~flanet.training.model_defaults.resolve_model_defaults`.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         config = resolve_model_defaults(config)
-        self.save_hyperparameters({"config": config})
+        self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
-        self.model = build_model(config)
-        self.criterion = FLANetLoss(**config["loss"])
+        self.model = build_model(config.model)
+        self.criterion = FLANetLoss(**dataclasses.asdict(config.loss))
         self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
         self._train_sums: dict[str, Tensor] = {}
         self._val_batches: list[dict[str, Tensor]] = []
@@ -175,19 +175,16 @@ class FLANetModule(pl.LightningModule):
 
     # ------------------------------------------------------------- optimiser, checkpoints
     def configure_optimizers(self) -> Any:
-        optim = self.config["optim"]
+        optim = self.config.optim
         optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]),
-            weight_decay=optim["weight_decay"],
+            self.model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay,
         )
-        if optim["scheduler"] == "cosine":
+        if optim.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(1, self.config["trainer"]["epochs"])
+                optimizer, T_max=max(1, self.config.trainer.max_epochs)
             )
-        elif optim["scheduler"] == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=optim["step_epochs"], gamma=optim["step_gamma"]
-            )
+        elif optim.scheduler == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=optim.step_epochs, gamma=optim.step_gamma)
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -2,7 +2,7 @@
 
 The resume checkpoint is Lightning's full training state (weights, Adam, loop counters, callback
 and data-module states, RNG states). :class:`ResumeState` writes it at the end of every training
-epoch, after every ``trainer.checkpoint_every_n_steps`` optimiser steps, and at the step where a
+epoch, after every ``output.checkpoint_every_n_steps`` optimiser steps, and at the step where a
 stop criterion (``trainer.max_time``, ``trainer.max_steps``) ends the run mid-epoch;
 :class:`AtomicCheckpointIO` writes it to a temporary file in the checkpoint folder and renames it
 into place, so a ``kill -9`` at any moment leaves the previous state intact. A run resumed from a

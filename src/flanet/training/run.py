@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from flanet.training.model_defaults import random_encoder_warning, resolve_model
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
 from flanet.training.resume import AtomicCheckpointIO, InvocationTimer, ResumeState, parse_max_time
+from flanet.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,15 @@ class TrainingError(RuntimeError):
 
 
 def train(
-    config: Mapping[str, Any] | str | Path | None = None,
+    config: TrainConfig | Mapping[str, Any] | str | Path | None = None,
     overrides: Sequence[str] = (),
     resume: str | Path | None = None,
 ) -> Path:
     """Train a model and return its run folder.
 
     Args:
-        config: shipped recipe name, YAML path or mapping; may be None with ``resume`` (the
-            run folder's ``config.yaml`` is used).
+        config: shipped recipe name, YAML path, mapping or :class:`TrainConfig`; may be None
+            with ``resume`` (the run folder's ``config.yaml`` is used, old key names included).
         overrides: ``dotted.key=value`` overrides (see :func:`load_config`).
         resume: a run folder or its ``checkpoints/resume.ckpt``: training continues from the
             end of the last completed epoch (weights, optimiser, epoch/step counters, best
@@ -70,19 +72,19 @@ def train(
     warning = random_encoder_warning(resolved)
     if warning is not None and global_rank() == 0:
         log.warning("%s", warning)
-    root = resolved["data"]["root"]
+    root = resolved.data.root
     if root is None:
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
-    pl.seed_everything(resolved["seed"], workers=True, verbose=False)
+    pl.seed_everything(resolved.seed, workers=True, verbose=False)
     module = FLANetModule(resolved)
     if resume_ckpt is not None:
         _check_resume_model(resume_ckpt, module.model.config)
         created = False
     else:
         run_dir = _new_run_dir(resolved)
-        claimed = resolved["output"]["run_dir"] is None and run_dir.is_dir() and not any(run_dir.iterdir())
+        claimed = resolved.output.run_dir is None and run_dir.is_dir() and not any(run_dir.iterdir())
         created = global_rank() == 0 and (claimed or not run_dir.exists())
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,24 +107,37 @@ def train(
     return run_dir
 
 
-def precision_for(config: Mapping[str, Any]) -> str:
-    """``trainer.precision``; ``auto`` = bf16-mixed on a CUDA device with bf16, else 32-true."""
-    precision = str(config["trainer"]["precision"])
+def precision_for(config: TrainConfig) -> int | str:
+    """``trainer.precision``; flanet's ``auto`` = bf16-mixed on a CUDA device with bf16, else 32-true."""
+    precision = config.trainer.precision
     if precision != "auto":
         return precision
-    accelerator = str(config["trainer"]["accelerator"])
+    accelerator = str(config.trainer.accelerator)
     cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
-    section = config["trainer"]
-    resume_state = ResumeState(run_dir / "checkpoints" / f"{RESUME_NAME}.ckpt", section["checkpoint_every_n_steps"])
+def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
+    """The ``trainer`` section as :class:`lightning.pytorch.Trainer` keyword arguments.
+
+    Every key is passed through under its own name, except ``precision: auto`` (resolved by
+    :func:`precision_for`) and ``max_time`` (left out: :func:`_build_trainer` gives the run an
+    :class:`InvocationTimer` instead of Lightning's timer, so that a resumed run gets the
+    whole budget again).
+    """
+    arguments = dataclasses.asdict(config.trainer)
+    del arguments["max_time"]
+    arguments["precision"] = precision_for(config)
+    return arguments
+
+
+def _build_trainer(config: TrainConfig, run_dir: Path) -> pl.Trainer:
+    resume_state = ResumeState(run_dir / "checkpoints" / f"{RESUME_NAME}.ckpt", config.output.checkpoint_every_n_steps)
     callbacks: list[pl.Callback] = [RunFolder(run_dir, config), resume_state]
-    max_time = parse_max_time(section["max_time"])
+    max_time = parse_max_time(config.trainer.max_time)
     if max_time is not None:
         callbacks.append(InvocationTimer(max_time))
-    if section["progress_bar"]:
+    if config.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar())
     logs = run_dir / "logs"
     # A resumed run appends to its CSV log, although Lightning's warning says it deletes it.
@@ -132,23 +147,9 @@ def _build_trainer(config: Mapping[str, Any], run_dir: Path) -> pl.Trainer:
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
     return pl.Trainer(
-        max_epochs=section["epochs"],
-        max_steps=section["max_steps"],
-        accelerator=section["accelerator"],
-        devices=section["devices"],
-        num_nodes=section["num_nodes"],
-        strategy=section["strategy"],
-        precision=precision_for(config),
-        gradient_clip_val=config["optim"]["grad_clip"] or None,
-        limit_train_batches=section["limit_train_batches"],
-        limit_val_batches=section["limit_val_batches"],
-        check_val_every_n_epoch=section["val_every_n_epochs"],
-        log_every_n_steps=section["log_every_n_steps"],
-        num_sanity_val_steps=section["sanity_val_steps"],
-        enable_progress_bar=section["progress_bar"],
+        **trainer_arguments(config),
         enable_model_summary=False,
-        deterministic=section["deterministic"],
-        benchmark=not section["deterministic"],  # cuDNN autotuning: inputs have one fixed size
+        benchmark=config.trainer.deterministic is False,  # cuDNN autotuning: inputs have one fixed size
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         logger=loggers,
@@ -165,12 +166,12 @@ def global_rank() -> int:
     return 0
 
 
-def _new_run_dir(config: Mapping[str, Any]) -> Path:
+def _new_run_dir(config: TrainConfig) -> Path:
     """The run folder of a new run; every process of a distributed run gets the same one."""
     shared = os.environ.get(RUN_DIR_ENV)
     if shared and global_rank() != 0:
         return Path(shared)
-    explicit = config["output"]["run_dir"]
+    explicit = config.output.run_dir
     if explicit is not None:
         run_dir = Path(explicit)
     else:
@@ -180,8 +181,8 @@ def _new_run_dir(config: Mapping[str, Any]) -> Path:
             raise ValueError("distributed launch without a shared run id: set output.run_dir=/shared/path/run")
         name = run_name(config)
         if not multi_process:
-            return claim_new_run_dir(Path(config["output"]["dir"]), name)
-        run_dir = Path(config["output"]["dir"]) / f"{name}-job{job}"
+            return claim_new_run_dir(Path(config.output.dir), name)
+        run_dir = Path(config.output.dir) / f"{name}-job{job}"
     if global_rank() == 0 and (run_dir / "config.yaml").exists():
         raise ValueError(f"{run_dir}: a run folder already exists here; choose another output.run_dir "
                          f"or continue it with --resume {run_dir}")

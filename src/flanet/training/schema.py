@@ -1,0 +1,248 @@
+"""The typed schema of a training configuration (every key is documented in docs/training.md).
+
+``trainer`` holds keyword arguments of :class:`lightning.pytorch.Trainer` under Lightning's own
+names, passed through unchanged (as lightning-hydra-template hands its trainer group to
+``Trainer``); everything flanet adds itself lives in the other sections (``seed``, ``data.batch_size``,
+``output.*``). Names of earlier flanet releases are still read, with a deprecation message
+(:data:`DEPRECATED_KEYS`). Standard library only: the command line imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flanet.models.defaults import DEFAULT_ENCODER
+
+
+class ConfigError(ValueError):
+    """A configuration file, key or value is invalid; the message says which and why."""
+
+
+#: Old dotted key -> its new name; the old names are read, with a warning, until they are removed.
+DEPRECATED_KEYS: dict[str, str] = {
+    "trainer.epochs": "trainer.max_epochs",
+    "trainer.val_every_n_epochs": "trainer.check_val_every_n_epoch",
+    "trainer.sanity_val_steps": "trainer.num_sanity_val_steps",
+    "trainer.progress_bar": "trainer.enable_progress_bar",
+    "trainer.batch_size": "data.batch_size",
+    "trainer.checkpoint_every_n_steps": "output.checkpoint_every_n_steps",
+    "optim.grad_clip": "trainer.gradient_clip_val",
+}
+#: The release that stops reading the old names of :data:`DEPRECATED_KEYS`.
+DEPRECATED_REMOVED_IN = "0.3"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``: what :func:`flanet.models.create_model` builds."""
+
+    name: str = "flanet"
+    encoder: str = DEFAULT_ENCODER
+    encoder_weights: str | None = None
+    #: Further ``create_model`` keyword arguments, checked against its signature.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data``: the data set, the clips made of it and the loaders."""
+
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    val_fraction: float = 0.1
+    image_size: int = 352
+    edge: Literal["causal", "lookahead"] = "causal"
+    augment: bool = False
+    heatmap_sigma: float = 5.0
+    num_workers: int = 4
+    #: Global batch, split over all processes.
+    batch_size: int = 24
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``loss``: the weights of eq. (2) and the margin of eq. (1)."""
+
+    bce_weight: float = 1.0
+    iou_weight: float = 1.0
+    heatmap_weight: float = 1.0
+    #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
+    contrastive_weight: float | None = None
+    alpha: float = 1.0e-3
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """``optim``: Adam and its learning-rate schedule."""
+
+    lr: float = 5.0e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: Literal["none", "cosine", "step"] = "none"
+    step_epochs: int = 60
+    step_gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """``trainer``: :class:`lightning.pytorch.Trainer` arguments, under Lightning's names.
+
+    Passed through as given, except ``precision: auto`` (resolved by flanet) and ``max_time``
+    (a budget per invocation: a resumed run gets it afresh). The defaults are Lightning's
+    except ``max_epochs`` (100, paper), ``precision`` (``auto``), ``gradient_clip_val`` (0.5,
+    the released code) and ``log_every_n_steps`` (10).
+    """
+
+    max_epochs: int = 100
+    max_steps: int = -1
+    max_time: str | dict[str, float] | None = None
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: int | str = "auto"
+    gradient_clip_val: float | None = 0.5
+    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
+    accumulate_grad_batches: int = 1
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 2
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    deterministic: bool | Literal["warn"] = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """``output`` (flanet's): where the run folder goes and how often its resume state is saved."""
+
+    dir: str = "runs"
+    run_dir: str | None = None
+    #: >0: also write ``checkpoints/resume.ckpt`` every N optimiser steps (always at epoch ends).
+    checkpoint_every_n_steps: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A complete training configuration; :func:`flanet.training.config.load_config` builds one."""
+
+    name: str = "flanet"
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (YAML, checkpoint metadata, ``load_config`` input)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """A copy with keys changed: ``config.replace(loss={"contrastive_weight": 1.0}, seed=3)``."""
+        changes = {
+            key: dataclasses.replace(getattr(self, key), **value) if isinstance(value, dict) else value
+            for key, value in sections.items()
+        }
+        return dataclasses.replace(self, **changes)
+
+
+#: Keys whose value is a free-form mapping (checked as a whole, not against the schema's keys).
+FREE_FORM_KEYS = frozenset({"model.options"})
+
+
+def build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """The dataclass ``cls`` from a nested mapping holding every one of its keys, type-checked.
+
+    Numbers are accepted for ``float`` keys and scalars for ``str`` keys (a run named ``2024``);
+    anything else of the wrong type is refused.
+
+    Raises:
+        ConfigError: naming the key and the type it expects.
+    """
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for spec in dataclasses.fields(cls):
+        dotted, hint = f"{prefix}{spec.name}", hints[spec.name]
+        if dataclasses.is_dataclass(hint):
+            values[spec.name] = build(hint, data[spec.name], f"{dotted}.")
+        else:
+            values[spec.name] = check_value(data[spec.name], hint, dotted)
+    return cls(**values)
+
+
+def check_value(value: Any, hint: Any, dotted: str) -> Any:
+    """``value`` as type ``hint`` (int, float, bool, str, None, Literal, unions, list, dict, Any).
+
+    Raises:
+        ConfigError: ``value`` is not of that type.
+    """
+    converted = _convert(value, hint)
+    if converted is _WRONG:
+        origin = typing.get_origin(hint)
+        if origin is Literal:
+            raise ConfigError(f"config key '{dotted}' must be one of {typing.get_args(hint)}, got {value!r}")
+        raise ConfigError(f"config key '{dotted}' expects {describe_type(hint)}, got {value!r}")
+    return converted
+
+
+_WRONG = object()
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint``, or :data:`_WRONG`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            converted = _convert(value, arg)
+            if converted is not _WRONG:
+                return converted
+        return _WRONG
+    if origin is Literal:
+        return value if value in args else _WRONG
+    if hint is type(None):
+        return value if value is None else _WRONG
+    if hint is bool:
+        return value if isinstance(value, bool) else _WRONG
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return value if number and isinstance(value, int) else _WRONG
+    if hint is float:
+        return float(value) if number else _WRONG
+    if hint is str:
+        return value if isinstance(value, str) else str(value) if number else _WRONG
+    if origin in (list, Sequence) or hint in (list, Sequence):
+        if not isinstance(value, (list, tuple)):
+            return _WRONG
+        items = [_convert(item, args[0] if args else Any) for item in value]
+        return _WRONG if any(item is _WRONG for item in items) else items
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else _WRONG
+    return value if isinstance(hint, type) and isinstance(value, hint) else _WRONG
+
+
+def describe_type(hint: Any) -> str:
+    """``an integer``, ``a string or null``, ``a list of a number``... as a message names a type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(arg) for arg in args)
+    if origin is Literal:
+        return " or ".join(repr(arg) for arg in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, Sequence):
+        return f"a list of {describe_type(args[0])}" if args else "a list"
+    if origin in (dict, Mapping):
+        return "a mapping"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
