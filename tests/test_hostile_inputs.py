@@ -118,4 +118,4 @@ def test_normal_yaml_with_aliases_still_loads(tmp_path: Path) -> None:
     assert load_yaml("a: &s {k: 1}\nb: *s\nc: [*s, *s]\n") == {"a": {"k": 1}, "b": {"k": 1}, "c": [{"k": 1}] * 2}
     config = tmp_path / "mine.yaml"
     config.write_text("base: cpu-small\noptim: &o {lr: 0.002}\nname: mine\n")
-    assert load_config(config)["optim"]["lr"] == 0.002
+    assert load_config(config).optim.lr == 0.002

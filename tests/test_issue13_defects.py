@@ -41,8 +41,8 @@ def test_resume_file_is_staged_in_its_own_folder_when_tmpdir_is_on_another_files
 
 
 def test_dotted_override_into_model_options_keeps_the_recipes_other_keys() -> None:
-    recipe = load_config("cpu-small")["model"]["options"]
-    options = load_config("cpu-small", ["model.options.head_channels=32"])["model"]["options"]
+    recipe = load_config("cpu-small").model.options
+    options = load_config("cpu-small", ["model.options.head_channels=32"]).model.options
     assert options == {**recipe, "head_channels": 32} and recipe["head_channels"] != 32
 
 

@@ -87,7 +87,7 @@ def _overlapping(tmp_path: Path) -> tuple[Path, str]:
 
 def test_train_refuses_a_split_sharing_videos_with_another(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data, shared = _overlapping(tmp_path)
-    args = ["train", "--config", "cpu-small", f"data.root={data}", "data.image_size=64", "trainer.progress_bar=false",
+    args = ["train", "--config", "cpu-small", f"data.root={data}", "data.image_size=64", "trainer.enable_progress_bar=false",
             f"output.dir={tmp_path / 'runs'}"]
     assert main(args) == 2
     line = _error(capsys, "train")

@@ -79,6 +79,10 @@ def read_coco_layout(
             notes.append(Problem("warning", source[video_id], f"{len(missing)} listed frame(s) of video "
                                  f"{video_id or root.name!r} have no file in {folder}, ignored: {', '.join(missing[:5])}"))
         found = [labels.get(frame.name) for frame in frames]
-        boxes = [label.box if label else None for label in found] if video_id in box_videos else None
-        videos.append(Video(video_id or root.name, frames, [label.mask if label else None for label in found], boxes))
+        boxes = lesion_free = None
+        if video_id in box_videos:  # a listed frame without a box is lesion-free
+            boxes = [label.box if label else None for label in found]
+            lesion_free = [label is not None and label.box is None for label in found]
+        masks = [label.mask if label else None for label in found]
+        videos.append(Video(video_id or root.name, frames, masks, boxes, lesion_free=lesion_free))
     return videos, with_aliases(splits), split_files

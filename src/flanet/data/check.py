@@ -170,13 +170,15 @@ def _video_problems(video: Video, results: list[FrameResult], clip_len: int, lab
     if video.num_frames < clip_len:
         problems.append(Problem("error", folder, f"video {video.id!r} has {video.num_frames} frame(s); "
                                                  f"a clip needs {clip_len}"))
+    box_only = set(video.box_only_frames())
     if 0 < video.num_masks < video.num_frames and video.video_file is None:
-        problems += [Problem("warning", frame, "missing mask: frame used as context only")
-                     for frame, mask in zip(video.frames, video.masks) if mask is None]
+        problems += [Problem("warning", frame, "missing mask: frame used as context only" if i not in box_only
+                             else "missing mask: its box trains the heatmap only (models with a localisation branch)")
+                     for i, (frame, mask) in enumerate(zip(video.frames, video.masks)) if mask is None]
     elif video.num_masks == 0 and video.bboxes is not None:
-        boxes = sum(box is not None for box in video.bboxes)
-        problems.append(Problem("note", folder, f"video {video.id!r} has {boxes} lesion box(es) and no masks "
-                                                "(box-only: flanet train/evaluate refuse it)"))
+        problems.append(Problem("note", folder, f"video {video.id!r} has {len(box_only)} lesion box(es) and no masks "
+                                                "(box-only: its boxes train the heatmap of flanet, flanet-lb and "
+                                                "flanet-ffa-lb; evaluate and the other models refuse it)"))
     elif video.num_masks == 0:
         problems.append(Problem("warning" if labelled else "note", folder,
                                 f"video {video.id!r} has no masks: usable for inference only"))

@@ -2,7 +2,11 @@
 
 For a target frame ``t`` (a frame with a mask) a sample holds the frames ``[t, t-1, t-2]``
 (current first, the order the model expects), the mask, heatmap and bbox of ``t`` and its
-identity. Edge policy before the first frame of a video:
+identity. With ``box_targets`` (models with the localisation branch), frames with a lesion box
+but no mask (box-only sets such as CVA-Net's, docs/data.md) are targets too: their heatmap comes
+from the box (paper Section 3.2) and ``has_mask`` is False, so the mask terms of the loss skip
+them; frames an annotation file lists as lesion-free get an empty mask (``has_mask`` True), and
+frames with neither mask, box nor such a statement stay context only. Edge policy before the first frame of a video:
 
 - ``"causal"`` (default): index ``t-k < 0`` becomes 0, the first frame is repeated; this is what a
   live stream can do.
@@ -69,13 +73,16 @@ class ClipDataset(Dataset):
         with_previous: add frame ``t-clip_len`` and the flags ``prev_distinct`` and
             ``prev_lesion_free`` of ``t-1`` (the target frames do not change).
         heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
+        box_targets: frames with a box but no mask, and frames annotated lesion-free, are targets
+            (see module docstring); False: only frames with a mask, and a box-only split is refused.
         augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
         seed: with ``augment``, the draws of clip ``i`` in epoch ``e`` come from the random
             generator seeded by ``(seed, e, i)`` (see :meth:`set_epoch`): the same in any
             DataLoader worker and after a resume, whatever the order clips are read in.
 
     Raises:
-        DataError: when the set has error-level problems, the split is unknown, or no frame has a mask.
+        DataError: when the set has error-level problems, the split is unknown, no frame is a target,
+            or (without ``box_targets``) the split is box-only.
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class ClipDataset(Dataset):
         edge: str = "causal",
         with_previous: bool = False,
         heatmap_sigma: float = 5.0,
+        box_targets: bool = False,
         augment_config: AugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
@@ -98,7 +106,9 @@ class ClipDataset(Dataset):
         errors = [note for note in video_set.notes if note.severity == "error"]
         if errors:
             raise DataError(f"{errors[0]} (and {len(errors) - 1} more; run `flanet data check`)", video_set.root)
-        video_set.ensure_masks(split)
+        if not box_targets:
+            video_set.ensure_masks(split, "training or scoring a model without the localisation branch")
+        self.box_targets = box_targets
         self.videos: list[Video] = video_set.subset(split)
         self.image_size, self.clip_len, self.edge = image_size, clip_len, edge
         self.augment, self.with_previous, self.heatmap_sigma = augment, with_previous, heatmap_sigma
@@ -107,15 +117,19 @@ class ClipDataset(Dataset):
         self.length = clip_len + 1 if with_previous else clip_len
         self.samples = self._target_frames()
         if len(self.samples) == 0:
-            raise DataError(f"split {split!r} has no frame with a mask to train or evaluate on", video_set.root)
+            what = "a mask or a lesion box" if box_targets else "a mask"
+            raise DataError(f"split {split!r} has no frame with {what} to train or evaluate on", video_set.root)
         self._video_reader = VideoFrameReader()
 
     def _target_frames(self) -> np.ndarray:
         """(N, 2) int64 ``(video position, frame index)`` of every usable target frame."""
         rows = []
         for position, video in enumerate(self.videos):
-            has_mask = np.array([mask is not None for mask in video.masks], dtype=bool)
-            targets = np.flatnonzero(has_mask)
+            target = np.array([mask is not None for mask in video.masks], dtype=bool)
+            if self.box_targets:
+                target |= np.array([video.known_mask(i) for i in range(len(video.masks))], dtype=bool)
+                target[video.box_only_frames()] = True
+            targets = np.flatnonzero(target)
             rows.append(np.stack([np.full_like(targets, position), targets], axis=1))
         return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
 
@@ -139,27 +153,36 @@ class ClipDataset(Dataset):
     def _targets(
         self, video: Video, index: int, shape: tuple[int, int], transform: ClipTransform
     ) -> dict[str, torch.Tensor]:
-        """Mask, heatmap, bbox and has_lesion of frame ``index`` at the output resolution."""
-        mask_path = video.masks[index]
-        mask = read_mask(mask_path)
-        if mask.shape != shape:
-            frame = video.video_file or video.frames[index]
-            found, expected = f"{mask.shape[1]}x{mask.shape[0]}", f"{shape[1]}x{shape[0]}"
-            raise DataError(f"mask size {found} differs from its frame's {expected} ({frame})", mask_path)
+        """Mask, heatmap, bbox, has_lesion and has_mask of frame ``index`` at the output resolution.
+
+        A frame without a mask gets an empty mask target: its mask is known (``has_mask``) when it
+        is annotated lesion-free, unknown for a box-only frame, whose heatmap comes from its box.
+        """
         size = self.image_size
         matrix = frame_matrix(transform, shape[0], shape[1], size)
-        out_mask = self._transform_image(mask.astype(np.uint8) * 255, transform) > 127
-        box = None
-        if out_mask.any():
-            given = video.bboxes[index] if video.bboxes is not None else None
+        given = video.bboxes[index] if video.bboxes is not None else None
+        mask_path = video.masks[index]
+        if mask_path is None:
+            out_mask = np.zeros((size, size), dtype=bool)
             box = transform_box(given, matrix, size) if given is not None else None
-            box = box or mask_bbox(out_mask)
+        else:
+            mask = read_mask(mask_path)
+            if mask.shape != shape:
+                frame = video.video_file or video.frames[index]
+                found, expected = f"{mask.shape[1]}x{mask.shape[0]}", f"{shape[1]}x{shape[0]}"
+                raise DataError(f"mask size {found} differs from its frame's {expected} ({frame})", mask_path)
+            out_mask = self._transform_image(mask.astype(np.uint8) * 255, transform) > 127
+            box = None
+            if out_mask.any():
+                box = transform_box(given, matrix, size) if given is not None else None
+                box = box or mask_bbox(out_mask)
         heatmap = gaussian_heatmap(bbox_center(box) if box else None, size, size, self.heatmap_sigma)
         return {
             "mask": torch.from_numpy(out_mask.astype(np.float32))[None],
             "heatmap": torch.from_numpy(heatmap)[None],
             "bbox": torch.tensor(box or NO_BOX, dtype=torch.float32),
             "has_lesion": torch.tensor(box is not None),
+            "has_mask": torch.tensor(video.known_mask(index)),
         }
 
     def __getitem__(self, item: int) -> dict[str, object]:
@@ -183,7 +206,7 @@ class ClipDataset(Dataset):
         sample.update(self._targets(video, t, shape, transform))
         if self.with_previous:
             previous = int(indices[1])
-            lesion_free = video.masks[previous] is not None and not bool(
+            lesion_free = video.known_mask(previous) and not bool(
                 self._targets(video, previous, decoded[previous].shape[:2], transform)["has_lesion"]
             )
             sample["prev_distinct"] = torch.tensor(previous != t)

@@ -32,6 +32,9 @@ class Video:
             calibration (a DICOM cine: ultrasound region deltas, else PixelSpacing), else None.
         spacing_source: the attribute ``pixel_spacing`` came from (``"SequenceOfUltrasoundRegions"``,
             ``"PixelSpacing"``), else None.
+        lesion_free: per frame, True where an annotation file says the frame shows no lesion without
+            giving it a mask (a listed frame without a box in a COCO box file), or None when the
+            layout cannot say so.
     """
 
     id: str
@@ -41,6 +44,7 @@ class Video:
     video_file: Path | None = None
     pixel_spacing: tuple[float, float] | None = None
     spacing_source: str | None = None
+    lesion_free: list[bool] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -51,6 +55,16 @@ class Video:
     def num_masks(self) -> int:
         """Number of frames that have a mask."""
         return sum(mask is not None for mask in self.masks)
+
+    def box_only_frames(self) -> list[int]:
+        """Indices of the frames that have a lesion box but no mask."""
+        if self.bboxes is None:
+            return []
+        return [i for i, (mask, box) in enumerate(zip(self.masks, self.bboxes)) if mask is None and box is not None]
+
+    def known_mask(self, index: int) -> bool:
+        """Whether frame ``index``'s mask is known: it has one, or it is annotated lesion-free (empty mask)."""
+        return self.masks[index] is not None or (self.lesion_free is not None and self.lesion_free[index])
 
 
 @dataclass
@@ -81,18 +95,22 @@ class VideoSet:
         """True when the set has boxes but no mask at all (e.g. CVA-Net's detection set)."""
         return _box_only(self.videos)
 
-    def ensure_masks(self, split: str | None) -> None:
-        """Refuse to train or score segmentation on a split that has boxes but no masks.
+    def ensure_masks(self, split: str | None, use: str = "scoring lesion masks (Dice, IoU, ...)") -> None:
+        """Refuse a use that needs masks on a split that has boxes but no masks.
+
+        Args:
+            split: the split, or None for every video.
+            use: what needs the masks, for the message.
 
         Raises:
-            DataError: for a box-only split (its empty masks would be taken for lesion-free frames).
+            DataError: for a box-only split (its frames have no mask to learn or score).
         """
         if _box_only(self.subset(split)):
             where = f"split {split!r}" if split else "the data set"
             raise DataError(
-                f"{where} has lesion boxes but no masks (box-only, layout {self.layout}): flanet trains and "
-                "scores lesion masks, and empty masks would teach the model that no frame has a lesion; "
-                "use it with `flanet predict`, or add masks (docs/data.md, box-only sets)",
+                f"{where} has lesion boxes but no masks (box-only, layout {self.layout}): {use} needs masks; "
+                "boxes train only the heatmap (localisation) branch of flanet, flanet-lb and flanet-ffa-lb, "
+                "and `flanet predict` segments such a set (docs/data.md, box-only sets)",
                 self.root,
             )
 

@@ -94,6 +94,7 @@ class FLANetLoss(nn.Module):
         video_index: Tensor | None = None,
         has_lesion: Tensor | None = None,
         positive_valid: Tensor | None = None,
+        has_mask: Tensor | None = None,
     ) -> LossTerms:
         """Compute eq. (2) for one batch.
 
@@ -107,12 +108,15 @@ class FLANetLoss(nn.Module):
             has_lesion: ``(B,)`` bool, frame t has a lesion (None: all have one).
             positive_valid: ``(B,)`` bool, ``H_{t-1}`` is a usable positive: another frame
                 than t, not annotated lesion-free (None: all are).
+            has_mask: ``(B,)`` bool, ``G^S_t`` is known (None: all are). The BCE and IoU terms are
+                means over these items only; a box-only item (lesion box, no mask) trains the
+                localisation branch alone (its ``G^H_t`` comes from the box).
 
         Returns:
             :class:`LossTerms`.
         """
-        bce = bce_loss(mask_logits, mask)
-        iou = iou_loss(mask_logits, mask)
+        bce = bce_loss(mask_logits, mask, has_mask)
+        iou = iou_loss(mask_logits, mask, has_mask=has_mask)
         total = self.bce_weight * bce + self.iou_weight * iou
         heat = contrastive = negative_fraction = triplet_fraction = None
         if heatmap is not None:

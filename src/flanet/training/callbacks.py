@@ -26,14 +26,28 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "lr",
     "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
     "train_negative_fraction", "train_triplet_fraction",
-    "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae", "encoder_pretrained",
+    "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae", "val_centre_error", "encoder_pretrained",
 )
+
+
+def selection_score(val: Mapping[str, float]) -> tuple[str, float] | None:
+    """``(metric, score)`` that ``best.pt`` is chosen by, higher is better; None without one.
+
+    Validation Dice; for a validation split without any mask (box-only, docs/data.md), minus
+    ``val_centre_error`` (heatmap peak to box centre, pixels).
+    """
+    if "val_dice" in val:
+        return "val_dice", float(val["val_dice"])
+    if "val_centre_error" in val:
+        return "val_centre_error", -float(val["val_centre_error"])
+    return None
 
 
 class RunFolder(Checkpoint):
     """Writes, at the end of every training epoch (global rank 0 only):
 
-    - ``checkpoints/last.pt`` and, when validation Dice improved, ``checkpoints/best.pt``
+    - ``checkpoints/last.pt`` and, when validation Dice improved (the heatmap-centre error fell, for
+      a box-only validation split: :func:`selection_score`), ``checkpoints/best.pt``
       (flanet checkpoints, :func:`flanet.models.save_checkpoint`, loadable with
       ``torch.load(weights_only=True)``; metadata: epoch, step, metrics, training config);
     - one row of ``metrics.csv`` (:data:`METRIC_COLUMNS`, blank where a term does not apply;
@@ -57,7 +71,7 @@ class RunFolder(Checkpoint):
     def __init__(self, run_dir: Path, config: TrainConfig) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
-        self.best_dice = -math.inf
+        self.best_score = -math.inf
         self.best_epoch = -1
         self.encoder_init = encoder_init(config)
         warning = random_encoder_warning(config)
@@ -68,10 +82,10 @@ class RunFolder(Checkpoint):
         return self.run_dir / "metrics.csv"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_dice": self.best_dice, "best_epoch": self.best_epoch}
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best_dice = float(state_dict["best_dice"])
+        self.best_score = float(state_dict.get("best_score", state_dict.get("best_dice", -math.inf)))
         self.best_epoch = int(state_dict["best_epoch"])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -91,7 +105,8 @@ class RunFolder(Checkpoint):
             **val,
             "encoder_pretrained": int(self.encoder_init != "random"),
         }
-        improved = "val_dice" in val and val["val_dice"] > self.best_dice and not partial
+        selection = selection_score(val)
+        improved = selection is not None and selection[1] > self.best_score and not partial
         if trainer.is_global_zero:
             metadata = {
                 "epoch": epoch,
@@ -113,11 +128,12 @@ class RunFolder(Checkpoint):
                 return
             if improved:
                 save_checkpoint(folder / "best.pt", pl_module.model, metadata)
-                log.info("epoch %d: val dice %.4f, best so far -> %s", epoch, val["val_dice"], folder / "best.pt")
+                log.info("epoch %d: %s %.4f, best so far -> %s", epoch, selection[0], val[selection[0]],
+                         folder / "best.pt")
             _append_row(self.metrics_path, row)
             plot_loss_curve(self.metrics_path, self.run_dir / "loss_curve.png")
         if improved:
-            self.best_dice, self.best_epoch = val["val_dice"], epoch
+            self.best_score, self.best_epoch = selection[1], epoch
 
 
 def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:

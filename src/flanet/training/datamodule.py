@@ -65,13 +65,16 @@ class VideoDataModule(pl.LightningDataModule):
         config: resolved training configuration.
         clip_len: frames per clip of the model (``model.num_frames``).
         with_previous: training clips carry one extra previous frame (contrastive loss).
+        box_targets: frames with a lesion box but no mask are targets (models with the
+            localisation branch, see :class:`~flanet.data.ClipDataset`); else box-only splits are refused.
     """
 
-    def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool) -> None:
+    def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False) -> None:
         super().__init__()
         self.config = config
         self.clip_len = clip_len
         self.with_previous = with_previous
+        self.box_targets = box_targets
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
@@ -88,13 +91,13 @@ class VideoDataModule(pl.LightningDataModule):
             raise DataError("no dataset given: set data.root=/path/to/dataset")
         video_set = split_train_val(discover(data.root), data, self.config.seed)
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
-                      heatmap_sigma=data.heatmap_sigma)
+                      heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets)
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
                                          with_previous=self.with_previous, seed=self.config.seed, **common)
         self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if len(dataset) == 0:
-                raise DataError(f"the {name} split has no frame with a mask", video_set.root)
+                raise DataError(f"the {name} split has no target frame (a mask, or a box)", video_set.root)
 
     def _per_device_batch(self) -> int:
         batch, world = self.config.data.batch_size, self.trainer.world_size

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from flanet.evaluation.model_predictions import heatmap_peaks
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.models import SegmentationOutput, create_model
@@ -52,6 +53,14 @@ class FLANetModule(pl.LightningModule):
     4-frame clips ``[t, t-1, t-2, t-3]`` and ``model.forward_windows`` yields ``H_t`` and
     ``H_{t-1}`` from one encoder pass per frame (Section 3.3). Otherwise clips have
     ``model.num_frames`` frames and ``model(clip)`` is used.
+
+    Box-only samples (a lesion box, no mask: ``batch["has_mask"]`` False) train the
+    localisation branch only: the mask terms of eq. (2) are means over the samples with a mask.
+    Validation scores Dice etc. over the samples with a mask and, for models with the
+    localisation branch, ``val_centre_error``: the mean distance in pixels (at the training
+    resolution) between the heatmap peak and the lesion's box centre, over the samples with a
+    lesion. A box-only validation split (box-only samples and no mask showing a lesion, its
+    lesion-free frames aside) reports no Dice: ``best.pt`` is then chosen by the centre error.
 
     Args:
         config: resolved training configuration (see :mod:`flanet.training.config`); keys
@@ -96,6 +105,7 @@ class FLANetModule(pl.LightningModule):
             batch["video_index"],
             batch["has_lesion"],
             positive_valid,
+            batch["has_mask"],
         )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -128,11 +138,16 @@ class FLANetModule(pl.LightningModule):
         terms = self.criterion(
             out.mask_logits, batch["mask"], out.heatmap,
             batch["heatmap"] if out.heatmap is not None else None,
+            has_mask=batch["has_mask"],
         )
         prob = torch.sigmoid(out.mask_logits.float())  # (B, 1, S, S)
-        scores = frame_scores(prob, batch["mask"])
+        scores = frame_scores(prob, batch["mask"])  # kept for the samples with a mask only
         count = batch["frames"].shape[0]
         scores["loss"] = terms.total.detach().float().expand(count)  # batch mean, per frame
+        scores["has_mask"] = batch["has_mask"].to(self.device, torch.float32)  # gatherable by every backend
+        scores["has_lesion"] = batch["has_lesion"].to(self.device, torch.float32)
+        if out.heatmap is not None:
+            scores["centre_error"] = _centre_error(out.heatmap, batch["bbox"], batch["has_lesion"])
         scores["video_index"] = batch["video_index"].to(self.device)
         scores["frame_index"] = batch["frame_index"].to(self.device)
         self._val_batches.append(scores)
@@ -163,12 +178,17 @@ class FLANetModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             merged = {k: self.all_gather(v).flatten(0, 1) for k, v in merged.items()}
         merged = _drop_duplicate_frames(merged)  # the distributed sampler pads with repeats
-        video_ids = [str(v) for v in merged["video_index"].tolist()]
-        summary = summarise({k: merged[k] for k in _VAL_SCORES}, video_ids)
-        self.val_metrics = {
-            "val_loss": float(merged["loss"].mean()),
-            **{f"val_{k}": summary[k] for k in ("dice", "jaccard", "f1", "mae")},
-        }
+        self.val_metrics = {"val_loss": float(merged["loss"].mean())}
+        with_mask = merged["has_mask"].bool()
+        # a box-only split (box-only samples, no mask with a lesion) is scored by the centre error alone
+        box_only = bool((~with_mask).any()) and not bool((with_mask & merged["has_lesion"].bool()).any())
+        if with_mask.any() and not box_only:  # Dice etc. only where the mask is known
+            video_ids = [str(v) for v in merged["video_index"][with_mask].tolist()]
+            summary = summarise({k: merged[k][with_mask] for k in _VAL_SCORES}, video_ids)
+            self.val_metrics.update({f"val_{k}": summary[k] for k in ("dice", "jaccard", "f1", "mae")})
+        if "centre_error" in merged and torch.isfinite(merged["centre_error"]).any():
+            error = merged["centre_error"]
+            self.val_metrics["val_centre_error"] = float(error[torch.isfinite(error)].mean())
         self.val_epoch = self.current_epoch
         for name, value in self.val_metrics.items():
             self.log(name.replace("val_", "val/"), value, prog_bar=name == "val_dice", sync_dist=True)
@@ -220,6 +240,14 @@ def _term_values(terms: LossTerms) -> dict[str, Tensor]:
         "triplet_fraction": terms.triplet_fraction,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
+
+
+def _centre_error(heatmap: Tensor, bbox: Tensor, has_lesion: Tensor) -> Tensor:
+    """(B,) distance in pixels from each heatmap's peak to its ``(x1, y1, x2, y2)`` box centre; NaN without lesion."""
+    size = (heatmap.shape[-2], heatmap.shape[-1])
+    peak = torch.from_numpy(heatmap_peaks(heatmap.float(), size)).to(bbox.device)  # (B, 2) x, y
+    error = (peak - (bbox[:, :2] + bbox[:, 2:]) / 2).norm(dim=1)
+    return torch.where(has_lesion.bool(), error, torch.full_like(error, float("nan")))
 
 
 def _drop_duplicate_frames(merged: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -93,7 +93,8 @@ def train(
     trainer = None
     try:
         trainer = _build_trainer(resolved, run_dir)
-        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_previous=module.use_previous)
+        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_previous=module.use_previous,
+                               box_targets=bool(module.model.has_heatmap))
         trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
     except BaseException as error:
         if created and (trainer is None or trainer.global_step == 0):
