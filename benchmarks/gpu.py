@@ -35,7 +35,6 @@ import json
 import statistics
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from flanet.data import to_model_input
 from flanet.inference import VideoSegmenter
 from flanet.inference.bench import machine_description
 from flanet.models import create_model
+from flanet.models.windows import CausalWindows, frame_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_model_replica import AuthorsFLANetReplica  # noqa: E402
@@ -107,29 +107,24 @@ def _stream(segmenter: VideoSegmenter, pool: list[np.ndarray], frames: int) -> N
 @torch.inference_mode()
 def _steps(segmenter: VideoSegmenter, images: list[torch.Tensor], frames: int) -> None:
     """``frames`` per-frame steps of the segmenter on device tensors (encode the new frame, decode the window)."""
-    window: deque = deque(maxlen=segmenter.num_frames)
+    windows = CausalWindows(segmenter.num_frames)
     for i in range(frames):
-        window.appendleft(segmenter._per_frame_state(images[i % len(images)]))
-        segmenter._predict(list(window) + [window[-1]] * (segmenter.num_frames - len(window)))
+        segmenter._predict(windows.push(segmenter._per_frame_state(images[i % len(images)])))
 
 
 def batched_fps(model: torch.nn.Module, batch: int, args: argparse.Namespace, timer: Timer,
                 dtype: torch.dtype | None, memory_format: torch.memory_format) -> float:
     """Output frames/s of encoding B new frames and decoding their B windows per call (features carried)."""
-    device, context, frames = torch.device(args.device), model.num_frames - 1, model.num_frames
+    device = torch.device(args.device)
     model.to(memory_format=memory_format)
     images = torch.randn(batch, 3, args.size, args.size, device=device).contiguous(memory_format=memory_format)
-    with torch.inference_mode(), _autocast(device, dtype):  # the video's first frame, repeated (causal)
-        start = [level.repeat(context, 1, 1, 1) for level in model.encode(images[:1])]
 
     @torch.inference_mode()
     def run() -> None:
-        carry = start
+        windows = CausalWindows(model.num_frames)  # what flanet evaluate's stream mode runs per chunk
         with _autocast(device, dtype):
             for _ in range(args.batched_steps):
-                levels = [torch.cat([old, new]) for old, new in zip(carry, model.encode(images))]
-                model.decode([[level[context - k: context - k + batch] for level in levels] for k in range(frames)])
-                carry = [level[-context:] for level in levels]
+                model.decode(frame_features(windows.push(model.encode(images))))
 
     return batch * args.batched_steps / timer(run)
 

@@ -185,3 +185,14 @@ def test_image_size_comes_from_the_training_metadata() -> None:
     assert image_size_from_metadata({"image_size": 256}) == 256
     assert image_size_from_metadata({"train_config": {"data": {"image_size": 160}}}) == 160
     assert image_size_from_metadata({}) == image_size_from_metadata(None) == 352
+
+
+def test_model_for_inference_takes_a_model_or_a_checkpoint(checkpoint: Path, model: torch.nn.Module) -> None:
+    from flanet.models.checkpoint import model_for_inference
+
+    loaded, metadata, size = model_for_inference(checkpoint)
+    assert size == 64 and metadata["image_size"] == 64 and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert model_for_inference(checkpoint, 128)[2] == 128
+    same, metadata, size = model_for_inference(model)
+    assert same is model and metadata == {} and size == 352

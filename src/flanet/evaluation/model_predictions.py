@@ -29,6 +29,7 @@ from tqdm import tqdm
 from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
 from flanet.data.video_io import iter_video_frames
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.windows import CausalWindows, frame_features
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
 
@@ -179,13 +180,13 @@ def iter_streamed_predictions(
     """Like :func:`iter_model_predictions`, but every frame is encoded once (FLA-Net variants).
 
     Each video is read in chunks of ``batch_size`` frames: the chunk is encoded as one batch
-    (``model.encode``), the features of the previous ``num_frames - 1`` frames are carried over (the
-    first frame's are repeated at the video start: causal edge policy), and the annotated frames of
-    the chunk are decoded as one batch of windows ``[t, t-1, t-2]`` (``model.decode``).
+    (``model.encode``), :class:`~flanet.models.windows.CausalWindows` carries the features of the
+    previous ``num_frames - 1`` frames over (the first frame's stand in for the frames before the
+    video start: causal edge policy), and the annotated frames of the chunk are decoded as one batch
+    of windows ``[t, t-1, t-2]`` (``model.decode``).
     """
     check_image_size(model, image_size)
     num_frames = int(model.num_frames)
-    context = num_frames - 1
     model = model.to(device).eval()
     total = sum(len(_annotated(v)) for v in videos)
     with torch.inference_mode(), tqdm(total=total, unit="frame", desc="evaluate", disable=not progress) as bar:
@@ -196,21 +197,15 @@ def iter_streamed_predictions(
             wanted = np.zeros(annotated[-1] + 1, dtype=bool)
             wanted[annotated] = True
             frames = _video_frames(video, annotated[-1])
-            carry: list[torch.Tensor] | None = None  # per level (context, C, h, w)
+            windows = CausalWindows(num_frames)
             for start in range(0, len(wanted), batch_size):
                 rgb = list(islice(frames, batch_size))
                 images = torch.stack([to_model_input(frame, image_size) for frame in rgb]).to(device)  # (n, 3, S, S)
-                features = model.encode(images)  # per level (n, C, h, w)
-                if carry is None:
-                    carry = [level[:1].repeat(context, 1, 1, 1) for level in features]
-                levels = [torch.cat([old, new]) for old, new in zip(carry, features)]  # frame start+i at row context+i
-                carry = [level[len(level) - context :] for level in levels]
                 targets = np.flatnonzero(wanted[start : start + len(rgb)])
+                levels = windows.push(model.encode(images), torch.as_tensor(targets))  # per level (m, T, C, h, w)
                 if targets.size == 0:
                     continue
-                rows = torch.as_tensor(targets, device=device) + context
-                window = [[level[rows - k] for level in levels] for k in range(num_frames)]  # [t, t-1, t-2]
-                out = model.decode(window)
+                out = model.decode(frame_features(levels))  # windows [t, t-1, t-2]
                 logits = out.mask_logits.float()  # (m, 1, S, S)
                 indices = [start + int(t) for t in targets]
                 sizes = [tuple(rgb[int(t)].shape[:2]) for t in targets]

@@ -181,15 +181,10 @@ def predict_archive(
         raise ValueError("compile applies to backend pytorch only")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
-    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+    from flanet.models.checkpoint import model_for_inference
 
-    metadata: dict[str, Any] = {}
-    checkpoint = None
-    if isinstance(model, (str, Path)):
-        checkpoint = str(Path(model).resolve())
-        loaded = load_checkpoint(model, map_location="cpu")
-        model, metadata = loaded.model, dict(loaded.metadata or {})
-    size = image_size or image_size_from_metadata(metadata)
+    checkpoint = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
+    model, _, size = model_for_inference(model, image_size)
     input_path, out = Path(input_path), Path(out_dir)
     items = archive_items(input_path, fps=fps, split=split)
     if device is None and torch.cuda.is_available() and world > 1:

@@ -87,11 +87,14 @@ def authors_fps(replica: Path, config: dict[str, Any]) -> dict[str, Any]:
 def decode_share(segmenter: Any, frames: list[np.ndarray], repeats: int = 5) -> dict[str, float]:
     """Median ms of one fusion + decoders call and of one whole streamed frame, and their ratio."""
     from flanet.data import to_model_input
+    from flanet.models.windows import CausalWindows
 
     with torch.inference_mode():
         images = [to_model_input(f, segmenter.image_size).to(segmenter.device, segmenter.input_dtype)[None]
                   .contiguous(memory_format=segmenter.memory_format) for f in frames[: segmenter.num_frames]]
-        window = [segmenter._per_frame_state(image) for image in images]
+        windows = CausalWindows(segmenter.num_frames)
+        for image in images:  # the window of the last of these frames: num_frames distinct frames
+            window = windows.push(segmenter._per_frame_state(image))
         decode, frame = [], []
         for _ in range(repeats):
             start = time.perf_counter()

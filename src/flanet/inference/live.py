@@ -8,12 +8,12 @@ dropped. A local video file given as a source is paced at its own frame rate (fr
 delivered ``k / fps`` seconds after the first), so it plays like a camera.
 
 Temporal window. FLA-Net predicts ``I_t`` from ``[I_t, I_{t-1}, I_{t-2}]``, the current frame and
-its two adjacent frames (paper, Sec. 3, Fig. 2). Live, :class:`~flanet.inference.VideoSegmenter`
+its two previous frames (paper, Sec. 3, Fig. 2). Live, :class:`~flanet.inference.VideoSegmenter`
 keeps the features of the last frames it segmented, so when frames are dropped the window is
 the last three frames *actually segmented*: further apart in time than in training (three source
 frames apart when the model runs at a third of the source's rate). We keep it that way on
-purpose: the encoder is the dominant cost, and segmenting every output from its true neighbours
-would encode three frames per output (the neighbours of one output are not the previous output),
+purpose: the encoder is the dominant cost, and segmenting every output from its true previous frames
+would encode three frames per output (the source frames just before an output are not the outputs before it),
 about three times the work per result, so more frames would be dropped and latency would grow.
 The effect of the wider spacing on accuracy has not been measured; ``frames.csv`` gives each
 frame's capture index and ``dropped_before``, so the spacing of every window is known.

@@ -35,7 +35,6 @@ from flanet.inference.clinical import FrameGeometry, MeasurementLog
 from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
 from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
-from flanet.models.checkpoint import image_size_from_metadata
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
 
@@ -200,15 +199,10 @@ def predict_live(
         SourceLostError: a camera or stream stopped delivering frames; the outputs up to then are
             complete (summary ``stop_reason: source_lost``).
     """
-    metadata: dict[str, Any] = {}
-    checkpoint = None
-    if isinstance(model, (str, Path)):
-        from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.checkpoint import model_for_inference
 
-        checkpoint = str(model)
-        loaded = load_checkpoint(model, map_location="cpu")
-        model, metadata = loaded.model, dict(loaded.metadata or {})
-    size = image_size or image_size_from_metadata(metadata)
+    checkpoint = str(model) if isinstance(model, (str, Path)) else None
+    model, _, size = model_for_inference(model, image_size)
     segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -162,15 +161,10 @@ def predict_to_folder(
     Returns:
         The output folder.
     """
-    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+    from flanet.models.checkpoint import model_for_inference
 
-    metadata: dict[str, Any] = {}
-    checkpoint = None
-    if isinstance(model, (str, Path)):
-        checkpoint = str(model)
-        loaded = load_checkpoint(model, map_location="cpu")
-        model, metadata = loaded.model, dict(loaded.metadata or {})
-    size = image_size or image_size_from_metadata(metadata)
+    checkpoint = str(model) if isinstance(model, (str, Path)) else None
+    model, metadata, size = model_for_inference(model, image_size)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
     segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)

@@ -3,19 +3,19 @@
 FLA-Net predicts frame ``t`` from the clip ``[I_t, I_{t-1}, I_{t-2}]`` (paper, Sec. 3, Fig. 2).
 Evaluated clip by clip, every frame of a video goes through the encoder three times.
 :class:`VideoSegmenter` encodes each incoming frame once with ``model.encode``, keeps the
-per-frame features of the last ``num_frames`` frames in a ring buffer, and calls
+per-frame features of the last frames (:class:`flanet.models.windows.CausalWindows`, the one
+window core of training, evaluation and streaming), and calls
 ``model.decode([f_t, f_{t-1}, f_{t-2}])``. At the start of a video the first frame's
-features are repeated (the *causal* edge policy of the data layer), so the output for
-every frame equals ``model(clip)`` on the causally padded clip.
+features stand in for the frames before it (the *causal* edge policy of the data layer), so the
+output for every frame equals ``model(clip)`` on the causally padded clip.
 
-Frames are taken one at a time from any iterable and nothing but the ring buffer is
-kept, so memory stays flat on arbitrarily long videos.
+Frames are taken one at a time from any iterable and nothing but the last ``num_frames - 1``
+frames' features is kept, so memory stays flat on arbitrarily long videos.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from flanet.devices import resolve_device
 from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
+from flanet.models.windows import CausalWindows, frame_features
 
 __all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
 
@@ -115,20 +116,6 @@ def compile_options(compile: bool | str | dict[str, Any], device: torch.device) 
     return {"mode": "reduce-overhead" if device.type == "cuda" else "default"}
 
 
-def _distinct(window: list) -> list:
-    """The window with repeated entries (video start) copied, so no two entries share tensors.
-
-    A compiled function is specialised on which of its inputs alias each other: without the
-    copies the first two frames of a video would each compile one more graph.
-    """
-    seen: set[int] = set()
-    distinct = []
-    for state in window:
-        distinct.append([level.clone() for level in state] if id(state) in seen else state)
-        seen.add(id(state))
-    return distinct
-
-
 class VideoSegmenter:
     """Segment a video frame by frame with a FLA-Net model or an image baseline.
 
@@ -139,7 +126,7 @@ class VideoSegmenter:
         device: torch device; CUDA when available by default.
         threshold: probability threshold for :attr:`FrameResult.mask`.
         reuse_features: True (default) encodes each frame once and reuses its features;
-            False runs the full ``model(clip)`` for every frame (clip-by-clip reference,
+            False runs the full ``model(clip)`` for every frame (clips reference,
             the way the authors' code evaluates; used by ``flanet bench``).
         channels_last: run convolutions in channels-last memory format (moves the
             model's weights to it). Default: on for CPU, where oneDNN's convolutions
@@ -224,7 +211,7 @@ class VideoSegmenter:
         self.reuse_features = reuse_features and self.num_frames > 1
         if self.runner is not None:
             if self.reuse_features != self.runner.streaming:
-                raise ValueError("backend onnxruntime streams (features reused); clip-by-clip runs on pytorch only")
+                raise ValueError("backend onnxruntime streams (features reused); clips (reuse_features=False) run on pytorch only")
             self.num_frames = self.runner.num_frames
         self.compiled = compile not in (False, None)
         self._encode, self._decode, self._forward = model.encode, model.decode, model
@@ -246,7 +233,7 @@ class VideoSegmenter:
             ValueError: for a malformed frame or a frame whose size differs from the first
                 frame's (the temporal window assumes one field of view).
         """
-        window: deque = deque(maxlen=self.num_frames)  # newest first: [t, t-1, t-2]
+        windows = CausalWindows(self.num_frames)
         first_size: tuple[int, int] | None = None
         for index, frame in enumerate(frames):
             rgb = as_rgb_frame(frame, index)
@@ -259,31 +246,34 @@ class VideoSegmenter:
                     f"{first_size[1]}x{first_size[0]}; frames of one video must keep one size"
                 )
             image = to_model_input(rgb, self.image_size).to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
-            window.appendleft(self._per_frame_state(image.contiguous(memory_format=self.memory_format)))
-            padded = list(window) + [window[-1]] * (self.num_frames - len(window))
-            mask_logits, heatmap = self._predict(padded)
-            yield self._result(index, mask_logits, heatmap, size, len(window))
+            window = windows.push(self._per_frame_state(image.contiguous(memory_format=self.memory_format)))
+            mask_logits, heatmap = self._predict(window)
+            yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
 
-    def _per_frame_state(self, image: torch.Tensor) -> Any:
-        """What the ring buffer keeps for one frame: its encoder features, or the image."""
+    def _per_frame_state(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """What the window keeps of one frame, per level (1, ...): its encoder features, or the image."""
         if self.runner is not None:
-            return self.runner.per_frame_state(image)
+            state = self.runner.per_frame_state(image)
+            return [torch.from_numpy(array) for array in (state if self.runner.streaming else [state])]
         if not self.reuse_features:
-            return image
+            return [image]
         with self._autocast():
             features = self._encode(image)
         # CUDA graphs (compile on CUDA) overwrite their outputs at the next call; the window keeps them
         return [level.clone() for level in features] if self.compiled and self.device.type == "cuda" else features
 
-    def _predict(self, window: list) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run the model on the window [t, t-1, ...]; returns (1,1,S,S) logits and heatmap."""
+    def _predict(self, window: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the model on one window, per level (1, T, ...) with frame t first; (1,1,S,S) logits, heatmap."""
         if self.runner is not None:
-            return self.runner.predict(window)
+            frames = [[level.numpy() for level in frame] for frame in frame_features(window)]
+            return self.runner.predict(frames if self.runner.streaming else [frame[0] for frame in frames])
         with self._autocast():
             if self.reuse_features:
-                output = self._decode(_distinct(window) if self.compiled else window)
+                # every window is views of one gathered tensor per level, at the video start as later,
+                # so a compiled decode sees the same input aliasing on every call (one graph)
+                output = self._decode(frame_features(window))
             else:
-                output = self._forward(torch.stack(window, dim=1))  # (1, T, 3, S, S)
+                output = self._forward(window[0])  # (1, T, 3, S, S)
         return output.mask_logits, output.heatmap
 
     def _autocast(self) -> contextlib.AbstractContextManager:

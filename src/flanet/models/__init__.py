@@ -14,5 +14,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "flanet.models.flanet": ("FLANet",),
         "flanet.models.outputs": ("SegmentationOutput",),
         "flanet.models.weights": ("EncoderWeightsError",),
+        "flanet.models.windows": ("CausalWindows", "causal_window_indices", "gather_windows"),
     },
 )

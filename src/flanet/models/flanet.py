@@ -11,6 +11,7 @@ from flanet.models.contract import VideoSegmentationModel
 from flanet.models.decoder import HeatmapHead, SegmentationHead, UNetDecoder
 from flanet.models.encoder import FrameEncoder
 from flanet.models.outputs import SegmentationOutput
+from flanet.models.windows import gather_windows
 
 
 class CurrentFrame(nn.Module):
@@ -112,17 +113,18 @@ class FLANet(VideoSegmentationModel):
         Returns:
             Tensors ``(B, W, 1, H, W)`` with W = L - num_frames + 1; window w predicts
             frame ``clip[:, w]`` from frames ``clip[:, w : w + num_frames]``. Each frame
-            is encoded once.
+            is encoded once; the windows are gathered by :mod:`flanet.models.windows`.
         """
         self._check_clip(clip, exact=False)
         b, length = clip.shape[:2]
         windows = length - self.num_frames + 1
         features = self.encode(clip.flatten(0, 1))
-        levels = []
-        for f in features:
-            f = f.unflatten(0, (b, length))  # (B, L, C, h, w)
-            f = f.unfold(1, self.num_frames, 1).movedim(-1, 2)  # (B, W, T, C, h, w)
-            levels.append(f.flatten(0, 1))  # (B*W, T, C, h, w)
+        # in video order clip[:, w] is frame L-1-w: the windows of frames L-1, ..., T-1
+        ends = torch.arange(length - 1, self.num_frames - 2, -1, device=clip.device)
+        levels = [  # (B, L, C, h, w) in video order -> (B, W, T, C, h, w) -> (B*W, T, C, h, w)
+            gather_windows(f.unflatten(0, (b, length)).flip(1), ends, self.num_frames, dim=1).flatten(0, 1)
+            for f in features
+        ]
         out = self._decode_levels(levels)
         return SegmentationOutput(
             out.mask_logits.unflatten(0, (b, windows)),
