@@ -11,7 +11,7 @@ differences stride 2 - stride 4 with 95% cluster-bootstrap intervals over videos
 (:func:`flanet.demo.compare.paired_dice`), on all, normal and hard frames; plus the streaming
 GFLOPs per output frame of each head on Res2Net-50 at 352.
 
-    python benchmarks/mask_resolution.py --out /tmp/mask-resolution --epochs 6
+    python benchmarks/mask_resolution.py --out /tmp/mask-resolution --epochs 15
 
 Writes ``<out>/mask_resolution.md`` and ``.json``. CPU-heavy (two demo trainings).
 """
@@ -84,7 +84,7 @@ def score_checkpoint(checkpoint: Path, root: Path, image_size: int, tolerance: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=15, help="demo: 15 (= its 1350 steps of 90 batches)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=2.0)
     parser.add_argument("--resamples", type=int, default=2000)

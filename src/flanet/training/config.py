@@ -220,31 +220,6 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def _into_free_form(config: Mapping[str, Any], dotted: str, value: Any) -> tuple[str, Any]:
-    """``model.options.head_channels=32`` -> ``model.options`` = the current options with that key set."""
-    for free in FREE_FORM_KEYS:
-        if dotted.startswith(f"{free}."):
-            current = _lookup(config, free)
-            merged = copy.deepcopy(dict(current)) if isinstance(current, Mapping) else {}
-            node = merged
-            *parents, last = dotted[len(free) + 1:].split(".")
-            for part in parents:
-                node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
-            node[last] = value
-            return free, merged
-    return dotted, value
-
-
-def _nest(dotted: str, value: Any) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    node = nested
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
-
-
 def valid_keys(node: Mapping[str, Any] = _DEFAULTS, prefix: str = "") -> list[str]:
     """Every dotted key a configuration may set."""
     keys = []
