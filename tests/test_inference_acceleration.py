@@ -94,7 +94,7 @@ def test_compiled_step_equals_eager_with_one_graph_each_and_no_recompile(model: 
 
 def test_compile_options_pick_cuda_graphs_on_cuda_only() -> None:
     assert compile_options(True, torch.device("cuda")) == {"mode": "reduce-overhead"}
-    assert compile_options(True, torch.device("cpu")) == {"mode": "default"}
+    assert compile_options(True, torch.device("cpu")) == {"options": {"freezing": True}}  # frozen weights on CPU
     assert compile_options("max-autotune-no-cudagraphs", torch.device("cpu")) == {"mode": "max-autotune-no-cudagraphs"}
     assert compile_options({"backend": "aot_eager"}, torch.device("cuda")) == {"backend": "aot_eager"}
 

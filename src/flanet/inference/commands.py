@@ -113,7 +113,7 @@ def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--compile", action="store_true",
                         help=f"{verb} with torch.compile of the per-frame encode and decode (backend pytorch; "
                         "static shapes, compiled once on the first frames): mode reduce-overhead (CUDA graphs) "
-                        "on CUDA, default elsewhere")
+                        "on CUDA, default mode with frozen weights elsewhere")
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, help="another torch.compile mode (implies --compile)")
 
 
