@@ -84,7 +84,7 @@ def score_checkpoint(checkpoint: Path, root: Path, image_size: int, tolerance: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=15, help="demo: 15 (= its 1350 steps of 90 batches)")
+    parser.add_argument("--epochs", type=int, default=15, help="15 = 1350 steps of 90 batches, the run in docs/benchmarks.md")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=2.0)
     parser.add_argument("--resamples", type=int, default=2000)

@@ -1,7 +1,7 @@
 """``flanet demo``: the whole system end to end on synthetic breast-ultrasound videos, with a report.
 
 >>> from flanet.demo import DemoSettings, run_demo
->>> report = run_demo("flanet-demo", DemoSettings(steps=1350, seed=0))
+>>> report = run_demo("flanet-demo", DemoSettings(steps=990, seed=0))
 """
 
 from flanet._lazy import lazy_exports

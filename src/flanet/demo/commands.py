@@ -10,7 +10,7 @@ from flanet.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 1350  # = flanet.demo.pipeline.DEFAULT_STEPS (kept here so --help imports no torch; tested)
+DEFAULT_STEPS = 990  # = flanet.demo.pipeline.DEFAULT_STEPS (kept here so --help imports no torch; tested)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,7 +54,7 @@ MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
     "unet": ("UNet", "current frame"),
 }
 REPORTED_METRICS = ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")
-DEFAULT_STEPS = 1350  # 15 epochs of the default data (90 batches of 4): about 10 minutes on 2 idle cores (docs/demo.md)
+DEFAULT_STEPS = 990  # 11 epochs of the default data (90 batches of 4): about 10 minutes on 2 idle cores (docs/demo.md)
 OTHER_STAGES_S = 30.0  # data generation, streaming, figures and report on 2 cores (measured, docs/demo.md)
 
 
