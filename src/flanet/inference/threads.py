@@ -7,8 +7,9 @@ Two things collapse CPU inference on a machine that other processes share:
   ``taskset``, Slurm); :func:`available_cpus` takes the smallest of the three;
 * OpenMP threads that spin while waiting for each other: when one of them is descheduled by a
   competing process, the others burn their time slices waiting at the next barrier.
-  :data:`SPIN_ENV` caps the spinning (``GOMP_SPINCOUNT``: libgomp spins that many iterations,
-  about 0.1 ms here, then sleeps on a futex). libgomp reads it when it is loaded, i.e. when
+  :data:`SPIN_ENV` caps the spinning (``GOMP_SPINCOUNT=3000``: libgomp spins that many iterations,
+  a few microseconds, then sleeps on a futex; 30000 still lost 0.68 of the throughput to one busy
+  process, docs/benchmarks.md). libgomp reads it when it is loaded, i.e. when
   ``torch`` is imported, so :func:`configure_process` must run before that (``flanet`` commands
   do it first thing); a value the user set is kept.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["SPIN_ENV", "available_cpus", "cgroup_cpu_limit", "configure_process", "set_torch_threads"]
 
-SPIN_ENV = {"GOMP_SPINCOUNT": "30000"}
+SPIN_ENV = {"GOMP_SPINCOUNT": "3000"}
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
