@@ -167,16 +167,17 @@ class FrequencyFeatureAggregation(nn.Module):
         ``(B, 2C, h, w)`` map either way. Per channel, ||odd|| = ||R f - f|| / 2 and
         ||even||^2 = ||f||^2 - ||odd||^2 (Pythagoras: even and odd are orthogonal; for the
         non-negative features after the neck's ReLU even holds at least half of the energy, so
-        the subtraction loses nothing), with a zero gradient where a part vanishes.
+        the subtraction loses nothing), with a zero gradient where a part vanishes. The sums of
+        squares run over the position axis as plain sums: ``vector_norm`` over a non-innermost
+        axis took 2-6x longer on the CPU (e.g. 0.83 against 0.36 ms on the 88x88 level).
         """
         b, t, c, h, w = x.shape
         f = x.flatten(3).permute(0, 3, 1, 2).contiguous()  # (B, P, T, C); a view for channels-last frames
         diff = f.index_select(1, reflection_index(h, w, x.device)).sub_(f)  # R f - f = -2 odd(f)
-        odd = torch.linalg.vector_norm(diff, dim=1) / 2  # (B, T, C)
-        even_sq = torch.linalg.vector_norm(f, dim=1).square() - odd.square()
-        positive = even_sq > 0
-        even = torch.where(positive, torch.where(positive, even_sq, 1).sqrt(), 0)
-        norms = torch.cat([even, odd], dim=2)  # (B, T, 2C) = norms of [Re f̂, Im f̂]
+        odd_sq = diff.square().sum(dim=1) / 4  # (B, T, C); sums over dim 1, not vector_norm: 2-6x faster there
+        norms_sq = torch.cat([f.square().sum(dim=1) - odd_sq, odd_sq], dim=2)  # (B, T, 2C): ||even||^2, ||odd||^2
+        positive = norms_sq > 0
+        norms = torch.where(positive, torch.where(positive, norms_sq, 1).sqrt(), 0)  # norms of [Re f̂, Im f̂]
         current = norms[:, :1].expand(b, t - 1, 2 * c)
         gate = self.gates(torch.cat([current, norms[:, 1:]], dim=2)).unflatten(2, (2, 2, c))  # (B, T-1, frame, a/b, C)
         gate = torch.cat([gate[:, :, 0].sum(dim=1, keepdim=True), gate[:, :, 1]], dim=1)  # (B, T, a/b, C)
