@@ -13,6 +13,9 @@ median of ``--runs`` timed calls of one *output frame*:
 * ``flanet, streaming, channels_last, folded BN``: and the encoder's BatchNorms folded into its
   convolutions (``fold_batch_norms``): what ``VideoSegmenter`` runs on CPU with the PyTorch
   backend by default;
+* ``flanet, streaming, compiled``: that default, with the per-frame ``encode`` and ``decode``
+  compiled by ``torch.compile`` as ``VideoSegmenter(compile=True)`` does on the CPU (inductor,
+  weights frozen; compiled during the warm-up, which is then at least one call);
 * ``flanet, streaming, onnxruntime``: the same per-frame work in the ONNX Runtime backend
   (``--backend onnxruntime``: the exported encoder on the new frame, the exported decoder on its
   features and the two cached ones; CPU provider, ``--threads`` intra-op threads; the export
@@ -20,7 +23,10 @@ median of ``--runs`` timed calls of one *output frame*:
 
 Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
 cost note) are run unless ``--allocator`` picks one; OpenMP spinning is capped as in ``flanet``
-commands (``GOMP_SPINCOUNT``, unless set). Writes JSON and prints a markdown table.
+commands (``GOMP_SPINCOUNT``, unless set). The configurations run in ``--rounds`` interleaved
+rounds (every configuration once per round, in the order above): this VM's speed drifts by up to
+1.5x over minutes, so each ratio to the authors' model is taken within a round and the table gives
+the median over rounds (and the range). Writes JSON and prints a markdown table.
 
     python benchmarks/compare_authors.py --out bench-authors.json
 """
@@ -40,7 +46,7 @@ from flanet.inference.threads import SPIN_ENV
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
-           "flanet, streaming, channels_last, folded BN", "flanet, streaming, onnxruntime")
+           "flanet, streaming, channels_last, folded BN", "flanet, streaming, compiled", "flanet, streaming, onnxruntime")
 
 
 def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
@@ -74,19 +80,26 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
                 runner.predict([runner.per_frame_state(frame), *cached])
         else:
             frame = clip[:, 0]
-            if name.endswith("folded BN"):
+            if name.endswith(("folded BN", "compiled")):
                 from flanet.models.encoder import fold_batch_norms
 
                 model = fold_batch_norms(model)
-            if "channels_last" in name:
+            if "channels_last" in name or name.endswith("compiled"):
                 model = model.to(memory_format=torch.channels_last)
                 frame = frame.contiguous(memory_format=torch.channels_last)
+            encode, decode = model.encode, model.decode
+            if name.endswith("compiled"):
+                from flanet.inference.streaming import compile_options
+
+                options = compile_options(True, torch.device("cpu"))
+                encode, decode = (torch.compile(f, dynamic=False, **options) for f in (model.encode, model.decode))
+                warmup = max(1, warmup)
             with torch.inference_mode():
-                cached = [model.encode(frame), model.encode(frame)]
+                cached = [encode(frame), encode(frame)]
 
             def step() -> None:
-                features = model.encode(frame)
-                model.decode([features, *cached])
+                features = encode(frame)
+                decode([features, *cached])
 
     with torch.inference_mode():
         for _ in range(warmup):
@@ -110,6 +123,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--allocator", choices=("default", "tuned", "both"), default="both")
     parser.add_argument("--out", type=Path, default=Path("bench-authors.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -117,6 +131,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(_worker(args.worker, args.size, args.warmup, args.runs, args.threads)))
         return
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     allocators = ("default", "tuned") if args.allocator == "both" else (args.allocator,)
     results = []
     load_start = os.getloadavg()
@@ -125,23 +141,44 @@ def main() -> None:
         # PyTorch rows collapse when another process shares the cores (docs/benchmarks.md)
         env = {**SPIN_ENV, **{k: v for k, v in os.environ.items() if k not in TUNED}}
         env.update(TUNED if allocator == "tuned" else {})
-        for name in CONFIGS:
-            command = [sys.executable, __file__, "--worker", name, "--size", str(args.size), "--warmup",
-                       str(args.warmup), "--runs", str(args.runs), "--threads", str(args.threads)]
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-            record = {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator}
-            results.append(record)
-            print(f"{allocator:8s} {name:44s} {record['fps']:6.2f} frames/s  {record['ms_per_frame']:7.1f} ms", flush=True)
-    report = {"size": args.size, "load_average_start": load_start, "load_average_end": os.getloadavg(), "results": results}
+        for round_index in range(args.rounds):
+            for name in CONFIGS:
+                command = [sys.executable, __file__, "--worker", name, "--size", str(args.size), "--warmup",
+                           str(args.warmup), "--runs", str(args.runs), "--threads", str(args.threads)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+                record = {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator,
+                          "round": round_index}
+                results.append(record)
+                print(f"{allocator:8s} round {round_index + 1}/{args.rounds} {name:44s} {record['fps']:6.2f} frames/s  "
+                      f"{record['ms_per_frame']:7.1f} ms", flush=True)
+    rows = _summary(results, allocators)
+    report = {"size": args.size, "rounds": args.rounds, "load_average_start": load_start,
+              "load_average_end": os.getloadavg(), "results": results, "summary": rows}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nload average {load_start} -> {report['load_average_end']}\n")
-    print("| allocator | configuration | output frames/s | ms / frame | x authors | peak RSS MB |")
+    print("| allocator | configuration | output frames/s | ms / frame | x authors (range over rounds) | peak RSS MB |")
     print("|---|---|---|---|---|---|")
-    for r in results:
-        base = next(b for b in results if b["allocator"] == r["allocator"] and b["config"].startswith("authors"))
+    for r in rows:
         print(f"| {r['allocator']} | {r['config']} | {r['fps']:.2f} | {r['ms_per_frame']:.0f} | "
-              f"{r['fps'] / base['fps']:.2f} | {r['peak_rss_mb']:.0f} |")
+              f"{r['x_authors']:.2f} ({min(r['rounds_x_authors']):.2f}-{max(r['rounds_x_authors']):.2f}) | "
+              f"{r['peak_rss_mb']:.0f} |")
 
+
+def _summary(results: list[dict], allocators: tuple[str, ...]) -> list[dict]:
+    """Per allocator and configuration: median frames/s over rounds, and the median over rounds of
+    the ratio to the authors' model measured in the same round."""
+    rows = []
+    for allocator in allocators:
+        for name in CONFIGS:
+            mine = [r for r in results if r["allocator"] == allocator and r["config"] == name]
+            ratios = [r["fps"] / next(b["fps"] for b in results if b["allocator"] == allocator
+                                      and b["round"] == r["round"] and b["config"].startswith("authors"))
+                      for r in mine]
+            fps = statistics.median(r["fps"] for r in mine)
+            rows.append({"allocator": allocator, "config": name, "fps": fps, "ms_per_frame": 1000 / fps,
+                         "rounds_fps": [r["fps"] for r in mine], "x_authors": statistics.median(ratios),
+                         "rounds_x_authors": ratios, "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)})
+    return rows
 
 if __name__ == "__main__":
     main()
