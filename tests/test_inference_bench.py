@@ -156,6 +156,7 @@ def test_bench_rounds_are_round_robin_and_ratios_are_paired_within_a_round(tmp_p
 
     text = (tmp_path / "b.md").read_text()
     assert "| cpu | default | resnet18 | pytorch | stream | 14.00 | 6.00 (5.00-7.00) | 10.0 ms = 12 % (10-14 %) |" in text
+    assert "| cpu | default | authors | pytorch | authors | 2.00 | 1.00 | - |" in text
     assert "| cpu | default | resnet18 | pytorch | clips | 4.00 | 3.00 (1.00-3.50) | - |" in text
     assert "- cpu resnet18 (default): stream is 2.00x (2.00-5.00x) clips throughput" in text
     assert "3 interleaved rounds" in text and "ratio to the authors' frames/s measured in the same round" in text

@@ -193,7 +193,8 @@ def _markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in report["results"]:
-            ratio = with_range(r["x_authors"], r["rounds_x_authors"]) if r.get("x_authors") else "-"
+            ratio = ("-" if not r.get("x_authors") else "1.00" if r["mode"] == "authors"
+                     else with_range(r["x_authors"], r["rounds_x_authors"]))
             share = (f"{r['decode_ms']:.1f} ms = "
                      + with_range(100 * r["decode_share"], [100 * s for s in r["rounds_decode_share"]], 0, " %")
                      if r.get("decode_share") else "-")
