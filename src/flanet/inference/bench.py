@@ -2,7 +2,9 @@
 
 Every (device, encoder, mode) configuration runs in a fresh worker process
 (``python -m flanet.inference.bench --worker CONFIG``), so the peak RSS it reports
-(``resource.getrusage``) belongs to that configuration alone. A worker builds FLA-Net
+(``resource.getrusage``) belongs to that configuration alone. The whole list of configurations
+runs ``rounds`` times round-robin, and ratios are paired within a round
+(:mod:`flanet.inference.bench_rounds`: the machine's speed drifts over minutes). A worker builds FLA-Net
 with random weights, streams ``frames`` synthetic frames through
 :class:`~flanet.inference.VideoSegmenter` (batch 1) ``warmup`` times untimed, then
 ``runs`` times timed; output frames/s is ``frames / median(run seconds)``.
@@ -34,6 +36,7 @@ import torch
 
 from flanet.fileio import atomic_write_text
 from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
+from flanet.inference.bench_rounds import combine_rounds, paired_ratio, with_range
 
 __all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
 
@@ -137,8 +140,16 @@ def _compile_label(compile: bool | str) -> str:
     return f"mode {compile}" if isinstance(compile, str) else "on (reduce-overhead on CUDA, default with frozen weights elsewhere)"
 
 
+def _method(rounds: int) -> str:
+    if rounds == 1:
+        return "one round: each configuration in a fresh process"
+    return (f"{rounds} interleaved rounds: each round runs every configuration once (the authors' model first), "
+            "each in a fresh process")
+
+
 def _markdown(report: dict[str, Any]) -> str:
     m, settings = report["machine"], report["settings"]
+    rounds = settings["rounds"]
     legend = "; ".join(f"{name} = {_allocator_label(env)}" for name, env in report["allocators"].items())
     lines = [
         f"\n## Inference: stream vs clips (`flanet bench`, {report['date']})\n",
@@ -147,12 +158,14 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{_load(report['load_average_start'])} at start, {_load(report['load_average_end'])} at the end. "
         f"Allocator: {legend}. "
         f"FLA-Net (`create_model('flanet', encoder=...)`), random weights, batch 1, "
-        f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; each configuration "
-        f"in a fresh process, {settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
+        f"{settings['image_size']}x{settings['image_size']}, eval + inference mode; {_method(rounds)}, "
+        f"{settings['warmup']} warm-up run(s), then the median of {settings['runs']} "
         f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
-        "already at the model size: the time includes normalisation and output copies, no resizing); "
+        "already at the model size: the time includes normalisation and output copies, no resizing)"
+        f"{'; frames/s is the median over rounds of those medians' if rounds > 1 else ''}; "
         f"torch.compile of the PyTorch per-frame step: {_compile_label(settings.get('compile', False))}. "
-        "Peak RSS includes what importing torch maps; the RSS after building the model is in brackets.\n",
+        f"Peak RSS{' (the largest of the rounds)' if rounds > 1 else ''} includes what importing torch maps; "
+        "the RSS after building the model is in brackets.\n",
         "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -172,17 +185,26 @@ def _markdown(report: dict[str, Any]) -> str:
             "Per backend, model only (stream) and end to end (`predict_to_folder` on a synthetic 640x480 mp4: "
             "decoding, preprocessing, model, resizing, masks, overlay video, CSV), beside the authors' "
             "architecture (clips, model only) measured in the same run; fusion + decoders = the median "
-            "time of one `decode` of cached features over that of a whole streamed frame.\n",
+            "time of one `decode` of cached features over that of a whole streamed frame. "
+            + ("x authors = the median over rounds of the ratio to the authors' frames/s measured in the same "
+               "round (which cancels the machine's drift between rounds), fusion + decoders the median over "
+               "rounds; min-max over rounds in brackets.\n" if rounds > 1 else "\n"),
             "| device | allocator | encoder | backend | measured | output frames/s | x authors | fusion + decoders |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in report["results"]:
-            ratio = f"{r['x_authors']:.2f}" if r.get("x_authors") else "-"
-            share = (f"{r['decode_ms']:.1f} ms = {100 * r['decode_share']:.0f} %" if r.get("decode_share") else "-")
+            ratio = ("-" if not r.get("x_authors") else "1.00" if r["mode"] == "authors"
+                     else with_range(r["x_authors"], r["rounds_x_authors"]))
+            share = (f"{r['decode_ms']:.1f} ms = "
+                     + with_range(100 * r["decode_share"], [100 * s for s in r["rounds_decode_share"]], 0, " %")
+                     if r.get("decode_share") else "-")
             lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r.get('backend', 'pytorch')} | "
                          f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} |")
         lines.append("")
-    lines += [f"- {key}: stream is {value:.2f}x clips throughput" for key, value in report["speedup"].items()]
+    if rounds > 1 and report["speedup"]:
+        lines.append("Stream vs clips: the median over rounds of the ratio within a round (min-max).\n")
+    lines += [f"- {key}: stream is {with_range(value, report['speedup_rounds'][key], unit='x')} clips throughput"
+              for key, value in report["speedup"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -190,8 +212,14 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
-              authors: Path | None = None, compile: bool | str = False) -> dict[str, Any]:
-    """Run every configuration in a fresh process, print a table, write the JSON and markdown reports.
+              authors: Path | None = None, compile: bool | str = False, rounds: int = 3) -> dict[str, Any]:
+    """Run every configuration ``rounds`` times round-robin, each time in a fresh process; write the reports.
+
+    Round 1 runs the whole list of configurations (per allocator and device: the authors' model first,
+    then every flanet configuration) once, then round 2 does, and so on, so each configuration is
+    measured across the same span of time; a configuration's figures are medians over rounds and its
+    ratios (``x_authors``, stream vs clips) medians of the ratios within each round
+    (:func:`~flanet.inference.bench_rounds.combine_rounds`); every round is kept in the JSON.
 
     Args:
         encoders: timm encoder names (random weights).
@@ -215,13 +243,16 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         compile: ``torch.compile`` every PyTorch ``VideoSegmenter`` of the run (True: mode by device,
             or a mode; see :class:`~flanet.inference.VideoSegmenter`); the compilation happens in an
             untimed warm-up run.
+        rounds: interleaved rounds (at least 1).
 
     Returns:
         The report written to ``json_path``.
     """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     devices = list(devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    results, allocator_envs = [], {}
+    plan, allocator_envs = [], {}  # one round: (allocator, worker environment, configuration)
     for allocator in allocators:
         env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
         allocator_envs[allocator] = {k: env.get(k) for k in TUNED_MALLOC_ENV}
@@ -233,37 +264,45 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
                 jobs += [(encoder, "end-to-end", backend) for backend in backends
                          if end_to_end and not (compile and backend == "pytorch")]
             for encoder, mode, backend in jobs:
-                config = {"device": device, "encoder": encoder, "mode": mode, "image_size": image_size,
-                          "frames": frames, "runs": runs, "warmup": warmup, "backend": backend, "compile": compile,
-                          "authors": str(authors) if authors is not None else None}
-                record = {**_run_worker(config, env), "allocator": allocator}
-                print(f"{device:5s} {allocator:8s} {encoder:18s} {mode:10s} {backend:11s} {record['fps']:7.2f} "
-                      f"frames/s", flush=True)
-                results.append(record)
-    speedup = {}
+                plan.append((allocator, env, {
+                    "device": device, "encoder": encoder, "mode": mode, "image_size": image_size, "frames": frames,
+                    "runs": runs, "warmup": warmup, "backend": backend, "compile": compile,
+                    "authors": str(authors) if authors is not None else None}))
+    measured: list[list[dict[str, Any]]] = [[] for _ in plan]
+    for round_number in range(1, rounds + 1):
+        for (allocator, env, config), records in zip(plan, measured, strict=True):
+            what = ("authors' model" if config["mode"] == "authors"
+                    else f"{config['encoder']} {config['mode']} {config['backend']}")
+            print(f"round {round_number}/{rounds}: {config['device']} {allocator} {what} ...", end=" ", flush=True)
+            records.append({**_run_worker(config, env), "allocator": allocator})
+            print(f"{records[-1]['fps']:.2f} frames/s", flush=True)
+    results = [combine_rounds(records) for records in measured]
+    speedup, speedup_rounds = {}, {}
     for r in results:
         if r["mode"] == "stream":
             clip = next(c for c in results if c["mode"] == "clips" and
                         all(c[k] == r[k] for k in ("device", "encoder", "allocator")))
             via = "" if r["backend"] == "pytorch" else f", {r['backend']}"
-            speedup[f"{r['device']} {r['encoder']} ({r['allocator']}{via})"] = r["fps"] / clip["fps"]
+            key = f"{r['device']} {r['encoder']} ({r['allocator']}{via})"
+            speedup[key], speedup_rounds[key] = paired_ratio(r["rounds_fps"], clip["rounds_fps"])
     for r in results:
         base = next((a for a in results if a["mode"] == "authors" and a["device"] == r["device"]
                      and a["allocator"] == r["allocator"]), None)
-        r["x_authors"] = r["fps"] / base["fps"] if base is not None else None
+        r["x_authors"], r["rounds_x_authors"] = (
+            (None, None) if base is None else paired_ratio(r["rounds_fps"], base["rounds_fps"]))
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1,
-                     "compile": compile},
-        "allocators": allocator_envs, "results": results, "speedup": speedup,
+                     "compile": compile, "rounds": rounds},
+        "allocators": allocator_envs, "results": results, "speedup": speedup, "speedup_rounds": speedup_rounds,
     }
     section = _markdown(report)
     atomic_write_text(json_path, json.dumps(report, indent=2))
     atomic_write_text(Path(json_path).with_suffix(".md"), section.lstrip("\n"))
     for key, value in speedup.items():
-        print(f"{key}: stream {value:.2f}x clips")
+        print(f"{key}: stream {with_range(value, speedup_rounds[key], unit='x')} clips")
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         with markdown.open("a", encoding="utf-8") as handle:

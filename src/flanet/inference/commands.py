@@ -101,7 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
         backends=args.backends, end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
-        compile=_compile(args),
+        compile=_compile(args), rounds=args.rounds,
     )
     return 0
 
@@ -170,7 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     b = subparsers.add_parser(
         "bench", help="inference speed: frames/s, peak memory, GFLOPs of stream vs clips (accuracy: compare)",
-        description="Each configuration runs in a fresh process (peak RSS is per process). Writes --json and "
+        description="Each configuration runs in a fresh process (peak RSS is per process), once per round, in "
+        "--rounds interleaved rounds. Writes --json and "
         "the same report as markdown beside it; appends to a shared document only with --docs.",
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
@@ -179,6 +180,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--frames", type=int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    b.add_argument("--rounds", type=positive_int, default=3,
+                   help="interleaved rounds: the whole list of configurations runs this many times round-robin; "
+                   "frames/s are medians over rounds, ratios to the authors' model are paired within a round "
+                   "(default 3)")
     b.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
                    help="glibc allocator of the workers: as this shell (default), tuned "
