@@ -179,7 +179,8 @@ def test_stride2_mask_head(name: str) -> None:
     assert model.encoder.reductions[0] == 2 and model.config["mask_stride"] == 2
     clip = torch.randn(2, 3, 3, SIZE, SIZE)
     seen: list[tuple[int, ...]] = []
-    model.seg_head.classifier.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    # the map the classifier turns into logits (the refinement's output)
+    model.seg_head.refine.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
     with torch.no_grad():
         full = model(clip)
         halves = model.decode([model.encode(clip[:, k]) for k in range(3)])
@@ -201,3 +202,19 @@ def test_checkpoint_without_mask_stride_loads_the_stride4_head(tmp_path) -> None
     torch.save(payload, path)
     loaded = load_checkpoint(path)
     assert loaded.config["mask_stride"] == 4 and loaded.model.seg_head.refine is None
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_one_channel_map_is_the_1x1_convolution(layout: str) -> None:
+    # the mask and heatmap heads compute their 1x1 convolution as a weighted channel sum
+    from flanet.models.decoder import one_channel_map
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 1, 1)
+    x = torch.randn(2, 32, 11, 13)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(one_channel_map(x, conv), conv(x), rtol=1e-5, atol=1e-5)
+        conv.bias = None
+        torch.testing.assert_close(one_channel_map(x, conv), conv(x), rtol=1e-5, atol=1e-5)

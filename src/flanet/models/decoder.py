@@ -11,6 +11,26 @@ from torch import Tensor, nn
 from flanet.models.blocks import BConv
 
 
+def one_channel_map(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A 1x1 convolution to one output channel, computed as the weighted sum over channels it is.
+
+    Same maths as ``conv(x)``; in the exported ONNX graph it stays in plain NCHW, where
+    ONNX Runtime's blocked layout otherwise pads the single channel to a block of 16 and
+    upsamples and reorders all 16 to the input resolution (measured: about 3 ms of a 44 ms
+    decode on the 2-core CPU of docs/benchmarks.md).
+
+    Args:
+        x: ``(B, C, h, w)`` features.
+        conv: ``nn.Conv2d(C, 1, 1)`` whose weights and bias are used.
+
+    Returns:
+        ``(B, 1, h, w)``.
+    """
+    weight = conv.weight.view(1, -1, 1, 1)
+    out = (x * weight).sum(dim=1, keepdim=True)
+    return out if conv.bias is None else out + conv.bias.view(1, 1, 1, 1)
+
+
 class UNetDecoder(nn.Module):
     """A UNet decoder [14] with one BConv per stage, deepest level first.
 
@@ -87,7 +107,7 @@ class SegmentationHead(nn.Module):
         if self.refine is not None and detail is not None:
             x = F.interpolate(x, size=detail.shape[-2:], mode="bilinear", align_corners=False)
             x = self.refine(torch.cat([x, detail], dim=1))
-        return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(one_channel_map(x, self.classifier), size=size, mode="bilinear", align_corners=False)
 
 
 class HeatmapHead(nn.Module):
@@ -99,4 +119,4 @@ class HeatmapHead(nn.Module):
 
     def forward(self, d1: Tensor, size: tuple[int, int]) -> Tensor:
         """``(B, C, h, w)`` -> heatmap ``(B, 1, *size)``."""
-        return F.interpolate(self.regressor(d1), size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(one_channel_map(d1, self.regressor), size=size, mode="bilinear", align_corners=False)
