@@ -176,3 +176,33 @@ def test_bench_with_one_round_reports_plain_figures(tmp_path: Path, monkeypatch)
     text = (tmp_path / "b.md").read_text()
     assert "| stream | 6.00 | 6.00 | 16.7 ms = 10 % |" in text and "- cpu resnet18 (default): stream is 2.00x clips" in text
     assert "one round: each configuration in a fresh process" in text and "interleaved" not in text
+
+
+def test_bench_compile_adds_a_compiled_stream_row_beside_the_eager_one(tmp_path: Path, monkeypatch) -> None:
+    configs: list[dict] = []
+
+    def worker(config: dict, env: dict) -> dict:
+        configs.append(config)
+        fps = {("authors", False): 1.0, ("stream", False): 5.0, ("stream", True): 8.0}.get(
+            (config["mode"], bool(config["compile"])), 2.0)
+        record = {**config, "fps": fps, "ms_per_frame": 1000 / fps, "run_seconds": [1 / fps],
+                  "machine": machine_description()}
+        if config["mode"] != "authors":
+            record.update(gflops_per_frame=1.0, peak_rss_mb=100.0, rss_after_model_mb=90.0, cuda_peak_allocated_mb=None)
+        if config["mode"] == "stream":
+            record.update(decode_ms=10.0, frame_ms=1000 / fps, decode_share=10 * fps / 1000)
+        return record
+
+    monkeypatch.setattr(bench, "_run_worker", worker)
+    report = run_bench(["resnet18"], frames=2, runs=1, devices=["cpu"], json_path=tmp_path / "b.json",
+                       backends=("pytorch", "onnxruntime"), end_to_end=True, authors=tmp_path / "replica.py",
+                       compile=True, rounds=1)
+    plan = [(c["mode"], c["backend"], c["compile"]) for c in configs]
+    assert plan == [("authors", "pytorch", False), ("stream", "pytorch", False), ("stream", "onnxruntime", False),
+                    ("stream", "pytorch", True), ("clips", "pytorch", False), ("end-to-end", "pytorch", False),
+                    ("end-to-end", "onnxruntime", False)]
+    compiled = next(r for r in report["results"] if r["mode"] == "stream" and r["compile"])
+    assert compiled["x_authors"] == 8.0
+    text = (tmp_path / "b.md").read_text()
+    assert "| cpu | default | resnet18 | pytorch (compiled) | stream | 8.00 | 8.00 | 10.0 ms = 8 % |" in text
+    assert "| cpu | default | resnet18 | pytorch | stream | 5.00 | 5.00 | 10.0 ms = 5 % |" in text

@@ -134,6 +134,12 @@ def _load(values: Sequence[float] | None) -> str:
     return "n/a" if values is None else " / ".join(f"{v:.2f}" for v in values)
 
 
+def _backend_label(record: dict[str, Any]) -> str:
+    """``pytorch``, ``pytorch (compiled)`` or the ONNX Runtime backend's name, for one row."""
+    backend = record.get("backend", "pytorch")
+    return f"{backend} (compiled)" if record.get("compile") else backend
+
+
 def _compile_label(compile: bool | str) -> str:
     if compile is False:
         return "off (eager)"
@@ -163,7 +169,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
         "already at the model size: the time includes normalisation and output copies, no resizing)"
         f"{'; frames/s is the median over rounds of those medians' if rounds > 1 else ''}; "
-        f"torch.compile of the PyTorch per-frame step: {_compile_label(settings.get('compile', False))}. "
+        f"torch.compile of the PyTorch per-frame step (its own stream row beside the eager one): "
+        f"{_compile_label(settings.get('compile', False))}. "
         f"Peak RSS{' (the largest of the rounds)' if rounds > 1 else ''} includes what importing torch maps; "
         "the RSS after building the model is in brackets.\n",
         "| device | allocator | encoder | mode | output frames/s | ms/frame | GFLOPs/frame | peak RSS MB (after model) | CUDA peak MB |",
@@ -173,7 +180,7 @@ def _markdown(report: dict[str, Any]) -> str:
         if r["mode"] not in MODES:
             continue
         cuda = f"{r['cuda_peak_allocated_mb']:.0f}" if r["cuda_peak_allocated_mb"] is not None else "-"
-        mode = r["mode"] if r.get("backend", "pytorch") == "pytorch" else f"{r['mode']} ({r['backend']})"
+        mode = r["mode"] if _backend_label(r) == "pytorch" else f"{r['mode']} ({_backend_label(r)})"
         lines.append(
             f"| {r['device']} | {r['allocator']} | {r['encoder']} | {mode} | {r['fps']:.2f} | "
             f"{r['ms_per_frame']:.1f} | {r['gflops_per_frame']:.1f} | {r['peak_rss_mb']:.0f} "
@@ -198,7 +205,7 @@ def _markdown(report: dict[str, Any]) -> str:
             share = (f"{r['decode_ms']:.1f} ms = "
                      + with_range(100 * r["decode_share"], [100 * s for s in r["rounds_decode_share"]], 0, " %")
                      if r.get("decode_share") else "-")
-            lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {r.get('backend', 'pytorch')} | "
+            lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {_backend_label(r)} | "
                          f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} |")
         lines.append("")
     if rounds > 1 and report["speedup"]:
@@ -236,12 +243,13 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
             ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
         backends: "pytorch" and/or "onnxruntime": a model-only stream row each (with the
             share of the fusion + decoders in a frame).
-        end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend (not
-            for the PyTorch backend when ``compile`` is set: every predict compiles anew).
+        end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend (eager
+            PyTorch: every predict would compile anew).
         authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):
             adds its clips row and every row's ratio to it (same run, same machine).
-        compile: ``torch.compile`` every PyTorch ``VideoSegmenter`` of the run (True: mode by device,
-            or a mode; see :class:`~flanet.inference.VideoSegmenter`); the compilation happens in an
+        compile: add a stream row with the PyTorch per-frame step compiled (True: mode by device,
+            or a mode; see :class:`~flanet.inference.VideoSegmenter`) beside the eager one, which
+            stays, as do the eager clips and end-to-end rows; the compilation happens in an
             untimed warm-up run.
         rounds: interleaved rounds (at least 1).
 
@@ -257,22 +265,24 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
         allocator_envs[allocator] = {k: env.get(k) for k in TUNED_MALLOC_ENV}
         for device in devices:
-            jobs = [("authors", "authors", "pytorch")] if authors is not None else []
+            jobs = [("authors", "authors", "pytorch", False)] if authors is not None else []
             for encoder in encoders:
-                jobs += [(encoder, "stream", backend) for backend in backends] + [(encoder, "clips", "pytorch")]
-                # each predict builds its own segmenter, so a compiled end-to-end row would time compilation
-                jobs += [(encoder, "end-to-end", backend) for backend in backends
-                         if end_to_end and not (compile and backend == "pytorch")]
-            for encoder, mode, backend in jobs:
+                jobs += [(encoder, "stream", backend, False) for backend in backends]
+                if compile and "pytorch" in backends:  # the compiled per-frame step beside the eager one
+                    jobs.append((encoder, "stream", "pytorch", compile))
+                jobs.append((encoder, "clips", "pytorch", False))
+                # eager only: each predict builds its own segmenter, so a compiled row would time compilation
+                jobs += [(encoder, "end-to-end", backend, False) for backend in backends if end_to_end]
+            for encoder, mode, backend, compiled in jobs:
                 plan.append((allocator, env, {
                     "device": device, "encoder": encoder, "mode": mode, "image_size": image_size, "frames": frames,
-                    "runs": runs, "warmup": warmup, "backend": backend, "compile": compile,
+                    "runs": runs, "warmup": warmup, "backend": backend, "compile": compiled,
                     "authors": str(authors) if authors is not None else None}))
     measured: list[list[dict[str, Any]]] = [[] for _ in plan]
     for round_number in range(1, rounds + 1):
         for (allocator, env, config), records in zip(plan, measured, strict=True):
             what = ("authors' model" if config["mode"] == "authors"
-                    else f"{config['encoder']} {config['mode']} {config['backend']}")
+                    else f"{config['encoder']} {config['mode']} {_backend_label(config)}")
             print(f"round {round_number}/{rounds}: {config['device']} {allocator} {what} ...", end=" ", flush=True)
             records.append({**_run_worker(config, env), "allocator": allocator})
             print(f"{records[-1]['fps']:.2f} frames/s", flush=True)
@@ -282,7 +292,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         if r["mode"] == "stream":
             clip = next(c for c in results if c["mode"] == "clips" and
                         all(c[k] == r[k] for k in ("device", "encoder", "allocator")))
-            via = "" if r["backend"] == "pytorch" else f", {r['backend']}"
+            via = "" if _backend_label(r) == "pytorch" else f", {_backend_label(r)}"
             key = f"{r['device']} {r['encoder']} ({r['allocator']}{via})"
             speedup[key], speedup_rounds[key] = paired_ratio(r["rounds_fps"], clip["rounds_fps"])
     for r in results:

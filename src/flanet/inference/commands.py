@@ -195,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
                    help="authors' model replica for the side-by-side row and ratios (default: the repository's "
                    "benchmarks/authors_model_replica.py when present; 'none' to skip)")
-    _add_compile(b, "time")
+    _add_compile(b, "also time a stream row")
     b.add_argument("--json", default="bench-inference.json",
                    help="JSON results file; the markdown report goes beside it (.md) (default: bench-inference.json)")
     b.add_argument("--docs", metavar="FILE", help="also append the markdown section to FILE, e.g. docs/benchmarks.md")
