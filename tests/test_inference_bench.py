@@ -204,5 +204,6 @@ def test_bench_compile_adds_a_compiled_stream_row_beside_the_eager_one(tmp_path:
     compiled = next(r for r in report["results"] if r["mode"] == "stream" and r["compile"])
     assert compiled["x_authors"] == 8.0
     text = (tmp_path / "b.md").read_text()
-    assert "| cpu | default | resnet18 | pytorch (compiled) | stream | 8.00 | 8.00 | 10.0 ms = 8 % |" in text
+    assert "| cpu | default | resnet18 | pytorch compiled | stream | 8.00 | 8.00 | 10.0 ms = 8 % |" in text
     assert "| cpu | default | resnet18 | pytorch | stream | 5.00 | 5.00 | 10.0 ms = 5 % |" in text
+    assert "| stream (pytorch compiled) |" in text

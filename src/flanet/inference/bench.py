@@ -135,9 +135,9 @@ def _load(values: Sequence[float] | None) -> str:
 
 
 def _backend_label(record: dict[str, Any]) -> str:
-    """``pytorch``, ``pytorch (compiled)`` or the ONNX Runtime backend's name, for one row."""
+    """``pytorch``, ``pytorch compiled`` or the ONNX Runtime backend's name, for one row."""
     backend = record.get("backend", "pytorch")
-    return f"{backend} (compiled)" if record.get("compile") else backend
+    return f"{backend} compiled" if record.get("compile") else backend
 
 
 def _compile_label(compile: bool | str) -> str:
