@@ -85,7 +85,8 @@ def test_compiled_step_equals_eager_with_one_graph_each_and_no_recompile(model: 
     graphs: list[int] = []
     segmenter = VideoSegmenter(model, SIZE, "cpu", compile={"backend": _counting_backend(graphs)})
     compiled = list(segmenter.stream(frames))
-    _assert_equal(compiled, eager, atol=1e-6)
+    # the traced graph runs the same ops, but its sums over positions can be reassociated: float32 rounding
+    _assert_equal(compiled, eager, atol=1e-5)
     assert len(graphs) == 2  # encode and decode, each one whole graph (the repeated first frame adds none)
     with torch._dynamo.config.patch(error_on_recompile=True):  # a second video reuses both graphs
         again = list(segmenter.stream(_frames(3, 40, 72, seed=2)))
