@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+from flanet.inference.bench_rounds import paired_ratio, with_range
 from flanet.inference.threads import SPIN_ENV
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
@@ -160,24 +161,22 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['allocator']} | {r['config']} | {r['fps']:.2f} | {r['ms_per_frame']:.0f} | "
-              f"{r['x_authors']:.2f} ({min(r['rounds_x_authors']):.2f}-{max(r['rounds_x_authors']):.2f}) | "
-              f"{r['peak_rss_mb']:.0f} |")
+              f"{with_range(r['x_authors'], r['rounds_x_authors'])} | {r['peak_rss_mb']:.0f} |")
 
 
 def _summary(results: list[dict], allocators: tuple[str, ...]) -> list[dict]:
     """Per allocator and configuration: median frames/s over rounds, and the median over rounds of
-    the ratio to the authors' model measured in the same round."""
+    the ratio to the authors' model measured in the same round (``flanet bench``'s pairing)."""
     rows = []
     for allocator in allocators:
+        authors = [r["fps"] for r in results if r["allocator"] == allocator and r["config"].startswith("authors")]
         for name in CONFIGS:
             mine = [r for r in results if r["allocator"] == allocator and r["config"] == name]
-            ratios = [r["fps"] / next(b["fps"] for b in results if b["allocator"] == allocator
-                                      and b["round"] == r["round"] and b["config"].startswith("authors"))
-                      for r in mine]
             fps = statistics.median(r["fps"] for r in mine)
+            ratio, ratios = paired_ratio([r["fps"] for r in mine], authors)
             rows.append({"allocator": allocator, "config": name, "fps": fps, "ms_per_frame": 1000 / fps,
-                         "rounds_fps": [r["fps"] for r in mine], "x_authors": statistics.median(ratios),
-                         "rounds_x_authors": ratios, "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)})
+                         "rounds_fps": [r["fps"] for r in mine], "x_authors": ratio, "rounds_x_authors": ratios,
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)})
     return rows
 
 if __name__ == "__main__":
