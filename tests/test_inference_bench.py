@@ -78,6 +78,19 @@ def test_flanet_bench_refuses_fewer_than_one_round(rounds: str, tmp_path: Path, 
         run_bench(["resnet18"], json_path=tmp_path / "b.json", rounds=0)
 
 
+@pytest.mark.parametrize(("option", "value"), [("--runs", "0"), ("--frames", "0"), ("--warmup", "-1"), ("--runs", "x")])
+def test_flanet_bench_refuses_impossible_run_counts_by_name(option: str, value: str, tmp_path: Path, capsys) -> None:
+    # --runs 0 used to start the workers and end in a worker traceback ("no median for empty data")
+    from flanet.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--encoders", "resnet18", "--image-size", "32", "--rounds", "1", "--authors", "none",
+              "--backends", "pytorch", "--no-end-to-end", option, value, "--json", str(tmp_path / "b.json")])
+    assert stop.value.code == 2
+    assert f"flanet bench: error: argument {option}" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_bench_end_to_end_and_authors_rows_with_ratios(tmp_path: Path) -> None:
     replica = Path(__file__).resolve().parents[1] / "benchmarks" / "authors_model_replica.py"
     docs = tmp_path / "benchmarks.md"

@@ -39,6 +39,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (e.g. a count of untimed warm-up runs)."""
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
 def pixel_spacing(text: str) -> tuple[float, float]:
     """``MM`` (square pixels) or ``ROW_MM,COLUMN_MM`` (DICOM PixelSpacing order): millimetres per pixel."""
     parts = text.split(",")

@@ -142,8 +142,9 @@ def _backend_label(record: dict[str, Any]) -> str:
 
 def _compile_label(compile: bool | str) -> str:
     if compile is False:
-        return "off (eager)"
-    return f"mode {compile}" if isinstance(compile, str) else "on (reduce-overhead on CUDA, default with frozen weights elsewhere)"
+        return "PyTorch rows eager"
+    mode = f"mode {compile}" if isinstance(compile, str) else "reduce-overhead on CUDA, default with frozen weights elsewhere"
+    return f"PyTorch rows eager, plus a stream row with torch.compile of the per-frame step ({mode})"
 
 
 def _method(rounds: int) -> str:
@@ -169,7 +170,6 @@ def _markdown(report: dict[str, Any]) -> str:
         f"runs of {settings['frames']} output frames through `VideoSegmenter.stream` (synthetic frames "
         "already at the model size: the time includes normalisation and output copies, no resizing)"
         f"{'; frames/s is the median over rounds of those medians' if rounds > 1 else ''}; "
-        f"torch.compile of the PyTorch per-frame step (its own stream row beside the eager one): "
         f"{_compile_label(settings.get('compile', False))}. "
         f"Peak RSS{' (the largest of the rounds)' if rounds > 1 else ''} includes what importing torch maps; "
         "the RSS after building the model is in brackets.\n",

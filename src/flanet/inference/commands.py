@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from flanet.argtypes import positive_float, positive_int, unit_interval
+from flanet.argtypes import non_negative_int, positive_float, positive_int, unit_interval
 from flanet.errors import UsageError
 
 __all__ = ["register"]
@@ -177,9 +177,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
     b.add_argument("--image-size", type=int, default=352)
-    b.add_argument("--frames", type=int, default=8, help="output frames per timed run (default 8)")
-    b.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
-    b.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    b.add_argument("--frames", type=positive_int, default=8, help="output frames per timed run (default 8)")
+    b.add_argument("--runs", type=positive_int, default=5, help="timed runs; the median is reported (default 5)")
+    b.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs (default 1)")
     b.add_argument("--rounds", type=positive_int, default=3,
                    help="interleaved rounds: the whole list of configurations runs this many times round-robin; "
                    "frames/s are medians over rounds, ratios to the authors' model are paired within a round "
