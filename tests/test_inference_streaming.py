@@ -144,3 +144,32 @@ def test_image_baseline_runs_through_forward() -> None:
             expected = baseline(to_model_input(frame, SIZE)[None, None])
             torch.testing.assert_close(result.mask_logits, expected.mask_logits[0], rtol=0, atol=1e-5)
             assert result.heatmap is None and result.heatmap_full is None and result.context_frames == 1
+
+
+def test_stream_samples_free_cpus_every_frame_and_restores_torch_threads(model: torch.nn.Module, monkeypatch) -> None:
+    import flanet.inference.streaming as streaming
+
+    events: list[str] = []
+
+    class RecordingThreads:
+        def update(self) -> int:
+            events.append("update")
+            torch.set_num_threads(1)  # as AdaptiveThreads does when another process takes a CPU
+            return 1
+
+        def restore(self) -> None:
+            events.append("restore")
+            torch.set_num_threads(before)
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(streaming, "AdaptiveThreads", RecordingThreads)
+    segmenter = VideoSegmenter(model, SIZE, "cpu")
+    assert segmenter.adaptive_threads  # on by default on the CPU
+    stream = segmenter.stream(_frames(5))
+    next(stream)
+    next(stream)
+    stream.close()  # a consumer that stops early still gets torch's threads back
+    assert events == ["update", "update", "restore"] and torch.get_num_threads() == before
+    events.clear()
+    assert len(list(VideoSegmenter(model, SIZE, "cpu", adaptive_threads=False).stream(_frames(3)))) == 3
+    assert events == []

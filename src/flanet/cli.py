@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flanet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(streaming=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -50,9 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from flanet.inference.threads import configure_process
 
-    configure_process()  # thread count and OpenMP spinning, before any command loads torch
     parser = build_parser()
     args = parser.parse_args(argv)
+    # thread count and OpenMP spinning, before the command loads torch (parsing does not): streaming
+    # commands (streaming=True) adapt their thread count to the free CPUs instead of capping spinning
+    configure_process(cap_spinning=not args.streaming)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

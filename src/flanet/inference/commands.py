@@ -154,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
     p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
     p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_predict, streaming=True)  # threads adapt to free CPUs: libgomp's spinning kept
 
     e = subparsers.add_parser(
         "export", help="export the per-frame step (encoder, decoder, 3-frame step): ONNX, torch.export, TorchScript",
@@ -199,4 +199,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--json", default="bench-inference.json",
                    help="JSON results file; the markdown report goes beside it (.md) (default: bench-inference.json)")
     b.add_argument("--docs", metavar="FILE", help="also append the markdown section to FILE, e.g. docs/benchmarks.md")
-    b.set_defaults(func=_bench)
+    b.set_defaults(func=_bench, streaming=True)  # measures predict's own thread settings

@@ -29,6 +29,7 @@ from torch.fx.proxy import TraceError
 from flanet.data import to_model_input
 from flanet.devices import resolve_device
 from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.inference.threads import AdaptiveThreads
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
 from flanet.models.windows import CausalWindows, frame_features
@@ -156,6 +157,12 @@ class VideoSegmenter:
             True: mode ``"reduce-overhead"`` on CUDA (CUDA graphs), ``"default"`` (inductor)
             elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
             keyword arguments, e.g. ``{"backend": "aot_eager"}``.
+        adaptive_threads: while :meth:`stream` runs, give torch only the CPUs other processes leave
+            free (:class:`~flanet.inference.threads.AdaptiveThreads`, sampled every half second; the
+            count torch had is restored when the stream ends). A competing process then costs a
+            barrier-free single thread instead of stalled OpenMP barriers (docs/benchmarks.md,
+            "Threads on a shared CPU"). Default: on for CPU (Linux; elsewhere it does nothing), off
+            for CUDA.
 
     Raises:
         ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
@@ -176,6 +183,7 @@ class VideoSegmenter:
         dtype: torch.dtype | None = None,
         fold_batchnorm: bool | None = None,
         compile: bool | str | dict[str, Any] | None = False,
+        adaptive_threads: bool | None = None,
     ) -> None:
         multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
@@ -216,6 +224,7 @@ class VideoSegmenter:
             if self.reuse_features != self.runner.streaming:
                 raise ValueError("backend onnxruntime streams (features reused); clips (reuse_features=False) run on pytorch only")
             self.num_frames = self.runner.num_frames
+        self.adaptive_threads = self.device.type == "cpu" if adaptive_threads is None else adaptive_threads
         self.compiled = compile not in (False, None)
         self._encode, self._decode, self._forward = model.encode, model.decode, model
         if self.compiled:
@@ -236,9 +245,20 @@ class VideoSegmenter:
             ValueError: for a malformed frame or a frame whose size differs from the first
                 frame's (the temporal window assumes one field of view).
         """
+        threads = AdaptiveThreads() if self.adaptive_threads else None
+        try:
+            yield from self._stream(frames, threads)
+        finally:
+            if threads is not None:
+                threads.restore()
+
+    def _stream(self, frames: Iterable[np.ndarray], threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
+        """:meth:`stream`'s loop; ``threads`` is sampled before every frame."""
         windows = CausalWindows(self.num_frames)
         first_size: tuple[int, int] | None = None
         for index, frame in enumerate(frames):
+            if threads is not None:
+                threads.update()
             rgb = as_rgb_frame(frame, index)
             size = rgb.shape[:2]
             if first_size is None:
