@@ -73,6 +73,31 @@ def test_export_is_cached_by_weights_and_size(model: torch.nn.Module, manifest: 
     assert not [p for p in (cache / "onnx").iterdir() if p.name.startswith(".export-")]  # no staging left
 
 
+def test_export_cache_key_follows_the_model_code(model: torch.nn.Module, tmp_path: Path, monkeypatch) -> None:
+    """A checkout whose model code changed within one flanet version must not reuse a stale graph."""
+    import shutil
+
+    import flanet
+    from flanet.inference import onnx_backend
+
+    package = tmp_path / "flanet"
+    shutil.copytree(Path(flanet.__file__).parent / "models", package / "models")
+    (package / "inference").mkdir()
+    shutil.copy(Path(flanet.__file__).parent / "inference" / "export.py", package / "inference" / "export.py")
+    (package / "data").mkdir()
+    (package / "data" / "other.py").write_text("x = 1\n")
+    before = onnx_backend.model_code_digest(package)
+    assert before == onnx_backend.model_code_digest()  # the same sources as the installed package
+    (package / "data" / "other.py").write_text("x = 2\n")  # not part of the graph
+    assert onnx_backend.model_code_digest(package) == before
+    fusion = package / "models" / "fusion.py"
+    fusion.write_text(fusion.read_text() + "\n# changed\n")
+    assert onnx_backend.model_code_digest(package) != before
+    key = onnx_backend._cache_key(model, SIZE)
+    monkeypatch.setattr(onnx_backend, "model_code_digest", lambda: "other code")
+    assert onnx_backend._cache_key(model, SIZE) != key
+
+
 def test_providers_and_runner_errors(manifest: Path, tmp_path: Path) -> None:
     import onnxruntime
 

@@ -7,8 +7,10 @@ predicts from the last three feature sets (:mod:`flanet.inference.export`). Imag
 their exported ``step``.
 
 Exported files are cached under ``$FLANET_CACHE_DIR/onnx`` (default ``~/.cache/flanet/onnx``),
-keyed by the SHA-256 of the weights, the input size and the torch/flanet versions, so a model is
-exported (and checked against PyTorch) once and later runs start at once.
+keyed by the SHA-256 of the weights, the input size, the torch/flanet versions and the source of the
+code that defines the exported graph (:func:`model_code_digest`: a checkout whose model code changed
+within one version never reuses a stale graph), so a model is exported (and checked against PyTorch)
+once and later runs start at once.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from flanet.inference.threads import available_cpus
 from flanet.models.contract import VideoSegmentationModel
 
-__all__ = ["BACKENDS", "OnnxRunner", "onnx_providers", "onnx_cache_dir", "export_for_onnxruntime"]
+__all__ = ["BACKENDS", "OnnxRunner", "onnx_providers", "onnx_cache_dir", "export_for_onnxruntime", "model_code_digest"]
 
 BACKENDS = ("pytorch", "onnxruntime")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -62,12 +64,24 @@ def onnx_providers(device: str | torch.device | None = None) -> list[str]:
     return [*gpu, "CPUExecutionProvider"]
 
 
+#: Sources, relative to the flanet package, whose code becomes the exported graph.
+GRAPH_SOURCES = ("models/*.py", "inference/export.py")
+
+
+def model_code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+    """SHA-256 over the sources of :data:`GRAPH_SOURCES` under ``package`` (names and bytes, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in GRAPH_SOURCES for p in package.glob(pattern)):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _cache_key(model: VideoSegmentationModel, image_size: int) -> str:
     from flanet import __version__
     from flanet.models.checkpoint import state_digest
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    text = f"{state_digest(state)}|{image_size}|{torch.__version__}|{__version__}"
+    text = f"{state_digest(state)}|{image_size}|{torch.__version__}|{__version__}|{model_code_digest()}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
