@@ -30,6 +30,10 @@ def test_contention_covers_both_backends_and_the_target(tmp_path: Path) -> None:
     threads = {(r["backend"], r["setting"]): r["threads"] for r in report["results"]}
     assert threads["pytorch", "1-thread"] == 1  # OMP_NUM_THREADS reaches torch, not onnxruntime's own pool
     assert threads["onnxruntime", "1-thread"] == threads["onnxruntime", "flanet"]
+    for r in report["results"]:  # torch's thread count at every timed frame, alone and beside the busy process
+        assert len(r["torch_threads_alone"]) == len(r["torch_threads_busy"]) == 1
+        assert all(1 <= n <= os.cpu_count() for n in r["torch_threads_alone"] + r["torch_threads_busy"])
+    assert "| torch threads when busy |" in done.stdout
     assert "| ratio | >= 0.4x |" in done.stdout
     for backend in ("pytorch", "onnxruntime"):
         assert f"{backend}, flanet's settings: busy / alone = " in done.stdout
