@@ -66,9 +66,10 @@ def onnx_providers(device: str | torch.device | None = None) -> list[str]:
 
 #: Sources, relative to the flanet package, whose code becomes the exported graph.
 GRAPH_SOURCES = ("models/*.py", "inference/export.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
-def model_code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+def model_code_digest(package: Path = PACKAGE_DIR) -> str:
     """SHA-256 over the sources of :data:`GRAPH_SOURCES` under ``package`` (names and bytes, sorted)."""
     digest = hashlib.sha256()
     for path in sorted(p for pattern in GRAPH_SOURCES for p in package.glob(pattern)):
