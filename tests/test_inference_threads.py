@@ -143,3 +143,11 @@ def test_adaptive_threads_see_a_real_busy_process() -> None:
         competitor.wait()
     assert before is not None and after is not None
     assert 0.6 <= adaptive.others(before, after) <= len(adaptive.cpus) + 0.1
+
+
+def test_adaptive_threads_do_nothing_without_cpus_to_watch(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("\ncpu0 1 0 0 1 0 0 0 0 0 0\n")  # a blank line does not trip the parser
+    assert threads._busy_ticks(stat, {0}) == 1
+    adaptive = threads.AdaptiveThreads(2, 0.0, cpus=(), stat=stat, set_threads=lambda n: None)
+    assert not adaptive.enabled and adaptive.update() == adaptive.threads

@@ -13,8 +13,8 @@ Two remedies, for two kinds of work:
 * streaming (``flanet predict``, ``flanet bench``): :class:`AdaptiveThreads` gives torch as many
   threads as there are CPUs that other processes leave free, measured every half second, so one
   competing process drops the stream to one thread (no barrier to wait at) and an idle machine
-  gets every CPU with libgomp's own spinning, which on the project's VM is 15-25 % faster than
-  capped spinning (docs/benchmarks.md);
+  gets every CPU with libgomp's own spinning, which on the project's VM streams at 1.2x the frame
+  rate of capped spinning (docs/benchmarks.md);
 * every other command: :data:`SPIN_ENV` caps the spinning (``GOMP_SPINCOUNT=3000``: libgomp spins
   that many iterations, then sleeps on a futex; 30000 still lost 0.68 of the throughput to one
   busy process, docs/benchmarks.md). libgomp reads it when it is loaded, i.e. when ``torch`` is
@@ -113,7 +113,7 @@ def _busy_ticks(stat: Path, cpus: Collection[int]) -> int | None:
         return None
     busy, found = 0, set()
     for line in lines:
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus and len(fields) >= 7:
             user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
             busy += user + nice + system + irq + softirq
@@ -151,12 +151,13 @@ class AdaptiveThreads:
         self.max_threads = max(1, max_threads or self.initial)
         self.threads = self.initial
         self.interval = interval
-        self.cpus = frozenset(cpus if cpus is not None else os.sched_getaffinity(0))
+        linux = hasattr(os, "sched_getaffinity") and hasattr(os, "sysconf")  # elsewhere: no /proc/stat either
+        self.cpus = frozenset(cpus if cpus is not None else os.sched_getaffinity(0) if linux else ())
         self._stat, self._clock, self._cpu_time = stat, clock, cpu_time
         self._set_threads = set_threads or torch.set_num_threads
-        self._tick = os.sysconf("SC_CLK_TCK")
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._pending: int | None = None
-        self._sample = self._read()
+        self._sample = self._read() if self.cpus else None
         self.enabled = self._sample is not None
 
     def _read(self) -> tuple[float, int, float] | None:
