@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: same masks as PyTorch (per-frame Dice >= 0.999), export cache, providers."""
+"""Exported backends (ONNX Runtime, OpenVINO): same masks as PyTorch (per-frame Dice >= 0.999), export cache,
+providers and settings."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import torch
 
 from flanet.cli import main
 from flanet.inference import VideoSegmenter
-from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.inference.openvino_backend import OpenVinoRunner, openvino_config
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 64
+EXPORTED = ("onnxruntime", "openvino")
 
 
 def _frames(count: int, height: int = 72, width: int = 96) -> list[np.ndarray]:
@@ -49,10 +52,13 @@ def manifest(model: torch.nn.Module, cache: Path) -> Path:
     return export_for_onnxruntime(model, SIZE, cache / "onnx")
 
 
-def test_onnxruntime_masks_match_pytorch_frame_by_frame(model: torch.nn.Module, manifest: Path) -> None:
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_exported_backend_masks_match_pytorch_frame_by_frame(
+    model: torch.nn.Module, manifest: Path, backend: str
+) -> None:
     frames = _frames(6)
     reference = list(VideoSegmenter(model, SIZE, "cpu").stream(frames))
-    onnx = list(VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest).stream(frames))
+    onnx = list(VideoSegmenter(model, SIZE, "cpu", backend=backend, onnx=manifest).stream(frames))
     assert [r.context_frames for r in onnx] == [1, 2, 3, 3, 3, 3]
     threshold = float(np.median(np.stack([r.probability for r in reference])))  # masks about half full
     for ref, got in zip(reference, onnx, strict=True):
@@ -112,18 +118,20 @@ def test_providers_and_runner_errors(manifest: Path, tmp_path: Path) -> None:
         OnnxRunner(tmp_path / "missing.json")
 
 
-def test_image_baseline_runs_its_exported_step(cache: Path) -> None:
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_image_baseline_runs_its_exported_step(cache: Path, backend: str) -> None:
     unet = create_model("unet", encoder="resnet18").eval()
     frames = _frames(2)
     manifest = export_for_onnxruntime(unet, SIZE, cache / "onnx")
-    got = list(VideoSegmenter(unet, SIZE, "cpu", backend="onnxruntime", onnx=manifest).stream(frames))
+    got = list(VideoSegmenter(unet, SIZE, "cpu", backend=backend, onnx=manifest).stream(frames))
     want = list(VideoSegmenter(unet, SIZE, "cpu").stream(frames))
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g.mask_logits.numpy(), w.mask_logits.numpy(), rtol=0, atol=1e-4)
 
 
-def test_cli_predict_backend_onnxruntime_writes_the_pytorch_masks(
-    model: torch.nn.Module, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_cli_predict_exported_backend_writes_the_pytorch_masks(
+    model: torch.nn.Module, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     monkeypatch.setenv("FLANET_CACHE_DIR", str(cache))
     checkpoint = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
@@ -133,15 +141,53 @@ def test_cli_predict_backend_onnxruntime_writes_the_pytorch_masks(
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     outs = {}
-    for backend in ("pytorch", "onnxruntime"):
-        outs[backend] = tmp_path / backend
-        args = ["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(outs[backend]),
-                "--device", "cpu", "--no-progress", "--backend", backend, "--threshold", "0.3"]
+    for name in ("pytorch", backend):
+        outs[name] = tmp_path / name
+        args = ["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(outs[name]),
+                "--device", "cpu", "--no-progress", "--backend", name, "--threshold", "0.3"]
         assert main(args) == 0
     names = sorted(p.name for p in (outs["pytorch"] / "masks").iterdir())
-    assert names == sorted(p.name for p in (outs["onnxruntime"] / "masks").iterdir()) and len(names) == 5
+    assert names == sorted(p.name for p in (outs[backend] / "masks").iterdir()) and len(names) == 5
     for name in names:
         ref = cv2.imread(str(outs["pytorch"] / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
-        got = cv2.imread(str(outs["onnxruntime"] / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
+        got = cv2.imread(str(outs[backend] / "masks" / name), cv2.IMREAD_GRAYSCALE) > 0
         assert _dice(got, ref) >= 0.999
-    assert '"backend": "onnxruntime"' in (outs["onnxruntime"] / "summary.json").read_text()
+    assert f'"backend": "{backend}"' in (outs[backend] / "summary.json").read_text()
+
+
+def test_openvino_runs_float32_on_the_available_cpus(manifest: Path, tmp_path: Path) -> None:
+    """float32 whatever the CPU (OpenVINO's default is bfloat16 where the CPU has it), threads as asked."""
+    from flanet.inference.threads import available_cpus
+
+    assert openvino_config() == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                 "INFERENCE_NUM_THREADS": available_cpus(), "ENABLE_CPU_PINNING": False}
+    runner = OpenVinoRunner(manifest, threads=1)
+    assert runner.streaming and runner.num_frames == 3 and runner.has_heatmap and runner.image_size == SIZE
+    for request in runner.requests.values():
+        compiled = request.get_compiled_model()
+        assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        OpenVinoRunner(tmp_path / "missing.json")
+
+
+def test_openvino_backend_errors(model: torch.nn.Module, manifest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from flanet.inference import streaming
+
+    monkeypatch.setattr(streaming, "resolve_device", torch.device)  # as on a machine with a GPU
+    with pytest.raises(ValueError, match="backend openvino runs on the CPU, not on cuda"):
+        VideoSegmenter(model, SIZE, "cuda", backend="openvino", onnx=manifest)
+    with pytest.raises(ValueError, match="compile applies to backend pytorch only"):
+        VideoSegmenter(model, SIZE, "cpu", backend="openvino", onnx=manifest, compile=True)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
+    with pytest.raises(ValueError, match=r"pip install 'flanet\[export\]'"):
+        OpenVinoRunner(manifest)
+
+
+def test_cli_backend_choices_are_the_library_backends() -> None:
+    from flanet.inference.commands import BACKEND_CHOICES, _installed_backends
+
+    assert BACKEND_CHOICES == BACKENDS
+    assert _installed_backends() == list(BACKENDS)  # the test environment installs every backend

@@ -187,13 +187,13 @@ def predict_archive(
     model, _, size = model_for_inference(model, image_size)
     input_path, out = Path(input_path), Path(out_dir)
     items = archive_items(input_path, fps=fps, split=split)
-    if device is None and torch.cuda.is_available() and world > 1:
+    if device is None and torch.cuda.is_available() and world > 1 and backend != "openvino":  # OpenVINO: CPU
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
     group = world > 1 and _init_group()
     try:
         if rank == 0:
             _open_output(out, input_path, force)
-            if backend == "onnxruntime":  # export once, before the other ranks look for it
+            if backend != "pytorch":  # export once, before the other ranks look for it
                 VideoSegmenter(model, size, device, backend=backend)
         if group:
             torch.distributed.barrier()

@@ -241,8 +241,8 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
             docs/benchmarks.md (None, the default: none).
         allocators: "default" (this process's environment) and/or "tuned" (workers get
             ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
-        backends: "pytorch" and/or "onnxruntime": a model-only stream row each (with the
-            share of the fusion + decoders in a frame).
+        backends: any of "pytorch", "onnxruntime", "openvino": a model-only stream row each (with
+            the share of the fusion + decoders in a frame).
         end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend (eager
             PyTorch: every predict would compile anew).
         authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):

@@ -99,7 +99,7 @@ def _bench(args: argparse.Namespace) -> int:
         warmup=args.warmup, devices=args.devices, json_path=Path(args.json),
         markdown=None if args.docs is None else Path(args.docs),
         allocators=["default", "tuned"] if args.malloc == "both" else [args.malloc],
-        backends=args.backends, end_to_end=not args.no_end_to_end,
+        backends=args.backends or _installed_backends(), end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
         compile=_compile(args), rounds=args.rounds,
     )
@@ -107,6 +107,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: ``--backend`` choices (``flanet.inference.onnx_backend.BACKENDS``, named here so ``--help`` imports no torch).
+BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino")
+
+
+def _installed_backends() -> list[str]:
+    """Default ``--backends`` of ``flanet bench``: pytorch and each exported backend whose package is installed."""
+    import importlib.util
+
+    return [b for b in BACKEND_CHOICES if b == "pytorch" or importlib.util.find_spec(b) is not None]
 
 
 def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -143,9 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "onnxruntime"],
-                   help="pytorch (default) or onnxruntime: the exported encoder + decoder, exported once "
-                   "per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
+    p.add_argument("--backend", default="pytorch", choices=BACKEND_CHOICES,
+                   help="pytorch (default), onnxruntime or openvino (CPU): the exported encoder + decoder, exported "
+                   "to ONNX once per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     _add_compile(p, "segment")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
@@ -188,8 +197,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
                    help="glibc allocator of the workers: as this shell (default), tuned "
                    "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised), or both")
-    b.add_argument("--backends", nargs="+", default=["pytorch", "onnxruntime"], choices=["pytorch", "onnxruntime"],
-                   help="backends of the streaming and end-to-end rows (default: both)")
+    b.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES,
+                   help="backends of the streaming and end-to-end rows (default: pytorch and every installed "
+                   "exported backend)")
     b.add_argument("--no-end-to-end", action="store_true",
                    help="skip the end-to-end rows (predict on a synthetic 640x480 mp4: decode ... write)")
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",

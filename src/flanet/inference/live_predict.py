@@ -183,7 +183,7 @@ def predict_live(
         threshold: probability threshold of the masks.
         fps: frame rate used when the source states none (overlay and file pacing).
         progress: show a tqdm bar (frames segmented, dropped).
-        backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
+        backend: "pytorch", "onnxruntime" or "openvino" (see :class:`VideoSegmenter`).
         max_frames: stop after this many segmented frames.
         duration: stop this many seconds after the source opened.
         stop: an event that ends the run when set (from another thread).

@@ -21,8 +21,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,9 +31,12 @@ import torch
 from flanet.inference.threads import available_cpus
 from flanet.models.contract import VideoSegmentationModel
 
-__all__ = ["BACKENDS", "OnnxRunner", "onnx_providers", "onnx_cache_dir", "export_for_onnxruntime", "model_code_digest"]
+__all__ = ["BACKENDS", "ExportedParts", "ExportedRunner", "OnnxRunner", "onnx_providers", "onnx_cache_dir",
+           "export_for_onnxruntime", "model_code_digest", "read_manifest"]
 
-BACKENDS = ("pytorch", "onnxruntime")
+#: Backends of :class:`~flanet.inference.VideoSegmenter`: PyTorch, and the exported parts in onnxruntime or
+#: OpenVINO (:mod:`flanet.inference.openvino_backend`).
+BACKENDS = ("pytorch", "onnxruntime", "openvino")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
@@ -118,6 +122,65 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
     return manifest
 
 
+@dataclass(frozen=True)
+class ExportedParts:
+    """What a manifest (``flanet.json``) of exported parts says.
+
+    Attributes:
+        files: path of each part by name (``encoder``, ``decoder``, ``step``).
+        image_size: the fixed input size S of the export.
+        num_frames: T of the exported model.
+        input_dtype: dtype the parts take (float16 exports take float16).
+        streaming: whether there is an encoder + decoder (features reused); else a ``step``.
+    """
+
+    files: dict[str, Path]
+    image_size: int
+    num_frames: int
+    input_dtype: np.dtype
+    streaming: bool
+
+    def file(self, name: str) -> Path:
+        """Path of part ``name``; raises ``FileNotFoundError`` when it is missing."""
+        if not self.files[name].is_file():
+            raise FileNotFoundError(f"{self.files[name]}: exported {name} part is missing")
+        return self.files[name]
+
+
+def read_manifest(manifest: str | Path) -> ExportedParts:
+    """Reads the manifest of ``flanet export`` / :func:`export_for_onnxruntime`.
+
+    Raises:
+        FileNotFoundError: the manifest is missing.
+        ValueError: it names neither an encoder + decoder nor a step part.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: export manifest does not exist")
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    files = {p["name"]: manifest.parent / p["file"] for p in data["parts"]}
+    streaming = "encoder" in files and "decoder" in files
+    if not streaming and "step" not in files:
+        raise ValueError(f"{manifest}: no encoder + decoder or step part to run")
+    return ExportedParts(files, int(data["image_size"]), int(data["num_frames"]),
+                         np.dtype(data.get("dtype", "float32")), streaming)
+
+
+class ExportedRunner(Protocol):
+    """What :class:`~flanet.inference.VideoSegmenter` needs of a backend that runs exported parts."""
+
+    image_size: int
+    num_frames: int
+    streaming: bool
+    has_heatmap: bool
+
+    def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
+        """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
+
+    def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
+
+
 class OnnxRunner:
     """The exported parts of one model in onnxruntime sessions.
 
@@ -135,17 +198,9 @@ class OnnxRunner:
                  threads: int | None = None) -> None:
         import onnxruntime
 
-        manifest = Path(manifest)
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{manifest}: export manifest does not exist")
-        self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
-        parts = {p["name"]: manifest.parent / p["file"] for p in self.manifest["parts"]}
-        self.image_size = int(self.manifest["image_size"])
-        self.num_frames = int(self.manifest["num_frames"])
-        self.input_dtype = np.dtype(self.manifest.get("dtype", "float32"))  # float16 exports take float16
-        self.streaming = "encoder" in parts and "decoder" in parts
-        if not self.streaming and "step" not in parts:
-            raise ValueError(f"{manifest}: no encoder + decoder or step part to run")
+        parts = read_manifest(manifest)
+        self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
+        self.input_dtype = parts.input_dtype  # float16 exports take float16
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or available_cpus()
         options.inter_op_num_threads = 1
@@ -155,9 +210,7 @@ class OnnxRunner:
         self.providers = list(providers or onnx_providers())
 
         def session(name: str) -> Any:
-            if not parts[name].is_file():
-                raise FileNotFoundError(f"{parts[name]}: exported {name} part is missing")
-            return onnxruntime.InferenceSession(str(parts[name]), options, providers=self.providers)
+            return onnxruntime.InferenceSession(str(parts.file(name)), options, providers=self.providers)
 
         names = ("encoder", "decoder") if self.streaming else ("step",)
         self.sessions = {name: session(name) for name in names}

@@ -152,7 +152,7 @@ def predict_to_folder(
         fps: frame rate of overlays made from frame folders (videos keep their own).
         split: for a dataset root, segment only this split.
         progress: show a tqdm progress bar (frames/s).
-        backend: "pytorch" or "onnxruntime" (see :class:`VideoSegmenter`).
+        backend: "pytorch", "onnxruntime" or "openvino" (see :class:`VideoSegmenter`).
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.annotation_export`).

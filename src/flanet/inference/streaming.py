@@ -28,7 +28,14 @@ from torch.fx.proxy import TraceError
 
 from flanet.data import to_model_input
 from flanet.devices import resolve_device
-from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
+from flanet.inference.onnx_backend import (
+    BACKENDS,
+    ExportedRunner,
+    OnnxRunner,
+    export_for_onnxruntime,
+    onnx_providers,
+)
+from flanet.inference.openvino_backend import OpenVinoRunner
 from flanet.inference.threads import AdaptiveThreads
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
@@ -135,11 +142,13 @@ class VideoSegmenter:
         channels_last: run convolutions in channels-last memory format (moves the
             model's weights to it). Default: on for CPU, where oneDNN's convolutions
             are 10-25% faster in that layout (docs/benchmarks.md); off elsewhere.
-        backend: ``"pytorch"`` (default) or ``"onnxruntime"``: the exported encoder and
-            decoder in onnxruntime (:mod:`flanet.inference.onnx_backend`), features reused the
-            same way; exported once per model and size into a cache, or taken from ``onnx``.
-            ``device`` then picks the providers: None = CUDA/TensorRT when present, else CPU.
-        onnx: backend "onnxruntime" only: manifest (``flanet.json``) of an existing
+        backend: ``"pytorch"`` (default), ``"onnxruntime"`` or ``"openvino"``: the exported
+            encoder and decoder in onnxruntime (:mod:`flanet.inference.onnx_backend`) or compiled by
+            OpenVINO for the CPU (:mod:`flanet.inference.openvino_backend`), features reused the
+            same way; exported to ONNX once per model and size into a cache, or taken from ``onnx``.
+            For onnxruntime ``device`` picks the providers: None = CUDA/TensorRT when present, else
+            CPU; OpenVINO runs on the CPU.
+        onnx: backends "onnxruntime" and "openvino": manifest (``flanet.json``) of an existing
             ``flanet export`` of this model to run instead of exporting it.
         dtype: backend "pytorch" only: compute dtype of the model, e.g. ``torch.bfloat16``
             on a GPU (autocast); outputs are float32. Default: float32. A model whose
@@ -166,7 +175,7 @@ class VideoSegmenter:
 
     Raises:
         ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
-            unknown backend, or ``compile`` with backend "onnxruntime".
+            unknown backend, ``compile`` with an exported backend, or backend "openvino" on CUDA.
     """
 
     def __init__(
@@ -193,13 +202,16 @@ class VideoSegmenter:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self.backend = backend
-        self.runner: OnnxRunner | None = None
+        self.runner: ExportedRunner | None = None
         device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
-        if backend == "onnxruntime":
+        if backend != "pytorch":
             if compile not in (False, None):
                 raise ValueError("compile applies to backend pytorch only")
+            if backend == "openvino" and device is not None and device.type != "cpu":
+                raise ValueError(f"backend openvino runs on the CPU, not on {device}; use backend onnxruntime or pytorch")
             manifest = onnx or export_for_onnxruntime(model, image_size)
-            self.runner = OnnxRunner(manifest, onnx_providers(device))
+            self.runner = (OnnxRunner(manifest, onnx_providers(device)) if backend == "onnxruntime"
+                           else OpenVinoRunner(manifest))
             if self.runner.image_size != image_size:
                 raise ValueError(f"{manifest}: exported for image size {self.runner.image_size}, not {image_size}")
             device = "cpu"  # inputs and outputs of the sessions are host arrays
@@ -222,7 +234,8 @@ class VideoSegmenter:
         self.reuse_features = reuse_features and self.num_frames > 1
         if self.runner is not None:
             if self.reuse_features != self.runner.streaming:
-                raise ValueError("backend onnxruntime streams (features reused); clips (reuse_features=False) run on pytorch only")
+                raise ValueError(f"backend {backend} streams (features reused); clips (reuse_features=False) run on "
+                                 "pytorch only")
             self.num_frames = self.runner.num_frames
         self.adaptive_threads = self.device.type == "cpu" if adaptive_threads is None else adaptive_threads
         self.compiled = compile not in (False, None)
