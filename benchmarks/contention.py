@@ -15,10 +15,10 @@ Settings (environment of the worker, set before torch loads):
 * ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once);
 * ``1-thread``: ``OMP_NUM_THREADS=1``.
 
-Backends (``--backends``, default both): ``pytorch``, and ``onnxruntime``, whose model runs in its
+Backends (``--backends``, default all three): ``pytorch``; ``onnxruntime``, whose model runs in its
 own intra-op pool (threads = available CPUs, spinning off, whatever the setting: the OpenMP
-setting reaches only its PyTorch pre- and post-processing); the ``threads`` column gives the
-model's threads.
+setting reaches only its PyTorch pre- and post-processing); and ``openvino`` (its own threads =
+available CPUs, unpinned); the ``threads`` column gives the model's threads.
 
     python benchmarks/contention.py --encoder res2net50_26w_4s --frames 6 --out bench-contention.json
 """
@@ -72,7 +72,7 @@ def _worker(encoder: str, size: int, frames: int, warmup: int, backend: str, set
     for _ in stream:
         torch_threads.append(torch.get_num_threads())
     seconds = time.perf_counter() - start
-    model_threads = max(torch_threads) if backend == "pytorch" else available_cpus()  # OnnxRunner's intra-op pool
+    model_threads = max(torch_threads) if backend == "pytorch" else available_cpus()  # the exported runner's pool
     return {"fps": frames / seconds, "threads": model_threads, "torch_threads": torch_threads,
             "env": {k: os.environ.get(k) for k in OMP_KEYS}}
 
@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
-    parser.add_argument("--backends", nargs="+", default=["pytorch", "onnxruntime"], choices=["pytorch", "onnxruntime"])
+    backends = ["pytorch", "onnxruntime", "openvino"]
+    parser.add_argument("--backends", nargs="+", default=backends, choices=backends)
     parser.add_argument("--out", type=Path, default=Path("bench-contention.json"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="pytorch", help=argparse.SUPPRESS)

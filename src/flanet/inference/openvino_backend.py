@@ -13,8 +13,10 @@ Settings, measured on the 2-core CPU of docs/benchmarks.md ("OpenVINO"):
   everywhere, which is also what the masks are checked against (PyTorch).
 * ``PERFORMANCE_HINT = LATENCY``: one stream, every thread on the one frame in flight.
 * ``INFERENCE_NUM_THREADS``: the CPUs available to the process (its affinity mask), as for onnxruntime.
-* ``ENABLE_CPU_PINNING = False``: threads are not pinned to cores, so a competing process does not hold
-  one of our threads on a busy core.
+* ``ENABLE_CPU_PINNING = False`` (OpenVINO pins its threads to cores by default on Linux): unpinned
+  streaming was no slower alone (6.81 and 6.90 frames/s against 5.76 and 6.56 pinned) nor beside one busy
+  process (3.72 and 3.70 against 3.62 and 3.67; two alternating pairs, Res2Net-50 at 352), and an unpinned
+  thread can leave a core another process keeps busy.
 """
 
 from __future__ import annotations
