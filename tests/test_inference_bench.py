@@ -220,3 +220,33 @@ def test_bench_compile_adds_a_compiled_stream_row_beside_the_eager_one(tmp_path:
     assert "| cpu | default | resnet18 | pytorch compiled | stream | 8.00 | 8.00 | 10.0 ms = 8 % |" in text
     assert "| cpu | default | resnet18 | pytorch | stream | 5.00 | 5.00 | 10.0 ms = 5 % |" in text
     assert "| stream (pytorch compiled) |" in text
+
+
+def test_bench_frames_in_flight_adds_a_pipelined_row_per_exported_backend(tmp_path: Path, monkeypatch) -> None:
+    configs: list[dict] = []
+
+    def worker(config: dict, env: dict) -> dict:
+        configs.append(config)
+        fps = 1.0 if config["mode"] == "authors" else 7.0 if config["frames_in_flight"] == 2 else 5.0
+        record = {**config, "fps": fps, "ms_per_frame": 1000 / fps, "run_seconds": [1 / fps],
+                  "machine": machine_description()}
+        if config["mode"] != "authors":
+            record.update(gflops_per_frame=1.0, peak_rss_mb=100.0, rss_after_model_mb=90.0, cuda_peak_allocated_mb=None)
+        if config["mode"] == "stream":
+            record.update(decode_ms=20.0, frame_ms=1000 / fps, decode_share=0.07)
+        return record
+
+    monkeypatch.setattr(bench, "_run_worker", worker)
+    report = run_bench(["resnet18"], frames=2, runs=1, devices=["cpu"], json_path=tmp_path / "b.json",
+                       backends=("pytorch", "onnxruntime", "openvino"), authors=tmp_path / "replica.py",
+                       rounds=1, frames_in_flight=2)
+    plan = [(c["mode"], c["backend"], c["frames_in_flight"]) for c in configs]
+    assert plan == [("authors", "pytorch", 1), ("stream", "pytorch", 1), ("stream", "onnxruntime", 1),
+                    ("stream", "openvino", 1), ("stream", "onnxruntime", 2), ("stream", "openvino", 2),
+                    ("clips", "pytorch", 1)]
+    assert report["settings"]["frames_in_flight"] == 2
+    text = (tmp_path / "b.md").read_text()
+    assert "| cpu | default | resnet18 | openvino, 2 in flight | stream | 7.00 | 7.00 | 20.0 ms = 7 % |" in text
+    assert "| cpu | default | resnet18 | onnxruntime | stream | 5.00 | 5.00 | 20.0 ms = 7 % |" in text
+    with pytest.raises(ValueError, match="frames_in_flight must be at least 1"):
+        run_bench(["resnet18"], json_path=tmp_path / "c.json", frames_in_flight=0)

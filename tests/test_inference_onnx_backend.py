@@ -161,10 +161,12 @@ def test_openvino_runs_float32_on_the_available_cpus(manifest: Path, tmp_path: P
 
     assert openvino_config() == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
                                  "INFERENCE_NUM_THREADS": available_cpus(), "ENABLE_CPU_PINNING": False}
+    assert openvino_config(2, streams=2) == {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2,
+                                             "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2,
+                                             "ENABLE_CPU_PINNING": False}
     runner = OpenVinoRunner(manifest, threads=1)
     assert runner.streaming and runner.num_frames == 3 and runner.has_heatmap and runner.image_size == SIZE
-    for request in runner.requests.values():
-        compiled = request.get_compiled_model()
+    for compiled in runner.compiled.values():
         assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
         assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
     with pytest.raises(FileNotFoundError, match="does not exist"):

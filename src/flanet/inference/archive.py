@@ -164,6 +164,7 @@ def predict_archive(
     full_frame: bool = False,
     export: Sequence[str] = (),
     compile: bool | str = False,
+    frames_in_flight: int = 1,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -179,6 +180,8 @@ def predict_archive(
     """
     if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
         raise ValueError("compile applies to backend pytorch only")
+    if frames_in_flight != 1 and backend == "pytorch":
+        raise ValueError(f"frames_in_flight {frames_in_flight}: must be 1 with backend pytorch")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
     from flanet.models.checkpoint import model_for_inference
@@ -200,7 +203,7 @@ def predict_archive(
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
                              {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
                               "full_frame": full_frame, "export": sorted(export) or None},
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile)
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile, frames_in_flight)
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -238,9 +241,11 @@ def _open_output(out: Path, input_path: Path, force: bool) -> None:
 
 
 def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
-               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False) -> list[dict]:
+               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False,
+               frames_in_flight: int = 1) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile,
+                               frames_in_flight=frames_in_flight)
     settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):

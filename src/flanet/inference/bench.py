@@ -81,7 +81,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     compile = config.get("compile", False) if backend == "pytorch" else False
     segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "stream", backend=backend,
-                               compile=compile)
+                               compile=compile, frames_in_flight=config.get("frames_in_flight", 1))
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     x = torch.randn(1, 3, size, size, device=device)
@@ -109,7 +109,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
     share = decode_share(segmenter, pool) if segmenter.reuse_features else {}
     return {
         **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
-        "backend": backend, "compile": compile, **share,
+        "backend": backend, "compile": compile, "frames_in_flight": segmenter.frames_in_flight, **share,
         "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
         "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_model_mb": rss_loaded,
@@ -135,9 +135,11 @@ def _load(values: Sequence[float] | None) -> str:
 
 
 def _backend_label(record: dict[str, Any]) -> str:
-    """``pytorch``, ``pytorch compiled`` or the ONNX Runtime backend's name, for one row."""
+    """``pytorch``, ``pytorch compiled``, an exported backend's name, or ``<name>, N in flight``, for one row."""
     backend = record.get("backend", "pytorch")
-    return f"{backend} compiled" if record.get("compile") else backend
+    in_flight = record.get("frames_in_flight", 1)
+    return (f"{backend} compiled" if record.get("compile") else backend) + (
+        f", {in_flight} in flight" if in_flight > 1 else "")
 
 
 def _compile_label(compile: bool | str) -> str:
@@ -219,7 +221,8 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
-              authors: Path | None = None, compile: bool | str = False, rounds: int = 3) -> dict[str, Any]:
+              authors: Path | None = None, compile: bool | str = False, rounds: int = 3,
+              frames_in_flight: int = 1) -> dict[str, Any]:
     """Run every configuration ``rounds`` times round-robin, each time in a fresh process; write the reports.
 
     Round 1 runs the whole list of configurations (per allocator and device: the authors' model first,
@@ -252,12 +255,17 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
             stays, as do the eager clips and end-to-end rows; the compilation happens in an
             untimed warm-up run.
         rounds: interleaved rounds (at least 1).
+        frames_in_flight: above 1, also a stream row per exported backend with this many frames in
+            flight (:mod:`flanet.inference.pipeline`; its fusion + decoders share is per worker:
+            one decode over ``frames_in_flight`` x the frame interval).
 
     Returns:
         The report written to ``json_path``.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
+    if frames_in_flight < 1:
+        raise ValueError(f"frames_in_flight must be at least 1, got {frames_in_flight}")
     devices = list(devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     plan, allocator_envs = [], {}  # one round: (allocator, worker environment, configuration)
@@ -265,19 +273,21 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         env = {**os.environ, **(TUNED_MALLOC_ENV if allocator == "tuned" else {})}
         allocator_envs[allocator] = {k: env.get(k) for k in TUNED_MALLOC_ENV}
         for device in devices:
-            jobs = [("authors", "authors", "pytorch", False)] if authors is not None else []
+            jobs = [("authors", "authors", "pytorch", False, 1)] if authors is not None else []
             for encoder in encoders:
-                jobs += [(encoder, "stream", backend, False) for backend in backends]
+                jobs += [(encoder, "stream", backend, False, 1) for backend in backends]
                 if compile and "pytorch" in backends:  # the compiled per-frame step beside the eager one
-                    jobs.append((encoder, "stream", "pytorch", compile))
-                jobs.append((encoder, "clips", "pytorch", False))
+                    jobs.append((encoder, "stream", "pytorch", compile, 1))
+                if frames_in_flight > 1:  # pipelined rows beside the one-frame-at-a-time ones
+                    jobs += [(encoder, "stream", b, False, frames_in_flight) for b in backends if b != "pytorch"]
+                jobs.append((encoder, "clips", "pytorch", False, 1))
                 # eager only: each predict builds its own segmenter, so a compiled row would time compilation
-                jobs += [(encoder, "end-to-end", backend, False) for backend in backends if end_to_end]
-            for encoder, mode, backend, compiled in jobs:
+                jobs += [(encoder, "end-to-end", backend, False, 1) for backend in backends if end_to_end]
+            for encoder, mode, backend, compiled, in_flight in jobs:
                 plan.append((allocator, env, {
                     "device": device, "encoder": encoder, "mode": mode, "image_size": image_size, "frames": frames,
                     "runs": runs, "warmup": warmup, "backend": backend, "compile": compiled,
-                    "authors": str(authors) if authors is not None else None}))
+                    "frames_in_flight": in_flight, "authors": str(authors) if authors is not None else None}))
     measured: list[list[dict[str, Any]]] = [[] for _ in plan]
     for round_number in range(1, rounds + 1):
         for (allocator, env, config), records in zip(plan, measured, strict=True):
@@ -305,7 +315,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1,
-                     "compile": compile, "rounds": rounds},
+                     "compile": compile, "rounds": rounds, "frames_in_flight": frames_in_flight},
         "allocators": allocator_envs, "results": results, "speedup": speedup, "speedup_rounds": speedup_rounds,
     }
     section = _markdown(report)

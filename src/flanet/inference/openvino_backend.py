@@ -11,7 +11,9 @@ Settings, measured on the 2-core CPU of docs/benchmarks.md ("OpenVINO"):
   bfloat16 instructions (this one has AVX512-BF16 but no AMX). There, bfloat16 was both slower (encoder
   152-160 ms against 103-106 ms) and different (1 % of the mask pixels flipped), so flanet asks for float32
   everywhere, which is also what the masks are checked against (PyTorch).
-* ``PERFORMANCE_HINT = LATENCY``: one stream, every thread on the one frame in flight.
+* ``PERFORMANCE_HINT = LATENCY``: one stream, every thread on the one frame in flight; with
+  ``streams`` > 1 (``VideoSegmenter(frames_in_flight=N)``, :mod:`flanet.inference.pipeline`)
+  ``THROUGHPUT`` with N streams that share the threads, and one infer request per stream.
 * ``INFERENCE_NUM_THREADS``: the CPUs available to the process (its affinity mask), as for onnxruntime.
 * ``ENABLE_CPU_PINNING = False`` (OpenVINO pins its threads to cores by default on Linux): unpinned
   streaming was no slower alone (6.81 and 6.90 frames/s against 5.76 and 6.56 pinned) nor beside one busy
@@ -21,6 +23,7 @@ Settings, measured on the 2-core CPU of docs/benchmarks.md ("OpenVINO"):
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,13 @@ from flanet.inference.threads import available_cpus
 __all__ = ["OpenVinoRunner", "openvino_config"]
 
 
-def openvino_config(threads: int | None = None) -> dict[str, Any]:
-    """Compile settings of the CPU plugin (see the module docstring): float32, latency, unpinned threads."""
+def openvino_config(threads: int | None = None, streams: int = 1) -> dict[str, Any]:
+    """Compile settings of the CPU plugin (see the module docstring): float32, latency (or ``streams``
+    streams sharing the threads), unpinned threads."""
+    mode = {"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                                  "NUM_STREAMS": int(streams)}
     return {
-        "PERFORMANCE_HINT": "LATENCY",
+        **mode,
         "INFERENCE_PRECISION_HINT": "f32",
         "INFERENCE_NUM_THREADS": int(threads or available_cpus()),
         "ENABLE_CPU_PINNING": False,
@@ -50,13 +56,14 @@ class OpenVinoRunner:
     Args:
         manifest: ``flanet.json`` written by ``flanet export`` / :func:`export_for_onnxruntime`.
         threads: inference threads (default: the CPUs available to this process).
+        streams: frames that may run at the same time (from as many Python threads; default 1).
 
     Raises:
         ValueError: OpenVINO is not installed, or the manifest has no part to run.
         FileNotFoundError: the manifest or a part it names is missing.
     """
 
-    def __init__(self, manifest: str | Path, threads: int | None = None) -> None:
+    def __init__(self, manifest: str | Path, threads: int | None = None, streams: int = 1) -> None:
         try:
             import openvino
         except ImportError as error:
@@ -65,26 +72,38 @@ class OpenVinoRunner:
         self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
         self.input_dtype = parts.input_dtype
         core = openvino.Core()
-        config = openvino_config(threads)
+        config = openvino_config(threads, streams)
         names = ("encoder", "decoder") if self.streaming else ("step",)
-        # one infer request per part, reused frame after frame; infer() returns copies of its outputs
-        self.requests = {name: core.compile_model(str(parts.file(name)), "CPU", config).create_infer_request()
-                         for name in names}
-        self.has_heatmap = len(self.requests[names[-1]].model_outputs) == 2
+        self.compiled = {name: core.compile_model(str(parts.file(name)), "CPU", config) for name in names}
+        # infer requests, reused frame after frame, one per stream and part (a request runs one frame at
+        # a time; the compiled model is thread-safe); infer() returns copies of its outputs
+        self.requests: dict[str, queue.SimpleQueue] = {name: queue.SimpleQueue() for name in names}
+        for name in names:
+            for _ in range(streams):
+                self.requests[name].put(self.compiled[name].create_infer_request())
+        self.has_heatmap = len(self.compiled[names[-1]].outputs) == 2
+
+    def _infer(self, part: str, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Runs ``part`` on a free infer request (thread-safe); the outputs are the caller's copies."""
+        request = self.requests[part].get()
+        try:
+            return tuple(request.infer(feeds).to_tuple())
+        finally:
+            self.requests[part].put(request)
 
     def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
         """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
         array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
         if not self.streaming:
             return array
-        return list(self.requests["encoder"].infer({"image": array}).to_tuple())
+        return list(self._infer("encoder", {"image": array}))
 
     def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
         if self.streaming:
             feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
-            outputs = self.requests["decoder"].infer(feeds).to_tuple()
+            outputs = self._infer("decoder", feeds)
         else:
-            outputs = self.requests["step"].infer({"clip": np.stack(window, axis=1)}).to_tuple()
+            outputs = self._infer("step", {"clip": np.stack(window, axis=1)})
         tensors = [torch.from_numpy(np.asarray(o)).float() for o in outputs]
         return tensors[0], (tensors[1] if self.has_heatmap else None)

@@ -138,6 +138,7 @@ def predict_to_folder(
     full_frame: bool = False,
     export: Sequence[str] = (),
     compile: bool | str = False,
+    frames_in_flight: int = 1,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -157,6 +158,8 @@ def predict_to_folder(
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.annotation_export`).
         compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
+        frames_in_flight: frames segmented at the same time by an exported backend (more frames/s,
+            the same masks; see :class:`VideoSegmenter`).
 
     Returns:
         The output folder.
@@ -167,7 +170,8 @@ def predict_to_folder(
     model, metadata, size = model_for_inference(model, image_size)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
+    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile,
+                               frames_in_flight=frames_in_flight)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)

@@ -36,7 +36,8 @@ from flanet.inference.onnx_backend import (
     onnx_providers,
 )
 from flanet.inference.openvino_backend import OpenVinoRunner
-from flanet.inference.threads import AdaptiveThreads
+from flanet.inference.pipeline import pipelined_predictions
+from flanet.inference.threads import AdaptiveThreads, available_cpus
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
 from flanet.models.windows import CausalWindows, frame_features
@@ -172,10 +173,15 @@ class VideoSegmenter:
             barrier-free single thread instead of stalled OpenMP barriers (docs/benchmarks.md,
             "Threads on a shared CPU"). Default: on for CPU (Linux; elsewhere it does nothing), off
             for CUDA.
+        frames_in_flight: backends "onnxruntime" and "openvino" only: frames processed at the same
+            time, each by one worker with an equal share of the CPUs (:mod:`flanet.inference.pipeline`):
+            more frames/s, each frame later; the same outputs, in order. Default 1 (one frame at a
+            time, every thread on it: the lowest latency, for live streams).
 
     Raises:
         ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
-            unknown backend, ``compile`` with an exported backend, or backend "openvino" on CUDA.
+            unknown backend, ``compile`` with an exported backend, backend "openvino" on CUDA, or
+            ``frames_in_flight`` other than 1 with backend "pytorch".
     """
 
     def __init__(
@@ -193,6 +199,7 @@ class VideoSegmenter:
         fold_batchnorm: bool | None = None,
         compile: bool | str | dict[str, Any] | None = False,
         adaptive_threads: bool | None = None,
+        frames_in_flight: int = 1,
     ) -> None:
         multiple = model.size_multiple
         if image_size <= 0 or image_size % multiple:
@@ -201,7 +208,10 @@ class VideoSegmenter:
             )
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        self.backend = backend
+        if frames_in_flight < 1 or (frames_in_flight > 1 and backend == "pytorch"):
+            raise ValueError(f"frames_in_flight {frames_in_flight}: must be 1 with backend pytorch, >= 1 with an "
+                             "exported backend (onnxruntime, openvino)")
+        self.backend, self.frames_in_flight = backend, frames_in_flight
         self.runner: ExportedRunner | None = None
         device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
         if backend != "pytorch":
@@ -210,8 +220,11 @@ class VideoSegmenter:
             if backend == "openvino" and device is not None and device.type != "cpu":
                 raise ValueError(f"backend openvino runs on the CPU, not on {device}; use backend onnxruntime or pytorch")
             manifest = onnx or export_for_onnxruntime(model, image_size)
-            self.runner = (OnnxRunner(manifest, onnx_providers(device)) if backend == "onnxruntime"
-                           else OpenVinoRunner(manifest))
+            if backend == "onnxruntime":  # each frame's worker runs its sessions on its share of the CPUs
+                threads = max(1, available_cpus() // frames_in_flight)
+                self.runner = OnnxRunner(manifest, onnx_providers(device), threads=threads)
+            else:
+                self.runner = OpenVinoRunner(manifest, streams=frames_in_flight)
             if self.runner.image_size != image_size:
                 raise ValueError(f"{manifest}: exported for image size {self.runner.image_size}, not {image_size}")
             device = "cpu"  # inputs and outputs of the sessions are host arrays
@@ -266,8 +279,23 @@ class VideoSegmenter:
                 threads.restore()
 
     def _stream(self, frames: Iterable[np.ndarray], threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
-        """:meth:`stream`'s loop; ``threads`` is sampled before every frame."""
+        """:meth:`stream`'s loop: one frame at a time, or ``frames_in_flight`` of them in workers."""
         windows = CausalWindows(self.num_frames)
+        if self.frames_in_flight > 1 and self.runner is not None:
+            runner = self.runner
+            work = pipelined_predictions(self._prepared(frames, threads), lambda item: runner.per_frame_state(item[2]),
+                                         runner.predict, self.num_frames, self.frames_in_flight)
+            for (index, size, _), (mask_logits, heatmap) in work:
+                yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
+            return
+        for index, size, image in self._prepared(frames, threads):
+            window = windows.push(self._per_frame_state(image))
+            mask_logits, heatmap = self._predict(window)
+            yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
+
+    def _prepared(self, frames: Iterable[np.ndarray],
+                  threads: AdaptiveThreads | None) -> Iterator[tuple[int, tuple[int, int], torch.Tensor]]:
+        """``(index, (H, W), model input (1, 3, S, S))`` per checked frame; ``threads`` sampled before each."""
         first_size: tuple[int, int] | None = None
         for index, frame in enumerate(frames):
             if threads is not None:
@@ -282,9 +310,7 @@ class VideoSegmenter:
                     f"{first_size[1]}x{first_size[0]}; frames of one video must keep one size"
                 )
             image = to_model_input(rgb, self.image_size).to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
-            window = windows.push(self._per_frame_state(image.contiguous(memory_format=self.memory_format)))
-            mask_logits, heatmap = self._predict(window)
-            yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
+            yield index, size, image.contiguous(memory_format=self.memory_format)
 
     def _per_frame_state(self, image: torch.Tensor) -> list[torch.Tensor]:
         """What the window keeps of one frame, per level (1, ...): its encoder features, or the image."""

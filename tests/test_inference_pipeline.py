@@ -1,0 +1,183 @@
+"""Frames in flight (flanet.inference.pipeline): same outputs in order, bounded work, errors, early stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flanet.inference import VideoSegmenter
+from flanet.inference.onnx_backend import export_for_onnxruntime
+from flanet.inference.pipeline import pipelined_predictions
+from flanet.models import create_model
+
+SIZE = 64
+
+
+class Recorder:
+    """encode/decode stand-ins: windows are tuples of frame values; records concurrency and reads."""
+
+    def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.delay, self.fail_at = delay, fail_at
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+        self.read = 0  # frames taken from the input
+
+    def frames(self, count: int):
+        for i in range(count):
+            self.read += 1
+            yield i
+
+    def encode(self, frame: int) -> int:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        time.sleep(self.delay * (1 + frame % 3))  # uneven: later frames can finish first
+        with self.lock:
+            self.active -= 1
+        if frame == self.fail_at:
+            raise RuntimeError(f"encoder failed at frame {frame}")
+        return 10 * frame
+
+    def decode(self, window: list[int]) -> tuple[int, ...]:
+        time.sleep(self.delay)
+        return tuple(window)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_outputs_are_the_causal_windows_in_frame_order(in_flight: int) -> None:
+    rec = Recorder(delay=0.002)
+    got = list(pipelined_predictions(rec.frames(7), rec.encode, rec.decode, num_frames=3, in_flight=in_flight))
+    assert [frame for frame, _ in got] == list(range(7))
+    # frame t reads [t, t-1, t-2], the first frame standing in before the start (causal edge)
+    assert [out for _, out in got] == [(0, 0, 0), (10, 0, 0), (20, 10, 0), (30, 20, 10), (40, 30, 20),
+                                       (50, 40, 30), (60, 50, 40)]
+    assert rec.most_active <= in_flight
+
+
+def test_frames_run_at_the_same_time_and_the_input_is_read_lazily() -> None:
+    rec = Recorder(delay=0.02)
+    outputs = pipelined_predictions(rec.frames(50), rec.encode, rec.decode, num_frames=3, in_flight=2)
+    next(outputs)
+    assert rec.read == 2  # only as many frames as are in flight are taken
+    for _ in range(3):
+        next(outputs)
+    assert rec.read == 5 and rec.most_active == 2
+    outputs.close()
+
+
+def test_an_encoder_error_reaches_the_consumer_at_its_frame() -> None:
+    rec = Recorder(delay=0.001, fail_at=4)
+    outputs = pipelined_predictions(rec.frames(10), rec.encode, rec.decode, num_frames=3, in_flight=2)
+    assert [frame for frame, _ in (next(outputs) for _ in range(4))] == [0, 1, 2, 3]
+    with pytest.raises(RuntimeError, match="encoder failed at frame 4"):
+        next(outputs)
+    assert not [t for t in threading.enumerate() if t.name.startswith("flanet-frame")]  # workers gone
+
+
+def test_closing_early_stops_the_workers() -> None:
+    rec = Recorder(delay=0.01)
+    outputs = pipelined_predictions(rec.frames(1000), rec.encode, rec.decode, num_frames=3, in_flight=3)
+    next(outputs)
+    outputs.close()
+    assert rec.read <= 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("flanet-frame")]
+
+
+def test_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="frames in flight must be >= 1"):
+        list(pipelined_predictions(iter([1]), int, tuple, num_frames=3, in_flight=0))
+
+
+@pytest.fixture(scope="module")
+def model_and_manifest(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    model = create_model("flanet", encoder="resnet18").eval()
+    return model, export_for_onnxruntime(model, SIZE, tmp_path_factory.mktemp("cache") / "onnx")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_segmenter_with_two_frames_in_flight_gives_the_same_results(
+    model_and_manifest: tuple[torch.nn.Module, Path], backend: str
+) -> None:
+    model, manifest = model_and_manifest
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(6)]
+    one = list(VideoSegmenter(model, SIZE, "cpu", backend=backend, onnx=manifest).stream(frames))
+    two = list(VideoSegmenter(model, SIZE, "cpu", backend=backend, onnx=manifest, frames_in_flight=2).stream(frames))
+    assert [r.index for r in two] == list(range(6))
+    assert [r.context_frames for r in two] == [1, 2, 3, 3, 3, 3]
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(b.mask_logits.numpy(), a.mask_logits.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(b.heatmap.numpy(), a.heatmap.numpy(), rtol=0, atol=1e-5)
+        assert b.probability.shape == (48, 80)
+
+
+def test_frames_in_flight_needs_an_exported_backend(model_and_manifest: tuple[torch.nn.Module, Path]) -> None:
+    model, _ = model_and_manifest
+    with pytest.raises(ValueError, match="must be 1 with backend pytorch"):
+        VideoSegmenter(model, SIZE, "cpu", frames_in_flight=2)
+    with pytest.raises(ValueError, match="frames_in_flight 0"):
+        VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", frames_in_flight=0)
+
+
+def test_a_bad_frame_midway_ends_the_stream_with_its_error(
+    model_and_manifest: tuple[torch.nn.Module, Path],
+) -> None:
+    model, manifest = model_and_manifest
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)]
+    frames.append(rng.integers(0, 256, (40, 80, 3), dtype=np.uint8))  # another size
+    stream = VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest, frames_in_flight=2).stream(frames)
+    seen = []
+    with pytest.raises(ValueError, match="frame 3 is 80x40"):
+        for result in stream:
+            seen.append(result.index)
+    assert seen == [0, 1]  # frame 2, still in flight when frame 3 was read, is dropped with the stream
+
+
+def test_cli_predict_with_frames_in_flight_writes_the_same_masks(
+    model_and_manifest: tuple[torch.nn.Module, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    from flanet.cli import main
+    from flanet.models import save_checkpoint
+
+    model, manifest = model_and_manifest
+    monkeypatch.setenv("FLANET_CACHE_DIR", str(manifest.parents[2]))  # the export made by the fixture
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    outs = {}
+    for in_flight in ("1", "2"):
+        outs[in_flight] = tmp_path / f"out{in_flight}"
+        assert main(["predict", str(frames), "--checkpoint", str(checkpoint), "--out", str(outs[in_flight]),
+                     "--backend", "onnxruntime", "--frames-in-flight", in_flight, "--no-progress",
+                     "--threshold", "0.3"]) == 0
+    names = sorted(p.name for p in (outs["1"] / "masks").iterdir())
+    assert len(names) == 5 and names == sorted(p.name for p in (outs["2"] / "masks").iterdir())
+    for name in names:
+        a = cv2.imread(str(outs["1"] / "masks" / name), cv2.IMREAD_GRAYSCALE)
+        b = cv2.imread(str(outs["2"] / "masks" / name), cv2.IMREAD_GRAYSCALE)
+        assert (a == b).mean() >= 0.999
+
+
+@pytest.mark.parametrize("extra", [["--backend", "pytorch"], ["--backend", "onnxruntime", "--source", "0"]])
+def test_cli_refuses_frames_in_flight_where_it_cannot_apply(extra: list[str], tmp_path: Path, capsys) -> None:
+    from flanet.cli import main
+
+    args = ["predict", "--checkpoint", str(tmp_path / "m.pt"), "--frames-in-flight", "2", *extra]
+    if "--source" not in extra:
+        args.insert(1, str(tmp_path))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "flanet predict: error: --frames-in-flight above 1 needs --backend onnxruntime or openvino" in err
+    assert "(--frames-in-flight)" in err and "Traceback" not in err
