@@ -19,7 +19,9 @@ median of ``--runs`` timed calls of one *output frame*:
 * ``flanet, streaming, onnxruntime``: the same per-frame work in the ONNX Runtime backend
   (``--backend onnxruntime``: the exported encoder on the new frame, the exported decoder on its
   features and the two cached ones; CPU provider, ``--threads`` intra-op threads; the export
-  is made, or taken from the export cache, before timing).
+  is made, or taken from the export cache, before timing);
+* ``flanet, streaming, openvino``: the same exported parts compiled by OpenVINO for the CPU
+  (``--backend openvino``: float32, ``--threads`` threads, latency mode).
 
 Both glibc allocator settings (defaults, and the tuned ``MALLOC_*`` thresholds of the
 cost note) are run unless ``--allocator`` picks one; OpenMP spinning is capped as in ``flanet``
@@ -47,7 +49,8 @@ from flanet.inference.threads import SPIN_ENV
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
-           "flanet, streaming, channels_last, folded BN", "flanet, streaming, compiled", "flanet, streaming, onnxruntime")
+           "flanet, streaming, channels_last, folded BN", "flanet, streaming, compiled", "flanet, streaming, onnxruntime",
+           "flanet, streaming, openvino")
 
 
 def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
@@ -70,10 +73,13 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
         model = create_model("flanet").eval()
         if name == "flanet, clip-by-clip":
             step = lambda: model(clip)  # noqa: E731
-        elif name.endswith("onnxruntime"):
+        elif name.endswith(("onnxruntime", "openvino")):
             from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime
+            from flanet.inference.openvino_backend import OpenVinoRunner
 
-            runner = OnnxRunner(export_for_onnxruntime(model, size), ["CPUExecutionProvider"], threads=threads)
+            manifest = export_for_onnxruntime(model, size)
+            runner = (OnnxRunner(manifest, ["CPUExecutionProvider"], threads=threads) if name.endswith("onnxruntime")
+                      else OpenVinoRunner(manifest, threads=threads))
             frame = clip[:, 0]
             cached = [runner.per_frame_state(frame), runner.per_frame_state(frame)]
 

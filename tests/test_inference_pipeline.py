@@ -181,3 +181,26 @@ def test_cli_refuses_frames_in_flight_where_it_cannot_apply(extra: list[str], tm
     err = capsys.readouterr().err
     assert "flanet predict: error: --frames-in-flight above 1 needs --backend onnxruntime or openvino" in err
     assert "(--frames-in-flight)" in err and "Traceback" not in err
+
+
+def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
+    model_and_manifest: tuple[torch.nn.Module, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames in flight finish in bursts (two at once, then none): the share must not read one burst."""
+    from flanet.inference.bench_e2e import decode_share
+
+    model, manifest = model_and_manifest
+    segmenter = VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest, frames_in_flight=2)
+
+    def bursty(frames):
+        for i, _ in enumerate(frames):
+            time.sleep(0.1 if i % 2 else 0.0)  # every other frame waits 100 ms: 50 ms a frame on average
+            yield i
+
+    monkeypatch.setattr(segmenter, "stream", bursty)
+    monkeypatch.setattr(segmenter, "_predict", lambda window: time.sleep(0.02))
+    rng = np.random.default_rng(0)
+    share = decode_share(segmenter, [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)], repeats=6)
+    assert 45 <= share["frame_ms"] <= 70  # the median frame would be 0 or 100 ms
+    assert share["decode_share"] == pytest.approx(share["decode_ms"] / (2 * share["frame_ms"]))
+    assert 0.1 <= share["decode_share"] <= 0.25

@@ -2,7 +2,7 @@
 
 On a few cores one frame at a time leaves them partly idle: many of Res2Net-50's and the decoders'
 operations are too small to split well across threads (on the 2-core CPU of docs/benchmarks.md the
-onnxruntime encoder takes 136 ms with two threads and 190-205 ms with one, not 270). With
+onnxruntime encoder took 136 ms with two threads and 188-207 ms with one, not 272). With
 ``frames_in_flight = N`` each of N workers runs one frame's encoder and decoder on a share of the
 threads while the others run theirs, which raises throughput (frames/s) at the cost of latency
 (each frame takes longer), the right trade for recorded videos and archives, not for a live
