@@ -194,13 +194,27 @@ def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
 
     def bursty(frames):
         for i, _ in enumerate(frames):
-            time.sleep(0.1 if i % 2 else 0.0)  # every other frame waits 100 ms: 50 ms a frame on average
+            segmenter.runner.predict([])  # what a worker does, timed where it runs
+            time.sleep(0.08 if i % 2 else 0.0)  # with the decode, every other frame 100 ms: 50 ms on average
             yield i
 
     monkeypatch.setattr(segmenter, "stream", bursty)
-    monkeypatch.setattr(segmenter, "_predict", lambda window: time.sleep(0.02))
+    monkeypatch.setattr(type(segmenter.runner), "predict", lambda self, window: time.sleep(0.01))
     rng = np.random.default_rng(0)
     share = decode_share(segmenter, [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)], repeats=6)
-    assert 45 <= share["frame_ms"] <= 70  # the median frame would be 0 or 100 ms
+    assert 45 <= share["frame_ms"] <= 70  # the median frame would be 10 or 90 ms
+    assert 9 <= share["decode_ms"] <= 20  # the in-stream decodes
     assert share["decode_share"] == pytest.approx(share["decode_ms"] / (2 * share["frame_ms"]))
-    assert 0.1 <= share["decode_share"] <= 0.25
+    assert "predict" not in vars(segmenter.runner)  # the runner's own method again
+
+
+def test_decode_share_times_real_in_flight_decodes(model_and_manifest: tuple[torch.nn.Module, Path]) -> None:
+    from flanet.inference.bench_e2e import decode_share
+
+    model, manifest = model_and_manifest
+    segmenter = VideoSegmenter(model, SIZE, "cpu", backend="openvino", onnx=manifest, frames_in_flight=2)
+    rng = np.random.default_rng(0)
+    share = decode_share(segmenter, [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)])
+    assert share["decode_ms"] > 0 and share["frame_ms"] > 0 and 0 < share["decode_share"] < 1
+    assert "predict" not in vars(segmenter.runner)
+    assert len(list(segmenter.stream(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)))) == 3
