@@ -15,6 +15,7 @@ once and later runs start at once.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,22 +167,45 @@ def read_manifest(manifest: str | Path) -> ExportedParts:
                          np.dtype(data.get("dtype", "float32")), streaming)
 
 
-class ExportedRunner(Protocol):
-    """What :class:`~flanet.inference.VideoSegmenter` needs of a backend that runs exported parts."""
+class ExportedRunner(abc.ABC):
+    """A backend that runs exported parts: what :class:`~flanet.inference.VideoSegmenter` calls.
 
-    image_size: int
-    num_frames: int
-    streaming: bool
-    has_heatmap: bool
+    Subclasses load the parts of ``parts`` into their runtime and implement :meth:`_run`; the feeds
+    (``image``; ``t{k}_f{level}`` for frame k of the window and encoder level; ``clip``) and outputs are
+    those of :mod:`flanet.inference.export` for every runtime.
+
+    Args:
+        parts: the manifest's contents (:func:`read_manifest`).
+    """
+
+    def __init__(self, parts: ExportedParts) -> None:
+        self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
+        self.input_dtype = parts.input_dtype  # float16 exports take float16
+        self.has_heatmap = False  # set by subclasses from the last part's outputs
+
+    @abc.abstractmethod
+    def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """Outputs of ``part`` for ``feeds`` (thread-safe: frames in flight call it from several threads)."""
 
     def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
         """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
+        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
+        if not self.streaming:
+            return array
+        return list(self._run("encoder", {"image": array}))
 
     def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
+        if self.streaming:
+            feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
+            outputs = self._run("decoder", feeds)
+        else:
+            outputs = self._run("step", {"clip": np.stack(window, axis=1)})
+        tensors = [torch.from_numpy(np.asarray(o)).float() for o in outputs]
+        return tensors[0], (tensors[1] if self.has_heatmap else None)
 
 
-class OnnxRunner:
+class OnnxRunner(ExportedRunner):
     """The exported parts of one model in onnxruntime sessions.
 
     Args:
@@ -199,8 +223,7 @@ class OnnxRunner:
         import onnxruntime
 
         parts = read_manifest(manifest)
-        self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
-        self.input_dtype = parts.input_dtype  # float16 exports take float16
+        super().__init__(parts)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or available_cpus()
         options.inter_op_num_threads = 1
@@ -216,19 +239,6 @@ class OnnxRunner:
         self.sessions = {name: session(name) for name in names}
         self.has_heatmap = len(self.sessions[names[-1]].get_outputs()) == 2
 
-    def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
-        """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
-        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
-        if not self.streaming:
-            return array
-        return self.sessions["encoder"].run(None, {"image": array})
-
-    def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
-        if self.streaming:
-            feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
-            outputs = self.sessions["decoder"].run(None, feeds)
-        else:
-            outputs = self.sessions["step"].run(None, {"clip": np.stack(window, axis=1)})
-        tensors = [torch.from_numpy(o).float() for o in outputs]
-        return tensors[0], (tensors[1] if self.has_heatmap else None)
+    def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """``part``'s session on ``feeds`` (``InferenceSession.run`` is thread-safe)."""
+        return self.sessions[part].run(None, feeds)

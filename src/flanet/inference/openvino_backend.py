@@ -9,7 +9,7 @@ Settings, measured on the 2-core CPU of docs/benchmarks.md ("OpenVINO"):
 
 * ``INFERENCE_PRECISION_HINT = f32``. OpenVINO's CPU plugin computes in bfloat16 by default on CPUs with
   bfloat16 instructions (this one has AVX512-BF16 but no AMX). There, bfloat16 was both slower (encoder
-  152-160 ms against 103-106 ms) and different (1 % of the mask pixels flipped), so flanet asks for float32
+  152-160 ms against 103-106 ms) and different (0.9 % of the mask pixels flipped), so flanet asks for float32
   everywhere, which is also what the masks are checked against (PyTorch).
 * ``PERFORMANCE_HINT = LATENCY``: one stream, every thread on the one frame in flight; with
   ``streams`` > 1 (``VideoSegmenter(frames_in_flight=N)``, :mod:`flanet.inference.pipeline`)
@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from flanet.inference.onnx_backend import read_manifest
+from flanet.inference.onnx_backend import ExportedRunner, read_manifest
 from flanet.inference.threads import available_cpus
 
 __all__ = ["OpenVinoRunner", "openvino_config"]
@@ -50,7 +49,7 @@ def openvino_config(threads: int | None = None, streams: int = 1) -> dict[str, A
     }
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(ExportedRunner):
     """The exported parts of one model compiled by OpenVINO for the CPU.
 
     Args:
@@ -69,8 +68,7 @@ class OpenVinoRunner:
         except ImportError as error:
             raise ValueError("backend openvino needs the openvino package: pip install 'flanet[export]'") from error
         parts = read_manifest(manifest)
-        self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
-        self.input_dtype = parts.input_dtype
+        super().__init__(parts)
         core = openvino.Core()
         config = openvino_config(threads, streams)
         names = ("encoder", "decoder") if self.streaming else ("step",)
@@ -83,27 +81,10 @@ class OpenVinoRunner:
                 self.requests[name].put(self.compiled[name].create_infer_request())
         self.has_heatmap = len(self.compiled[names[-1]].outputs) == 2
 
-    def _infer(self, part: str, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         """Runs ``part`` on a free infer request (thread-safe); the outputs are the caller's copies."""
         request = self.requests[part].get()
         try:
-            return tuple(request.infer(feeds).to_tuple())
+            return request.infer(feeds).to_tuple()
         finally:
             self.requests[part].put(request)
-
-    def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
-        """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
-        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
-        if not self.streaming:
-            return array
-        return list(self._infer("encoder", {"image": array}))
-
-    def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
-        if self.streaming:
-            feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
-            outputs = self._infer("decoder", feeds)
-        else:
-            outputs = self._infer("step", {"clip": np.stack(window, axis=1)})
-        tensors = [torch.from_numpy(np.asarray(o)).float() for o in outputs]
-        return tensors[0], (tensors[1] if self.has_heatmap else None)
