@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flanet.argtypes import non_negative_int, positive_float, positive_int, unit_interval
 from flanet.errors import UsageError
+from flanet.inference.runtimes import BACKENDS  # imports no torch: --help stays fast
 
 __all__ = ["register"]
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _predict_live(args: argparse.Namespace) -> int:
-    from flanet.inference.live_predict import predict_live
+    from flanet.inference.runs.live import predict_live
 
     if args.split:
         raise UsageError("--split applies to a dataset root, not to --source")
@@ -41,8 +42,8 @@ def _predict_live(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from flanet.inference.archive import is_archive_input, predict_archive
-    from flanet.inference.predict import predict_to_folder
+    from flanet.inference.runs.archive import is_archive_input, predict_archive
+    from flanet.inference.runs.predict import predict_to_folder
 
     if _compile(args) and args.backend != "pytorch":
         raise UsageError("--compile applies to --backend pytorch only (--compile)")
@@ -84,7 +85,7 @@ def _export_parts(value: str) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from flanet.inference.export import export_checkpoint
+    from flanet.inference.runtimes.export import export_checkpoint
 
     manifest = export_checkpoint(
         args.checkpoint, Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
@@ -95,7 +96,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from flanet.inference.bench import run_bench
+    from flanet.inference.bench.harness import run_bench
 
     run_bench(
         encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
@@ -110,15 +111,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: ``--backend`` choices (``flanet.inference.onnx_backend.BACKENDS``, named here so ``--help`` imports no torch).
-BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino")
 
 
 def _installed_backends() -> list[str]:
     """Default ``--backends`` of ``flanet bench``: pytorch and each exported backend whose package is installed."""
     import importlib.util
 
-    return [b for b in BACKEND_CHOICES if b == "pytorch" or importlib.util.find_spec(b) is not None]
+    return [b for b in BACKENDS if b == "pytorch" or importlib.util.find_spec(b) is not None]
 
 
 def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -155,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--backend", default="pytorch", choices=BACKEND_CHOICES,
+    p.add_argument("--backend", default="pytorch", choices=BACKENDS,
                    help="pytorch (default), onnxruntime or openvino (CPU): the exported encoder + decoder, exported "
                    "to ONNX once per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     _add_compile(p, "segment")
@@ -203,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
                    help="glibc allocator of the workers: as this shell (default), tuned "
                    "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised), or both")
-    b.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES,
+    b.add_argument("--backends", nargs="+", choices=BACKENDS,
                    help="backends of the streaming and end-to-end rows (default: pytorch and every installed "
                    "exported backend)")
     b.add_argument("--frames-in-flight", type=positive_int, default=1, metavar="N",

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flanet.evaluation.model_predictions import heatmap_peaks
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
+from flanet.metrics.video import heatmap_peaks
 from flanet.models import SegmentationOutput, create_model
 from flanet.training.model_defaults import resolve_model_defaults
 from flanet.training.schema import ConfigError, ModelConfig, TrainConfig

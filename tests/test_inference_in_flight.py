@@ -1,4 +1,4 @@
-"""Frames in flight (flanet.inference.pipeline): same outputs in order, bounded work, errors, early stop."""
+"""Frames in flight (flanet.inference.core.in_flight): same outputs in order, bounded work, errors, early stop."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from flanet.inference import VideoSegmenter
-from flanet.inference.onnx_backend import export_for_onnxruntime
-from flanet.inference.pipeline import pipelined_predictions
+from flanet.inference.core.in_flight import pipelined_predictions
+from flanet.inference.runtimes.exported import export_for_onnxruntime
 from flanet.models import create_model
 
 SIZE = 64
@@ -187,7 +187,7 @@ def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
     model_and_manifest: tuple[torch.nn.Module, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Frames in flight finish in bursts (two at once, then none): the share must not read one burst."""
-    from flanet.inference.bench_e2e import decode_share
+    from flanet.inference.bench.end_to_end import decode_share
 
     model, manifest = model_and_manifest
     segmenter = VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest, frames_in_flight=2)
@@ -209,7 +209,7 @@ def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
 
 
 def test_decode_share_times_real_in_flight_decodes(model_and_manifest: tuple[torch.nn.Module, Path]) -> None:
-    from flanet.inference.bench_e2e import decode_share
+    from flanet.inference.bench.end_to_end import decode_share
 
     model, manifest = model_and_manifest
     segmenter = VideoSegmenter(model, SIZE, "cpu", backend="openvino", onnx=manifest, frames_in_flight=2)
