@@ -97,7 +97,7 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
                 frame = frame.contiguous(memory_format=torch.channels_last)
             encode, decode = model.encode, model.decode
             if name.endswith("compiled"):
-                from flanet.inference.core.segmenter import compile_options
+                from flanet.inference.runtimes.pytorch_runner import compile_options
 
                 options = compile_options(True, torch.device("cpu"))
                 encode, decode = (torch.compile(f, dynamic=False, **options) for f in (model.encode, model.decode))

@@ -109,7 +109,8 @@ def _steps(segmenter: VideoSegmenter, images: list[torch.Tensor], frames: int) -
     """``frames`` per-frame steps of the segmenter on device tensors (encode the new frame, decode the window)."""
     windows = CausalWindows(segmenter.num_frames)
     for i in range(frames):
-        segmenter._predict(windows.push(segmenter._per_frame_state(images[i % len(images)])))
+        runner = segmenter.runner
+        runner.predict(frame_features(windows.push(runner.per_frame_state(images[i % len(images)]))))
 
 
 def batched_fps(model: torch.nn.Module, batch: int, args: argparse.Namespace, timer: Timer,

@@ -21,13 +21,14 @@ import pytest
 import torch
 
 import flanet.inference.bench.harness as bench
-import flanet.inference.core.segmenter as streaming
+import flanet.inference.core.segmenter as segmenter_module
+import flanet.inference.runtimes.pytorch_runner as pytorch_runner
 from conftest import _noise_frames as _frames
 from conftest import _write_video
 from flanet.cli import main
 from flanet.inference import FrameResult, VideoSegmenter
-from flanet.inference.core.segmenter import compile_options
 from flanet.inference.runs.archive import predict_archive
+from flanet.inference.runtimes.pytorch_runner import compile_options
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 64
@@ -114,7 +115,7 @@ def test_compiled_step_is_not_compiled_again_when_the_free_cpus_change(
 ) -> None:
     # Dynamo guards a compiled graph on torch's thread count: adaptive threads under compile made the
     # step compile again whenever another process came and went (the flaky 4-graph CI failure)
-    monkeypatch.setattr(streaming, "AdaptiveThreads", _ThreadsThatChangeEveryFrame)
+    monkeypatch.setattr(segmenter_module, "AdaptiveThreads", _ThreadsThatChangeEveryFrame)
     frames = _frames(5, seed=7)
     eager = VideoSegmenter(model, SIZE, "cpu")
     assert eager.adaptive_threads  # eager streaming still follows the free CPUs
@@ -156,7 +157,7 @@ def test_cli_predict_compile_reaches_the_segmenter_and_changes_no_output(
         asked.append((compile, device.type))
         return {"backend": _counting_backend(graphs)}
 
-    monkeypatch.setattr(streaming, "compile_options", options)
+    monkeypatch.setattr(pytorch_runner, "compile_options", options)
     args = ["predict", "--checkpoint", str(checkpoint), str(video), "--no-progress", "--device", "cpu"]
     assert main([*args, "--out", str(tmp_path / "eager")]) == 0 and asked == []
     assert main([*args, "--out", str(tmp_path / "compiled"), "--compile"]) == 0

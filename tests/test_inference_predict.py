@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from conftest import _write_video
 from flanet.cli import main
 from flanet.data import DataError, read_image
 from flanet.data.video_io import iter_video_frames
+from flanet.defaults import IMAGE_SIZE
 from flanet.inference import VideoSegmenter, predict_to_folder
-from flanet.models import image_size_from_metadata, load_checkpoint
+from flanet.models import create_model, image_size_from_metadata, load_checkpoint
 
 HEIGHT, WIDTH = 64, 96
 
@@ -180,12 +182,23 @@ def test_image_size_comes_from_the_training_metadata() -> None:
     assert image_size_from_metadata({}) == image_size_from_metadata(None) == 352
 
 
-def test_model_for_inference_takes_a_model_or_a_checkpoint(checkpoint: Path, model: torch.nn.Module) -> None:
-    from flanet.models.checkpoint import model_for_inference
-
-    loaded, metadata, size = model_for_inference(checkpoint)
-    assert size == 64 and metadata["image_size"] == 64 and not loaded.training
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
-    assert model_for_inference(checkpoint, 128)[2] == 128
-    same, metadata, size = model_for_inference(model)
-    assert same is model and metadata == {} and size == 352
+def test_the_documented_segmenter_of_a_checkpoint_runs_at_its_training_size(
+    checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: VideoSegmenter(load_checkpoint(path).model) ran a 64-px checkpoint at 352, silently, and its masks
+    # differed from those of `flanet predict` (which read the size from the checkpoint).
+    video = _write_video(tmp_path / "scan.mp4", _frames(4), fps=10.0)
+    out = predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
+    predicted = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) == 255 for path in sorted((out / "masks").glob("*.png"))]
+    loaded = load_checkpoint(checkpoint).model
+    assert loaded.trained_image_size == 64
+    for segmenter in (VideoSegmenter(loaded, device="cpu"), VideoSegmenter.from_checkpoint(checkpoint, device="cpu")):
+        assert segmenter.image_size == 64
+        masks = [result.mask for result in segmenter.stream(iter_video_frames(video))]
+        assert len(masks) == len(predicted) == 4
+        for mask, expected in zip(masks, predicted):
+            np.testing.assert_array_equal(mask, expected)
+    with caplog.at_level(logging.WARNING):
+        other = VideoSegmenter(loaded, image_size=128, device="cpu")  # asked for: runs, and says so
+    assert other.image_size == 128 and "trained at image size 64 but runs at 128" in caplog.text
+    assert VideoSegmenter(create_model("flanet", encoder="resnet18"), device="cpu").image_size == IMAGE_SIZE

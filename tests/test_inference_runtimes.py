@@ -179,9 +179,9 @@ def test_openvino_runs_float32_on_the_available_cpus(manifest: Path, tmp_path: P
 def test_openvino_backend_errors(model: torch.nn.Module, manifest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from flanet.inference.core import segmenter as streaming
+    from flanet.inference.runtimes import exported
 
-    monkeypatch.setattr(streaming, "resolve_device", torch.device)  # as on a machine with a GPU
+    monkeypatch.setattr(exported, "resolve_device", torch.device)  # as on a machine with a GPU
     with pytest.raises(ValueError, match="backend openvino runs on the CPU, not on cuda"):
         VideoSegmenter(model, SIZE, "cuda", backend="openvino", onnx=manifest)
     with pytest.raises(ValueError, match="compile applies to backend pytorch only"):

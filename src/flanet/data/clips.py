@@ -42,10 +42,11 @@ from flanet.data.augment import (
 )
 from flanet.data.bboxes import NO_BOX, mask_bbox
 from flanet.data.errors import DataError
-from flanet.data.images import normalise, read_image, read_mask, resize_rgb
+from flanet.data.images import normalise, read_mask, resize_rgb
 from flanet.data.targets import bbox_center, gaussian_heatmap
 from flanet.data.video_io import VideoFrameReader
 from flanet.data.videoset import Video, VideoSet
+from flanet.defaults import IMAGE_SIZE
 
 EDGE_POLICIES: tuple[str, ...] = ("causal", "lookahead")
 
@@ -89,7 +90,7 @@ class ClipDataset(Dataset):
         self,
         video_set: VideoSet,
         split: str | None = "train",
-        image_size: int = 352,
+        image_size: int = IMAGE_SIZE,
         clip_len: int = 3,
         augment: bool = False,
         edge: str = "causal",
@@ -141,9 +142,7 @@ class ClipDataset(Dataset):
         self.epoch = int(epoch)
 
     def _read_frame(self, video: Video, index: int) -> np.ndarray:
-        if video.video_file is not None:
-            return self._video_reader.read(video.video_file, index)
-        return read_image(video.frames[index])
+        return video.read_frame(index, self._video_reader)
 
     def _transform_image(self, image: np.ndarray, transform: ClipTransform) -> np.ndarray:
         """Resize to ``S x S`` (see :func:`resize_rgb`), then apply the clip's geometry when it has one."""

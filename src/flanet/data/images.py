@@ -23,6 +23,7 @@ import torch
 
 from flanet.data.errors import DataError
 from flanet.data.rle import EncodedMask
+from flanet.defaults import IMAGE_SIZE
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -228,7 +229,7 @@ def normalise(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def to_model_input(rgb: np.ndarray, image_size: int = 352) -> torch.Tensor:
+def to_model_input(rgb: np.ndarray, image_size: int = IMAGE_SIZE) -> torch.Tensor:
     """Resize a uint8 RGB frame ``(H, W, 3)`` and normalise it: float32 ``(3, S, S)``.
 
     Identical to the evaluation-time preprocessing of :class:`flanet.data.ClipDataset`.

@@ -1,16 +1,20 @@
-"""The in-memory description of a video data set: :class:`Video` and :class:`VideoSet`."""
+"""The in-memory description of a video data set: :class:`Video` (which also reads its frames) and :class:`VideoSet`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from flanet.data.errors import DataError, Problem
 from flanet.data.splits import split_alias
 
 if TYPE_CHECKING:
     from flanet.data.rle import EncodedMask
+    from flanet.data.video_io import VideoFrameReader
 
 BBox = tuple[float, float, float, float]
 
@@ -56,6 +60,44 @@ class Video:
     def num_masks(self) -> int:
         """Number of frames that have a mask."""
         return sum(mask is not None for mask in self.masks)
+
+    @property
+    def frame_names(self) -> list[str]:
+        """Each frame's name: its file's stem, or ``000123`` (six digits) for frames decoded from a file."""
+        return [path.stem for path in self.frames] if self.video_file is None else [
+            f"{index:06d}" for index in range(self.num_frames)]
+
+    def iter_frames(self, last: int | None = None) -> Iterator[np.ndarray]:
+        """RGB uint8 frames ``0..last`` (every frame by default) in order, decoded one at a time.
+
+        The one place that knows whether a video is a file (video or DICOM cine) or a list of frame images.
+
+        Raises:
+            DataError: an unreadable file or frame.
+        """
+        from flanet.data.images import read_image
+        from flanet.data.video_io import iter_video_frames
+
+        if self.video_file is None:
+            yield from (read_image(path) for path in self.frames[: None if last is None else last + 1])
+            return
+        for index, frame in enumerate(iter_video_frames(self.video_file)):
+            if last is not None and index > last:
+                return
+            yield frame
+
+    def read_frame(self, index: int, reader: VideoFrameReader | None = None) -> np.ndarray:
+        """Frame ``index`` as RGB uint8; ``reader`` keeps video files open across calls (random access).
+
+        Raises:
+            DataError: an unreadable file or frame.
+        """
+        from flanet.data.images import read_image
+        from flanet.data.video_io import VideoFrameReader
+
+        if self.video_file is None:
+            return read_image(self.frames[index])
+        return (reader or VideoFrameReader(max_open=1)).read(self.video_file, index)
 
     def box_only_frames(self) -> list[int]:
         """Indices of the frames that have a lesion box but no mask."""

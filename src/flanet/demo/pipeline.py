@@ -43,6 +43,7 @@ from flanet.demo.report import verdict, write_report
 from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
 from flanet.fileio import atomic_write_text, prepare_output_folder
 from flanet.inference import predict_to_folder
+from flanet.metrics import names
 from flanet.models import load_checkpoint
 from flanet.training import load_config, train
 from flanet.training.callbacks import read_metrics
@@ -53,7 +54,7 @@ MODELS: dict[str, tuple[str, str]] = {  # label -> (display name, input)
     "flanet": ("FLA-Net", "3 frames"),
     "unet": ("UNet", "current frame"),
 }
-REPORTED_METRICS = ("dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "max_dice")
+REPORTED_METRICS = (*names.STANDARD, "s_alpha", "e_phi_mean", "max_dice")
 DEFAULT_STEPS = 990  # 11 epochs of the default data (90 batches of 4): about 10 minutes on 2 idle cores (docs/demo.md)
 OTHER_STAGES_S = 30.0  # data generation, streaming, figures and report on 2 cores (measured, docs/demo.md)
 

@@ -7,15 +7,12 @@ import logging
 from pathlib import Path
 
 from flanet.argtypes import pixel_spacing, positive_int, unit_interval
+from flanet.defaults import IMAGE_SIZE
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEYS: tuple[str, ...] = (
-    "dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice",
-    "flicker", "sensitivity", "specificity", "auroc", "loc_error_px", "loc_error_mm",
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
     parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
-    parser.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's training size, else 352)")
+    parser.add_argument("--image-size", type=positive_int, help=f"model input size (default: the checkpoint's training size, else {IMAGE_SIZE})")
     parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
                         help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
     parser.add_argument("--batch-size", type=int, default=8, help="clips (clips mode) or frames (stream mode) per forward pass (default: 8)")
@@ -63,8 +60,9 @@ def _default_out(args: argparse.Namespace) -> Path:
 def print_summary(metrics: dict, out: Path) -> None:
     """Headline scores with their intervals, then where the report is."""
     from flanet.evaluation.report import format_cell
+    from flanet.metrics.names import HEADLINE
 
-    for key in SUMMARY_KEYS:
+    for key in HEADLINE:
         print(f"{key:12s} {format_cell(metrics, key)}")
     print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from flanet import __version__
-from flanet.data import Video, VideoSet, discover, read_image, read_mask
+from flanet.data import Video, VideoSet, discover, read_mask
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
 from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
@@ -37,6 +37,7 @@ from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
 from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
+from flanet.inference.core.settings import resolve_image_size, trained_edge
 from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,13 @@ def resolve_split(video_set: VideoSet, split: str | None) -> str | None:
     return split
 
 
-def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
-    return reader.read(video.video_file, index) if video.video_file is not None else read_image(video.frames[index])
-
-
 def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
     """Original frames of the worst frames (looked up by name), resized to their maps if needed."""
     reader, images = VideoFrameReader(), []
     for frame in result.worst:
         video = videos[frame.video]
         index = next(i for i in range(video.num_frames) if frame_name(video, i) == frame.frame)
-        rgb = _read_rgb(video, index, reader)
+        rgb = video.read_frame(index, reader)
         if rgb.shape[:2] != frame.gt.shape:
             rgb = cv2.resize(rgb, (frame.gt.shape[1], frame.gt.shape[0]))
         images.append(rgb)
@@ -137,7 +134,7 @@ def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, 
     """``viewer.html`` of an evaluation: scored frames, Dice per frame, lowest-Dice frames listed."""
     viewer.set_values({(row["video"], row["frame"]): row["dice"] for row in result.per_frame})
     reader = VideoFrameReader()
-    viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
+    viewer.write(out / "viewer.html", lambda video, index: videos[video].read_frame(index, reader),
                  f"flanet evaluate: {method}", "Dice",
                  note="Frames with a ground-truth mask; prediction: probability > 0.5.")
 
@@ -168,7 +165,7 @@ def _model_chunks(
 
 def evaluate_model(
     model: VideoSegmentationModel, video_set: VideoSet, split: str | None = "test", out: Path | None = None, *,
-    image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
+    image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
     pixel_spacing: GivenSpacing = None,
@@ -176,7 +173,9 @@ def evaluate_model(
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
-    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``: ``(row mm,
+    (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``image_size``: None runs the model
+    at the size it was trained at (a checkpoint's), else the paper's 352, as ``flanet predict``
+    (:func:`~flanet.inference.core.settings.resolve_image_size`). ``pixel_spacing``: ``(row mm,
     column mm)`` for every video, or ``{video id: (row mm, column mm)}``, for the localisation error in
     millimetres; a video whose file carries a calibration (DICOM) keeps its own.
     """
@@ -187,6 +186,7 @@ def evaluate_model(
         mark_incomplete(out, "flanet evaluate")
     save_dir = out / "predictions" if (out is not None and save_pred) else None
     dev = resolve_device(device)
+    image_size = resolve_image_size(image_size, model.trained_image_size)
     mode = choose_mode(model, video_set.subset(split), mode)
     chunks = _model_chunks(
         model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode
@@ -216,15 +216,15 @@ def evaluate_checkpoint(
     settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: GivenSpacing = None,
 ) -> EvaluationResult:
     """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
-    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+    from flanet.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
-    size = image_size or image_size_from_metadata(loaded.metadata)
+    trained_edge(loaded.metadata, str(checkpoint))  # refuses a normalisation flanet does not apply
     video_set = discover(data)
     if out is not None:
         prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(
-        loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
+        loaded.model, video_set, split, out, image_size=image_size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
         pixel_spacing=pixel_spacing, context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
     )

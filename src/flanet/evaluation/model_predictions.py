@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
-from flanet.data.video_io import iter_video_frames
+from flanet.data import ClipDataset, Video, VideoSet, to_model_input
 from flanet.metrics.video import heatmap_peaks
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.encoder import check_image_size
 from flanet.models.windows import CausalWindows, frame_features
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
@@ -68,13 +68,6 @@ def logits_to_uint8(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     if tuple(logits.shape[-2:]) != size:
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     return (torch.sigmoid(logits) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
-
-
-def check_image_size(model: VideoSegmentationModel, image_size: int) -> None:
-    """Raise ValueError unless ``image_size`` is a positive multiple of the model's ``size_multiple``."""
-    multiple = model.size_multiple
-    if image_size <= 0 or image_size % multiple:
-        raise ValueError(f"image size {image_size} is not a positive multiple of {multiple}, which this model needs")
 
 
 def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = "auto") -> str:
@@ -137,17 +130,6 @@ def iter_model_predictions(
             bar.update(len(videos))
 
 
-def _video_frames(video: Video, last: int) -> Iterator[np.ndarray]:
-    """RGB frames 0..last of a video, decoded one at a time."""
-    if video.video_file is not None:
-        for index, frame in enumerate(iter_video_frames(video.video_file)):
-            if index > last:
-                return
-            yield frame
-    else:
-        yield from (read_image(path) for path in video.frames[: last + 1])
-
-
 def _runs_of_equal_size(indices: list[int], sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of consecutive positions whose frames share one size."""
     start = 0
@@ -184,7 +166,7 @@ def iter_streamed_predictions(
                 continue
             wanted = np.zeros(annotated[-1] + 1, dtype=bool)
             wanted[annotated] = True
-            frames = _video_frames(video, annotated[-1])
+            frames = video.iter_frames(annotated[-1])
             windows = CausalWindows(num_frames)
             for start in range(0, len(wanted), batch_size):
                 rgb = list(islice(frames, batch_size))

@@ -27,7 +27,7 @@ CHUNK_FRAMES = 16
 
 def frame_name(video: Video, index: int) -> str:
     """Name (without suffix) of the prediction of frame ``index``."""
-    return video.frames[index].stem if video.frames else f"{index:06d}"
+    return video.frames[index].stem if video.video_file is None else f"{index:06d}"
 
 
 def scored_indices(video: Video) -> list[int]:

@@ -14,11 +14,12 @@ import numpy as np
 from flanet import colours
 from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
 from flanet.fileio import atomic_open, atomic_path, atomic_write_text
+from flanet.metrics import names
 
 # (metrics.json key, column header) of the paper's tables.
-TABLE2_COLUMNS: tuple[tuple[str, str], ...] = (("dice", "Dice ↑"), ("jaccard", "Jaccard ↑"), ("f1", "F1-score ↑"), ("mae", "MAE ↓"))
+TABLE2_COLUMNS: tuple[tuple[str, str], ...] = tuple(zip(names.TABLE2, ("Dice ↑", "Jaccard ↑", "F1-score ↑", "MAE ↓")))
 TABLE4_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("max_dice", "Dice ↑"), ("max_iou", "IoU ↑"), ("s_alpha", "Sα ↑"), ("e_phi_mean", "Eϕ ↑"), ("vps_mae", "MAE ↓"),
+    ("max_dice", "Dice ↑"), ("max_iou", "IoU ↑"), ("s_alpha", "Sα ↑"), ("e_phi_mean", "Eϕ ↑"), (names.VPS_MAE, "MAE ↓"),
 )
 BEHAVIOUR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("flicker", "Flicker ↓"), ("mask_change_pred", "Mask change"), ("mask_change_gt", "GT change"),

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from flanet.evaluation.behaviour import BehaviourScorer
-from flanet.metrics import standard, vps
+from flanet.metrics import names, standard, vps
 from flanet.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap_intervals
 
-HEADLINE_STANDARD: tuple[str, ...] = ("dice", "jaccard", "precision", "recall", "f1", "mae")
-HEADLINE_VPS: tuple[str, ...] = ("s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice", "max_iou", "mae")
+HEADLINE_STANDARD: tuple[str, ...] = names.STANDARD
+HEADLINE_VPS: tuple[str, ...] = names.VPS_REPORTED
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class EvaluationScorer:
             vps_ci = bootstrap_intervals(
                 lambda w: vps.summary_from_sequences(stacked, w), len(scored), num_resamples, level, seed
             )
-            intervals.update({("vps_mae" if k == "mae" else k): v for k, v in vps_ci.items() if k in HEADLINE_VPS})
+            intervals.update({names.reported_name(k): v for k, v in vps_ci.items() if k in HEADLINE_VPS})
         metrics = _flat_metrics(std_summary, vps_summary, intervals, level, num_resamples)
         behaviour, video_columns, frame_columns = self._behaviour.result(
             videos, self._frame_videos, pixel_spacing, num_resamples, level, seed
@@ -243,7 +243,7 @@ def _flat_metrics(
     nan = float("nan")
     metrics: dict[str, Any] = {k: std[k] for k in HEADLINE_STANDARD}
     for key in HEADLINE_VPS:
-        metrics["vps_mae" if key == "mae" else key] = vps_summary.get(key, nan)
+        metrics[names.reported_name(key)] = vps_summary.get(key, nan)
     metrics.update(
         num_videos=int(std["num_videos"]), num_frames=int(std["num_frames"]),
         num_vps_sequences=int(vps_summary.get("num_sequences", 0)), num_vps_frames=int(vps_summary.get("num_frames", 0)),

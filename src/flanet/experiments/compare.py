@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
 from flanet.fileio import atomic_write_text
+from flanet.metrics.names import COMPARISON
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -35,10 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = "flanet,flanet-basic,flanet-ffa,flanet-lb,flanet-ffa-lb,unet,unetplusplus"
-ROW_KEYS: tuple[str, ...] = (
-    "dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f",
-    "max_dice", "max_iou", "vps_mae",
-)
+ROW_KEYS: tuple[str, ...] = COMPARISON
 
 
 #: The command's former name, accepted for one release (hidden from ``flanet --help``).

@@ -8,12 +8,17 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flanet.argtypes import non_negative_int, positive_float, positive_int, unit_interval
+from flanet.defaults import IMAGE_SIZE
 from flanet.errors import UsageError
 from flanet.inference.runtimes import BACKENDS  # imports no torch: --help stays fast
 
 __all__ = ["register"]
+
+if TYPE_CHECKING:
+    from flanet.inference.core.settings import SegmenterSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +34,8 @@ def _predict_live(args: argparse.Namespace) -> int:
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
         args.checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
-        force=args.force, image_size=args.image_size, device=args.device, threshold=args.threshold, fps=args.fps,
-        progress=not args.no_progress, backend=args.backend, max_frames=args.max_frames, duration=args.duration,
-        compile=_compile(args),
+        force=args.force, fps=args.fps, progress=not args.no_progress, max_frames=args.max_frames,
+        duration=args.duration, settings=_settings(args),
     )
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     latency = "" if summary["latency_ms_p50"] is None else (
@@ -60,10 +64,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path.cwd() / default_name
     archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
     out_dir = (predict_archive if archive else predict_to_folder)(
-        args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
-        device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
-        progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
-        export=sorted(set(args.export)), compile=_compile(args), frames_in_flight=args.frames_in_flight,
+        args.checkpoint, input_path, out, force=args.force, fps=args.fps, split=args.split,
+        progress=not args.no_progress, full_frame=args.full_frame, export=sorted(set(args.export)),
+        settings=_settings(args),
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -77,6 +80,14 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
     )
     return 0
+
+
+def _settings(args: argparse.Namespace) -> SegmenterSettings:
+    """The segmenter settings ``flanet predict``'s options give."""
+    from flanet.inference.core.settings import SegmenterSettings
+
+    return SegmenterSettings(image_size=args.image_size, device=args.device, threshold=args.threshold,
+                             backend=args.backend, compile=_compile(args), frames_in_flight=args.frames_in_flight)
 
 
 def _export_parts(value: str) -> str:
@@ -148,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
-    p.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's, else 352)")
+    p.add_argument("--image-size", type=positive_int, help=f"model input size (default: the checkpoint's, else {IMAGE_SIZE})")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threshold", type=unit_interval, default=0.5, help="mask probability threshold (default 0.5)")
     p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
@@ -179,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
     e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
                    help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
-    e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
+    e.add_argument("--image-size", type=positive_int, help=f"fixed input size (default: the checkpoint's, else {IMAGE_SIZE})")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
@@ -190,7 +201,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
-    b.add_argument("--image-size", type=int, default=352)
+    b.add_argument("--image-size", type=positive_int, default=IMAGE_SIZE, help=f"input size (default {IMAGE_SIZE})")
     b.add_argument("--frames", type=positive_int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=positive_int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs (default 1)")

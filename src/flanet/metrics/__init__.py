@@ -5,6 +5,8 @@
 * :mod:`flanet.metrics.vps`: the video-polyp toolbox protocol: S-alpha, E-phi, weighted F,
   maxDice, maxIoU, MAE per sequence (the polyp table, Table 4).
 * :mod:`flanet.metrics.bootstrap`: 95% bootstrap confidence intervals over videos.
+* :mod:`flanet.metrics.names`: the metric names every table, summary and log reads.
+* :mod:`flanet.metrics.video`: video behaviour (flicker, detection, lesion-centre error, heatmap peaks).
 """
 
 from flanet._lazy import lazy_exports

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-FRAME_KEYS: tuple[str, ...] = ("dice", "jaccard", "precision", "recall", "mae")
-SUMMARY_KEYS: tuple[str, ...] = ("dice", "jaccard", "precision", "recall", "f1", "mae")
+from flanet.metrics import names
+
+FRAME_KEYS: tuple[str, ...] = names.STANDARD_FRAME
+SUMMARY_KEYS: tuple[str, ...] = names.STANDARD
 
 
 def _checked_pair(prob: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import py_sod_metrics as sod
 
+from flanet.metrics import names
+
 SEQUENCE_SCALARS: tuple[str, ...] = ("s_alpha", "weighted_f", "mae")
 SEQUENCE_CURVES: tuple[str, ...] = ("e_curve", "dice_curve", "iou_curve")
-SUMMARY_KEYS: tuple[str, ...] = (
-    "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice", "mean_dice", "max_iou", "mean_iou", "mae",
-)
+SUMMARY_KEYS: tuple[str, ...] = names.VPS
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from flanet import __version__
+from flanet.defaults import IMAGE_SIZE
 from flanet.fileio import atomic_path
 from flanet.models.factory import create_model
 
@@ -142,10 +143,11 @@ def load_checkpoint(
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit model {config.get('name')!r}: {err}") from err
     model.to(map_location).eval()
+    model.trained_image_size = image_size_from_metadata(payload.get("metadata"), default=None)
     return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})))
 
 
-def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352) -> int:
+def image_size_from_metadata(metadata: dict[str, Any] | None, default: int | None = IMAGE_SIZE) -> int | None:
     """Input size the checkpoint's model was trained at, from its metadata, else ``default``.
 
     Reads ``metadata["image_size"]`` (written by training), then ``metadata["train_config"]["data"]
@@ -158,21 +160,3 @@ def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352
         if isinstance(candidate, int) and candidate > 0:
             return candidate
     return default
-
-
-def model_for_inference(model: nn.Module | str | Path, image_size: int | None = None) -> tuple[nn.Module, dict[str, Any], int]:
-    """A model given as itself or as a checkpoint file, with its metadata and the input size to run it at.
-
-    Args:
-        model: a model, or the path of a checkpoint (loaded safely on the CPU, :func:`load_checkpoint`).
-        image_size: input size; None: the checkpoint's training size (:func:`image_size_from_metadata`),
-            352 for a model given as itself.
-
-    Returns:
-        ``(model, metadata, image_size)``; the metadata is empty for a model given as itself.
-    """
-    metadata: dict[str, Any] = {}
-    if isinstance(model, (str, Path)):
-        loaded = load_checkpoint(model, map_location="cpu")
-        model, metadata = loaded.model, dict(loaded.metadata or {})
-    return model, metadata, image_size or image_size_from_metadata(metadata)

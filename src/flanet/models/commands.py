@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.models.defaults import DEFAULT_ENCODER
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     smoke.add_argument("--model", default="flanet", help="model name (default: flanet)")
     smoke.add_argument("--encoder", default="resnet18", help=f"timm encoder (paper: {DEFAULT_ENCODER})")
-    smoke.add_argument("--size", type=int, default=352, help="frame size in pixels (default: 352)")
+    smoke.add_argument("--size", type=int, default=IMAGE_SIZE, help=f"frame size in pixels (default: {IMAGE_SIZE})")
     smoke.set_defaults(func=_smoke)
 
 

@@ -25,12 +25,15 @@ class VideoSegmentationModel(nn.Module, ABC):
             (the localisation branch, Section 3.2).
         config: the :func:`~flanet.models.create_model` arguments that rebuild it.
         encoder: the per-frame encoder that :meth:`encode` runs.
+        trained_image_size: the input side S the weights were trained at, when known
+            (:func:`~flanet.models.load_checkpoint` sets it from the checkpoint); None otherwise.
     """
 
     num_frames: int
     has_heatmap: bool
     config: dict
     encoder: nn.Module
+    trained_image_size: int | None = None
 
     @property
     @abstractmethod

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.models.contract import VideoSegmentationModel
 
 
@@ -50,7 +51,7 @@ def count_gflops(fn: Callable[..., Any], *args: Any) -> float:
 
 
 @torch.inference_mode()
-def measure_cost(model: VideoSegmentationModel, size: int = 352) -> ModelCost:
+def measure_cost(model: VideoSegmentationModel, size: int = IMAGE_SIZE) -> ModelCost:
     """Counts parameters and FLOPs with ``torch.utils.flop_counter`` on a random clip."""
     was_training = model.training
     model.eval()

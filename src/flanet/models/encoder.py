@@ -14,19 +14,25 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.models.blocks import BConv
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.weights import load_encoder_weights
 
 
 def check_input_size(height: int, width: int, multiple: int) -> None:
-    """Raises ``ValueError`` naming the sizes that work when (H, W) does not fit the encoder."""
+    """Raises ``ValueError`` naming the sizes that work when (H, W) does not fit the encoder: the one size check."""
     if height % multiple or width % multiple or height < multiple or width < multiple:
         examples = ", ".join(str(multiple * k) for k in (2, 4, 8, 11, 16))
         raise ValueError(
-            f"input size {height}x{width} does not fit this encoder: height and width must be "
-            f"positive multiples of {multiple} (e.g. {examples}; the paper uses 352)"
+            f"input size {height}x{width} does not fit this model: height and width must each be a "
+            f"positive multiple of {multiple} (e.g. {examples}; the paper uses {IMAGE_SIZE})"
         )
+
+
+def check_image_size(model: VideoSegmentationModel, image_size: int) -> None:
+    """Raises ``ValueError`` unless a square ``image_size`` input fits ``model`` (:func:`check_input_size`)."""
+    check_input_size(image_size, image_size, model.size_multiple)
 
 
 class FrameEncoder(nn.Module):

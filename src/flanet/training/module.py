@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
+from flanet.metrics import names
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.metrics.video import heatmap_peaks
 from flanet.models import SegmentationOutput, create_model
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 MODEL_CONFIG_KEY = "flanet_model_config"
 _RNG_KEY = "flanet_rng_states"
 _EPOCH_SUMS_KEY = "flanet_epoch_sums"  # running sums of the epoch's loss terms (mid-epoch resume)
-_VAL_SCORES = ("dice", "jaccard", "precision", "recall", "mae")
+_VAL_SCORES = names.STANDARD_FRAME
 
 
 class NonFiniteLossError(RuntimeError):
@@ -185,7 +186,7 @@ class FLANetModule(pl.LightningModule):
         if with_mask.any() and not box_only:  # Dice etc. only where the mask is known
             video_ids = [str(v) for v in merged["video_index"][with_mask].tolist()]
             summary = summarise({k: merged[k][with_mask] for k in _VAL_SCORES}, video_ids)
-            self.val_metrics.update({f"val_{k}": summary[k] for k in ("dice", "jaccard", "f1", "mae")})
+            self.val_metrics.update({f"val_{k}": summary[k] for k in names.TABLE2})
         if "centre_error" in merged and torch.isfinite(merged["centre_error"]).any():
             error = merged["centre_error"]
             self.val_metrics["val_centre_error"] = float(error[torch.isfinite(error)].mean())

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.models.defaults import DEFAULT_ENCODER
 
 
@@ -56,7 +57,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_fraction: float = 0.1
-    image_size: int = 352
+    image_size: int = IMAGE_SIZE
     edge: Literal["causal", "lookahead"] = "causal"
     augment: bool = False
     heatmap_sigma: float = 5.0

@@ -96,7 +96,7 @@ def decode_share(segmenter: Any, frames: list[np.ndarray], repeats: int = 5) -> 
     N frame intervals.
     """
     from flanet.data import to_model_input
-    from flanet.models.windows import CausalWindows
+    from flanet.models.windows import CausalWindows, frame_features
 
     in_flight, runner = segmenter.frames_in_flight, segmenter.runner
     decode, frame, in_stream = [], [], []
@@ -106,10 +106,10 @@ def decode_share(segmenter: Any, frames: list[np.ndarray], repeats: int = 5) -> 
                       .contiguous(memory_format=segmenter.memory_format) for f in frames[: segmenter.num_frames]]
             windows = CausalWindows(segmenter.num_frames)
             for image in images:  # the window of the last of these frames: num_frames distinct frames
-                window = windows.push(segmenter._per_frame_state(image))
+                window = frame_features(windows.push(runner.per_frame_state(image)))
             for _ in range(repeats):
                 start = time.perf_counter()
-                segmenter._predict(window)
+                runner.predict(window)
                 if segmenter.device.type == "cuda":
                     torch.cuda.synchronize(segmenter.device)
                 decode.append(time.perf_counter() - start)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.fileio import atomic_write_text
 from flanet.inference.bench.end_to_end import authors_fps, decode_share, end_to_end_fps
 from flanet.inference.bench.rounds import combine_rounds, paired_ratio, with_range
@@ -217,7 +218,7 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, runs: int = 5, warmup: int = 1,
+def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int = 8, runs: int = 5, warmup: int = 1,
               devices: Sequence[str] | None = None, json_path: Path = Path("bench-inference.json"),
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,

@@ -17,7 +17,8 @@ backend (onnxruntime, OpenVINO) several frames can be in flight at once
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.fx.proxy import TraceError
 
 from flanet.data import to_model_input
-from flanet.devices import resolve_device
 from flanet.inference.core.in_flight import pipelined_predictions
-from flanet.inference.runtimes import BACKENDS
-from flanet.inference.runtimes.exported import ExportedRunner, export_for_onnxruntime
-from flanet.inference.runtimes.onnxruntime_runner import OnnxRunner, onnx_providers
-from flanet.inference.runtimes.openvino_runner import OpenVinoRunner
+from flanet.inference.core.settings import SegmenterSettings, resolve_image_size, trained_edge
+from flanet.inference.runtimes import runner_class
+from flanet.inference.runtimes.base import Runner
 from flanet.models.contract import VideoSegmentationModel
-from flanet.models.encoder import fold_batch_norms
+from flanet.models.encoder import check_image_size
 from flanet.models.windows import CausalWindows, frame_features
-from flanet.threads import AdaptiveThreads, available_cpus
+from flanet.threads import AdaptiveThreads
 
-__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
+__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,172 +97,105 @@ def as_rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
     )
 
 
-def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool) -> VideoSegmentationModel:
-    """``model``, or its copy with folded BatchNorms; without ``strict``, an encoder torch.fx
-    cannot trace is run as it is (same results, only the fold's saving is lost)."""
-    if not fold:
-        return model
-    try:
-        return fold_batch_norms(model)
-    except (TraceError, TypeError):
-        if strict:
-            raise
-        return model
-
-
-def compile_options(compile: bool | str | dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """``torch.compile`` keyword arguments of :class:`VideoSegmenter`'s ``compile`` option.
-
-    True picks by device: mode ``"reduce-overhead"`` (inductor + CUDA graphs, which remove the
-    per-kernel launch cost of a batch-1 step) on CUDA; elsewhere inductor's default mode with
-    ``freezing`` (weights become constants, so inductor folds and pre-packs them for oneDNN:
-    on the 2-core CPU of docs/benchmarks.md, 8.6 instead of 6.2 frames/s for Res2Net-50 at 352).
-    Freezing suits the segmenter, which runs its own inference-only copy of the model.
-    """
-    if isinstance(compile, dict):
-        return dict(compile)
-    if isinstance(compile, str):
-        return {"mode": compile}
-    return {"mode": "reduce-overhead"} if device.type == "cuda" else {"options": {"freezing": True}}
-
-
 class VideoSegmenter:
     """Segment a video frame by frame with a FLA-Net model or an image baseline.
 
+    Build it from a checkpoint with :meth:`from_checkpoint` (the size, edge policy and normalisation the
+    model was trained with come from the checkpoint), or from a model; the settings are one
+    :class:`~flanet.inference.core.settings.SegmenterSettings` (``settings``) or its fields as keywords
+    (``threshold=``, ``backend=``, ``dtype=``, ``compile=``, ``frames_in_flight=``, ...), keywords winning.
+    Where and how the model runs is the runner's (:mod:`flanet.inference.runtimes`): PyTorch (eager or
+    ``torch.compile``d; on the CPU BatchNorms folded and channels-last by default), or the exported encoder
+    and decoder in onnxruntime or OpenVINO, exported to ONNX once per model and size into a cache. Every
+    runtime is driven the same way: each frame's state (its encoder features, or the frame itself for
+    models that read whole clips) goes into the causal window, and the window is decoded.
+
     Args:
-        model: a flanet model (``create_model``); FLA-Net variants expose ``encode`` and
-            ``decode``, image baselines (``num_frames == 1``) only ``forward``.
-        image_size: side S of the square model input; a multiple of ``model.size_multiple``.
-        device: torch device; CUDA when available by default.
-        threshold: probability threshold for :attr:`FrameResult.mask`.
-        reuse_features: True (default) encodes each frame once and reuses its features;
-            False runs the full ``model(clip)`` for every frame (clips reference,
-            the way the authors' code evaluates; used by ``flanet bench``).
-        channels_last: run convolutions in channels-last memory format (moves the
-            model's weights to it). Default: on for CPU, where oneDNN's convolutions
-            are 10-25% faster in that layout (docs/benchmarks.md); off elsewhere.
-        backend: ``"pytorch"`` (default), ``"onnxruntime"`` or ``"openvino"``: the exported
-            encoder and decoder in onnxruntime (:mod:`flanet.inference.runtimes.exported`) or compiled by
-            OpenVINO for the CPU (:mod:`flanet.inference.runtimes.openvino_runner`), features reused the
-            same way; exported to ONNX once per model and size into a cache, or taken from ``onnx``.
-            For onnxruntime ``device`` picks the providers: None = CUDA/TensorRT when present, else
-            CPU; OpenVINO runs on the CPU.
-        onnx: backends "onnxruntime" and "openvino": manifest (``flanet.json``) of an existing
-            ``flanet export`` of this model to run instead of exporting it.
-        dtype: backend "pytorch" only: compute dtype of the model, e.g. ``torch.bfloat16``
-            on a GPU (autocast); outputs are float32. Default: float32. A model whose
-            weights are already half precision (``model.to(torch.bfloat16)``) streams in
-            that dtype without it (frames are cast to the weights' dtype).
-        fold_batchnorm: backend "pytorch" only: run a copy of the model whose encoder has its
-            BatchNorms folded into the convolutions (:func:`flanet.models.encoder.fold_batch_norms`;
-            the same function to float rounding, ``model`` itself is not changed). Default: on for
-            CPU, where it saves a pass over every BatchNorm's activations, and only where torch.fx
-            can trace the encoder; off elsewhere.
-        compile: backend "pytorch" only: ``torch.compile`` the per-frame step (``encode`` and
-            ``decode``; ``model(clip)`` when features are not reused) with static shapes
-            (batch 1, one size: one graph each, no recompiles from video to video; the
-            first frames of the first video pay the compilation). False (default) or None: eager;
-            True: mode ``"reduce-overhead"`` on CUDA (CUDA graphs), ``"default"`` (inductor)
-            elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
-            keyword arguments, e.g. ``{"backend": "aot_eager"}``.
-        adaptive_threads: while :meth:`stream` runs, give torch only the CPUs other processes leave
-            free (:class:`~flanet.threads.AdaptiveThreads`, sampled every half second; the
-            count torch had is restored when the stream ends). A competing process then costs a
-            barrier-free single thread instead of stalled OpenMP barriers (docs/benchmarks.md,
-            "Threads on a shared CPU"). Default: on for CPU (Linux; elsewhere it does nothing), off
-            for CUDA and off with ``compile``: a compiled step is guarded on torch's thread count
-            (Dynamo's global-state guard), so every change of the count would compile the step
-            again, in the middle of a video; asking for both is refused.
-        frames_in_flight: backends "onnxruntime" and "openvino" only: frames processed at the same
-            time, each by one worker with an equal share of the CPUs (:mod:`flanet.inference.core.in_flight`):
-            more frames/s, each frame later; the same outputs, in order. Default 1 (one frame at a
-            time, every thread on it: the lowest latency, for live streams).
+        model: a flanet model (:func:`flanet.models.create_model` or a loaded checkpoint's).
+        image_size: side S of the square model input, a multiple of ``model.size_multiple``; None (default):
+            the size the model was trained at when it came from a checkpoint, else the paper's 352. A size
+            that differs from the training size runs, with a warning.
+        device: torch device; CUDA when available by default (onnxruntime: its GPU providers when present;
+            OpenVINO runs on the CPU).
+        settings: every other setting, one object.
+        **options: fields of :class:`~flanet.inference.core.settings.SegmenterSettings` overriding ``settings``.
 
     Raises:
-        ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
-            unknown backend, ``compile`` with an exported backend or with ``adaptive_threads=True``,
-            backend "openvino" on CUDA, or ``frames_in_flight`` other than 1 with backend "pytorch".
+        ValueError: ``image_size`` is not a multiple of ``model.size_multiple``, an unknown backend, or a
+            setting the runtime cannot honour (``compile`` with an exported backend or with
+            ``adaptive_threads=True``, backend "openvino" on CUDA, ``frames_in_flight`` other than 1 with
+            backend "pytorch").
+        TypeError: an option that is not a setting.
     """
 
     def __init__(
         self,
         model: VideoSegmentationModel,
-        image_size: int = 352,
+        image_size: int | None = None,
         device: str | torch.device | None = None,
         *,
-        threshold: float = 0.5,
-        reuse_features: bool = True,
-        channels_last: bool | None = None,
-        backend: str = "pytorch",
-        onnx: str | Path | None = None,
-        dtype: torch.dtype | None = None,
-        fold_batchnorm: bool | None = None,
-        compile: bool | str | dict[str, Any] | None = False,
-        adaptive_threads: bool | None = None,
-        frames_in_flight: int = 1,
+        settings: SegmenterSettings | None = None,
+        **options: Any,
     ) -> None:
-        multiple = model.size_multiple
-        if image_size <= 0 or image_size % multiple:
-            raise ValueError(
-                f"image_size {image_size} must be a positive multiple of {multiple} for this model"
-            )
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        if frames_in_flight < 1 or (frames_in_flight > 1 and backend == "pytorch"):
-            raise ValueError(f"frames_in_flight {frames_in_flight}: must be 1 with backend pytorch, >= 1 with an "
-                             "exported backend (onnxruntime, openvino)")
-        self.backend, self.frames_in_flight = backend, frames_in_flight
-        self.runner: ExportedRunner | None = None
-        device = resolve_device(device) if device is not None else None  # refuses CUDA without a GPU
-        if backend != "pytorch":
-            if compile not in (False, None):
-                raise ValueError("compile applies to backend pytorch only")
-            if backend == "openvino" and device is not None and device.type != "cpu":
-                raise ValueError(f"backend openvino runs on the CPU, not on {device}; use backend onnxruntime or pytorch")
-            manifest = onnx or export_for_onnxruntime(model, image_size)
-            if backend == "onnxruntime":  # each frame's worker runs its sessions on its share of the CPUs
-                threads = max(1, available_cpus() // frames_in_flight)
-                self.runner = OnnxRunner(manifest, onnx_providers(device), threads=threads)
-            else:
-                self.runner = OpenVinoRunner(manifest, streams=frames_in_flight)
-            if self.runner.image_size != image_size:
-                raise ValueError(f"{manifest}: exported for image size {self.runner.image_size}, not {image_size}")
-            device = "cpu"  # inputs and outputs of the sessions are host arrays
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        if channels_last is None:
-            channels_last = self.device.type == "cpu" and self.runner is None
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if self.runner is None:
-            # the given model is put in eval mode, as always; a folded copy is run in its place
-            model = _prepare(model.eval(), self.device.type == "cpu" if fold_batchnorm is None else fold_batchnorm,
-                             strict=fold_batchnorm is not None)
-            model = model.to(self.device, memory_format=self.memory_format)
-        self.model = model.eval()
-        # frames go in at the weights' dtype: a model.to(torch.bfloat16 / float16) streams in it
-        self.input_dtype = next(model.parameters()).dtype if self.runner is None else torch.float32
-        self.image_size = image_size
-        self.threshold = threshold
-        self.num_frames = model.num_frames
-        self.reuse_features = reuse_features and self.num_frames > 1
-        if self.runner is not None:
-            if self.reuse_features != self.runner.streaming:
-                raise ValueError(f"backend {backend} streams (features reused); clips (reuse_features=False) run on "
-                                 "pytorch only")
-            self.num_frames = self.runner.num_frames
-        self.compiled = compile not in (False, None)
-        if self.compiled and adaptive_threads:
+        given = {"image_size": image_size, "device": device}
+        settings = dataclasses.replace(settings or SegmenterSettings(),
+                                       **{k: v for k, v in given.items() if v is not None}, **options)
+        size = resolve_image_size(settings.image_size, model.trained_image_size)
+        check_image_size(model, size)
+        if settings.compiled and settings.adaptive_threads:
             raise ValueError("adaptive_threads with compile: a compiled step is specialised to torch's thread "
                              "count and would be compiled again at every change of it")
-        if adaptive_threads is None:
-            adaptive_threads = self.device.type == "cpu" and not self.compiled
-        self.adaptive_threads = adaptive_threads
-        self._encode, self._decode, self._forward = model.encode, model.decode, model
-        if self.compiled:
-            options = compile_options(compile, self.device)
-            self._encode, self._decode, self._forward = (
-                torch.compile(step, dynamic=False, **options) for step in (model.encode, model.decode, model)
-            )
+        self.runner: Runner = runner_class(settings.backend).create(model, size, settings)
+        self.settings = dataclasses.replace(settings, image_size=size)
+        self.model, self.image_size, self.threshold = model, size, settings.threshold
+        self.backend, self.frames_in_flight = settings.backend, settings.frames_in_flight
+        self.num_frames, self.reuse_features = self.runner.num_frames, self.runner.streaming
+        self.device = self.runner.device
+        adaptive = settings.adaptive_threads
+        self.adaptive_threads = self.device.type == "cpu" and not self.runner.fixed_threads if adaptive is None \
+            else adaptive
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, settings: SegmenterSettings | None = None,
+                        **options: Any) -> VideoSegmenter:
+        """The segmenter of a flanet checkpoint (loaded safely on the CPU), run as it was trained.
+
+        The image size is the checkpoint's training size unless ``settings`` / ``options`` give another
+        (then a warning says the outputs will differ); a recorded normalisation other than ImageNet's is
+        refused; a model trained with another edge policy is streamed causally (the only policy a stream
+        can follow), which changes only the first ``num_frames - 1`` frames, and says so.
+
+        Raises:
+            flanet.models.CheckpointError: a missing, unsafe or damaged checkpoint.
+            ValueError: as :class:`VideoSegmenter`, or a normalisation flanet does not apply.
+        """
+        from flanet.models.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path, map_location="cpu")
+        edge = trained_edge(loaded.metadata, str(path))
+        segmenter = cls(loaded.model, settings=settings, **options)
+        if edge != "causal":
+            log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
+                     "which changes only the first %d frame(s)", path, edge, segmenter.num_frames - 1)
+        return segmenter
+
+    @classmethod
+    def create(cls, model: VideoSegmentationModel | str | Path, settings: SegmenterSettings | None = None,
+               **options: Any) -> VideoSegmenter:
+        """The segmenter of a model, or of the checkpoint at a path (:meth:`from_checkpoint`)."""
+        if isinstance(model, (str, Path)):
+            return cls.from_checkpoint(model, settings, **options)
+        return cls(model, settings=settings, **options)
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """Dtype of the prepared frames (the weights' for PyTorch, float32 for exported parts)."""
+        return self.runner.input_dtype
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Memory format of the prepared frames."""
+        return self.runner.memory_format
 
     @torch.inference_mode()
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
@@ -285,17 +218,16 @@ class VideoSegmenter:
 
     def _stream(self, frames: Iterable[np.ndarray], threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
         """:meth:`stream`'s loop: one frame at a time, or ``frames_in_flight`` of them in workers."""
-        windows = CausalWindows(self.num_frames)
-        if self.frames_in_flight > 1 and self.runner is not None:
-            runner = self.runner
+        windows, runner = CausalWindows(self.num_frames), self.runner
+        if self.frames_in_flight > 1:
             work = pipelined_predictions(self._prepared(frames, threads), lambda item: runner.per_frame_state(item[2]),
                                          runner.predict, self.num_frames, self.frames_in_flight)
             for (index, size, _), (mask_logits, heatmap) in work:
                 yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
             return
         for index, size, image in self._prepared(frames, threads):
-            window = windows.push(self._per_frame_state(image))
-            mask_logits, heatmap = self._predict(window)
+            # the windows are views of one gathered tensor per level (frame_features), at the video start as later
+            mask_logits, heatmap = runner.predict(frame_features(windows.push(runner.per_frame_state(image))))
             yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
 
     def _prepared(self, frames: Iterable[np.ndarray],
@@ -316,38 +248,6 @@ class VideoSegmenter:
                 )
             image = to_model_input(rgb, self.image_size).to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
             yield index, size, image.contiguous(memory_format=self.memory_format)
-
-    def _per_frame_state(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """What the window keeps of one frame, per level (1, ...): its encoder features, or the image."""
-        if self.runner is not None:
-            state = self.runner.per_frame_state(image)
-            return [torch.from_numpy(array) for array in (state if self.runner.streaming else [state])]
-        if not self.reuse_features:
-            return [image]
-        with self._autocast():
-            features = self._encode(image)
-        # CUDA graphs (compile on CUDA) overwrite their outputs at the next call; the window keeps them
-        return [level.clone() for level in features] if self.compiled and self.device.type == "cuda" else features
-
-    def _predict(self, window: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run the model on one window, per level (1, T, ...) with frame t first; (1,1,S,S) logits, heatmap."""
-        if self.runner is not None:
-            frames = [[level.numpy() for level in frame] for frame in frame_features(window)]
-            return self.runner.predict(frames if self.runner.streaming else [frame[0] for frame in frames])
-        with self._autocast():
-            if self.reuse_features:
-                # every window is views of one gathered tensor per level, at the video start as later,
-                # so a compiled decode sees the same input aliasing on every call (one graph)
-                output = self._decode(frame_features(window))
-            else:
-                output = self._forward(window[0])  # (1, T, 3, S, S)
-        return output.mask_logits, output.heatmap
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast to ``dtype`` when one was asked for (bf16 streaming), else nothing."""
-        if self.dtype is None or self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _result(
         self,

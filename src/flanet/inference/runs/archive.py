@@ -21,6 +21,7 @@ recorded as failed (the run goes on) and reported at the end.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import json
@@ -34,15 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.fileio import atomic_write_text, prepare_output_folder
-from flanet.inference.runs.annotation_export import export_video
-from flanet.inference.runs.predict import _predict_video
-from flanet.inference.runs.sources import VideoSource, resolve_sources
 from flanet.inference.core.segmenter import VideoSegmenter
+from flanet.inference.core.settings import SegmenterSettings
+from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.predict import _predict_video, run_settings
+from flanet.inference.runs.sources import VideoSource, resolve_sources
+from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["ArchiveError", "ArchiveItem", "INDEX_COLUMNS", "archive_items", "is_archive_input", "predict_archive",
            "read_archive_manifest"]
@@ -149,22 +151,18 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
 
 
 def predict_archive(
-    model: nn.Module | str | Path,
+    model: VideoSegmentationModel | str | Path,
     input_path: str | Path,
     out_dir: str | Path,
     *,
     force: bool = False,
-    image_size: int | None = None,
-    device: str | torch.device | None = None,
-    threshold: float = 0.5,
     fps: float = 25.0,
     split: str | None = None,
     progress: bool = True,
-    backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
-    compile: bool | str = False,
-    frames_in_flight: int = 1,
+    settings: SegmenterSettings | None = None,
+    **options: Any,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
 
@@ -176,34 +174,29 @@ def predict_archive(
 
     Raises:
         ArchiveError: some videos failed (after the index is written).
-        FileExistsError / ValueError: a foreign output folder, or one that overlaps the input.
+        FileExistsError / ValueError: a foreign output folder, or one that overlaps the input, or settings
+            the segmenter refuses (before any output exists).
     """
-    if compile not in (False, None) and backend != "pytorch":  # refused before any output exists
-        raise ValueError("compile applies to backend pytorch only")
-    if frames_in_flight != 1 and backend == "pytorch":
-        raise ValueError(f"frames_in_flight {frames_in_flight}: must be 1 with backend pytorch")
     start = time.perf_counter()
     rank, world, local_rank = _distributed()
-    from flanet.models.checkpoint import model_for_inference
-
+    settings = dataclasses.replace(settings or SegmenterSettings(), **options)
+    if settings.device is None and torch.cuda.is_available() and world > 1 and settings.backend != "openvino":
+        settings = dataclasses.replace(settings, device=f"cuda:{local_rank % torch.cuda.device_count()}")  # OpenVINO: CPU
     checkpoint = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
-    model, _, size = model_for_inference(model, image_size)
+    # rank 0 refuses bad settings before anything else; an exported backend exports once, here
+    segmenter = VideoSegmenter.create(model, settings) if rank == 0 else None
     input_path, out = Path(input_path), Path(out_dir)
     items = archive_items(input_path, fps=fps, split=split)
-    if device is None and torch.cuda.is_available() and world > 1 and backend != "openvino":  # OpenVINO: CPU
-        device = f"cuda:{local_rank % torch.cuda.device_count()}"
     group = world > 1 and _init_group()
     try:
         if rank == 0:
             _open_output(out, input_path, force)
-            if backend != "pytorch":  # export once, before the other ranks look for it
-                VideoSegmenter(model, size, device, backend=backend)
         if group:
             torch.distributed.barrier()
-        records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
-                             {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
-                              "full_frame": full_frame, "export": sorted(export) or None},
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos", compile, frames_in_flight)
+        segmenter = segmenter or VideoSegmenter.create(model, settings)
+        run = {**run_settings(segmenter, checkpoint), "full_frame": full_frame, "export": sorted(export) or None}
+        records = _run_share(items[rank::world], segmenter, out, progress, run,
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -215,9 +208,7 @@ def predict_archive(
     if rank == 0:
         order = {item.id: n for n, item in enumerate(items)}
         records.sort(key=lambda r: order[r["video"]])
-        _write_index(out, records, {"checkpoint": checkpoint, "model": getattr(model, "config", None),
-                                    "image_size": size, "device": str(device or "auto"), "backend": backend,
-                                    "threshold": threshold, "streaming": True, "edge": "causal",
+        _write_index(out, records, {**run_settings(segmenter, checkpoint), "device": str(settings.device or "auto"),
                                     "input": str(input_path), "ranks": world}, time.perf_counter() - start)
     if failed and rank == 0:
         raise ArchiveError(f"{len(failed)} of {len(records)} videos failed, first: {failed[0]['error']} "
@@ -240,13 +231,9 @@ def _open_output(out: Path, input_path: Path, force: bool) -> None:
     log.info("%s: resuming (finished videos are kept; --force starts again)", out)
 
 
-def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: Any, threshold: float, backend: str,
-               out: Path, progress: bool, settings: dict, label: str, compile: bool | str = False,
-               frames_in_flight: int = 1) -> list[dict]:
+def _run_share(items: list[ArchiveItem], segmenter: VideoSegmenter, out: Path, progress: bool, settings: dict,
+               label: str) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile,
-                               frames_in_flight=frames_in_flight)
-    settings = {**settings, "device": str(segmenter.device), "streaming": segmenter.reuse_features}
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):
         done = out / item.id / "summary.json"

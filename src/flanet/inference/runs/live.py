@@ -26,15 +26,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 from tqdm import tqdm
 
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
-from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
-from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
-from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
+from flanet.inference.core.settings import SegmenterSettings
+from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
+from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
+from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.runs.predict import run_settings
+from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
 
@@ -148,22 +149,19 @@ def _stop_event(stop: threading.Event | None) -> contextlib.AbstractContextManag
 
 
 def predict_live(
-    model: nn.Module | str | Path,
+    model: VideoSegmentationModel | str | Path,
     source: str,
     out_dir: str | Path,
     *,
     force: bool = False,
-    image_size: int | None = None,
-    device: str | torch.device | None = None,
-    threshold: float = 0.5,
     fps: float = 25.0,
     progress: bool = True,
-    backend: str = "pytorch",
     max_frames: int | None = None,
     duration: float | None = None,
     stop: threading.Event | None = None,
     open_capture: Callable[[int | str], Capture] | None = None,
-    compile: bool | str = False,
+    settings: SegmenterSettings | None = None,
+    **options: Any,
 ) -> Path:
     """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
 
@@ -173,23 +171,20 @@ def predict_live(
     ``summary.json`` written (with ``stop_reason``), no ``INCOMPLETE`` marker.
 
     Args:
-        model: a flanet model, or the path of a flanet checkpoint (loaded safely).
+        model: a flanet model, or the path of a flanet checkpoint (loaded safely; run at its training size).
         source: a capture device index (``"0"``), a stream URL (RTSP/HTTP, as OpenCV opens them)
             or a video file (paced at its frame rate).
         out_dir: output folder; must not exist (or be empty) unless ``force``.
         force: replace an output folder written by an earlier ``flanet predict``.
-        image_size: model input side; default: the checkpoint's training size, else 352.
-        device: torch device; CUDA when available by default.
-        threshold: probability threshold of the masks.
         fps: frame rate used when the source states none (overlay and file pacing).
         progress: show a tqdm bar (frames segmented, dropped).
-        backend: "pytorch", "onnxruntime" or "openvino" (see :class:`VideoSegmenter`).
         max_frames: stop after this many segmented frames.
         duration: stop this many seconds after the source opened.
         stop: an event that ends the run when set (from another thread).
         open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
-        compile: ``torch.compile`` the per-frame step (see :class:`VideoSegmenter`); the first
-            frames then wait for the compilation, so frames are dropped at the start.
+        settings: the segmenter's settings (:class:`~flanet.inference.core.settings.SegmenterSettings`);
+            with ``compile`` the first frames wait for the compilation, so frames are dropped at the start.
+        **options: fields of ``settings`` given as keywords (``image_size=``, ``device=``, ``threshold=``, ...).
 
     Returns:
         The output folder.
@@ -199,11 +194,8 @@ def predict_live(
         SourceLostError: a camera or stream stopped delivering frames; the outputs up to then are
             complete (summary ``stop_reason: source_lost``).
     """
-    from flanet.models.checkpoint import model_for_inference
-
     checkpoint = str(model) if isinstance(model, (str, Path)) else None
-    model, _, size = model_for_inference(model, image_size)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
+    segmenter = VideoSegmenter.create(model, settings, **options)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
         inputs = [Path(source)] if live.kind == "file" else []
@@ -218,12 +210,7 @@ def predict_live(
             log.info("stopped on request after %d segmented frame(s); files closed", len(run.latencies))
     finally:
         live.close()
-    summary = {
-        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
-        "device": str(segmenter.device), "backend": backend, "threshold": threshold,
-        "streaming": segmenter.reuse_features, "edge": "causal", "live": True,
-        **_summary(live, run, out, seconds),
-    }
+    summary = {**run_settings(segmenter, checkpoint), "live": True, **_summary(live, run, out, seconds)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     mark_complete(out)
     if live.stop_reason == "source_lost":

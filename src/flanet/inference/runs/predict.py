@@ -19,23 +19,24 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
+from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
 from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
 from flanet.inference.runs.sources import VideoSource, resolve_sources
-from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
+from flanet.models.contract import VideoSegmentationModel
 
-__all__ = ["predict_to_folder", "OUTPUT_MARKER"]
+__all__ = ["predict_to_folder", "run_settings", "OUTPUT_MARKER"]
 
 log = logging.getLogger(__name__)
 
@@ -123,58 +124,44 @@ def _predict_video(
 
 
 def predict_to_folder(
-    model: nn.Module | str | Path,
+    model: VideoSegmentationModel | str | Path,
     input_path: str | Path,
     out_dir: str | Path,
     *,
     force: bool = False,
-    image_size: int | None = None,
-    device: str | torch.device | None = None,
-    threshold: float = 0.5,
     fps: float = 25.0,
     split: str | None = None,
     progress: bool = True,
-    backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
-    compile: bool | str = False,
-    frames_in_flight: int = 1,
+    settings: SegmenterSettings | None = None,
+    **options: Any,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
     Args:
-        model: a flanet model, or the path of a flanet checkpoint (loaded safely).
+        model: a flanet model, or the path of a flanet checkpoint (loaded safely; run at its training
+            size, :meth:`VideoSegmenter.from_checkpoint`).
         input_path: video file, frame folder or dataset root (see ``resolve_sources``).
         out_dir: output folder; must not exist (or be empty) unless ``force``.
         force: replace an existing output folder previously written by this function.
-        image_size: model input side; default: the checkpoint's training size, else 352.
-        device: torch device; CUDA when available by default.
-        threshold: probability threshold of the binary masks.
         fps: frame rate of overlays made from frame folders (videos keep their own).
         split: for a dataset root, segment only this split.
         progress: show a tqdm progress bar (frames/s).
-        backend: "pytorch", "onnxruntime" or "openvino" (see :class:`VideoSegmenter`).
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.runs.annotation_export`).
-        compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
-        frames_in_flight: frames segmented at the same time by an exported backend (more frames/s,
-            the same masks; see :class:`VideoSegmenter`).
+        settings: the segmenter's settings (image size, device, threshold, backend, compile, frames in
+            flight, ...: :class:`~flanet.inference.core.settings.SegmenterSettings`).
+        **options: fields of ``settings`` given as keywords (``image_size=``, ``device=``, ``threshold=``, ...).
 
     Returns:
         The output folder.
     """
-    from flanet.models.checkpoint import model_for_inference
-
     checkpoint = str(model) if isinstance(model, (str, Path)) else None
-    model, metadata, size = model_for_inference(model, image_size)
     input_path = Path(input_path)
-    sources = resolve_sources(input_path, fps=fps, split=split)
-    segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile,
-                               frames_in_flight=frames_in_flight)
-    if metadata.get("edge", "causal") != "causal":
-        log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
-                 "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
+    sources = resolve_sources(input_path, fps=fps, split=split)  # a bad input is named before any export
+    segmenter = VideoSegmenter.create(model, settings, **options)
     out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
     mark_incomplete(out, "flanet predict")
     videos = []
@@ -190,9 +177,7 @@ def predict_to_folder(
         video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
     total = sum(v["frames"] for v in videos)
     summary = {
-        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
-        "device": str(segmenter.device), "backend": backend, "threshold": threshold,
-        "streaming": segmenter.reuse_features, "edge": "causal", "input": str(input_path),
+        **run_settings(segmenter, checkpoint), "input": str(input_path),
         "frames": total, "frames_with_lesion": sum(v["frames_with_lesion"] for v in videos),
         "largest_area_px": max(v["largest_area_px"] for v in videos),
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
@@ -201,3 +186,10 @@ def predict_to_folder(
     write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out
+
+
+def run_settings(segmenter: VideoSegmenter, checkpoint: str | None) -> dict[str, Any]:
+    """What every ``summary.json`` of predict says about the model and how it ran."""
+    return {"checkpoint": checkpoint, "model": segmenter.model.config, "image_size": segmenter.image_size,
+            "device": str(segmenter.device), "backend": segmenter.backend, "threshold": segmenter.threshold,
+            "streaming": segmenter.reuse_features, "edge": "causal"}

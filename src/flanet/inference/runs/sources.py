@@ -68,17 +68,15 @@ def _video_file_source(path: Path, video_id: str, default_fps: float) -> VideoSo
 
 
 def _frame_list_source(frames: list[Path], video_id: str, location: Path, fps: float) -> VideoSource:
-    def read_all() -> Iterator[np.ndarray]:
-        return (read_image(path) for path in frames)
-
-    return VideoSource(video_id, location, fps, len(frames), [p.stem for p in frames], read_all)
+    video = Video(video_id, frames, [None] * len(frames))
+    return VideoSource(video_id, location, fps, len(frames), video.frame_names, video.iter_frames)
 
 
 def _dataset_video_source(video: Video, root: Path, fps: float) -> VideoSource:
     if video.video_file is not None:
         return _video_file_source(Path(video.video_file), video.id, fps)
     location = Path(video.frames[0]).parent if video.frames else root
-    return _frame_list_source([Path(p) for p in video.frames], video.id, location, fps)
+    return VideoSource(video.id, location, fps, len(video.frames), video.frame_names, video.iter_frames)
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.encoder import check_image_size
 
 __all__ = ["ExportError", "export_model", "export_checkpoint", "run_exported", "FORMATS", "PARTS"]
 
@@ -131,7 +133,7 @@ def _export_part(name: str, module: nn.Module, args: tuple[torch.Tensor, ...], p
     }
 
 
-def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", image_size: int = 352,
+def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", image_size: int = IMAGE_SIZE,
                  parts: str = "all", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``model``'s per-frame step(s) next to ``out`` and write ``<out stem>.json``.
 
@@ -153,8 +155,7 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
     """
     if fmt not in FORMATS or parts not in PARTS:
         raise ValueError(f"format must be one of {FORMATS} and parts one of {'/'.join(PARTS)}")
-    if image_size % model.size_multiple:
-        raise ValueError(f"image_size {image_size} is not a multiple of {model.size_multiple}")
+    check_image_size(model, image_size)
     dtype = next(model.parameters()).dtype
     if fmt == "onnx" and dtype == torch.bfloat16:
         raise ValueError("ONNX has no bfloat16 convolutions (onnxruntime refuses such a graph): export "
@@ -198,10 +199,10 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
 
 def export_checkpoint(checkpoint: str | Path, out: Path, fmt: str = "onnx", image_size: int | None = None,
                       parts: str = "all") -> dict[str, Any]:
-    """Load a flanet checkpoint safely and :func:`export_model` it (image size from its metadata)."""
-    from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
+    """Load a flanet checkpoint safely and :func:`export_model` it (at its training size unless ``image_size``)."""
+    from flanet.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
-    size = image_size or image_size_from_metadata(loaded.metadata)
+    size = image_size or loaded.model.trained_image_size or IMAGE_SIZE
     return export_model(loaded.model, out, fmt=fmt, image_size=size, parts=parts,
                         extra={"checkpoint": str(checkpoint)})

@@ -25,11 +25,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from flanet.devices import resolve_device
+from flanet.inference.runtimes.base import Runner, RuntimeOptions
 from flanet.models.contract import VideoSegmentationModel
 
 __all__ = ["ExportedParts", "ExportedRunner", "onnx_cache_dir", "export_for_onnxruntime", "model_code_digest",
@@ -141,39 +142,74 @@ def read_export_manifest(manifest: str | Path) -> ExportedParts:
                          np.dtype(data.get("dtype", "float32")), streaming)
 
 
-class ExportedRunner(abc.ABC):
-    """A backend that runs exported parts: what :class:`~flanet.inference.VideoSegmenter` calls.
+class ExportedRunner(Runner):
+    """A runtime that runs exported parts (:class:`~flanet.inference.runtimes.base.Runner` on host arrays).
 
-    Subclasses load the parts of ``parts`` into their runtime and implement :meth:`_run`; the feeds
-    (``image``; ``t{k}_f{level}`` for frame k of the window and encoder level; ``clip``) and outputs are
-    those of :mod:`flanet.inference.runtimes.export` for every runtime.
+    Subclasses load the parts of ``parts`` into their runtime (:meth:`open`) and implement :meth:`_run`;
+    the feeds (``image``; ``t{k}_f{level}`` for frame k of the window and encoder level; ``clip``) and
+    outputs are those of :mod:`flanet.inference.runtimes.export` for every runtime. Frames are prepared
+    on the CPU in float32 and cast to the parts' dtype (float16 exports take float16).
 
     Args:
         parts: the manifest's contents (:func:`read_export_manifest`).
     """
 
+    device = torch.device("cpu")  # inputs and outputs of the parts are host arrays
+
     def __init__(self, parts: ExportedParts) -> None:
         self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
-        self.input_dtype = parts.input_dtype  # float16 exports take float16
+        self.part_dtype = parts.input_dtype
         self.has_heatmap = False  # set by subclasses from the last part's outputs
+
+    @classmethod
+    def create(cls, model: VideoSegmentationModel, image_size: int, options: RuntimeOptions) -> ExportedRunner:
+        """Export ``model`` at ``image_size`` once (cached; or take ``options.onnx``) and open the parts.
+
+        Raises:
+            ValueError: ``compile``, whole clips (``reuse_features=False``) of a FLA-Net model, an option the
+                runtime refuses (:meth:`check`), or an export made for another image size.
+        """
+        if options.compiled:
+            raise ValueError("compile applies to backend pytorch only")
+        if options.frames_in_flight < 1:
+            raise ValueError(f"frames_in_flight {options.frames_in_flight}: must be >= 1")
+        if options.device is not None:
+            resolve_device(options.device)  # refuses CUDA without a GPU
+        cls.check(options)
+        manifest = options.onnx or export_for_onnxruntime(model, image_size)
+        runner = cls.open(manifest, options)
+        if runner.image_size != image_size:
+            raise ValueError(f"{manifest}: exported for image size {runner.image_size}, not {image_size}")
+        if runner.streaming != (options.reuse_features and runner.num_frames > 1):
+            raise ValueError(f"backend {options.backend} streams (features reused); clips (reuse_features=False) "
+                             "run on pytorch only")
+        return runner
+
+    @classmethod
+    def check(cls, options: RuntimeOptions) -> None:
+        """Refuse an option this runtime cannot honour, before anything is exported (default: none)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, manifest: str | Path, options: RuntimeOptions) -> ExportedRunner:
+        """The parts of ``manifest`` loaded into this runtime with ``options``."""
 
     @abc.abstractmethod
     def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         """Outputs of ``part`` for ``feeds`` (thread-safe: frames in flight call it from several threads)."""
 
-    def per_frame_state(self, image: torch.Tensor) -> list[np.ndarray] | np.ndarray:
-        """Encoder features of one normalised frame (1, 3, S, S); the frame itself for baselines."""
-        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.input_dtype)
-        if not self.streaming:
-            return array
-        return list(self._run("encoder", {"image": array}))
+    def per_frame_state(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features of one normalised frame (1, 3, S, S) per level; ``[frame]`` for baselines."""
+        array = np.ascontiguousarray(image.detach().cpu().float().numpy(), dtype=self.part_dtype)
+        states = list(self._run("encoder", {"image": array})) if self.streaming else [array]
+        return [torch.from_numpy(np.asarray(state)) for state in states]
 
-    def predict(self, window: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def predict(self, frames: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs for the window [t, t-1, ...] of per-frame states: (1,1,S,S) logits, heatmap."""
         if self.streaming:
-            feeds = {f"t{k}_f{level}": f for k, frame in enumerate(window) for level, f in enumerate(frame)}
+            feeds = {f"t{k}_f{level}": f.numpy() for k, frame in enumerate(frames) for level, f in enumerate(frame)}
             outputs = self._run("decoder", feeds)
         else:
-            outputs = self._run("step", {"clip": np.stack(window, axis=1)})
+            outputs = self._run("step", {"clip": np.stack([frame[0].numpy() for frame in frames], axis=1)})
         tensors = [torch.from_numpy(np.asarray(o)).float() for o in outputs]
         return tensors[0], (tensors[1] if self.has_heatmap else None)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flanet.inference.runtimes.base import RuntimeOptions
 from flanet.inference.runtimes.exported import ExportedRunner, read_export_manifest
 from flanet.threads import available_cpus
 
@@ -79,6 +80,11 @@ class OnnxRunner(ExportedRunner):
         names = ("encoder", "decoder") if self.streaming else ("step",)
         self.sessions = {name: session(name) for name in names}
         self.has_heatmap = len(self.sessions[names[-1]].get_outputs()) == 2
+
+    @classmethod
+    def open(cls, manifest: str | Path, options: RuntimeOptions) -> OnnxRunner:
+        """Sessions on ``options.device``'s providers; each frame in flight's worker gets an equal share of the CPUs."""
+        return cls(manifest, onnx_providers(options.device), threads=max(1, available_cpus() // options.frames_in_flight))
 
     def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         """``part``'s session on ``feeds`` (``InferenceSession.run`` is thread-safe)."""

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from flanet.inference.runtimes.base import RuntimeOptions
 from flanet.inference.runtimes.exported import ExportedRunner, read_export_manifest
 from flanet.threads import available_cpus
 
@@ -80,6 +82,18 @@ class OpenVinoRunner(ExportedRunner):
             for _ in range(streams):
                 self.requests[name].put(self.compiled[name].create_infer_request())
         self.has_heatmap = len(self.compiled[names[-1]].outputs) == 2
+
+    @classmethod
+    def check(cls, options: RuntimeOptions) -> None:
+        """OpenVINO runs on the CPU here: another device is refused."""
+        if options.device is not None and torch.device(options.device).type != "cpu":
+            raise ValueError(f"backend openvino runs on the CPU, not on {options.device}; use backend onnxruntime "
+                             "or pytorch")
+
+    @classmethod
+    def open(cls, manifest: str | Path, options: RuntimeOptions) -> OpenVinoRunner:
+        """The parts compiled with one stream per frame in flight."""
+        return cls(manifest, streams=options.frames_in_flight)
 
     def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         """Runs ``part`` on a free infer request (thread-safe); the outputs are the caller's copies."""
