@@ -23,6 +23,7 @@ from flanet.models.registry import ModelError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule
+from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
@@ -149,6 +150,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path) -> pl.Trainer:
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
+    quiet_lightning()
     return pl.Trainer(
         **trainer_arguments(config),
         enable_model_summary=False,
