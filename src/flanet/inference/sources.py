@@ -51,6 +51,8 @@ class VideoSource:
 
 def _dicom_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
     info = probe_dicom(path)  # DataError for unreadable / truncated files; frames are decoded lazily
+    for problem in info.problems:  # header values set aside (region, calibration, rate), named
+        log.warning("%s: %s", path, problem)
     if info.fps is None:
         log.warning("%s states no frame rate (FrameTime, CineRate, RecommendedDisplayFrameRate); "
                     "using %g frames/s (--fps)", path, default_fps)
