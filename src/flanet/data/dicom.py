@@ -8,7 +8,7 @@ PALETTE COLOR goes through the file's lookup table; MONOCHROME1 is inverted; mor
 stored are windowed (VOI LUT / window when the file has one) and scaled to 8 bits.
 
 Frame rate: ``FrameTime`` (ms), else ``CineRate``, else ``RecommendedDisplayFrameRate``; a value
-that is not a finite positive number, or gives more than :data:`MAX_FPS` frames/s, is set aside
+that is not a finite positive number, or gives more than :data:`flanet.limits.MAX_FPS` frames/s, is set aside
 with a warning naming the attribute (``rate_problem``), and the next one (or ``--fps``) is used.
 Imaging region and millimetres: the 2-D region of ``SequenceOfUltrasoundRegions`` (tissue region
 first, largest first) with its ``PhysicalDeltaX/Y`` in cm; without one, ``PixelSpacing`` (mm). Each
@@ -34,13 +34,12 @@ from pydicom.pixels import apply_color_lut, apply_voi_lut, iter_pixels, pixel_ar
 
 from flanet.data.deidentify import withheld_tags
 from flanet.data.errors import DataError, Problem
+from flanet.limits import MAX_FPS
 
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom"})
 _CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
 _SPATIAL_2D = 1  # RegionSpatialFormat: 2-D (tissue or flow)
 _TISSUE = 1  # RegionDataType: tissue
-#: Highest frame rate a header may state (frames/s); above it the value is a unit slip, not a rate.
-MAX_FPS = 1000.0
 
 
 def is_dicom_file(path: Path) -> bool:
