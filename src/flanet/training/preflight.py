@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from flanet.limits import MAX_IMAGE_SIZE
 from flanet.training.resume import parse_max_time
 from flanet.training.schema import ConfigError, TrainConfig
 
@@ -41,9 +40,8 @@ def check_settings(config: TrainConfig) -> None:
     if config.output.checkpoint_every_n_steps < 0:
         raise ConfigError("config key 'output.checkpoint_every_n_steps' must be 0 (off) or positive, "
                           f"got {config.output.checkpoint_every_n_steps}")
-    if not 1 <= config.data.image_size <= MAX_IMAGE_SIZE:  # 10^9 started a run (issue 22 item 9)
-        raise ConfigError(f"config key 'data.image_size' must be between 1 and {MAX_IMAGE_SIZE}, "
-                          f"got {config.data.image_size}")
+    if config.data.image_size < 1:
+        raise ConfigError(f"config key 'data.image_size' must be positive, got {config.data.image_size}")
     parse_max_time(trainer.max_time)
     accelerator = str(trainer.accelerator).lower()
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
