@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flanet.cli import main
-from flanet.models import CheckpointError, load_checkpoint
+from flanet.models import CheckpointError, create_model, load_checkpoint, save_checkpoint
 
 
 class _RunsCode:
