@@ -32,6 +32,7 @@ FAM, after the encoder), so streaming reuses each frame's encoder features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_input_size, create_timm_backbone
 from flanet.models.outputs import SegmentationOutput
+from flanet.models.registry import ModelInfo, ModelOptions, register_model
 
 #: The released model's encoder (smp ``timm-res2net50_26w_4s``: timm's Res2Net-50 26w-4s).
 AUTHORS_ENCODER = "res2net50_26w_4s"
@@ -217,6 +219,33 @@ class AuthorsFLANet(VideoSegmentationModel):
             return self.decode([features] * t)
         features = [f.unflatten(0, (b, t)) for f in self.encode(clip.flatten(0, 1))]
         return self.decode([[f[:, k] for f in features] for k in range(t)])
+
+
+@dataclass(frozen=True)
+class AuthorsOptions(ModelOptions):
+    """Options of ``flanet-authors``.
+
+    Attributes:
+        encoder: the release's Res2Net-50 26w-4s (another timm encoder with levels at strides 2-32,
+            e.g. ``resnet18``, builds a small stand-in that their weights do not fit).
+        ffa_compute: ``"closed-form"`` (default: the FAM's exact value, without FFTs, exportable) or
+            ``"fft"`` (the released operations, FFT rounding included).
+    """
+
+    encoder: str = AUTHORS_ENCODER
+    ffa_compute: Literal["closed-form", "fft"] = "closed-form"
+
+
+@register_model("flanet-authors", AuthorsOptions, ModelInfo(
+    kind="video",
+    description="the authors' released FLA-Net (their weights import: flanet import-weights authors)",
+    paper="Lin et al., Shifting More Attention to Breast Lesion Segmentation in Ultrasound Videos, MICCAI 2023",
+    reference="the authors' released code (github.com/jhl-Det/FLA-Net, Apache-2.0) read as a reference: "
+              "smp 0.3.2 Unet on Res2Net-50 with their FAM and heatmap head (docs/model.md)",
+    loss_terms=("bce", "iou", "heatmap"),
+))
+def _build(options: AuthorsOptions) -> AuthorsFLANet:
+    return build_authors_model(options.encoder, options.encoder_weights, options.ffa_compute)
 
 
 def build_authors_model(

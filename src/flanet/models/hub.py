@@ -28,6 +28,12 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+#: ``--help`` texts of the commands that take a checkpoint.
+CHECKPOINT_HELP = ("a local path, hf://<owner>/<repo>[@<revision>]/<file> (downloaded once into the Hugging Face "
+                   "cache; HF_HUB_OFFLINE honoured) or an https:// URL (needs --sha256)")
+SHA256_HELP = "expected SHA-256 of the checkpoint file: required with an https:// URL, checked when given otherwise"
+
+
 class HubError(ValueError):
     """A checkpoint reference that cannot be resolved (bad form, not cached offline, wrong hash)."""
 
