@@ -190,3 +190,46 @@ def test_dicom_folder_layout_trains_and_is_checked(tmp_path: Path) -> None:
     report = check_dataset(root, progress=False)
     assert not report.usable()
     assert any(p.severity == "error" and p.path.name == "case3.dcm" for p in report.problems)
+
+
+@pytest.mark.parametrize("spacing", [["0", "0"], ["-0.2", "0.1"], ["NaN", "0.1"], ["inf", "inf"], ["0.2"]])
+def test_bad_pixel_spacing_is_set_aside_once_for_every_command(tmp_path: Path, spacing: list[str]) -> None:
+    """Issue 22 item 6: PixelSpacing 0, negative, NaN or inf gave 0 mm, negative mm or invalid JSON."""
+    import json
+
+    import pydicom
+
+    from flanet.data.dicom import dicom_problems
+
+    path = write_cine(tmp_path / "s.dcm", colour_frames(2))
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = spacing if len(spacing) > 1 else spacing[0]
+    ds.save_as(path)
+    info = probe_dicom(path)
+    assert info.spacing_mm is None and info.calibration_source is None
+    assert info.calibration_problem is not None and "PixelSpacing" in info.calibration_problem
+    json.loads(json.dumps(info.summary(), allow_nan=False))  # valid JSON
+    warnings = [p.message for p in dicom_problems(path) if p.severity == "warning"]
+    assert any("PixelSpacing" in w and "ignored" in w for w in warnings)
+
+
+def test_good_pixel_spacing_is_kept(tmp_path: Path) -> None:
+    import pydicom
+
+    path = write_cine(tmp_path / "s.dcm", colour_frames(2))
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = ["0.2", "0.1"]  # rows 0.2 mm apart (y), columns 0.1 mm (x)
+    ds.save_as(path)
+    info = probe_dicom(path)
+    assert info.spacing_mm == pytest.approx((0.1, 0.2)) and info.calibration_problem is None
+
+
+@pytest.mark.parametrize(("frame_time", "fps", "source"), [(1e-9, 10.0, "CineRate"), (float("inf"), 10.0, "CineRate"),
+                                                           (-5.0, 10.0, "CineRate")])
+def test_impossible_frame_rate_is_set_aside_naming_the_attribute(tmp_path: Path, frame_time: float, fps: float,
+                                                                 source: str) -> None:
+    """Issue 22 item 9: FrameTime=1e-9 (1e12 frames/s) failed after the output folder was made."""
+    path = write_cine(tmp_path / "r.dcm", colour_frames(2), frame_time_ms=frame_time, cine_rate=10.0)
+    info = probe_dicom(path)
+    assert (info.fps, info.fps_source) == (fps, source)
+    assert info.rate_problem is not None and info.rate_problem.startswith("FrameTime")

@@ -7,13 +7,19 @@ YBR_FULL / YBR_FULL_422 are converted to RGB once, by pydicom (``as_rgb``), neve
 PALETTE COLOR goes through the file's lookup table; MONOCHROME1 is inverted; more than 8 bits
 stored are windowed (VOI LUT / window when the file has one) and scaled to 8 bits.
 
-Frame rate: ``FrameTime`` (ms), else ``CineRate``, else ``RecommendedDisplayFrameRate``.
+Frame rate: ``FrameTime`` (ms), else ``CineRate``, else ``RecommendedDisplayFrameRate``; a value
+that is not a finite positive number, or gives more than :data:`flanet.limits.MAX_FPS` frames/s, is set aside
+with a warning naming the attribute (``rate_problem``), and the next one (or ``--fps``) is used.
 Imaging region and millimetres: the 2-D region of ``SequenceOfUltrasoundRegions`` (tissue region
-first, largest first) with its ``PhysicalDeltaX/Y`` in cm; without one, ``PixelSpacing`` (mm).
+first, largest first) with its ``PhysicalDeltaX/Y`` in cm; without one, ``PixelSpacing`` (mm). Each
+is validated here, once, for every command: spacings must be finite and positive (two values for
+``PixelSpacing``), else the file is measured in pixels with a warning naming the attribute
+(``calibration_problem``), never 0 mm, negative mm or NaN in a JSON file.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +29,12 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_voi_lut, iter_pixels, pixel_array
 
 from flanet.data.deidentify import withheld_tags
 from flanet.data.errors import DataError, Problem
+from flanet.limits import MAX_FPS
 
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom"})
 _CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
@@ -73,6 +81,8 @@ class DicomInfo:
         spacing_mm: ``(x, y)`` millimetres per pixel, or None without calibration.
         calibration_source: ``"SequenceOfUltrasoundRegions"``, ``"PixelSpacing"`` or None.
         region_problem: why the file's ultrasound regions were not used, or None.
+        calibration_problem: why a calibration attribute was set aside (measurements in pixels), or None.
+        rate_problem: why a frame-rate attribute was set aside, or None.
         withheld: header attributes carrying identifiers, never written to any output.
     """
 
@@ -88,6 +98,13 @@ class DicomInfo:
     calibration_source: str | None
     region_problem: str | None
     withheld: tuple[str, ...]
+    calibration_problem: str | None = None
+    rate_problem: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Every header value set aside (region, calibration, rate), for warnings."""
+        return [p for p in (self.region_problem, self.calibration_problem, self.rate_problem) if p]
 
     def summary(self) -> dict[str, object]:
         """Technical header facts for ``summary.json`` (the withheld attributes are named, never their values)."""
@@ -96,7 +113,8 @@ class DicomInfo:
             "transfer_syntax": self.transfer_syntax, "photometric_interpretation": self.photometric,
             "frames": self.frame_count, "fps_source": self.fps_source,
             "image_region": None if region is None else [region.x0, region.y0, region.x1, region.y1],
-            "region_problem": self.region_problem,
+            "region_problem": self.region_problem, "calibration_problem": self.calibration_problem,
+            "rate_problem": self.rate_problem,
             "calibration": None if self.spacing_mm is None else {
                 "source": self.calibration_source, "mm_per_pixel_x": self.spacing_mm[0],
                 "mm_per_pixel_y": self.spacing_mm[1],
@@ -109,21 +127,42 @@ class DicomInfo:
 
 
 def _positive(value: object) -> float | None:
+    """A finite number above 0, else None (NaN, inf, 0, negative, text)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if math.isfinite(number) and number > 0 else None
 
 
-def _frame_rate(ds: Dataset) -> tuple[float | None, str | None]:
-    frame_time = _positive(ds.get("FrameTime"))
-    if frame_time is not None:
-        return 1000.0 / frame_time, "FrameTime"
-    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
-        if (rate := _positive(ds.get(keyword))) is not None:
-            return rate, keyword
-    return None, None
+def _frame_rate(ds: Dataset) -> tuple[float | None, str | None, str | None]:
+    """``(frames/s, attribute, problem)``: the first usable rate attribute; the first one set aside, said why."""
+    problem = None
+    for keyword in ("FrameTime", "CineRate", "RecommendedDisplayFrameRate"):
+        raw = ds.get(keyword)
+        if raw is None or raw == "":
+            continue
+        value = _positive(raw)
+        rate = None if value is None else 1000.0 / value if keyword == "FrameTime" else value
+        if rate is not None and rate <= MAX_FPS:
+            return rate, keyword, problem
+        unit = " ms" if keyword == "FrameTime" else " frames/s"
+        why = "not a positive number" if rate is None else f"{rate:g} frames/s, more than {MAX_FPS:g}"
+        problem = problem or f"{keyword} {raw}{unit} is {why}: ignored"
+    return None, None, problem
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """``PixelSpacing`` as ``(x, y)`` mm per pixel, or None and why it was set aside (None if absent)."""
+    raw = ds.get("PixelSpacing")
+    if raw is None or raw == "":
+        return None, None
+    values = list(raw) if isinstance(raw, (MultiValue, list, tuple)) else [raw]
+    numbers = [_positive(v) for v in values]
+    if len(numbers) != 2 or None in numbers:
+        shown = "\\".join(str(v) for v in values)
+        return None, f"PixelSpacing {shown} is not two positive millimetre values: ignored, measurements in pixels"
+    return (numbers[1], numbers[0]), None  # DICOM order is (row spacing = y, column spacing = x)
 
 
 def _ultrasound_region(ds: Dataset, width: int, height: int) -> tuple[Region | None, tuple[float, float] | None, str | None]:
@@ -149,6 +188,16 @@ def _ultrasound_region(ds: Dataset, width: int, height: int) -> tuple[Region | N
     if units == (_CM_UNITS, _CM_UNITS) and deltas[0] is not None and deltas[1] is not None:
         return region, (deltas[0] * 10.0, deltas[1] * 10.0), None
     return region, None, None
+
+
+def _region_delta_problem(ds: Dataset) -> str | None:
+    """Why the used region's cm deltas were set aside (not finite and positive), or None."""
+    for item in ds.get("SequenceOfUltrasoundRegions", []):
+        units = (int(item.get("PhysicalUnitsXDirection", 0)), int(item.get("PhysicalUnitsYDirection", 0)))
+        raw = (item.get("PhysicalDeltaX"), item.get("PhysicalDeltaY"))
+        if units == (_CM_UNITS, _CM_UNITS) and None in (_positive(raw[0]), _positive(raw[1])):
+            return f"PhysicalDeltaX/Y {raw[0]}/{raw[1]} cm are not positive numbers: ignored"
+    return None
 
 
 def _open_dataset(path: Path) -> Dataset:
@@ -190,16 +239,20 @@ def read_dicom(path: str | Path) -> tuple[Dataset, DicomInfo]:
     ds = _open_dataset(path)
     _check_length(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)
-    fps, fps_source = _frame_rate(ds)
+    fps, fps_source, rate_problem = _frame_rate(ds)
     region, spacing, problem = _ultrasound_region(ds, width, height)
     source = "SequenceOfUltrasoundRegions" if spacing else None
-    if spacing is None and problem is None and (pixel_spacing := ds.get("PixelSpacing")):
-        spacing, source = (float(pixel_spacing[1]), float(pixel_spacing[0])), "PixelSpacing"  # (row, column) spacing
+    calibration_problem = None if spacing or problem else _region_delta_problem(ds)
+    if spacing is None and problem is None:
+        spacing, spacing_problem = _pixel_spacing(ds)
+        source = "PixelSpacing" if spacing else None
+        calibration_problem = calibration_problem or spacing_problem
     info = DicomInfo(
         frame_count=int(ds.get("NumberOfFrames", 1) or 1), width=width, height=height, fps=fps,
         fps_source=fps_source, transfer_syntax=ds.file_meta.TransferSyntaxUID.name,
         photometric=str(ds.PhotometricInterpretation), region=region, spacing_mm=spacing,
         calibration_source=source, region_problem=problem, withheld=withheld_tags(ds),
+        calibration_problem=calibration_problem, rate_problem=rate_problem,
     )
     return ds, info
 
@@ -282,9 +335,8 @@ def dicom_problems(path: str | Path) -> list[Problem]:
     if info.fps is None:
         problems.append(Problem("warning", path, "no FrameTime, CineRate or RecommendedDisplayFrameRate: "
                                                  "overlays use the --fps default"))
-    if info.region_problem:
-        problems.append(Problem("warning", path, info.region_problem))
-    elif info.region is not None:
+    problems += [Problem("warning", path, problem) for problem in info.problems]
+    if info.region is not None and not info.region_problem:
         problems.append(Problem("note", path, f"ultrasound imaging region x {info.region.x0}..{info.region.x1}, "
                                               f"y {info.region.y0}..{info.region.y1} (what predict segments)"))
     if info.spacing_mm is None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.argtypes import pixel_spacing, positive_int, unit_interval
+from flanet.argtypes import image_size, pixel_spacing, unit_interval
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
 from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
     parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
-    parser.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's training size, else 352)")
+    parser.add_argument("--image-size", type=image_size, help="model input size (default: the checkpoint's training size, else 352)")
     parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
                         help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
     parser.add_argument("--batch-size", type=int, default=8, help="clips (clips mode) or frames (stream mode) per forward pass (default: 8)")

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from flanet.argtypes import non_negative_int, positive_float, positive_int, unit_interval
+from flanet.argtypes import frame_rate, image_size, non_negative_int, positive_float, positive_int, unit_interval
 from flanet.errors import UsageError
 from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
 
@@ -154,10 +154,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sha256", help=SHA256_HELP)
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
-    p.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's, else 352)")
+    p.add_argument("--image-size", type=image_size, help="model input size (default: the checkpoint's, else 352)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threshold", type=unit_interval, default=0.5, help="mask probability threshold (default 0.5)")
-    p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
+    p.add_argument("--fps", type=frame_rate, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--backend", default="pytorch", choices=BACKEND_CHOICES,
@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
     e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
                    help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
-    e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
+    e.add_argument("--image-size", type=image_size, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
@@ -197,7 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
-    b.add_argument("--image-size", type=int, default=352)
+    b.add_argument("--image-size", type=image_size, default=352)
     b.add_argument("--frames", type=positive_int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=positive_int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs (default 1)")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flanet.limits import MAX_IMAGE_SIZE
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -170,7 +171,7 @@ FREE_FORM_KEYS = frozenset({"model.options"})
 #: its key before anything runs (``trainer.*`` keys are Lightning's to check).
 RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = {
     "data.val_fraction": ((0.0, True), (1.0, False)),
-    "data.image_size": ((32, True), (4096, True)),  # a square network input; 352 in the paper
+    "data.image_size": ((32, True), (MAX_IMAGE_SIZE, True)),  # a square network input; 352 in the paper
     "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
     "data.num_workers": ((0, True), None),
     "data.batch_size": ((1, True), None),
