@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flanet import colours
+from flanet.csvcells import escape_rows
 from flanet.data.bboxes import mask_bbox
 from flanet.data.errors import DataError
 from flanet.data.splits import make_splits, write_split_lists
@@ -111,9 +112,9 @@ def generate_dataset(
             sheet_rows.append(sheet_row)
     atomic_write_text(out / "bbox.json", json.dumps(boxes))
     with atomic_open(out / "video_labels.csv", newline="") as handle:
-        csv.writer(handle).writerows([["video", "pathology", "aln_metastasis"], *labels])
+        csv.writer(handle).writerows(escape_rows([["video", "pathology", "aln_metastasis"], *labels]))
     with atomic_open(out / "frame_info.csv", newline="") as handle:
-        csv.writer(handle).writerows([["video", "frame", "hard", "has_lesion"], *frame_rows])
+        csv.writer(handle).writerows(escape_rows([["video", "frame", "hard", "has_lesion"], *frame_rows]))
     splits = make_splits([row[0] for row in labels], (0.4, 0.2, 0.4), seed, {row[0]: row[1] for row in labels})
     write_split_lists(out, splits, force=True)
     _contact_sheet(sheet_rows, out / CONTACT_SHEET)

@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
 from flanet.colours import SERIES_COLOURS
+from flanet.csvcells import escape_row
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
@@ -145,7 +146,7 @@ def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+        writer.writerow(escape_row({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS}))
     atomic_write_text(path, text.getvalue())
 
 
