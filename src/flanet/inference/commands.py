@@ -182,7 +182,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, help=f"flanet checkpoint (.pt): {CHECKPOINT_HELP}")
     e.add_argument("--sha256", help=SHA256_HELP)
     e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
-    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
+    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"],
+                   help="onnx (default; what --backend onnxruntime / openvino run), torchscript or torch-export")
     e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
                    help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
     e.add_argument("--image-size", type=image_size, help="fixed input size (default: the checkpoint's, else 352)")
@@ -196,7 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
-    b.add_argument("--image-size", type=image_size, default=352)
+    b.add_argument("--image-size", type=image_size, default=352, help="model input size (default 352, the paper's)")
     b.add_argument("--frames", type=positive_int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=positive_int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs (default 1)")
