@@ -55,6 +55,13 @@ def train_args(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
     ("trainer.max_steps=-5", "trainer.max_steps"),
     ("name=../../x", "name"),
     ("data.image_size=0", "data.image_size"),
+    ("data.image_size=1000000000", "data.image_size"),
+    ("optim.lr=-1", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.betas=[0.9,1.5]", "optim.betas"),
+    ("data.heatmap_sigma=-2", "data.heatmap_sigma"),
+    ("data.num_workers=-1", "data.num_workers"),
+    ("loss.alpha=-0.1", "loss.alpha"),
 ])
 def test_bad_training_settings_are_one_line_naming_the_key_and_leave_no_folder(
     override: str, key: str, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -195,3 +202,16 @@ def test_impossible_evaluate_options_are_refused_by_name(option: list[str], tmp_
         main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data", str(tmp_path), *option])
     assert stop.value.code == 2
     assert f"flanet evaluate: error: argument {option[0]}" in capsys.readouterr().err
+
+
+def test_data_split_errors_name_the_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "split", str(tmp_path / "missing")]) == 2  # not "flanet data: error"
+    assert error_line(capsys, "data split").endswith(f"({tmp_path / 'missing'})")
+
+
+def test_data_synth_help_describes_every_option_with_its_default(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--videos", "6"), ("--frames", "12"), ("--size", "128"), ("--seed", "0")):
+        assert re.search(rf"{option} \S+ [^-]*\(default {default}[;)]", text), option

@@ -11,13 +11,16 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics import names
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.metrics.video import heatmap_peaks
 from flanet.models import SegmentationOutput, create_model
+from flanet.models.checkpoint import config_difference, normalise_model_config
+from flanet.models.contract import VideoSegmentationModel
+from flanet.models.registry import ModelError
 from flanet.training.model_defaults import resolve_model_defaults
 from flanet.training.schema import ConfigError, ModelConfig, TrainConfig
 
@@ -34,17 +37,46 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stops, checkpoints are kept."""
 
 
-def build_model(section: ModelConfig) -> nn.Module:
+def build_model(section: ModelConfig) -> VideoSegmentationModel:
     """Create the model of a training configuration's ``model`` section.
 
     Raises:
-        ConfigError: ``model.options`` the model does not take (also checked by ``load_config``).
+        ConfigError: ``model.options`` the model does not have (also checked by ``load_config``).
     """
     try:
-        return create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
-                            **section.options)
-    except TypeError as error:
-        raise ConfigError(f"config key 'model.options' does not fit model {section.name!r}: {error}") from error
+        model = create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
+                             **section.options)
+    except ModelError as error:
+        raise ConfigError(f"config key 'model': {error}") from error
+    if section.init_from is not None:
+        init_weights(model, section.init_from, section.init_from_sha256)
+    return model
+
+
+def init_weights(model: VideoSegmentationModel, reference: str, sha256: str | None = None) -> None:
+    """``model.init_from``: loads the weights of a flanet checkpoint of the same model, strictly.
+
+    Args:
+        model: the run's model.
+        reference: local path, ``hf://`` reference or ``https://`` URL (:mod:`flanet.models.hub`).
+        sha256: its expected SHA-256 (required for a URL).
+
+    Raises:
+        ConfigError: the checkpoint holds another model, or weights that do not fit.
+    """
+    from flanet.models.checkpoint import read_checkpoint, stored_model_config
+    from flanet.models.hub import resolve_checkpoint
+
+    payload = read_checkpoint(resolve_checkpoint(reference, sha256))
+    stored, name = stored_model_config(payload)["name"], model.config["name"]
+    if stored != name:
+        raise ConfigError(f"config key 'model.init_from': {reference} holds model {stored!r}, the run trains {name!r}")
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as error:
+        raise ConfigError(f"config key 'model.init_from': the weights of {reference} do not fit the run's "
+                          f"{name!r} ({str(error).splitlines()[0]} ...)") from error
+    log.info("model weights initialised from %s", reference)
 
 
 class FLANetModule(pl.LightningModule):
@@ -217,7 +249,7 @@ class FLANetModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(MODEL_CONFIG_KEY)
-        if stored is not None and stored != dict(self.model.config):
+        if stored is not None and config_difference(normalise_model_config(stored), self.model.config):
             raise ValueError(
                 f"resume checkpoint is for model {stored}, the configuration builds {self.model.config}"
             )
