@@ -8,7 +8,7 @@ import torch
 
 from flanet.evaluation.report import format_cell, table_rows
 from flanet.evaluation.scoring import EvaluationScorer
-from flanet.metrics import frame_scores, score_sequence, summarise, summarise_sequences
+from flanet.metrics import frame_scores, names, score_sequence, summarise, summarise_sequences
 
 
 def _video(rng: np.random.Generator, frames: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +40,8 @@ def test_scorer_matches_the_metric_functions() -> None:
         assert result.metrics[key] == pytest.approx(vps[key])
     assert result.metrics["vps_mae"] == pytest.approx(vps["mae"])
     assert result.metrics["num_frames"] == 12 and result.metrics["num_vps_frames"] == 3 + 1 + 2
+    # the one list of names (flanet.metrics.names) is what metrics.json holds: compare, reports and logs read it
+    assert set(names.COMPARISON) | set(names.HEADLINE) <= set(result.metrics)
 
     assert [row["video"] for row in result.per_video] == ["a", "b", "c"]
     assert [row["pathology"] for row in result.per_video] == ["benign", "malignant", ""]

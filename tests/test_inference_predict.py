@@ -17,10 +17,11 @@ from conftest import _disc_frames as _frames
 from conftest import _write_video
 from flanet.cli import main
 from flanet.data import DataError, read_image
+from flanet.data.images import input_normalisation
 from flanet.data.video_io import iter_video_frames
 from flanet.defaults import IMAGE_SIZE
 from flanet.inference import VideoSegmenter, predict_to_folder
-from flanet.models import create_model, image_size_from_metadata, load_checkpoint
+from flanet.models import create_model, image_size_from_metadata, load_checkpoint, save_checkpoint
 
 HEIGHT, WIDTH = 64, 96
 
@@ -202,3 +203,16 @@ def test_the_documented_segmenter_of_a_checkpoint_runs_at_its_training_size(
         other = VideoSegmenter(loaded, image_size=128, device="cpu")  # asked for: runs, and says so
     assert other.image_size == 128 and "trained at image size 64 but runs at 128" in caplog.text
     assert VideoSegmenter(create_model("flanet", encoder="resnet18"), device="cpu").image_size == IMAGE_SIZE
+
+
+def test_a_checkpoint_trained_with_another_normalisation_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model = create_model("flanet", encoder="resnet18")
+    other = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": "RGB / 255"}
+    path = save_checkpoint(tmp_path / "other.pt", model, {"image_size": 64, "input_normalisation": other})
+    with pytest.raises(ValueError, match=r"other\.pt: trained with input normalisation"):
+        VideoSegmenter.from_checkpoint(path, device="cpu")
+    video = _write_video(tmp_path / "scan.mp4", _frames(2), fps=10.0)
+    assert main(["predict", "--checkpoint", str(path), str(video), "--out", str(tmp_path / "p"), "--no-progress"]) == 2
+    assert "input normalisation" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    same = save_checkpoint(tmp_path / "same.pt", model, {"image_size": 64, "input_normalisation": input_normalisation()})
+    assert VideoSegmenter.from_checkpoint(same, device="cpu").image_size == 64

@@ -222,6 +222,11 @@ _SCALE = (1.0 / (255.0 * np.array(IMAGENET_STD, np.float32)))[:, None, None]  # 
 _SHIFT = (np.array(IMAGENET_MEAN, np.float32) / np.array(IMAGENET_STD, np.float32))[:, None, None]
 
 
+def input_normalisation() -> dict[str, object]:
+    """The one input normalisation flanet applies, as checkpoints and export manifests record it."""
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"}
+
+
 def normalise(frames: np.ndarray) -> torch.Tensor:
     """ImageNet-normalise uint8 RGB frames ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)``.
 

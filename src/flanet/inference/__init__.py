@@ -15,5 +15,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "flanet.inference.runs.predict": ("predict_to_folder",),
         "flanet.inference.core.segmenter": ("FrameResult", "VideoSegmenter"),
+        "flanet.inference.core.settings": ("SegmenterSettings",),
     },
 )

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from flanet.colours import SERIES_COLOURS
 from flanet.csvcells import escape_row
+from flanet.data.images import input_normalisation
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
@@ -118,6 +119,7 @@ class RunFolder(Checkpoint):
                 "metrics": {k: v for k, v in row.items() if k not in ("epoch", "step")},
                 "image_size": self.config.data.image_size,
                 "edge": self.config.data.edge,
+                "input_normalisation": input_normalisation(),
                 "heatmap_sigma": self.config.data.heatmap_sigma,
                 "train_config": self.config.to_dict(),
                 "encoder_init": self.encoder_init,

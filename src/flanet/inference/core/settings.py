@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flanet.data.images import IMAGENET_MEAN, IMAGENET_STD
+from flanet.data.images import input_normalisation
 from flanet.defaults import IMAGE_SIZE
 from flanet.inference.runtimes.base import RuntimeOptions
 
@@ -52,16 +52,15 @@ def trained_edge(metadata: dict[str, Any] | None, source: str = "checkpoint") ->
     metadata = metadata or {}
     train_config = metadata.get("train_config") if isinstance(metadata.get("train_config"), dict) else {}
     data = train_config.get("data") if isinstance(train_config.get("data"), dict) else {}
-    recorded = metadata.get("input_normalisation")
-    if isinstance(recorded, dict):
-        mean, std = recorded.get("mean"), recorded.get("std")
-        if not (_same(mean, IMAGENET_MEAN) and _same(std, IMAGENET_STD)):
-            raise ValueError(f"{source}: trained with input normalisation mean {mean}, std {std}; flanet applies "
-                             f"ImageNet's (mean {list(IMAGENET_MEAN)}, std {list(IMAGENET_STD)}) only")
+    recorded, applied = metadata.get("input_normalisation"), input_normalisation()
+    if recorded is not None and not (isinstance(recorded, dict) and recorded.get("scale", applied["scale"]) == applied["scale"]
+                                     and _same(recorded.get("mean"), applied["mean"])
+                                     and _same(recorded.get("std"), applied["std"])):
+        raise ValueError(f"{source}: trained with input normalisation {recorded!r}; flanet applies {applied!r} only")
     return next((e for e in (metadata.get("edge"), data.get("edge")) if isinstance(e, str)), "causal")
 
 
-def _same(values: Any, expected: tuple[float, ...]) -> bool:
+def _same(values: Any, expected: Any) -> bool:
     try:
         return len(values) == len(expected) and all(abs(float(v) - e) < 1e-6 for v, e in zip(values, expected))
     except (TypeError, ValueError):

@@ -185,12 +185,12 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
         names = [f"t{k}_f{level}" for k in range(num_frames) for level in range(levels)]
         decoder_path = out.with_name(f"{out.stem}-decoder{out.suffix}")
         entries.append(_export_part("decoder", DecoderStep(model, levels), flat, decoder_path, fmt, names, output_names))
-    from flanet.data import IMAGENET_MEAN, IMAGENET_STD
+    from flanet.data.images import input_normalisation
 
     manifest = {
         "format": fmt, "image_size": image_size, "num_frames": num_frames, "dtype": str(dtype).removeprefix("torch."),
         "frame_order": "current first: [t, t-1, t-2]; at a video's start repeat the first frame",
-        "input_normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB / 255"},
+        "input_normalisation": input_normalisation(),
         "model": model.config, **(extra or {}), "parts": entries,
     }
     atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=2))
