@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Entry point group through which other packages register models (docs/model.md).
 ENTRY_POINT_GROUP = "flanet.models"
 #: Modules of this package whose import registers its models, in the order ``flanet models`` lists them.
-BUILTIN_MODULES: tuple[str, ...] = ("flanet.models.variants", "flanet.models.baselines")
+BUILTIN_MODULES: tuple[str, ...] = ("flanet.models.variants", "flanet.models.baselines", "flanet.models.authors")
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")
 

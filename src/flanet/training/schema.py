@@ -48,6 +48,10 @@ class ModelConfig:
     encoder_weights: str | None = None
     #: Further ``create_model`` keyword arguments, checked against its signature.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Start from these weights: a flanet checkpoint of the same model (local path, ``hf://`` or ``https://``).
+    init_from: str | None = None
+    #: Expected SHA-256 of ``init_from`` (required for an ``https://`` URL).
+    init_from_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
+    #: ``bce-iou`` (eq. 2) or ``structure`` (the authors' released loss: IoU weighted towards edges).
+    mask_loss: Literal["bce-iou", "structure"] = "bce-iou"
 
 
 @dataclass(frozen=True)

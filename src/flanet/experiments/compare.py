@@ -12,7 +12,7 @@ A model whose run already has ``checkpoints/best.pt`` is not retrained (unless `
 interrupted comparison resumes where it stopped.
 
 ``flanet benchmark`` is the command's former name, kept for one release: it runs the same thing and
-says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench`).
+says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench.harness`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def compare_models(
             training starts).
     """
     from flanet.devices import resolve_device
-    from flanet.evaluation.ablation import TABLE3_MARK_HEADERS, table3_marks
+    from flanet.experiments.ablation import TABLE3_MARK_HEADERS, table3_marks
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
     from flanet.experiments.costs import device_name, row_cost

@@ -9,7 +9,7 @@ import pytest
 
 from flanet.cli import main
 from flanet.data.synth import generate_dataset
-from flanet.evaluation.ablation import TABLE3_MARK_HEADERS, table3_marks
+from flanet.experiments.ablation import TABLE3_MARK_HEADERS, table3_marks
 from flanet.experiments.paper_tables import TABLES, TableEntry, table_markdown, table_models
 
 TINY = ["data.image_size=32", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
