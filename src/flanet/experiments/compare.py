@@ -105,9 +105,9 @@ def compare_models(
             training starts).
     """
     from flanet.devices import resolve_device
-    from flanet.experiments.ablation import TABLE3_MARK_HEADERS, table3_marks
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
+    from flanet.experiments.ablation import TABLE3_MARK_HEADERS, table3_marks
     from flanet.experiments.costs import device_name, row_cost
     from flanet.experiments.paper_tables import TableEntry, table_markdown, table_note
     from flanet.models import list_models, load_checkpoint, model_spec
