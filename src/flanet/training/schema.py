@@ -56,6 +56,8 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_fraction: float = 0.1
+    #: Share of the videos held out for testing when the set has no split lists (by video, seeded).
+    test_fraction: float = 0.2
     image_size: int = 352
     edge: Literal["causal", "lookahead"] = "causal"
     augment: bool = False
