@@ -13,9 +13,9 @@ import torch
 
 from flanet import colours
 from flanet.data import DataError, Video, VideoSet
+from flanet.data.split_record import SplitRecord, video_list_hash
 from flanet.training.callbacks import plot_loss_curve
 from flanet.training.config import load_config
-from flanet.data.split_record import SplitRecord, video_list_hash
 from flanet.training.datamodule import choose_splits, split_train_val
 from flanet.training.module import _drop_duplicate_frames, _get_rng_states, _set_rng_states
 from flanet.training.run import precision_for

@@ -143,7 +143,8 @@ class VideoDataModule(pl.LightningDataModule):
             raise DataError("no dataset given: set data.root=/path/to/dataset")
         video_set = self.video_set or split_train_val(discover(data.root), data, self.config.seed)
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
-                      heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets)
+                      heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
+                      heatmap_centre=data.heatmap_centre)
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
                                          with_previous=self.with_previous, seed=self.config.seed, **common)
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader

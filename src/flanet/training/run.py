@@ -81,6 +81,7 @@ def train(
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
+    video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)  # before any folder exists
     pl.seed_everything(resolved.seed, workers=True, verbose=False)
     module = FLANetModule(resolved)
     if resume_ckpt is not None:
@@ -90,7 +91,6 @@ def train(
         run_dir = _new_run_dir(resolved)
         claimed = resolved.output.run_dir is None and run_dir.is_dir() and not any(run_dir.iterdir())
         created = global_rank() == 0 and (claimed or not run_dir.exists())
-    video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(resolved, run_dir / "config.yaml")
@@ -138,7 +138,7 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
     return arguments
 
 
-def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord) -> pl.Trainer:
+def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord | None = None) -> pl.Trainer:
     resume_state = ResumeState(run_dir / "checkpoints" / f"{RESUME_NAME}.ckpt", config.output.checkpoint_every_n_steps)
     callbacks: list[pl.Callback] = [RunFolder(run_dir, config, record), resume_state]
     max_time = parse_max_time(config.trainer.max_time)
@@ -154,7 +154,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord) -> p
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
     arguments = trainer_arguments(config)
-    if record.selection_split is None:  # no validation split (a single training video): last.pt only
+    if record is not None and record.selection_split is None:  # no validation split (a single training video): last.pt only
         arguments.update(limit_val_batches=0, num_sanity_val_steps=0)
     return pl.Trainer(
         **arguments,
