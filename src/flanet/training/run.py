@@ -24,6 +24,7 @@ from flanet.models import CheckpointError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule, choose_splits
+from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
@@ -156,6 +157,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord | Non
     arguments = trainer_arguments(config)
     if record is not None and record.selection_split is None:  # no validation split (a single training video): last.pt only
         arguments.update(limit_val_batches=0, num_sanity_val_steps=0)
+    quiet_lightning()
     return pl.Trainer(
         **arguments,
         enable_model_summary=False,
