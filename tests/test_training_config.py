@@ -169,7 +169,7 @@ def test_every_trainer_key_is_a_lightning_trainer_argument_and_passes_through(tm
 
 
 def test_flanet_resolves_precision_auto() -> None:
-    config = load_config("buv-paper", ["trainer.accelerator=cpu"])
+    config = load_config("buv-fast", ["trainer.accelerator=cpu"])  # buv-paper is 32-true (paper)
     assert config.trainer.precision == "auto" and trainer_arguments(config)["precision"] == "32-true"
 
 

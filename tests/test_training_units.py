@@ -110,7 +110,7 @@ def test_rng_states_round_trip() -> None:
 
 
 def test_precision_auto_is_fp32_on_cpu_and_explicit_values_pass_through() -> None:
-    config = load_config("buv-paper", ["trainer.accelerator=cpu"])
+    config = load_config("buv-fast", ["trainer.accelerator=cpu"])  # precision auto
     assert precision_for(config) == "32-true"
     assert precision_for(load_config("buv-paper", ["trainer.precision=16-mixed"])) == "16-mixed"
 
