@@ -67,7 +67,7 @@ def test_empty_and_missing_checkpoints_are_clear_errors(tmp_path: Path) -> None:
 
 def test_good_checkpoint_round_trips(good_checkpoint: Path) -> None:
     loaded = load_checkpoint(good_checkpoint)
-    assert loaded.config["encoder"] == "resnet18" and not loaded.model.training
+    assert loaded.config["options"]["encoder"] == "resnet18" and not loaded.model.training
 
 
 def test_predict_command_refuses_an_unsafe_checkpoint(
@@ -94,3 +94,38 @@ def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path: Path, content
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=r"model\.pt: "):
         load_checkpoint(path)
+
+
+def _version_two_model(payload: dict) -> dict:
+    return {**payload["model"], "options": {**payload["model"]["options"], "bogus": 1}}
+
+
+@pytest.mark.parametrize(("field", "tamper"), [
+    ("version", lambda payload: "2"),
+    ("metadata", lambda payload: "a string"),
+    ("state_dict", None),  # removed
+    ("state_dict", lambda payload: {"weight": "not a tensor"}),
+    ("model", lambda payload: "flanet"),
+    ("model_config", lambda payload: "flanet"),  # an extra field beside 'model'
+    ("model", _version_two_model),  # an option the model does not have
+    ("state_sha256", lambda payload: 123),
+])
+def test_tampered_checkpoint_fields_are_bad_input_naming_the_file(
+    good_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, field: str, tamper
+) -> None:
+    payload = torch.load(good_checkpoint, weights_only=True)
+    if tamper is None:
+        del payload[field]
+    else:
+        payload[field] = tamper(payload)
+    path = tmp_path / "tampered.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"tampered\.pt"):
+        load_checkpoint(path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert main(["predict", "--checkpoint", str(path), str(frames), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("flanet predict: error: ") and "tampered.pt" in err
+    assert not (tmp_path / "out").exists()

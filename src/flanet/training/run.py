@@ -21,6 +21,8 @@ from flanet.data import DataError, discover
 from flanet.data.split_record import RECORD_FILE, SplitRecord
 from flanet.fileio import atomic_write_text
 from flanet.models import CheckpointError
+from flanet.models.checkpoint import config_difference, normalise_model_config
+from flanet.models.registry import ModelError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule, choose_splits
@@ -232,7 +234,9 @@ def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
         raise CheckpointError(f"{ckpt}: cannot read resume checkpoint ({error})") from error
     if stored is None:
         raise CheckpointError(f"{ckpt}: not a flanet resume checkpoint (no model configuration inside)")
-    if dict(stored) != dict(model_config):
-        diff = sorted(k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k))
-        detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs config {model_config.get(k)!r}" for k in diff)
+    try:
+        detail = config_difference(normalise_model_config(stored), dict(model_config))
+    except ModelError as error:
+        raise CheckpointError(f"{ckpt}: resume checkpoint's model: {error}") from error
+    if detail:
         raise CheckpointError(f"{ckpt}: resume checkpoint is for a different model configuration ({detail})")

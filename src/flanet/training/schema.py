@@ -10,13 +10,14 @@ names, passed through unchanged (as lightning-hydra-template hands its trainer g
 from __future__ import annotations
 
 import dataclasses
-import types
+import math
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flanet.models.defaults import DEFAULT_ENCODER
+from flanet.typedvalues import WRONG, convert, describe_type
 
 
 class ConfigError(ValueError):
@@ -162,6 +163,29 @@ class TrainConfig:
 #: Keys whose value is a free-form mapping (checked as a whole, not against the schema's keys).
 FREE_FORM_KEYS = frozenset({"model.options"})
 
+#: Allowed range of numeric keys: ``(low, high)``, each ``None`` (open) or ``(bound, inclusive)``;
+#: every float key must also be finite. Checked by :func:`build`, so a bad value is refused naming
+#: its key before anything runs (``trainer.*`` keys are Lightning's to check).
+RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = {
+    "data.val_fraction": ((0.0, True), (1.0, False)),
+    "data.image_size": ((32, True), (4096, True)),  # a square network input; 352 in the paper
+    "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
+    "data.num_workers": ((0, True), None),
+    "data.batch_size": ((1, True), None),
+    "loss.bce_weight": ((0.0, True), None),
+    "loss.iou_weight": ((0.0, True), None),
+    "loss.heatmap_weight": ((0.0, True), None),
+    "loss.contrastive_weight": ((0.0, True), None),
+    "loss.alpha": ((0.0, True), None),
+    "optim.lr": ((0.0, False), None),
+    "optim.weight_decay": ((0.0, True), None),
+    "optim.betas": ((0.0, True), (1.0, False)),
+    "optim.step_epochs": ((1, True), None),
+    "optim.step_gamma": ((0.0, False), None),
+    "trainer.gradient_clip_val": ((0.0, True), None),
+    "output.checkpoint_every_n_steps": ((0, True), None),
+}
+
 
 def build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     """The dataclass ``cls`` from a nested mapping holding every one of its keys, type-checked.
@@ -179,8 +203,29 @@ def build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             values[spec.name] = build(hint, data[spec.name], f"{dotted}.")
         else:
-            values[spec.name] = check_value(data[spec.name], hint, dotted)
+            values[spec.name] = check_range(check_value(data[spec.name], hint, dotted), dotted)
     return cls(**values)
+
+
+def check_range(value: Any, dotted: str) -> Any:
+    """``value`` unchanged when it (each item of a list) is finite and within :data:`RANGES` of ``dotted``.
+
+    Raises:
+        ConfigError: naming the key, the range and the value.
+    """
+    low, high = RANGES.get(dotted, (None, None))
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if not math.isfinite(item):
+            raise ConfigError(f"config key '{dotted}' must be a finite number, got {value!r}")
+        too_low = low is not None and (item < low[0] or (item == low[0] and not low[1]))
+        too_high = high is not None and (item > high[0] or (item == high[0] and not high[1]))
+        if too_low or too_high:
+            bounds = [f"{'>=' if low[1] else '>'} {low[0]:g}"] if low else []
+            bounds += [f"{'<=' if high[1] else '<'} {high[0]:g}"] if high else []
+            raise ConfigError(f"config key '{dotted}' must be {' and '.join(bounds)}, got {value!r}")
+    return value
 
 
 def check_value(value: Any, hint: Any, dotted: str) -> Any:
@@ -189,64 +234,10 @@ def check_value(value: Any, hint: Any, dotted: str) -> Any:
     Raises:
         ConfigError: ``value`` is not of that type.
     """
-    converted = _convert(value, hint)
-    if converted is _WRONG:
+    converted = convert(value, hint)
+    if converted is WRONG:
         origin = typing.get_origin(hint)
         if origin is Literal:
             raise ConfigError(f"config key '{dotted}' must be one of {typing.get_args(hint)}, got {value!r}")
         raise ConfigError(f"config key '{dotted}' expects {describe_type(hint)}, got {value!r}")
     return converted
-
-
-_WRONG = object()
-
-
-def _convert(value: Any, hint: Any) -> Any:
-    """``value`` as ``hint``, or :data:`_WRONG`."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            converted = _convert(value, arg)
-            if converted is not _WRONG:
-                return converted
-        return _WRONG
-    if origin is Literal:
-        return value if value in args else _WRONG
-    if hint is type(None):
-        return value if value is None else _WRONG
-    if hint is bool:
-        return value if isinstance(value, bool) else _WRONG
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return value if number and isinstance(value, int) else _WRONG
-    if hint is float:
-        return float(value) if number else _WRONG
-    if hint is str:
-        return value if isinstance(value, str) else str(value) if number else _WRONG
-    if origin in (list, Sequence) or hint in (list, Sequence):
-        if not isinstance(value, (list, tuple)):
-            return _WRONG
-        items = [_convert(item, args[0] if args else Any) for item in value]
-        return _WRONG if any(item is _WRONG for item in items) else items
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else _WRONG
-    return value if isinstance(hint, type) and isinstance(value, hint) else _WRONG
-
-
-def describe_type(hint: Any) -> str:
-    """``an integer``, ``a string or null``, ``a list of a number``... as a message names a type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe_type(arg) for arg in args)
-    if origin is Literal:
-        return " or ".join(repr(arg) for arg in args)
-    if hint is type(None):
-        return "null"
-    if origin in (list, Sequence):
-        return f"a list of {describe_type(args[0])}" if args else "a list"
-    if origin in (dict, Mapping):
-        return "a mapping"
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
