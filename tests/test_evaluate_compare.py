@@ -38,12 +38,12 @@ def test_compare_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pytest
     stamp = best.stat().st_mtime_ns
     assert main(args) == 0  # second run: no training, same checkpoint
     assert best.stat().st_mtime_ns == stamp
-    assert f"{run.name}: reusing" in caplog.text and "training" not in caplog.text
+    assert f"{run.name}: reusing" in caplog.text and ": training" not in caplog.text
 
     # Other settings never reuse the old run (issue 31 item 4): a new run folder, and the table says which.
     caplog.clear()
     assert main([*args, "optim.lr=1e-4"]) == 0
-    assert "reusing" not in caplog.text and "training" in caplog.text
+    assert ": reusing" not in caplog.text and ": training" in caplog.text
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert len(runs) == 2 and run.name in runs
     (new,) = [name for name in runs if name != run.name]
