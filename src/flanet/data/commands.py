@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flanet.argtypes import positive_int, synth_size
 from flanet.data.errors import DataError
 from flanet.data.splits import (
     SPLIT_NAMES,
@@ -106,10 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     synth = commands.add_parser("synth", help="write a synthetic breast-ultrasound video set (authors' layout)")
     synth.add_argument("out", type=Path, help="output folder (missing or empty)")
-    synth.add_argument("--videos", type=int, default=6,
+    synth.add_argument("--videos", type=positive_int, default=6,
                        help="number of videos (default 6; 3 or more give non-empty train/val/test lists)")
-    synth.add_argument("--frames", type=int, default=12, help="frames per video (default 12)")
-    synth.add_argument("--size", type=int, default=128, help="square frame side in pixels, >= 32 (default 128)")
+    synth.add_argument("--frames", type=positive_int, default=12, help="frames per video (default 12)")
+    synth.add_argument("--size", type=synth_size, default=128,
+                       help="square frame side in pixels, 32 to 4096 (default 128)")
     synth.add_argument("--seed", type=int, default=0, help="random seed: one seed writes identical files (default 0)")
     synth.add_argument("--force", action="store_true", help="write into a non-empty folder")
     synth.set_defaults(func=_synth, command="data synth")  # errors say "flanet data synth:"

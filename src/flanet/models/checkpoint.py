@@ -157,7 +157,19 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     expected = payload.get("state_sha256")
     if expected is not None and state_digest(payload["state_dict"]) != expected:
         raise CheckpointError(f"{path}: weights are corrupted (SHA-256 of the state dict does not match)")
+    if bad := non_finite_tensors(payload.get("state_dict")):
+        raise CheckpointError(f"{path}: refused: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                              f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); a model with them "
+                              "reports no lesion anywhere (a diverged training run?)")
     return payload
+
+
+def non_finite_tensors(state_dict: object) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or +-inf (issue 22 item 6)."""
+    if not isinstance(state_dict, dict):
+        return []
+    return [name for name, tensor in state_dict.items()
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
 
 
 def _check_fields(path: Path, payload: dict[str, Any]) -> None:

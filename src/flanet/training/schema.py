@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flanet.limits import MAX_IMAGE_SIZE
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -47,6 +48,10 @@ class ModelConfig:
     encoder_weights: str | None = None
     #: Further ``create_model`` keyword arguments, checked against its signature.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Start from these weights: a flanet checkpoint of the same model (local path, ``hf://`` or ``https://``).
+    init_from: str | None = None
+    #: Expected SHA-256 of ``init_from`` (required for an ``https://`` URL).
+    init_from_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
+    #: ``bce-iou`` (eq. 2) or ``structure`` (the authors' released loss: IoU weighted towards edges).
+    mask_loss: Literal["bce-iou", "structure"] = "bce-iou"
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ FREE_FORM_KEYS = frozenset({"model.options"})
 #: its key before anything runs (``trainer.*`` keys are Lightning's to check).
 RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = {
     "data.val_fraction": ((0.0, True), (1.0, False)),
-    "data.image_size": ((32, True), (4096, True)),  # a square network input; 352 in the paper
+    "data.image_size": ((32, True), (MAX_IMAGE_SIZE, True)),  # a square network input; 352 in the paper
     "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
     "data.num_workers": ((0, True), None),
     "data.batch_size": ((1, True), None),
