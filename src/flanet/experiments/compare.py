@@ -2,18 +2,18 @@
 
 Every model gets the same configuration (recipe file plus overrides, hence the same seed, encoder,
 image size, schedule and data), only ``model.name`` changes. Each is trained with
-:func:`flanet.training.train` into ``<out>/runs/<model>``, its best checkpoint is evaluated on the test
+:func:`flanet.training.train` into ``<out>/runs/<model>-<config hash>``, its best checkpoint is evaluated on the test
 split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/comparison.md`` (paper Table 2 /
 Table 4 format with 95% bootstrap intervals over videos), ``comparison.csv`` and ``comparison.json``.
 With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
-``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.evaluation.ablation`).
+``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.experiments.ablation`).
 Run folders are ``<out>/runs/<model>-<config hash>``: a model whose run with exactly these settings
 already has its checkpoint is not retrained (unless ``--retrain``), an interrupted one is resumed,
 and any other settings train anew; the table lists each row's run folder, config hash and the videos
 it scored (count and list hash).
 
 ``flanet benchmark`` is the command's former name, kept for one release: it runs the same thing and
-says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench`).
+says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench.harness`).
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def compare_models(
     Raises:
         ValueError: an unknown model name (checked before any training starts).
     """
-    from flanet.evaluation.ablation import AblationEntry, table3_markdown
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
+    from flanet.experiments.ablation import AblationEntry, table3_markdown
     from flanet.models import list_models, model_spec
     from flanet.training import load_config, train
     from flanet.training.config import config_hash
@@ -232,8 +232,8 @@ def _header(config: str | Path, overrides: Sequence[str], split: str, title: str
 
 def run_compare(args: argparse.Namespace) -> int:
     """Entry point of ``flanet compare`` (and of its deprecated name ``flanet benchmark``)."""
-    from flanet.evaluation.ablation import ABLATION_MODELS
     from flanet.evaluation.evaluate import EvaluationSettings
+    from flanet.experiments.ablation import ABLATION_MODELS
 
     if args.command == DEPRECATED_NAME:
         print(f"flanet {DEPRECATED_NAME}: deprecated, use `flanet compare` (same options); "
