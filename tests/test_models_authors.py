@@ -44,7 +44,7 @@ def _causal_clips(video: list[np.ndarray]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layout", ["plain", "module"])
-def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, layout):
+def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, write_video, layout):
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     if layout == "module":  # saved from DataParallel
         state = {f"module.{k}": v for k, v in state.items()}
@@ -62,6 +62,12 @@ def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, lay
     if layout != "plain":
         return
     from flanet.inference.streaming import VideoSegmenter
+
+    # the "done when": a state dict in the released layout imports and predicts a video
+    video = write_video(tmp_path / "scan.mp4", _video(3))
+    assert main(["predict", str(video), "--checkpoint", str(out), "--out", str(tmp_path / "pred"),
+                 "--image-size", str(SIZE), "--no-progress"]) == 0
+    assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 3
 
     # one frame at a time in channels-last memory: float rounding of 50 layers, so 1e-5 relative too
     streamed = list(VideoSegmenter(model, SIZE, "cpu").stream(_video()))
