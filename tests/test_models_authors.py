@@ -167,3 +167,16 @@ def test_onnx_export_of_the_stream_parts_matches_pytorch(tmp_path):
         expected = model(clips[2:])
     np.testing.assert_allclose(mask_logits, expected.mask_logits.numpy(), rtol=0, atol=1e-4)
     np.testing.assert_allclose(heatmap, expected.heatmap.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("compute", FFA_COMPUTE)
+def test_half_precision_weights_run_both_fam_computations(compute):
+    model = build_authors_model("resnet18", ffa_compute=compute).eval()
+    clip = torch.randn(2, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(clip)
+        scale = max(1.0, float(expected.mask_logits.abs().max()))
+        for dtype, tolerance in ((torch.bfloat16, 0.05), (torch.float16, 0.01)):
+            got = model.to(dtype)(clip.to(dtype))
+            torch.testing.assert_close(got.mask_logits.float(), expected.mask_logits, atol=tolerance * scale, rtol=0)
+            model.float()
