@@ -44,7 +44,7 @@ import torch
 
 from flanet.data import to_model_input
 from flanet.inference import VideoSegmenter
-from flanet.inference.bench import machine_description
+from flanet.inference.bench.harness import machine_description
 from flanet.models import create_model
 from flanet.models.windows import CausalWindows, frame_features
 

@@ -183,7 +183,7 @@ def test_a_folder_mixing_video_files_dicom_and_frame_folders_reads_them_all(tmp_
 
 
 def test_loose_frames_beside_other_videos_are_refused_by_discover_and_predict(tmp_path):
-    from flanet.inference.sources import resolve_sources
+    from flanet.inference.runs.sources import resolve_sources
 
     _avi(tmp_path / "scan.avi")
     _frame(tmp_path / "loose.png")
@@ -202,7 +202,7 @@ def test_two_inputs_giving_one_video_id_are_refused(tmp_path):
 @pytest.mark.parametrize("root_frames", [False, True])
 def test_frames_sharing_a_stem_are_refused_with_both_names(tmp_path, root_frames):
     """Issue 22 item 6: f1.jpg and f1.png wrote one mask over the other."""
-    from flanet.inference.sources import resolve_sources
+    from flanet.inference.runs.sources import resolve_sources
 
     folder = tmp_path if root_frames else tmp_path / "video"
     _frame(folder / "f1.jpg")

@@ -61,7 +61,7 @@ def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, wri
     torch.testing.assert_close(got.heatmap, expected_heat, atol=TOL, rtol=0)
     if layout != "plain":
         return
-    from flanet.inference.streaming import VideoSegmenter
+    from flanet.inference.core.segmenter import VideoSegmenter
 
     # the "done when": a state dict in the released layout imports and predicts a video
     video = write_video(tmp_path / "scan.mp4", _video(3))
@@ -118,7 +118,7 @@ def test_temporal_shift_moves_an_eighth_each_way():
 
 @pytest.mark.parametrize("compute", FFA_COMPUTE)
 def test_streaming_equals_clip_by_clip_on_a_small_encoder(compute):
-    from flanet.inference.streaming import VideoSegmenter
+    from flanet.inference.core.segmenter import VideoSegmenter
 
     torch.manual_seed(0)
     model = build_authors_model("resnet18", ffa_compute=compute).eval()
@@ -154,7 +154,7 @@ def test_import_weights_errors_follow_the_contract(tmp_path, capsys):
 
 
 def test_onnx_export_of_the_stream_parts_matches_pytorch(tmp_path):
-    from flanet.inference.export import export_model, run_exported
+    from flanet.inference.runtimes.export import export_model, run_exported
 
     model = build_authors_model("resnet18").eval()
     manifest = export_model(model, tmp_path / "authors.onnx", "onnx", SIZE, parts="stream")

@@ -1,4 +1,4 @@
-"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet compare``."""
+"""``flanet evaluate``: score a checkpoint or a prediction folder (``flanet compare``: :mod:`flanet.experiments.compare`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the ``evaluate`` and ``compare`` sub-commands (their heavy imports happen when they run)."""
+    """Adds the ``evaluate`` sub-command (its heavy imports happen when it runs)."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint or a folder of prediction PNGs (both protocols, CIs, per-video CSV, table)",
@@ -55,10 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run_evaluate)
-
-    from flanet.evaluation import compare
-
-    compare.register(subparsers)
 
 
 def _default_out(args: argparse.Namespace) -> Path:

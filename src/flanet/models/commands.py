@@ -20,10 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=_list_models)
 
     smoke = subparsers.add_parser(
-        "smoke", help="build a model and segment a generated clip (checks the install, offline)"
+        "smoke", help="build a model and segment a generated clip (checks the install, offline)",
+        description="Check an installation without data or network: build a model with random weights, segment a "
+        "generated clip on the CPU and print its output shapes, parameters and time. Exit 0 when it runs.",
     )
-    smoke.add_argument("--model", default="flanet", help="model name (default: flanet)")
-    smoke.add_argument("--encoder", default="resnet18", help=f"timm encoder (paper: {DEFAULT_ENCODER})")
+    smoke.add_argument("--model", default="flanet", help="model name, as `flanet models` lists (default: flanet)")
+    smoke.add_argument("--encoder", default="resnet18",
+                       help=f"timm encoder (default: resnet18, small and quick; the paper's: {DEFAULT_ENCODER})")
     smoke.add_argument("--size", type=int, default=352, help="frame size in pixels (default: 352)")
     smoke.set_defaults(func=_smoke)
 

@@ -40,13 +40,13 @@ from tqdm import tqdm
 from flanet.csvcells import escape_row
 from flanet.data import DataError
 from flanet.fileio import INCOMPLETE, atomic_write_text, prepare_output_folder
-from flanet.inference.annotation_export import export_video
-from flanet.inference.predict import _predict_video
-from flanet.inference.sources import VideoSource, resolve_sources
-from flanet.inference.streaming import VideoSegmenter
+from flanet.inference.core.segmenter import VideoSegmenter
+from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.predict import _predict_video
+from flanet.inference.runs.sources import VideoSource, resolve_sources
 
 __all__ = ["ArchiveError", "ArchiveItem", "INDEX_COLUMNS", "archive_items", "is_archive_input", "predict_archive",
-           "read_manifest"]
+           "read_archive_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ class ArchiveItem:
 
 def is_archive_input(path: str | Path) -> bool:
     """A manifest CSV, or a folder that is not itself one video's frames."""
-    from flanet.inference.sources import is_frame_folder
+    from flanet.inference.runs.sources import is_frame_folder
 
     path = Path(path)
     return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not is_frame_folder(path))
 
 
-def read_manifest(path: Path) -> list[tuple[str, Path]]:
+def read_archive_manifest(path: Path) -> list[tuple[str, Path]]:
     """(id, path) of every row of a manifest CSV (columns ``path``, optional ``id``).
 
     Raises:
@@ -127,7 +127,7 @@ def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None)
         ValueError: a video id that names a file of the archive itself (:data:`RESERVED_IDS`).
     """
     if input_path.is_file():
-        items = [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_manifest(input_path)]
+        items = [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_archive_manifest(input_path)]
     else:
         items = [ArchiveItem(s.id, s.location, lambda s=s: s) for s in resolve_sources(input_path, fps=fps, split=split)]
     for item in items:

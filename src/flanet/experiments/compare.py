@@ -6,12 +6,12 @@ image size, schedule and data), only ``model.name`` changes. Each is trained wit
 split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/comparison.md`` (paper Table 2 /
 Table 4 format with 95% bootstrap intervals over videos), ``comparison.csv`` and ``comparison.json``.
 With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
-``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.evaluation.ablation`).
+``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.experiments.ablation`).
 A model whose run already has ``checkpoints/best.pt`` is not retrained (unless ``--retrain``), so an
 interrupted comparison resumes where it stopped.
 
 ``flanet benchmark`` is the command's former name, kept for one release: it runs the same thing and
-says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench`).
+says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench.harness`).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def compare_models(
     Raises:
         ValueError: an unknown model name (checked before any training starts).
     """
-    from flanet.evaluation.ablation import AblationEntry, table3_markdown
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
+    from flanet.experiments.ablation import AblationEntry, table3_markdown
     from flanet.models import list_models, model_spec
     from flanet.training import load_config, train
     from flanet.training.model_defaults import resolve_model_defaults
@@ -175,8 +175,8 @@ def _header(config: str | Path, overrides: Sequence[str], split: str, title: str
 
 def run_compare(args: argparse.Namespace) -> int:
     """Entry point of ``flanet compare`` (and of its deprecated name ``flanet benchmark``)."""
-    from flanet.evaluation.ablation import ABLATION_MODELS
     from flanet.evaluation.evaluate import EvaluationSettings
+    from flanet.experiments.ablation import ABLATION_MODELS
 
     if args.command == DEPRECATED_NAME:
         print(f"flanet {DEPRECATED_NAME}: deprecated, use `flanet compare` (same options); "

@@ -15,7 +15,7 @@ TINY = ["data.image_size=64", "trainer.max_epochs=1", "trainer.enable_progress_b
 
 
 def test_compare_trains_evaluates_and_reuses_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="flanet.evaluation.compare")
+    caplog.set_level(logging.INFO, logger="flanet.experiments.compare")
     data = generate_dataset(tmp_path / "data", videos=4, frames=4, size=48, seed=0)
     out = tmp_path / "compare"
     args = ["compare", "--data", str(data), "--models", "unet", "--config", "cpu-small", "--out", str(out),
