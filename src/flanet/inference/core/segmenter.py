@@ -178,7 +178,7 @@ class VideoSegmenter:
         loaded = load_checkpoint(path, map_location="cpu")
         edge = trained_edge(loaded.metadata, str(path))
         segmenter = cls(loaded.model, settings=settings, **options)
-        if edge != "causal":
+        if edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
                      "which changes only the first %d frame(s)", path, edge, segmenter.num_frames - 1)
         return segmenter

@@ -40,8 +40,8 @@ class SegmenterSettings(RuntimeOptions):
     adaptive_threads: bool | None = None
 
 
-def trained_edge(metadata: dict[str, Any] | None, source: str = "checkpoint") -> str:
-    """The temporal edge policy a checkpoint's model was trained with (``"causal"`` when not recorded).
+def trained_edge(metadata: dict[str, Any] | None, source: str = "checkpoint") -> str | None:
+    """The temporal edge policy a checkpoint's model was trained with, or None when it is not recorded.
 
     A recorded input normalisation must be the one the data layer applies (ImageNet mean and standard
     deviation of RGB / 255): a checkpoint that says otherwise is refused rather than run on wrong inputs.
@@ -57,7 +57,7 @@ def trained_edge(metadata: dict[str, Any] | None, source: str = "checkpoint") ->
                                      and _same(recorded.get("mean"), applied["mean"])
                                      and _same(recorded.get("std"), applied["std"])):
         raise ValueError(f"{source}: trained with input normalisation {recorded!r}; flanet applies {applied!r} only")
-    return next((e for e in (metadata.get("edge"), data.get("edge")) if isinstance(e, str)), "causal")
+    return next((e for e in (metadata.get("edge"), data.get("edge")) if isinstance(e, str)), None)
 
 
 def _same(values: Any, expected: Any) -> bool:
