@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from flanet.defaults import IMAGE_SIZE
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.cost import registered_cost
 
 #: The paper's input size (Section 4): GFLOPs are counted at 352 x 352 for every row.
-COST_SIZE = 352
+COST_SIZE = IMAGE_SIZE
 
 
 @dataclass(frozen=True)
