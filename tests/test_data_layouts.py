@@ -111,7 +111,9 @@ def test_sun_seg_and_vps_test_nesting(tmp_path):
     sun = discover(root)
     assert sun.splits["train"] == ["TrainDataset/case1_1"]
     assert sun.splits["test"] == ["TestEasyDataset/Seen/case2_3"]
-    assert discover(vps).splits["val"] == ["CVC-ClinicDB-612-Valid/1"]
+    # Table 4's test sets are test splits, never validation (CVC-ClinicDB-612-Valid is CVC-612-V; issue 31 item 2)
+    assert "val" not in discover(vps).splits
+    assert sorted(discover(vps).splits["test"]) == ["CVC-ClinicDB-612-Valid/1", "CVC-ColonDB-300/1"]
     assert [v.id for v in discover(vps).subset("CVC-ColonDB-300")] == ["CVC-ColonDB-300/1"]
 
 

@@ -9,8 +9,8 @@ default the path's stem). Output::
     <out>/index.csv      one row per video: status (done / failed), counts, timing, error
     <out>/summary.json   totals and the per-video entries of this archive
 
-A video is written into ``<out>/.<id>.partial`` and renamed to ``<out>/<id>`` only when it is
-complete, so a folder ``<out>/<id>`` is always a finished video. A rerun with the same ``--out``
+A video is written into ``<out>/.<id>.partial`` (``<out>/<split>/.<video>.partial`` for a nested id
+such as ``Test/0004``) and renamed to ``<out>/<id>`` only when it is complete, so a folder ``<out>/<id>`` is always a finished video. A rerun with the same ``--out``
 skips finished videos, redoes interrupted or failed ones and rewrites the index; ``--force``
 starts from scratch. Under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes videos r, r + W,
 r + 2W, ... of the list, on ``cuda:<LOCAL_RANK>`` when GPUs are present; the ranks meet once
@@ -143,8 +143,14 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
-    """Segment one video into ``out/.<id>.partial``, then rename it to ``out/<id>``."""
-    final, partial = out / item.id, out / f".{item.id}.partial"
+    """Segment one video into ``.<name>.partial`` beside its folder, then rename it to ``out/<id>``.
+
+    A nested id (``Test/0004``, ``CVC-300/seq1``: a data set's split folders) gets nested folders:
+    ``out/Test/.0004.partial`` becomes ``out/Test/0004``.
+    """
+    final = out / item.id
+    partial = final.parent / f".{final.name}.partial"
+    final.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         source = item.open()
