@@ -116,8 +116,36 @@ def output_marker(command: str) -> str:
     return f".flanet-{command}"
 
 
+def refuse_overlap(out: str | Path, inputs: Sequence[str | Path | None], flag: str = "--out") -> Path:
+    """Refuse an output folder that is, lies inside or contains an input; returns it resolved.
+
+    Every command calls this (through :func:`prepare_output_folder`, or alone) before it writes or
+    deletes anything: an input inside the output would be deleted by ``--force`` (a checkpoint in
+    ``--out``), written into (an archive row's frames) or read as data (a comparison trained
+    into its own data set), issue 22 item 3.
+
+    Args:
+        out: the folder the command writes.
+        inputs: every file and folder it reads (data, checkpoint, manifest and its rows); None skipped.
+        flag: the option that named ``out``, for the message.
+
+    Raises:
+        ValueError: naming the output and the input it overlaps.
+    """
+    resolved = Path(out).resolve()
+    for source in (Path(p).resolve() for p in inputs if p is not None):
+        if resolved == source or source in resolved.parents:
+            where = "it is the input" if resolved == source else "it lies inside the input"
+        elif resolved in source.parents:
+            where = "it contains the input"
+        else:
+            continue
+        raise ValueError(f"{out}: output folder overlaps the input {source} ({where}); choose another {flag}")
+    return resolved
+
+
 def prepare_output_folder(
-    out: str | Path, command: str, *, inputs: Sequence[str | Path] = (), force: bool = False, reuse: bool = False
+    out: str | Path, command: str, *, inputs: Sequence[str | Path | None] = (), force: bool = False, reuse: bool = False
 ) -> Path:
     """Create the output folder of ``flanet <command>``: the one guard of every command that writes a folder.
 
@@ -140,15 +168,7 @@ def prepare_output_folder(
         FileExistsError: the folder is not empty and was not written by the command, or is an
             earlier output and neither ``force`` nor ``reuse`` is given.
     """
-    resolved = Path(out).resolve()
-    for source in (Path(p).resolve() for p in inputs):
-        if resolved == source or source in resolved.parents:
-            where = "it is the input" if resolved == source else "it lies inside the input"
-        elif resolved in source.parents:
-            where = "it contains the input"
-        else:
-            continue
-        raise ValueError(f"{out}: output folder overlaps the input {source} ({where}); choose another --out")
+    resolved = refuse_overlap(out, inputs)
     marker = resolved / output_marker(command)
     if resolved.exists() and (not resolved.is_dir() or any(resolved.iterdir())):
         if not (force or reuse):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
-from flanet.fileio import atomic_write_text
+from flanet.fileio import atomic_write_text, refuse_overlap
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -111,6 +111,7 @@ def compare_models(
     unknown = [m for m in models if m not in list_models()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}")
+    refuse_overlap(out, [data, config if Path(config).is_file() else None])  # before any training writes into it
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     entries: list[tuple[str, str, dict[str, Any]]] = []

@@ -209,7 +209,7 @@ def predict_archive(
     group = world > 1 and _init_group()
     try:
         if rank == 0:
-            _open_output(out, input_path, force)
+            _open_output(out, [input_path, checkpoint, *(item.location for item in items)], force)
             if backend != "pytorch":  # export once, before the other ranks look for it
                 VideoSegmenter(model, size, device, backend=backend)
         if group:
@@ -245,10 +245,14 @@ def _init_group() -> bool:
     return True
 
 
-def _open_output(out: Path, input_path: Path, force: bool) -> None:
-    """A new output folder, or an existing archive to resume (never a folder of the user's)."""
+def _open_output(out: Path, inputs: list[Path | str | None], force: bool) -> None:
+    """A new output folder, or an existing archive to resume (never a folder of the user's).
+
+    ``inputs``: the folder or manifest, the checkpoint and every video's file or frame folder (a
+    manifest row may point anywhere, inside ``out`` too).
+    """
     resuming = not force and out.is_dir() and any(out.iterdir())
-    prepare_output_folder(out, "predict", inputs=[input_path], force=force, reuse=not force)
+    prepare_output_folder(out, "predict", inputs=inputs, force=force, reuse=not force)
     if not resuming:
         return
     log.info("%s: resuming (finished videos are kept; --force starts again)", out)

@@ -206,7 +206,7 @@ def predict_live(
     segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
-        inputs = [Path(source)] if live.kind == "file" else []
+        inputs = [Path(source), checkpoint] if live.kind == "file" else [checkpoint]
         out = prepare_output_folder(out_dir, "predict", inputs=inputs, force=force)
         mark_incomplete(out, "flanet predict")
         log.info("segmenting %s live (%g frames/s); Ctrl-C stops and closes every file", live.label, live.fps)

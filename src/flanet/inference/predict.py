@@ -175,7 +175,7 @@ def predict_to_folder(
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
-    out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
+    out = prepare_output_folder(out_dir, "predict", inputs=[input_path, checkpoint], force=force)  # --force: never the checkpoint
     mark_incomplete(out, "flanet predict")
     videos = []
     counts = [source.frame_count for source in sources]
