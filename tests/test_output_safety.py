@@ -92,3 +92,73 @@ def test_compare_out_inside_the_data_set_is_refused_before_training(tmp_path: Pa
                  "data.image_size=32", "trainer.max_epochs=1"]) == 2
     assert "overlaps the input" in _error(capsys)
     assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+HOLD = """
+import sys, time
+from flanet.fileio import lock_output_folder
+lock_output_folder(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _holder(folder: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None and process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Two archive runs on one folder corrupted it; the second is now refused, naming the first's PID."""
+    frames = _frames(tmp_path / "in" / "clip")
+    manifest = tmp_path / "in" / "manifest.csv"
+    manifest.write_text(f"path,id\n{frames},clip\n")
+    out = tmp_path / "out"
+    assert main(["predict", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]) == 0
+    holder = _holder(out)
+    try:
+        for force in ([], ["--force"]):
+            assert main(["predict", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress",
+                         *force]) == 2
+            err = _error(capsys)
+            assert f"being written by another flanet process (PID {holder.pid}" in err
+        assert (out / "clip" / "summary.json").is_file()  # --force deleted nothing while another run held it
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_lock_of_a_killed_process_is_taken_over(checkpoint: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    frames = _frames(tmp_path / "frames")
+    out = tmp_path / "out"
+    assert main(["predict", str(frames), "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]) == 0
+    holder = _holder(out)
+    holder.kill()  # kill -9: the lock file still names it
+    holder.wait()
+    assert (out / ".flanet-lock").read_text().strip() == str(holder.pid)
+    with caplog.at_level("INFO", logger="flanet.fileio"):
+        assert main(["predict", str(frames), "--checkpoint", str(checkpoint), "--out", str(out), "--force",
+                     "--no-progress"]) == 0
+    assert f"taking over the lock of PID {holder.pid}" in caplog.text
+    assert (out / ".flanet-lock").read_text() == ""  # released at the end
+
+
+def test_the_lock_refuses_a_second_process_naming_it(tmp_path: Path) -> None:
+    from flanet.fileio import OutputBusyError, lock_output_folder
+
+    run = tmp_path / "run"
+    holder = _holder(run)
+    try:
+        with pytest.raises(OutputBusyError, match=f"PID {holder.pid}"):
+            lock_output_folder(run)
+    finally:
+        holder.kill()
+        holder.wait()

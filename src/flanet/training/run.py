@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flanet.data import DataError
+from flanet.fileio import lock_output_folder, release_output_folder
 from flanet.models import CheckpointError
 from flanet.models.checkpoint import config_difference, normalise_model_config
 from flanet.models.registry import ModelError
@@ -91,6 +92,7 @@ def train(
         created = global_rank() == 0 and (claimed or not run_dir.exists())
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock_output_folder(run_dir)  # one writer per run folder: a second --resume of it is refused, PID named
         dump_config(resolved, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # ranks started by Lightning's launcher share it
     trainer = None
@@ -107,6 +109,8 @@ def train(
             kept = f"last good checkpoint kept: {last}" if last.exists() else "no epoch had finished, no checkpoint"
             raise TrainingError(f"training stopped: {error}; {kept}. Try a lower optim.lr") from error
         raise
+    finally:
+        release_output_folder(run_dir)
     log.info("run folder: %s", run_dir)
     return run_dir
 
