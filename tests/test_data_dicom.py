@@ -233,3 +233,63 @@ def test_impossible_frame_rate_is_set_aside_naming_the_attribute(tmp_path: Path,
     info = probe_dicom(path)
     assert (info.fps, info.fps_source) == (fps, source)
     assert info.rate_problem is not None and info.rate_problem.startswith("FrameTime")
+
+
+def test_region_ending_one_past_the_last_pixel_keeps_its_calibration(tmp_path: Path) -> None:
+    """Issue 27 item 2: MaxX1 / MaxY1 equal to the width / height (an exclusive end) lost the calibration."""
+    path = write_cine(tmp_path / "us.dcm", colour_frames(2), region=(0, 0, 64, 48), delta_cm=(0.01, 0.02))
+    info = probe_dicom(path)
+    assert info.region == Region(0, 0, 63, 47) and info.region_problem is None
+    assert info.spacing_mm == pytest.approx((0.1, 0.2)) and info.calibration_source == "SequenceOfUltrasoundRegions"
+    assert [q.split(" ", 1)[0] for q in info.quirks] == ["RegionLocationMaxX1", "RegionLocationMaxY1"]
+    assert info.summary()["header_quirks"] == list(info.quirks) and set(info.quirks) <= set(info.problems)
+    # two past is no deviation we can read as meant: the region is still refused
+    info = probe_dicom(write_cine(tmp_path / "off.dcm", colour_frames(2), region=(0, 0, 65, 47)))
+    assert info.region is None and info.spacing_mm is None and "does not fit" in info.region_problem
+
+
+@pytest.mark.parametrize(("written", "meant"), [("ISO IR 100", "ISO_IR 100"), ("ISO-IR 192", "ISO_IR 192"),
+                                                ("ISO_IR 999", "ISO_IR 6")])
+def test_misspelled_character_set_is_read_as_meant_and_said_once(
+    tmp_path: Path, written: str, meant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_cine(tmp_path / "us.dcm", colour_frames(2), region=(0, 0, 63, 47), identifiers=True)
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = written
+    with pytest.warns(UserWarning):  # pydicom itself objects while we write the bad value
+        ds.save_as(path)
+    caplog.set_level("WARNING")
+    caplog.clear()
+    ds, info = read_dicom(path)
+    assert info.quirks == (f"SpecificCharacterSet '{written}' is not a defined term: read as '{meant}'",)
+    assert ds.SpecificCharacterSet == meant and str(ds.PatientName) == "Doe^Jane"
+    assert info.spacing_mm == pytest.approx((0.1, 0.2))  # the calibration is kept
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]  # said once, by us
+
+
+def test_odd_headers_are_findings_of_their_file_not_a_crash(tmp_path: Path) -> None:
+    """Issue 27 item 2: an empty RegionSpatialFormat stopped `flanet data check` with a TypeError."""
+    from flanet.cli import main
+
+    root = tmp_path / "cines"
+    root.mkdir()
+    write_cine(root / "good.dcm", colour_frames(4), region=(0, 0, 63, 47))
+    odd = write_cine(root / "odd.dcm", colour_frames(4), region=(0, 0, 63, 47))
+    ds = pydicom.dcmread(odd)
+    ds.SequenceOfUltrasoundRegions[0].RegionSpatialFormat = None
+    ds.save_as(odd)
+    info = probe_dicom(odd)
+    assert info.region is None and info.quirks == (
+        "ultrasound region 1: RegionSpatialFormat empty or not an integer: region skipped",)
+    broken = write_cine(root / "broken.dcm", colour_frames(4))
+    ds = pydicom.dcmread(broken)
+    ds.Columns = None  # an empty required attribute
+    ds.save_as(broken)
+    with pytest.raises(DataError, match="malformed DICOM header"):
+        probe_dicom(broken)
+    report = check_dataset(root, progress=False)
+    by_file = {p.path.name: p for p in report.problems if p.severity in ("error", "warning")}
+    assert by_file["odd.dcm"].severity == "warning" and "RegionSpatialFormat" in by_file["odd.dcm"].message
+    assert by_file["broken.dcm"].severity == "error" and "malformed DICOM header" in by_file["broken.dcm"].message
+    assert "good.dcm" not in by_file
+    assert main(["data", "check", str(root), "-q"]) == 1  # a finding, not a crash

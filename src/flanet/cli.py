@@ -18,9 +18,11 @@ from flanet.errors import BAD_INPUT, report
 # Modules that each define ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "flanet.models.commands",
+    "flanet.models.weights_commands",
     "flanet.data.commands",
     "flanet.training.commands",
     "flanet.evaluation.commands",
+    "flanet.experiments.compare",
     "flanet.inference.commands",
     "flanet.demo.commands",
 )
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     and status 2 (bad input or usage) or 1 (a run that failed), see :mod:`flanet.errors`; with
     ``-v`` the traceback is printed first.
     """
-    from flanet.inference.threads import configure_process
+    from flanet.threads import configure_process
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet compare``."""
+"""``flanet evaluate``: score a checkpoint or a prediction folder (``flanet compare``: :mod:`flanet.experiments.compare`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from flanet.argtypes import image_size, pixel_spacing, unit_interval
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
+from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the ``evaluate`` and ``compare`` sub-commands (their heavy imports happen when they run)."""
+    """Adds the ``evaluate`` sub-command (its heavy imports happen when it runs)."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint or a folder of prediction PNGs (both protocols, CIs, per-video CSV, table)",
@@ -28,10 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metrics.json, per_video.csv, per_frame.csv, table.md and worst_frames/ into --out. See docs/metrics.md.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="flanet checkpoint (.pt) to run over the split")
+    source.add_argument("--checkpoint", help=f"flanet checkpoint (.pt) to run over the split: {CHECKPOINT_HELP}")
     source.add_argument("--pred-dir", type=Path, help="folder of prediction PNGs to score")
+    parser.add_argument("--sha256", help=SHA256_HELP)
     parser.add_argument("--data", type=Path, required=True, help="data set root (any layout `flanet data check` reads)")
-    parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; all videos if the set has no split lists)")
+    parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; a set without split "
+                        "lists: the test videos the checkpoint's run held out, else an error)")
+    parser.add_argument("--allow-seen", action="store_true", help="score videos the checkpoint was trained or chosen "
+                        "on (refused by default; table.md then says it is not a held-out score)")
     parser.add_argument("--out", type=Path, help="output folder (default: flanet-eval/<name>_<split>)")
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
@@ -54,13 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run_evaluate)
 
-    from flanet.evaluation import compare
-
-    compare.register(subparsers)
-
 
 def _default_out(args: argparse.Namespace) -> Path:
-    name = args.name or (args.checkpoint.stem if args.checkpoint else args.pred_dir.resolve().name)
+    name = args.name or (Path(args.checkpoint).stem if args.checkpoint else args.pred_dir.resolve().name)
     return Path("flanet-eval") / f"{name}_{args.split}"
 
 
@@ -81,15 +82,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         evaluate_checkpoint,
         evaluate_prediction_folder,
     )
+    from flanet.models.hub import resolve_checkpoint
 
     out = args.out or _default_out(args)
     settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
     try:
         if args.checkpoint is not None:
             result = evaluate_checkpoint(
-                args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
+                resolve_checkpoint(args.checkpoint, args.sha256), args.data, args.split, out, image_size=args.image_size, device=args.device,
                 batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
                 method=args.name, mode=args.mode, settings=settings, pixel_spacing=args.pixel_spacing,
+                allow_seen=args.allow_seen,
             )
         else:
             if args.save_pred:

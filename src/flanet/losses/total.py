@@ -7,12 +7,15 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from flanet.losses.heatmap import contrastive_loss, heatmap_mse
-from flanet.losses.mask import bce_loss, iou_loss
+from flanet.losses.mask import bce_loss, iou_loss, weighted_iou_loss
 
 #: Default margin of eq. (1). The paper does not state alpha. Heatmap MSE is small: two
 #: disjoint Gaussian peaks (std 5, peak 1) on a 352x352 map are 2*pi*25/352**2 = 1.3e-3
 #: apart, so a margin of 1e-3 asks the negative to be about that far from the anchor.
 DEFAULT_ALPHA = 1e-3
+#: ``mask_loss`` choices: eq. (2)'s BCE + IoU, or the authors' released structure loss (BCE + IoU
+#: weighted towards mask edges, :func:`~flanet.losses.mask.weighted_iou_loss`).
+MASK_LOSSES: tuple[str, ...] = ("bce-iou", "structure")
 
 
 class LossTerms(NamedTuple):
@@ -57,6 +60,9 @@ class FLANetLoss(nn.Module):
         heatmap_weight: ``lambda_1``.
         contrastive_weight: weight of eq. (1).
         alpha: margin of eq. (1), see :data:`DEFAULT_ALPHA`.
+        mask_loss: ``"bce-iou"`` (eq. 2) or ``"structure"`` (the authors' released training script:
+            its IoU term weighted by :func:`~flanet.losses.mask.boundary_weights`; with
+            ``heatmap_weight=0.5``, heatmap sigma 10 and no contrastive term it is their loss).
     """
 
     def __init__(
@@ -66,8 +72,12 @@ class FLANetLoss(nn.Module):
         heatmap_weight: float = 1.0,
         contrastive_weight: float = 1.0,
         alpha: float = DEFAULT_ALPHA,
+        mask_loss: str = "bce-iou",
     ) -> None:
         super().__init__()
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f"mask_loss must be one of {', '.join(MASK_LOSSES)}, got {mask_loss!r}")
+        self.mask_loss = mask_loss
         weights = {
             "bce_weight": bce_weight,
             "iou_weight": iou_weight,
@@ -116,7 +126,8 @@ class FLANetLoss(nn.Module):
             :class:`LossTerms`.
         """
         bce = bce_loss(mask_logits, mask, has_mask)
-        iou = iou_loss(mask_logits, mask, has_mask=has_mask)
+        iou = (weighted_iou_loss(mask_logits, mask, has_mask) if self.mask_loss == "structure"
+               else iou_loss(mask_logits, mask, has_mask=has_mask))
         total = self.bce_weight * bce + self.iou_weight * iou
         heat = contrastive = negative_fraction = triplet_fraction = None
         if heatmap is not None:
@@ -138,7 +149,7 @@ class FLANetLoss(nn.Module):
         return (
             f"bce_weight={self.bce_weight}, iou_weight={self.iou_weight}, "
             f"heatmap_weight={self.heatmap_weight}, "
-            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}"
+            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}, mask_loss={self.mask_loss}"
         )
 
 
@@ -147,4 +158,4 @@ def uses_heatmap_prev(loss: FLANetLoss, has_heatmap: bool) -> bool:
     return has_heatmap and loss.contrastive_weight > 0
 
 
-__all__ = ["DEFAULT_ALPHA", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]
+__all__ = ["DEFAULT_ALPHA", "MASK_LOSSES", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]

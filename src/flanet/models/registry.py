@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Entry point group through which other packages register models (docs/model.md).
 ENTRY_POINT_GROUP = "flanet.models"
 #: Modules of this package whose import registers its models, in the order ``flanet models`` lists them.
-BUILTIN_MODULES: tuple[str, ...] = ("flanet.models.variants", "flanet.models.baselines")
+BUILTIN_MODULES: tuple[str, ...] = ("flanet.models.variants", "flanet.models.baselines", "flanet.models.authors")
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")
 
@@ -179,22 +179,16 @@ def _load() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    builtin = set(_REGISTRY)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         before = dict(_REGISTRY)
         try:
             loaded = entry.load()
             if callable(loaded) and not isinstance(loaded, type):
                 loaded()
-        except Exception as error:  # a broken plug-in must not stop flanet: it is named and skipped
+        except Exception as error:  # a broken plug-in (or one taking a registered name) is named and skipped
             _REGISTRY.clear()
             _REGISTRY.update(before)
             log.warning("flanet.models entry point %r (%s) failed to load and is skipped: %s", entry.name, entry.value, error)
-            continue
-        clash = builtin & {n for n in _REGISTRY if before.get(n) is not _REGISTRY[n]}
-        for taken in sorted(clash):
-            log.warning("entry point %r re-registers built-in model %r; the built-in one is kept", entry.name, taken)
-            _REGISTRY[taken] = before[taken]
 
 
 def list_models(kind: str | None = None, table: int | None = None) -> list[str]:

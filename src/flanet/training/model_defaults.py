@@ -37,6 +37,8 @@ def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
 def encoder_init(config: TrainConfig) -> str:
     """How the run's encoder starts: ``"random"``, ``"imagenet"`` or ``"file <path>"``."""
     weights = config.model.encoder_weights
+    if config.model.init_from is not None:
+        return f"checkpoint {config.model.init_from}"
     if weights is None:
         return "random"
     return IMAGENET if str(weights) == IMAGENET else f"file {weights}"
@@ -51,7 +53,7 @@ def random_encoder_warning(config: TrainConfig) -> str | None:
     """
     model = config.model
     paper = config.name in PAPER_RECIPES or model.encoder == DEFAULT_ENCODER
-    if not paper or model.encoder_weights is not None:
+    if not paper or model.encoder_weights is not None or model.init_from is not None:
         return None
     return (
         f"training encoder {model.encoder!r} from a random initialisation: the paper (Section 4) starts "

@@ -48,6 +48,10 @@ class ModelConfig:
     encoder_weights: str | None = None
     #: Further ``create_model`` keyword arguments, checked against its signature.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Start from these weights: a flanet checkpoint of the same model (local path, ``hf://`` or ``https://``).
+    init_from: str | None = None
+    #: Expected SHA-256 of ``init_from`` (required for an ``https://`` URL).
+    init_from_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,14 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_fraction: float = 0.1
+    #: Share of the videos held out for testing when the set has no split lists (by video, seeded).
+    test_fraction: float = 0.2
     image_size: int = 352
     edge: Literal["causal", "lookahead"] = "causal"
     augment: bool = False
     heatmap_sigma: float = 5.0
+    #: Heatmap centre of a frame with a mask: its bounding box (``mask``, paper) or its ``bbox.json`` box (``box``).
+    heatmap_centre: Literal["mask", "box"] = "mask"
     num_workers: int = 4
     #: Global batch, split over all processes.
     batch_size: int = 24
@@ -77,6 +85,8 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
+    #: ``bce-iou`` (eq. 2) or ``structure`` (the authors' released loss: IoU weighted towards edges).
+    mask_loss: Literal["bce-iou", "structure"] = "bce-iou"
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,8 @@ class TrainerConfig:
 
     Passed through as given, except ``precision: auto`` (resolved by flanet) and ``max_time``
     (a budget per invocation: a resumed run gets it afresh). The defaults are Lightning's
-    except ``max_epochs`` (100, paper), ``precision`` (``auto``), ``gradient_clip_val`` (0.5,
-    the released code) and ``log_every_n_steps`` (10).
+    except ``max_epochs`` (100, paper), ``precision`` (``auto``) and ``log_every_n_steps`` (10);
+    no gradient clipping (the paper states none; ``buv-fast`` clips at 0.5 as the released code).
     """
 
     max_epochs: int = 100
@@ -109,7 +119,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: int | str = "auto"
-    gradient_clip_val: float | None = 0.5
+    gradient_clip_val: float | None = None
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
     accumulate_grad_batches: int = 1
     limit_train_batches: int | float | None = None

@@ -9,7 +9,7 @@ import pytest
 
 from flanet.cli import main
 from flanet.data.synth import generate_dataset
-from flanet.evaluation.ablation import ABLATION_MODELS, AblationEntry, table3_markdown
+from flanet.experiments.ablation import ABLATION_MODELS, AblationEntry, table3_markdown
 
 
 def _metrics(dice: float) -> dict:

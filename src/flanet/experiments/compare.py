@@ -2,16 +2,18 @@
 
 Every model gets the same configuration (recipe file plus overrides, hence the same seed, encoder,
 image size, schedule and data), only ``model.name`` changes. Each is trained with
-:func:`flanet.training.train` into ``<out>/runs/<model>``, its best checkpoint is evaluated on the test
+:func:`flanet.training.train` into ``<out>/runs/<model>-<config hash>``, its best checkpoint is evaluated on the test
 split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/comparison.md`` (paper Table 2 /
 Table 4 format with 95% bootstrap intervals over videos), ``comparison.csv`` and ``comparison.json``.
 With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
-``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.evaluation.ablation`).
-A model whose run already has ``checkpoints/best.pt`` is not retrained (unless ``--retrain``), so an
-interrupted comparison resumes where it stopped.
+``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.experiments.ablation`).
+Run folders are ``<out>/runs/<model>-<config hash>``: a model whose run with exactly these settings
+already has its checkpoint is not retrained (unless ``--retrain``), an interrupted one is resumed,
+and any other settings train anew; the table lists each row's run folder, config hash and the videos
+it scored (count and list hash).
 
 ``flanet benchmark`` is the command's former name, kept for one release: it runs the same thing and
-says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench`).
+says on stderr that it is deprecated. Speed is ``flanet bench`` (:mod:`flanet.inference.bench.harness`).
 """
 
 from __future__ import annotations
@@ -78,10 +80,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run_compare)
 
 
-def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str]) -> list[str]:
-    """The shared overrides plus what differs per model (its name and run folder)."""
-    run_dir = (out / "runs" / model).resolve()
-    return [*overrides, f"data.root={data.resolve()}", f"model.name={model}", f"name={model}", f"output.run_dir={run_dir}"]
+def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str], config: str | Path) -> list[str]:
+    """The shared overrides plus what differs per model: its name and run folder ``runs/<model>-<config hash>``.
+
+    The folder is named after the hash of the resolved configuration
+    (:func:`flanet.training.config.config_hash`), so a run is reused only for exactly the settings
+    it was trained with; other settings train anew into another folder.
+    """
+    from flanet.training import load_config
+    from flanet.training.config import config_hash
+    from flanet.training.model_defaults import resolve_model_defaults
+    from flanet.training.preflight import with_absolute_root
+
+    shared = [*overrides, f"data.root={data.resolve()}", f"model.name={model}", f"name={model}"]
+    digest = config_hash(with_absolute_root(resolve_model_defaults(load_config(config, shared))))
+    return [*shared, f"output.run_dir={(out / 'runs' / f'{model}-{digest}').resolve()}"]
 
 
 def compare_models(
@@ -99,12 +112,14 @@ def compare_models(
     Raises:
         ValueError: an unknown model name (checked before any training starts).
     """
-    from flanet.evaluation.ablation import AblationEntry, table3_markdown
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
+    from flanet.experiments.ablation import AblationEntry, table3_markdown
     from flanet.models import list_models, model_spec
     from flanet.training import load_config, train
+    from flanet.training.config import config_hash
     from flanet.training.model_defaults import resolve_model_defaults
+    from flanet.training.preflight import with_absolute_root
 
     settings = settings or EvaluationSettings()
 
@@ -117,9 +132,10 @@ def compare_models(
     entries: list[tuple[str, str, dict[str, Any]]] = []
     ablation_entries: list[AblationEntry] = []
     for model in models:
-        model_args = model_overrides(model, data, out, overrides)
-        recipe = resolve_model_defaults(load_config(config, model_args))
-        best = _trained_checkpoint(Path(recipe.output.run_dir), config, model_args, retrain, train)
+        model_args = model_overrides(model, data, out, overrides, config)
+        recipe = with_absolute_root(resolve_model_defaults(load_config(config, model_args)))
+        run_dir = Path(recipe.output.run_dir)
+        best = _trained_checkpoint(run_dir, config, model_args, retrain, train, config_hash(recipe))
         result = evaluate_checkpoint(
             best, data, split, out / "eval" / model, image_size=recipe.data.image_size, device=device,
             batch_size=batch_size, num_workers=recipe.data.num_workers, method=model, settings=settings,
@@ -130,25 +146,40 @@ def compare_models(
         used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe
         contrastive = float(used.loss.contrastive_weight)
         ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
-        row = {"model": model, "kind": kind, "checkpoint": str(best), "contrastive_weight": contrastive}
+        scored = result_context(out / "eval" / model)
+        row = {"model": model, "kind": kind, "checkpoint": str(best), "run": str(run_dir),
+               "config_hash": config_hash(recipe), "selected_on": _selected_on(best),
+               "videos": scored.get("count"), "video_hash": scored.get("hash"), "contrastive_weight": contrastive}
         row.update({key: result.metrics.get(key) for key in ROW_KEYS})
         row.update({f"{key}_ci": result.metrics["ci"].get(key) for key in ROW_KEYS if key in result.metrics["ci"]})
         rows.append(row)
-        atomic_write_text(out / "comparison.md", _header(config, overrides, split) + table_rows(entries))
+        atomic_write_text(out / "comparison.md", _header(config, overrides, split, rows=rows) + table_rows(entries))
         write_rows_csv(out / "comparison.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "comparison.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
         if ablation:
-            header = _header(config, overrides, split, "Ablation (paper Table 3)")
+            header = _header(config, overrides, split, "Ablation (paper Table 3)", rows)
             atomic_write_text(out / "ablation.md", header + table3_markdown(ablation_entries))
     return rows
 
 
-def _trained_checkpoint(run_dir: Path, config: str | Path, model_args: list[str], retrain: bool, train: Any) -> Path:
-    """Best checkpoint of the model's run: reused, resumed after an interruption, or trained anew."""
-    best = run_dir / "checkpoints" / "best.pt"
-    if best.is_file() and not retrain:
-        log.info("%s: reusing %s (--retrain to train again)", run_dir.name, best)
-        return best
+def _trained_checkpoint(run_dir: Path, config: str | Path, model_args: list[str], retrain: bool, train: Any,
+                        digest: str) -> Path:
+    """Best checkpoint of the model's run: reused, resumed after an interruption, or trained anew.
+
+    A run is reused or resumed only when its folder's ``config_hash.txt`` is ``digest`` (the
+    folder is named after it, so this fails only for a folder edited by hand: refused).
+    """
+    from flanet.training.config import HASH_FILE
+
+    if (run_dir / "config.yaml").is_file() and not retrain:
+        stored = (run_dir / HASH_FILE).read_text(encoding="utf-8").strip() if (run_dir / HASH_FILE).is_file() else None
+        if stored != digest:
+            raise UsageError(f"{run_dir}: this run folder holds a run with other settings (config hash {stored}, "
+                             f"requested {digest}); move it away or pass --retrain")
+        if (run_dir / "checkpoints" / "best.pt").is_file():  # a run without validation resumes (a no-op when done)
+            best = run_dir / "checkpoints" / "best.pt"
+            log.info("%s: reusing %s (config hash %s; --retrain to train again)", run_dir.name, best, digest)
+            return best
     if (run_dir / "config.yaml").is_file():
         if retrain:
             aside = run_dir.with_name(f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -162,6 +193,23 @@ def _trained_checkpoint(run_dir: Path, config: str | Path, model_args: list[str]
     return _best_or_last(Path(train(config, model_args)))
 
 
+def _selected_on(checkpoint: Path) -> str:
+    """Which split chose the checkpoint (``best.pt``), or that it is the last epoch's."""
+    if checkpoint.name != "best.pt":
+        return "none (last epoch)"
+    record = json.loads((checkpoint.parent.parent / "splits.json").read_text(encoding="utf-8")) \
+        if (checkpoint.parent.parent / "splits.json").is_file() else {}
+    return str(record.get("selection_split") or "val")
+
+
+def result_context(eval_dir: Path) -> dict[str, Any]:
+    """The ``scored_videos`` context an evaluation wrote into its ``metrics.json``."""
+    path = eval_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")).get("context", {}).get("scored_videos", {}))
+
+
 def _best_or_last(run: Path) -> Path:
     for name in ("best.pt", "last.pt"):
         if (run / "checkpoints" / name).is_file():
@@ -169,15 +217,24 @@ def _best_or_last(run: Path) -> Path:
     raise FileNotFoundError(f"{run}: training wrote no checkpoints/best.pt or last.pt")
 
 
-def _header(config: str | Path, overrides: Sequence[str], split: str, title: str = "Comparison") -> str:
+def _header(config: str | Path, overrides: Sequence[str], split: str, title: str = "Comparison",
+            rows: Sequence[dict[str, Any]] = ()) -> str:
+    """Title, recipe, and per row: the videos scored (count, list hash), the run folder, its config hash."""
     shared = " ".join(overrides) or "(none)"
-    return f"# {title}\n\nRecipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.\n\n"
+    lines = [f"# {title}", "", f"Recipe `{config}`, overrides `{shared}`, evaluated on split `{split}`.", ""]
+    if rows:
+        lines += ["| Method | videos scored | video list hash | run folder | config hash | checkpoint chosen on |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['videos']} | `{r['video_hash']}` | `{r['run']}` | `{r['config_hash']}` | "
+                  f"{r['selected_on']} |" for r in rows]
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Entry point of ``flanet compare`` (and of its deprecated name ``flanet benchmark``)."""
-    from flanet.evaluation.ablation import ABLATION_MODELS
     from flanet.evaluation.evaluate import EvaluationSettings
+    from flanet.experiments.ablation import ABLATION_MODELS
 
     if args.command == DEPRECATED_NAME:
         print(f"flanet {DEPRECATED_NAME}: deprecated, use `flanet compare` (same options); "
