@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from flanet.inference.archive import predict_archive
+from flanet.inference.runs.archive import predict_archive
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 32
@@ -80,3 +80,24 @@ def test_a_video_whose_csv_lost_rows_is_segmented_again(archive: tuple[Path, Pat
     table.write_text("".join(table.read_text().splitlines(keepends=True)[:-1]))
     predict_archive(checkpoint, manifest, out, device="cpu", progress=False)
     assert len(table.read_text().splitlines()) == 4 and "does not hold the 3 frames" in caplog.text
+
+
+def test_resume_ckpt_is_verified_by_the_hash_written_beside_it(tmp_path: Path) -> None:
+    """Issue 22 item 5: resume.ckpt had no hash; a corrupted one is now refused by name."""
+    from flanet.models import CheckpointError
+    from flanet.training.module import MODEL_CONFIG_KEY
+    from flanet.training.resume import AtomicCheckpointIO, hash_path
+    from flanet.training.run import _check_resume_model
+
+    model = _model(0)
+    ckpt = tmp_path / "checkpoints" / "resume.ckpt"
+    ckpt.parent.mkdir()
+    AtomicCheckpointIO().save_checkpoint({MODEL_CONFIG_KEY: model.config, "state_dict": model.state_dict()}, ckpt)
+    assert hash_path(ckpt).read_text().split() == [__import__("hashlib").sha256(ckpt.read_bytes()).hexdigest(),
+                                                  "resume.ckpt"]
+    _check_resume_model(ckpt, model.config)  # intact: accepted
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"resume\.ckpt: resume checkpoint is corrupted \(its SHA-256"):
+        _check_resume_model(ckpt, model.config)

@@ -30,7 +30,13 @@ from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
-from flanet.training.resume import AtomicCheckpointIO, InvocationTimer, ResumeState, parse_max_time
+from flanet.training.resume import (
+    AtomicCheckpointIO,
+    InvocationTimer,
+    ResumeState,
+    parse_max_time,
+    verify_resume_checkpoint,
+)
 from flanet.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -231,6 +237,10 @@ def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
     if ckpt.stat().st_size == 0:
         raise CheckpointError(f"{ckpt}: resume checkpoint is empty (0 bytes; written by a flanet older than "
                               "its atomic saves?): restart the run, or resume from a copy of an intact file")
+    try:
+        verify_resume_checkpoint(ckpt)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
     try:
         stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get(MODEL_CONFIG_KEY)
     except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file
