@@ -43,6 +43,7 @@ from flanet.data import DataError
 from flanet.fileio import INCOMPLETE, atomic_write_text, file_sha256, prepare_output_folder, release_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter
 from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.burned_in import BurnedInPolicy
 from flanet.inference.runs.predict import _predict_video
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 
@@ -190,7 +191,9 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
     try:
         source = item.open()
         fingerprint = input_fingerprint(item.location)  # before reading: a change while it runs is caught next time
-        entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False))
+        entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False),
+                               burned_in=BurnedInPolicy(settings.get("allow_burned_in", False),
+                                                        settings.get("blank_outside_regions", False)))
         entry["input_fingerprint"] = fingerprint
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
@@ -220,6 +223,7 @@ def predict_archive(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
+    burned_in: BurnedInPolicy = BurnedInPolicy(),
     compile: bool | str = False,
     frames_in_flight: int = 1,
 ) -> Path:
@@ -261,7 +265,8 @@ def predict_archive(
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
                              {"checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "image_size": size,
                               "threshold": threshold, "backend": backend,
-                              "full_frame": full_frame, "export": sorted(export) or None},
+                              "full_frame": full_frame, "export": sorted(export) or None,
+                              "allow_burned_in": burned_in.allow, "blank_outside_regions": burned_in.blank_always},
                              f"videos (rank {rank}/{world})" if world > 1 else "videos", compile, frames_in_flight)
         if group:
             gathered: list[Any] = [None] * world
