@@ -6,7 +6,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "flanet.losses.heatmap": ("ContrastiveTerm", "contrastive_loss", "heatmap_mse", "nearest_other_video"),
-        "flanet.losses.mask": ("bce_loss", "iou_loss"),
-        "flanet.losses.total": ("DEFAULT_ALPHA", "FLANetLoss", "LossTerms", "uses_heatmap_prev"),
+        "flanet.losses.mask": ("bce_loss", "dice_loss", "iou_loss"),
+        "flanet.losses.structure": ("boundary_weights", "weighted_bce_loss", "weighted_iou_loss"),
+        "flanet.losses.total": ("DEFAULT_ALPHA", "MASK_TERMS", "FLANetLoss", "LossTerms", "uses_heatmap_prev"),
     },
 )

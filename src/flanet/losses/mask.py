@@ -58,3 +58,25 @@ def iou_loss(mask_logits: Tensor, mask: Tensor, smooth: float = 1.0, has_mask: T
     intersection = (prob * target).flatten(1).sum(1)  # (B,)
     union = (prob + target).flatten(1).sum(1) - intersection  # (B,)
     return masked_mean(1.0 - (intersection + smooth) / (union + smooth), has_mask)
+
+
+def dice_loss(mask_logits: Tensor, mask: Tensor, smooth: float = 1.0, has_mask: Tensor | None = None) -> Tensor:
+    """Soft Dice loss, mean over the items with a mask (ACSNet's and TransUNet's training loss, beside BCE).
+
+    Per image: ``1 - (2 sum(p * g) + smooth) / (sum(p) + sum(g) + smooth)`` with ``p = sigmoid(mask_logits)``;
+    ``smooth`` (1 pixel) makes an all-background prediction of a lesion-free frame cost 0.
+
+    Args:
+        mask_logits: predicted segmentation logits ``(B, 1, H, W)``.
+        mask: ground-truth mask ``(B, 1, H, W)`` in ``{0, 1}``.
+        smooth: additive smoothing in pixels, > 0.
+        has_mask: ``(B,)`` bool, items whose mask is known; None: all.
+
+    Returns:
+        Scalar tensor.
+    """
+    prob = torch.sigmoid(mask_logits.float())
+    target = mask.to(prob.dtype)
+    intersection = (prob * target).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
+    return masked_mean(1.0 - (2 * intersection + smooth) / (total + smooth), has_mask)

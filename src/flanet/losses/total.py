@@ -1,13 +1,25 @@
-"""Total training loss of FLA-Net, paper eq. (2)."""
+"""Total training loss of FLA-Net, paper eq. (2), and the mask losses of the compared methods."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from torch import Tensor, nn
 
 from flanet.losses.heatmap import contrastive_loss, heatmap_mse
-from flanet.losses.mask import bce_loss, iou_loss
+from flanet.losses.mask import bce_loss, dice_loss, iou_loss
+from flanet.losses.structure import weighted_bce_loss, weighted_iou_loss
+
+#: Mask terms a loss can be made of: eq. (2)'s BCE and IoU, Dice (ACSNet, TransUNet) and
+#: PraNet's pixel-weighted BCE and IoU (its eq. 4).
+MASK_TERMS: dict[str, Callable[..., Tensor]] = {
+    "bce": bce_loss,
+    "iou": iou_loss,
+    "dice": dice_loss,
+    "wbce": weighted_bce_loss,
+    "wiou": weighted_iou_loss,
+}
 
 #: Default margin of eq. (1). The paper does not state alpha. Heatmap MSE is small: two
 #: disjoint Gaussian peaks (std 5, peak 1) on a 352x352 map are 2*pi*25/352**2 = 1.3e-3
@@ -20,8 +32,8 @@ class LossTerms(NamedTuple):
 
     Attributes:
         total: weighted sum (the value to back-propagate), scalar.
-        bce: ``L_BCE(S_t, G^S_t)``.
-        iou: ``L_IoU(S_t, G^S_t)``.
+        bce: ``L_BCE(S_t, G^S_t)``, or None when the mask terms do not include ``bce``.
+        iou: ``L_IoU(S_t, G^S_t)``, or None when the mask terms do not include ``iou``.
         heatmap: ``L_MSE(H_t, G^H_t)``, or None when the model has no localisation branch.
         contrastive: eq. (1), or None when it is not computed (no heatmap, no ``H_{t-1}``,
             or weight 0).
@@ -31,15 +43,24 @@ class LossTerms(NamedTuple):
         triplet_fraction: share of batch items whose triplet of eq. (1) counts (lesion in
             anchor, positive and negative, see :func:`~flanet.losses.contrastive_loss`);
             None when not computed.
+        dice: Dice loss of ``S_t``, when a mask term.
+        wbce: PraNet's weighted BCE of ``S_t``, when a mask term.
+        wiou: PraNet's weighted IoU of ``S_t``, when a mask term.
+        side: deep supervision, the weighted mask terms summed over the model's side outputs
+            (before ``side_weight``); None for a model without side outputs.
     """
 
     total: Tensor
-    bce: Tensor
-    iou: Tensor
+    bce: Tensor | None
+    iou: Tensor | None
     heatmap: Tensor | None
     contrastive: Tensor | None
     negative_fraction: Tensor | None
     triplet_fraction: Tensor | None
+    dice: Tensor | None = None
+    wbce: Tensor | None = None
+    wiou: Tensor | None = None
+    side: Tensor | None = None
 
 
 class FLANetLoss(nn.Module):
@@ -51,12 +72,20 @@ class FLANetLoss(nn.Module):
     ``heatmap_prev`` is not given or ``contrastive_weight`` is 0 (the default of every model
     but ``flanet``, e.g. Table 3 "Basic+LB" and "Basic+FLA+LB").
 
+    The mask part is eq. (2)'s ``bce`` + ``iou`` unless ``mask_terms`` names a compared method's
+    own loss (:data:`MASK_TERMS`): e.g. PraNet's ``wbce`` + ``wiou``, ACSNet's ``bce`` + ``dice``.
+    Side outputs of deeply supervised models (``side_logits``) get the same mask terms, each side
+    weighted by ``side_weight`` (PraNet and ACSNet 1, SETR's auxiliary heads 0.4).
+
     Args:
-        bce_weight: ``lambda_2``.
-        iou_weight: ``lambda_3``.
+        bce_weight: ``lambda_2``; also scales ``wbce``.
+        iou_weight: ``lambda_3``; also scales ``wiou``.
         heatmap_weight: ``lambda_1``.
         contrastive_weight: weight of eq. (1).
         alpha: margin of eq. (1), see :data:`DEFAULT_ALPHA`.
+        mask_terms: names in :data:`MASK_TERMS` making up the mask loss.
+        dice_weight: scales ``dice``.
+        side_weight: weight of each side output's mask loss.
     """
 
     def __init__(
@@ -66,6 +95,9 @@ class FLANetLoss(nn.Module):
         heatmap_weight: float = 1.0,
         contrastive_weight: float = 1.0,
         alpha: float = DEFAULT_ALPHA,
+        mask_terms: Sequence[str] = ("bce", "iou"),
+        dice_weight: float = 1.0,
+        side_weight: float = 1.0,
     ) -> None:
         super().__init__()
         weights = {
@@ -74,10 +106,20 @@ class FLANetLoss(nn.Module):
             "heatmap_weight": heatmap_weight,
             "contrastive_weight": contrastive_weight,
             "alpha": alpha,
+            "dice_weight": dice_weight,
+            "side_weight": side_weight,
         }
         negative = [name for name, value in weights.items() if value < 0]
         if negative:
             raise ValueError(f"loss weights and alpha must be >= 0, got negative {negative}")
+        unknown = [term for term in mask_terms if term not in MASK_TERMS]
+        if unknown or not mask_terms or len(set(mask_terms)) != len(mask_terms):
+            raise ValueError(f"mask_terms must be distinct names of {', '.join(MASK_TERMS)}, got {list(mask_terms)}")
+        self.mask_terms = tuple(str(term) for term in mask_terms)
+        self.dice_weight = float(dice_weight)
+        self.side_weight = float(side_weight)
+        self._term_weights = {"bce": float(bce_weight), "wbce": float(bce_weight), "iou": float(iou_weight),
+                              "wiou": float(iou_weight), "dice": float(dice_weight)}
         self.bce_weight = float(bce_weight)
         self.iou_weight = float(iou_weight)
         self.heatmap_weight = float(heatmap_weight)
@@ -95,6 +137,7 @@ class FLANetLoss(nn.Module):
         has_lesion: Tensor | None = None,
         positive_valid: Tensor | None = None,
         has_mask: Tensor | None = None,
+        side_logits: Sequence[Tensor] = (),
     ) -> LossTerms:
         """Compute eq. (2) for one batch.
 
@@ -111,13 +154,17 @@ class FLANetLoss(nn.Module):
             has_mask: ``(B,)`` bool, ``G^S_t`` is known (None: all are). The BCE and IoU terms are
                 means over these items only; a box-only item (lesion box, no mask) trains the
                 localisation branch alone (its ``G^H_t`` comes from the box).
+            side_logits: side outputs ``(B, 1, H, W)`` of a deeply supervised model (deep supervision).
 
         Returns:
             :class:`LossTerms`.
         """
-        bce = bce_loss(mask_logits, mask, has_mask)
-        iou = iou_loss(mask_logits, mask, has_mask=has_mask)
-        total = self.bce_weight * bce + self.iou_weight * iou
+        mask_terms = self._mask_terms(mask_logits, mask, has_mask)
+        total = self._weighted(mask_terms)
+        side = None
+        if side_logits:
+            side = sum(self._weighted(self._mask_terms(s, mask, has_mask)) for s in side_logits)
+            total = total + self.side_weight * side
         heat = contrastive = negative_fraction = triplet_fraction = None
         if heatmap is not None:
             if heatmap_target is None:
@@ -132,13 +179,22 @@ class FLANetLoss(nn.Module):
                 negative_fraction = term.has_negative.float().mean()
                 triplet_fraction = term.valid.float().mean()
                 total = total + self.contrastive_weight * contrastive
-        return LossTerms(total, bce, iou, heat, contrastive, negative_fraction, triplet_fraction)
+        return LossTerms(total, mask_terms.get("bce"), mask_terms.get("iou"), heat, contrastive, negative_fraction,
+                         triplet_fraction, mask_terms.get("dice"), mask_terms.get("wbce"), mask_terms.get("wiou"), side)
+
+    def _mask_terms(self, logits: Tensor, mask: Tensor, has_mask: Tensor | None) -> dict[str, Tensor]:
+        return {term: MASK_TERMS[term](logits, mask, has_mask=has_mask) for term in self.mask_terms}
+
+    def _weighted(self, terms: dict[str, Tensor]) -> Tensor:
+        values = [self._term_weights[name] * value for name, value in terms.items()]
+        return sum(values[1:], values[0])
 
     def extra_repr(self) -> str:
         return (
             f"bce_weight={self.bce_weight}, iou_weight={self.iou_weight}, "
             f"heatmap_weight={self.heatmap_weight}, "
-            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}"
+            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}, mask_terms={list(self.mask_terms)}, "
+            f"dice_weight={self.dice_weight}, side_weight={self.side_weight}"
         )
 
 
@@ -147,4 +203,4 @@ def uses_heatmap_prev(loss: FLANetLoss, has_heatmap: bool) -> bool:
     return has_heatmap and loss.contrastive_weight > 0
 
 
-__all__ = ["DEFAULT_ALPHA", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]
+__all__ = ["DEFAULT_ALPHA", "MASK_TERMS", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]
