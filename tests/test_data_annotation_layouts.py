@@ -206,6 +206,9 @@ def test_vtus_layout_pairs_split_folders_with_their_gt_folders(tmp_path: Path) -
     assert [str(p.path) for p in report.problems if "missing mask" in p.message] == [
         str(tmp_path / "Train" / "2" / "000002.jpg")]
     assert len(ClipDataset(video_set, "train", image_size=32)) == 5
+    # each split once in the summary, its alias beside it, counts in the singular where one
+    assert report.split_sizes == {"Test (test)": (1, 3), "Train (train)": (2, 6)}
+    assert "splits        Test (test) 1 video / 3 frames, Train (train) 2 videos / 6 frames" in report.format()
 
 
 def test_coco_run_lengths_match_pycocotools_and_bad_rle_is_an_error_not_a_crash(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_good_tree_is_clean_and_summarised(tmp_path, capsys):
     assert main(["data", "check", str(root), "-q"]) == 0
     out = capsys.readouterr().out
     assert "layout        authors" in out and "4 with a mask, 4 with a lesion" in out and "16x16 (4)" in out
-    assert "train 1 videos / 4 frames" in out and "0 errors, 0 warnings" in out and "verdict       usable" in out
+    assert "train 1 video / 4 frames" in out and "0 errors, 0 warnings" in out and "verdict       usable" in out
 
 
 def test_several_problems_are_all_reported(tmp_path):

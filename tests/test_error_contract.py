@@ -197,3 +197,16 @@ def test_impossible_evaluate_options_are_refused_by_name(option: list[str], tmp_
         main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data", str(tmp_path), *option])
     assert stop.value.code == 2
     assert f"flanet evaluate: error: argument {option[0]}" in capsys.readouterr().err
+
+
+def test_data_split_errors_name_the_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "split", str(tmp_path / "missing")]) == 2  # not "flanet data: error"
+    assert error_line(capsys, "data split").endswith(f"({tmp_path / 'missing'})")
+
+
+def test_data_synth_help_describes_every_option_with_its_default(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--videos", "6"), ("--frames", "12"), ("--size", "128"), ("--seed", "0")):
+        assert re.search(rf"{option} \S+ [^-]*\(default {default}[;)]", text), option

@@ -93,6 +93,43 @@ def test_compiled_step_equals_eager_with_one_graph_each_and_no_recompile(model: 
     assert len(again) == 3 and len(graphs) == 2
 
 
+class _ThreadsThatChangeEveryFrame:
+    """An AdaptiveThreads stand-in: torch's thread count changes at every frame, as on a busy machine."""
+
+    def __init__(self) -> None:
+        self.start, self.frames = torch.get_num_threads(), 0
+
+    def update(self) -> int:
+        self.frames += 1
+        threads = 1 if self.frames % 2 else max(2, self.start)
+        torch.set_num_threads(threads)
+        return threads
+
+    def restore(self) -> None:
+        torch.set_num_threads(self.start)
+
+
+def test_compiled_step_is_not_compiled_again_when_the_free_cpus_change(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dynamo guards a compiled graph on torch's thread count: adaptive threads under compile made the
+    # step compile again whenever another process came and went (the flaky 4-graph CI failure)
+    monkeypatch.setattr(streaming, "AdaptiveThreads", _ThreadsThatChangeEveryFrame)
+    frames = _frames(5, seed=7)
+    eager = VideoSegmenter(model, SIZE, "cpu")
+    assert eager.adaptive_threads  # eager streaming still follows the free CPUs
+    want = list(eager.stream(frames))
+    graphs: list[int] = []
+    segmenter = VideoSegmenter(model, SIZE, "cpu", compile={"backend": _counting_backend(graphs)})
+    assert not segmenter.adaptive_threads
+    _assert_equal(list(segmenter.stream(frames)), want, atol=1e-5)
+    assert len(graphs) == 2  # with the thread count changing at every frame, four or more
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert len(list(segmenter.stream(frames[:3]))) == 3
+    with pytest.raises(ValueError, match="adaptive_threads with compile"):
+        VideoSegmenter(model, SIZE, "cpu", compile={"backend": "eager"}, adaptive_threads=True)
+
+
 def test_compile_options_pick_cuda_graphs_on_cuda_only() -> None:
     assert compile_options(True, torch.device("cuda")) == {"mode": "reduce-overhead"}
     assert compile_options(True, torch.device("cpu")) == {"options": {"freezing": True}}  # frozen weights on CPU

@@ -67,7 +67,7 @@ def test_empty_and_missing_checkpoints_are_clear_errors(tmp_path: Path) -> None:
 
 def test_good_checkpoint_round_trips(good_checkpoint: Path) -> None:
     loaded = load_checkpoint(good_checkpoint)
-    assert loaded.config["encoder"] == "resnet18" and not loaded.model.training
+    assert loaded.config["options"]["encoder"] == "resnet18" and not loaded.model.training
 
 
 def test_predict_command_refuses_an_unsafe_checkpoint(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from flanet.inference import VideoSegmenter
+from flanet.inference import VideoSegmenter, pipeline
 from flanet.inference.onnx_backend import export_for_onnxruntime
 from flanet.inference.pipeline import pipelined_predictions
 from flanet.models import create_model
@@ -85,6 +87,58 @@ def test_closing_early_stops_the_workers() -> None:
     next(outputs)
     outputs.close()
     assert rec.read <= 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("flanet-frame")]
+
+
+def _finishes(run, timeout: float = 20.0) -> list:
+    """``run()``'s result, or a failure when it has not returned after ``timeout`` seconds (a hang)."""
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(run()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"hung: no result after {timeout} s"
+    return out[0]
+
+
+class LateStartExecutor(ThreadPoolExecutor):
+    """A pool whose workers are scheduled late (a busy CPU): each begins its frame 20 ms after being handed it."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return super().submit(lambda: (time.sleep(0.02), fn(*args, **kwargs))[1])
+
+
+@pytest.mark.parametrize("in_flight", [3, 4, 8])
+def test_workers_scheduled_late_do_not_hang(in_flight: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 item 7: frame i-2's state was dropped from the table before its worker looked itself up."""
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", LateStartExecutor)
+    got = _finishes(lambda: list(pipelined_predictions(iter(range(12)), lambda f: f, tuple, 3, in_flight)))
+    assert [out for _, out in got][:4] == [(0, 0, 0), (1, 0, 0), (2, 1, 0), (3, 2, 1)]
+    assert [frame for frame, _ in got] == list(range(12))
+
+
+@pytest.mark.parametrize("in_flight", range(1, 9))
+def test_many_runs_at_every_frames_in_flight_finish(in_flight: int) -> None:
+    """Issue 22 item 7: 40 runs of 16 frames at each N = 1..8, with a timeout, all finish with the right windows."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # as many thread interleavings as possible
+    try:
+        for _ in range(40):
+            got = _finishes(lambda: list(pipelined_predictions(iter(range(16)), lambda f: f, tuple, 3, in_flight)))
+            assert [out for _, out in got] == [tuple(max(0, t - k) for k in range(3)) for t in range(16)]
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def test_an_early_stop_ends_a_started_frame_waiting_for_a_cancelled_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame cancelled before it ran publishes the cancellation: started later frames stop, the pool shuts down."""
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", LateStartExecutor)
+
+    def run() -> None:
+        outputs = pipelined_predictions(iter(range(100)), lambda f: f, tuple, 3, 6)
+        next(outputs)
+        outputs.close()
+
+    _finishes(run)
     assert not [t for t in threading.enumerate() if t.name.startswith("flanet-frame")]
 
 

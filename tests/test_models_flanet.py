@@ -5,18 +5,29 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flanet.models import TABLE3_ROWS, SegmentationOutput, create_model, list_models
+from flanet.models import TABLE3_ROWS, SegmentationOutput, create_model, list_models, rebuild_model
 
 SIZE = 64
+#: FLA-Net, its ablations and the smp baselines (every registered model: tests/test_models_registered.py).
+NAMES = [*(name for name, _ in TABLE3_ROWS), "unet", "unetplusplus"]
+
+
+def as_version_1(path, drop: tuple[str, ...] = ()) -> None:
+    """Rewrites checkpoint ``path`` as version 1 wrote it: one flat ``model_config``, without ``drop``."""
+    payload = torch.load(path, weights_only=True)
+    stored = payload.pop("model")
+    payload["model_config"] = {k: v for k, v in {"name": stored["name"], **stored["options"]}.items() if k not in drop}
+    payload["version"] = 1
+    torch.save(payload, path)
 
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
-    return {name: create_model(name, encoder="resnet18") for name in list_models()}
+    return {name: create_model(name, encoder="resnet18") for name in NAMES}
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", NAMES)
 def test_output_shapes(models: dict, name: str, batch: int) -> None:
     model = models[name].eval()
     clip = torch.randn(batch, 3, 3, SIZE, SIZE)
@@ -99,16 +110,34 @@ def test_unknown_model_name() -> None:
         create_model("flanet-x")
 
 
+def test_version_1_unet_checkpoint_loads_without_the_flanet_keys_it_stored(tmp_path) -> None:
+    """Version 1 stored every FLA-Net keyword for every model; a UNet's load with its own options only."""
+    from flanet.models import load_checkpoint, save_checkpoint
+
+    model = create_model("unet", encoder="resnet18")
+    path = save_checkpoint(tmp_path / "unet.pt", model)
+    payload = torch.load(path, weights_only=True)
+    payload.pop("model")
+    payload["model_config"] = {"name": "unet", "encoder": "resnet18", "encoder_weights": None, "num_frames": 3,
+                               "neck_channels": [32, 64, 128, 256], "mask_stride": 4}
+    payload["version"] = 1
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config == {"name": "unet", "options": {"encoder": "resnet18", "encoder_weights": None}}
+    torch.testing.assert_close(loaded.model.state_dict(), model.state_dict())
+
+
 @pytest.mark.parametrize("name", [name for name, _ in TABLE3_ROWS])
 def test_config_rebuilds_same_architecture(name: str) -> None:
     options = dict(num_frames=2, neck_channels=(8, 16, 24, 40), decoder_channels=(40, 24, 16, 8),
                    head_channels=12, ffa_levels=(1, 3), attention_reduction=4)  # none of them a default
     model = create_model(name, encoder="resnet18", **options).eval()
-    recorded = {"name": name, "encoder": "resnet18", "encoder_weights": None, "num_frames": 2,
+    recorded = {"encoder": "resnet18", "encoder_weights": None, "num_frames": 2,
                 "neck_channels": [8, 16, 24, 40], "decoder_channels": [40, 24, 16, 8],
                 "head_channels": 12, "ffa_levels": [1, 3], "attention_reduction": 4}
-    assert {k: model.config[k] for k in recorded} == recorded
-    rebuilt = create_model(**model.config).eval()
+    assert model.config["name"] == name
+    assert {k: model.config["options"][k] for k in recorded} == recorded
+    rebuilt = rebuild_model(model.config).eval()
     assert rebuilt.config == model.config
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == shapes
@@ -122,7 +151,7 @@ def test_config_rebuilds_same_architecture(name: str) -> None:
 
 def test_res2net50_paper_configuration_forward() -> None:
     model = create_model("flanet").eval()  # default encoder: res2net50_26w_4s, as the paper
-    assert model.config["encoder"] == "res2net50_26w_4s"
+    assert model.config["options"]["encoder"] == "res2net50_26w_4s"
     with torch.no_grad():
         out = model(torch.randn(1, 3, 3, SIZE, SIZE))
     assert out.mask_logits.shape == (1, 1, SIZE, SIZE)
@@ -162,13 +191,10 @@ def test_v01_checkpoint_loads_with_the_shared_gate(tmp_path) -> None:
 
     model = create_model("flanet-ffa", encoder="resnet18", ffa_attention="shared")
     path = save_checkpoint(tmp_path / "v01.pt", model)
-    payload = torch.load(path, weights_only=True)
-    for key in ("ffa_attention", "ffa_compute"):
-        del payload["model_config"][key]
-    torch.save(payload, path)
+    as_version_1(path, drop=("ffa_attention", "ffa_compute"))
     loaded = load_checkpoint(path)
-    assert loaded.config["ffa_attention"] == "shared"
-    assert loaded.model.config["ffa_compute"] == "spatial"
+    assert loaded.config["options"]["ffa_attention"] == "shared"
+    assert loaded.model.config["options"]["ffa_compute"] == "spatial"
     torch.testing.assert_close(loaded.model.state_dict(), model.state_dict())
 
 
@@ -176,7 +202,7 @@ def test_v01_checkpoint_loads_with_the_shared_gate(tmp_path) -> None:
 def test_stride2_mask_head(name: str) -> None:
     """mask_stride=2: the mask head refines with frame t's stride-2 map; streaming still equals forward."""
     model = create_model(name, encoder="resnet18", mask_stride=2).eval()
-    assert model.encoder.reductions[0] == 2 and model.config["mask_stride"] == 2
+    assert model.encoder.reductions[0] == 2 and model.config["options"]["mask_stride"] == 2
     clip = torch.randn(2, 3, 3, SIZE, SIZE)
     seen: list[tuple[int, ...]] = []
     # the map the classifier turns into logits (the refinement's output)
@@ -197,11 +223,9 @@ def test_checkpoint_without_mask_stride_loads_the_stride4_head(tmp_path) -> None
 
     model = create_model("flanet", encoder="resnet18", mask_stride=4)
     path = save_checkpoint(tmp_path / "old.pt", model)
-    payload = torch.load(path, weights_only=True)
-    del payload["model_config"]["mask_stride"]
-    torch.save(payload, path)
+    as_version_1(path, drop=("mask_stride",))
     loaded = load_checkpoint(path)
-    assert loaded.config["mask_stride"] == 4 and loaded.model.seg_head.refine is None
+    assert loaded.config["options"]["mask_stride"] == 4 and loaded.model.seg_head.refine is None
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -58,7 +58,7 @@ def test_imagenet_weights_load_from_the_hub_cache(hub_cache: Path, imagenet_stat
     assert loaded
     for key, value in loaded.items():
         torch.testing.assert_close(value, imagenet_state[key], rtol=0, atol=0, msg=key)
-    assert model.config["encoder_weights"] is None  # trained weights travel in checkpoints
+    assert model.config["options"]["encoder_weights"] is None  # trained weights travel in checkpoints
 
 
 def test_offline_without_a_cached_copy_says_how_to_make_a_local_file(tmp_path: Path, monkeypatch) -> None:

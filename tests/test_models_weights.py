@@ -31,7 +31,7 @@ def test_encoder_weights_round_trip(tmp_path: Path, imagenet_like_state: dict, s
     assert loaded.keys() <= imagenet_like_state.keys()
     for key, value in loaded.items():
         torch.testing.assert_close(value, imagenet_like_state[key])
-    assert model.config["encoder_weights"] is None  # trained weights travel in checkpoints
+    assert model.config["options"]["encoder_weights"] is None  # trained weights travel in checkpoints
 
 
 def test_encoder_weights_prefixed_and_wrapped(tmp_path: Path, imagenet_like_state: dict) -> None:
@@ -79,7 +79,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_checkpoint_of_different_configuration(tmp_path: Path) -> None:
     model = create_model("flanet-lb", encoder="resnet18")
     path = save_checkpoint(tmp_path / "model.pt", model)
-    expected = dict(model.config, name="flanet")
+    expected = dict(model.config, name="flanet")  # same options, another model
     with pytest.raises(CheckpointError, match="different model configuration.*name"):
         load_checkpoint(path, expected_config=expected)
 

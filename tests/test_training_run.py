@@ -48,7 +48,7 @@ def test_run_folder_holds_config_checkpoints_metrics_and_curve(two_epoch_run: Pa
     assert config.loss.contrastive_weight == 1.0  # the value used (recipe: null = flanet's default)
     for name in ("best.pt", "last.pt"):
         payload = torch.load(two_epoch_run / "checkpoints" / name, weights_only=True)
-        assert payload["model_config"]["name"] == "flanet"
+        assert payload["model"]["name"] == "flanet"
         assert payload["metadata"]["train_config"]["data"]["image_size"] == 64
     loaded = load_checkpoint(two_epoch_run / "checkpoints" / "last.pt")
     assert loaded.metadata["epoch"] == 1 and loaded.metadata["global_step"] == 4

@@ -26,6 +26,7 @@ from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
 from flanet.data.layouts import discover
 from flanet.data.rle import EncodedMask
+from flanet.data.splits import split_alias
 from flanet.data.video_io import probe_video
 from flanet.data.videoset import BBox, Video, VideoSet
 
@@ -70,7 +71,8 @@ class CheckReport:
     def format(self) -> str:
         """Human-readable report: summary, then every problem (errors first)."""
         sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.image_sizes.most_common(6)) or "-"
-        splits = ", ".join(f"{name} {v} videos / {f} frames" for name, (v, f) in self.split_sizes.items())
+        splits = ", ".join(f"{name} {_count(v, 'video')} / {_count(f, 'frame')}"
+                           for name, (v, f) in self.split_sizes.items())
         labels = "; ".join(
             f"{name}: " + ", ".join(f"{value} {n}" for value, n in sorted(counts.items()))
             for name, counts in self.label_counts.items()
@@ -83,7 +85,8 @@ class CheckReport:
             f"image sizes   {sizes}",
             f"splits        {splits or 'none'}",
             f"labels        {labels or 'none'}",
-            f"problems      {self.count('error')} errors, {self.count('warning')} warnings, {self.count('note')} notes",
+            f"problems      {_count(self.count('error'), 'error')}, {_count(self.count('warning'), 'warning')}, "
+            f"{_count(self.count('note'), 'note')}",
         ]
         order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
         lines += [f"  {problem}" for problem in sorted(self.problems, key=lambda p: order[p.severity])]
@@ -191,9 +194,31 @@ def _video_problems(video: Video, results: list[FrameResult], clip_len: int, lab
     return problems
 
 
+def _count(number: int, noun: str) -> str:
+    """``"1 video"``, ``"3 videos"``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _alias_names(splits: dict[str, list[str]]) -> dict[str, str]:
+    """Display names of the splits: ``"Train (train)"`` for a folder split, no line for its alias.
+
+    A layout's own split names (``Train``, ``TrainDataset``, ``CVC-ClinicDB-612-Valid``) get a
+    ``train``/``val``/``test`` alias holding the same videos (:func:`flanet.data.splits.with_aliases`);
+    the summary lists each split once. An alias absent from the result is not listed.
+    """
+    names = {split: split for split in splits}
+    for alias in ("train", "val", "test"):
+        sources = [split for split in splits if split != alias and split_alias(split) == alias]
+        if alias in splits and sources and sorted(splits[alias]) == sorted(v for s in sources for v in splits[s]):
+            del names[alias]
+            names.update({split: f"{split} ({alias})" for split in sources})
+    return names
+
+
 def _split_problems(video_set: VideoSet) -> tuple[list[Problem], dict[str, tuple[int, int]]]:
     by_id = {video.id: video for video in video_set.videos}
     problems, sizes, seen = [], {}, {}
+    names = _alias_names(video_set.splits)
     for split, ids in video_set.splits.items():
         source = video_set.split_files.get(split, video_set.root)
         problems += [Problem("error", source, f"split {split!r} names video {video_id!r}, which does not exist")
@@ -203,7 +228,8 @@ def _split_problems(video_set: VideoSet) -> tuple[list[Problem], dict[str, tuple
                 problems.append(Problem("error", source, f"video {video_id!r} is in both {seen[video_id]!r} "
                                                          f"and {split!r}"))
             seen.setdefault(video_id, split)
-        sizes[split] = (len(ids), sum(by_id[v].num_frames for v in ids if v in by_id))
+        if split in names:
+            sizes[names[split]] = (len(ids), sum(by_id[v].num_frames for v in ids if v in by_id))
         if not ids:
             problems.append(Problem("warning", source, f"split {split!r} is empty"))
     unassigned = [video.id for video in video_set.videos if video.id not in seen]

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--strict", action="store_true", help="also fail on warnings")
     check.add_argument("--workers", type=int, default=None, help="reader threads (default: CPU count, max 8)")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    check.set_defaults(func=_check)
+    check.set_defaults(func=_check, command="data check")  # errors say "flanet data check:"
 
     split = commands.add_parser("split", help="write train/val/test lists by video")
     split.add_argument("root", type=Path, help="data set folder; the lists are written there")
@@ -78,13 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--stratify-by", nargs="*", default=None, metavar="COLUMN",
                        help="label columns (default all; give none to turn stratification off)")
     split.add_argument("--force", action="store_true", help="overwrite existing split lists")
-    split.set_defaults(func=_split)
+    split.set_defaults(func=_split, command="data split")  # errors say "flanet data split:"
 
     synth = commands.add_parser("synth", help="write a synthetic breast-ultrasound video set (authors' layout)")
     synth.add_argument("out", type=Path, help="output folder (missing or empty)")
-    synth.add_argument("--videos", type=int, default=6)
-    synth.add_argument("--frames", type=int, default=12)
-    synth.add_argument("--size", type=int, default=128)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--videos", type=int, default=6,
+                       help="number of videos (default 6; 3 or more give non-empty train/val/test lists)")
+    synth.add_argument("--frames", type=int, default=12, help="frames per video (default 12)")
+    synth.add_argument("--size", type=int, default=128, help="square frame side in pixels, >= 32 (default 128)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: one seed writes identical files (default 0)")
     synth.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    synth.set_defaults(func=_synth)
+    synth.set_defaults(func=_synth, command="data synth")  # errors say "flanet data synth:"

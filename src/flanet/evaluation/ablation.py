@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from flanet.evaluation.report import TABLE2_COLUMNS, format_cell
-from flanet.models import TABLE3_ROWS
-from flanet.models.factory import BASELINES, VARIANTS
+from flanet.models.registry import list_models, model_spec
+from flanet.models.variants import TABLE3_ROWS, VARIANTS
 
 #: Models of ``flanet compare --ablation``: Table 3's rows, then the image baselines of Table 2.
 ABLATION_MODELS: tuple[str, ...] = (*(name for name, _ in TABLE3_ROWS), "unet", "unetplusplus")
-_BASELINE_LABELS = {"unet": "UNet", "unetplusplus": "UNet++"}
 TABLE3_NOTE = (
     "Columns as the paper's Table 3: FLA = frequency-based feature aggregation (FFA) fusion, "
     "Loc-Branch = localisation branch, Contrastive loss = eq. (1) with the weight the run trained with. "
@@ -42,19 +41,19 @@ def table3_markdown(entries: Sequence[AblationEntry], with_ci: bool = True) -> s
     """Markdown of Table 3's layout for ``entries`` (any order; rows follow the paper).
 
     Args:
-        entries: compared models; names outside Table 3 and the image baselines are left out.
+        entries: compared models; Table 3's in the paper's order, then the other registered models in ``flanet models`` order.
         with_ci: append the 95% interval to each score.
 
     Returns:
         The table with a header row, one row per entry and a note on the columns.
     """
     by_name = {entry.model: entry for entry in entries}
-    labels = dict(TABLE3_ROWS) | _BASELINE_LABELS
+    table3 = [name for name, _ in TABLE3_ROWS]
+    others = [name for name in list_models() if name in by_name and name not in VARIANTS]
+    labels = dict(TABLE3_ROWS) | {name: _label(name) for name in others}
     header = "| Method | model | FLA | Loc-Branch | Contrastive loss | " + " | ".join(h for _, h in TABLE2_COLUMNS) + " |"
     lines = [header, "|---|---|---|---|---|" + "---|" * len(TABLE2_COLUMNS)]
-    for name in (*(n for n, _ in TABLE3_ROWS), *BASELINES):
-        if name not in by_name:
-            continue
+    for name in (*(n for n in table3 if n in by_name), *others):
         entry = by_name[name]
         if name in VARIANTS:
             variant = VARIANTS[name]
@@ -65,3 +64,10 @@ def table3_markdown(entries: Sequence[AblationEntry], with_ci: bool = True) -> s
         scores = [format_cell(entry.metrics, key, with_ci) for key, _ in TABLE2_COLUMNS]
         lines.append(f"| {labels[name]} | `{name}` | " + " | ".join(parts + scores) + " |")
     return "\n".join(lines + ["", TABLE3_NOTE, ""])
+
+
+def _label(name: str) -> str:
+    """A compared model's label: its row in Table 2 (else 4), else its name."""
+    spec = model_spec(name)
+    row = spec.row(2) or spec.row(4)
+    return row.label if row is not None else name

@@ -102,7 +102,7 @@ def compare_models(
     from flanet.evaluation.ablation import AblationEntry, table3_markdown
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
-    from flanet.models import list_models
+    from flanet.models import list_models, model_spec
     from flanet.training import load_config, train
     from flanet.training.model_defaults import resolve_model_defaults
 
@@ -123,7 +123,7 @@ def compare_models(
             best, data, split, out / "eval" / model, image_size=recipe.data.image_size, device=device,
             batch_size=batch_size, num_workers=recipe.data.num_workers, method=model, settings=settings,
         )
-        kind = "image" if model in ("unet", "unetplusplus") else "video"
+        kind = model_spec(model).info.kind
         entries.append((model, kind, result.metrics))
         run_config = best.parent.parent / "config.yaml"  # what the run trained with (also a reused run)
         used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe

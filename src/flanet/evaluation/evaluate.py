@@ -195,7 +195,7 @@ def evaluate_model(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing)
     if out is not None:
-        name = method or str(model.config.get("name", "model"))
+        name = method or str(model.config["name"])
         kind = "video" if model.num_frames > 1 else "image"
         full_context = {
             "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,

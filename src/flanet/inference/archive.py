@@ -215,7 +215,7 @@ def predict_archive(
     if rank == 0:
         order = {item.id: n for n, item in enumerate(items)}
         records.sort(key=lambda r: order[r["video"]])
-        _write_index(out, records, {"checkpoint": checkpoint, "model": getattr(model, "config", None),
+        _write_index(out, records, {"checkpoint": checkpoint, "model": model.config,
                                     "image_size": size, "device": str(device or "auto"), "backend": backend,
                                     "threshold": threshold, "streaming": True, "edge": "causal",
                                     "input": str(input_path), "ranks": world}, time.perf_counter() - start)

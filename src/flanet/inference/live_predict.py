@@ -219,7 +219,7 @@ def predict_live(
     finally:
         live.close()
     summary = {
-        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
+        "checkpoint": checkpoint, "model": model.config, "image_size": size,
         "device": str(segmenter.device), "backend": backend, "threshold": threshold,
         "streaming": segmenter.reuse_features, "edge": "causal", "live": True,
         **_summary(live, run, out, seconds),

@@ -13,16 +13,23 @@ waits for those of frames ``i-1`` and ``i-2`` (the causal window of
 :func:`flanet.models.windows.causal_window_indices`: the first frame stands in before the video
 start) and decodes; results come back in frame order. Frames are taken from the input only as
 workers free up, and only the features of the last ``num_frames - 1 + N`` frames are kept, so
-memory stays flat on any length of video. No deadlock is possible: a worker waits only for encoder
-passes of earlier frames, whose workers started before its own (the pool's queue is first in,
-first out) and wait for nothing before publishing them.
+memory stays flat on any length of video.
+
+No deadlock is possible: a worker waits only for encoder passes of earlier frames, whose workers
+started before its own (the pool's queue is first in, first out) and wait for nothing before
+publishing them. Each worker is handed its own state's future with those of its window, never a
+key to look up: the table of recent states belongs to the feeding thread, which drops frame
+``i-2``'s entry when it submits frame ``i``, possibly before frame ``i-2``'s worker has been
+scheduled (with a lookup that worker then failed without publishing, and frames ``i-1`` and ``i``
+waited for it forever: issue 22, one run in four at 4 frames in flight). A frame cancelled on an
+early stop publishes a cancellation, so a started later frame waiting for it ends too.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -57,30 +64,31 @@ def pipelined_predictions(
     if in_flight < 1:
         raise ValueError(f"frames in flight must be >= 1, got {in_flight}")
     states: dict[int, Future] = {}  # encoder outputs of the recent frames, by frame index
-    pending: deque[tuple[Any, Future]] = deque()
+    pending: deque[tuple[Any, Future, Future]] = deque()  # (frame, its output, its state)
     executor = ThreadPoolExecutor(in_flight, thread_name_prefix="flanet-frame")
 
-    def work(index: int, frame: Any, window: list[Future]) -> Any:
+    def work(own: Future, frame: Any, window: list[Future]) -> Any:
         try:
-            states[index].set_result(encode(frame))
+            own.set_result(encode(frame))
         except BaseException as error:  # later frames waiting for this state fail too
-            states[index].set_exception(error)
+            own.set_exception(error)
             raise
         return decode([state.result() for state in window])
 
     try:
         for index, frame in enumerate(frames):
-            states[index] = Future()
+            own = states[index] = Future()
             window = causal_window_indices(torch.tensor([index]), num_frames)[0].tolist()
-            pending.append((frame, executor.submit(work, index, frame, [states[i] for i in window])))
+            pending.append((frame, executor.submit(work, own, frame, [states[i] for i in window]), own))
             states.pop(index - num_frames + 1, None)  # no later window needs it (submitted ones hold theirs)
             if len(pending) == in_flight:
-                frame, result = pending.popleft()
+                frame, result, _ = pending.popleft()
                 yield frame, result.result()
         while pending:
-            frame, result = pending.popleft()
+            frame, result, _ = pending.popleft()
             yield frame, result.result()
     finally:  # stopped early (an error, or the consumer closed the stream): drop the frames not started
-        for _, result in pending:
-            result.cancel()  # a started worker only waits for earlier, started ones: it finishes
+        for _, result, own in pending:
+            if result.cancel():  # never runs: a started later frame waiting for its state ends too
+                own.set_exception(CancelledError())
         executor.shutdown(wait=True)

@@ -190,7 +190,7 @@ def predict_to_folder(
         video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
     total = sum(v["frames"] for v in videos)
     summary = {
-        "checkpoint": checkpoint, "model": getattr(model, "config", None), "image_size": size,
+        "checkpoint": checkpoint, "model": model.config, "image_size": size,
         "device": str(segmenter.device), "backend": backend, "threshold": threshold,
         "streaming": segmenter.reuse_features, "edge": "causal", "input": str(input_path),
         "frames": total, "frames_with_lesion": sum(v["frames_with_lesion"] for v in videos),

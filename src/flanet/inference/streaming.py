@@ -174,7 +174,9 @@ class VideoSegmenter:
             count torch had is restored when the stream ends). A competing process then costs a
             barrier-free single thread instead of stalled OpenMP barriers (docs/benchmarks.md,
             "Threads on a shared CPU"). Default: on for CPU (Linux; elsewhere it does nothing), off
-            for CUDA.
+            for CUDA and off with ``compile``: a compiled step is guarded on torch's thread count
+            (Dynamo's global-state guard), so every change of the count would compile the step
+            again, in the middle of a video; asking for both is refused.
         frames_in_flight: backends "onnxruntime" and "openvino" only: frames processed at the same
             time, each by one worker with an equal share of the CPUs (:mod:`flanet.inference.pipeline`):
             more frames/s, each frame later; the same outputs, in order. Default 1 (one frame at a
@@ -182,8 +184,8 @@ class VideoSegmenter:
 
     Raises:
         ValueError: if ``image_size`` is not a multiple of ``model.size_multiple``, for an
-            unknown backend, ``compile`` with an exported backend, backend "openvino" on CUDA, or
-            ``frames_in_flight`` other than 1 with backend "pytorch".
+            unknown backend, ``compile`` with an exported backend or with ``adaptive_threads=True``,
+            backend "openvino" on CUDA, or ``frames_in_flight`` other than 1 with backend "pytorch".
     """
 
     def __init__(
@@ -252,8 +254,13 @@ class VideoSegmenter:
                 raise ValueError(f"backend {backend} streams (features reused); clips (reuse_features=False) run on "
                                  "pytorch only")
             self.num_frames = self.runner.num_frames
-        self.adaptive_threads = self.device.type == "cpu" if adaptive_threads is None else adaptive_threads
         self.compiled = compile not in (False, None)
+        if self.compiled and adaptive_threads:
+            raise ValueError("adaptive_threads with compile: a compiled step is specialised to torch's thread "
+                             "count and would be compiled again at every change of it")
+        if adaptive_threads is None:
+            adaptive_threads = self.device.type == "cpu" and not self.compiled
+        self.adaptive_threads = adaptive_threads
         self._encode, self._decode, self._forward = model.encode, model.decode, model
         if self.compiled:
             options = compile_options(compile, self.device)

@@ -1,4 +1,4 @@
-"""Models: FLA-Net, its Table 3 ablations and the image baselines.
+"""Models: FLA-Net, its Table 3 ablations and the compared methods, in one registry.
 
 >>> from flanet.models import create_model
 >>> model = create_model("flanet", encoder="resnet18")
@@ -10,7 +10,10 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "flanet.models.checkpoint": ("CheckpointError", "LoadedCheckpoint", "image_size_from_metadata", "load_checkpoint", "save_checkpoint"),
-        "flanet.models.factory": ("TABLE3_ROWS", "create_model", "default_contrastive_weight", "describe_models", "list_models"),
+        "flanet.models.registry": ("ModelError", "ModelInfo", "ModelOptions", "PaperRow", "create_model",
+                                   "default_contrastive_weight", "list_models", "model_options", "model_spec",
+                                   "rebuild_model", "register_model"),
+        "flanet.models.variants": ("TABLE3_ROWS", "FLANetOptions"),
         "flanet.models.flanet": ("FLANet",),
         "flanet.models.outputs": ("SegmentationOutput",),
         "flanet.models.weights": ("EncoderWeightsError",),

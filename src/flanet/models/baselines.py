@@ -7,8 +7,8 @@ alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import segmentation_models_pytorch as smp
 from torch import Tensor, nn
@@ -16,9 +16,8 @@ from torch import Tensor, nn
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_input_size
 from flanet.models.outputs import SegmentationOutput
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
 from flanet.models.weights import load_encoder_weights
-
-_ARCHITECTURES = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus}
 
 
 class ImageBaseline(VideoSegmentationModel):
@@ -70,11 +69,30 @@ class ImageBaseline(VideoSegmentationModel):
         return self.decode([self.encode(clip[:, 0])])
 
 
-def create_image_baseline(
-    architecture: str, encoder: str, encoder_weights: str | Path | None = None
-) -> ImageBaseline:
-    """Builds ``unet`` or ``unetplusplus`` on a timm encoder (``tu-<name>`` in smp)."""
-    net = _ARCHITECTURES[architecture](encoder_name=f"tu-{encoder}", encoder_weights=None, classes=1)
-    if encoder_weights is not None:
-        load_encoder_weights(net.encoder.model, encoder, encoder_weights)
-    return ImageBaseline(net)
+@dataclass(frozen=True)
+class SmpOptions(ModelOptions):
+    """Options of the smp image baselines: the encoder only (smp's default decoder widths)."""
+
+
+def _smp_builder(architecture: type[nn.Module]) -> Callable[[SmpOptions], ImageBaseline]:
+    def build(options: SmpOptions) -> ImageBaseline:
+        """Builds ``architecture`` on a timm encoder (``tu-<name>`` in smp)."""
+        net = architecture(encoder_name=f"tu-{options.encoder}", encoder_weights=None, classes=1)
+        if options.encoder_weights is not None:
+            load_encoder_weights(net.encoder.model, options.encoder, options.encoder_weights)
+        return ImageBaseline(net)
+
+    return build
+
+
+_SMP_REFERENCE = "segmentation-models-pytorch's implementation (MIT licence) on a timm encoder; the current frame only"
+register_model("unet", SmpOptions, ModelInfo(
+    kind="image", description="UNet (smp) on the current frame only",
+    paper="Ronneberger et al., U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015",
+    rows=(PaperRow(2, "UNet"), PaperRow(4, "UNet")), reference=_SMP_REFERENCE,
+))(_smp_builder(smp.Unet))
+register_model("unetplusplus", SmpOptions, ModelInfo(
+    kind="image", description="UNet++ (smp) on the current frame only",
+    paper="Zhou et al., UNet++: A Nested U-Net Architecture for Medical Image Segmentation, DLMIA 2018",
+    rows=(PaperRow(2, "UNet++"), PaperRow(4, "UNet++")), reference=_SMP_REFERENCE,
+))(_smp_builder(smp.UnetPlusPlus))

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
 
 from flanet import __version__
 from flanet.fileio import atomic_path
-from flanet.models.factory import create_model
+from flanet.models.contract import VideoSegmentationModel
+from flanet.models.registry import ModelError, model_spec, rebuild_model
 
 FORMAT = "flanet-checkpoint"
-VERSION = 1
+#: 2: the model is stored as ``{"name", "options"}`` (``model``); 1: as one flat ``model_config`` dict.
+VERSION = 2
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip container (torch >= 1.6) or a legacy pickle
 # create_model options added after v0.1, with the value that rebuilds a v0.1 architecture:
 # a checkpoint whose config lacks one was written before it existed.
@@ -32,11 +33,28 @@ class CheckpointError(ValueError):
 
 
 class LoadedCheckpoint(NamedTuple):
-    """A rebuilt model (in eval mode) with the checkpoint's configuration and metadata."""
+    """A rebuilt model (in eval mode) with its ``{"name", "options"}`` configuration and the metadata."""
 
-    model: nn.Module
+    model: VideoSegmentationModel
     config: dict[str, Any]
     metadata: dict[str, Any]
+
+
+def legacy_model_config(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"name", "options"}`` from a version-1 checkpoint's flat ``model_config``.
+
+    Version 1 stored every FLA-Net keyword for every model (a UNet's too); only the options the
+    named model has are kept, and FLA-Net options added after v0.1 default to the v0.1
+    architecture (:data:`V01_MODEL_OPTIONS`).
+
+    Raises:
+        ModelError: the name is not a registered model.
+    """
+    flat = dict(flat)
+    name = str(flat.pop("name", "flanet"))
+    names = model_spec(name).option_names
+    options = {k: v for k, v in {**V01_MODEL_OPTIONS, **flat}.items() if k in names}
+    return {"name": name, "options": options}
 
 
 def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -49,22 +67,21 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
-    """Saves ``model`` (built by :func:`create_model`) with its config and ``metadata``.
+def save_checkpoint(path: str | Path, model: VideoSegmentationModel, metadata: dict[str, Any] | None = None) -> Path:
+    """Saves ``model`` (built by :func:`~flanet.models.create_model`) with its ``{name, options}`` and ``metadata``.
 
     The file is written next to its destination and renamed into place, so an
     interrupted save never leaves a truncated checkpoint behind.
     """
-    config = getattr(model, "config", None)
-    if not config:
-        raise CheckpointError("model has no .config: build it with flanet.models.create_model")
+    if not isinstance(model, VideoSegmentationModel) or not model.config:
+        raise CheckpointError("the model has no name and options: build it with flanet.models.create_model")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "flanet_version": __version__,
-        "model_config": dict(config),
+        "model": {"name": model.config["name"], "options": dict(model.config["options"])},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
@@ -72,6 +89,36 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def normalise_model_config(stored: Any) -> dict[str, Any]:
+    """``{"name", "options"}`` from a stored model configuration of this or of the flat version-1 form.
+
+    Raises:
+        ModelError: neither form, or a version-1 name that is not a registered model.
+    """
+    if isinstance(stored, dict) and isinstance(stored.get("name"), str) and isinstance(stored.get("options"), dict):
+        return {"name": stored["name"], "options": dict(stored["options"])}
+    if isinstance(stored, dict) and "options" not in stored:
+        return legacy_model_config(stored)
+    raise ModelError(f"not a model configuration {{'name': ..., 'options': {{...}}}}: {stored!r}")
+
+
+def stored_model_config(payload: dict[str, Any]) -> dict[str, Any]:
+    """The ``{"name", "options"}`` of a checkpoint payload (:func:`read_checkpoint`), of any version."""
+    if "model" in payload:
+        return normalise_model_config(payload["model"])
+    if isinstance(payload.get("model_config"), dict):
+        return legacy_model_config(payload["model_config"])
+    raise ModelError("the checkpoint names no model (no 'model': {'name': ..., 'options': {...}})")
+
+
+def config_difference(config: dict[str, Any], expected: dict[str, Any]) -> str:
+    """``"name: checkpoint 'a' vs expected 'b', options.x: ..."``, or ``""`` when the two are equal."""
+    flat = {"name": config.get("name"), **{f"options.{k}": v for k, v in config.get("options", {}).items()}}
+    other = {"name": expected.get("name"), **{f"options.{k}": v for k, v in expected.get("options", {}).items()}}
+    diff = sorted(k for k in set(flat) | set(other) if flat.get(k) != other.get(k))
+    return ", ".join(f"{k}: checkpoint {flat.get(k)!r} vs expected {other.get(k)!r}" for k in diff)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -130,17 +177,19 @@ def load_checkpoint(
             differs from ``expected_config``, or weights that do not fit the model.
     """
     payload = read_checkpoint(path, map_location)
-    config = {**V01_MODEL_OPTIONS, **payload["model_config"]}
-    if expected_config is not None:
-        diff = sorted(k for k in set(config) | set(expected_config) if config.get(k) != expected_config.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {config.get(k)!r} vs expected {expected_config.get(k)!r}" for k in diff)
-            raise CheckpointError(f"{path}: checkpoint is for a different model configuration ({detail})")
-    model = create_model(**config)
+    try:
+        config = stored_model_config(payload)
+        if expected_config is not None:
+            detail = config_difference(config, expected_config)
+            if detail:
+                raise CheckpointError(f"{path}: checkpoint is for a different model configuration ({detail})")
+        model = rebuild_model(config)
+    except ModelError as err:
+        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from err
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit model {config.get('name')!r}: {err}") from err
+        raise CheckpointError(f"{path}: weights do not fit model {config['name']!r}: {err}") from err
     model.to(map_location).eval()
     return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})))
 
@@ -160,7 +209,7 @@ def image_size_from_metadata(metadata: dict[str, Any] | None, default: int = 352
     return default
 
 
-def model_for_inference(model: nn.Module | str | Path, image_size: int | None = None) -> tuple[nn.Module, dict[str, Any], int]:
+def model_for_inference(model: VideoSegmentationModel | str | Path, image_size: int | None = None) -> tuple[VideoSegmentationModel, dict[str, Any], int]:
     """A model given as itself or as a checkpoint file, with its metadata and the input size to run it at.
 
     Args:

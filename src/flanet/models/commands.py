@@ -23,17 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list_models(args: argparse.Namespace) -> int:
-    from flanet.models.factory import describe_models
+    from flanet.models.registry import list_models, model_spec
 
-    for name, text in describe_models().items():
-        print(f"{name:14s} {text}")
+    for name in list_models():
+        info = model_spec(name).info
+        rows = ", ".join(str(row) for row in info.rows) or "-"
+        print(f"{name:14s} {info.kind:5s} {rows:55s} {info.description}")
     return 0
 
 
 def _smoke(args: argparse.Namespace) -> int:
     import torch
 
-    from flanet.models.factory import create_model
+    from flanet.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model(args.model, encoder=args.encoder).eval()

@@ -1,4 +1,4 @@
-"""The one interface every model of :func:`flanet.models.create_model` meets.
+"""The one interface every registered model (:func:`flanet.models.create_model`) meets.
 
 As smp's ``SegmentationModel`` and timm's uniform model API, training, evaluation,
 streaming, export and cost counting talk to any model through these members only, never
@@ -23,7 +23,9 @@ class VideoSegmentationModel(nn.Module, ABC):
             reads I_t, I_{t-1}, I_{t-2}, Section 3.1).
         has_heatmap: whether the model predicts the lesion-centre heatmap H_t
             (the localisation branch, Section 3.2).
-        config: the :func:`~flanet.models.create_model` arguments that rebuild it.
+        config: ``{"name": ..., "options": {...}}``, set by :func:`~flanet.models.create_model`:
+            the registered name and every option of its options dataclass, which rebuild it
+            (:func:`~flanet.models.rebuild_model`).
         encoder: the per-frame encoder that :meth:`encode` runs.
     """
 

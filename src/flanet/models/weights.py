@@ -16,10 +16,9 @@ import timm
 import torch
 from torch import Tensor, nn
 
-_PREFIXES = ("module.", "model.", "backbone.", "encoder.")
+from flanet.models.defaults import IMAGENET
 
-#: ``encoder_weights`` value selecting timm's default (ImageNet) pretrained weights.
-IMAGENET = "imagenet"
+_PREFIXES = ("module.", "model.", "backbone.", "encoder.")
 
 
 class EncoderWeightsError(ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import logging
 import re
 import typing
@@ -24,11 +23,13 @@ from typing import Any
 import yaml
 
 from flanet.fileio import atomic_write_text
+from flanet.models.defaults import IMAGENET
 from flanet.training.schema import (
     DEPRECATED_KEYS,
     DEPRECATED_REMOVED_IN,
     FREE_FORM_KEYS,
     ConfigError,
+    ModelConfig,
     TrainConfig,
     build,
     check_value,
@@ -95,7 +96,8 @@ def load_config(
     Raises:
         ConfigError: unknown recipe or missing file, malformed YAML, unknown key (the
             message suggests the closest and lists the valid keys), a value of the wrong
-            type, or a ``model.options`` key the model's constructor does not take.
+            type, an unknown model, or a ``model.options`` key the model does not have (a recipe's
+            options for another model are left out, :func:`fit_recipe_to_model`).
     """
     config = copy.deepcopy(_DEFAULTS)
     if isinstance(name_or_path, TrainConfig):
@@ -104,12 +106,13 @@ def load_config(
         _merge(config, _resolve_base(dict(name_or_path), "<config dict>", (), Path.cwd()), "")
     else:
         _merge(config, _read_recipe(name_or_path, ()), "")
+    recipe_model = build(ModelConfig, config["model"], "model.")
     for item in overrides:
         key, value = _split_override(item)
         key, value = _into_free_form(config, key, value)
         _merge(config, _renamed(_nest(key, value), f"override '{item}'"), "")
-    typed = build(TrainConfig, config)
-    check_model_options(typed.model.options)
+    typed = fit_recipe_to_model(build(TrainConfig, config), recipe_model)
+    check_model_options(typed.model)
     return typed
 
 
@@ -260,26 +263,72 @@ def unknown_key_message(dotted: str, every_key: Sequence[str], section: str) -> 
     return f"unknown config key '{dotted}'{hint}. Valid keys{where}: {', '.join(keys)}"
 
 
-def check_model_options(options: Mapping[str, Any]) -> None:
-    """Check ``model.options`` against the keyword arguments of :func:`flanet.models.create_model`.
+def check_model_options(model: ModelConfig) -> None:
+    """Check a ``model`` section against the registry: its name, encoder and ``model.options``.
 
-    Every model is built by that one constructor (options a baseline does not use are
-    ignored by it), so its signature is the schema of ``model.options``.
+    ``model.options`` are the fields of the model's own options dataclass
+    (:func:`flanet.models.model_options`), so an option of another model (a FLA-Net
+    ``neck_channels`` on ``unet``) is an error naming the key.
 
     Raises:
-        ConfigError: an argument it does not take (with the closest name) or a value of the
-            wrong type.
+        ConfigError: an unknown model, an option the model does not have (with the closest
+            name), a value of the wrong type, or an encoder the model cannot use.
     """
-    from flanet.models.factory import create_model
+    from flanet.models.registry import ModelError, model_spec
 
-    parameters = [p.name for p in inspect.signature(create_model).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("encoder", "encoder_weights")]
-    hints = typing.get_type_hints(create_model)
-    for key, value in options.items():
+    try:
+        spec = model_spec(model.name)
+    except ModelError as error:
+        raise ConfigError(f"config key 'model.name': {error}") from error
+    names = [n for n in spec.option_names if n not in ("encoder", "encoder_weights")]
+    hints = typing.get_type_hints(spec.options)
+    for key, value in model.options.items():
         dotted = f"model.options.{key}"
-        if key not in parameters:
-            raise ConfigError(unknown_key_message(dotted, [f"model.options.{p}" for p in parameters], "model.options."))
+        if key not in names:
+            message = unknown_key_message(dotted, [f"model.options.{n}" for n in names], "model.options.")
+            raise ConfigError(f"{message} (the options of model '{model.name}')")
         check_value(value, hints[key], dotted)
+    if not spec.accepts_encoder(model.encoder):
+        raise ConfigError(f"config key 'model.encoder': model {model.name!r} cannot use encoder {model.encoder!r}; "
+                          f"it needs one of {', '.join(spec.info.encoders)} (its default: {spec.default_encoder})")
+
+
+def fit_recipe_to_model(config: TrainConfig, recipe_model: ModelConfig) -> TrainConfig:
+    """``config`` with what its recipe set for another model left out of ``model``.
+
+    A recipe's ``model.options`` are for the model it names (``cpu-small``'s ``neck_channels`` are
+    FLA-Net's); when ``model.name`` is changed (``flanet train --config cpu-small model.name=unet``,
+    ``flanet compare``), the recipe's options that the chosen model does not have are left out, and a
+    recipe encoder it cannot use (a plain ViT needs a ViT) gives way to the model's default encoder;
+    both are logged. What an override sets is kept, and checked (:func:`check_model_options`).
+    """
+    from flanet.models.registry import ModelError, model_spec
+
+    model = config.model
+    if model.name == recipe_model.name:
+        return config
+    try:
+        spec = model_spec(model.name)
+    except ModelError:
+        return config  # reported by check_model_options
+    dropped = [k for k, v in model.options.items()
+               if k not in spec.option_names and recipe_model.options.get(k, _MISSING) == v]
+    changes: dict[str, Any] = {}
+    if dropped:
+        changes["options"] = {k: v for k, v in model.options.items() if k not in dropped}
+        log.warning("model.options %s of the recipe (for %s) do not apply to %s: left out",
+                    ", ".join(dropped), recipe_model.name, model.name)
+    if model.encoder == recipe_model.encoder and not spec.accepts_encoder(model.encoder):
+        changes["encoder"] = spec.default_encoder
+        log.warning("%s cannot use the recipe's encoder %s (it needs %s): it uses %s", model.name, model.encoder,
+                    " or ".join(spec.info.encoders), spec.default_encoder)
+        if model.encoder_weights not in (None, IMAGENET):
+            raise ConfigError(f"config key 'model.encoder_weights': the recipe's file {model.encoder_weights} is for "
+                              f"encoder {model.encoder}, which {model.name} cannot use; set model.encoder_weights")
+    return config.replace(model=changes) if changes else config
+
+
+_MISSING = object()
 
 
 def _lookup(config: Mapping[str, Any], dotted: str) -> Any:

@@ -12,8 +12,7 @@ names a paper run that would not.
 from __future__ import annotations
 
 from flanet.models import default_contrastive_weight
-from flanet.models.factory import DEFAULT_ENCODER
-from flanet.models.weights import IMAGENET
+from flanet.models.defaults import DEFAULT_ENCODER, IMAGENET
 from flanet.training.schema import TrainConfig
 
 #: Shipped recipes that reproduce the paper (``name`` of their configuration).

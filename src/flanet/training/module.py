@@ -11,12 +11,15 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from flanet.evaluation.model_predictions import heatmap_peaks
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
 from flanet.models import SegmentationOutput, create_model
+from flanet.models.checkpoint import config_difference, normalise_model_config
+from flanet.models.contract import VideoSegmentationModel
+from flanet.models.registry import ModelError
 from flanet.training.model_defaults import resolve_model_defaults
 from flanet.training.schema import ConfigError, ModelConfig, TrainConfig
 
@@ -33,17 +36,17 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stops, checkpoints are kept."""
 
 
-def build_model(section: ModelConfig) -> nn.Module:
+def build_model(section: ModelConfig) -> VideoSegmentationModel:
     """Create the model of a training configuration's ``model`` section.
 
     Raises:
-        ConfigError: ``model.options`` the model does not take (also checked by ``load_config``).
+        ConfigError: ``model.options`` the model does not have (also checked by ``load_config``).
     """
     try:
         return create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
                             **section.options)
-    except TypeError as error:
-        raise ConfigError(f"config key 'model.options' does not fit model {section.name!r}: {error}") from error
+    except ModelError as error:
+        raise ConfigError(f"config key 'model': {error}") from error
 
 
 class FLANetModule(pl.LightningModule):
@@ -217,7 +220,7 @@ class FLANetModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(MODEL_CONFIG_KEY)
-        if stored is not None and stored != dict(self.model.config):
+        if stored is not None and config_difference(normalise_model_config(stored), self.model.config):
             raise ValueError(
                 f"resume checkpoint is for model {stored}, the configuration builds {self.model.config}"
             )

@@ -141,7 +141,11 @@ class ResumeState(Checkpoint):
         self._saved_step = -1
 
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        # the full training state (optimizer, loops, callbacks: what a resume needs); Lightning's
+        # ``weights_only`` here means "save the weights alone", unrelated to torch.load's, with which
+        # the file is read back (``weights_only=True``, training/run.py); said explicitly, Lightning
+        # no longer logs "`weights_only` was not set" at every save
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,

@@ -18,9 +18,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flanet.data import DataError
 from flanet.models import CheckpointError
+from flanet.models.checkpoint import config_difference, normalise_model_config
+from flanet.models.registry import ModelError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule
+from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
@@ -147,6 +150,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path) -> pl.Trainer:
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
+    quiet_lightning()
     return pl.Trainer(
         **trainer_arguments(config),
         enable_model_summary=False,
@@ -221,7 +225,9 @@ def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
         raise CheckpointError(f"{ckpt}: cannot read resume checkpoint ({error})") from error
     if stored is None:
         raise CheckpointError(f"{ckpt}: not a flanet resume checkpoint (no model configuration inside)")
-    if dict(stored) != dict(model_config):
-        diff = sorted(k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k))
-        detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs config {model_config.get(k)!r}" for k in diff)
+    try:
+        detail = config_difference(normalise_model_config(stored), dict(model_config))
+    except ModelError as error:
+        raise CheckpointError(f"{ckpt}: resume checkpoint's model: {error}") from error
+    if detail:
         raise CheckpointError(f"{ckpt}: resume checkpoint is for a different model configuration ({detail})")

@@ -10,13 +10,13 @@ names, passed through unchanged (as lightning-hydra-template hands its trainer g
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flanet.models.defaults import DEFAULT_ENCODER
+from flanet.typedvalues import WRONG, convert, describe_type
 
 
 class ConfigError(ValueError):
@@ -185,64 +185,10 @@ def check_value(value: Any, hint: Any, dotted: str) -> Any:
     Raises:
         ConfigError: ``value`` is not of that type.
     """
-    converted = _convert(value, hint)
-    if converted is _WRONG:
+    converted = convert(value, hint)
+    if converted is WRONG:
         origin = typing.get_origin(hint)
         if origin is Literal:
             raise ConfigError(f"config key '{dotted}' must be one of {typing.get_args(hint)}, got {value!r}")
         raise ConfigError(f"config key '{dotted}' expects {describe_type(hint)}, got {value!r}")
     return converted
-
-
-_WRONG = object()
-
-
-def _convert(value: Any, hint: Any) -> Any:
-    """``value`` as ``hint``, or :data:`_WRONG`."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            converted = _convert(value, arg)
-            if converted is not _WRONG:
-                return converted
-        return _WRONG
-    if origin is Literal:
-        return value if value in args else _WRONG
-    if hint is type(None):
-        return value if value is None else _WRONG
-    if hint is bool:
-        return value if isinstance(value, bool) else _WRONG
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return value if number and isinstance(value, int) else _WRONG
-    if hint is float:
-        return float(value) if number else _WRONG
-    if hint is str:
-        return value if isinstance(value, str) else str(value) if number else _WRONG
-    if origin in (list, Sequence) or hint in (list, Sequence):
-        if not isinstance(value, (list, tuple)):
-            return _WRONG
-        items = [_convert(item, args[0] if args else Any) for item in value]
-        return _WRONG if any(item is _WRONG for item in items) else items
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else _WRONG
-    return value if isinstance(hint, type) and isinstance(value, hint) else _WRONG
-
-
-def describe_type(hint: Any) -> str:
-    """``an integer``, ``a string or null``, ``a list of a number``... as a message names a type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe_type(arg) for arg in args)
-    if origin is Literal:
-        return " or ".join(repr(arg) for arg in args)
-    if hint is type(None):
-        return "null"
-    if origin in (list, Sequence):
-        return f"a list of {describe_type(args[0])}" if args else "a list"
-    if origin in (dict, Mapping):
-        return "a mapping"
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
