@@ -5,6 +5,8 @@ A model is tested here by being registered in :func:`flanet.models.list_models`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -15,9 +17,9 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module", params=list_models())
-def model(request: pytest.FixtureRequest) -> VideoSegmentationModel:
+def model(request: pytest.FixtureRequest, tiny_options: Callable[[str], dict]) -> VideoSegmentationModel:
     torch.manual_seed(0)
-    return create_model(request.param, encoder="resnet18").eval()
+    return create_model(request.param, **tiny_options(request.param)).eval()
 
 
 def test_model_meets_the_contract(model: VideoSegmentationModel) -> None:

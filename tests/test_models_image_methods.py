@@ -6,6 +6,7 @@ configuration. Small timm backbones, 64-px inputs, no pretrained weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +17,30 @@ import torch
 from flanet.inference import VideoSegmenter
 from flanet.inference.export import export_model
 from flanet.losses import FLANetLoss
-from flanet.models import SegmentationOutput
+from flanet.models import ModelError, SegmentationOutput, create_model, list_models, load_checkpoint, save_checkpoint
 from flanet.models.contract import VideoSegmentationModel
-from flanet.models.image_methods import IMAGE_METHODS, create_image_method
 from flanet.models.image_methods.vit import ViTEncoder
+from flanet.models.registry import default_mask_terms, default_side_weight, model_spec
 
 SIZE = 64
-#: Tiny options of every method: small timm backbones, narrow decoders.
-TINY: dict[str, dict] = {
-    "resunetplusplus": {"channels": (8, 8, 16, 16)},
-    "acsnet": {"encoder": "resnet18", "gcm_channels": 8},
-    "pranet": {"encoder": "resnet18", "rfb_channels": 8, "ra_channels": (8, 8, 16)},
-    "transunet": {"img_size": SIZE, "decoder_channels": (16, 16, 8, 8),
-                  "encoder_kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}},
-    "setr": {"encoder": "vit_tiny_patch16_224", "img_size": SIZE, "decoder_channels": 16,
-             "encoder_kwargs": {"depth": 6}},  # auxiliary heads at layers 1, 3, 4
-}
+METHODS = ("resunetplusplus", "acsnet", "pranet", "transunet", "setr")
 #: Side outputs each method gives in training (deep supervision).
 SIDES = {"resunetplusplus": 0, "acsnet": 4, "pranet": 3, "transunet": 0, "setr": 3}
 
 
-def test_every_method_has_tiny_options() -> None:
-    assert set(TINY) == set(IMAGE_METHODS) == set(SIDES)
+def test_the_five_methods_are_registered_with_their_table_rows() -> None:
+    assert set(METHODS) <= set(list_models(kind="image"))
+    assert {n for n in METHODS if model_spec(n).row(4)} == {"resunetplusplus", "acsnet", "pranet"}
+    assert {n for n in METHODS if model_spec(n).row(2)} == {"transunet", "setr"}
+    assert default_mask_terms("pranet") == ["wbce", "wiou"] and default_side_weight("pranet") == 1.0
+    assert default_mask_terms("setr") == ["bce"] and default_side_weight("setr") == 0.4
+    assert default_mask_terms("flanet") == ["bce", "iou"] and default_side_weight("flanet") == 0.0
 
 
-@pytest.fixture(scope="module", params=list(TINY))
-def model(request: pytest.FixtureRequest) -> VideoSegmentationModel:
+@pytest.fixture(scope="module", params=METHODS)
+def model(request: pytest.FixtureRequest, tiny_options: Callable[[str], dict]) -> VideoSegmentationModel:
     torch.manual_seed(0)
-    return create_image_method(request.param, **TINY[request.param]).eval()
+    return create_model(request.param, **tiny_options(request.param)).eval()
 
 
 def test_forward_shapes_and_side_outputs_only_in_training(model: VideoSegmentationModel) -> None:
@@ -69,10 +66,10 @@ def test_a_longer_clip_is_segmented_from_its_current_frame(model: VideoSegmentat
 
 
 def test_one_training_step_with_the_methods_own_loss(model: VideoSegmentationModel) -> None:
-    entry = IMAGE_METHODS[model.config["name"]]
-    net = create_image_method(**model.config).train()
+    name = model.config["name"]
+    net = create_model(name, **model.config["options"]).train()
     net.load_state_dict(model.state_dict())
-    criterion = FLANetLoss(mask_terms=entry.loss_terms, side_weight=entry.side_weight)
+    criterion = FLANetLoss(mask_terms=default_mask_terms(name), side_weight=default_side_weight(name))
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
     clip = torch.randn(2, 1, 3, SIZE, SIZE)
     mask = torch.zeros(2, 1, SIZE, SIZE)
@@ -108,33 +105,33 @@ def test_onnx_export_reproduces_pytorch(model: VideoSegmentationModel, tmp_path:
     assert manifest["model"]["name"] == model.config["name"]
 
 
-def test_config_rebuilds_the_model_and_its_weights(model: VideoSegmentationModel, tmp_path: Path) -> None:
-    path = tmp_path / "state.pt"
-    torch.save({"config": model.config, "state": model.state_dict()}, path)
-    loaded = torch.load(path, weights_only=True)
-    rebuilt = create_image_method(**loaded["config"]).eval()
-    rebuilt.load_state_dict(loaded["state"])
+def test_checkpoint_round_trip(model: VideoSegmentationModel, tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", model, {"image_size": SIZE})
+    loaded = load_checkpoint(path)
+    assert loaded.config == model.config
     clip = torch.randn(1, 1, 3, SIZE, SIZE)
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(clip).mask_logits, model(clip).mask_logits)
+        torch.testing.assert_close(loaded.model(clip).mask_logits, model(clip).mask_logits)
 
 
 def test_an_option_of_another_model_is_refused() -> None:
-    with pytest.raises(TypeError, match="pranet has no option neck_channels"):
-        create_image_method("pranet", encoder="resnet18", neck_channels=[8, 8, 8, 8])
+    with pytest.raises(ModelError, match="'pranet' has no option 'neck_channels'"):
+        create_model("pranet", encoder="resnet18", neck_channels=[8, 8, 8, 8])
 
 
 def test_setr_refuses_a_hybrid_and_transunet_a_cnn() -> None:
     with pytest.raises(ValueError, match="plain ViT"):
-        create_image_method("setr", encoder="vit_base_r50_s16_384", img_size=SIZE,
+        create_model("setr", encoder="vit_base_r50_s16_384", img_size=SIZE,
                             encoder_kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
+    with pytest.raises(ModelError, match="cannot use encoder 'resnet18'"):
+        create_model("transunet", encoder="resnet18")
     with pytest.raises(ValueError, match="not a timm VisionTransformer"):
-        create_image_method("transunet", encoder="resnet18")
+        ViTEncoder("resnet18", None, [-1], SIZE)
 
 
 def test_transunet_on_a_plain_vit_has_no_skips() -> None:
-    net = create_image_method("transunet", encoder="vit_tiny_patch16_224", img_size=SIZE,
-                              decoder_channels=(8, 8, 8, 8), encoder_kwargs={"depth": 1}).eval()
+    net = create_model("transunet", encoder="vit_tiny_patch16_224", img_size=SIZE,
+                       decoder_channels=[8, 8, 8, 8], encoder_kwargs={"depth": 1}).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 1, 3, SIZE, SIZE)).mask_logits.shape == (1, 1, SIZE, SIZE)
     assert net.skip_blocks == ()

@@ -67,7 +67,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """``loss``: the weights of eq. (2) and the margin of eq. (1)."""
+    """``loss``: the weights of eq. (2), the margin of eq. (1), and the mask terms of the compared methods."""
 
     bce_weight: float = 1.0
     iou_weight: float = 1.0
@@ -75,6 +75,11 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
+    #: Mask loss terms; None: the model's own (eq. 2's bce + iou for FLA-Net, a compared method's loss).
+    mask_terms: list[Literal["bce", "iou", "dice", "wbce", "wiou"]] | None = None
+    dice_weight: float = 1.0
+    #: Weight of each deep-supervision side output; None: the model's default (0 without side outputs).
+    side_weight: float | None = None
 
 
 @dataclass(frozen=True)

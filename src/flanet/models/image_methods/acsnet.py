@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flanet.models.image_methods.base import ConvBNReLU, ImageMethod, SqueezeExcitation, TimmLevels, resize
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
 
 
 @dataclass(frozen=True)
-class ACSNetOptions:
+class ACSNetOptions(ModelOptions):
     """Options of :class:`ACSNet`.
 
     Attributes:
@@ -107,8 +108,6 @@ class SideOutput(nn.Sequential):
 class ACSNet(ImageMethod):
     """ACSNet on the current frame; the four side predictions (deep to shallow) in training."""
 
-    name = "acsnet"
-
     def __init__(self, options: ACSNetOptions) -> None:
         encoder = TimmLevels(options.encoder, options.encoder_weights, (0, 1, 2, 3, 4))
         super().__init__(options, max(encoder.reductions))
@@ -144,3 +143,15 @@ class ACSNet(ImageMethod):
             selected = torch.cat([local_context(skip, side_logits), select["non_local"](decoded), context], dim=1)
             decoded = stage(select["gate"](selected), target)
         return self.head(decoded), sides[::-1] if self.training else []
+
+
+@register_model("acsnet", ACSNetOptions, ModelInfo(
+    kind="image", description="ACSNet: local/global context and adaptive selection (ResNet-34)",
+    paper="Zhang et al., Adaptive Context Selection for Polyp Segmentation, MICCAI 2020",
+    rows=(PaperRow(4, "ACSNet"),),
+    reference="paper Section 2 (LCA, GCM, ASM, deep supervision); github.com/ReaFly/ACSNet (no licence file) "
+              "read as a reference, not copied",
+    loss_terms=("bce", "dice"), side_weight=1.0,
+))
+def _acsnet(options: ACSNetOptions) -> ACSNet:
+    return ACSNet(options)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
 
 import timm
 import torch
@@ -23,6 +21,7 @@ from torch import Tensor, nn
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_input_size
 from flanet.models.outputs import SegmentationOutput
+from flanet.models.registry import ModelOptions
 from flanet.models.weights import load_encoder_weights
 
 
@@ -93,21 +92,18 @@ class ImageMethod(VideoSegmentationModel):
     """Base of the image methods: the current frame through ``encoder`` and :meth:`decode_frame`.
 
     Subclasses set ``self.encoder`` (a module mapping ``(N, 3, H, W)`` to a list of maps) and
-    implement :meth:`decode_frame`. ``options`` is the method's options dataclass; ``config``
-    (what rebuilds the model) is ``{"name": ..., **asdict(options)}`` with ``encoder_weights``
-    cleared, since trained weights travel in checkpoints.
+    implement :meth:`decode_frame`. ``options`` is the method's options dataclass (registered
+    with it, :mod:`flanet.models.registry`); :func:`~flanet.models.create_model` sets ``config``.
     """
 
     num_frames = 1
     has_heatmap = False
-    name: str = ""
 
-    def __init__(self, options: Any, size_multiple: int) -> None:
+    def __init__(self, options: ModelOptions, size_multiple: int) -> None:
         super().__init__()
         self.options = options
         self._size_multiple = int(size_multiple)
-        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items()}
-        self.config: dict = {"name": self.name, **plain, "encoder_weights": None}
+        self.config: dict = {}
 
     @property
     def size_multiple(self) -> int:

@@ -12,16 +12,17 @@ a small convolution stack predicts a residual added to S_{i+1}. S_3 is the predi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from flanet.models.image_methods.base import ConvBNReLU, ImageMethod, TimmLevels, resize
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
 
 
 @dataclass(frozen=True)
-class PraNetOptions:
+class PraNetOptions(ModelOptions):
     """Options of :class:`PraNet`.
 
     Attributes:
@@ -34,7 +35,7 @@ class PraNetOptions:
     encoder: str = "res2net50_26w_4s"
     encoder_weights: str | None = None
     rfb_channels: int = 32
-    ra_channels: tuple[int, int, int] = (64, 64, 256)
+    ra_channels: list[int] = field(default_factory=lambda: [64, 64, 256])
 
 
 class ReceptiveFieldBlock(nn.Module):
@@ -109,8 +110,6 @@ class ReverseAttention(nn.Module):
 class PraNet(ImageMethod):
     """PraNet on the current frame; side outputs S_g, S_5, S_4 in training (see the module docstring)."""
 
-    name = "pranet"
-
     def __init__(self, options: PraNetOptions) -> None:
         encoder = TimmLevels(options.encoder, options.encoder_weights, (2, 3, 4))
         super().__init__(options, max(encoder.reductions))
@@ -119,6 +118,8 @@ class PraNet(ImageMethod):
         width = options.rfb_channels
         self.rfb = nn.ModuleList(ReceptiveFieldBlock(c, width) for c in (c3, c4, c5))
         self.partial_decoder = PartialDecoder(width)
+        if len(options.ra_channels) != 3:
+            raise ValueError(f"ra_channels needs 3 widths (f3, f4, f5), got {options.ra_channels}")
         r3, r4, r5 = options.ra_channels
         self.reverse = nn.ModuleList([  # f3, f4, f5 as in the paper's code: 5x5 convolutions at f5
             ReverseAttention(c3, r3, 2, 3), ReverseAttention(c4, r4, 2, 3), ReverseAttention(c5, r5, 3, 5)])
@@ -134,3 +135,15 @@ class PraNet(ImageMethod):
         s_4 = self.reverse[1](f4, s_5)
         s_3 = self.reverse[0](f3, s_4)
         return resize(s_3, size), [s_g, s_5, s_4] if self.training else []
+
+
+@register_model("pranet", PraNetOptions, ModelInfo(
+    kind="image", description="PraNet: parallel partial decoder + reverse attention (Res2Net-50)",
+    paper="Fan et al., PraNet: Parallel Reverse Attention Network for Polyp Segmentation, MICCAI 2020",
+    rows=(PaperRow(4, "PraNet"),),
+    reference="paper Sections 2.1-2.3 (RFB and partial decoder from CPD); github.com/DengPingFan/PraNet "
+              "(research/education licence) read as a reference, not copied",
+    loss_terms=("wbce", "wiou"), side_weight=1.0,
+))
+def _pranet(options: PraNetOptions) -> PraNet:
+    return PraNet(options)

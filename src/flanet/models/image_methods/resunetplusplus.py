@@ -6,35 +6,40 @@ connection (Section III): the decoder feature is gated by a map computed from it
 skip feature one level up, upsampled by 2, concatenated with that skip and passed through a
 residual unit. Trained with binary cross-entropy (``loss.mask_terms: [bce]``).
 
-The paper's encoder is its own (a stem and three strided residual units); ``encoder`` may name
-any timm CNN instead, whose first four levels are then the skips.
+The paper's encoder is its own (a stem and three strided residual units, ``encoder:
+resunet++``); ``encoder`` may name any timm CNN instead, whose first four levels are then the skips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from flanet.models.image_methods.base import ImageMethod, SqueezeExcitation, TimmLevels, resize
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
+
+#: ``encoder`` value selecting the paper's own residual encoder.
+PAPER_ENCODER = "resunet++"
 
 
 @dataclass(frozen=True)
-class ResUNetPlusPlusOptions:
+class ResUNetPlusPlusOptions(ModelOptions):
     """Options of :class:`ResUNetPlusPlus`.
 
     Attributes:
-        encoder: None for the paper's residual encoder, or a timm CNN (its levels 0-3 become the skips).
+        encoder: ``"resunet++"`` for the paper's residual encoder, or a timm CNN (its levels 0-3
+            become the skips).
         encoder_weights: for a timm encoder: ``"imagenet"``, a local file, or None (random).
         channels: widths of the paper's encoder levels (stride 1, 2, 4, 8); the bridge has twice
             the last. With a timm encoder they are the decoder widths only.
     """
 
-    encoder: str | None = None
+    encoder: str = PAPER_ENCODER
     encoder_weights: str | None = None
-    channels: tuple[int, int, int, int] = (16, 32, 64, 128)
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
 
 
 def _bn_relu_conv(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
@@ -127,14 +132,15 @@ class PaperEncoder(nn.Module):
 class ResUNetPlusPlus(ImageMethod):
     """ResUNet++ on the current frame (no side outputs)."""
 
-    name = "resunetplusplus"
-
     def __init__(self, options: ResUNetPlusPlusOptions) -> None:
         widths = tuple(options.channels)
         if len(widths) != 4:
             raise ValueError(f"ResUNet++ needs 4 channel widths, got {list(widths)}")
+        if options.encoder == PAPER_ENCODER and options.encoder_weights is not None:
+            raise ValueError(f"encoder {PAPER_ENCODER!r} (the paper's own) has no pretrained weights; "
+                             "encoder_weights needs a timm encoder")
         encoder: PaperEncoder | TimmLevels = (
-            PaperEncoder(widths) if options.encoder is None
+            PaperEncoder(widths) if options.encoder == PAPER_ENCODER
             else TimmLevels(options.encoder, options.encoder_weights, (0, 1, 2, 3)))
         super().__init__(options, max(encoder.reductions))
         self.encoder = encoder
@@ -157,3 +163,15 @@ class ResUNetPlusPlus(ImageMethod):
         for stage, skip in zip(self.stages, features[2::-1]):
             x = stage(skip, x)
         return resize(self.classifier(self.out_aspp(x)), size), []
+
+
+@register_model("resunetplusplus", ResUNetPlusPlusOptions, ModelInfo(
+    kind="image", description="ResUNet++: residual U-Net with SE, ASPP and attention (own encoder)",
+    paper="Jha et al., ResUNet++: An Advanced Architecture for Medical Image Segmentation, IEEE ISM 2019",
+    rows=(PaperRow(4, "ResUNet"),),
+    reference="paper Section III; github.com/DebeshJha/ResUNetPlusPlus (no licence file) read as a reference, "
+              "not copied",
+    loss_terms=("bce",),
+))
+def _resunetplusplus(options: ResUNetPlusPlusOptions) -> ResUNetPlusPlus:
+    return ResUNetPlusPlus(options)

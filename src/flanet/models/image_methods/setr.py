@@ -19,13 +19,14 @@ from torch import Tensor, nn
 
 from flanet.models.image_methods.base import ConvBNReLU, ImageMethod, resize
 from flanet.models.image_methods.vit import ViTEncoder, describe_vit
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
 
 #: SETR's auxiliary layers as fractions of the depth: Z10, Z15, Z20 of 24 (1-based), the main head Z24.
 _AUX_FRACTIONS = (10 / 24, 15 / 24, 20 / 24)
 
 
 @dataclass(frozen=True)
-class SETROptions:
+class SETROptions(ModelOptions):
     """Options of :class:`SETR`.
 
     Attributes:
@@ -41,7 +42,7 @@ class SETROptions:
     encoder_weights: str | None = None
     img_size: int = 352
     decoder_channels: int = 256
-    aux_layers: tuple[int, ...] | None = None
+    aux_layers: list[int] | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,8 +59,6 @@ class ProgressiveUpsampling(nn.Sequential):
 
 class SETR(ImageMethod):
     """SETR-PUP on the current frame; the auxiliary heads' predictions in training."""
-
-    name = "setr"
 
     def __init__(self, options: SETROptions) -> None:
         depth, hybrid = describe_vit(options.encoder, options.encoder_kwargs)
@@ -89,3 +88,16 @@ class SETR(ImageMethod):
         *earlier, last = features
         sides = [head(x) for head, x in zip(self.aux_heads, earlier)] if self.training else []
         return resize(self.head(last), size), sides
+
+
+@register_model("setr", SETROptions, ModelInfo(
+    kind="image", description="SETR: ViT-L/16 encoder + progressive upsampling (PUP) decoder",
+    paper="Zheng et al., Rethinking Semantic Segmentation from a Sequence-to-Sequence Perspective with "
+          "Transformers, CVPR 2021",
+    rows=(PaperRow(2, "SETR"),),
+    reference="paper Sections 3.1-3.3 (PUP, auxiliary losses); github.com/fudan-zvg/SETR (MIT) read as a "
+              "reference, not copied",
+    loss_terms=("bce",), side_weight=0.4, encoders=("vit_*",),
+))
+def _setr(options: SETROptions) -> SETR:
+    return SETR(options)

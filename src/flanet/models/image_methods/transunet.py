@@ -23,10 +23,11 @@ from torch import Tensor, nn
 
 from flanet.models.image_methods.base import ConvBNReLU, ImageMethod, resize
 from flanet.models.image_methods.vit import ViTEncoder
+from flanet.models.registry import ModelInfo, ModelOptions, PaperRow, register_model
 
 
 @dataclass(frozen=True)
-class TransUNetOptions:
+class TransUNetOptions(ModelOptions):
     """Options of :class:`TransUNet`.
 
     Attributes:
@@ -41,7 +42,7 @@ class TransUNetOptions:
     encoder: str = "vit_base_r50_s16_384"
     encoder_weights: str | None = None
     img_size: int = 352
-    decoder_channels: tuple[int, int, int, int] = (256, 128, 64, 16)
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 16])
     skips: int = 3
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -61,8 +62,6 @@ class UpBlock(nn.Module):
 
 class TransUNet(ImageMethod):
     """TransUNet on the current frame (no side outputs)."""
-
-    name = "transunet"
 
     def __init__(self, options: TransUNetOptions) -> None:
         encoder = ViTEncoder(options.encoder, options.encoder_weights, [-1], options.img_size,
@@ -101,3 +100,14 @@ class TransUNet(ImageMethod):
         for block, skip in zip(self.blocks, skips):
             x = block(x, skip)
         return resize(self.classifier(x), size), []
+
+
+@register_model("transunet", TransUNetOptions, ModelInfo(
+    kind="image", description="TransUNet: R50-ViT-B/16 hybrid encoder + cascaded upsampler",
+    paper="Chen et al., TransUNet: Transformers Make Strong Encoders for Medical Image Segmentation, arXiv 2021",
+    rows=(PaperRow(2, "TransUNet"),),
+    reference="paper Section 3; github.com/Beckschen/TransUNet (Apache-2.0) read as a reference, not copied",
+    loss_terms=("bce", "dice"), encoders=("vit_*",),
+))
+def _transunet(options: TransUNetOptions) -> TransUNet:
+    return TransUNet(options)
