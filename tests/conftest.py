@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -17,23 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download weights in 
 
 FrameFactory = Callable[..., list[np.ndarray]]
 VideoWriter = Callable[..., Path]
-#: Options that build a registered model small for tests (64-px inputs, small timm backbones, narrow
-#: decoders, 1-6 layer ViTs; never pretrained weights). A model not named here is built on resnet18.
-TINY_MODEL_OPTIONS: dict[str, dict[str, Any]] = {
-    "resunetplusplus": {"channels": [8, 8, 16, 16]},
-    "acsnet": {"encoder": "resnet18", "gcm_channels": 8},
-    "pranet": {"encoder": "resnet18", "rfb_channels": 8, "ra_channels": [8, 8, 16]},
-    "transunet": {"img_size": 64, "decoder_channels": [16, 16, 8, 8],
-                  "encoder_kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}},
-    "setr": {"encoder": "vit_tiny_patch16_224", "img_size": 64, "decoder_channels": 16,
-             "encoder_kwargs": {"depth": 6}},  # auxiliary heads at layers 1, 3, 4
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_options() -> Callable[[str], dict[str, Any]]:
-    """``name -> create_model options`` of a small build of that registered model (:data:`TINY_MODEL_OPTIONS`)."""
-    return lambda name: copy.deepcopy(TINY_MODEL_OPTIONS.get(name, {"encoder": "resnet18"}))
 
 
 @pytest.fixture(autouse=True)

@@ -141,3 +141,26 @@ def test_predict_summary_is_never_half_written(tmp_path: Path, full_disk: FullDi
         predict_to_folder(model, video, tmp_path / "out", image_size=64, device="cpu", progress=False)
     names = _only(tmp_path / "out")
     assert INCOMPLETE in names and "summary.json" not in names and not [n for n in names if "tmp" in n]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_every_file_we_write_follows_the_umask(umask: int, tmp_path: Path) -> None:
+    """Issue 22 item 8: checkpoints, config.yaml, metrics.json and split lists were 0600 beside a 0644 CSV."""
+    old = os.umask(umask)
+    try:
+        checkpoint = save_checkpoint(tmp_path / "model.pt", create_model("flanet", encoder="resnet18"))
+        config = tmp_path / "config.yaml"
+        dump_config(load_config("cpu-small"), config)
+        metrics = tmp_path / "metrics.json"
+        write_metrics_json(metrics, {"dice": 0.5}, {})
+        (tmp_path / "data").mkdir()
+        write_split_lists(tmp_path / "data", {"train": ["a"], "val": ["b"], "test": ["c"]})
+        plain = tmp_path / "plain.csv"
+        plain.write_text("a,b\n")
+        written = [checkpoint, config, metrics, *sorted((tmp_path / "data").glob("*_list.csv"))]
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+            p.name: oct(0o666 & ~umask) for p in written
+        }
+        assert plain.stat().st_mode & 0o777 == 0o666 & ~umask
+    finally:
+        os.umask(old)

@@ -64,3 +64,25 @@ def test_the_library_never_imports_a_command_module() -> None:
             names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.split(".")[-1] == "commands"]
     assert offenders == []
+
+
+def test_every_command_has_a_description_and_every_option_a_help() -> None:
+    """`--help` a person can read (issue 27 item 7): `flanet smoke --help` said nothing of what it does."""
+    import argparse
+
+    from flanet.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    if not sub.description:
+                        missing.append(f"{name} {command}: no description")
+                    walk(sub, f"{name} {command}")
+            elif action.help is None and action.option_strings:
+                missing.append(f"{name} {'/'.join(action.option_strings)}: no help")
+
+    walk(build_parser(), "flanet")
+    assert missing == []

@@ -190,3 +190,106 @@ def test_dicom_folder_layout_trains_and_is_checked(tmp_path: Path) -> None:
     report = check_dataset(root, progress=False)
     assert not report.usable()
     assert any(p.severity == "error" and p.path.name == "case3.dcm" for p in report.problems)
+
+
+@pytest.mark.parametrize("spacing", [["0", "0"], ["-0.2", "0.1"], ["NaN", "0.1"], ["inf", "inf"], ["0.2"]])
+def test_bad_pixel_spacing_is_set_aside_once_for_every_command(tmp_path: Path, spacing: list[str]) -> None:
+    """Issue 22 item 6: PixelSpacing 0, negative, NaN or inf gave 0 mm, negative mm or invalid JSON."""
+    import json
+
+    import pydicom
+
+    from flanet.data.dicom import dicom_problems
+
+    path = write_cine(tmp_path / "s.dcm", colour_frames(2))
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = spacing if len(spacing) > 1 else spacing[0]
+    ds.save_as(path)
+    info = probe_dicom(path)
+    assert info.spacing_mm is None and info.calibration_source is None
+    assert info.calibration_problem is not None and "PixelSpacing" in info.calibration_problem
+    json.loads(json.dumps(info.summary(), allow_nan=False))  # valid JSON
+    warnings = [p.message for p in dicom_problems(path) if p.severity == "warning"]
+    assert any("PixelSpacing" in w and "ignored" in w for w in warnings)
+
+
+def test_good_pixel_spacing_is_kept(tmp_path: Path) -> None:
+    import pydicom
+
+    path = write_cine(tmp_path / "s.dcm", colour_frames(2))
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = ["0.2", "0.1"]  # rows 0.2 mm apart (y), columns 0.1 mm (x)
+    ds.save_as(path)
+    info = probe_dicom(path)
+    assert info.spacing_mm == pytest.approx((0.1, 0.2)) and info.calibration_problem is None
+
+
+@pytest.mark.parametrize(("frame_time", "fps", "source"), [(1e-9, 10.0, "CineRate"), (float("inf"), 10.0, "CineRate"),
+                                                           (-5.0, 10.0, "CineRate")])
+def test_impossible_frame_rate_is_set_aside_naming_the_attribute(tmp_path: Path, frame_time: float, fps: float,
+                                                                 source: str) -> None:
+    """Issue 22 item 9: FrameTime=1e-9 (1e12 frames/s) failed after the output folder was made."""
+    path = write_cine(tmp_path / "r.dcm", colour_frames(2), frame_time_ms=frame_time, cine_rate=10.0)
+    info = probe_dicom(path)
+    assert (info.fps, info.fps_source) == (fps, source)
+    assert info.rate_problem is not None and info.rate_problem.startswith("FrameTime")
+
+
+def test_region_ending_one_past_the_last_pixel_keeps_its_calibration(tmp_path: Path) -> None:
+    """Issue 27 item 2: MaxX1 / MaxY1 equal to the width / height (an exclusive end) lost the calibration."""
+    path = write_cine(tmp_path / "us.dcm", colour_frames(2), region=(0, 0, 64, 48), delta_cm=(0.01, 0.02))
+    info = probe_dicom(path)
+    assert info.region == Region(0, 0, 63, 47) and info.region_problem is None
+    assert info.spacing_mm == pytest.approx((0.1, 0.2)) and info.calibration_source == "SequenceOfUltrasoundRegions"
+    assert [q.split(" ", 1)[0] for q in info.quirks] == ["RegionLocationMaxX1", "RegionLocationMaxY1"]
+    assert info.summary()["header_quirks"] == list(info.quirks) and set(info.quirks) <= set(info.problems)
+    # two past is no deviation we can read as meant: the region is still refused
+    info = probe_dicom(write_cine(tmp_path / "off.dcm", colour_frames(2), region=(0, 0, 65, 47)))
+    assert info.region is None and info.spacing_mm is None and "does not fit" in info.region_problem
+
+
+@pytest.mark.parametrize(("written", "meant"), [("ISO IR 100", "ISO_IR 100"), ("ISO-IR 192", "ISO_IR 192"),
+                                                ("ISO_IR 999", "ISO_IR 6")])
+def test_misspelled_character_set_is_read_as_meant_and_said_once(
+    tmp_path: Path, written: str, meant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_cine(tmp_path / "us.dcm", colour_frames(2), region=(0, 0, 63, 47), identifiers=True)
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = written
+    with pytest.warns(UserWarning):  # pydicom itself objects while we write the bad value
+        ds.save_as(path)
+    caplog.set_level("WARNING")
+    caplog.clear()
+    ds, info = read_dicom(path)
+    assert info.quirks == (f"SpecificCharacterSet '{written}' is not a defined term: read as '{meant}'",)
+    assert ds.SpecificCharacterSet == meant and str(ds.PatientName) == "Doe^Jane"
+    assert info.spacing_mm == pytest.approx((0.1, 0.2))  # the calibration is kept
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]  # said once, by us
+
+
+def test_odd_headers_are_findings_of_their_file_not_a_crash(tmp_path: Path) -> None:
+    """Issue 27 item 2: an empty RegionSpatialFormat stopped `flanet data check` with a TypeError."""
+    from flanet.cli import main
+
+    root = tmp_path / "cines"
+    root.mkdir()
+    write_cine(root / "good.dcm", colour_frames(4), region=(0, 0, 63, 47))
+    odd = write_cine(root / "odd.dcm", colour_frames(4), region=(0, 0, 63, 47))
+    ds = pydicom.dcmread(odd)
+    ds.SequenceOfUltrasoundRegions[0].RegionSpatialFormat = None
+    ds.save_as(odd)
+    info = probe_dicom(odd)
+    assert info.region is None and info.quirks == (
+        "ultrasound region 1: RegionSpatialFormat empty or not an integer: region skipped",)
+    broken = write_cine(root / "broken.dcm", colour_frames(4))
+    ds = pydicom.dcmread(broken)
+    ds.Columns = None  # an empty required attribute
+    ds.save_as(broken)
+    with pytest.raises(DataError, match="malformed DICOM header"):
+        probe_dicom(broken)
+    report = check_dataset(root, progress=False)
+    by_file = {p.path.name: p for p in report.problems if p.severity in ("error", "warning")}
+    assert by_file["odd.dcm"].severity == "warning" and "RegionSpatialFormat" in by_file["odd.dcm"].message
+    assert by_file["broken.dcm"].severity == "error" and "malformed DICOM header" in by_file["broken.dcm"].message
+    assert "good.dcm" not in by_file
+    assert main(["data", "check", str(root), "-q"]) == 1  # a finding, not a crash

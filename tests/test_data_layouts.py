@@ -158,3 +158,58 @@ def test_frame_folders_and_unknown_layout(tmp_path):
         discover(tmp_path / "nothing")
     with pytest.raises(DataError, match="not a folder"):
         discover(tmp_path / "missing")
+
+
+def _avi(path, frames=3):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 12))
+    for value in range(frames):
+        writer.write(np.full((12, 16, 3), 40 * value, np.uint8))
+    writer.release()
+
+
+def test_a_folder_mixing_video_files_dicom_and_frame_folders_reads_them_all(tmp_path):
+    """Issue 22 item 6: the frame folders beside video files were dropped silently."""
+    from dicom_writer import colour_frames, write_cine
+
+    _avi(tmp_path / "scan.avi")
+    write_cine(tmp_path / "cine.dcm", colour_frames(2))
+    _frame(tmp_path / "clip" / "1.png")
+    _frame(tmp_path / "clip" / "2.png")
+    _mask(tmp_path / "masks" / "scan" / "frame_1.png", size=(12, 16))  # the video files' masks: not a video
+    video_set = discover(tmp_path)
+    assert video_set.layout == "mixed"
+    assert sorted(v.id for v in video_set.videos) == ["cine", "clip", "scan"]
+    assert {v.id: v.num_frames for v in video_set.videos} == {"cine": 2, "clip": 2, "scan": 3}
+
+
+def test_loose_frames_beside_other_videos_are_refused_by_discover_and_predict(tmp_path):
+    from flanet.inference.sources import resolve_sources
+
+    _avi(tmp_path / "scan.avi")
+    _frame(tmp_path / "loose.png")
+    for read in (discover, resolve_sources):
+        with pytest.raises(DataError, match=r"holds frames directly \(loose.png.*scan.avi"):
+            read(tmp_path)
+
+
+def test_two_inputs_giving_one_video_id_are_refused(tmp_path):
+    _avi(tmp_path / "a.avi")
+    _frame(tmp_path / "a" / "1.png")
+    with pytest.raises(DataError, match="a.avi and a/ both give video id 'a'"):
+        discover(tmp_path)
+
+
+@pytest.mark.parametrize("root_frames", [False, True])
+def test_frames_sharing_a_stem_are_refused_with_both_names(tmp_path, root_frames):
+    """Issue 22 item 6: f1.jpg and f1.png wrote one mask over the other."""
+    from flanet.inference.sources import resolve_sources
+
+    folder = tmp_path if root_frames else tmp_path / "video"
+    _frame(folder / "f1.jpg")
+    _frame(folder / "f1.png")
+    _frame(folder / "f2.png")
+    for read in (discover, resolve_sources):
+        with pytest.raises(DataError, match=r"two frames share the name 'f1' \(f1.jpg and f1.png\)"):
+            read(tmp_path)
+    with pytest.raises(DataError, match="two frames share the name 'f1'"):
+        resolve_sources(folder)

@@ -57,6 +57,13 @@ def train_args(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
     ("trainer.max_steps=-5", "trainer.max_steps"),
     ("name=../../x", "name"),
     ("data.image_size=0", "data.image_size"),
+    ("data.image_size=1000000000", "data.image_size"),
+    ("optim.lr=-1", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.betas=[0.9,1.5]", "optim.betas"),
+    ("data.heatmap_sigma=-2", "data.heatmap_sigma"),
+    ("data.num_workers=-1", "data.num_workers"),
+    ("loss.alpha=-0.1", "loss.alpha"),
 ])
 def test_bad_training_settings_are_one_line_naming_the_key_and_leave_no_folder(
     override: str, key: str, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture

@@ -154,3 +154,35 @@ def test_binary_png_predictions_saved_as_0_and_1_are_scored_as_masks(dataset: tu
             cv2.imwrite(str(path), (image > 127).astype(np.uint8) * high)
         scores[high] = evaluate_prediction_folder(preds, data, "test", None, settings=settings)[0].metrics["dice"]
     assert scores[255] > 0.3 and scores[1] == pytest.approx(scores[255], abs=1e-9)
+
+
+def _palette_png(path: Path, mask: np.ndarray) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # index 1: dark red, as VOC-style masks
+    image.save(path)
+
+
+@pytest.mark.parametrize("fmt", ["16-bit 0/255", "16-bit 0/1", "16-bit 0/65535", "RGB red", "RGBA white", "palette"])
+def test_mask_formats_are_read_as_the_data_layer_reads_masks(fmt: str, dataset: tuple[Path, Path]) -> None:
+    """Issue 22 item 6: 16-bit, RGB and palette masks scored Dice 0 with exit 0; now the same as 8-bit 0/255."""
+    from flanet.evaluation.evaluate import EvaluationSettings, evaluate_prediction_folder
+
+    data, preds = dataset
+    settings = EvaluationSettings(resamples=10, progress=False, jobs=1)
+    for path in preds.rglob("*.png"):
+        cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8) * 255)
+    wanted = evaluate_prediction_folder(preds, data, "test", None, settings=settings)[0].metrics["dice"]
+    for path in preds.rglob("*.png"):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 127
+        if fmt == "palette":
+            _palette_png(path, mask)
+            continue
+        image = {"16-bit 0/255": mask.astype(np.uint16) * 255, "16-bit 0/1": mask.astype(np.uint16),
+                 "16-bit 0/65535": mask.astype(np.uint16) * 65535,
+                 "RGB red": np.dstack([np.zeros_like(mask), np.zeros_like(mask), mask]).astype(np.uint8) * 255,  # BGR
+                 "RGBA white": np.dstack([mask] * 3 + [np.ones_like(mask)]).astype(np.uint8) * 255}[fmt]
+        assert cv2.imwrite(str(path), image)
+    got = evaluate_prediction_folder(preds, data, "test", None, settings=settings)[0].metrics["dice"]
+    assert wanted > 0.3 and got == pytest.approx(wanted, abs=1e-9)

@@ -119,3 +119,28 @@ def test_normal_yaml_with_aliases_still_loads(tmp_path: Path) -> None:
     config = tmp_path / "mine.yaml"
     config.write_text("base: cpu-small\noptim: &o {lr: 0.002}\nname: mine\n")
     assert load_config(config).optim.lr == 0.002
+
+
+@pytest.mark.parametrize(("args", "key"), [
+    (["data", "synth", "{out}", "--size", "100000"], "--size"),  # grew to 23 GB until the kernel killed it
+    (["predict", "{out}", "--checkpoint", "m.pt", "--fps", "1e12"], "--fps"),
+    (["predict", "{out}", "--checkpoint", "m.pt", "--image-size", "1000000000"], "--image-size"),
+    (["bench", "--image-size", "1000000000"], "--image-size"),
+])
+def test_impossible_sizes_and_rates_are_refused_up_front_naming_the_key(
+    args: list[str], key: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 22 item 9: refused by argparse (exit 2) before any folder is made."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(out=out) for a in args])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert key in err and "must be at most" in err
+    assert not out.exists()
+
+
+def test_synth_refuses_an_impossible_size_in_the_library(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="size <= 4096"):
+        generate_dataset(tmp_path / "out", videos=1, frames=1, size=100_000)
+    assert not (tmp_path / "out").exists()

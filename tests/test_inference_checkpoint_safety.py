@@ -94,3 +94,83 @@ def test_files_that_are_not_checkpoints_are_clear_errors(tmp_path: Path, content
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=r"model\.pt: "):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_checkpoint_with_non_finite_weights_is_refused_by_name(value: float, tmp_path: Path, capsys) -> None:
+    """Issue 22 item 6: NaN weights reported "no lesion" on every frame with exit 0."""
+    model = create_model("flanet", encoder="resnet18")
+    with torch.no_grad():
+        next(p for name, p in model.named_parameters() if name.endswith("weight")).view(-1)[0] = value
+    path = save_checkpoint(tmp_path / "diverged.pt", model, {"image_size": 64})
+    with pytest.raises(CheckpointError, match=r"diverged\.pt: refused: 1 weight tensor\(s\) hold NaN or infinite"):
+        load_checkpoint(path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(frames / "0.png"), np.zeros((32, 32, 3), np.uint8))
+    assert main(["predict", str(frames), "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_whose_outputs_turn_non_finite_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Issue 22 item 6: outputs that turn NaN mid-run (finite weights) stop the run, exit 1, frame named."""
+    import cv2
+    import numpy as np
+
+    from flanet.inference import VideoSegmenter
+
+    path = save_checkpoint(tmp_path / "m.pt", create_model("flanet", encoder="resnet18"), {"image_size": 64})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((32, 32, 3), 60 * i, np.uint8))
+    predict, calls = VideoSegmenter._predict, []
+
+    def nan_from_frame_2(self, window):
+        mask_logits, heatmap = predict(self, window)
+        calls.append(1)
+        return (mask_logits.fill_(float("nan")) if len(calls) == 3 else mask_logits), heatmap
+
+    monkeypatch.setattr(VideoSegmenter, "_predict", nan_from_frame_2)
+    assert main(["predict", str(frames), "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "flanet predict: error: frame 2: the model's output holds NaN or infinite values" in err
+
+
+def _version_two_model(payload: dict) -> dict:
+    return {**payload["model"], "options": {**payload["model"]["options"], "bogus": 1}}
+
+
+@pytest.mark.parametrize(("field", "tamper"), [
+    ("version", lambda payload: "2"),
+    ("metadata", lambda payload: "a string"),
+    ("state_dict", None),  # removed
+    ("state_dict", lambda payload: {"weight": "not a tensor"}),
+    ("model", lambda payload: "flanet"),
+    ("model_config", lambda payload: "flanet"),  # an extra field beside 'model'
+    ("model", _version_two_model),  # an option the model does not have
+    ("state_sha256", lambda payload: 123),
+])
+def test_tampered_checkpoint_fields_are_bad_input_naming_the_file(
+    good_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, field: str, tamper
+) -> None:
+    payload = torch.load(good_checkpoint, weights_only=True)
+    if tamper is None:
+        del payload[field]
+    else:
+        payload[field] = tamper(payload)
+    path = tmp_path / "tampered.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"tampered\.pt"):
+        load_checkpoint(path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert main(["predict", "--checkpoint", str(path), str(frames), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("flanet predict: error: ") and "tampered.pt" in err
+    assert not (tmp_path / "out").exists()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 
 from flanet.losses import (
+    MASK_LOSSES,
+    MASK_TERM_FUNCTIONS,
     FLANetLoss,
+    MaskLossName,
     bce_loss,
     boundary_weights,
     dice_loss,
     iou_loss,
+    mask_loss_of,
     weighted_bce_loss,
     weighted_iou_loss,
 )
+from flanet.models import list_models
+from flanet.models.registry import default_mask_loss
 
 
 def _square_mask(size: int = 64) -> torch.Tensor:
@@ -53,7 +61,7 @@ def test_items_without_a_mask_are_left_out() -> None:
 def test_total_is_the_weighted_mask_terms_plus_weighted_sides() -> None:
     mask = _square_mask()
     main, sides = torch.randn(2, 1, 64, 64), [torch.randn(2, 1, 64, 64) for _ in range(3)]
-    loss = FLANetLoss(bce_weight=2.0, iou_weight=3.0, mask_terms=("wbce", "wiou"), side_weight=0.4)
+    loss = FLANetLoss(bce_weight=2.0, iou_weight=3.0, mask_loss="wbce-wiou", side_weight=0.4)
     terms = loss(main, mask, side_logits=sides)
 
     def weighted(x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +76,7 @@ def test_total_is_the_weighted_mask_terms_plus_weighted_sides() -> None:
 
 def test_bce_and_dice_terms_and_no_side_term_without_side_outputs() -> None:
     mask, logits = _square_mask(), torch.randn(2, 1, 64, 64)
-    terms = FLANetLoss(mask_terms=("bce", "dice"), dice_weight=0.5)(logits, mask)
+    terms = FLANetLoss(mask_loss="bce-dice", dice_weight=0.5)(logits, mask)
     assert terms.side is None and terms.iou is None
     assert torch.allclose(terms.total, bce_loss(logits, mask) + 0.5 * dice_loss(logits, mask))
 
@@ -79,7 +87,23 @@ def test_default_mask_terms_are_eq2() -> None:
     assert torch.allclose(terms.total, bce_loss(logits, mask) + iou_loss(logits, mask))
 
 
-@pytest.mark.parametrize("terms", [(), ("bce", "bce"), ("focal",)])
-def test_unknown_repeated_or_no_mask_terms_are_refused(terms: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="mask_terms must be"):
-        FLANetLoss(mask_terms=terms)
+def test_an_unknown_mask_loss_is_refused() -> None:
+    with pytest.raises(ValueError, match="mask_loss must be one of"):
+        FLANetLoss(mask_loss="focal")
+
+
+def test_every_named_mask_loss_is_a_config_choice_and_computes() -> None:
+    assert set(typing.get_args(MaskLossName)) == set(MASK_LOSSES)
+    assert {t for terms in MASK_LOSSES.values() for t in terms} == set(MASK_TERM_FUNCTIONS)
+    mask, logits = _square_mask(), torch.randn(2, 1, 64, 64)
+    for name in MASK_LOSSES:
+        assert torch.isfinite(FLANetLoss(mask_loss=name)(logits, mask).total)
+
+
+def test_every_registered_model_has_a_named_default_mask_loss() -> None:
+    defaults = {name: default_mask_loss(name) for name in list_models()}
+    assert defaults["pranet"] == "wbce-wiou" and defaults["acsnet"] == "bce-dice" and defaults["setr"] == "bce"
+    assert defaults["flanet"] == defaults["unet"] == "bce-iou"
+    assert mask_loss_of(["wiou", "bce"]) == "structure"
+    with pytest.raises(ValueError, match="no mask loss is made of"):
+        mask_loss_of(["dice", "iou"])

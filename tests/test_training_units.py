@@ -13,7 +13,7 @@ import torch
 
 from flanet import colours
 from flanet.data import DataError, Video, VideoSet
-from flanet.training.callbacks import plot_loss_curve
+from flanet.training.callbacks import loss_curve_figure, plot_loss_curve
 from flanet.training.config import load_config
 from flanet.training.datamodule import split_train_val
 from flanet.training.module import _drop_duplicate_frames, _get_rng_states, _set_rng_states
@@ -93,3 +93,13 @@ def test_loss_curve_never_draws_in_the_truth_or_prediction_colours(tmp_path: Pat
     assert any((rgb == colour).all(1).any() for colour in drawn)  # the series colours are there
     for colour in ((0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28), colours.TRUTH_RGB, colours.PREDICTION_RGB):
         assert not (np.abs(rgb - colour).max(1) <= 8).any(), colour  # matplotlib's green / red, ours
+
+
+def test_loss_curve_ticks_are_whole_epochs(tmp_path: Path) -> None:
+    columns = ("epoch", "step", "train_loss", "val_loss", "val_dice")
+    rows = [",".join(columns), "0,4,1.0,1.1,0.2", "1,8,0.8,0.9,0.4"]  # two epochs: matplotlib ticks 0.2 apart
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    figure = loss_curve_figure(tmp_path / "metrics.csv")
+    for axes in figure.axes:
+        ticks = [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), ticks

@@ -75,7 +75,7 @@ def test_evaluate_reports_detection_stability_and_localisation(evaluated: Path) 
 
 
 def test_viewer_size_limit_and_worst_frames() -> None:
-    assert viewer_size(480, 640) == (192, 144) and viewer_size(24, 32) == (32, 24)
+    assert viewer_size(480, 640) == (512, 384) and viewer_size(24, 32) == (32, 24)  # source pixels up to 512
     collector = ViewerCollector(total_frames=10, max_frames=4)
     assert collector.stride == 3
     prob = np.zeros((10, *SIZE), np.uint8)
@@ -90,6 +90,19 @@ def test_viewer_thins_a_stream_of_unknown_length() -> None:
     for t in range(10):
         collector.add_streamed("v", str(t), t, float(t), np.zeros(SIZE, bool), None, np.zeros((*SIZE, 3), np.uint8))
     assert [f.index for f in collector.videos["v"]] == [0, 4, 8] and collector.stride == 4
+
+
+def test_viewer_thins_a_stream_past_its_byte_limit() -> None:
+    rng = np.random.default_rng(0)
+    frame = lambda: rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8)  # noqa: E731 - noise: incompressible
+    one = ViewerCollector(total_frames=None)
+    one.add_streamed("v", "0", 0, 0.0, np.zeros(SIZE, bool), None, frame())
+    limit = 3 * one._bytes()  # room for about three frames
+    collector = ViewerCollector(total_frames=None, max_bytes=limit)
+    for t in range(12):
+        collector.add_streamed("v", str(t), t, float(t), np.zeros(SIZE, bool), None, frame())
+    kept = [f.index for f in collector.videos["v"]]
+    assert collector.stride == 4 and kept == [0, 4, 8] and collector._bytes() <= limit
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +208,39 @@ def test_viewer_plays_scrubs_and_toggles_in_chromium(evaluated: Path) -> None:
         browser.find_element(By.ID, "plot").click()  # the middle of the plot: a middle frame
         assert "(3 of 6)" in info() or "(4 of 6)" in info()
         time.sleep(0.2)
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        browser.quit()
+
+
+def test_predict_viewer_has_no_truth_toggle_lists_area_changes_and_keeps_its_label_clear(predicted: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = _browser()
+    try:
+        browser.get((predicted / "viewer.html").as_uri())
+        # no ground truth in a prediction: no toggle for it; the prediction and heatmap toggles stay
+        assert not browser.find_element(By.ID, "show-gt").find_element(By.XPATH, "..").is_displayed()
+        assert browser.find_element(By.ID, "show-heat").is_displayed()
+        # the frame at its source resolution (32 x 24 here; up to 512 px)
+        assert browser.execute_script("return document.getElementById('base').naturalWidth;") == SIZE[1]
+        data = json.loads((predicted / "viewer.html").read_text(encoding="utf-8")
+                          .split('id="viewer-data">')[1].split("</script>")[0])
+        areas = [f["value"] for f in data["videos"][0]["frames"]]
+        title = browser.find_element(By.ID, "worst-title").text
+        assert title == "Largest changes of lesion area (px) from the previous frame"
+        for button, position in zip(browser.find_elements(By.CSS_SELECTOR, "#worst button"), data["videos"][0]["worst"]):
+            change = areas[position] - areas[position - 1] if position else 0.0
+            assert button.text == f"frame {data['videos'][0]['frames'][position]['name']}: " \
+                                  f"{'+' if change >= 0 else ''}{change:.1f} (to {areas[position]:.3f})"
+        # the plot's label band holds no curve pixel (the curve is drawn in #1f77b4)
+        band = browser.execute_script(
+            "const c = document.getElementById('plot'), g = c.getContext('2d');"
+            "return Array.from(g.getImageData(0, 0, c.width, 18).data);")
+        rgba = np.array(band).reshape(-1, 4)
+        curve = (np.abs(rgba[:, :3] - (0x1F, 0x77, 0xB4)).max(1) < 40) & (rgba[:, 3] > 128)
+        assert not curve.any()
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
     finally:

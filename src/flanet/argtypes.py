@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from flanet.limits import MAX_FPS, MAX_IMAGE_SIZE, MAX_SYNTH_SIZE
+
 
 def unit_interval(text: str) -> float:
     """A finite number in [0, 1] (a probability threshold)."""
@@ -28,14 +30,34 @@ def positive_float(text: str) -> float:
     return value
 
 
-def _int_at_least(text: str, minimum: int, expected: str) -> int:
+def frame_rate(text: str) -> float:
+    """A frame rate: a finite number > 0 and at most :data:`flanet.limits.MAX_FPS` frames/s."""
+    value = positive_float(text)
+    if value > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_FPS:g} frames/s, got {text}")
+    return value
+
+
+def _int_at_least(text: str, minimum: int, expected: str, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from error
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+    if maximum is not None and value > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
     return value
+
+
+def image_size(text: str) -> int:
+    """A model input side in pixels: 1 to :data:`flanet.limits.MAX_IMAGE_SIZE`."""
+    return _int_at_least(text, 1, "a positive integer", MAX_IMAGE_SIZE)
+
+
+def synth_size(text: str) -> int:
+    """A synthetic frame side in pixels: 32 to :data:`flanet.limits.MAX_SYNTH_SIZE`."""
+    return _int_at_least(text, 32, "an integer", MAX_SYNTH_SIZE)
 
 
 def positive_int(text: str) -> int:

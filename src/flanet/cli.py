@@ -18,6 +18,7 @@ from flanet.errors import BAD_INPUT, report
 # Modules that each define ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "flanet.models.commands",
+    "flanet.models.weights_commands",
     "flanet.data.commands",
     "flanet.training.commands",
     "flanet.evaluation.commands",

@@ -5,6 +5,10 @@ same file system) and flushed to disk, then :func:`os.replace` puts it in place 
 A kill, a full disk or an exception half-way therefore never leaves a truncated file where a
 good one was: the old file stays, and the temporary one is removed (or, after ``kill -9``, left
 as a ``.<name>.*.tmp`` file that nothing reads).
+
+Every file put in place follows the user's umask, as ``open()`` would have made it: the temporary
+file is created 0600 (``mkstemp``) and given ``0666 & ~umask`` before the rename (issue 22 item 8:
+checkpoints, ``config.yaml``, ``metrics.json`` and split lists came out 0600 beside a 0644 CSV).
 """
 
 from __future__ import annotations
@@ -16,6 +20,24 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``; else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` with the umask's bits cleared: what ``open()`` (0666) or ``mkdir()`` (0777) would give."""
+    return mode & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -42,6 +64,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with tmp.open("rb+") as flushed:
             os.fsync(flushed.fileno())
+        tmp.chmod(umask_mode())  # mkstemp's 0600 -> what a plain open() gives
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

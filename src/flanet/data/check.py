@@ -31,7 +31,7 @@ from flanet.data.video_io import probe_video
 from flanet.data.videoset import BBox, Video, VideoSet
 
 MIN_BOX_IOU = 0.5
-UNLABELLED_LAYOUTS: frozenset[str] = frozenset({"video-files", "dicom", "frame-folders"})
+UNLABELLED_LAYOUTS: frozenset[str] = frozenset({"video-files", "dicom", "frame-folders", "mixed"})
 SEVERITIES: tuple[str, ...] = ("error", "warning", "note")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flanet.argtypes import positive_int, synth_size
 from flanet.data.splits import SPLIT_NAMES, make_splits, parse_ratios, split_list_path, write_split_lists
 
 
@@ -58,10 +59,15 @@ def _synth(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``flanet data`` with its ``check``, ``split`` and ``synth`` sub-commands."""
-    data = subparsers.add_parser("data", help="check data sets, write split lists, make synthetic videos")
+    data = subparsers.add_parser(
+        "data", help="check data sets, write split lists, make synthetic videos",
+        description="Data set tools; the layout of a data set is detected by itself (docs/data.md).")
     commands = data.add_subparsers(dest="data_command", metavar="{check,split,synth}", required=True)
 
-    check = commands.add_parser("check", help="read every frame and mask; report every problem")
+    check = commands.add_parser(
+        "check", help="read every frame and mask; report every problem",
+        description="Read every frame and mask of a data set and report a summary (layout, videos, frames, sizes, "
+        "splits, labels) and every problem, by file. Exit 0 when usable, 1 with errors (or warnings with --strict).")
     check.add_argument("root", type=Path, help="data set folder (layout detected automatically)")
     check.add_argument("--clip-len", type=int, default=3, help="frames a clip needs (default 3)")
     check.add_argument("--labels", type=Path, default=None, help="video-labels CSV (default ROOT/video_labels.csv)")
@@ -70,7 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=_check, command="data check")  # errors say "flanet data check:"
 
-    split = commands.add_parser("split", help="write train/val/test lists by video")
+    split = commands.add_parser(
+        "split", help="write train/val/test lists by video",
+        description="Write train_list.csv / val_list.csv / test_list.csv into the data set, by video (never a video "
+        "in two splits), shuffled with a seed and stratified by the video labels when there are any.")
     split.add_argument("root", type=Path, help="data set folder; the lists are written there")
     split.add_argument("--ratios", default="4:2:4", help="train:val:test (default 4:2:4, the paper's)")
     split.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
@@ -80,12 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--force", action="store_true", help="overwrite existing split lists")
     split.set_defaults(func=_split, command="data split")  # errors say "flanet data split:"
 
-    synth = commands.add_parser("synth", help="write a synthetic breast-ultrasound video set (authors' layout)")
+    synth = commands.add_parser(
+        "synth", help="write a synthetic breast-ultrasound video set (authors' layout)",
+        description="Write synthetic B-mode ultrasound videos with lesion masks, boxes, split lists and video labels "
+        "in the authors' layout, and a contact sheet: data to try every command on (docs/demo.md).")
     synth.add_argument("out", type=Path, help="output folder (missing or empty)")
-    synth.add_argument("--videos", type=int, default=6,
+    synth.add_argument("--videos", type=positive_int, default=6,
                        help="number of videos (default 6; 3 or more give non-empty train/val/test lists)")
-    synth.add_argument("--frames", type=int, default=12, help="frames per video (default 12)")
-    synth.add_argument("--size", type=int, default=128, help="square frame side in pixels, >= 32 (default 128)")
+    synth.add_argument("--frames", type=positive_int, default=12, help="frames per video (default 12)")
+    synth.add_argument("--size", type=synth_size, default=128,
+                       help="square frame side in pixels, 32 to 4096 (default 128)")
     synth.add_argument("--seed", type=int, default=0, help="random seed: one seed writes identical files (default 0)")
     synth.add_argument("--force", action="store_true", help="write into a non-empty folder")
     synth.set_defaults(func=_synth, command="data synth")  # errors say "flanet data synth:"

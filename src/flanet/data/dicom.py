@@ -7,13 +7,23 @@ YBR_FULL / YBR_FULL_422 are converted to RGB once, by pydicom (``as_rgb``), neve
 PALETTE COLOR goes through the file's lookup table; MONOCHROME1 is inverted; more than 8 bits
 stored are windowed (VOI LUT / window when the file has one) and scaled to 8 bits.
 
-Frame rate: ``FrameTime`` (ms), else ``CineRate``, else ``RecommendedDisplayFrameRate``.
+Frame rate: ``FrameTime`` (ms), else ``CineRate``, else ``RecommendedDisplayFrameRate``; a value
+that is not a finite positive number, or gives more than :data:`flanet.limits.MAX_FPS` frames/s, is set aside
+with a warning naming the attribute (``rate_problem``), and the next one (or ``--fps``) is used.
 Imaging region and millimetres: the 2-D region of ``SequenceOfUltrasoundRegions`` (tissue region
-first, largest first) with its ``PhysicalDeltaX/Y`` in cm; without one, ``PixelSpacing`` (mm).
+first, largest first) with its ``PhysicalDeltaX/Y`` in cm; without one, ``PixelSpacing`` (mm). Each
+is validated here, once, for every command: spacings must be finite and positive (two values for
+``PixelSpacing``), else the file is measured in pixels with a warning naming the attribute
+(``calibration_problem``), never 0 mm, negative mm or NaN in a JSON file. Small deviations of real
+scanners (a misspelled character set, a region ending one past the last pixel, empty integer
+attributes) are read as meant and said once (``quirks``, :mod:`flanet.data.dicom_header`); any other
+malformed header value is a :class:`DataError` naming the file, never a crash.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +33,13 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_voi_lut, iter_pixels, pixel_array
 
 from flanet.data.deidentify import withheld_tags
+from flanet.data.dicom_header import header_int, inclusive_end, normalise_character_set
 from flanet.data.errors import DataError, Problem
+from flanet.limits import MAX_FPS
 
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom"})
 _CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
@@ -73,7 +86,10 @@ class DicomInfo:
         spacing_mm: ``(x, y)`` millimetres per pixel, or None without calibration.
         calibration_source: ``"SequenceOfUltrasoundRegions"``, ``"PixelSpacing"`` or None.
         region_problem: why the file's ultrasound regions were not used, or None.
+        calibration_problem: why a calibration attribute was set aside (measurements in pixels), or None.
+        rate_problem: why a frame-rate attribute was set aside, or None.
         withheld: header attributes carrying identifiers, never written to any output.
+        quirks: deviations from the standard read as meant (:mod:`flanet.data.dicom_header`), one line each.
     """
 
     frame_count: int
@@ -88,6 +104,14 @@ class DicomInfo:
     calibration_source: str | None
     region_problem: str | None
     withheld: tuple[str, ...]
+    calibration_problem: str | None = None
+    rate_problem: str | None = None
+    quirks: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> list[str]:
+        """Every header value set aside (region, calibration, rate) or read as meant (quirks), for warnings."""
+        return [*self.quirks, *(p for p in (self.region_problem, self.calibration_problem, self.rate_problem) if p)]
 
     def summary(self) -> dict[str, object]:
         """Technical header facts for ``summary.json`` (the withheld attributes are named, never their values)."""
@@ -96,7 +120,8 @@ class DicomInfo:
             "transfer_syntax": self.transfer_syntax, "photometric_interpretation": self.photometric,
             "frames": self.frame_count, "fps_source": self.fps_source,
             "image_region": None if region is None else [region.x0, region.y0, region.x1, region.y1],
-            "region_problem": self.region_problem,
+            "region_problem": self.region_problem, "calibration_problem": self.calibration_problem,
+            "rate_problem": self.rate_problem, "header_quirks": list(self.quirks),
             "calibration": None if self.spacing_mm is None else {
                 "source": self.calibration_source, "mm_per_pixel_x": self.spacing_mm[0],
                 "mm_per_pixel_y": self.spacing_mm[1],
@@ -109,46 +134,94 @@ class DicomInfo:
 
 
 def _positive(value: object) -> float | None:
+    """A finite number above 0, else None (NaN, inf, 0, negative, text)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if math.isfinite(number) and number > 0 else None
 
 
-def _frame_rate(ds: Dataset) -> tuple[float | None, str | None]:
-    frame_time = _positive(ds.get("FrameTime"))
-    if frame_time is not None:
-        return 1000.0 / frame_time, "FrameTime"
-    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
-        if (rate := _positive(ds.get(keyword))) is not None:
-            return rate, keyword
-    return None, None
-
-
-def _ultrasound_region(ds: Dataset, width: int, height: int) -> tuple[Region | None, tuple[float, float] | None, str | None]:
-    """The 2-D imaging region, its mm per pixel (when in cm), and why the regions were not usable."""
-    candidates = []
-    for item in ds.get("SequenceOfUltrasoundRegions", []):
-        if int(item.get("RegionSpatialFormat", 0)) != _SPATIAL_2D:
+def _frame_rate(ds: Dataset) -> tuple[float | None, str | None, str | None]:
+    """``(frames/s, attribute, problem)``: the first usable rate attribute; the first one set aside, said why."""
+    problem = None
+    for keyword in ("FrameTime", "CineRate", "RecommendedDisplayFrameRate"):
+        raw = ds.get(keyword)
+        if raw is None or raw == "":
             continue
-        region = Region(*(int(item.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
-                                                        "RegionLocationMaxX1", "RegionLocationMaxY1")))
+        value = _positive(raw)
+        rate = None if value is None else 1000.0 / value if keyword == "FrameTime" else value
+        if rate is not None and rate <= MAX_FPS:
+            return rate, keyword, problem
+        unit = " ms" if keyword == "FrameTime" else " frames/s"
+        why = "not a positive number" if rate is None else f"{rate:g} frames/s, more than {MAX_FPS:g}"
+        problem = problem or f"{keyword} {raw}{unit} is {why}: ignored"
+    return None, None, problem
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """``PixelSpacing`` as ``(x, y)`` mm per pixel, or None and why it was set aside (None if absent)."""
+    raw = ds.get("PixelSpacing")
+    if raw is None or raw == "":
+        return None, None
+    values = list(raw) if isinstance(raw, (MultiValue, list, tuple)) else [raw]
+    numbers = [_positive(v) for v in values]
+    if len(numbers) != 2 or None in numbers:
+        shown = "\\".join(str(v) for v in values)
+        return None, f"PixelSpacing {shown} is not two positive millimetre values: ignored, measurements in pixels"
+    return (numbers[1], numbers[0]), None  # DICOM order is (row spacing = y, column spacing = x)
+
+
+_CORNERS = ("RegionLocationMinX0", "RegionLocationMinY0", "RegionLocationMaxX1", "RegionLocationMaxY1")
+
+
+def _ultrasound_region(
+    ds: Dataset, width: int, height: int, quirks: list[str]
+) -> tuple[Region | None, tuple[float, float] | None, str | None]:
+    """The 2-D imaging region, its mm per pixel (when in cm), and why the regions were not usable.
+
+    Deviations read as meant are appended to ``quirks`` (:mod:`flanet.data.dicom_header`).
+    """
+    candidates = []
+    for number, item in enumerate(ds.get("SequenceOfUltrasoundRegions", []), 1):
+        corners = [header_int(item, keyword) for keyword in _CORNERS]
+        spatial = header_int(item, "RegionSpatialFormat")
+        if spatial is None or None in corners:
+            missing = [k for k, v in zip(("RegionSpatialFormat", *_CORNERS), (spatial, *corners)) if v is None]
+            quirks.append(f"ultrasound region {number}: {', '.join(missing)} empty or not an integer: region skipped")
+            continue
+        if spatial != _SPATIAL_2D:
+            continue
+        region = Region(*corners)  # type: ignore[arg-type]
         if region.width <= 1 or region.height <= 1:
             continue
-        tissue = int(item.get("RegionDataType", 0)) == _TISSUE
+        tissue = header_int(item, "RegionDataType") == _TISSUE
         candidates.append((tissue, region.width * region.height, region, item))
     if not candidates:
         return None, None, None
     _, _, region, item = max(candidates, key=lambda c: (c[0], c[1]))
+    x1, x_quirk = inclusive_end(region.x1, width, "RegionLocationMaxX1")
+    y1, y_quirk = inclusive_end(region.y1, height, "RegionLocationMaxY1")
+    quirks += [quirk for quirk in (x_quirk, y_quirk) if quirk]
+    region = Region(region.x0, region.y0, x1, y1)
     if region.x1 >= width or region.y1 >= height:
         return None, None, (f"ultrasound region x {region.x0}..{region.x1}, y {region.y0}..{region.y1} does not fit "
                             f"the {width}x{height} frame (resampled file?): whole frame used, no calibration")
-    units = (int(item.get("PhysicalUnitsXDirection", 0)), int(item.get("PhysicalUnitsYDirection", 0)))
+    units = (header_int(item, "PhysicalUnitsXDirection"), header_int(item, "PhysicalUnitsYDirection"))
     deltas = (_positive(item.get("PhysicalDeltaX")), _positive(item.get("PhysicalDeltaY")))
     if units == (_CM_UNITS, _CM_UNITS) and deltas[0] is not None and deltas[1] is not None:
         return region, (deltas[0] * 10.0, deltas[1] * 10.0), None
     return region, None, None
+
+
+def _region_delta_problem(ds: Dataset) -> str | None:
+    """Why the used region's cm deltas were set aside (not finite and positive), or None."""
+    for item in ds.get("SequenceOfUltrasoundRegions", []):
+        units = (header_int(item, "PhysicalUnitsXDirection"), header_int(item, "PhysicalUnitsYDirection"))
+        raw = (item.get("PhysicalDeltaX"), item.get("PhysicalDeltaY"))
+        if units == (_CM_UNITS, _CM_UNITS) and None in (_positive(raw[0]), _positive(raw[1])):
+            return f"PhysicalDeltaX/Y {raw[0]}/{raw[1]} cm are not positive numbers: ignored"
+    return None
 
 
 def _open_dataset(path: Path) -> Dataset:
@@ -156,12 +229,16 @@ def _open_dataset(path: Path) -> Dataset:
         raise DataError("DICOM file not found", path)
     if path.stat().st_size == 0:
         raise DataError("empty DICOM file (0 bytes)", path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    pydicom_log = logging.getLogger("pydicom")
+    level, pydicom_log.level = pydicom_log.level, logging.ERROR  # its warnings are caught below, said once by us
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"not a readable DICOM file ({error})", path) from error
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"not a readable DICOM file ({error})", path) from error
+    finally:
+        pydicom_log.level = level
     if any("End of file reached" in str(w.message) for w in caught):
         raise DataError("truncated DICOM file (it ends inside the pixel data)", path)
     if "PixelData" not in ds:
@@ -188,20 +265,35 @@ def read_dicom(path: str | Path) -> tuple[Dataset, DicomInfo]:
     """
     path = Path(path)
     ds = _open_dataset(path)
+    try:
+        return ds, _describe(ds, path)
+    except DataError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as error:
+        raise DataError(f"malformed DICOM header ({type(error).__name__}: {error})", path) from error
+
+
+def _describe(ds: Dataset, path: Path) -> DicomInfo:
+    """:class:`DicomInfo` of an open data set (its character set corrected in place when misspelled)."""
+    quirks = [quirk] if (quirk := normalise_character_set(ds)) else []
     _check_length(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)
-    fps, fps_source = _frame_rate(ds)
-    region, spacing, problem = _ultrasound_region(ds, width, height)
+    fps, fps_source, rate_problem = _frame_rate(ds)
+    region, spacing, problem = _ultrasound_region(ds, width, height, quirks)
     source = "SequenceOfUltrasoundRegions" if spacing else None
-    if spacing is None and problem is None and (pixel_spacing := ds.get("PixelSpacing")):
-        spacing, source = (float(pixel_spacing[1]), float(pixel_spacing[0])), "PixelSpacing"  # (row, column) spacing
+    calibration_problem = None if spacing or problem else _region_delta_problem(ds)
+    if spacing is None and problem is None:
+        spacing, spacing_problem = _pixel_spacing(ds)
+        source = "PixelSpacing" if spacing else None
+        calibration_problem = calibration_problem or spacing_problem
     info = DicomInfo(
         frame_count=int(ds.get("NumberOfFrames", 1) or 1), width=width, height=height, fps=fps,
         fps_source=fps_source, transfer_syntax=ds.file_meta.TransferSyntaxUID.name,
         photometric=str(ds.PhotometricInterpretation), region=region, spacing_mm=spacing,
         calibration_source=source, region_problem=problem, withheld=withheld_tags(ds),
+        calibration_problem=calibration_problem, rate_problem=rate_problem, quirks=tuple(quirks),
     )
-    return ds, info
+    return info
 
 
 def probe_dicom(path: str | Path) -> DicomInfo:
@@ -282,9 +374,8 @@ def dicom_problems(path: str | Path) -> list[Problem]:
     if info.fps is None:
         problems.append(Problem("warning", path, "no FrameTime, CineRate or RecommendedDisplayFrameRate: "
                                                  "overlays use the --fps default"))
-    if info.region_problem:
-        problems.append(Problem("warning", path, info.region_problem))
-    elif info.region is not None:
+    problems += [Problem("warning", path, problem) for problem in info.problems]
+    if info.region is not None and not info.region_problem:
         problems.append(Problem("note", path, f"ultrasound imaging region x {info.region.x0}..{info.region.x1}, "
                                               f"y {info.region.y0}..{info.region.y1} (what predict segments)"))
     if info.spacing_mm is None:

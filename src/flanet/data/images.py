@@ -160,15 +160,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return decoded_to_rgb(decode_unchanged(read_bytes(path), path))
 
 
-def _is_palette_png(data: bytes) -> bool:
+def is_palette_png(data: bytes) -> bool:
+    """True for PNG bytes of an indexed-colour (palette) image."""
     # IHDR is the first chunk: colour type is byte 25 of the file; 3 = indexed colour.
     return data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 3
 
 
-def read_mask_values(path: str | Path) -> np.ndarray:
-    """Read a mask's raw values as a 2-D array (palette index for palette PNGs, max over colour channels)."""
-    data = read_bytes(path)
-    if _is_palette_png(data):
+def read_mask_values(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """Read a mask's raw values as a 2-D array (palette index for palette PNGs, max over colour channels).
+
+    Args:
+        path: the mask file (named in errors).
+        data: its bytes when already read (from :func:`read_bytes`).
+    """
+    data = read_bytes(path) if data is None else data
+    if is_palette_png(data):
         from io import BytesIO
 
         from PIL import Image

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from flanet.csvcells import unescape_cell
 from flanet.data.errors import DataError
 
 LABEL_FILE_NAMES: tuple[str, ...] = ("video_labels.csv", "labels.csv")
@@ -38,7 +39,7 @@ def read_labels(path: str | Path) -> dict[str, dict[str, str]]:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            rows = [[unescape_cell(cell) for cell in row] for row in csv.reader(handle) if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read labels CSV ({error})", path) from error
     if len(rows) < 1 or len(rows[0]) < 2:

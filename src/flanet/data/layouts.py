@@ -132,6 +132,29 @@ def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> li
     return videos
 
 
+class MixedFolderError(DataError):
+    """A folder whose loose frames sit beside other videos: no reader can tell which video they are."""
+
+
+def _refuse_mixed_frames(root: Path, loose: list[Path], files: list[Path],
+                         listed: list[tuple[str, list[Path]]]) -> None:
+    """Frames loose in a root that also holds videos or frame folders: which video are they? Refused, named."""
+    if loose and (files or listed):
+        others = [p.name for p in files[:2]] + [f"{name}/" for name, _ in listed[:2]]
+        raise MixedFolderError(f"holds frames directly ({loose[0].name}, ...) beside other videos ({', '.join(others)}, ...): "
+                        "move the loose frames into a folder of their own (one folder per video)", root)
+
+
+def _refuse_shared_ids(root: Path, videos: list[Video]) -> None:
+    """Two inputs giving one video id (``a.mp4`` and ``a.dcm``, or ``a.mp4`` and ``a/``) would share outputs."""
+    seen: dict[str, Video] = {}
+    for video in videos:
+        if video.id in seen:
+            first, second = (v.video_file.name if v.video_file else f"{v.id}/" for v in (seen[video.id], video))
+            raise DataError(f"{first} and {second} both give video id {video.id!r}: rename one", root)
+        seen[video.id] = video
+
+
 def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet:
     """Detect the layout of ``root`` and list its videos, masks, bboxes, splits and labels.
 
@@ -179,15 +202,19 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
         files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
-        listed = [(folder.name, list_dir(folder, notes)[1]) for folder in subfolders]
+        mask_folder = "masks" if files else None  # masks/<video stem>/ of video files is no video
+        listed = [(folder.name, frames) for folder in subfolders if folder.name != mask_folder
+                  for frames in [list_dir(folder, notes)[1]] if frames]
+        _refuse_mixed_frames(root, loose_images, files, listed)
         if loose_images:  # the root itself is one video's frames
             listed = [(root.name, loose_images)]
-        if files:
-            layout = "dicom" if all(p.suffix.lower() in DICOM_SUFFIXES for p in files) else "video-files"
-            videos = _read_video_files(root, files, notes)
-        elif any(frames for _, frames in listed):
-            layout = "frame-folders"
-            videos = [Video(name, frames, [None] * len(frames)) for name, frames in listed if frames]
+        if files or listed:
+            dicom = all(p.suffix.lower() in DICOM_SUFFIXES for p in files)
+            layout = ("mixed" if files and listed else "frame-folders" if listed
+                      else "dicom" if dicom else "video-files")
+            videos = _read_video_files(root, files, notes) + [Video(name, frames, [None] * len(frames))
+                                                              for name, frames in listed]
+            _refuse_shared_ids(root, videos)
         else:
             raise DataError(
                 "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "

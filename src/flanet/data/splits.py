@@ -14,6 +14,7 @@ from pathlib import Path
 
 from natsort import natsorted
 
+from flanet.csvcells import escape_rows, unescape_cell
 from flanet.data.errors import DataError
 from flanet.fileio import atomic_open
 
@@ -35,7 +36,7 @@ def read_split_list(path: Path) -> list[str]:
     """
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            ids = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
+            ids = [unescape_cell(row[0].strip()) for row in csv.reader(handle) if row and row[0].strip()]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read split list ({error})", path) from error
     if ids and ids[0].lower() in _HEADER_WORDS:
@@ -127,7 +128,7 @@ def write_split_lists(root: Path, splits: Mapping[str, Sequence[str]], force: bo
         )
     for name, path in targets.items():
         with atomic_open(path, newline="") as handle:
-            csv.writer(handle).writerows([video_id] for video_id in splits[name])
+            csv.writer(handle).writerows(escape_rows([video_id] for video_id in splits[name]))
     return list(targets.values())
 
 

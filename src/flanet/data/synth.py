@@ -19,11 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from flanet import colours
+from flanet.csvcells import escape_rows
 from flanet.data.bboxes import mask_bbox
 from flanet.data.errors import DataError
 from flanet.data.splits import make_splits, write_split_lists
 from flanet.data.synth_render import plan_video, render_frame
 from flanet.fileio import atomic_open, atomic_write_text
+from flanet.limits import MAX_SYNTH_SIZE
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -66,7 +68,7 @@ def generate_dataset(
         out: output folder; must be missing or empty unless ``force``.
         videos: number of videos (>= 1; >= 3 gives non-empty train/val/test lists).
         frames: frames per video (>= 1).
-        size: square frame side in pixels (>= 32).
+        size: square frame side in pixels (32 to :data:`flanet.limits.MAX_SYNTH_SIZE`).
         seed: random seed; the same seed writes identical files.
         force: allow writing into a non-empty folder (existing files are overwritten).
         progress: show a tqdm progress bar.
@@ -78,8 +80,9 @@ def generate_dataset(
         DataError: for a non-empty ``out`` without ``force`` or invalid sizes.
     """
     out = Path(out)
-    if videos < 1 or frames < 1 or size < 32:
-        raise DataError(f"need videos >= 1, frames >= 1 and size >= 32 (got {videos}, {frames}, {size})")
+    if videos < 1 or frames < 1 or not 32 <= size <= MAX_SYNTH_SIZE:
+        raise DataError(f"need videos >= 1, frames >= 1 and 32 <= size <= {MAX_SYNTH_SIZE} "
+                        f"(got {videos}, {frames}, {size}) (--videos, --frames, --size)")
     if out.exists() and any(out.iterdir()) and not force:
         raise DataError("output folder is not empty (use --force to write into it)", out)
     boxes: dict[str, dict[str, list[float] | None]] = {}
@@ -109,9 +112,9 @@ def generate_dataset(
             sheet_rows.append(sheet_row)
     atomic_write_text(out / "bbox.json", json.dumps(boxes))
     with atomic_open(out / "video_labels.csv", newline="") as handle:
-        csv.writer(handle).writerows([["video", "pathology", "aln_metastasis"], *labels])
+        csv.writer(handle).writerows(escape_rows([["video", "pathology", "aln_metastasis"], *labels]))
     with atomic_open(out / "frame_info.csv", newline="") as handle:
-        csv.writer(handle).writerows([["video", "frame", "hard", "has_lesion"], *frame_rows])
+        csv.writer(handle).writerows(escape_rows([["video", "frame", "hard", "has_lesion"], *frame_rows]))
     splits = make_splits([row[0] for row in labels], (0.4, 0.2, 0.4), seed, {row[0]: row[1] for row in labels})
     write_split_lists(out, splits, force=True)
     _contact_sheet(sheet_rows, out / CONTACT_SHEET)

@@ -15,6 +15,24 @@ if TYPE_CHECKING:
 BBox = tuple[float, float, float, float]
 
 
+def check_unique_stems(frames: list[Path]) -> None:
+    """Refuse frames whose names differ only in suffix (``f1.jpg``, ``f1.png``): outputs are named by stem.
+
+    Masks, predictions and CSV rows are keyed by the frame's stem, so two such frames would
+    overwrite each other's results (issue 22 item 6).
+
+    Raises:
+        DataError: naming both files.
+    """
+    seen: dict[tuple[Path, str], Path] = {}
+    for frame in frames:
+        key = (frame.parent, frame.stem)
+        if key in seen:
+            raise DataError(f"two frames share the name {frame.stem!r} ({seen[key].name} and {frame.name}): "
+                            "their outputs would overwrite each other; rename or remove one", frame.parent)
+        seen[key] = frame
+
+
 @dataclass
 class Video:
     """One video: its frames in natural order and the matching masks.
@@ -47,6 +65,9 @@ class Video:
     spacing_source: str | None = None
     lesion_free: list[bool] | None = None
 
+    def __post_init__(self) -> None:
+        check_unique_stems([Path(frame) for frame in self.frames])
+
     @property
     def num_frames(self) -> int:
         """Number of frames (decoded frames for a video file)."""
@@ -75,7 +96,8 @@ class VideoSet:
     Attributes:
         root: the folder that was read.
         layout: ``"authors"``, ``"buv2022"``, ``"cvat"``, ``"coco"``, ``"cva-net"``, ``"vtus"``,
-            ``"video-polyp"``, ``"video-files"``, ``"dicom"`` or ``"frame-folders"``.
+            ``"video-polyp"``, ``"video-files"``, ``"dicom"``, ``"frame-folders"`` or ``"mixed"`` (video or
+            DICOM files beside frame folders: every one is read).
         videos: the videos, in natural order of their ids.
         splits: video ids per split name (e.g. ``"train"``, ``"val"``, ``"test"``); may be empty.
         labels: video-level labels per video id, e.g. ``{"case1": {"pathology": "benign"}}``; may be empty.

@@ -6,9 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.argtypes import pixel_spacing, positive_int, unit_interval
+from flanet.argtypes import image_size, pixel_spacing, unit_interval
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
+from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metrics.json, per_video.csv, per_frame.csv, table.md and worst_frames/ into --out. See docs/metrics.md.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="flanet checkpoint (.pt) to run over the split")
+    source.add_argument("--checkpoint", help=f"flanet checkpoint (.pt) to run over the split: {CHECKPOINT_HELP}")
     source.add_argument("--pred-dir", type=Path, help="folder of prediction PNGs to score")
+    parser.add_argument("--sha256", help=SHA256_HELP)
     parser.add_argument("--data", type=Path, required=True, help="data set root (any layout `flanet data check` reads)")
     parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; all videos if the set has no split lists)")
     parser.add_argument("--out", type=Path, help="output folder (default: flanet-eval/<name>_<split>)")
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
     parser.add_argument("--resize-pred", action="store_true", help="resize predictions of the wrong size (as the VPS toolbox does) instead of failing")
-    parser.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's training size, else 352)")
+    parser.add_argument("--image-size", type=image_size, help="model input size (default: the checkpoint's training size, else 352)")
     parser.add_argument("--mode", choices=("auto", "clips", "stream"), default="auto",
                         help="clips: batched clips; stream: FLA-Net encodes each frame once; auto: fewer encoder passes")
     parser.add_argument("--batch-size", type=int, default=8, help="clips (clips mode) or frames (stream mode) per forward pass (default: 8)")
@@ -60,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _default_out(args: argparse.Namespace) -> Path:
-    name = args.name or (args.checkpoint.stem if args.checkpoint else args.pred_dir.resolve().name)
+    name = args.name or (Path(args.checkpoint).stem if args.checkpoint else args.pred_dir.resolve().name)
     return Path("flanet-eval") / f"{name}_{args.split}"
 
 
@@ -81,13 +83,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         evaluate_checkpoint,
         evaluate_prediction_folder,
     )
+    from flanet.models.hub import resolve_checkpoint
 
     out = args.out or _default_out(args)
     settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
     try:
         if args.checkpoint is not None:
             result = evaluate_checkpoint(
-                args.checkpoint, args.data, args.split, out, image_size=args.image_size, device=args.device,
+                resolve_checkpoint(args.checkpoint, args.sha256), args.data, args.split, out, image_size=args.image_size, device=args.device,
                 batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
                 method=args.name, mode=args.mode, settings=settings, pixel_spacing=args.pixel_spacing,
             )

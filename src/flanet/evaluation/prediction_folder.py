@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from flanet.data import Video, read_mask
-from flanet.data.images import read_bytes
+from flanet.data.images import binarise_mask, is_palette_png, read_bytes, read_mask_values
 from flanet.data.rle import EncodedMask
 
 PREDICTION_SUFFIX = ".png"
@@ -136,18 +136,40 @@ def check_predictions(pred_dir: Path, videos: list[Video], all_video_ids: set[st
     return check
 
 
-def read_prediction(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a prediction PNG as uint8 (H, W); resized (bilinear) to ``size`` (H, W) when given.
+def prediction_values(values: np.ndarray, palette: bool = False) -> np.ndarray:
+    """Probabilities x 255 as uint8 from a prediction image's values, read as :func:`flanet.data.read_mask` reads masks.
 
-    Values are ``round(255 p)``; a binary mask saved as {0, 1} (not {0, 255}, as many tools write
-    it) is read as a mask, i.e. its 1s become 255.
+    ``values`` come from :func:`flanet.data.images.read_mask_values` (palette index for palette
+    PNGs, the largest colour channel otherwise, so a red or white mask on black counts as the
+    lesion). A palette image is a mask (index above half the largest: 255). A {0, 1} image of
+    any depth is a binary mask (1 -> 255); a 16-bit image whose values stay within 0..255 holds
+    8-bit values (a 0/255 mask saved 16-bit); any other 16-bit image is scaled from 0..65535;
+    floating-point values are probabilities in 0..1.
+    """
+    if palette:
+        return binarise_mask(values).astype(np.uint8) * np.uint8(255)
+    top = float(values.max()) if values.size else 0.0
+    if top == 1 and np.isin(values, (0, 1)).all():  # {0, 1}: a binary mask, not probabilities of at most 1/255
+        return (values > 0).astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(values.dtype, np.floating):
+        return (np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if values.dtype == np.uint8 or top <= 255:
+        return values.astype(np.uint8)
+    return ((values.astype(np.float64) * (255.0 / 65535.0)) + 0.5).astype(np.uint8)
+
+
+def read_prediction(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a prediction image as uint8 (H, W) probabilities x 255; resized (bilinear) to ``size`` (H, W) when given.
+
+    8-bit grey values are ``round(255 p)``; 16-bit, RGB(A) and palette images are read as
+    :func:`flanet.data.read_mask` reads masks (see :func:`prediction_values`), so a 16-bit 0/255 or
+    0/1, a coloured or a palette mask scores what it shows (issue 22: they scored Dice 0).
+
+    Raises:
+        DataError: naming the file, when it is missing, empty, truncated or not an image.
     """
     data = read_bytes(path)
-    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if grey is None:
-        raise ValueError(f"{path}: not a readable image")
-    if grey.max() == 1:  # {0, 1}: a binary mask, not probabilities of at most 1/255
-        grey = grey * np.uint8(255)
+    grey = prediction_values(read_mask_values(path, data), palette=is_palette_png(data))
     if size is not None and grey.shape != size:
         grey = cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return grey

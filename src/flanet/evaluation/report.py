@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from flanet import colours
+from flanet.csvcells import escape_row
 from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
 from flanet.fileio import atomic_open, atomic_path, atomic_write_text
 
@@ -62,14 +63,14 @@ def write_metrics_json(path: Path, metrics: dict[str, Any], context: dict[str, A
 
 
 def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write dict rows as CSV (columns of the first row, then any new ones in order of appearance)."""
+    """Write dict rows as CSV (columns of the first row, then any new ones in order of appearance; cells escaped)."""
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
     with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(escape_row(row) for row in rows)  # ids and names never run as spreadsheet formulas
 
 
 def format_cell(metrics: dict[str, Any], key: str, with_ci: bool = True) -> str:

@@ -2,15 +2,19 @@
 
 Written by ``flanet evaluate`` (:class:`ViewerCollector`, fed during scoring: frames with ground
 truth, value = Dice) and ``flanet predict`` (:meth:`ViewerCollector.add_streamed`, fed while the
-video streams: value = predicted lesion area; then :func:`write_prediction_viewer`). Frames are
-downscaled to at most :data:`MAX_SIDE` px and stored as JPEG; ground truth, prediction and heatmap
-are transparent PNG overlays in the one colour convention of :mod:`flanet.colours`; everything is
-embedded as base64, so the page works offline from disk.
+video streams: value = predicted lesion area; then :func:`write_prediction_viewer`). Frames keep
+their source resolution up to :data:`MAX_SIDE` px (the page's stage is 512 px wide, so a frame is
+never stretched past its pixels unless the source is smaller) and are stored as JPEG; ground truth,
+prediction and heatmap are transparent PNG overlays at the same size in the one colour convention
+of :mod:`flanet.colours`; everything is embedded as base64, so the page works offline from disk.
 
-Size limit: at most ``max_frames`` (default :data:`MAX_FRAMES`) frames in all; longer inputs keep
-every k-th frame (``k = ceil(frames / max_frames)`` when the frame count is known in advance, else
-k doubles whenever the page would grow past the limit; stated in the page). Bytes per frame depend on
-the content: 7-13 kB measured on smooth and demo frames, 86 kB on pure noise (docs/metrics.md).
+Size limits: at most ``max_frames`` (default :data:`MAX_FRAMES`) frames and ``max_bytes`` (default
+:data:`MAX_BYTES`) of images in all; longer inputs keep every k-th frame (``k = ceil(frames /
+max_frames)`` when the frame count is known in advance, and k doubles whenever the page would grow
+past either limit; stated in the page). Bytes per frame with its overlays, measured (2026-12-07):
+8 kB for pydicom's 320x240 ultrasound cine, 72 kB for a speckled 800x600 synthetic frame and 103 kB
+for a 512x512 one at 512 px (15-20 kB at the former 192 px), so the byte limit keeps 600-900 such
+frames, and 2000 frames of a smooth cine.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from flanet import colours
 from flanet.evaluation.viewer_page import render_page
 from flanet.fileio import atomic_write_text
 
-MAX_SIDE = 192
+MAX_SIDE = 512
 MAX_FRAMES = 2000
+MAX_BYTES = 64 * 2**20
 WORST_COUNT = 10
 JPEG_QUALITY = 80
 
@@ -46,6 +51,11 @@ class _Frame:
     heat: str | None
     position: int  # among every frame offered to the collector (for the stride)
     img: str | None = None  # the frame's JPEG, when it was given with the overlays
+
+    @property
+    def size(self) -> int:
+        """Bytes of its images in the page (the JPEG once it is known)."""
+        return sum(len(part) for part in (self.pred, self.gt, self.heat, self.img) if part)
 
 
 def _uri(image: np.ndarray, ext: str = ".png") -> str:
@@ -101,13 +111,16 @@ class ViewerCollector:
             then doubles whenever more than ``max_frames`` are kept).
         max_frames: size limit of the page (frames in all).
         max_side: longest side of a frame in the page.
+        max_bytes: size limit of the page's images (bytes in all); past it the stride doubles.
     """
 
-    def __init__(self, total_frames: int | None, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> None:
+    def __init__(self, total_frames: int | None, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.stride = max(1, math.ceil(total_frames / max_frames)) if total_frames else 1
         self.max_side = max_side
         self.videos: dict[str, list[_Frame]] = {}
         self.max_frames = max_frames
+        self.max_bytes = max_bytes
         self._seen = 0
         self._count = 0
 
@@ -136,11 +149,18 @@ class ViewerCollector:
             None if rgb is None else frame_jpeg(rgb, self.max_side),
         ))
         self._count += 1
-        if self._count > self.max_frames:  # more frames than announced: keep every other kept frame
-            self.stride *= 2
-            for key, frames in self.videos.items():
-                self.videos[key] = [f for f in frames if f.position % self.stride == 0]
-            self._count = sum(len(frames) for frames in self.videos.values())
+        while self._count > self.max_frames or self._bytes() > self.max_bytes:
+            self._thin()  # more frames or bytes than the page holds: keep every other kept frame
+
+    def _bytes(self) -> int:
+        return sum(frame.size for frames in self.videos.values() for frame in frames)
+
+    def _thin(self) -> None:
+        """Double the stride and drop the kept frames off it (the first frame always stays)."""
+        self.stride *= 2
+        for key, frames in self.videos.items():
+            self.videos[key] = [f for f in frames if f.position % self.stride == 0]
+        self._count = sum(len(frames) for frames in self.videos.values())
 
     def add_streamed(
         self, video: str, name: str, index: int, value: float, pred: np.ndarray,
@@ -184,22 +204,29 @@ class ViewerCollector:
         ``worst``: ``lowest`` lists each video's frames of lowest value (Dice), ``jumps`` those with
         the largest change of value from the previous frame (lesion area without ground truth).
         """
-        videos = []
         for video, frames in self.videos.items():
-            entries = []
             for frame in frames:
                 if frame.img is None and read_rgb is None:
                     raise ValueError(f"{video} / {frame.name}: no frame image and no reader for the viewer")
-                img = frame.img or frame_jpeg(read_rgb(video, frame.index), self.max_side)  # type: ignore[misc]
-                entries.append({"name": frame.name, "index": frame.index, "value": frame.value,
-                                "img": img, "gt": frame.gt, "pred": frame.pred, "heat": frame.heat})
-            videos.append({"id": video, "value_name": value_name, "frames": entries,
+                if frame.img is None:
+                    frame.img = frame_jpeg(read_rgb(video, frame.index), self.max_side)  # type: ignore[misc]
+        while self._bytes() > self.max_bytes and self._count > 1:
+            self._thin()
+        videos = []
+        for video, frames in self.videos.items():
+            entries = [{"name": f.name, "index": f.index, "value": f.value, "img": f.img, "gt": f.gt,
+                        "pred": f.pred, "heat": f.heat} for f in frames]
+            videos.append({"id": video, "value_name": value_name, "frames": entries, "worst_rule": worst,
                            "worst": worst_positions([f.value for f in frames], worst)})
-        sampled = (f" Every {self.stride}th frame is shown (size limit {self.max_frames} frames)."
-                   if self.stride > 1 else "")
-        data = {"title": title, "note": note + sampled + " Keys: space plays/pauses, arrows step.", "videos": videos}
+        sampled = (f" Every {self.stride}th frame is shown (size limit {self.max_frames} frames, "
+                   f"{self.max_bytes / 2**20:g} MiB of images)." if self.stride > 1 else "")
+        frames = [frame for frames in self.videos.values() for frame in frames]
+        layers = {"gt": any(f.gt for f in frames), "pred": True, "heat": any(f.heat for f in frames)}
+        data = {"title": title, "note": note + sampled + " Keys: space plays/pauses, arrows step.",
+                "layers": layers, "videos": videos}
         payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-        worst_title = "Worst frames (lowest " + value_name + ")" if worst == "lowest" else "Largest changes of " + value_name
+        worst_title = ("Worst frames (lowest " + value_name + ")" if worst == "lowest"
+                       else "Largest changes of " + value_name + " from the previous frame")
         page = render_page(payload, colours.hex_colour(colours.TRUTH_RGB), colours.hex_colour(colours.PREDICTION_RGB),
                            colours.hex_colour(colours.HEATMAP_RGB), worst_title)
         atomic_write_text(path, page)

@@ -1,9 +1,12 @@
 """The HTML, CSS and JavaScript of ``viewer.html`` (no external resource: works offline from disk).
 
 The page reads one JSON object embedded in a ``<script type="application/json">`` element:
-``{"title", "legend", "note", "videos": [{"id", "value_name", "frames": [{"name", "index", "value",
-"img", "gt", "pred", "heat"}], "worst": [frame positions]}]}``, where ``img`` is a JPEG and
-``gt`` / ``pred`` / ``heat`` transparent PNG overlays (data URIs, or null when absent).
+``{"title", "note", "layers": {"gt", "pred", "heat"}, "videos": [{"id", "value_name", "frames":
+[{"name", "index", "value", "img", "gt", "pred", "heat"}], "worst_rule", "worst": [frame positions]}]}``,
+where ``img`` is a JPEG and ``gt`` / ``pred`` / ``heat`` transparent PNG overlays (data URIs, or null
+when absent). A layer no frame has (``layers``) has no toggle; ``worst_rule`` ``"lowest"`` lists the
+frames of lowest value, ``"jumps"`` those of largest change from the previous frame, with the change.
+The value plot keeps its label in a band above the curve.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ function show(i) {
   $('info').textContent = `${v.id} / frame ${f.name} (${frame + 1} of ${v.frames.length}): ${v.value_name} ${value}`;
   drawPlot();
 }
+const LABEL_BAND = 18;  // px above the curve for its label: the two never overlap
 function drawPlot() {
   const v = current(), c = $('plot'), g = c.getContext('2d');
   const w = c.width, h = c.height, n = v.frames.length;
@@ -52,20 +56,28 @@ function drawPlot() {
   const top = Math.max(1e-9, v.value_name === 'Dice' ? 1 : Math.max(...values));
   g.clearRect(0, 0, w, h);
   g.strokeStyle = '#1f77b4'; g.lineWidth = 1.5; g.beginPath();
-  values.forEach((y, i) => { const px = n > 1 ? i * (w - 1) / (n - 1) : w / 2, py = h - 4 - y / top * (h - 8);
+  values.forEach((y, i) => { const px = n > 1 ? i * (w - 1) / (n - 1) : w / 2,
+    py = h - 4 - y / top * (h - 8 - LABEL_BAND);
     if (i === 0) g.moveTo(px, py); else g.lineTo(px, py); });
   g.stroke();
   const x = n > 1 ? frame * (w - 1) / (n - 1) : w / 2;
-  g.strokeStyle = '#000'; g.beginPath(); g.moveTo(x, 0); g.lineTo(x, h); g.stroke();
+  g.strokeStyle = '#000'; g.beginPath(); g.moveTo(x, LABEL_BAND); g.lineTo(x, h); g.stroke();
   g.fillStyle = '#333'; g.font = '11px sans-serif';
   g.fillText(`${v.value_name} per frame (max ${top.toFixed(2)}); click to jump`, 4, 12);
+}
+function worstText(v, pos) {
+  const f = v.frames[pos], value = (x) => x === null ? '-' : x.toFixed(3);
+  if (v.worst_rule !== 'jumps') return `frame ${f.name}: ${v.value_name} ${value(f.value)}`;
+  const before = pos > 0 ? v.frames[pos - 1].value : f.value;
+  const change = f.value === null || before === null ? null : f.value - before;
+  return `frame ${f.name}: ${change === null ? '-' : (change >= 0 ? '+' : '') + change.toFixed(1)} (to ${value(f.value)})`;
 }
 function selectVideo(i) {
   video = i; const v = current();
   $('scrub').max = v.frames.length - 1;
   const list = $('worst'); list.innerHTML = '';
-  v.worst.forEach((pos) => { const f = v.frames[pos], b = document.createElement('button');
-    b.textContent = `frame ${f.name}: ${v.value_name} ${f.value === null ? '-' : f.value.toFixed(3)}`;
+  v.worst.forEach((pos) => { const b = document.createElement('button');
+    b.textContent = worstText(v, pos);
     b.onclick = () => { stop(); show(pos); }; list.appendChild(b); });
   show(0);
 }
@@ -89,6 +101,7 @@ DATA.videos.forEach((v, i) => { const o = document.createElement('option'); o.va
 select.onchange = () => { stop(); selectVideo(Number(select.value)); };
 document.addEventListener('keydown', (e) => { if (e.key === 'ArrowRight') { stop(); show(frame + 1); }
   else if (e.key === 'ArrowLeft') { stop(); show(frame - 1); } else if (e.key === ' ') { e.preventDefault(); timer ? stop() : play(); } });
+['gt', 'pred', 'heat'].forEach((layer) => { if (!DATA.layers[layer]) $('show-' + layer).parentElement.style.display = 'none'; });
 document.title = DATA.title; $('title').textContent = DATA.title; $('note').textContent = DATA.note;
 selectVideo(0);
 """

@@ -37,8 +37,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from flanet.csvcells import escape_row
 from flanet.data import DataError
-from flanet.fileio import atomic_write_text, prepare_output_folder
+from flanet.fileio import INCOMPLETE, atomic_write_text, prepare_output_folder
 from flanet.inference.annotation_export import export_video
 from flanet.inference.predict import _predict_video
 from flanet.inference.sources import VideoSource, resolve_sources
@@ -55,6 +56,9 @@ INDEX_COLUMNS = ("video", "status", "input", "output", "frames", "frames_with_le
 
 
 RESUME_KEYS = ("checkpoint", "image_size", "threshold", "export")  # a finished video is reused only if these match
+#: Names the archive writes in ``<out>`` itself: no video id may take one (``summary.json`` failed at the end
+#: and poisoned every rerun, issue 22 item 10); compared without case, for case-insensitive file systems.
+RESERVED_IDS = frozenset({"index.csv", "summary.json", INCOMPLETE.lower()})
 
 
 class ArchiveError(RuntimeError):
@@ -117,10 +121,20 @@ def _open_one(video_id: str, location: Path, fps: float) -> VideoSource:
 
 
 def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None) -> list[ArchiveItem]:
-    """The videos of a manifest CSV or a folder, in order."""
+    """The videos of a manifest CSV or a folder, in order.
+
+    Raises:
+        ValueError: a video id that names a file of the archive itself (:data:`RESERVED_IDS`).
+    """
     if input_path.is_file():
-        return [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_manifest(input_path)]
-    return [ArchiveItem(s.id, s.location, lambda s=s: s) for s in resolve_sources(input_path, fps=fps, split=split)]
+        items = [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_manifest(input_path)]
+    else:
+        items = [ArchiveItem(s.id, s.location, lambda s=s: s) for s in resolve_sources(input_path, fps=fps, split=split)]
+    for item in items:
+        if item.id.split("/")[0].lower() in RESERVED_IDS:
+            raise ValueError(f"{item.location}: video id {item.id!r} is the name of a file the archive writes in its "
+                             f"output folder ({', '.join(sorted(RESERVED_IDS))}); give it another id")
+    return items
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -269,7 +283,7 @@ def _write_index(out: Path, records: list[dict], settings: dict, seconds: float)
     writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: ("" if record.get(k) is None else record.get(k)) for k in INDEX_COLUMNS})
+        writer.writerow(escape_row({k: ("" if record.get(k) is None else record.get(k)) for k in INDEX_COLUMNS}))
     atomic_write_text(out / "index.csv", buffer.getvalue())
     done = [r for r in records if r["status"] == "done"]
     new = [r for r in done if not r.get("resumed")]

@@ -9,15 +9,16 @@ import os
 import time
 from pathlib import Path
 
-from flanet.argtypes import non_negative_int, positive_float, positive_int, unit_interval
+from flanet.argtypes import frame_rate, image_size, non_negative_int, positive_float, positive_int, unit_interval
 from flanet.errors import UsageError
+from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-def _predict_live(args: argparse.Namespace) -> int:
+def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
     from flanet.inference.live_predict import predict_live
 
     if args.split:
@@ -27,7 +28,7 @@ def _predict_live(args: argparse.Namespace) -> int:
     source = Path(args.source)
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
-        args.checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
+        checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
         force=args.force, image_size=args.image_size, device=args.device, threshold=args.threshold, fps=args.fps,
         progress=not args.no_progress, backend=args.backend, max_frames=args.max_frames, duration=args.duration,
         compile=_compile(args),
@@ -43,14 +44,16 @@ def _predict_live(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.archive import is_archive_input, predict_archive
     from flanet.inference.predict import predict_to_folder
+    from flanet.models.hub import resolve_checkpoint
 
     if _compile(args) and args.backend != "pytorch":
         raise UsageError("--compile applies to --backend pytorch only (--compile)")
     if args.frames_in_flight > 1 and (args.backend == "pytorch" or args.source is not None):
         raise UsageError("--frames-in-flight above 1 needs --backend onnxruntime or openvino and a recorded input, "
                          "not --source (--frames-in-flight)")
+    checkpoint = resolve_checkpoint(args.checkpoint, args.sha256)
     if args.source is not None:
-        return _predict_live(args)
+        return _predict_live(args, checkpoint)
     if args.max_frames is not None or args.duration is not None:
         raise UsageError("--max-frames and --duration bound a live run; they need --source")
     input_path = Path(args.input)
@@ -59,7 +62,7 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path.cwd() / default_name
     archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
     out_dir = (predict_archive if archive else predict_to_folder)(
-        args.checkpoint, input_path, out, force=args.force, image_size=args.image_size,
+        checkpoint, input_path, out, force=args.force, image_size=args.image_size,
         device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
         progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
         export=sorted(set(args.export)), compile=_compile(args), frames_in_flight=args.frames_in_flight,
@@ -85,9 +88,10 @@ def _export_parts(value: str) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from flanet.inference.export import export_checkpoint
+    from flanet.models.hub import resolve_checkpoint
 
     manifest = export_checkpoint(
-        args.checkpoint, Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
+        resolve_checkpoint(args.checkpoint, args.sha256), Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
     )
     for part in manifest["parts"]:
         print(f"{part['name']}: {part['file']} (max |diff| vs PyTorch {part['max_abs_diff']:.2e})")
@@ -146,13 +150,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     given.add_argument("input", nargs="?", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
     given.add_argument("--source", help="live: a capture device index (0), a stream URL (rtsp://, http://) or a video "
                        "file played at its frame rate; the newest frame is segmented, stale ones dropped (docs/inference.md)")
-    p.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt) from training")
+    p.add_argument("--checkpoint", required=True, help=f"flanet checkpoint (.pt): {CHECKPOINT_HELP}")
+    p.add_argument("--sha256", help=SHA256_HELP)
     p.add_argument("--out", help="output folder (default: ./<input name>-flanet)")
     p.add_argument("--force", action="store_true", help="replace an output folder written by an earlier predict")
-    p.add_argument("--image-size", type=positive_int, help="model input size (default: the checkpoint's, else 352)")
+    p.add_argument("--image-size", type=image_size, help="model input size (default: the checkpoint's, else 352)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threshold", type=unit_interval, default=0.5, help="mask probability threshold (default 0.5)")
-    p.add_argument("--fps", type=positive_float, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
+    p.add_argument("--fps", type=frame_rate, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--backend", default="pytorch", choices=BACKEND_CHOICES,
@@ -175,12 +180,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="export the per-frame step (encoder, decoder, 3-frame step): ONNX, torch.export, TorchScript",
         description="Export for deployment; every exported part is checked against PyTorch. See docs/inference.md.",
     )
-    e.add_argument("--checkpoint", required=True, help="flanet checkpoint (.pt)")
+    e.add_argument("--checkpoint", required=True, help=f"flanet checkpoint (.pt): {CHECKPOINT_HELP}")
+    e.add_argument("--sha256", help=SHA256_HELP)
     e.add_argument("--out", required=True, help="file of the 3-frame step, e.g. flanet.onnx; parts go next to it")
-    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"])
+    e.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch-export"],
+                   help="onnx (default; what --backend onnxruntime / openvino run), torchscript or torch-export")
     e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
                    help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
-    e.add_argument("--image-size", type=positive_int, help="fixed input size (default: the checkpoint's, else 352)")
+    e.add_argument("--image-size", type=image_size, help="fixed input size (default: the checkpoint's, else 352)")
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(
@@ -191,7 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--encoders", nargs="+", default=["res2net50_26w_4s", "resnet18"],
                    help="timm encoders, random weights (default: res2net50_26w_4s resnet18)")
-    b.add_argument("--image-size", type=int, default=352)
+    b.add_argument("--image-size", type=image_size, default=352, help="model input size (default 352, the paper's)")
     b.add_argument("--frames", type=positive_int, default=8, help="output frames per timed run (default 8)")
     b.add_argument("--runs", type=positive_int, default=5, help="timed runs; the median is reported (default 5)")
     b.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs (default 1)")

@@ -99,6 +99,7 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
     """
     import copy
 
+    from flanet.fileio import umask_mode
     from flanet.inference.export import export_model
 
     cache = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
@@ -108,6 +109,7 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
         return manifest
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
+    staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 -> a folder others may read, as mkdir makes
     try:
         cpu_model = copy.deepcopy(model).cpu().float().eval()
         streamable = model.num_frames > 1

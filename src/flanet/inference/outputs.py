@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
+from flanet.csvcells import escape_row
 from flanet.inference.streaming import FrameResult
 
 __all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
@@ -148,7 +149,7 @@ class FrameTableWriter:
         """Append one row (``extra``: values of the extra fields); NaN is written as an empty cell."""
         values = {**asdict(stats), **(extra or {})}
         row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-        self._writer.writerow(row)
+        self._writer.writerow(escape_row(row))  # a frame name never runs as a spreadsheet formula
 
     def flush(self) -> None:
         """Push the rows written so far to the file (live runs: the CSV can be followed as it grows)."""

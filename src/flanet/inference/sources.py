@@ -13,8 +13,9 @@ from natsort import natsorted
 from flanet.data import DataError, Video, discover, read_image
 from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
 from flanet.data.images import is_image_file
-from flanet.data.layouts import VIDEO_EXTENSIONS
+from flanet.data.layouts import VIDEO_EXTENSIONS, MixedFolderError
 from flanet.data.video_io import iter_video_frames, probe_video
+from flanet.data.videoset import check_unique_stems
 
 __all__ = ["VideoSource", "resolve_sources"]
 
@@ -51,6 +52,8 @@ class VideoSource:
 
 def _dicom_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
     info = probe_dicom(path)  # DataError for unreadable / truncated files; frames are decoded lazily
+    for problem in info.problems:  # header values set aside (region, calibration, rate), named
+        log.warning("%s: %s", path, problem)
     if info.fps is None:
         log.warning("%s states no frame rate (FrameTime, CineRate, RecommendedDisplayFrameRate); "
                     "using %g frames/s (--fps)", path, default_fps)
@@ -68,6 +71,7 @@ def _video_file_source(path: Path, video_id: str, default_fps: float) -> VideoSo
 
 
 def _frame_list_source(frames: list[Path], video_id: str, location: Path, fps: float) -> VideoSource:
+    check_unique_stems(frames)
     def read_all() -> Iterator[np.ndarray]:
         return (read_image(path) for path in frames)
 
@@ -100,6 +104,8 @@ def is_frame_folder(path: Path) -> bool:
         return False
     try:
         return discover(path).layout == "frame-folders"  # loose frames at the root make it one video
+    except MixedFolderError:
+        raise  # loose frames beside other videos: refused, never a part of the folder read
     except DataError:
         return True
 

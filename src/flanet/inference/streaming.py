@@ -44,7 +44,11 @@ from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
 from flanet.models.windows import CausalWindows, frame_features
 
-__all__ = ["FrameResult", "VideoSegmenter", "as_rgb_frame", "compile_options"]
+__all__ = ["FrameResult", "NonFiniteOutputError", "VideoSegmenter", "as_rgb_frame", "compile_options"]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """A frame's output held NaN or inf: the run stops instead of reporting "no lesion" (a failed run, exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -361,7 +365,15 @@ class VideoSegmenter:
         size: tuple[int, int],
         context: int,
     ) -> FrameResult:
-        """Resize the (1, 1, S, S) outputs to the frame's size and pack a FrameResult."""
+        """Resize the (1, 1, S, S) outputs to the frame's size and pack a FrameResult.
+
+        Raises:
+            NonFiniteOutputError: the outputs hold NaN or inf (they would read as "no lesion").
+        """
+        if not bool(torch.isfinite(mask_logits).all()) or (heatmap is not None and not bool(torch.isfinite(heatmap).all())):
+            raise NonFiniteOutputError(f"frame {index}: the model's output holds NaN or infinite values, which would "
+                                       "read as 'no lesion'; the run is stopped (another checkpoint, or full "
+                                       "precision)")
         logits_full = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
         heat_full = None
         if heatmap is not None:

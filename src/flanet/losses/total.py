@@ -8,12 +8,11 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from flanet.losses.heatmap import contrastive_loss, heatmap_mse
-from flanet.losses.mask import bce_loss, dice_loss, iou_loss
-from flanet.losses.structure import weighted_bce_loss, weighted_iou_loss
+from flanet.losses.mask import bce_loss, dice_loss, iou_loss, weighted_bce_loss, weighted_iou_loss
+from flanet.losses.names import MASK_LOSSES
 
-#: Mask terms a loss can be made of: eq. (2)'s BCE and IoU, Dice (ACSNet, TransUNet) and
-#: PraNet's pixel-weighted BCE and IoU (its eq. 4).
-MASK_TERMS: dict[str, Callable[..., Tensor]] = {
+#: Mask term name -> its function (:mod:`flanet.losses.mask`).
+MASK_TERM_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "bce": bce_loss,
     "iou": iou_loss,
     "dice": dice_loss,
@@ -72,8 +71,8 @@ class FLANetLoss(nn.Module):
     ``heatmap_prev`` is not given or ``contrastive_weight`` is 0 (the default of every model
     but ``flanet``, e.g. Table 3 "Basic+LB" and "Basic+FLA+LB").
 
-    The mask part is eq. (2)'s ``bce`` + ``iou`` unless ``mask_terms`` names a compared method's
-    own loss (:data:`MASK_TERMS`): e.g. PraNet's ``wbce`` + ``wiou``, ACSNet's ``bce`` + ``dice``.
+    The mask part is eq. (2)'s ``bce`` + ``iou`` unless ``mask_loss`` names another
+    (:data:`~flanet.losses.names.MASK_LOSSES`): e.g. PraNet's ``wbce`` + ``wiou``, ACSNet's ``bce`` + ``dice``.
     Side outputs of deeply supervised models (``side_logits``) get the same mask terms, each side
     weighted by ``side_weight`` (PraNet and ACSNet 1, SETR's auxiliary heads 0.4).
 
@@ -83,7 +82,11 @@ class FLANetLoss(nn.Module):
         heatmap_weight: ``lambda_1``.
         contrastive_weight: weight of eq. (1).
         alpha: margin of eq. (1), see :data:`DEFAULT_ALPHA`.
-        mask_terms: names in :data:`MASK_TERMS` making up the mask loss.
+        mask_loss: a name of :data:`~flanet.losses.names.MASK_LOSSES`: ``"bce-iou"`` (eq. 2),
+            ``"structure"`` (the authors' released training script: BCE and the IoU weighted by
+            :func:`~flanet.losses.mask.boundary_weights`; with ``heatmap_weight=0.5``, heatmap sigma
+            10 and no contrastive term it is their loss), or a compared method's own loss
+            (``"wbce-wiou"`` PraNet, ``"bce-dice"`` ACSNet and TransUNet, ``"bce"`` ResUNet++ and SETR).
         dice_weight: scales ``dice``.
         side_weight: weight of each side output's mask loss.
     """
@@ -95,11 +98,14 @@ class FLANetLoss(nn.Module):
         heatmap_weight: float = 1.0,
         contrastive_weight: float = 1.0,
         alpha: float = DEFAULT_ALPHA,
-        mask_terms: Sequence[str] = ("bce", "iou"),
+        mask_loss: str = "bce-iou",
         dice_weight: float = 1.0,
         side_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f"mask_loss must be one of {', '.join(MASK_LOSSES)}, got {mask_loss!r}")
+        self.mask_loss = mask_loss
         weights = {
             "bce_weight": bce_weight,
             "iou_weight": iou_weight,
@@ -112,10 +118,7 @@ class FLANetLoss(nn.Module):
         negative = [name for name, value in weights.items() if value < 0]
         if negative:
             raise ValueError(f"loss weights and alpha must be >= 0, got negative {negative}")
-        unknown = [term for term in mask_terms if term not in MASK_TERMS]
-        if unknown or not mask_terms or len(set(mask_terms)) != len(mask_terms):
-            raise ValueError(f"mask_terms must be distinct names of {', '.join(MASK_TERMS)}, got {list(mask_terms)}")
-        self.mask_terms = tuple(str(term) for term in mask_terms)
+        self.mask_terms: tuple[str, ...] = MASK_LOSSES[mask_loss]
         self.dice_weight = float(dice_weight)
         self.side_weight = float(side_weight)
         self._term_weights = {"bce": float(bce_weight), "wbce": float(bce_weight), "iou": float(iou_weight),
@@ -183,7 +186,7 @@ class FLANetLoss(nn.Module):
                          triplet_fraction, mask_terms.get("dice"), mask_terms.get("wbce"), mask_terms.get("wiou"), side)
 
     def _mask_terms(self, logits: Tensor, mask: Tensor, has_mask: Tensor | None) -> dict[str, Tensor]:
-        return {term: MASK_TERMS[term](logits, mask, has_mask=has_mask) for term in self.mask_terms}
+        return {term: MASK_TERM_FUNCTIONS[term](logits, mask, has_mask=has_mask) for term in self.mask_terms}
 
     def _weighted(self, terms: dict[str, Tensor]) -> Tensor:
         values = [self._term_weights[name] * value for name, value in terms.items()]
@@ -193,7 +196,7 @@ class FLANetLoss(nn.Module):
         return (
             f"bce_weight={self.bce_weight}, iou_weight={self.iou_weight}, "
             f"heatmap_weight={self.heatmap_weight}, "
-            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}, mask_terms={list(self.mask_terms)}, "
+            f"contrastive_weight={self.contrastive_weight}, alpha={self.alpha}, mask_loss={self.mask_loss}, "
             f"dice_weight={self.dice_weight}, side_weight={self.side_weight}"
         )
 
@@ -203,4 +206,4 @@ def uses_heatmap_prev(loss: FLANetLoss, has_heatmap: bool) -> bool:
     return has_heatmap and loss.contrastive_weight > 0
 
 
-__all__ = ["DEFAULT_ALPHA", "MASK_TERMS", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]
+__all__ = ["DEFAULT_ALPHA", "MASK_TERM_FUNCTIONS", "FLANetLoss", "LossTerms", "uses_heatmap_prev"]

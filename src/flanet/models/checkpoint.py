@@ -151,12 +151,49 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: not a flanet checkpoint (no 'format': '{FORMAT}'); a run's resume state "
             "(checkpoints/resume.ckpt) is for `flanet train --resume`, its weights are in checkpoints/best.pt"
         )
+    _check_fields(path, payload)
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this flanet")
     expected = payload.get("state_sha256")
     if expected is not None and state_digest(payload["state_dict"]) != expected:
         raise CheckpointError(f"{path}: weights are corrupted (SHA-256 of the state dict does not match)")
+    if bad := non_finite_tensors(payload.get("state_dict")):
+        raise CheckpointError(f"{path}: refused: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                              f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); a model with them "
+                              "reports no lesion anywhere (a diverged training run?)")
     return payload
+
+
+def non_finite_tensors(state_dict: object) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or +-inf (issue 22 item 6)."""
+    if not isinstance(state_dict, dict):
+        return []
+    return [name for name, tensor in state_dict.items()
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
+def _check_fields(path: Path, payload: dict[str, Any]) -> None:
+    """Refuse a payload whose fields have the wrong type (a tampered or hand-made file), by name.
+
+    Raises:
+        CheckpointError: naming the file and the field.
+    """
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: field 'version' must be an integer, got {version!r}")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path}: field 'state_dict' must be a non-empty mapping of names to tensors")
+    if bad := [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)][:3]:
+        raise CheckpointError(f"{path}: field 'state_dict' holds entries that are not named tensors: {', '.join(bad)}")
+    if not isinstance(payload.get("metadata", {}), dict):
+        raise CheckpointError(f"{path}: field 'metadata' must be a mapping, got {type(payload['metadata']).__name__}")
+    for field in ("model", "model_config"):
+        if field in payload and not isinstance(payload[field], dict):
+            raise CheckpointError(f"{path}: field '{field}' must be a mapping, got {type(payload[field]).__name__}")
+    digest = payload.get("state_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise CheckpointError(f"{path}: field 'state_sha256' must be a string, got {type(digest).__name__}")
 
 
 def load_checkpoint(

@@ -6,14 +6,25 @@ scripts in benchmarks/ all count with it.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flanet.fileio import atomic_write_text
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.registry import create_model, model_options, model_spec
+
+log = logging.getLogger(__name__)
+_MODELS_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -64,3 +75,65 @@ def measure_cost(model: VideoSegmentationModel, size: int = 352) -> ModelCost:
     stream_gflops = encoder_gflops + count_gflops(model.decode, [features] * model.num_frames)
     model.train(was_training)
     return ModelCost(params, encoder_params, clip_gflops, stream_gflops, encoder_gflops)
+
+
+def registered_cost(name: str, size: int = 352, **options: Any) -> ModelCost:
+    """:func:`measure_cost` of registered model ``name`` (its default options unless given), without computing.
+
+    The model is built on PyTorch's ``meta`` device, where tensors have shapes but no data: the
+    FLOP counter sees the same operations as on a real device, in a fraction of the time and
+    memory. A builder that cannot run there (e.g. one reading data) is measured on the CPU.
+    """
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **options)
+        return measure_cost(model, size)
+    except (NotImplementedError, RuntimeError) as error:
+        log.debug("%s: cost on the meta device failed (%s); measuring on the CPU", name, error)
+        return measure_cost(create_model(name, **options), size)
+
+
+def cost_cache_file() -> Path:
+    """``$FLANET_CACHE_DIR/model-costs.json``, default ``~/.cache/flanet/model-costs.json``."""
+    return Path(os.environ.get("FLANET_CACHE_DIR") or Path.home() / ".cache" / "flanet") / "model-costs.json"
+
+
+def _cost_key(name: str, size: int, options: dict[str, Any]) -> str:
+    """Name, size, every option, torch and the code that builds the model (flanet/models and the builder's file)."""
+    digest = hashlib.sha256(f"{name}|{size}|{json.dumps(options, sort_keys=True)}|{torch.__version__}".encode())
+    builder_file = inspect.getsourcefile(model_spec(name).builder)
+    files = sorted(_MODELS_DIR.glob("**/*.py")) + ([Path(builder_file)] if builder_file else [])
+    for path in files:
+        digest.update(path.as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def cached_costs(names: list[str], size: int = 352, cache: Path | None = None) -> dict[str, ModelCost]:
+    """:func:`registered_cost` of each model with its default options, kept in :func:`cost_cache_file`.
+
+    A cached figure is reused while the model's options, the code under ``flanet/models`` (and the
+    builder's own file) and torch are unchanged; an unreadable cache is measured again.
+    """
+    cache = cache or cost_cache_file()
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    stored = stored if isinstance(stored, dict) else {}
+    costs: dict[str, ModelCost] = {}
+    changed = False
+    for name in names:
+        key = _cost_key(name, size, asdict(model_options(name)))
+        try:
+            costs[name] = ModelCost(**stored[key])
+        except (KeyError, TypeError):
+            costs[name] = registered_cost(name, size)
+            stored[key] = costs[name].as_dict()
+            changed = True
+    if changed:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache, json.dumps(stored, indent=1, sort_keys=True))
+        except OSError as error:  # a read-only home still lists the models
+            log.warning("cannot write the cost cache %s (%s)", cache, error)
+    return costs

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from flanet.losses.names import MASK_TERMS, mask_loss_of
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -46,16 +47,13 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "flanet.models"
 #: Modules of this package whose import registers its models, in the order ``flanet models`` lists them.
 BUILTIN_MODULES: tuple[str, ...] = (
-    "flanet.models.variants", "flanet.models.baselines",
+    "flanet.models.variants", "flanet.models.baselines", "flanet.models.authors",
     "flanet.models.image_methods.resunetplusplus", "flanet.models.image_methods.acsnet",
     "flanet.models.image_methods.pranet", "flanet.models.image_methods.transunet",
     "flanet.models.image_methods.setr",
 )
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")
-#: Mask loss terms a model may train with (computed by :data:`flanet.losses.MASK_TERMS`): eq. (2)'s
-#: ``bce`` and ``iou``, ``dice`` (ACSNet, TransUNet), PraNet's pixel-weighted ``wbce`` and ``wiou``.
-MASK_TERMS: tuple[str, ...] = ("bce", "iou", "dice", "wbce", "wiou")
 
 
 class ModelError(ValueError):
@@ -99,8 +97,8 @@ class ModelInfo:
         rows: the rows of FLA-Net's tables the model reproduces (empty: none).
         reference: what the implementation follows (paper sections, public code read as a reference).
         loss_terms: the loss terms the model trains with by default (:data:`EQ2_TERMS` names
-            eq. 2's; only ``flanet`` has ``"contrastive"``, eq. 1); its mask terms are any of
-            :data:`MASK_TERMS` (a compared method's own loss, e.g. PraNet's ``wbce``, ``wiou``).
+            eq. 2's; only ``flanet`` has ``"contrastive"``, eq. 1); its mask terms are those of one
+            named mask loss (:data:`flanet.losses.names.MASK_LOSSES`, e.g. PraNet's ``wbce``, ``wiou``).
         encoders: ``fnmatch`` patterns of the timm encoders the model can use (e.g. ``("vit_*",)``
             for a plain ViT); empty: any timm model with ``features_only``.
         side_weight: weight of each deep-supervision side output's loss by default (PraNet,
@@ -191,22 +189,16 @@ def _load() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    builtin = set(_REGISTRY)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         before = dict(_REGISTRY)
         try:
             loaded = entry.load()
             if callable(loaded) and not isinstance(loaded, type):
                 loaded()
-        except Exception as error:  # a broken plug-in must not stop flanet: it is named and skipped
+        except Exception as error:  # a broken plug-in (or one taking a registered name) is named and skipped
             _REGISTRY.clear()
             _REGISTRY.update(before)
             log.warning("flanet.models entry point %r (%s) failed to load and is skipped: %s", entry.name, entry.value, error)
-            continue
-        clash = builtin & {n for n in _REGISTRY if before.get(n) is not _REGISTRY[n]}
-        for taken in sorted(clash):
-            log.warning("entry point %r re-registers built-in model %r; the built-in one is kept", entry.name, taken)
-            _REGISTRY[taken] = before[taken]
 
 
 def list_models(kind: str | None = None, table: int | None = None) -> list[str]:
@@ -297,9 +289,14 @@ def rebuild_model(config: Mapping[str, Any]) -> VideoSegmentationModel:
     return create_model(str(config["name"]), **dict(config.get("options", {})))
 
 
-def default_mask_terms(name: str) -> list[str]:
-    """The mask terms (:data:`MASK_TERMS`) model ``name`` trains with by default: ``bce``, ``iou`` for FLA-Net."""
-    return [term for term in model_spec(name).info.loss_terms if term in MASK_TERMS]
+def default_mask_loss(name: str) -> str:
+    """The named mask loss (:data:`flanet.losses.names.MASK_LOSSES`) model ``name`` trains with by default.
+
+    ``bce-iou`` (eq. 2) for FLA-Net and UNet; the one made of a compared method's mask terms otherwise
+    (PraNet: ``wbce-wiou``).
+    """
+    terms = [term for term in model_spec(name).info.loss_terms if term in MASK_TERMS]
+    return mask_loss_of(terms)
 
 
 def default_side_weight(name: str) -> float:

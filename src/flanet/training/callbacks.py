@@ -8,17 +8,21 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
 from flanet.colours import SERIES_COLOURS
+from flanet.csvcells import escape_row
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
 from flanet.training.resume import batches_done
 from flanet.training.schema import TrainConfig
+
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +146,7 @@ def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+        writer.writerow(escape_row({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS}))
     atomic_write_text(path, text.getvalue())
 
 
@@ -169,11 +173,22 @@ def _keep_rows_before(path: Path, epoch: int) -> None:
 
 
 def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
-    """Plot training/validation loss and validation Dice per epoch (matplotlib, Agg)."""
+    """Plot training/validation loss and validation Dice per epoch into ``out`` (PNG, matplotlib Agg)."""
+    import matplotlib.pyplot as plt
+
+    figure = loss_curve_figure(metrics_csv)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
+    plt.close(figure)
+
+
+def loss_curve_figure(metrics_csv: Path) -> matplotlib.figure.Figure:
+    """The loss-curve figure: losses (eq. 2 and its terms) and validation scores against whole epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = read_metrics(metrics_csv)
 
@@ -197,9 +212,8 @@ def plot_loss_curve(metrics_csv: Path, out: Path) -> None:
             right.plot(x, y, marker="o", markersize=3, label=key)
     right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
     for axes in (left, right):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no "0.5" ticks
         if axes.get_legend_handles_labels()[0]:  # nothing to label before the first validated epoch
             axes.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_path(out) as tmp:
-        figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
+    return figure

@@ -2,7 +2,7 @@
 
 Table 3 rows share one recipe but not one loss: only ``flanet`` (the paper's full method)
 trains with the contrastive loss of eq. (1), and each compared method of Tables 2 and 4 with its
-own loss. Recipes therefore leave ``loss.contrastive_weight``, ``loss.mask_terms`` and
+own loss. Recipes therefore leave ``loss.contrastive_weight``, ``loss.mask_loss`` and
 ``loss.side_weight`` at ``null`` ("the model's default") and :func:`resolve_model_defaults`
 writes the values actually used, so a run folder's ``config.yaml`` records them.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flanet.models import default_contrastive_weight
 from flanet.models.defaults import DEFAULT_ENCODER, IMAGENET
-from flanet.models.registry import default_mask_terms, default_side_weight
+from flanet.models.registry import default_mask_loss, default_side_weight
 from flanet.training.schema import TrainConfig
 
 #: Shipped recipes that reproduce the paper (``name`` of their configuration).
@@ -26,8 +26,8 @@ def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
 
     ``loss.contrastive_weight: null`` becomes
     :func:`flanet.models.default_contrastive_weight` of ``model.name`` (1 for ``flanet``, 0
-    otherwise); ``loss.mask_terms: null`` the model's own mask terms (``[bce, iou]``, eq. 2, for
-    FLA-Net; e.g. ``[wbce, wiou]`` for PraNet) and ``loss.side_weight: null`` its side-output weight
+    otherwise); ``loss.mask_loss: null`` the model's own mask loss (``bce-iou``, eq. 2, for
+    FLA-Net; e.g. ``wbce-wiou`` for PraNet) and ``loss.side_weight: null`` its side-output weight
     (:func:`flanet.models.registry.default_side_weight`); explicit values are kept as given.
 
     Raises:
@@ -36,7 +36,7 @@ def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
     name, loss = config.model.name, config.loss
     filled = {
         "contrastive_weight": default_contrastive_weight(name) if loss.contrastive_weight is None else None,
-        "mask_terms": default_mask_terms(name) if loss.mask_terms is None else None,
+        "mask_loss": default_mask_loss(name) if loss.mask_loss is None else None,
         "side_weight": default_side_weight(name) if loss.side_weight is None else None,
     }
     filled = {key: value for key, value in filled.items() if value is not None}
@@ -46,6 +46,8 @@ def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
 def encoder_init(config: TrainConfig) -> str:
     """How the run's encoder starts: ``"random"``, ``"imagenet"`` or ``"file <path>"``."""
     weights = config.model.encoder_weights
+    if config.model.init_from is not None:
+        return f"checkpoint {config.model.init_from}"
     if weights is None:
         return "random"
     return IMAGENET if str(weights) == IMAGENET else f"file {weights}"
@@ -60,7 +62,7 @@ def random_encoder_warning(config: TrainConfig) -> str | None:
     """
     model = config.model
     paper = config.name in PAPER_RECIPES or model.encoder == DEFAULT_ENCODER
-    if not paper or model.encoder_weights is not None:
+    if not paper or model.encoder_weights is not None or model.init_from is not None:
         return None
     return (
         f"training encoder {model.encoder!r} from a random initialisation: the paper (Section 4) starts "

@@ -43,10 +43,39 @@ def build_model(section: ModelConfig) -> VideoSegmentationModel:
         ConfigError: ``model.options`` the model does not have (also checked by ``load_config``).
     """
     try:
-        return create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
-                            **section.options)
+        model = create_model(section.name, encoder=section.encoder, encoder_weights=section.encoder_weights,
+                             **section.options)
     except ModelError as error:
         raise ConfigError(f"config key 'model': {error}") from error
+    if section.init_from is not None:
+        init_weights(model, section.init_from, section.init_from_sha256)
+    return model
+
+
+def init_weights(model: VideoSegmentationModel, reference: str, sha256: str | None = None) -> None:
+    """``model.init_from``: loads the weights of a flanet checkpoint of the same model, strictly.
+
+    Args:
+        model: the run's model.
+        reference: local path, ``hf://`` reference or ``https://`` URL (:mod:`flanet.models.hub`).
+        sha256: its expected SHA-256 (required for a URL).
+
+    Raises:
+        ConfigError: the checkpoint holds another model, or weights that do not fit.
+    """
+    from flanet.models.checkpoint import read_checkpoint, stored_model_config
+    from flanet.models.hub import resolve_checkpoint
+
+    payload = read_checkpoint(resolve_checkpoint(reference, sha256))
+    stored, name = stored_model_config(payload)["name"], model.config["name"]
+    if stored != name:
+        raise ConfigError(f"config key 'model.init_from': {reference} holds model {stored!r}, the run trains {name!r}")
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as error:
+        raise ConfigError(f"config key 'model.init_from': the weights of {reference} do not fit the run's "
+                          f"{name!r} ({str(error).splitlines()[0]} ...)") from error
+    log.info("model weights initialised from %s", reference)
 
 
 class FLANetModule(pl.LightningModule):

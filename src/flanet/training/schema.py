@@ -10,11 +10,14 @@ names, passed through unchanged (as lightning-hydra-template hands its trainer g
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flanet.limits import MAX_IMAGE_SIZE
+from flanet.losses.names import MaskLossName
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -46,6 +49,10 @@ class ModelConfig:
     encoder_weights: str | None = None
     #: Further ``create_model`` keyword arguments, checked against its signature.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Start from these weights: a flanet checkpoint of the same model (local path, ``hf://`` or ``https://``).
+    init_from: str | None = None
+    #: Expected SHA-256 of ``init_from`` (required for an ``https://`` URL).
+    init_from_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,8 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
-    #: Mask loss terms; None: the model's own (eq. 2's bce + iou for FLA-Net, a compared method's loss).
-    mask_terms: list[Literal["bce", "iou", "dice", "wbce", "wiou"]] | None = None
+    #: Named mask loss (``flanet.losses.names``); None: the model's own (``bce-iou``, eq. 2, for FLA-Net).
+    mask_loss: MaskLossName | None = None
     dice_weight: float = 1.0
     #: Weight of each deep-supervision side output; None: the model's default (0 without side outputs).
     side_weight: float | None = None
@@ -163,6 +170,29 @@ class TrainConfig:
 #: Keys whose value is a free-form mapping (checked as a whole, not against the schema's keys).
 FREE_FORM_KEYS = frozenset({"model.options"})
 
+#: Allowed range of numeric keys: ``(low, high)``, each ``None`` (open) or ``(bound, inclusive)``;
+#: every float key must also be finite. Checked by :func:`build`, so a bad value is refused naming
+#: its key before anything runs (``trainer.*`` keys are Lightning's to check).
+RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] = {
+    "data.val_fraction": ((0.0, True), (1.0, False)),
+    "data.image_size": ((32, True), (MAX_IMAGE_SIZE, True)),  # a square network input; 352 in the paper
+    "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
+    "data.num_workers": ((0, True), None),
+    "data.batch_size": ((1, True), None),
+    "loss.bce_weight": ((0.0, True), None),
+    "loss.iou_weight": ((0.0, True), None),
+    "loss.heatmap_weight": ((0.0, True), None),
+    "loss.contrastive_weight": ((0.0, True), None),
+    "loss.alpha": ((0.0, True), None),
+    "optim.lr": ((0.0, False), None),
+    "optim.weight_decay": ((0.0, True), None),
+    "optim.betas": ((0.0, True), (1.0, False)),
+    "optim.step_epochs": ((1, True), None),
+    "optim.step_gamma": ((0.0, False), None),
+    "trainer.gradient_clip_val": ((0.0, True), None),
+    "output.checkpoint_every_n_steps": ((0, True), None),
+}
+
 
 def build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     """The dataclass ``cls`` from a nested mapping holding every one of its keys, type-checked.
@@ -180,8 +210,29 @@ def build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             values[spec.name] = build(hint, data[spec.name], f"{dotted}.")
         else:
-            values[spec.name] = check_value(data[spec.name], hint, dotted)
+            values[spec.name] = check_range(check_value(data[spec.name], hint, dotted), dotted)
     return cls(**values)
+
+
+def check_range(value: Any, dotted: str) -> Any:
+    """``value`` unchanged when it (each item of a list) is finite and within :data:`RANGES` of ``dotted``.
+
+    Raises:
+        ConfigError: naming the key, the range and the value.
+    """
+    low, high = RANGES.get(dotted, (None, None))
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if not math.isfinite(item):
+            raise ConfigError(f"config key '{dotted}' must be a finite number, got {value!r}")
+        too_low = low is not None and (item < low[0] or (item == low[0] and not low[1]))
+        too_high = high is not None and (item > high[0] or (item == high[0] and not high[1]))
+        if too_low or too_high:
+            bounds = [f"{'>=' if low[1] else '>'} {low[0]:g}"] if low else []
+            bounds += [f"{'<=' if high[1] else '<'} {high[0]:g}"] if high else []
+            raise ConfigError(f"config key '{dotted}' must be {' and '.join(bounds)}, got {value!r}")
+    return value
 
 
 def check_value(value: Any, hint: Any, dotted: str) -> Any:

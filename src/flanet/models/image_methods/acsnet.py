@@ -11,7 +11,7 @@ k, selects between three contexts (Section 2):
   concatenated with both contexts and gated by squeeze-and-excitation.
 
 Each decoder stage predicts a side map; they are deeply supervised with BCE + Dice next to the
-final map (``loss.mask_terms: [bce, dice]``).
+final map (``loss.mask_loss: bce-dice``).
 """
 
 from __future__ import annotations

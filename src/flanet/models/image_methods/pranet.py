@@ -6,7 +6,7 @@ reverse attention (RA, Section 2.2) then refines it from the deepest level up: a
 features are weighted by ``1 - sigmoid(S_{i+1})`` (attention on what is not yet segmented) and
 a small convolution stack predicts a residual added to S_{i+1}. S_3 is the prediction. Its loss
 (Section 2.3, eq. 4) is the weighted IoU plus weighted BCE of every map, ``S_g``, ``S_5``,
-``S_4`` and ``S_3`` upsampled to the mask (deep supervision): ``loss.mask_terms: [wbce, wiou]``.
+``S_4`` and ``S_3`` upsampled to the mask (deep supervision): ``loss.mask_loss: wbce-wiou``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A residual U-Net with squeeze-and-excitation after every encoder unit, atrous sp
 pooling (ASPP) as the bridge and before the output, and an attention block on every skip
 connection (Section III): the decoder feature is gated by a map computed from itself and the
 skip feature one level up, upsampled by 2, concatenated with that skip and passed through a
-residual unit. Trained with binary cross-entropy (``loss.mask_terms: [bce]``).
+residual unit. Trained with binary cross-entropy (``loss.mask_loss: bce``).
 
 The paper's encoder is its own (a stem and three strided residual units, ``encoder:
 resunet++``); ``encoder`` may name any timm CNN instead, whose first four levels are then the skips.

@@ -5,7 +5,7 @@ Section 3.1). PUP (Section 3.2) reshapes the last layer's tokens to a map and al
 convolution with x2 upsampling four times, back to full resolution, then classifies. Auxiliary
 heads on earlier layers (the paper: Z10, Z15, Z20 of 24; two convolution-and-x4-upsampling
 steps each) are trained beside the main head (deep supervision, weight 0.4 each in the authors'
-configuration: ``loss.side_weight``). Trained with cross-entropy (``loss.mask_terms: [bce]``: one
+configuration: ``loss.side_weight``). Trained with cross-entropy (``loss.mask_loss: bce``: one
 sigmoid channel instead of two softmax classes).
 """
 

@@ -5,7 +5,7 @@ stages) to stride 16, embeds its map as 1x1 patches and encodes them with 12 Tra
 (ViT-B). The cascaded upsampler (CUP) reshapes the last layer to a map, applies a 3x3 convolution
 to 512 channels and four upsampling blocks (x2 bilinear, concatenation with the CNN map of that
 stride where there is one, two 3x3 convolutions), widths 256, 128, 64, 16, then a 3x3 classifier.
-The authors' training loss is cross-entropy plus Dice (``loss.mask_terms: [bce, dice]``; one sigmoid
+The authors' training loss is cross-entropy plus Dice (``loss.mask_loss: bce-dice``; one sigmoid
 channel instead of two softmax classes, the same model for binary masks).
 
 ``encoder`` is any timm ViT: a hybrid (``vit_*_r50_*``, ``vit_small_r26_s32_*``) gives skips at
