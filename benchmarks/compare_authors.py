@@ -44,8 +44,8 @@ import sys
 import time
 from pathlib import Path
 
-from flanet.inference.bench_rounds import paired_ratio, with_range
-from flanet.inference.threads import SPIN_ENV
+from flanet.inference.bench.rounds import paired_ratio, with_range
+from flanet.threads import SPIN_ENV
 
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 CONFIGS = ("authors, clip-by-clip", "flanet, clip-by-clip", "flanet, streaming", "flanet, streaming, channels_last",
@@ -74,8 +74,9 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
         if name == "flanet, clip-by-clip":
             step = lambda: model(clip)  # noqa: E731
         elif name.endswith(("onnxruntime", "openvino")):
-            from flanet.inference.onnx_backend import OnnxRunner, export_for_onnxruntime
-            from flanet.inference.openvino_backend import OpenVinoRunner
+            from flanet.inference.runtimes.exported import export_for_onnxruntime
+            from flanet.inference.runtimes.onnxruntime_runner import OnnxRunner
+            from flanet.inference.runtimes.openvino_runner import OpenVinoRunner
 
             manifest = export_for_onnxruntime(model, size)
             runner = (OnnxRunner(manifest, ["CPUExecutionProvider"], threads=threads) if name.endswith("onnxruntime")
@@ -96,7 +97,7 @@ def _worker(name: str, size: int, warmup: int, runs: int, threads: int) -> dict:
                 frame = frame.contiguous(memory_format=torch.channels_last)
             encode, decode = model.encode, model.decode
             if name.endswith("compiled"):
-                from flanet.inference.streaming import compile_options
+                from flanet.inference.core.segmenter import compile_options
 
                 options = compile_options(True, torch.device("cpu"))
                 encode, decode = (torch.compile(f, dynamic=False, **options) for f in (model.encode, model.decode))

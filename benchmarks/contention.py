@@ -7,7 +7,7 @@ weights) after ``--warmup`` frames and reports output frames/s; the table gives 
 busy / alone and whether it meets the target, busy >= 0.4x alone (``TARGET_RATIO``).
 Settings (environment of the worker, set before torch loads):
 
-* ``flanet``: what ``flanet predict`` sets (``flanet.inference.threads.configure_process`` for a
+* ``flanet``: what ``flanet predict`` sets (``flanet.threads.configure_process`` for a
   streaming command: threads = available CPUs, libgomp's spinning kept) and does: ``VideoSegmenter``
   adapts torch's thread count to the CPUs other processes leave free (``AdaptiveThreads``);
 * ``capped``: what the other ``flanet`` commands set (``GOMP_SPINCOUNT=3000``), threads fixed;
@@ -41,7 +41,7 @@ SETTINGS = ("flanet", "capped", "omp-default", "passive", "1-thread")
 def _env(setting: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OMP_KEYS}
     if setting in ("flanet", "capped"):
-        from flanet.inference.threads import configure_process
+        from flanet.threads import configure_process
 
         configure_process(env, cap_spinning=setting == "capped")
     elif setting == "passive":
@@ -56,8 +56,8 @@ def _worker(encoder: str, size: int, frames: int, warmup: int, backend: str, set
     import torch
 
     from flanet.inference import VideoSegmenter
-    from flanet.inference.threads import available_cpus
     from flanet.models import create_model
+    from flanet.threads import available_cpus
 
     torch.manual_seed(0)
     model = create_model("flanet", encoder=encoder, encoder_weights=None)

@@ -15,7 +15,7 @@ FLA-Net with Res2Net-50 and random weights at ``--size`` (352), eval + inference
   streaming mode, ``iter_streamed_predictions``), for every B in ``--batches``;
 * ``authors``: the authors' architecture (``authors_model_replica.py``), one ``model(clip)``
   per output frame at batch 1, and B clips per call at flanet's best bf16 batch;
-* ``train``: one optimiser step of the paper recipe (``buv-paper``: batch 24, 352,
+* ``train``: one optimiser step at the paper recipe's batch 24 and 352 (``buv-fast``'s
   bf16-mixed; ``train_step.py``), FLA-Net and the authors' architecture.
 
 Output frames/s = frames / median(run seconds). ``x authors`` divides by the authors' row of
@@ -44,7 +44,7 @@ import torch
 
 from flanet.data import to_model_input
 from flanet.inference import VideoSegmenter
-from flanet.inference.bench import machine_description
+from flanet.inference.bench.harness import machine_description
 from flanet.models import create_model
 from flanet.models.windows import CausalWindows, frame_features
 

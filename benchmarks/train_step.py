@@ -14,7 +14,7 @@ Run each configuration in a fresh process (peak RSS is per process), e.g.::
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184 \\
         python benchmarks/train_step.py --model flanet --batch 2 --size 352 --threads 2
 
-On a GPU, the paper recipe (``buv-paper``: batch 24, bf16-mixed)::
+On a GPU, at the paper recipe's batch 24 with ``buv-fast``'s bf16-mixed (``buv-paper`` itself is float32)::
 
     python benchmarks/train_step.py --device cuda --batch 24 --precision bf16-mixed
 

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from flanet.data.synth import generate_dataset
-from flanet.evaluation.compare import compare_models
+from flanet.experiments.compare import compare_models
 from flanet.models import create_model
 from flanet.models.cost import measure_cost
 

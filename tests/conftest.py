@@ -1,4 +1,5 @@
-"""Shared test settings (deterministic seeds, no network) and the data builders tests share."""
+"""Shared test settings (deterministic seeds, no network) and the builders tests share: frames, videos and
+the tiny checkpoints."""
 
 from __future__ import annotations
 
@@ -82,3 +83,25 @@ def solid_frames() -> FrameFactory:
 def write_video() -> VideoWriter:
     """``write_video(path, frames, fps=10.0, fourcc="mp4v", color=True)``: RGB frames to a video file."""
     return _write_video
+
+
+def _save_flanet(path: Path, seed: int = 0, **options: object) -> Path:
+    """A FLA-Net of random weights (seeded), saved as a checkpoint trained at image size 64."""
+    from flanet.models import create_model, save_checkpoint
+
+    torch.manual_seed(seed)
+    return save_checkpoint(path, create_model("flanet", **options), {"image_size": 64})
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FLA-Net checkpoint (ResNet-18 encoder, random weights, seed 0) made for image size 64."""
+    return _save_flanet(tmp_path_factory.mktemp("ckpt") / "model.pt", encoder="resnet18")
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smallest FLA-Net checkpoint (MobileNetV3-small encoder, narrow neck and decoder; image size 64):
+    quick to load in CLI and subprocess tests."""
+    return _save_flanet(tmp_path_factory.mktemp("small-ckpt") / "model.pt", encoder="mobilenetv3_small_100",
+                        neck_channels=[16, 24, 48, 96], decoder_channels=[64, 32, 24, 16], head_channels=16)

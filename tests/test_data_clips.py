@@ -87,10 +87,13 @@ def test_frame_without_lesion_gives_zero_heatmap(tmp_path):
     assert sample["bbox"].tolist() == [-1.0] * 4 and not bool(sample["has_lesion"])
 
 
-def test_bbox_json_box_is_used_and_scaled(tmp_path):
+def test_heatmap_centre_is_the_mask_box_by_default_and_the_bbox_json_box_on_request(tmp_path):
+    """Issue 31 item 7: the paper centres the heatmap on the mask's bounding box (Section 3.2)."""
     root = _video(tmp_path)
     (root / "bbox.json").write_text(json.dumps({"v": {"0.png": [2, 2, 6, 6]}}))
-    dataset = ClipDataset(discover(root), None, image_size=20, heatmap_sigma=2.0)
+    paper = ClipDataset(discover(root), None, image_size=20, heatmap_sigma=2.0)
+    assert paper[0]["bbox"].tolist() == [4.0, 4.0, 10.0, 10.0]  # the mask's box, not bbox.json's
+    dataset = ClipDataset(discover(root), None, image_size=20, heatmap_sigma=2.0, heatmap_centre="box")
     assert dataset[0]["bbox"].tolist() == [4.0, 4.0, 12.0, 12.0]
     assert np.unravel_index(dataset[0]["heatmap"][0].argmax().item(), (20, 20)) in {(7, 7), (7, 8), (8, 7), (8, 8)}
     assert dataset[1]["bbox"].tolist() == [4.0, 4.0, 10.0, 10.0]  # no box for frame 1: from its mask

@@ -111,7 +111,9 @@ def test_sun_seg_and_vps_test_nesting(tmp_path):
     sun = discover(root)
     assert sun.splits["train"] == ["TrainDataset/case1_1"]
     assert sun.splits["test"] == ["TestEasyDataset/Seen/case2_3"]
-    assert discover(vps).splits["val"] == ["CVC-ClinicDB-612-Valid/1"]
+    # Table 4's test sets are test splits, never validation (CVC-ClinicDB-612-Valid is CVC-612-V; issue 31 item 2)
+    assert "val" not in discover(vps).splits
+    assert sorted(discover(vps).splits["test"]) == ["CVC-ClinicDB-612-Valid/1", "CVC-ColonDB-300/1"]
     assert [v.id for v in discover(vps).subset("CVC-ColonDB-300")] == ["CVC-ColonDB-300/1"]
 
 
@@ -183,7 +185,7 @@ def test_a_folder_mixing_video_files_dicom_and_frame_folders_reads_them_all(tmp_
 
 
 def test_loose_frames_beside_other_videos_are_refused_by_discover_and_predict(tmp_path):
-    from flanet.inference.sources import resolve_sources
+    from flanet.inference.runs.sources import resolve_sources
 
     _avi(tmp_path / "scan.avi")
     _frame(tmp_path / "loose.png")
@@ -202,7 +204,7 @@ def test_two_inputs_giving_one_video_id_are_refused(tmp_path):
 @pytest.mark.parametrize("root_frames", [False, True])
 def test_frames_sharing_a_stem_are_refused_with_both_names(tmp_path, root_frames):
     """Issue 22 item 6: f1.jpg and f1.png wrote one mask over the other."""
-    from flanet.inference.sources import resolve_sources
+    from flanet.inference.runs.sources import resolve_sources
 
     folder = tmp_path if root_frames else tmp_path / "video"
     _frame(folder / "f1.jpg")

@@ -1,8 +1,11 @@
-"""Split lists by video (stratified, never overwritten without --force) and video-level labels."""
+"""Split lists by video (stratified, never overwritten without --force; train and evaluate refuse splits that
+share videos) and video-level labels."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 from flanet.cli import main
 from flanet.data import DataError, discover, make_splits, read_labels
 from flanet.data.splits import parse_ratios, read_split_list
+from flanet.data.synth import generate_dataset
 
 
 def test_parse_ratios():
@@ -80,3 +84,42 @@ def test_labels_csv_reading_and_errors(tmp_path):
     path.write_text("video,pathology\ncase1\n")
     with pytest.raises(DataError, match="line 2 has 1 columns"):
         read_labels(path)
+
+
+def _split(root: Path, name: str) -> list[str]:
+    return (root / f"{name}_list.csv").read_text().split()
+
+
+def _error(capsys: pytest.CaptureFixture, command: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("flanet ")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert re.fullmatch(rf"flanet {command}: error: .+", lines[0])
+    return lines[0]
+
+
+def _overlapping(tmp_path: Path) -> tuple[Path, str]:
+    data = generate_dataset(tmp_path / "data", videos=5, frames=4, size=64, seed=0)
+    shared = _split(data, "train")[0]
+    (data / "test_list.csv").write_text("\n".join([*_split(data, "test"), shared]) + "\n")
+    return data, shared
+
+
+def test_train_refuses_a_split_sharing_videos_with_another(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data, shared = _overlapping(tmp_path)
+    args = ["train", "--config", "cpu-small", f"data.root={data}", "data.image_size=64", "trainer.enable_progress_bar=false",
+            f"output.dir={tmp_path / 'runs'}"]
+    assert main(args) == 2
+    line = _error(capsys, "train")
+    assert shared in line and "train_list.csv" in line and "test_list.csv" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_evaluate_refuses_a_split_sharing_videos_with_another(
+    small_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data, shared = _overlapping(tmp_path)
+    assert main(["evaluate", "--checkpoint", str(small_checkpoint), "--data", str(data), "--split", "test",
+                 "--out", str(tmp_path / "eval"), "--no-progress", "--jobs", "1", "--num-workers", "0"]) == 2
+    line = _error(capsys, "evaluate")
+    assert shared in line and "train_list.csv" in line and "test_list.csv" in line

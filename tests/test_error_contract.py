@@ -13,7 +13,6 @@ import torch
 
 from flanet.cli import main
 from flanet.data.synth import generate_dataset
-from flanet.models import create_model, save_checkpoint
 from flanet.training.config import dump_config, load_config
 from flanet.training.preflight import claim_new_run_dir
 from flanet.training.resume import AtomicCheckpointIO
@@ -36,10 +35,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
-                         decoder_channels=[64, 32, 24, 16], head_channels=16)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
+def checkpoint(small_checkpoint: Path) -> Path:
+    """This file's checkpoint: conftest's smallest one."""
+    return small_checkpoint
 
 
 def train_args(data_root: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -114,7 +112,7 @@ def test_a_symlink_loop_in_a_data_tree_is_named(data_root: Path, tmp_path: Path,
     generate_dataset(tree, videos=2, frames=3, size=32, seed=0)
     loop = next((tree / "img_list").iterdir()) / "loop"
     loop.symlink_to(loop.name)
-    assert main(train_args(tree, tmp_path)) == 2  # `data check` lists it: tests/test_hostile_inputs.py
+    assert main(train_args(tree, tmp_path)) == 2  # `data check` lists it: tests/test_input_limits.py
     assert f"{loop}: symbolic link loop, ignored" in error_line(capsys, "train")
 
 
@@ -156,7 +154,7 @@ def test_full_disk_during_training_fails_the_run_with_one_line_and_keeps_an_abso
 def test_predict_failing_half_way_leaves_its_folder_marked_incomplete(
     checkpoint: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flanet.inference.predict as predict
+    import flanet.inference.runs.predict as predict
 
     generate_dataset(tmp_path / "d", videos=1, frames=3, size=64, seed=0)
     video = next((tmp_path / "d" / "img_list").iterdir())

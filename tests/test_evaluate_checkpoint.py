@@ -13,17 +13,15 @@ from flanet.cli import main
 from flanet.data import discover
 from flanet.data.synth import generate_dataset
 from flanet.evaluation import evaluate_model
-from flanet.models import create_model, save_checkpoint
+from flanet.models import create_model
 
 KEYS = ("dice", "jaccard", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice", "max_iou", "vps_mae")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def setup(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("evaluate_checkpoint")
     data = generate_dataset(root / "data", videos=3, frames=4, size=48, seed=1)
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(root / "tiny.pt", create_model("flanet", encoder="resnet18"), {"image_size": 64})
     return data, checkpoint
 
 

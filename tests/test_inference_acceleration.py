@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-import flanet.inference.bench as bench
-import flanet.inference.streaming as streaming
+import flanet.inference.bench.harness as bench
+import flanet.inference.core.segmenter as streaming
 from conftest import _noise_frames as _frames
 from conftest import _write_video
 from flanet.cli import main
 from flanet.inference import FrameResult, VideoSegmenter
-from flanet.inference.archive import predict_archive
-from flanet.inference.streaming import compile_options
+from flanet.inference.core.segmenter import compile_options
+from flanet.inference.runs.archive import predict_archive
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 64

@@ -10,15 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from conftest import _disc_frames
 from flanet.cli import main
 from flanet.data import discover, read_mask
 from flanet.data.check import check_dataset
 from flanet.data.rle import decode_cvat, encode_cvat
-from flanet.inference.annotation_export import write_annotation_exports
-from flanet.models import create_model, save_checkpoint
+from flanet.inference.runs.annotation_export import write_annotation_exports
 
 
 def _masks(count: int, height: int = 40, width: int = 56, seed: int = 0) -> list[np.ndarray]:
@@ -99,13 +97,6 @@ def test_exports_read_back_pixel_for_pixel(tmp_path: Path) -> None:
             np.testing.assert_array_equal(read_mask(held), expected)
         report = check_dataset(root, progress=False)
         assert report.count("error") == 0 and report.masked_frames == 5 and report.lesion_frames == 4, report.format()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("flanet", encoder="resnet18")
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
 
 
 def test_cli_predict_export_both_formats_matches_its_masks(checkpoint: Path, tmp_path: Path) -> None:

@@ -15,11 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from flanet.cli import main
-from flanet.inference.archive import ArchiveError, predict_archive, read_manifest
-from flanet.models import create_model, save_checkpoint
+from flanet.inference.runs.archive import ArchiveError, predict_archive, read_archive_manifest
 
 SIZE = 64
 
@@ -38,13 +36,6 @@ def _write_video(path: Path, frames: int, seed: int) -> Path:
 def _index(out: Path) -> list[dict[str, str]]:
     with (out / "index.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("flanet", encoder="resnet18")
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": SIZE})
 
 
 def _manifest(folder: Path, videos: int, frames: int) -> Path:
@@ -87,13 +78,13 @@ def test_manifest_errors(tmp_path: Path) -> None:
     bad = tmp_path / "m.csv"
     bad.write_text("file\na.mp4\n")
     with pytest.raises(ValueError, match="'path' column"):
-        read_manifest(bad)
+        read_archive_manifest(bad)
     bad.write_text("path\nx/scan.mp4\ny/scan.mp4\n")
     with pytest.raises(ValueError, match="lines 2 and 3 both give id 'scan'"):
-        read_manifest(bad)
+        read_archive_manifest(bad)
     bad.write_text("path,id\na.mp4,../up\n")
     with pytest.raises(ValueError, match="plain folder name"):
-        read_manifest(bad)
+        read_archive_manifest(bad)
 
 
 def test_cli_folder_of_videos_refuses_a_foreign_output(checkpoint: Path, tmp_path: Path,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from flanet.inference import bench
-from flanet.inference.bench import TUNED_MALLOC_ENV, _worker, machine_description, run_bench
+from flanet.inference.bench import harness as bench
+from flanet.inference.bench.harness import TUNED_MALLOC_ENV, _worker, machine_description, run_bench
 from flanet.models import create_model
 
 SIZE = 64
@@ -55,7 +55,7 @@ def test_run_bench_writes_json_and_markdown_and_appends_a_section_when_asked(tmp
 
 def test_flanet_bench_leaves_docs_alone_unless_asked(tmp_path: Path, monkeypatch) -> None:
     from flanet.cli import main
-    from flanet.inference import bench
+    from flanet.inference.bench import harness as bench
 
     calls: list[dict] = []
     monkeypatch.setattr(bench, "run_bench", lambda **kwargs: calls.append(kwargs))

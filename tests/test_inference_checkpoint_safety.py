@@ -23,14 +23,8 @@ class _RunsCode:
         return (os.makedirs, (str(self.target),))
 
 
-@pytest.fixture(scope="module")
-def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "good.pt", create_model("flanet", encoder="resnet18"))
-
-
-def test_torch_checkpoint_holding_a_code_running_object_is_refused(good_checkpoint: Path, tmp_path: Path) -> None:
-    payload = torch.load(good_checkpoint, weights_only=True)
+def test_torch_checkpoint_holding_a_code_running_object_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    payload = torch.load(checkpoint, weights_only=True)
     payload["metadata"] = {"note": _RunsCode(tmp_path / "pwned")}
     path = tmp_path / "evil.pt"
     torch.save(payload, path)
@@ -48,8 +42,8 @@ def test_plain_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.97])
-def test_truncated_checkpoint_is_a_clear_error(good_checkpoint: Path, tmp_path: Path, fraction: float) -> None:
-    data = good_checkpoint.read_bytes()
+def test_truncated_checkpoint_is_a_clear_error(checkpoint: Path, tmp_path: Path, fraction: float) -> None:
+    data = checkpoint.read_bytes()
     path = tmp_path / "cut.pt"
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(CheckpointError, match=r"cut\.pt: damaged or truncated"):
@@ -65,15 +59,15 @@ def test_empty_and_missing_checkpoints_are_clear_errors(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_good_checkpoint_round_trips(good_checkpoint: Path) -> None:
-    loaded = load_checkpoint(good_checkpoint)
+def test_checkpoint_round_trips(checkpoint: Path) -> None:
+    loaded = load_checkpoint(checkpoint)
     assert loaded.config["options"]["encoder"] == "resnet18" and not loaded.model.training
 
 
 def test_predict_command_refuses_an_unsafe_checkpoint(
-    good_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    payload = torch.load(good_checkpoint, weights_only=True)
+    payload = torch.load(checkpoint, weights_only=True)
     payload["metadata"] = {"note": _RunsCode(tmp_path / "pwned")}
     path = tmp_path / "evil.pt"
     torch.save(payload, path)
@@ -156,9 +150,9 @@ def _version_two_model(payload: dict) -> dict:
     ("state_sha256", lambda payload: 123),
 ])
 def test_tampered_checkpoint_fields_are_bad_input_naming_the_file(
-    good_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, field: str, tamper
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, field: str, tamper
 ) -> None:
-    payload = torch.load(good_checkpoint, weights_only=True)
+    payload = torch.load(checkpoint, weights_only=True)
     if tamper is None:
         del payload[field]
     else:

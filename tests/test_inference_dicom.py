@@ -19,18 +19,11 @@ from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.cli import main
 from flanet.data.dicom import Region, iter_dicom_frames
 from flanet.inference import VideoSegmenter, predict_to_folder
-from flanet.inference.clinical import FrameGeometry, feret_diameter
-from flanet.models import create_model, load_checkpoint, save_checkpoint
+from flanet.inference.runs.measurements import FrameGeometry, feret_diameter
+from flanet.models import load_checkpoint
 
 REAL_CINE = Path(get_testdata_file("examples_ybr_color.dcm"))
 REGION = (8, 4, 55, 39)  # x0, y0, x1, y1 inclusive: 48 x 36 pixels of the 64 x 48 frames
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("flanet", encoder="resnet18")
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flanet.cli import main
-from flanet.inference.export import export_model, run_exported
+from flanet.inference.runtimes.export import export_model, run_exported
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 64

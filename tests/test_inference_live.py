@@ -20,9 +20,9 @@ import torch
 
 from conftest import _disc_frames, _write_video
 from flanet.cli import main
-from flanet.inference.live import open_live_source, redact_source, stop_on_signals
-from flanet.inference.live_predict import LIVE_COLUMNS, SourceLostError, predict_live
-from flanet.models import create_model, save_checkpoint
+from flanet.inference.runs.capture import open_live_source, redact_source, stop_on_signals
+from flanet.inference.runs.live import LIVE_COLUMNS, SourceLostError, predict_live
+from flanet.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,12 +78,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FLA-Net checkpoint (quick to load in the CLI and subprocess tests)."""
-    torch.manual_seed(0)
-    model = create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
-                         decoder_channels=[64, 32, 24, 16], head_channels=16)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
+def checkpoint(small_checkpoint: Path) -> Path:
+    """This file's checkpoint: conftest's smallest one."""
+    return small_checkpoint
 
 
 @pytest.fixture()

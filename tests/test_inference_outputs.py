@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from flanet.inference import FrameResult
-from flanet.inference.outputs import (
+from flanet.inference.runs.outputs import (
     CONTOUR_COLOUR_BGR,
     FrameTableWriter,
     OverlayVideoWriter,

@@ -18,16 +18,9 @@ from flanet.cli import main
 from flanet.data import DataError, read_image
 from flanet.data.video_io import iter_video_frames
 from flanet.inference import VideoSegmenter, predict_to_folder
-from flanet.models import create_model, image_size_from_metadata, load_checkpoint, save_checkpoint
+from flanet.models import image_size_from_metadata, load_checkpoint
 
 HEIGHT, WIDTH = 64, 96
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("flanet", encoder="resnet18")
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model, {"image_size": 64})
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,7 @@ def test_image_baseline_runs_through_forward() -> None:
 
 
 def test_stream_samples_free_cpus_every_frame_and_restores_torch_threads(model: torch.nn.Module, monkeypatch) -> None:
-    import flanet.inference.streaming as streaming
+    import flanet.inference.core.segmenter as streaming
 
     events: list[str] = []
 

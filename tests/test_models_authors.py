@@ -44,7 +44,7 @@ def _causal_clips(video: list[np.ndarray]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layout", ["plain", "module"])
-def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, layout):
+def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, write_video, layout):
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     if layout == "module":  # saved from DataParallel
         state = {f"module.{k}": v for k, v in state.items()}
@@ -61,7 +61,13 @@ def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, lay
     torch.testing.assert_close(got.heatmap, expected_heat, atol=TOL, rtol=0)
     if layout != "plain":
         return
-    from flanet.inference.streaming import VideoSegmenter
+    from flanet.inference.core.segmenter import VideoSegmenter
+
+    # the "done when": a state dict in the released layout imports and predicts a video
+    video = write_video(tmp_path / "scan.mp4", _video(3))
+    assert main(["predict", str(video), "--checkpoint", str(out), "--out", str(tmp_path / "pred"),
+                 "--image-size", str(SIZE), "--no-progress"]) == 0
+    assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 3
 
     # one frame at a time in channels-last memory: float rounding of 50 layers, so 1e-5 relative too
     streamed = list(VideoSegmenter(model, SIZE, "cpu").stream(_video()))
@@ -112,7 +118,7 @@ def test_temporal_shift_moves_an_eighth_each_way():
 
 @pytest.mark.parametrize("compute", FFA_COMPUTE)
 def test_streaming_equals_clip_by_clip_on_a_small_encoder(compute):
-    from flanet.inference.streaming import VideoSegmenter
+    from flanet.inference.core.segmenter import VideoSegmenter
 
     torch.manual_seed(0)
     model = build_authors_model("resnet18", ffa_compute=compute).eval()
@@ -148,7 +154,7 @@ def test_import_weights_errors_follow_the_contract(tmp_path, capsys):
 
 
 def test_onnx_export_of_the_stream_parts_matches_pytorch(tmp_path):
-    from flanet.inference.export import export_model, run_exported
+    from flanet.inference.runtimes.export import export_model, run_exported
 
     model = build_authors_model("resnet18").eval()
     manifest = export_model(model, tmp_path / "authors.onnx", "onnx", SIZE, parts="stream")
@@ -161,3 +167,16 @@ def test_onnx_export_of_the_stream_parts_matches_pytorch(tmp_path):
         expected = model(clips[2:])
     np.testing.assert_allclose(mask_logits, expected.mask_logits.numpy(), rtol=0, atol=1e-4)
     np.testing.assert_allclose(heatmap, expected.heatmap.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("compute", FFA_COMPUTE)
+def test_half_precision_weights_run_both_fam_computations(compute):
+    model = build_authors_model("resnet18", ffa_compute=compute).eval()
+    clip = torch.randn(2, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(clip)
+        scale = max(1.0, float(expected.mask_logits.abs().max()))
+        for dtype, tolerance in ((torch.bfloat16, 0.05), (torch.float16, 0.01)):
+            got = model.to(dtype)(clip.to(dtype))
+            torch.testing.assert_close(got.mask_logits.float(), expected.mask_logits, atol=tolerance * scale, rtol=0)
+            model.float()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from flanet.inference import VideoSegmenter
-from flanet.inference.export import export_model, run_exported
+from flanet.inference.runtimes.export import export_model, run_exported
 from flanet.models import create_model
 
 SIZE = 64

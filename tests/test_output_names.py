@@ -14,7 +14,7 @@ from flanet.cli import main
 from flanet.csvcells import escape_cell, unescape_cell
 from flanet.data.splits import read_split_lists, write_split_lists
 from flanet.evaluation.report import write_rows_csv
-from flanet.inference.archive import predict_archive
+from flanet.inference.runs.archive import predict_archive
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 32

@@ -24,7 +24,7 @@ def test_shipped_recipes_hold_the_paper_settings() -> None:
     assert paper.data.image_size == 352
     assert paper.optim.lr == pytest.approx(5e-5)
     assert paper.trainer.max_epochs == 100 and paper.data.batch_size == 24
-    assert paper.trainer.gradient_clip_val == 0.5  # released code
+    assert paper.trainer.gradient_clip_val is None  # paper: none (the released code's 0.5 is in buv-fast)
     assert all(getattr(paper.loss, k) == 1.0 for k in ("bce_weight", "iou_weight", "heatmap_weight"))
     assert load_config("polyp-paper").optim == paper.optim
     small = load_config("cpu-small")
@@ -169,7 +169,7 @@ def test_every_trainer_key_is_a_lightning_trainer_argument_and_passes_through(tm
 
 
 def test_flanet_resolves_precision_auto() -> None:
-    config = load_config("buv-paper", ["trainer.accelerator=cpu"])
+    config = load_config("buv-fast", ["trainer.accelerator=cpu"])  # buv-paper is 32-true (paper)
     assert config.trainer.precision == "auto" and trainer_arguments(config)["precision"] == "32-true"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from typing import Any
 import pytest
 import torch
 
+from flanet.cli import main
 from flanet.data.synth import generate_dataset
 from flanet.training import train
+from flanet.training.config import dump_config, load_config
 from flanet.training.resume import AtomicCheckpointIO, InvocationTimer
 
 STEPS_PER_EPOCH = 3  # trainer.limit_train_batches (of 5 batches of 2 clips)
@@ -135,3 +139,37 @@ def test_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
     assert 2 <= killed_at < 2 * STEPS_PER_EPOCH
     train(None, [], resume=run_dir)
     assert_same_run(run_dir, reference)
+
+
+def test_resume_file_is_staged_in_its_own_folder_when_tmpdir_is_on_another_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: Lightning staged resume.ckpt in TMPDIR and moved it, a copy that a kill or a full disk left 0 bytes.
+    elsewhere = tmp_path / "tmpdir"
+    elsewhere.mkdir()
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    staged: list[Path] = []
+    real_save = torch.save
+
+    def recording_save(obj: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        staged.append(Path(file))
+        real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    destination = tmp_path / "run" / "checkpoints" / "resume.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 3}, destination)
+    assert [path.parent for path in staged] == [destination.parent] and not any(elsewhere.iterdir())
+    assert torch.load(destination, weights_only=True) == {"step": 3}
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["resume.ckpt"]
+
+
+def test_resume_without_a_resume_file_points_to_checkpoints_not_the_stale_lightning_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    dump_config(load_config("cpu-small", [f"data.root={tmp_path}"]), run_dir / "config.yaml")
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"flanet train: error: .*checkpoints/resume\.ckpt.*\n", err) and "lightning/" not in err

@@ -13,9 +13,10 @@ import torch
 
 from flanet import colours
 from flanet.data import DataError, Video, VideoSet
+from flanet.data.split_record import SplitRecord, video_list_hash
 from flanet.training.callbacks import loss_curve_figure, plot_loss_curve
 from flanet.training.config import load_config
-from flanet.training.datamodule import split_train_val
+from flanet.training.datamodule import choose_splits, split_train_val
 from flanet.training.module import _drop_duplicate_frames, _get_rng_states, _set_rng_states
 from flanet.training.run import precision_for
 
@@ -50,16 +51,49 @@ def test_videos_are_held_out_when_there_is_no_validation_split() -> None:
     assert len(chosen.splits["val"]) == 2 and len(chosen.splits["train"]) == 6
     assert set(chosen.splits["val"]).isdisjoint(chosen.splits["train"])
     assert split_train_val(_video_set(ids, {"train": ids}), data, seed=0).splits == chosen.splits
-    no_lists = split_train_val(_video_set(ids, {}), data, seed=0)  # no split lists: all videos
-    assert sorted(no_lists.splits["train"] + no_lists.splits["val"]) == ids
+
+
+
+def test_a_set_without_split_lists_holds_test_videos_out_and_records_them() -> None:
+    """Issue 31 item 1: no split lists must not mean training on every video that is then scored."""
+    data = dataclasses.replace(load_config("buv-paper").data, val_fraction=0.25, test_fraction=0.25)
+    ids = [f"v{i}" for i in range(8)]
+    chosen, record = choose_splits(_video_set(ids, {}), data, seed=0)
+    train, val, test = (chosen.splits[k] for k in ("train", "val", "test"))
+    assert len(test) == 2 and len(val) == 2 and len(train) == 4
+    assert sorted(train + val + test) == ids and not set(test) & (set(train) | set(val))
+    assert (record.train, record.val, record.test) == (train, val, test)
+    assert record.source.startswith("held out by flanet (seed 0") and record.selection_split.startswith("val")
+    assert choose_splits(_video_set(ids, {}), data, seed=0)[1] == record  # seeded
+    assert SplitRecord.from_dict(record.to_dict()) == record
+    assert record.to_dict()["hashes"]["test"] == video_list_hash(reversed(test))  # order-free
+
+
+def test_a_test_split_is_never_the_validation_split() -> None:
+    """Issue 31 items 2 and 3: the checkpoint is never chosen on a test split, whatever its folder is called."""
+    data = load_config("buv-paper").data
+    sets = {"Train": ["Train/a"], "Test": ["Test/b"], "train": ["Train/a"], "test": ["Test/b"]}
+    video_set = _video_set(["Train/a", "Test/b"], sets)
+    for name in ("test", "Test", "VPS-TestSet/CVC-ClinicDB-612-Valid", "CVC-ClinicDB-612-Valid"):
+        with pytest.raises(DataError, match="is a test split: choosing the checkpoint on test videos"):
+            choose_splits(video_set, dataclasses.replace(data, val_split=name), 0)
+
+
+def test_one_training_video_trains_without_validation_and_keeps_the_test_split() -> None:
+    """Issue 31 item 3 (VTUS: Train/ and Test/ only, one training video): last.pt, test untouched."""
+    data = load_config("buv-paper").data
+    sets = {"Train": ["Train/a"], "Test": ["Test/b"], "train": ["Train/a"], "test": ["Test/b"]}
+    chosen, record = choose_splits(_video_set(["Train/a", "Test/b"], sets), data, 0)
+    assert chosen.splits["train"] == ["Train/a"] and chosen.splits["val"] == []
+    assert chosen.splits["test"] == ["Test/b"] and record.selection_split is None and record.test == []
 
 
 def test_bad_splits_are_clear_errors() -> None:
     data = load_config("buv-paper").data
     with pytest.raises(DataError, match="no split 'train'"):
         split_train_val(_video_set(list("ab"), {"test": ["a", "b"]}), data, 0)
-    with pytest.raises(DataError, match="cannot hold videos out"):
-        split_train_val(_video_set(["a"], {"train": ["a"]}), data, 0)
+    with pytest.raises(DataError, match="cannot hold a test video out"):
+        split_train_val(_video_set(["a"], {}), data, 0)  # no split lists, one video
     with pytest.raises(DataError, match="split 'train' shares 1 video"):
         split_train_val(_video_set(list("ab"), {"train": ["a", "b"], "val": ["b"]}), data, 0)
     same = dataclasses.replace(data, val_split="train")  # one split named for both roles
@@ -76,7 +110,7 @@ def test_rng_states_round_trip() -> None:
 
 
 def test_precision_auto_is_fp32_on_cpu_and_explicit_values_pass_through() -> None:
-    config = load_config("buv-paper", ["trainer.accelerator=cpu"])
+    config = load_config("buv-fast", ["trainer.accelerator=cpu"])  # precision auto
     assert precision_for(config) == "32-true"
     assert precision_for(load_config("buv-paper", ["trainer.precision=16-mixed"])) == "16-mixed"
 

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "flanet.data.commands",
     "flanet.training.commands",
     "flanet.evaluation.commands",
+    "flanet.experiments.compare",
     "flanet.inference.commands",
     "flanet.demo.commands",
 )
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     and status 2 (bad input or usage) or 1 (a run that failed), see :mod:`flanet.errors`; with
     ``-v`` the traceback is printed first.
     """
-    from flanet.inference.threads import configure_process
+    from flanet.threads import configure_process
 
     parser = build_parser()
     args = parser.parse_args(argv)

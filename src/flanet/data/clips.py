@@ -60,6 +60,10 @@ def clip_frame_indices(t: int, num_frames: int, length: int, edge: str = "causal
     return np.where(indices < 0, fallback, indices)
 
 
+#: Where a frame with a mask takes its heatmap centre from (``data.heatmap_centre``).
+HEATMAP_CENTRES: tuple[str, ...] = ("mask", "box")
+
+
 class ClipDataset(Dataset):
     """Clips of ``clip_len`` frames with the targets of their current frame.
 
@@ -73,6 +77,9 @@ class ClipDataset(Dataset):
         with_previous: add frame ``t-clip_len`` and the flags ``prev_distinct`` and
             ``prev_lesion_free`` of ``t-1`` (the target frames do not change).
         heatmap_sigma: std in pixels (at ``S x S``) of the heatmap Gaussian.
+        heatmap_centre: where a frame with a mask centres its heatmap: ``"mask"`` (the centre of
+            the mask's bounding box, the paper's Section 3.2) or ``"box"`` (the frame's box from
+            ``bbox.json`` / a box file when it has one, else the mask's). Box-only frames use their box.
         box_targets: frames with a box but no mask, and frames annotated lesion-free, are targets
             (see module docstring); False: only frames with a mask, and a box-only split is refused.
         augment_config: augmentation ranges (defaults: :class:`AugmentConfig`).
@@ -98,9 +105,13 @@ class ClipDataset(Dataset):
         box_targets: bool = False,
         augment_config: AugmentConfig | None = None,
         seed: int = 0,
+        heatmap_centre: str = "mask",
     ) -> None:
         if edge not in EDGE_POLICIES:
             raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
+        if heatmap_centre not in HEATMAP_CENTRES:
+            raise ValueError(f"heatmap_centre must be one of {HEATMAP_CENTRES}, got {heatmap_centre!r}")
+        self.heatmap_centre = heatmap_centre
         if clip_len < 1 or image_size < 1 or heatmap_sigma <= 0:
             raise ValueError("clip_len and image_size must be >= 1 and heatmap_sigma > 0")
         errors = [note for note in video_set.notes if note.severity == "error"]
@@ -173,8 +184,9 @@ class ClipDataset(Dataset):
                 raise DataError(f"mask size {found} differs from its frame's {expected} ({frame})", mask_path)
             out_mask = self._transform_image(mask.astype(np.uint8) * 255, transform) > 127
             box = None
-            if out_mask.any():
-                box = transform_box(given, matrix, size) if given is not None else None
+            if out_mask.any():  # the paper: the centre of the mask's bounding box
+                use_given = given is not None and self.heatmap_centre == "box"
+                box = transform_box(given, matrix, size) if use_given else None
                 box = box or mask_bbox(out_mask)
         heatmap = gaussian_heatmap(bbox_center(box) if box else None, size, size, self.heatmap_sigma)
         return {

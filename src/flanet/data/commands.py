@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from flanet.argtypes import positive_int, synth_size
-from flanet.data.splits import SPLIT_NAMES, make_splits, parse_ratios, split_list_path, write_split_lists
+from flanet.data.errors import DataError
+from flanet.data.splits import (
+    SPLIT_NAMES,
+    make_splits,
+    official_test_videos,
+    parse_ratios,
+    split_list_path,
+    write_split_lists,
+)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -33,14 +41,30 @@ def _split(args: argparse.Namespace) -> int:
     strata = None
     if columns:
         strata = {vid: "|".join(video_set.labels.get(vid, {}).get(c, "?") for c in columns) for vid in ids}
-    splits = make_splits(ids, ratios, args.seed, strata)
-    wanted = {name: splits[name] for name, ratio in zip(SPLIT_NAMES, ratios) if ratio > 0}
+    official = official_test_videos(ids)
+    if official:  # never moved: the set's own test folder stays the test split
+        rest = [video_id for video_id in ids if video_id not in set(official)]
+        if ratios[0] + ratios[1] <= 0:
+            raise DataError(f"ratios {args.ratios}: the set has an official test split ({len(official)} videos), "
+                            "so train:val must not both be 0", video_set.root)
+        kept = ratios[0] / (ratios[0] + ratios[1])
+        splits = {**make_splits(rest, (kept, 1 - kept, 0.0), args.seed, strata), "test": official}
+        print(f"kept the official test split: {len(official)} videos of the test folder(s); "
+              f"the other {len(rest)} videos split train:val {args.ratios.split(':')[0]}:{args.ratios.split(':')[1]}")
+        ratios = (ratios[0], ratios[1], 1.0)
+    else:
+        splits = make_splits(ids, ratios, args.seed, strata)
+    wanted = {name: splits[name] for name, ratio in zip(SPLIT_NAMES, ratios) if ratio > 0 and splits[name]}
+    for name, ratio in zip(SPLIT_NAMES, ratios):
+        if ratio > 0 and not splits[name]:
+            remedy = " (flanet train then trains without validation, checkpoint last.pt)" if name == "val" else ""
+            print(f"no {'validation' if name == 'val' else name} list: too few videos for one{remedy}")
     written = write_split_lists(video_set.root, wanted, force=args.force)
     for name in SPLIT_NAMES:
         stale = split_list_path(video_set.root, name)
         if name not in wanted and stale.exists():  # only reachable with --force
             stale.unlink()
-            print(f"removed {stale} (ratio 0)")
+            print(f"removed {stale} (no videos)")
     for path, members in zip(written, wanted.values()):
         print(f"{path}: {len(members)} videos")
     if columns:
@@ -77,9 +101,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_check, command="data check")  # errors say "flanet data check:"
 
     split = commands.add_parser(
-        "split", help="write train/val/test lists by video",
+        "split", help="write train/val/test lists by video (an official test folder is kept)",
         description="Write train_list.csv / val_list.csv / test_list.csv into the data set, by video (never a video "
-        "in two splits), shuffled with a seed and stratified by the video labels when there are any.")
+        "in two splits), shuffled with a seed and stratified by the video labels when there are any. The videos of a test folder (Test/, "
+        "VPS-TestSet/...) stay the test list; an empty list is never written.")
     split.add_argument("root", type=Path, help="data set folder; the lists are written there")
     split.add_argument("--ratios", default="4:2:4", help="train:val:test (default 4:2:4, the paper's)")
     split.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")

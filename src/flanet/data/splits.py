@@ -132,15 +132,27 @@ def write_split_lists(root: Path, splits: Mapping[str, Sequence[str]], force: bo
     return list(targets.values())
 
 
+#: Video-polyp test sets of the paper's Table 4 (MICCAI-VPS names): test sets, never a validation split,
+#: although ``CVC-ClinicDB-612-Valid`` (CVC-612-V) says "Valid".
+VPS_TEST_SETS: tuple[str, ...] = ("cvc-clinicdb-612-valid", "cvc-clinicdb-612-test", "cvc-colondb-300")
+
+
 def split_alias(split_path: str) -> str | None:
-    """``train``/``val``/``test`` for folder names such as ``TrainDataset`` or ``CVC-ClinicDB-612-Valid``."""
+    """``train``/``val``/``test`` for split folders such as ``TrainDataset``, ``VPS-TestSet/...`` or ``val``.
+
+    A path under a test folder (``VPS-TestSet``, ``TestEasyDataset``) and a Table 4 test set
+    (:data:`VPS_TEST_SETS`, e.g. ``CVC-ClinicDB-612-Valid``) are ``test``: choosing a checkpoint
+    on them would make their scores optimistic.
+    """
     lower = split_path.lower()
-    if "train" in lower:
-        return "train"
-    if re.search(r"(^|[^a-z])(val|valid|validation)([^a-z]|$)", lower):
-        return "val"
     if "test" in lower:
         return "test"
+    if "train" in lower:
+        return "train"
+    if any(name in lower for name in VPS_TEST_SETS):
+        return "test"
+    if re.search(r"(^|[^a-z])(val|valid|validation)([^a-z]|$)", lower):
+        return "val"
     return None
 
 
@@ -152,3 +164,12 @@ def with_aliases(splits: dict[str, list[str]]) -> dict[str, list[str]]:
         if alias is not None and alias not in splits:
             aliases.setdefault(alias, []).extend(ids)
     return {**splits, **aliases}
+
+
+def official_test_videos(video_ids: Sequence[str]) -> list[str]:
+    """Ids under a test split folder of the data set (``Test/0004``, ``VPS-TestSet/CVC-ColonDB-300/1``).
+
+    ``flanet data split`` keeps them as the test list: an official test split is never reshuffled
+    into training.
+    """
+    return [i for i in video_ids if "/" in i and split_alias(i.rsplit("/", 1)[0]) == "test"]

@@ -1,4 +1,4 @@
-"""``flanet evaluate`` (score a checkpoint or a prediction folder) and ``flanet compare``."""
+"""``flanet evaluate``: score a checkpoint or a prediction folder (``flanet compare``: :mod:`flanet.experiments.compare`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the ``evaluate`` and ``compare`` sub-commands (their heavy imports happen when they run)."""
+    """Adds the ``evaluate`` sub-command (its heavy imports happen when it runs)."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint or a folder of prediction PNGs (both protocols, CIs, per-video CSV, table)",
@@ -33,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--pred-dir", type=Path, help="folder of prediction PNGs to score")
     parser.add_argument("--sha256", help=SHA256_HELP)
     parser.add_argument("--data", type=Path, required=True, help="data set root (any layout `flanet data check` reads)")
-    parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; all videos if the set has no split lists)")
+    parser.add_argument("--split", default="test", help="split to score, or 'all' (default: test; a set without split "
+                        "lists: the test videos the checkpoint's run held out, else an error)")
+    parser.add_argument("--allow-seen", action="store_true", help="score videos the checkpoint was trained or chosen "
+                        "on (refused by default; table.md then says it is not a held-out score)")
     parser.add_argument("--out", type=Path, help="output folder (default: flanet-eval/<name>_<split>)")
     parser.add_argument("--name", help="method name in table.md (default: model name or prediction folder name)")
     parser.add_argument("--save-pred", action="store_true", help="also write probability PNGs to <out>/predictions")
@@ -55,10 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run_evaluate)
-
-    from flanet.evaluation import compare
-
-    compare.register(subparsers)
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -93,6 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 resolve_checkpoint(args.checkpoint, args.sha256), args.data, args.split, out, image_size=args.image_size, device=args.device,
                 batch_size=args.batch_size, num_workers=args.num_workers, save_pred=args.save_pred,
                 method=args.name, mode=args.mode, settings=settings, pixel_spacing=args.pixel_spacing,
+                allow_seen=args.allow_seen,
             )
         else:
             if args.save_pred:

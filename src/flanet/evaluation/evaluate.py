@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from flanet import __version__
-from flanet.data import Video, VideoSet, discover, read_image, read_mask
+from flanet.data import DataError, Video, VideoSet, discover, read_image, read_mask
+from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
 from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
@@ -72,14 +73,62 @@ class EvaluationSettings:
     jobs: int = 1
 
 
+class SplitError(DataError):
+    """The split to score is not held out: no split lists, or videos a checkpoint was trained or chosen on."""
+
+
 def resolve_split(video_set: VideoSet, split: str | None) -> str | None:
-    """``"all"`` means every video; the default ``"test"`` falls back to every video in a set without splits."""
+    """``"all"`` (or None) means every video; any other name must be a split of the set.
+
+    Raises:
+        SplitError: ``test`` asked of a set without split lists (scoring every video would score the
+            videos a model trained on; the message says how to make split lists).
+    """
     if split in (None, "all"):
         return None
-    if split == "test" and not video_set.splits:
-        log.warning("%s has no split lists; evaluating every video", video_set.root)
-        return None
+    if not video_set.splits:
+        raise SplitError(
+            f"no split lists, so split {split!r} is not defined and scoring every video would include the "
+            f"videos a model was trained on. Write split lists by video with `flanet data split "
+            f"{video_set.root} --ratios 4:2:4` and train on them, evaluate a checkpoint whose run held test "
+            "videos out (data.test_fraction, its splits.json), or score every video knowingly with --split all",
+            video_set.root,
+        )
     return split
+
+
+def with_held_out_test(video_set: VideoSet, record: SplitRecord | None) -> VideoSet:
+    """A set without split lists gets the splits of the run that trained on it (``splits.json``)."""
+    if video_set.splits or record is None or not record.test or not record.same_root(video_set.root):
+        return video_set
+    splits = {"train": record.train, "val": record.val, "test": record.test}
+    log.info("%s has no split lists: scoring the %d test videos the checkpoint's run held out", video_set.root,
+             len(record.test))
+    return replace(video_set, splits=splits)
+
+
+def seen_videos(record: SplitRecord | None, video_set: VideoSet, video_ids: list[str]) -> str:
+    """Why the scored videos are not held out for this checkpoint, or ``""`` when they are."""
+    if record is None or not record.same_root(video_set.root):
+        return ""
+    seen = record.seen(video_ids)
+    parts = []
+    if seen["train"]:
+        parts.append(f"{len(seen['train'])} were training videos")
+    if seen["val"]:
+        parts.append(f"{len(seen['val'])} chose the checkpoint (validation split {record.selection_split!r})")
+    if not parts:
+        return ""
+    return f"of the {len(video_ids)} scored videos, " + " and ".join(parts) + " of this checkpoint's run"
+
+
+def scored_context(split: str | None, videos: list[Video], not_held_out: str = "") -> dict[str, Any]:
+    """What a table states about the videos it scored: split, count, list hash and ids."""
+    ids = [video.id for video in videos]
+    context: dict[str, Any] = {"split": split or "all", "count": len(ids), "hash": video_list_hash(ids), "ids": ids}
+    if not_held_out:
+        context["not_held_out"] = not_held_out
+    return context
 
 
 def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
@@ -171,14 +220,17 @@ def evaluate_model(
     image_size: int = 352, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: GivenSpacing = None,
+    pixel_spacing: GivenSpacing = None, not_held_out: str = "",
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
     (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``pixel_spacing``: ``(row mm,
     column mm)`` for every video, or ``{video id: (row mm, column mm)}``, for the localisation error in
-    millimetres; a video whose file carries a calibration (DICOM) keeps its own.
+    millimetres; a video whose file carries a calibration (DICOM) keeps its own. ``not_held_out``: why
+    the scored videos are not a held-out test set (stated at the top of ``table.md``), or ``""``.
+    Clips always use the causal edge (the first frame repeated at a video's start), whatever the
+    model was trained with; ``metrics.json`` records it (``context.edge``).
     """
     split = resolve_split(video_set, split)
     video_set.ensure_masks(split)
@@ -200,7 +252,8 @@ def evaluate_model(
         full_context = {
             "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,
             "split": split or "all", "image_size": image_size, "device": str(dev), "threshold": settings.threshold,
-            "inference_mode": mode, "model_config": model.config, **(context or {}),
+            "inference_mode": mode, "model_config": model.config, "edge": "causal",
+            "scored_videos": scored_context(split, video_set.subset(split), not_held_out), **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
@@ -214,19 +267,40 @@ def evaluate_checkpoint(
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8,
     num_workers: int = 0, save_pred: bool = False, method: str | None = None, mode: str = "auto",
     settings: EvaluationSettings = EvaluationSettings(), pixel_spacing: GivenSpacing = None,
+    allow_seen: bool = False,
 ) -> EvaluationResult:
-    """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`)."""
+    """Load a flanet checkpoint (safely) and evaluate it on ``data`` (see :func:`evaluate_model`).
+
+    The checkpoint's split record (:mod:`flanet.data.split_record`) decides what may be scored: on a
+    set without split lists, the test videos its run held out; a split holding videos the run
+    trained on or chose the checkpoint on is refused, unless ``allow_seen`` (then ``table.md`` says
+    so in its first line).
+
+    Raises:
+        SplitError: the videos to score are not held out for this checkpoint.
+    """
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)
-    video_set = discover(data)
+    record = record_from_metadata(loaded.metadata)
+    video_set = with_held_out_test(discover(data), record)
+    scored = video_set.subset(resolve_split(video_set, split))
+    not_held_out = seen_videos(record, video_set, [video.id for video in scored])
+    if not_held_out and not allow_seen:
+        raise SplitError(f"{not_held_out}: not a test score. Score the test split, or pass --allow-seen to "
+                         "score them anyway (the table then says so)", checkpoint)
+    if not_held_out:
+        log.warning("NOT HELD OUT: %s", not_held_out)
+    training_edge = loaded.metadata.get("edge")
     if out is not None:
         prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
-        pixel_spacing=pixel_spacing, context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata},
+        pixel_spacing=pixel_spacing, not_held_out=not_held_out,
+        context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata,
+                 "training_edge": training_edge, "selection": loaded.metadata.get("selection")},
     )
 
 
@@ -263,6 +337,7 @@ def evaluate_prediction_folder(
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),
             "layout": video_set.layout, "split": split or "all", "threshold": settings.threshold,
+            "scored_videos": scored_context(split, videos),
             "resized_predictions": [str(p) for p, _, _ in check.wrong_size],
             "extra_files": [str(p) for p in check.extra],
         }

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from flanet.data import ClipDataset, Video, VideoSet, read_image, to_model_input
 from flanet.data.video_io import iter_video_frames
+from flanet.metrics.video import heatmap_peaks
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.windows import CausalWindows, frame_features
 
@@ -52,19 +53,6 @@ class PredictionChunk(NamedTuple):
     prob: np.ndarray
     heatmap: np.ndarray | None
     centres: np.ndarray | None
-
-
-def heatmap_peaks(heatmap: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(N, 2) ``(x, y)`` of each (N, 1, S, S') heatmap's maximum, mapped to an (H, W) frame.
-
-    The peak pixel's centre ``(col + 0.5, row + 0.5)`` is scaled by ``W / S'`` and ``H / S``
-    (pixel-edge coordinates, as the ground-truth bbox centre of :mod:`flanet.data.bboxes`).
-    """
-    rows, cols = heatmap.shape[-2:]
-    flat = heatmap.flatten(1).argmax(1)
-    y, x = torch.div(flat, cols, rounding_mode="floor"), flat % cols
-    scale = torch.tensor([size[1] / cols, size[0] / rows], device=heatmap.device)
-    return ((torch.stack([x, y], 1).float() + 0.5) * scale).cpu().numpy()
 
 
 def _chunk(video: str, indices: list[int], logits: torch.Tensor, heatmap: torch.Tensor | None,

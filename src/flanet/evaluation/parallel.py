@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flanet.inference.threads import available_cpus
+from flanet.threads import available_cpus
 
 
 def default_jobs() -> int:

@@ -74,11 +74,13 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def format_cell(metrics: dict[str, Any], key: str, with_ci: bool = True) -> str:
-    """``0.789 [0.770, 0.805]``, or ``-`` when the score is missing."""
+    """``0.789 [0.770, 0.805]``, ``0.578 n/a (1 video)`` (no interval from one video), or ``-`` when missing."""
     value = metrics.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     interval = metrics.get("ci", {}).get(key)
+    if with_ci and interval and metrics.get("num_videos") == 1:
+        return f"{value:.3f} n/a (1 video)"  # a bootstrap over one video repeats it: [x, x] is no interval
     if with_ci and interval:
         return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
     return f"{value:.3f}"
@@ -163,6 +165,22 @@ def write_worst_frames(folder: Path, worst: list[ScoredFrame], images: list[np.n
     return paths
 
 
+def scored_header(scored: dict[str, Any] | None, edge: str | None = None, training_edge: str | None = None) -> str:
+    """First lines of a table: the exact videos scored (split, count, list hash), the window edge used,
+    and, in bold, why the videos are not held out when they are not."""
+    if not scored:
+        return ""
+    lines = []
+    if scored.get("not_held_out"):
+        lines.append(f"**NOT A HELD-OUT SCORE: {scored['not_held_out']}.**")
+    videos = f"{scored['count']} video{'s' if scored['count'] != 1 else ''}"
+    line = f"Scored split `{scored['split']}`: {videos} (list hash `{scored['hash']}`, ids in metrics.json)."
+    if edge:
+        trained = f", the model was trained with `{training_edge}`" if training_edge else ""
+        line += f" Window edge at a video's start: `{edge}`{trained}."
+    return "\n\n".join([*lines, line]) + "\n\n"
+
+
 def write_evaluation(
     out: Path, result: EvaluationResult, context: dict[str, Any], method: str, kind: str, images: list[np.ndarray]
 ) -> None:
@@ -170,5 +188,6 @@ def write_evaluation(
     write_metrics_json(out / "metrics.json", result.metrics, context)
     write_rows_csv(out / "per_video.csv", result.per_video)
     write_rows_csv(out / "per_frame.csv", result.per_frame)
-    atomic_write_text(out / "table.md", table_rows([(method, kind, result.metrics)]))
+    header = scored_header(context.get("scored_videos"), context.get("edge"), context.get("training_edge"))
+    atomic_write_text(out / "table.md", header + table_rows([(method, kind, result.metrics)]))
     write_worst_frames(out / "worst_frames", result.worst, images)

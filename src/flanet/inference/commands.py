@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flanet.argtypes import frame_rate, image_size, non_negative_int, positive_float, positive_int, unit_interval
 from flanet.errors import UsageError
+from flanet.inference.runtimes import BACKENDS  # imports no torch: --help stays fast
 from flanet.models.hub import CHECKPOINT_HELP, SHA256_HELP
 
 __all__ = ["register"]
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
-    from flanet.inference.live_predict import predict_live
+    from flanet.inference.runs.live import predict_live
 
     if args.split:
         raise UsageError("--split applies to a dataset root, not to --source")
@@ -42,8 +43,8 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from flanet.inference.archive import is_archive_input, predict_archive
-    from flanet.inference.predict import predict_to_folder
+    from flanet.inference.runs.archive import is_archive_input, predict_archive
+    from flanet.inference.runs.predict import predict_to_folder
     from flanet.models.hub import resolve_checkpoint
 
     if _compile(args) and args.backend != "pytorch":
@@ -87,7 +88,7 @@ def _export_parts(value: str) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from flanet.inference.export import export_checkpoint
+    from flanet.inference.runtimes.export import export_checkpoint
     from flanet.models.hub import resolve_checkpoint
 
     manifest = export_checkpoint(
@@ -99,7 +100,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from flanet.inference.bench import run_bench
+    from flanet.inference.bench.harness import run_bench
 
     run_bench(
         encoders=args.encoders, image_size=args.image_size, frames=args.frames, runs=args.runs,
@@ -114,15 +115,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: ``--backend`` choices (``flanet.inference.onnx_backend.BACKENDS``, named here so ``--help`` imports no torch).
-BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino")
 
 
 def _installed_backends() -> list[str]:
     """Default ``--backends`` of ``flanet bench``: pytorch and each exported backend whose package is installed."""
     import importlib.util
 
-    return [b for b in BACKEND_CHOICES if b == "pytorch" or importlib.util.find_spec(b) is not None]
+    return [b for b in BACKENDS if b == "pytorch" or importlib.util.find_spec(b) is not None]
 
 
 def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -160,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=frame_rate, default=25.0, help="overlay frame rate for frame folders and videos that state none (default 25)")
     p.add_argument("--split", help="dataset root only: segment this split (default: all videos)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--backend", default="pytorch", choices=BACKEND_CHOICES,
+    p.add_argument("--backend", default="pytorch", choices=BACKENDS,
                    help="pytorch (default), onnxruntime or openvino (CPU): the exported encoder + decoder, exported "
                    "to ONNX once per checkpoint into ~/.cache/flanet/onnx ($FLANET_CACHE_DIR)")
     _add_compile(p, "segment")
@@ -210,7 +209,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--malloc", default="default", choices=["default", "tuned", "both"],
                    help="glibc allocator of the workers: as this shell (default), tuned "
                    "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised), or both")
-    b.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES,
+    b.add_argument("--backends", nargs="+", choices=BACKENDS,
                    help="backends of the streaming and end-to-end rows (default: pytorch and every installed "
                    "exported backend)")
     b.add_argument("--frames-in-flight", type=positive_int, default=1, metavar="N",

@@ -16,7 +16,8 @@ prediction ``P = {p > threshold}`` and the ground truth ``G``:
   weights each frame by its video's count (:func:`weighted_auroc`).
 * **Centres** in pixel-edge coordinates (pixel ``i`` spans ``[i, i+1)``, as
   :func:`flanet.data.bboxes.mask_bbox`): the ground-truth bbox centre, and the predicted centre
-  (the heatmap peak when the caller passes it, else the centroid of ``P``; NaN when ``P`` is empty).
+  (the heatmap peak, :func:`heatmap_peaks`, when the caller passes it, else the centroid of ``P``; NaN when
+  ``P`` is empty).
 
 The data-set summaries (:func:`summarise`) are ratios of per-video sums, so the same function
 gives the point estimate and, under bootstrap video weights, the 95% intervals. Definitions and a
@@ -79,6 +80,19 @@ def bbox_centre(mask: Tensor) -> Tensor:
     y1 = torch.where(rows, row_index, -inf).amax(1) + 1
     centre = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2], 1)
     return torch.where(cols.any(1, keepdim=True), centre, torch.full_like(centre, float("nan")))
+
+
+def heatmap_peaks(heatmap: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(N, 2) ``(x, y)`` of each (N, 1, S, S') heatmap's maximum, mapped to an (H, W) frame.
+
+    The peak pixel's centre ``(col + 0.5, row + 0.5)`` is scaled by ``W / S'`` and ``H / S``
+    (pixel-edge coordinates, as the ground-truth bbox centre of :mod:`flanet.data.bboxes`).
+    """
+    rows, cols = heatmap.shape[-2:]
+    flat = heatmap.flatten(1).argmax(1)
+    y, x = torch.div(flat, cols, rounding_mode="floor"), flat % cols
+    scale = torch.tensor([size[1] / cols, size[0] / rows], device=heatmap.device)
+    return ((torch.stack([x, y], 1).float() + 0.5) * scale).cpu().numpy()
 
 
 def frame_measures(

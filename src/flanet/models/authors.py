@@ -115,7 +115,8 @@ class ReleasedFAM(nn.Module):
         imag, real = spectrum.imag, spectrum.real
         total = x.new_zeros(b, 2 * c, h, w, dtype=torch.float32)
         for k, se in ((1, self.se_block1), (2, self.se_block2)):
-            pair = se(torch.cat([imag[:, 0], imag[:, k], real[:, 0], real[:, k]], dim=1))
+            pair = torch.cat([imag[:, 0], imag[:, k], real[:, 0], real[:, k]], dim=1)
+            pair = se(pair.to(se.down.weight.dtype)).float()  # half-precision weights: SE in their dtype
             first, second = pair.chunk(2, dim=1)  # used as real and imaginary parts, as released
             total = total + torch.fft.ifft2(torch.complex(first, second), s=(h, w)).real
         return total

@@ -15,6 +15,8 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from flanet.colours import SERIES_COLOURS
 from flanet.csvcells import escape_row
+from flanet.data.split_record import METADATA_KEY as SPLIT_KEY
+from flanet.data.split_record import SplitRecord
 from flanet.fileio import atomic_path, atomic_write_text
 from flanet.models import save_checkpoint
 from flanet.training.model_defaults import encoder_init, random_encoder_warning
@@ -70,11 +72,14 @@ class RunFolder(Checkpoint):
     Args:
         run_dir: the run folder.
         config: resolved training configuration, stored in the checkpoints' metadata (as a dict).
+        record: the run's split record, stored in the metadata (``data_split``) with the selection
+            metric (``selection``), so that evaluation can refuse the videos a checkpoint has seen.
     """
 
-    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
+    def __init__(self, run_dir: Path, config: TrainConfig, record: SplitRecord | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
+        self.record = record
         self.best_score = -math.inf
         self.best_epoch = -1
         self.encoder_init = encoder_init(config)
@@ -124,6 +129,8 @@ class RunFolder(Checkpoint):
                 "warnings": self.warnings,
                 "partial_epoch": partial,
             }
+            if self.record is not None:
+                metadata[SPLIT_KEY] = self.record.to_dict()
             folder = self.run_dir / "checkpoints"
             save_checkpoint(folder / "last.pt", pl_module.model, metadata)
             if partial:
@@ -131,7 +138,8 @@ class RunFolder(Checkpoint):
                          epoch, trainer.global_step, folder / "last.pt")
                 return
             if improved:
-                save_checkpoint(folder / "best.pt", pl_module.model, metadata)
+                chosen = {"split": self.record.selection_split if self.record else None, "metric": selection[0]}
+                save_checkpoint(folder / "best.pt", pl_module.model, {**metadata, "selection": chosen})
                 log.info("epoch %d: %s %.4f, best so far -> %s", epoch, selection[0], val[selection[0]],
                          folder / "best.pt")
             _append_row(self.metrics_path, row)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
+import json
 import logging
 import re
 import typing
@@ -338,6 +340,28 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+#: Keys that do not change what a run learns; left out of :func:`config_hash`.
+_UNHASHED: tuple[tuple[str, str], ...] = (("trainer", "enable_progress_bar"), ("data", "num_workers"))
+#: Run-folder file holding :func:`config_hash` of the run's resolved configuration.
+HASH_FILE = "config_hash.txt"
+
+
+def config_hash(config: TrainConfig) -> str:
+    """12 hex digits of the SHA-256 of a resolved configuration, without where its run folder goes.
+
+    Two runs with the same hash trained the same way on the same data (root, splits, seed, model,
+    loss, optimiser, schedule, precision); ``flanet compare`` reuses a run only when its hash is
+    the one requested. ``output``, the progress bar and the loader worker count are left out.
+    """
+    payload = config.to_dict()
+    payload.pop("output", None)
+    for section, key in _UNHASHED:
+        payload.get(section, {}).pop(key, None)
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def dump_config(config: TrainConfig, path: Path) -> None:
-    """Write a resolved configuration as YAML (the run folder's ``config.yaml``)."""
+    """Write a resolved configuration as YAML (the run folder's ``config.yaml``) and its hash beside it."""
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_text(path.parent / HASH_FILE, config_hash(config) + "\n")

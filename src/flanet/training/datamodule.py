@@ -12,47 +12,95 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
+from flanet.data.split_record import RECORD_FILE, SplitRecord
+from flanet.data.splits import split_alias
 from flanet.training.resume import ResumableSampler, batches_done
 from flanet.training.schema import DataConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
-TRAIN, VAL = "train", "val"
+TRAIN, VAL, TEST = "train", "val", "test"
 
 
 def split_train_val(video_set: VideoSet, data: DataConfig, seed: int) -> VideoSet:
-    """Return a copy of ``video_set`` whose splits ``train`` and ``val`` are the ones to use.
+    """The set with splits ``train`` and ``val`` to use (see :func:`choose_splits`)."""
+    return choose_splits(video_set, data, seed)[0]
 
-    The configured ``data.val_split`` is used when the set has it; otherwise a seeded
-    ``data.val_fraction`` of the training videos (at least one) is held out, by video. A
-    set without any split list trains on all its videos (minus the held-out part).
+
+def _is_test_split(name: str) -> bool:
+    return name == TEST or split_alias(name) == TEST
+
+
+def choose_splits(video_set: VideoSet, data: DataConfig, seed: int) -> tuple[VideoSet, SplitRecord]:
+    """The splits a run trains on and chooses ``best.pt`` on, by video, and their record.
+
+    Rules (docs/training.md, "Splits"):
+
+    - A set **without split lists** (nor split folders): flanet holds out, by video and seeded,
+      ``data.test_fraction`` of the videos for testing and ``data.val_fraction`` for validation; the
+      record (``splits.json``, checkpoint metadata) names them, and ``flanet evaluate`` scores only
+      those test videos.
+    - Otherwise the ``data.train_split`` is trained on; ``data.val_split`` chooses ``best.pt`` when
+      the set has it. A test split (``test``, ``Test``, a video-polyp test set) is never a
+      validation split. Without a validation split, ``data.val_fraction`` of the training videos
+      (at least one) is held out, by video; with a single training video the run trains without
+      validation and ``last.pt`` is its checkpoint. An official test split is never touched.
 
     Raises:
-        DataError: unknown training split, or too few videos to hold one out.
+        DataError: unknown training split, a test split named for validation, or too few videos.
     """
+    root = str(video_set.root)
+    if _is_test_split(data.val_split):
+        raise DataError(
+            f"data.val_split={data.val_split!r} is a test split: choosing the checkpoint on test videos "
+            "makes the test score optimistic. Leave data.val_split=val (without a 'val' split, "
+            f"data.val_fraction={data.val_fraction} of the training videos are held out for validation, by video)",
+            video_set.split_files.get(data.val_split, video_set.root),
+        )
+    test_ids: list[str] = []
     if video_set.splits:
-        train_ids = [v.id for v in video_set.subset(data.train_split)]  # DataError if unknown
+        train_split = data.train_split
+        train_ids = [v.id for v in video_set.subset(train_split)]  # DataError if unknown
+        source = "split lists" if any(p.suffix == ".csv" for p in video_set.split_files.values()) else "split folders"
     else:
-        log.warning("%s has no split lists: training on all %d videos", video_set.root, len(video_set.videos))
+        train_split, source = "all", f"held out by flanet (seed {seed}, data.test_fraction={data.test_fraction})"
         train_ids = [v.id for v in video_set.videos]
+        held = round(len(train_ids) * data.test_fraction)
+        held = max(1, held) if data.test_fraction > 0 else 0
+        if held and len(train_ids) - held < 1:
+            raise DataError(
+                f"no split lists and only {len(train_ids)} video(s): cannot hold a test video out; write split "
+                f"lists with `flanet data split {root} --ratios 4:2:4`, or train on all with data.test_fraction=0",
+                video_set.root,
+            )
+        test_ids = sorted(random.Random(f"test-{seed}").sample(train_ids, held))
+        train_ids = [i for i in train_ids if i not in set(test_ids)]
+        log.warning("%s has no split lists: %d of its %d videos are held out for testing (seed %d, "
+                    "data.test_fraction=%s), recorded in the run folder's %s", video_set.root, held,
+                    len(video_set.videos), seed, data.test_fraction, RECORD_FILE)
+    selection: str | None = data.val_split
     if data.val_split in video_set.splits:
         val_ids = [v.id for v in video_set.subset(data.val_split)]
         overlap = sorted(set(train_ids) & set(val_ids))
         if overlap:
             raise DataError(f"videos in both {data.train_split!r} and {data.val_split!r}: {overlap[:10]}",
                             video_set.split_files.get(data.val_split, video_set.root))
+    elif len(train_ids) < 2:
+        log.warning("no %r split and %d training video(s): training without validation; the run's checkpoint "
+                    "is checkpoints/last.pt (no best.pt)", data.val_split, len(train_ids))
+        val_ids, selection = [], None
     else:
-        if len(train_ids) < 2:
-            raise DataError(
-                f"no {data.val_split!r} split and only {len(train_ids)} training video(s): "
-                "cannot hold videos out for validation", video_set.root,
-            )
         held = max(1, min(len(train_ids) - 1, round(len(train_ids) * data.val_fraction)))
         val_ids = sorted(random.Random(seed).sample(train_ids, held))
         train_ids = [i for i in train_ids if i not in set(val_ids)]
+        selection = f"val: held out of the training videos (seed {seed}, data.val_fraction={data.val_fraction})"
         log.info("no %r split: holding out %d of the training videos for validation: %s",
                  data.val_split, held, ", ".join(val_ids[:10]))
-    return dataclasses.replace(video_set, splits={**video_set.splits, TRAIN: train_ids, VAL: val_ids})
+    splits = {**video_set.splits, TRAIN: train_ids, VAL: val_ids}
+    if test_ids:
+        splits[TEST] = test_ids
+    record = SplitRecord(root, source, train_split, selection, train_ids, val_ids, test_ids)
+    return dataclasses.replace(video_set, splits=splits), record
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -67,11 +115,15 @@ class VideoDataModule(pl.LightningDataModule):
         with_previous: training clips carry one extra previous frame (contrastive loss).
         box_targets: frames with a lesion box but no mask are targets (models with the
             localisation branch, see :class:`~flanet.data.ClipDataset`); else box-only splits are refused.
+        video_set: the data set with its ``train``/``val`` splits chosen (:func:`choose_splits`); by
+            default discovered and split in :meth:`setup`.
     """
 
-    def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False) -> None:
+    def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False,
+                 video_set: VideoSet | None = None) -> None:
         super().__init__()
         self.config = config
+        self.video_set = video_set  # splits already chosen by choose_splits (else chosen in setup)
         self.clip_len = clip_len
         self.with_previous = with_previous
         self.box_targets = box_targets
@@ -89,14 +141,18 @@ class VideoDataModule(pl.LightningDataModule):
         data = self.config.data
         if data.root is None:
             raise DataError("no dataset given: set data.root=/path/to/dataset")
-        video_set = split_train_val(discover(data.root), data, self.config.seed)
+        video_set = self.video_set or split_train_val(discover(data.root), data, self.config.seed)
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
-                      heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets)
+                      heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
+                      heatmap_centre=data.heatmap_centre)
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
                                          with_previous=self.with_previous, seed=self.config.seed, **common)
-        self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
+        if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
+            self.val_dataset = None
+        else:
+            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
-            if len(dataset) == 0:
+            if dataset is not None and len(dataset) == 0:
                 raise DataError(f"the {name} split has no target frame (a mask, or a box)", video_set.root)
 
     def _per_device_batch(self) -> int:
@@ -137,5 +193,5 @@ class VideoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, train=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, train=False)
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_dataset is None else self._loader(self.val_dataset, train=False)

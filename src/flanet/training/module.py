@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flanet.evaluation.model_predictions import heatmap_peaks
 from flanet.losses import FLANetLoss, LossTerms, uses_heatmap_prev
 from flanet.metrics.standard import frame_scores, summarise
+from flanet.metrics.video import heatmap_peaks
 from flanet.models import SegmentationOutput, create_model
 from flanet.models.checkpoint import config_difference, normalise_model_config
 from flanet.models.contract import VideoSegmentationModel

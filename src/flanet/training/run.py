@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -16,13 +17,15 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from flanet.data import DataError
+from flanet.data import DataError, discover
+from flanet.data.split_record import RECORD_FILE, SplitRecord
+from flanet.fileio import atomic_write_text
 from flanet.models import CheckpointError
 from flanet.models.checkpoint import config_difference, normalise_model_config
 from flanet.models.registry import ModelError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
-from flanet.training.datamodule import VideoDataModule
+from flanet.training.datamodule import VideoDataModule, choose_splits
 from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
@@ -57,7 +60,8 @@ def train(
             score, RNG states), in the same folder.
 
     Returns:
-        The run folder: ``config.yaml``, ``checkpoints/{best,last}.pt`` (flanet checkpoints),
+        The run folder: ``config.yaml``, ``splits.json`` (the videos trained on, chosen on and held
+        out: :class:`~flanet.data.split_record.SplitRecord`), ``checkpoints/{best,last}.pt`` (flanet checkpoints),
         ``checkpoints/resume.ckpt`` (Lightning), ``metrics.csv``, ``loss_curve.png``, ``logs/``.
 
     Raises:
@@ -80,6 +84,7 @@ def train(
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
+    video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)  # before any folder exists
     pl.seed_everything(resolved.seed, workers=True, verbose=False)
     module = FLANetModule(resolved)
     if resume_ckpt is not None:
@@ -92,12 +97,13 @@ def train(
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(resolved, run_dir / "config.yaml")
+        atomic_write_text(run_dir / RECORD_FILE, json.dumps(record.to_dict(), indent=2) + "\n")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # ranks started by Lightning's launcher share it
     trainer = None
     try:
-        trainer = _build_trainer(resolved, run_dir)
+        trainer = _build_trainer(resolved, run_dir, record)
         data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_previous=module.use_previous,
-                               box_targets=bool(module.model.has_heatmap))
+                               box_targets=bool(module.model.has_heatmap), video_set=video_set)
         trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
     except BaseException as error:
         if created and (trainer is None or trainer.global_step == 0):
@@ -135,9 +141,9 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
     return arguments
 
 
-def _build_trainer(config: TrainConfig, run_dir: Path) -> pl.Trainer:
+def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord | None = None) -> pl.Trainer:
     resume_state = ResumeState(run_dir / "checkpoints" / f"{RESUME_NAME}.ckpt", config.output.checkpoint_every_n_steps)
-    callbacks: list[pl.Callback] = [RunFolder(run_dir, config), resume_state]
+    callbacks: list[pl.Callback] = [RunFolder(run_dir, config, record), resume_state]
     max_time = parse_max_time(config.trainer.max_time)
     if max_time is not None:
         callbacks.append(InvocationTimer(max_time))
@@ -150,9 +156,12 @@ def _build_trainer(config: TrainConfig, run_dir: Path) -> pl.Trainer:
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
+    arguments = trainer_arguments(config)
+    if record is not None and record.selection_split is None:  # no validation split (a single training video): last.pt only
+        arguments.update(limit_val_batches=0, num_sanity_val_steps=0)
     quiet_lightning()
     return pl.Trainer(
-        **trainer_arguments(config),
+        **arguments,
         enable_model_summary=False,
         benchmark=config.trainer.deterministic is False,  # cuDNN autotuning: inputs have one fixed size
         callbacks=callbacks,

@@ -63,10 +63,14 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_fraction: float = 0.1
+    #: Share of the videos held out for testing when the set has no split lists (by video, seeded).
+    test_fraction: float = 0.2
     image_size: int = 352
     edge: Literal["causal", "lookahead"] = "causal"
     augment: bool = False
     heatmap_sigma: float = 5.0
+    #: Heatmap centre of a frame with a mask: its bounding box (``mask``, paper) or its ``bbox.json`` box (``box``).
+    heatmap_centre: Literal["mask", "box"] = "mask"
     num_workers: int = 4
     #: Global batch, split over all processes.
     batch_size: int = 24
@@ -107,8 +111,8 @@ class TrainerConfig:
 
     Passed through as given, except ``precision: auto`` (resolved by flanet) and ``max_time``
     (a budget per invocation: a resumed run gets it afresh). The defaults are Lightning's
-    except ``max_epochs`` (100, paper), ``precision`` (``auto``), ``gradient_clip_val`` (0.5,
-    the released code) and ``log_every_n_steps`` (10).
+    except ``max_epochs`` (100, paper), ``precision`` (``auto``) and ``log_every_n_steps`` (10);
+    no gradient clipping (the paper states none; ``buv-fast`` clips at 0.5 as the released code).
     """
 
     max_epochs: int = 100
@@ -119,7 +123,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: int | str = "auto"
-    gradient_clip_val: float | None = 0.5
+    gradient_clip_val: float | None = None
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
     accumulate_grad_batches: int = 1
     limit_train_batches: int | float | None = None

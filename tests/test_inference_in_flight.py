@@ -1,4 +1,4 @@
-"""Frames in flight (flanet.inference.pipeline): same outputs in order, bounded work, errors, early stop."""
+"""Frames in flight (flanet.inference.core.in_flight): same outputs in order, bounded work, errors, early stop."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from flanet.inference import VideoSegmenter, pipeline
-from flanet.inference.onnx_backend import export_for_onnxruntime
-from flanet.inference.pipeline import pipelined_predictions
+from flanet.inference import VideoSegmenter
+from flanet.inference.core import in_flight as in_flight_module
+from flanet.inference.core.in_flight import pipelined_predictions
+from flanet.inference.runtimes.exported import export_for_onnxruntime
 from flanet.models import create_model
 
 SIZE = 64
@@ -110,7 +111,7 @@ class LateStartExecutor(ThreadPoolExecutor):
 @pytest.mark.parametrize("in_flight", [3, 4, 8])
 def test_workers_scheduled_late_do_not_hang(in_flight: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 22 item 7: frame i-2's state was dropped from the table before its worker looked itself up."""
-    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", LateStartExecutor)
+    monkeypatch.setattr(in_flight_module, "ThreadPoolExecutor", LateStartExecutor)
     got = _finishes(lambda: list(pipelined_predictions(iter(range(12)), lambda f: f, tuple, 3, in_flight)))
     assert [out for _, out in got][:4] == [(0, 0, 0), (1, 0, 0), (2, 1, 0), (3, 2, 1)]
     assert [frame for frame, _ in got] == list(range(12))
@@ -131,7 +132,7 @@ def test_many_runs_at_every_frames_in_flight_finish(in_flight: int) -> None:
 
 def test_an_early_stop_ends_a_started_frame_waiting_for_a_cancelled_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """A frame cancelled before it ran publishes the cancellation: started later frames stop, the pool shuts down."""
-    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", LateStartExecutor)
+    monkeypatch.setattr(in_flight_module, "ThreadPoolExecutor", LateStartExecutor)
 
     def run() -> None:
         outputs = pipelined_predictions(iter(range(100)), lambda f: f, tuple, 3, 6)
@@ -241,7 +242,7 @@ def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
     model_and_manifest: tuple[torch.nn.Module, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Frames in flight finish in bursts (two at once, then none): the share must not read one burst."""
-    from flanet.inference.bench_e2e import decode_share
+    from flanet.inference.bench.end_to_end import decode_share
 
     model, manifest = model_and_manifest
     segmenter = VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime", onnx=manifest, frames_in_flight=2)
@@ -263,7 +264,7 @@ def test_decode_share_with_frames_in_flight_uses_the_frame_interval(
 
 
 def test_decode_share_times_real_in_flight_decodes(model_and_manifest: tuple[torch.nn.Module, Path]) -> None:
-    from flanet.inference.bench_e2e import decode_share
+    from flanet.inference.bench.end_to_end import decode_share
 
     model, manifest = model_and_manifest
     segmenter = VideoSegmenter(model, SIZE, "cpu", backend="openvino", onnx=manifest, frames_in_flight=2)

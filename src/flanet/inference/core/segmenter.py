@@ -12,7 +12,7 @@ output for every frame equals ``model(clip)`` on the causally padded clip.
 Frames are taken one at a time from any iterable and nothing but the last ``num_frames - 1``
 frames' features is kept, so memory stays flat on arbitrarily long videos. With an exported
 backend (onnxruntime, OpenVINO) several frames can be in flight at once
-(:mod:`flanet.inference.pipeline`): the same outputs, in order, at more frames/s on few cores.
+(:mod:`flanet.inference.core.in_flight`): the same outputs, in order, at more frames/s on few cores.
 """
 
 from __future__ import annotations
@@ -30,19 +30,15 @@ from torch.fx.proxy import TraceError
 
 from flanet.data import to_model_input
 from flanet.devices import resolve_device
-from flanet.inference.onnx_backend import (
-    BACKENDS,
-    ExportedRunner,
-    OnnxRunner,
-    export_for_onnxruntime,
-    onnx_providers,
-)
-from flanet.inference.openvino_backend import OpenVinoRunner
-from flanet.inference.pipeline import pipelined_predictions
-from flanet.inference.threads import AdaptiveThreads, available_cpus
+from flanet.inference.core.in_flight import pipelined_predictions
+from flanet.inference.runtimes import BACKENDS
+from flanet.inference.runtimes.exported import ExportedRunner, export_for_onnxruntime
+from flanet.inference.runtimes.onnxruntime_runner import OnnxRunner, onnx_providers
+from flanet.inference.runtimes.openvino_runner import OpenVinoRunner
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
 from flanet.models.windows import CausalWindows, frame_features
+from flanet.threads import AdaptiveThreads, available_cpus
 
 __all__ = ["FrameResult", "NonFiniteOutputError", "VideoSegmenter", "as_rgb_frame", "compile_options"]
 
@@ -150,8 +146,8 @@ class VideoSegmenter:
             model's weights to it). Default: on for CPU, where oneDNN's convolutions
             are 10-25% faster in that layout (docs/benchmarks.md); off elsewhere.
         backend: ``"pytorch"`` (default), ``"onnxruntime"`` or ``"openvino"``: the exported
-            encoder and decoder in onnxruntime (:mod:`flanet.inference.onnx_backend`) or compiled by
-            OpenVINO for the CPU (:mod:`flanet.inference.openvino_backend`), features reused the
+            encoder and decoder in onnxruntime (:mod:`flanet.inference.runtimes.exported`) or compiled by
+            OpenVINO for the CPU (:mod:`flanet.inference.runtimes.openvino_runner`), features reused the
             same way; exported to ONNX once per model and size into a cache, or taken from ``onnx``.
             For onnxruntime ``device`` picks the providers: None = CUDA/TensorRT when present, else
             CPU; OpenVINO runs on the CPU.
@@ -174,7 +170,7 @@ class VideoSegmenter:
             elsewhere; a string: that ``torch.compile`` mode; a dict: ``torch.compile``
             keyword arguments, e.g. ``{"backend": "aot_eager"}``.
         adaptive_threads: while :meth:`stream` runs, give torch only the CPUs other processes leave
-            free (:class:`~flanet.inference.threads.AdaptiveThreads`, sampled every half second; the
+            free (:class:`~flanet.threads.AdaptiveThreads`, sampled every half second; the
             count torch had is restored when the stream ends). A competing process then costs a
             barrier-free single thread instead of stalled OpenMP barriers (docs/benchmarks.md,
             "Threads on a shared CPU"). Default: on for CPU (Linux; elsewhere it does nothing), off
@@ -182,7 +178,7 @@ class VideoSegmenter:
             (Dynamo's global-state guard), so every change of the count would compile the step
             again, in the middle of a video; asking for both is refused.
         frames_in_flight: backends "onnxruntime" and "openvino" only: frames processed at the same
-            time, each by one worker with an equal share of the CPUs (:mod:`flanet.inference.pipeline`):
+            time, each by one worker with an equal share of the CPUs (:mod:`flanet.inference.core.in_flight`):
             more frames/s, each frame later; the same outputs, in order. Default 1 (one frame at a
             time, every thread on it: the lowest latency, for live streams).
 

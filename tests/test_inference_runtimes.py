@@ -12,8 +12,10 @@ import torch
 
 from flanet.cli import main
 from flanet.inference import VideoSegmenter
-from flanet.inference.onnx_backend import BACKENDS, OnnxRunner, export_for_onnxruntime, onnx_providers
-from flanet.inference.openvino_backend import OpenVinoRunner, openvino_config
+from flanet.inference.runtimes import BACKENDS
+from flanet.inference.runtimes.exported import export_for_onnxruntime
+from flanet.inference.runtimes.onnxruntime_runner import OnnxRunner, onnx_providers
+from flanet.inference.runtimes.openvino_runner import OpenVinoRunner, openvino_config
 from flanet.models import create_model, save_checkpoint
 
 SIZE = 64
@@ -84,24 +86,29 @@ def test_export_cache_key_follows_the_model_code(model: torch.nn.Module, tmp_pat
     import shutil
 
     import flanet
-    from flanet.inference import onnx_backend
+    from flanet.inference.runtimes import exported
 
     package = tmp_path / "flanet"
     shutil.copytree(Path(flanet.__file__).parent / "models", package / "models")
-    (package / "inference").mkdir()
-    shutil.copy(Path(flanet.__file__).parent / "inference" / "export.py", package / "inference" / "export.py")
+    (package / "inference" / "runtimes").mkdir(parents=True)
+    shutil.copy(Path(flanet.__file__).parent / "inference" / "runtimes" / "export.py",
+                package / "inference" / "runtimes" / "export.py")
     (package / "data").mkdir()
     (package / "data" / "other.py").write_text("x = 1\n")
-    before = onnx_backend.model_code_digest(package)
-    assert before == onnx_backend.model_code_digest()  # the same sources as the installed package
+    before = exported.model_code_digest(package)
+    assert before == exported.model_code_digest()  # the same sources as the installed package
     (package / "data" / "other.py").write_text("x = 2\n")  # not part of the graph
-    assert onnx_backend.model_code_digest(package) == before
+    assert exported.model_code_digest(package) == before
     fusion = package / "models" / "fusion.py"
     fusion.write_text(fusion.read_text() + "\n# changed\n")
-    assert onnx_backend.model_code_digest(package) != before
-    key = onnx_backend._cache_key(model, SIZE)
-    monkeypatch.setattr(onnx_backend, "model_code_digest", lambda: "other code")
-    assert onnx_backend._cache_key(model, SIZE) != key
+    assert exported.model_code_digest(package) != before
+    changed = exported.model_code_digest(package)
+    (package / "models" / "methods").mkdir(exist_ok=True)  # a registered model in a subpackage of models/
+    (package / "models" / "methods" / "net.py").write_text("width = 1\n")
+    assert exported.model_code_digest(package) != changed
+    key = exported._cache_key(model, SIZE)
+    monkeypatch.setattr(exported, "model_code_digest", lambda: "other code")
+    assert exported._cache_key(model, SIZE) != key
 
 
 def test_providers_and_runner_errors(manifest: Path, tmp_path: Path) -> None:
@@ -157,7 +164,7 @@ def test_cli_predict_exported_backend_writes_the_pytorch_masks(
 
 def test_openvino_runs_float32_on_the_available_cpus(manifest: Path, tmp_path: Path) -> None:
     """float32 whatever the CPU (OpenVINO's default is bfloat16 where the CPU has it), threads as asked."""
-    from flanet.inference.threads import available_cpus
+    from flanet.threads import available_cpus
 
     assert openvino_config() == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
                                  "INFERENCE_NUM_THREADS": available_cpus(), "ENABLE_CPU_PINNING": False}
@@ -176,7 +183,7 @@ def test_openvino_runs_float32_on_the_available_cpus(manifest: Path, tmp_path: P
 def test_openvino_backend_errors(model: torch.nn.Module, manifest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from flanet.inference import streaming
+    from flanet.inference.core import segmenter as streaming
 
     monkeypatch.setattr(streaming, "resolve_device", torch.device)  # as on a machine with a GPU
     with pytest.raises(ValueError, match="backend openvino runs on the CPU, not on cuda"):
@@ -189,7 +196,6 @@ def test_openvino_backend_errors(model: torch.nn.Module, manifest: Path, monkeyp
 
 
 def test_cli_backend_choices_are_the_library_backends() -> None:
-    from flanet.inference.commands import BACKEND_CHOICES, _installed_backends
+    from flanet.inference.commands import _installed_backends
 
-    assert BACKEND_CHOICES == BACKENDS
     assert _installed_backends() == list(BACKENDS)  # the test environment installs every backend

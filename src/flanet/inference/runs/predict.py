@@ -9,7 +9,7 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
     <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
-                              (flanet.inference.annotation_export)
+                              (flanet.inference.runs.annotation_export)
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from tqdm import tqdm
 from flanet.data import DataError
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
-from flanet.inference.annotation_export import export_video
-from flanet.inference.clinical import MeasurementLog, source_geometry
-from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
-from flanet.inference.sources import VideoSource, resolve_sources
-from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.measurements import MeasurementLog, source_geometry
+from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.runs.sources import VideoSource, resolve_sources
+from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 
 __all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
@@ -156,7 +156,7 @@ def predict_to_folder(
         backend: "pytorch", "onnxruntime" or "openvino" (see :class:`VideoSegmenter`).
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
-            (see :mod:`flanet.inference.annotation_export`).
+            (see :mod:`flanet.inference.runs.annotation_export`).
         compile: ``torch.compile`` the per-frame step (True, or a mode; see :class:`VideoSegmenter`).
         frames_in_flight: frames segmented at the same time by an exported backend (more frames/s,
             the same masks; see :class:`VideoSegmenter`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flanet.inference import threads
+from flanet import threads
 
 
 def test_cgroup_v2_and_v1_quotas(tmp_path: Path) -> None:

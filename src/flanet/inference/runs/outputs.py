@@ -13,7 +13,7 @@ import numpy as np
 
 from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
 from flanet.csvcells import escape_row
-from flanet.inference.streaming import FrameResult
+from flanet.inference.core.segmenter import FrameResult
 
 __all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
 

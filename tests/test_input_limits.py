@@ -1,4 +1,4 @@
-"""Issue 13 item 4: hostile inputs are refused cheaply and named.
+"""Limits on hostile inputs: each is refused cheaply, before the expensive step, with the file named.
 
 A small PNG declaring 20000x20000 pixels, a symbolic-link loop in a data tree and a YAML alias
 bomb (billion laughs) each cost gigabytes or a traceback before; now each is refused before the

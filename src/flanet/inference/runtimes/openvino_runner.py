@@ -1,6 +1,6 @@
 """OpenVINO backend of :class:`~flanet.inference.VideoSegmenter`: the exported ONNX parts on OpenVINO's CPU plugin.
 
-The same exported files as the onnxruntime backend (:func:`~flanet.inference.onnx_backend.export_for_onnxruntime`:
+The same exported files as the onnxruntime backend (:func:`~flanet.inference.runtimes.exported.export_for_onnxruntime`:
 the per-frame ``encoder`` and the ``decoder`` of the last three frames' features, or an image baseline's
 ``step``), read and compiled by OpenVINO; the streaming loop is :class:`~flanet.inference.VideoSegmenter`'s
 (paper, Sec. 3, Fig. 2: each frame encoded once, its features reused by the next two outputs).
@@ -12,7 +12,7 @@ Settings, measured on the 2-core CPU of docs/benchmarks.md ("OpenVINO"):
   152-160 ms against 103-106 ms) and different (0.9 % of the mask pixels flipped), so flanet asks for float32
   everywhere, which is also what the masks are checked against (PyTorch).
 * ``PERFORMANCE_HINT = LATENCY``: one stream, every thread on the one frame in flight; with
-  ``streams`` > 1 (``VideoSegmenter(frames_in_flight=N)``, :mod:`flanet.inference.pipeline`)
+  ``streams`` > 1 (``VideoSegmenter(frames_in_flight=N)``, :mod:`flanet.inference.core.in_flight`)
   ``THROUGHPUT`` with N streams that share the threads, and one infer request per stream.
 * ``INFERENCE_NUM_THREADS``: the CPUs available to the process (its affinity mask), as for onnxruntime.
 * ``ENABLE_CPU_PINNING = False`` (OpenVINO pins its threads to cores by default on Linux): unpinned
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from flanet.inference.onnx_backend import ExportedRunner, read_manifest
-from flanet.inference.threads import available_cpus
+from flanet.inference.runtimes.exported import ExportedRunner, read_export_manifest
+from flanet.threads import available_cpus
 
 __all__ = ["OpenVinoRunner", "openvino_config"]
 
@@ -67,7 +67,7 @@ class OpenVinoRunner(ExportedRunner):
             import openvino
         except ImportError as error:
             raise ValueError("backend openvino needs the openvino package: pip install 'flanet[export]'") from error
-        parts = read_manifest(manifest)
+        parts = read_export_manifest(manifest)
         super().__init__(parts)
         core = openvino.Core()
         config = openvino_config(threads, streams)

@@ -30,7 +30,7 @@ from pycocotools import mask as coco_mask
 from flanet.data import read_mask
 from flanet.data.rle import encode_coco, encode_cvat
 from flanet.fileio import atomic_write_bytes, atomic_write_text
-from flanet.inference.sources import VideoSource, image_files
+from flanet.inference.runs.sources import VideoSource, image_files
 
 __all__ = ["EXPORT_FORMATS", "LESION_LABEL", "export_frames", "export_video", "write_annotation_exports",
            "coco_document", "cvat_document"]

@@ -9,8 +9,8 @@ default the path's stem). Output::
     <out>/index.csv      one row per video: status (done / failed), counts, timing, error
     <out>/summary.json   totals and the per-video entries of this archive
 
-A video is written into ``<out>/.<id>.partial`` and renamed to ``<out>/<id>`` only when it is
-complete, so a folder ``<out>/<id>`` is always a finished video. A rerun with the same ``--out``
+A video is written into ``<out>/.<id>.partial`` (``<out>/<split>/.<video>.partial`` for a nested id
+such as ``Test/0004``) and renamed to ``<out>/<id>`` only when it is complete, so a folder ``<out>/<id>`` is always a finished video. A rerun with the same ``--out``
 skips finished videos, redoes interrupted or failed ones and rewrites the index; ``--force``
 starts from scratch. Under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes videos r, r + W,
 r + 2W, ... of the list, on ``cuda:<LOCAL_RANK>`` when GPUs are present; the ranks meet once
@@ -40,13 +40,13 @@ from tqdm import tqdm
 from flanet.csvcells import escape_row
 from flanet.data import DataError
 from flanet.fileio import INCOMPLETE, atomic_write_text, prepare_output_folder
-from flanet.inference.annotation_export import export_video
-from flanet.inference.predict import _predict_video
-from flanet.inference.sources import VideoSource, resolve_sources
-from flanet.inference.streaming import VideoSegmenter
+from flanet.inference.core.segmenter import VideoSegmenter
+from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.predict import _predict_video
+from flanet.inference.runs.sources import VideoSource, resolve_sources
 
 __all__ = ["ArchiveError", "ArchiveItem", "INDEX_COLUMNS", "archive_items", "is_archive_input", "predict_archive",
-           "read_manifest"]
+           "read_archive_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ class ArchiveItem:
 
 def is_archive_input(path: str | Path) -> bool:
     """A manifest CSV, or a folder that is not itself one video's frames."""
-    from flanet.inference.sources import is_frame_folder
+    from flanet.inference.runs.sources import is_frame_folder
 
     path = Path(path)
     return (path.is_file() and path.suffix.lower() == ".csv") or (path.is_dir() and not is_frame_folder(path))
 
 
-def read_manifest(path: Path) -> list[tuple[str, Path]]:
+def read_archive_manifest(path: Path) -> list[tuple[str, Path]]:
     """(id, path) of every row of a manifest CSV (columns ``path``, optional ``id``).
 
     Raises:
@@ -127,7 +127,7 @@ def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None)
         ValueError: a video id that names a file of the archive itself (:data:`RESERVED_IDS`).
     """
     if input_path.is_file():
-        items = [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_manifest(input_path)]
+        items = [ArchiveItem(i, p, lambda i=i, p=p: _open_one(i, p, fps)) for i, p in read_archive_manifest(input_path)]
     else:
         items = [ArchiveItem(s.id, s.location, lambda s=s: s) for s in resolve_sources(input_path, fps=fps, split=split)]
     for item in items:
@@ -143,8 +143,14 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
-    """Segment one video into ``out/.<id>.partial``, then rename it to ``out/<id>``."""
-    final, partial = out / item.id, out / f".{item.id}.partial"
+    """Segment one video into ``.<name>.partial`` beside its folder, then rename it to ``out/<id>``.
+
+    A nested id (``Test/0004``, ``CVC-300/seq1``: a data set's split folders) gets nested folders:
+    ``out/Test/.0004.partial`` becomes ``out/Test/0004``.
+    """
+    final = out / item.id
+    partial = final.parent / f".{final.name}.partial"
+    final.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         source = item.open()

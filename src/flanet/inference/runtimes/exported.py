@@ -1,10 +1,11 @@
-"""ONNX Runtime backend of :class:`~flanet.inference.VideoSegmenter` (exported encoder + decoder).
+"""Exported parts, runtime-neutral: the manifest, the export cache and the :class:`ExportedRunner` base.
 
 The streaming loop is the one of the PyTorch backend (paper, Sec. 3, Fig. 2: frame t is predicted from
 ``[I_t, I_{t-1}, I_{t-2}]``): each frame goes once through the exported ``encoder`` part, its
 per-level features are kept in the segmenter's ring buffer, and the exported ``decoder`` part
-predicts from the last three feature sets (:mod:`flanet.inference.export`). Image baselines run
-their exported ``step``.
+predicts from the last three feature sets (:mod:`flanet.inference.runtimes.export`). Image baselines run
+their exported ``step``. A runtime (:mod:`~flanet.inference.runtimes.onnxruntime_runner`,
+:mod:`~flanet.inference.runtimes.openvino_runner`) subclasses :class:`ExportedRunner` and runs one part.
 
 Exported files are cached under ``$FLANET_CACHE_DIR/onnx`` (default ``~/.cache/flanet/onnx``),
 keyed by the SHA-256 of the weights, the input size, the torch/flanet versions and the source of the
@@ -29,16 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from flanet.inference.threads import available_cpus
 from flanet.models.contract import VideoSegmentationModel
 
-__all__ = ["BACKENDS", "ExportedParts", "ExportedRunner", "OnnxRunner", "onnx_providers", "onnx_cache_dir",
-           "export_for_onnxruntime", "model_code_digest", "read_manifest"]
+__all__ = ["ExportedParts", "ExportedRunner", "onnx_cache_dir", "export_for_onnxruntime", "model_code_digest",
+           "read_export_manifest"]
 
-#: Backends of :class:`~flanet.inference.VideoSegmenter`: PyTorch, and the exported parts in onnxruntime or
-#: OpenVINO (:mod:`flanet.inference.openvino_backend`).
-BACKENDS = ("pytorch", "onnxruntime", "openvino")
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def onnx_cache_dir() -> Path:
@@ -47,31 +43,9 @@ def onnx_cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def onnx_providers(device: str | torch.device | None = None) -> list[str]:
-    """Execution providers for ``device``: TensorRT and CUDA first when present, CPU always last.
-
-    Args:
-        device: None (any present GPU provider, else CPU), ``"cpu"`` (CPU only) or a CUDA device.
-
-    Raises:
-        ValueError: a CUDA device was asked for but this onnxruntime build has no GPU provider.
-    """
-    import onnxruntime
-
-    kind = torch.device(device).type if device is not None else None
-    available = onnxruntime.get_available_providers()
-    gpu = [p for p in GPU_PROVIDERS if p in available] if kind in (None, "cuda") else []
-    if kind == "cuda" and not gpu:
-        raise ValueError(
-            f"device {device}: this onnxruntime build has no CUDA/TensorRT provider (present: "
-            f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu"
-        )
-    return [*gpu, "CPUExecutionProvider"]
-
-
 #: Sources, relative to the flanet package, whose code becomes the exported graph.
-GRAPH_SOURCES = ("models/*.py", "inference/export.py")
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+GRAPH_SOURCES = ("models/**/*.py", "inference/runtimes/export.py")  # models in subpackages too
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the flanet package
 
 
 def model_code_digest(package: Path = PACKAGE_DIR) -> str:
@@ -100,7 +74,7 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
     import copy
 
     from flanet.fileio import umask_mode
-    from flanet.inference.export import export_model
+    from flanet.inference.runtimes.export import export_model
 
     cache = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
     folder = cache / _cache_key(model, image_size)
@@ -150,7 +124,7 @@ class ExportedParts:
         return self.files[name]
 
 
-def read_manifest(manifest: str | Path) -> ExportedParts:
+def read_export_manifest(manifest: str | Path) -> ExportedParts:
     """Reads the manifest of ``flanet export`` / :func:`export_for_onnxruntime`.
 
     Raises:
@@ -174,10 +148,10 @@ class ExportedRunner(abc.ABC):
 
     Subclasses load the parts of ``parts`` into their runtime and implement :meth:`_run`; the feeds
     (``image``; ``t{k}_f{level}`` for frame k of the window and encoder level; ``clip``) and outputs are
-    those of :mod:`flanet.inference.export` for every runtime.
+    those of :mod:`flanet.inference.runtimes.export` for every runtime.
 
     Args:
-        parts: the manifest's contents (:func:`read_manifest`).
+        parts: the manifest's contents (:func:`read_export_manifest`).
     """
 
     def __init__(self, parts: ExportedParts) -> None:
@@ -205,42 +179,3 @@ class ExportedRunner(abc.ABC):
             outputs = self._run("step", {"clip": np.stack(window, axis=1)})
         tensors = [torch.from_numpy(np.asarray(o)).float() for o in outputs]
         return tensors[0], (tensors[1] if self.has_heatmap else None)
-
-
-class OnnxRunner(ExportedRunner):
-    """The exported parts of one model in onnxruntime sessions.
-
-    Args:
-        manifest: ``flanet.json`` written by ``flanet export`` / :func:`export_for_onnxruntime`.
-        providers: onnxruntime execution providers (default :func:`onnx_providers`).
-        threads: intra-op threads (default: the CPUs available to this process).
-
-    Raises:
-        FileNotFoundError: the manifest or a part it names is missing.
-        ValueError: the manifest has neither an encoder + decoder nor a step part.
-    """
-
-    def __init__(self, manifest: str | Path, providers: Sequence[str] | None = None,
-                 threads: int | None = None) -> None:
-        import onnxruntime
-
-        parts = read_manifest(manifest)
-        super().__init__(parts)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or available_cpus()
-        options.inter_op_num_threads = 1
-        # idle intra-op threads sleep instead of spinning: a spinning pool collapses under
-        # competing processes (docs/benchmarks.md, "Threads on a shared CPU")
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.providers = list(providers or onnx_providers())
-
-        def session(name: str) -> Any:
-            return onnxruntime.InferenceSession(str(parts.file(name)), options, providers=self.providers)
-
-        names = ("encoder", "decoder") if self.streaming else ("step",)
-        self.sessions = {name: session(name) for name in names}
-        self.has_heatmap = len(self.sessions[names[-1]].get_outputs()) == 2
-
-    def _run(self, part: str, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
-        """``part``'s session on ``feeds`` (``InferenceSession.run`` is thread-safe)."""
-        return self.sessions[part].run(None, feeds)

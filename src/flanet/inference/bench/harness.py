@@ -1,10 +1,10 @@
 """``flanet bench``: inference speed, stream vs clips: throughput, memory and FLOPs.
 
 Every (device, encoder, mode) configuration runs in a fresh worker process
-(``python -m flanet.inference.bench --worker CONFIG``), so the peak RSS it reports
+(``python -m flanet.inference.bench.harness --worker CONFIG``), so the peak RSS it reports
 (``resource.getrusage``) belongs to that configuration alone. The whole list of configurations
 runs ``rounds`` times round-robin, and ratios are paired within a round
-(:mod:`flanet.inference.bench_rounds`: the machine's speed drifts over minutes). A worker builds FLA-Net
+(:mod:`flanet.inference.bench.rounds`: the machine's speed drifts over minutes). A worker builds FLA-Net
 with random weights, streams ``frames`` synthetic frames through
 :class:`~flanet.inference.VideoSegmenter` (batch 1) ``warmup`` times untimed, then
 ``runs`` times timed; output frames/s is ``frames / median(run seconds)``.
@@ -12,7 +12,7 @@ GFLOPs per output frame come from :func:`flanet.models.cost.count_gflops`:
 one ``encode`` + one ``decode`` (``stream``: each frame encoded once, its features reused) or one
 ``model(clip)`` (``clips``: every window encoded whole). The report goes to a JSON file and a markdown
 file beside it; a shared document (docs/benchmarks.md) gets a section only when asked (``markdown``).
-Accuracy comparisons are ``flanet compare`` (:mod:`flanet.evaluation.compare`).
+Accuracy comparisons are ``flanet compare`` (:mod:`flanet.experiments.compare`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from flanet.fileio import atomic_write_text
-from flanet.inference.bench_e2e import authors_fps, decode_share, end_to_end_fps
-from flanet.inference.bench_rounds import combine_rounds, paired_ratio, with_range
+from flanet.inference.bench.end_to_end import authors_fps, decode_share, end_to_end_fps
+from flanet.inference.bench.rounds import combine_rounds, paired_ratio, with_range
 
 __all__ = ["run_bench", "machine_description", "TUNED_MALLOC_ENV"]
 
@@ -65,7 +65,7 @@ def machine_description() -> dict[str, Any]:
 
 def _worker(config: dict[str, Any]) -> dict[str, Any]:
     """Measure one configuration in this process; returns the result record."""
-    from flanet.inference.streaming import VideoSegmenter
+    from flanet.inference.core.segmenter import VideoSegmenter
     from flanet.models import create_model
     from flanet.models.cost import count_gflops
 
@@ -119,7 +119,7 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "flanet.inference.bench", "--worker", json.dumps(config)]
+    command = [sys.executable, "-m", "flanet.inference.bench.harness", "--worker", json.dumps(config)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench worker {config} failed:\n{done.stderr[-3000:]}")
@@ -229,7 +229,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
     then every flanet configuration) once, then round 2 does, and so on, so each configuration is
     measured across the same span of time; a configuration's figures are medians over rounds and its
     ratios (``x_authors``, stream vs clips) medians of the ratios within each round
-    (:func:`~flanet.inference.bench_rounds.combine_rounds`); every round is kept in the JSON.
+    (:func:`~flanet.inference.bench.rounds.combine_rounds`); every round is kept in the JSON.
 
     Args:
         encoders: timm encoder names (random weights).
@@ -256,7 +256,7 @@ def run_bench(encoders: Sequence[str], image_size: int = 352, frames: int = 8, r
             untimed warm-up run.
         rounds: interleaved rounds (at least 1).
         frames_in_flight: above 1, also a stream row per exported backend with this many frames in
-            flight (:mod:`flanet.inference.pipeline`; its fusion + decoders share is per worker:
+            flight (:mod:`flanet.inference.core.in_flight`; its fusion + decoders share is per worker:
             one decode over ``frames_in_flight`` x the frame interval).
 
     Returns:

@@ -44,7 +44,7 @@ def write_test_video(path: Path, frames: int, size_wh: tuple[int, int] = (640, 4
 
 def end_to_end_fps(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     """Frames/s of ``predict_to_folder`` on a synthetic video; one untimed run first."""
-    from flanet.inference.predict import predict_to_folder
+    from flanet.inference.runs.predict import predict_to_folder
 
     size_wh = tuple(config.get("video_size", (640, 480)))
     with tempfile.TemporaryDirectory(prefix="flanet-bench-") as folder:

@@ -1,6 +1,6 @@
 """``predict_live``: segment a camera, a stream or a file in real time and write what ``flanet predict`` writes.
 
-Output (one folder, as for one video, see :mod:`flanet.inference.predict`)::
+Output (one folder, as for one video, see :mod:`flanet.inference.runs.predict`)::
 
     <out>/masks/<capture index>.png   binary masks of the segmented frames (gaps = dropped frames)
     <out>/overlay.mp4                 the segmented frames with contour and peak, at the source's frame rate
@@ -8,7 +8,7 @@ Output (one folder, as for one video, see :mod:`flanet.inference.predict`)::
     <out>/summary.json                frames captured / segmented / dropped, latency p50 / p95, stop reason
 
 No ``viewer.html``: a live source cannot be replayed to draw it. Real-time behaviour (newest
-frame, drops, temporal window) is described in :mod:`flanet.inference.live`.
+frame, drops, temporal window) is described in :mod:`flanet.inference.runs.capture`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
-from flanet.inference.clinical import FrameGeometry, MeasurementLog
-from flanet.inference.live import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
-from flanet.inference.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
-from flanet.inference.streaming import VideoSegmenter, as_rgb_frame
+from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
+from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
+from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
 

@@ -1,0 +1,1 @@
+"""``flanet bench``: the speed harness (workers, interleaved rounds, end-to-end and authors' rows)."""

@@ -1,0 +1,1 @@
+"""The streaming core: :class:`~flanet.inference.core.segmenter.VideoSegmenter` and frames in flight."""
