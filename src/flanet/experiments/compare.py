@@ -265,6 +265,9 @@ def run_compare(args: argparse.Namespace) -> int:
         data = Path(root)
     if args.models is not None:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:  # an empty list never means "every model"
+            raise UsageError(f"--models {args.models!r} names no model; give names as `flanet models` lists them "
+                             "(--models)")
     else:
         models = table_models(args.table) if args.table is not None else list_models()
     compare_models(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)
