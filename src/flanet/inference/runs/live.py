@@ -33,7 +33,9 @@ from tqdm import tqdm
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
 from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
-from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.data.videoset import frame_name
+from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 
 __all__ = ["LIVE_COLUMNS", "SourceLostError", "predict_live"]
@@ -89,7 +91,7 @@ def _segment(
                 latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
                 result = replace(result, index=frame.index)  # rows, masks and overlay carry the capture index
                 rgb = as_rgb_frame(frame.image, frame.index)
-                stats = frame_stats(result, source=f"{frame.index:06d}")
+                stats = frame_stats(result, source=frame_name(None, frame.index))
                 if writer is None:
                     run.size = rgb.shape[:2]
                     writer = OverlayVideoWriter(out / "overlay.mp4", live.fps, (rgb.shape[1], rgb.shape[0]))

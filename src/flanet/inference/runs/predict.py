@@ -31,7 +31,9 @@ from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
-from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.data.videoset import frame_name
+from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 
@@ -75,7 +77,7 @@ def _predict_video(
             for result in segmenter.stream(geometry.model_frames(frames)):
                 rgb = as_rgb_frame(frames.frame, result.index)
                 result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
-                name = source.frame_names[result.index] if source.frame_names else f"{result.index:06d}"
+                name = frame_name(source.frame_names, result.index)
                 stats = frame_stats(result, source=name)
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
@@ -117,6 +119,7 @@ def _predict_video(
         "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
+        "overlay_codec": None if writer is None else writer.codec,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
         **measurements.summary(source),
     }
