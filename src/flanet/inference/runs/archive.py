@@ -43,7 +43,7 @@ from flanet.data import DataError
 from flanet.fileio import INCOMPLETE, atomic_write_text, file_sha256, prepare_output_folder, release_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter
 from flanet.inference.runs.annotation_export import export_video
-from flanet.inference.runs.burned_in import BurnedInPolicy
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy
 from flanet.inference.runs.predict import _predict_video
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 
@@ -223,7 +223,7 @@ def predict_archive(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
-    burned_in: BurnedInPolicy = BurnedInPolicy(),
+    burned_in: BurnedInPolicy = DEFAULT_POLICY,
     compile: bool | str = False,
     frames_in_flight: int = 1,
 ) -> Path:

@@ -26,7 +26,7 @@ from flanet.data import DataError
 from flanet.data.dicom import Region
 from flanet.inference.runs.sources import VideoSource
 
-__all__ = ["BurnedInPolicy", "blank_outside", "burned_in_regions"]
+__all__ = ["DEFAULT_POLICY", "BurnedInPolicy", "blank_outside", "burned_in_regions"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class BurnedInPolicy:
 
     allow: bool = False
     blank_always: bool = False
+
+
+#: Blank declared burned-in files, refuse those without regions (no option given).
+DEFAULT_POLICY = BurnedInPolicy()
 
 
 def burned_in_regions(source: VideoSource, policy: BurnedInPolicy) -> tuple[tuple[Region, ...], dict[str, Any]]:

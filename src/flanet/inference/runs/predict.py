@@ -27,16 +27,16 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
+from flanet.data.videoset import frame_name
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, blank_outside, burned_in_regions
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
-from flanet.data.videoset import frame_name
-from flanet.inference.runs.burned_in import BurnedInPolicy, blank_outside, burned_in_regions
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.runs.sources import VideoSource, resolve_sources
-from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 
 __all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
@@ -60,7 +60,7 @@ class _LastFrame:
 
 def _predict_video(
     segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
-    viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = BurnedInPolicy(),
+    viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY,
 ) -> dict:
     """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry.
 
@@ -149,7 +149,7 @@ def predict_to_folder(
     export: Sequence[str] = (),
     compile: bool | str = False,
     frames_in_flight: int = 1,
-    burned_in: BurnedInPolicy = BurnedInPolicy(),
+    burned_in: BurnedInPolicy = DEFAULT_POLICY,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
