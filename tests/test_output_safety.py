@@ -162,3 +162,14 @@ def test_the_lock_refuses_a_second_process_naming_it(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.json"])
+def test_export_never_overwrites_the_checkpoint_it_reads(name: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / name, create_model("flanet", encoder="resnet18"), {"image_size": SIZE})
+    before = checkpoint.read_bytes()
+    out = tmp_path / "model.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "would overwrite the checkpoint" in _error(capsys) and checkpoint.read_bytes() == before
