@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("flanet.data.errors",),  # DataError, standard library only: the error contract classifies it
     ("flanet",),
     ("flanet.data", "flanet.metrics"),
-    ("flanet.models", "flanet.losses"),
+    ("flanet.losses",),  # the paper's losses; model options name them
+    ("flanet.models",),
     ("flanet.inference.runtimes",),
     ("flanet.inference.core",),
     ("flanet.training", "flanet.evaluation"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from flanet.data.video_io import VideoFrameReader
 
 BBox = tuple[float, float, float, float]
+
+
+def frame_name(names: Sequence[str] | None, index: int) -> str:
+    """The one name of frame ``index`` (0-based) that people and files see: masks, CSV, overlay, viewer.
+
+    The source's own frame name where it has one (a frame folder's file stem), else the 1-based frame
+    number, six digits (``000001`` is the first frame of a video or DICOM file, as DICOM numbers its
+    frames). The 0-based ``index`` stays in the CSV's ``frame`` column for programs.
+    """
+    return names[index] if names else f"{index + 1:06d}"
 
 
 def check_unique_stems(frames: list[Path]) -> None:
@@ -84,9 +94,9 @@ class Video:
 
     @property
     def frame_names(self) -> list[str]:
-        """Each frame's name: its file's stem, or ``000123`` (six digits) for frames decoded from a file."""
-        return [path.stem for path in self.frames] if self.video_file is None else [
-            f"{index:06d}" for index in range(self.num_frames)]
+        """Each frame's name (:func:`frame_name`): its file's stem, or its 1-based number for decoded frames."""
+        stems = [path.stem for path in self.frames] if self.video_file is None else None
+        return [frame_name(stems, index) for index in range(self.num_frames)]
 
     def iter_frames(self, last: int | None = None) -> Iterator[np.ndarray]:
         """RGB uint8 frames ``0..last`` (every frame by default) in order, decoded one at a time.

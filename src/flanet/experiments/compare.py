@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
-from flanet.fileio import atomic_write_text
+from flanet.fileio import atomic_write_text, refuse_overlap
 from flanet.metrics.names import COMPARISON
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def compare_models(
     if outside:
         raise ValueError(f"model(s) {', '.join(outside)} have no row in Table {table}; its models: "
                          f"{', '.join(list_models(table=table))}")
+    refuse_overlap(out, [data, config if Path(config).is_file() else None])  # before any training writes into it
     table_entries: list[TableEntry] = []
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -263,6 +264,9 @@ def run_compare(args: argparse.Namespace) -> int:
         data = Path(root)
     if args.models is not None:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:  # an empty list never means "every model"
+            raise UsageError(f"--models {args.models!r} names no model; give names as `flanet models` lists them "
+                             "(--models)")
     else:
         models = table_models(args.table) if args.table is not None else list_models()
     compare_models(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)

@@ -28,12 +28,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from flanet.data.videoset import frame_name
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
 from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
-from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
+from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.runs.predict import run_settings
 from flanet.models.contract import VideoSegmentationModel
 
@@ -90,7 +92,7 @@ def _segment(
                 latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
                 result = replace(result, index=frame.index)  # rows, masks and overlay carry the capture index
                 rgb = as_rgb_frame(frame.image, frame.index)
-                stats = frame_stats(result, source=f"{frame.index:06d}")
+                stats = frame_stats(result, source=frame_name(None, frame.index))
                 if writer is None:
                     run.size = rgb.shape[:2]
                     writer = OverlayVideoWriter(out / "overlay.mp4", live.fps, (rgb.shape[1], rgb.shape[0]))
@@ -198,7 +200,7 @@ def predict_live(
     segmenter = VideoSegmenter.create(model, settings, **options)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
-        inputs = [Path(source)] if live.kind == "file" else []
+        inputs = [Path(source), checkpoint] if live.kind == "file" else [checkpoint]
         out = prepare_output_folder(out_dir, "predict", inputs=inputs, force=force)
         mark_incomplete(out, "flanet predict")
         log.info("segmenting %s live (%g frames/s); Ctrl-C stops and closes every file", live.label, live.fps)

@@ -13,9 +13,10 @@ import numpy as np
 
 from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
 from flanet.csvcells import escape_row
+from flanet.fileio import named_os_error
 from flanet.inference.core.segmenter import FrameResult
 
-__all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
+__all__ = ["FrameStats", "frame_stats", "draw_overlay", "FrameTableWriter"]
 
 # Heatmap peaks below this value are not drawn (the target is a unit Gaussian, 0 = no lesion).
 HEATMAP_PEAK_MIN = 0.5
@@ -102,37 +103,12 @@ def draw_overlay(rgb: np.ndarray, result: FrameResult, stats: FrameStats) -> np.
         centre = (int(stats.heatmap_peak_x), int(stats.heatmap_peak_y))
         marker = max(8, min(height, width) // 20)
         cv2.drawMarker(canvas, centre, PEAK_COLOUR_BGR, cv2.MARKER_CROSS, marker, thickness)
-    label = f"frame {result.index}"
+    label = f"frame {stats.source}"  # the frame's one name (flanet.data.videoset.frame_name), as CSV and viewer
     scale = max(0.4, min(height, width) / 600)
     origin = (5, 5 + int(22 * scale))
     cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2)
     cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
     return canvas
-
-
-class OverlayVideoWriter:
-    """mp4 writer (``mp4v`` codec) at the input's size and frame rate; a context manager."""
-
-    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]) -> None:
-        self.path = Path(path)
-        self.size_wh = size_wh
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size_wh)
-        if not self._writer.isOpened():
-            raise OSError(f"{path}: OpenCV cannot open an mp4v video writer at {size_wh}, {fps} fps")
-
-    def write(self, bgr: np.ndarray) -> None:
-        """Append one BGR uint8 frame of the writer's size."""
-        self._writer.write(bgr)
-
-    def close(self) -> None:
-        """Finish the file."""
-        self._writer.release()
-
-    def __enter__(self) -> OverlayVideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
 class FrameTableWriter:
@@ -149,7 +125,10 @@ class FrameTableWriter:
         """Append one row (``extra``: values of the extra fields); NaN is written as an empty cell."""
         values = {**asdict(stats), **(extra or {})}
         row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-        self._writer.writerow(escape_row(row))  # a frame name never runs as a spreadsheet formula
+        try:
+            self._writer.writerow(escape_row(row))  # a frame name never runs as a spreadsheet formula
+        except OSError as error:  # a full disk: the error line names the CSV
+            raise named_os_error(error, self.path) from error
 
     def flush(self) -> None:
         """Push the rows written so far to the file (live runs: the CSV can be followed as it grows)."""
@@ -157,7 +136,10 @@ class FrameTableWriter:
 
     def close(self) -> None:
         """Flush and close the file."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as error:
+            raise named_os_error(error, self.path) from error
 
     def __enter__(self) -> FrameTableWriter:
         return self

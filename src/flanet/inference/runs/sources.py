@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from natsort import natsorted
 
-from flanet.data import DataError, Video, discover, read_image
+from flanet.data import DataError, Video, discover
 from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
 from flanet.data.images import is_image_file
 from flanet.data.layouts import VIDEO_EXTENSIONS, MixedFolderError
