@@ -180,3 +180,15 @@ def test_half_precision_weights_run_both_fam_computations(compute):
             got = model.to(dtype)(clip.to(dtype))
             torch.testing.assert_close(got.mask_logits.float(), expected.mask_logits, atol=tolerance * scale, rtol=0)
             model.float()
+
+
+@pytest.mark.parametrize("compute", FFA_COMPUTE)
+def test_every_trainable_parameter_gets_a_gradient(compute):
+    """Multi-GPU training (DDP) fails on trainable parameters that never get a gradient."""
+    model = build_authors_model("resnet18", ffa_compute=compute).train()
+    out = model(torch.randn(2, 3, 3, SIZE, SIZE))
+    (out.mask_logits.mean() + out.heatmap.mean()).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ([] if compute == "fft" else [n for n in model.state_dict() if n.startswith(
+        ("fusion.se_block", "fusion.reduce.weight"))])

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
-from flanet.fileio import atomic_write_text
+from flanet.fileio import atomic_write_text, refuse_overlap
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -138,6 +138,7 @@ def compare_models(
     if outside:
         raise ValueError(f"model(s) {', '.join(outside)} have no row in Table {table}; its models: "
                          f"{', '.join(list_models(table=table))}")
+    refuse_overlap(out, [data, config if Path(config).is_file() else None])  # before any training writes into it
     table_entries: list[TableEntry] = []
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

@@ -94,6 +94,9 @@ class ReleasedFAM(nn.Module):
     Args:
         channels: C, channels of each frame's map (1024 on Res2Net-50).
         compute: ``"closed-form"`` (``z1 + z2 = 0``: the output from the conv's bias) or ``"fft"``.
+            In closed form the SE blocks and the conv's weight do not reach the output, so they are
+            frozen (``requires_grad=False``; still in the state dict): distributed training needs every
+            trainable parameter to get a gradient.
     """
 
     def __init__(self, channels: int, compute: str = "closed-form") -> None:
@@ -105,6 +108,9 @@ class ReleasedFAM(nn.Module):
         self.se_block2 = ReleasedSEBlock(4 * channels, 2 * channels)
         self.reduce = nn.Conv2d(2 * channels, channels, 3, padding=1)
         self.norm = nn.GroupNorm(8, channels)
+        if compute == "closed-form":  # they do not reach the output: no gradient (DDP needs them frozen)
+            for frozen in (self.se_block1, self.se_block2, self.reduce.weight):
+                frozen.requires_grad_(False)
 
     def spectral_sum(self, x: Tensor) -> Tensor:
         """``z1 + z2`` of the release from ``(B, 3, C, h, w)``: shift, FFT, SE, inverse FFT (float32)."""

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from flanet.data.videoset import frame_name
 from flanet.data import read_mask
 from flanet.data.rle import encode_coco, encode_cvat
+from flanet.data.videoset import frame_name
 from flanet.fileio import atomic_write_bytes, atomic_write_text
 from flanet.inference.runs.sources import VideoSource, image_files
 
