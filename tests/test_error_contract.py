@@ -215,3 +215,31 @@ def test_data_synth_help_describes_every_option_with_its_default(capsys: pytest.
     text = " ".join(capsys.readouterr().out.split())
     for option, default in (("--videos", "6"), ("--frames", "12"), ("--size", "128"), ("--seed", "0")):
         assert re.search(rf"{option} \S+ [^-]*\(default {default}[;)]", text), option
+
+
+def test_a_stream_url_is_named_as_given(capsys: pytest.CaptureFixture) -> None:
+    """Issue 27 item 6: live-source errors printed `rtsp:/host` (the URL folded as a path)."""
+    from flanet.data import DataError
+    from flanet.errors import report
+    from flanet.inference.runs.capture import open_live_source
+
+    class Closed:
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return False
+
+        def release(self) -> None:
+            pass
+
+    with pytest.raises(DataError) as caught:
+        open_live_source("rtsp://127.0.0.1:9/stream", open_capture=lambda target: Closed())
+    assert report("predict", caught.value, False) == 2
+    assert error_line(capsys, "predict").endswith("(rtsp://127.0.0.1:9/stream)")
+
+
+def test_compare_with_an_empty_model_list_is_refused(data_root: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """Issue 27 item 6: `--models ""` silently ran every model."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", "cpu-small", "--data", str(data_root), "--models", " , ", "--out", str(out)]) == 2
+    assert error_line(capsys, "compare").endswith("(--models)")
+    assert not out.exists()

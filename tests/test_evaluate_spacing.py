@@ -43,7 +43,7 @@ def cines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             mask = np.zeros(SHAPE, np.uint8)
             mask[TRUTH] = 255
             _write(data / "masks" / video / f"{index:06d}.png", mask)
-            _write(preds / video / f"{index:06d}.png", np.roll(mask, (dy, dx), axis=(0, 1)))
+            _write(preds / video / f"{index + 1:06d}.png", np.roll(mask, (dy, dx), axis=(0, 1)))
     return data, preds
 
 

@@ -97,7 +97,7 @@ def test_region_crop_paste_back_and_millimetres(checkpoint: Path, model: torch.n
     inside = np.zeros((48, 64), bool)
     inside[y0 : y1 + 1, x0 : x1 + 1] = True
     for index, result in enumerate(expected):
-        mask = cv2.imread(str(out / "masks" / f"{index:06d}.png"), cv2.IMREAD_UNCHANGED) == 255
+        mask = cv2.imread(str(out / "masks" / f"{index + 1:06d}.png"), cv2.IMREAD_UNCHANGED) == 255
         assert mask.shape == (48, 64) and not mask[~inside].any()  # full-frame mask, nothing on the screen text
         np.testing.assert_array_equal(mask[inside].reshape(36, 48), result.mask)
     rows = _rows(out / "frames.csv")
@@ -114,7 +114,7 @@ def test_region_crop_paste_back_and_millimetres(checkpoint: Path, model: torch.n
     assert video["input_fps"] == pytest.approx(25.0) and video["dicom"]["fps_source"] == "FrameTime"
     full = predict_to_folder(checkpoint, cine, tmp_path / "full", device="cpu", progress=False, full_frame=True)
     reference = list(VideoSegmenter(model, 64, "cpu").stream(list(frames)))
-    mask = cv2.imread(str(full / "masks" / "000003.png"), cv2.IMREAD_UNCHANGED) == 255
+    mask = cv2.imread(str(full / "masks" / "000004.png"), cv2.IMREAD_UNCHANGED) == 255  # frame 3 (0-based) is named 000004
     np.testing.assert_array_equal(mask, reference[3].mask)
     assert not np.array_equal(reference[3].probability[inside].reshape(36, 48), expected[3].probability)
     assert json.loads((full / "summary.json").read_text())["videos"][0]["model_region"] is None

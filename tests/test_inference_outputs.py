@@ -10,13 +10,8 @@ import numpy as np
 import torch
 
 from flanet.inference import FrameResult
-from flanet.inference.runs.outputs import (
-    CONTOUR_COLOUR_BGR,
-    FrameTableWriter,
-    OverlayVideoWriter,
-    draw_overlay,
-    frame_stats,
-)
+from flanet.inference.runs.outputs import CONTOUR_COLOUR_BGR, FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.overlay_video import H264, OverlayVideoWriter
 
 
 def _result(probability: np.ndarray, heatmap: np.ndarray | None, index: int = 7) -> FrameResult:
@@ -73,6 +68,7 @@ def test_writers_produce_a_readable_video_and_csv(tmp_path) -> None:
         for _ in range(3):
             video.write(np.zeros((32, 48, 3), np.uint8))
             table.write(stats)
+    assert video.codec == H264
     capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 48 and int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 32
     assert math.isclose(capture.get(cv2.CAP_PROP_FPS), 12.0)
@@ -80,3 +76,37 @@ def test_writers_produce_a_readable_video_and_csv(tmp_path) -> None:
     capture.release()
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert len(rows) == 3 and rows[0]["area_px"] == "16" and rows[0]["heatmap_peak_x"] == ""
+
+
+def test_overlay_label_is_the_frame_name_the_csv_and_viewer_use(monkeypatch) -> None:
+    """Issue 27 item 3: the overlay burned in "frame 40" where the CSV and viewer said 0041."""
+    from flanet.data.videoset import frame_name
+
+    texts: list[str] = []
+    put_text = cv2.putText
+    monkeypatch.setattr(cv2, "putText", lambda image, text, *args: texts.append(text) or put_text(image, text, *args))
+    result = _result(np.zeros((32, 48), np.float32), None, index=40)
+    draw_overlay(np.zeros((32, 48, 3), np.uint8), result, frame_stats(result, source=frame_name(None, 40)))
+    assert set(texts) == {"frame 000041"}  # a video's 41st frame: 1-based, as people and DICOM count
+    assert frame_name(["0041", "0042"], 0) == "0041"  # a frame folder's own names are kept
+
+
+def test_overlay_video_pads_odd_sizes_and_falls_back_to_mp4v_without_pyav(tmp_path, monkeypatch) -> None:
+    import av
+
+    from flanet.inference.runs import overlay_video
+
+    with OverlayVideoWriter(tmp_path / "odd.mp4", 10.0, (47, 31)) as video:  # 4:2:0 needs even sides
+        for value in (0, 120, 240):
+            video.write(np.full((31, 47, 3), value, np.uint8))
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (48, 32)
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(stream)]
+    assert len(frames) == 3 and abs(int(frames[1][:31, :47].mean()) - 120) <= 3  # every pixel kept, not resampled
+    monkeypatch.setattr(overlay_video.OverlayVideoWriter, "_warned", False)
+    monkeypatch.setattr(overlay_video, "_h264_stream", lambda *args: None)  # as without PyAV
+    with OverlayVideoWriter(tmp_path / "old.mp4", 10.0, (48, 32)) as video:
+        video.write(np.zeros((32, 48, 3), np.uint8))
+    assert video.codec == overlay_video.MP4V
+    assert cv2.VideoCapture(str(tmp_path / "old.mp4")).get(cv2.CAP_PROP_FRAME_WIDTH) == 48

@@ -39,7 +39,7 @@ def test_video_end_to_end_outputs_match_the_streaming_api(
     video = _write_video(tmp_path / "scan.mp4", _frames(5), fps=10.0)
     out = predict_to_folder(checkpoint, video, tmp_path / "out", device="cpu", progress=False)
     masks = sorted((out / "masks").glob("*.png"))
-    assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(5)]
+    assert [m.name for m in masks] == [f"{i + 1:06d}.png" for i in range(5)]  # 1-based names (frame_name)
     rows = _read_csv(out / "frames.csv")
     assert [int(r["frame"]) for r in rows] == list(range(5))
     expected = VideoSegmenter(model, 64, "cpu").stream(iter_video_frames(video))

@@ -102,6 +102,10 @@ def test_export_cache_key_follows_the_model_code(model: torch.nn.Module, tmp_pat
     fusion = package / "models" / "fusion.py"
     fusion.write_text(fusion.read_text() + "\n# changed\n")
     assert exported.model_code_digest(package) != before
+    changed = exported.model_code_digest(package)
+    (package / "models" / "methods").mkdir(exist_ok=True)  # a registered model in a subpackage of models/
+    (package / "models" / "methods" / "net.py").write_text("width = 1\n")
+    assert exported.model_code_digest(package) != changed
     key = exported._cache_key(model, SIZE)
     monkeypatch.setattr(exported, "model_code_digest", lambda: "other code")
     assert exported._cache_key(model, SIZE) != key

@@ -44,7 +44,7 @@ def _causal_clips(video: list[np.ndarray]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layout", ["plain", "module"])
-def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, layout):
+def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, write_video, layout):
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     if layout == "module":  # saved from DataParallel
         state = {f"module.{k}": v for k, v in state.items()}
@@ -62,6 +62,12 @@ def test_imported_weights_reproduce_the_release(reference, tmp_path, capsys, lay
     if layout != "plain":
         return
     from flanet.inference.core.segmenter import VideoSegmenter
+
+    # the issue's "done when": a state dict in the released layout imports and predicts a video
+    video = write_video(tmp_path / "scan.mp4", _video(3))
+    assert main(["predict", str(video), "--checkpoint", str(out), "--out", str(tmp_path / "pred"),
+                 "--image-size", str(SIZE), "--no-progress"]) == 0
+    assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 3
 
     # one frame at a time in channels-last memory: float rounding of 50 layers, so 1e-5 relative too
     streamed = list(VideoSegmenter(model, SIZE, "cpu").stream(_video()))
@@ -161,3 +167,28 @@ def test_onnx_export_of_the_stream_parts_matches_pytorch(tmp_path):
         expected = model(clips[2:])
     np.testing.assert_allclose(mask_logits, expected.mask_logits.numpy(), rtol=0, atol=1e-4)
     np.testing.assert_allclose(heatmap, expected.heatmap.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("compute", FFA_COMPUTE)
+def test_half_precision_weights_run_both_fam_computations(compute):
+    model = build_authors_model("resnet18", ffa_compute=compute).eval()
+    clip = torch.randn(2, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(clip)
+        scale = max(1.0, float(expected.mask_logits.abs().max()))
+        for dtype, tolerance in ((torch.bfloat16, 0.05), (torch.float16, 0.01)):
+            got = model.to(dtype)(clip.to(dtype))
+            torch.testing.assert_close(got.mask_logits.float(), expected.mask_logits, atol=tolerance * scale, rtol=0)
+            model.float()
+
+
+@pytest.mark.parametrize("compute", FFA_COMPUTE)
+def test_every_trainable_parameter_gets_a_gradient(compute):
+    """Multi-GPU training (DDP) fails on trainable parameters that never get a gradient."""
+    model = build_authors_model("resnet18", ffa_compute=compute).train()
+    out = model(torch.randn(2, 3, 3, SIZE, SIZE))
+    (out.mask_logits.mean() + out.heatmap.mean()).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ([] if compute == "fft" else [n for n in model.state_dict() if n.startswith(
+        ("fusion.se_block", "fusion.reduce.weight"))])

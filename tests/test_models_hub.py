@@ -11,12 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import constants
 
 from flanet.cli import main
-from flanet.models.checkpoint import save_checkpoint
+from flanet.models.checkpoint import load_checkpoint, save_checkpoint
 from flanet.models.hub import HubError, file_sha256, parse_hf_reference, resolve_checkpoint
 from flanet.models.registry import create_model
+from flanet.training.module import init_weights
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "someone/flanet-weights"
@@ -99,3 +101,18 @@ def test_url_downloads_are_kept_by_hash(hub_cache, checkpoint):
     kept.write_bytes(b"damaged")
     with pytest.raises(HubError, match="SHA-256"):
         resolve_checkpoint("https://example.org/files/authors.pt", digest)
+
+
+def test_evaluate_and_init_from_take_a_hub_checkpoint(hub_cache, checkpoint, tmp_path, capsys):
+    from flanet.data.synth import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", videos=2, frames=3, size=64, seed=0)
+    code = main(["evaluate", "--checkpoint", f"hf://{REPO}/v1/authors.pt", "--data", str(data), "--split", "all",
+                 "--out", str(tmp_path / "eval"), "--image-size", "64", "--resamples", "10", "--jobs", "1",
+                 "--num-workers", "0", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    model = create_model("flanet-authors", encoder="resnet18")
+    init_weights(model, f"hf://{REPO}/v1/authors.pt")
+    for key, value in load_checkpoint(checkpoint).model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -129,3 +129,16 @@ def test_a_recipe_encoder_the_model_cannot_use_gives_way_to_its_own(scratch_regi
 def test_the_default_encoder_is_the_options_default() -> None:
     assert model_spec("flanet").default_encoder == "res2net50_26w_4s"
     assert torch.is_tensor(next(create_model("unetplusplus", encoder="resnet18").parameters()))
+
+
+def test_no_module_probes_a_model_for_attributes() -> None:
+    """Callers talk to models through the contract only (issue 23: no ``getattr(model, "config", None)``)."""
+    import re
+    from pathlib import Path
+
+    import flanet
+
+    probe = re.compile(r"\b(getattr|hasattr)\(\s*(self\.)?(model|loaded\.model|segmenter\.model)\b")
+    found = [f"{path.name}:{number}" for path in Path(flanet.__file__).parent.rglob("*.py")
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if probe.search(line)]
+    assert found == []

@@ -167,6 +167,18 @@ def test_variants_without_heatmap_train_with_the_same_command(
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt").config["name"] == model
 
 
+def test_pranet_trains_with_its_own_deeply_supervised_loss(data_root: Path, tmp_path: Path) -> None:
+    run_dir = train("cpu-small", tiny_overrides(
+        data_root, tmp_path / "pranet", "model.name=pranet", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"))
+    loss = load_config(run_dir / "config.yaml").loss
+    assert loss.mask_loss == "wbce-wiou" and loss.side_weight == 1.0
+    row = metric_rows(run_dir)[0]
+    assert row["train_wbce"] != "" and row["train_wiou"] != "" and row["train_side"] != ""
+    assert row["train_bce"] == "" and row["train_iou"] == "" and row["val_dice"] != ""
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").config["name"] == "pranet"
+
+
 def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

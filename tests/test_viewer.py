@@ -245,3 +245,25 @@ def test_predict_viewer_has_no_truth_toggle_lists_area_changes_and_keeps_its_lab
         assert errors == []
     finally:
         browser.quit()
+
+
+def test_overlay_video_plays_in_chromium(predicted: Path) -> None:
+    """Issue 27 item 1: the mp4v overlay gave MEDIA_ERR_SRC_NOT_SUPPORTED; H.264 plays in a <video> element."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    summary = json.loads((predicted / "summary.json").read_text(encoding="utf-8"))
+    video_dir = Path(summary["videos"][0]["output"])
+    assert summary["videos"][0]["overlay_codec"] == "h264 (libx264, PyAV)"
+    page = video_dir / "play.html"
+    page.write_text('<!DOCTYPE html><video id="v" src="overlay.mp4" muted playsinline></video>', encoding="utf-8")
+    browser = _browser()
+    try:
+        browser.get(page.as_uri())
+        state = "const v = document.getElementById('v'); return [v.readyState, v.error && v.error.code];"
+        WebDriverWait(browser, 10).until(lambda b: b.execute_script(state)[0] >= 2 or b.execute_script(state)[1])
+        ready, error = browser.execute_script(state)
+        assert error is None and ready >= 2  # MEDIA_ERR_SRC_NOT_SUPPORTED would be error code 4
+        assert browser.execute_script("return document.getElementById('v').videoWidth;") == SIZE[1]
+        assert browser.execute_script("return document.getElementById('v').duration;") > 0
+    finally:
+        browser.quit()

@@ -88,6 +88,8 @@ class DicomInfo:
         region_problem: why the file's ultrasound regions were not used, or None.
         calibration_problem: why a calibration attribute was set aside (measurements in pixels), or None.
         rate_problem: why a frame-rate attribute was set aside, or None.
+        burned_in: the file declares ``BurnedInAnnotation = YES`` (identifiers drawn into the pixels).
+        regions: every 2-D ultrasound region that fits the frame (what is kept when text outside them is blanked).
         withheld: header attributes carrying identifiers, never written to any output.
         quirks: deviations from the standard read as meant (:mod:`flanet.data.dicom_header`), one line each.
     """
@@ -106,6 +108,8 @@ class DicomInfo:
     withheld: tuple[str, ...]
     calibration_problem: str | None = None
     rate_problem: str | None = None
+    burned_in: bool = False
+    regions: tuple[Region, ...] = ()
     quirks: tuple[str, ...] = ()
 
     @property
@@ -120,6 +124,7 @@ class DicomInfo:
             "transfer_syntax": self.transfer_syntax, "photometric_interpretation": self.photometric,
             "frames": self.frame_count, "fps_source": self.fps_source,
             "image_region": None if region is None else [region.x0, region.y0, region.x1, region.y1],
+            "burned_in_annotation": self.burned_in,
             "region_problem": self.region_problem, "calibration_problem": self.calibration_problem,
             "rate_problem": self.rate_problem, "header_quirks": list(self.quirks),
             "calibration": None if self.spacing_mm is None else {
@@ -214,6 +219,23 @@ def _ultrasound_region(
     return region, None, None
 
 
+def _fitting_regions(ds: Dataset, width: int, height: int) -> tuple[Region, ...]:
+    """Every 2-D ultrasound region of the file, cut to the ``width`` x ``height`` frame (to keep when blanking)."""
+    regions = []
+    for item in ds.get("SequenceOfUltrasoundRegions", []):
+        try:
+            if int(item.get("RegionSpatialFormat", 0)) != _SPATIAL_2D:
+                continue
+            region = Region(*(int(item.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                            "RegionLocationMaxX1", "RegionLocationMaxY1")))
+        except (TypeError, ValueError):
+            continue
+        region = Region(region.x0, region.y0, min(region.x1, width - 1), min(region.y1, height - 1))  # overhang
+        if 0 <= region.x0 < region.x1 and 0 <= region.y0 < region.y1:
+            regions.append(region)
+    return tuple(regions)
+
+
 def _region_delta_problem(ds: Dataset) -> str | None:
     """Why the used region's cm deltas were set aside (not finite and positive), or None."""
     for item in ds.get("SequenceOfUltrasoundRegions", []):
@@ -292,6 +314,8 @@ def _describe(ds: Dataset, path: Path) -> DicomInfo:
         photometric=str(ds.PhotometricInterpretation), region=region, spacing_mm=spacing,
         calibration_source=source, region_problem=problem, withheld=withheld_tags(ds),
         calibration_problem=calibration_problem, rate_problem=rate_problem, quirks=tuple(quirks),
+        burned_in=str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES",
+        regions=_fitting_regions(ds, width, height),
     )
     return info
 
@@ -375,6 +399,10 @@ def dicom_problems(path: str | Path) -> list[Problem]:
         problems.append(Problem("warning", path, "no FrameTime, CineRate or RecommendedDisplayFrameRate: "
                                                  "overlays use the --fps default"))
     problems += [Problem("warning", path, problem) for problem in info.problems]
+    if info.burned_in:
+        what = ("predict blanks everything outside its ultrasound region(s) in the overlay and viewer" if info.regions
+                else "it has no ultrasound region: predict refuses it unless --allow-burned-in")
+        problems.append(Problem("warning", path, f"declares BurnedInAnnotation YES (identifiers in the pixels): {what}"))
     if info.region is not None and not info.region_problem:
         problems.append(Problem("note", path, f"ultrasound imaging region x {info.region.x0}..{info.region.x1}, "
                                               f"y {info.region.y0}..{info.region.y1} (what predict segments)"))

@@ -11,11 +11,14 @@ class DataError(ValueError):
 
     Args:
         message: what is wrong.
-        path: the offending file or folder, prepended to the message when given.
+        path: the offending file or folder, prepended to the message when given; a URL
+            (``rtsp://...``, ``https://...``) is kept as given (a ``Path`` would fold its ``//``).
     """
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path: Path | str | None = (
+            None if path is None else path if isinstance(path, str) and "://" in path else Path(path)
+        )
         self.message = message
         super().__init__(f"{path}: {message}" if path is not None else message)
 

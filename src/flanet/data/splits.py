@@ -7,6 +7,7 @@ header (a header cell named ``video``/``video_id``/``id``/``name``/``case`` is s
 from __future__ import annotations
 
 import csv
+import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -59,15 +60,16 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     """Parse ``"4:2:4"`` (train:val:test, any positive scale) into fractions summing to 1.
 
     Raises:
-        DataError: unless there are exactly three non-negative numbers with a positive sum.
+        DataError: unless there are exactly three finite non-negative numbers with a finite positive sum.
     """
     try:
         values = [float(part) for part in text.split(":")]
     except ValueError as error:
         raise DataError(f"ratios {text!r}: expected train:val:test numbers such as 4:2:4") from error
-    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
-        raise DataError(f"ratios {text!r}: expected three non-negative numbers train:val:test, e.g. 4:2:4")
     total = sum(values)
+    if len(values) != 3 or min(values) < 0 or not math.isfinite(total) or total <= 0:  # inf:1:1 removed every list
+        raise DataError(f"ratios {text!r}: expected three finite non-negative numbers train:val:test with a "
+                        "positive sum, e.g. 4:2:4 (--ratios)")
     return values[0] / total, values[1] / total, values[2] / total
 
 

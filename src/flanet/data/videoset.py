@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,16 @@ if TYPE_CHECKING:
     from flanet.data.rle import EncodedMask
 
 BBox = tuple[float, float, float, float]
+
+
+def frame_name(names: Sequence[str] | None, index: int) -> str:
+    """The one name of frame ``index`` (0-based) that people and files see: masks, CSV, overlay, viewer.
+
+    The source's own frame name where it has one (a frame folder's file stem), else the 1-based frame
+    number, six digits (``000001`` is the first frame of a video or DICOM file, as DICOM numbers its
+    frames). The 0-based ``index`` stays in the CSV's ``frame`` column for programs.
+    """
+    return names[index] if names else f"{index + 1:06d}"
 
 
 def check_unique_stems(frames: list[Path]) -> None:

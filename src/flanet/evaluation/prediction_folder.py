@@ -20,14 +20,15 @@ import numpy as np
 from flanet.data import Video, read_mask
 from flanet.data.images import binarise_mask, is_palette_png, read_bytes, read_mask_values
 from flanet.data.rle import EncodedMask
+from flanet.data.videoset import frame_name as stem_name
 
 PREDICTION_SUFFIX = ".png"
 CHUNK_FRAMES = 16
 
 
 def frame_name(video: Video, index: int) -> str:
-    """Name (without suffix) of the prediction of frame ``index``."""
-    return video.frames[index].stem if video.frames else f"{index:06d}"
+    """Name (without suffix) of the prediction of frame ``index``: :func:`flanet.data.videoset.frame_name`."""
+    return stem_name([path.stem for path in video.frames] if video.frames else None, index)
 
 
 def scored_indices(video: Video) -> list[int]:

@@ -5,8 +5,9 @@ image size, schedule and data), only ``model.name`` changes. Each is trained wit
 :func:`flanet.training.train` into ``<out>/runs/<model>-<config hash>``, its best checkpoint is evaluated on the test
 split into ``<out>/eval/<model>``, and the rows are gathered into ``<out>/comparison.md`` (paper Table 2 /
 Table 4 format with 95% bootstrap intervals over videos), ``comparison.csv`` and ``comparison.json``.
-With ``--ablation`` the models are the five rows of Table 3 plus UNet and UNet++, and
-``<out>/ablation.md`` holds them in Table 3's layout (:mod:`flanet.experiments.ablation`).
+With ``--table N`` (2, 3 or 4; ``--ablation`` is ``--table 3``) the models are the rows of the paper's
+Table N that are registered models, and ``<out>/tableN.md`` holds them in that table's layout with
+their cost and the paper's own numbers beside ours (:mod:`flanet.experiments.paper_tables`).
 Run folders are ``<out>/runs/<model>-<config hash>``: a model whose run with exactly these settings
 already has its checkpoint is not retrained (unless ``--retrain``), an interrupted one is resumed,
 and any other settings train anew; the table lists each row's run folder, config hash and the videos
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flanet.errors import UsageError
-from flanet.fileio import atomic_write_text
+from flanet.fileio import atomic_write_text, refuse_overlap
 
 if TYPE_CHECKING:
     from flanet.evaluation.evaluate import EvaluationSettings
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = "flanet,flanet-basic,flanet-ffa,flanet-lb,flanet-ffa-lb,unet,unetplusplus"
 ROW_KEYS: tuple[str, ...] = (
     "dice", "jaccard", "precision", "recall", "f1", "mae", "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f",
     "max_dice", "max_iou", "vps_mae",
@@ -63,11 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     from flanet.evaluation.parallel import default_jobs
 
-    parser.add_argument("--data", type=Path, required=True, help="data set root")
-    parser.add_argument("--models", help=f"comma-separated model names (default: {DEFAULT_MODELS})")
-    parser.add_argument("--ablation", action="store_true",
-                        help="the paper's ablation: the five Table 3 rows (flanet-basic, flanet-ffa, flanet-lb, "
-                        "flanet-ffa-lb, flanet) plus unet and unetplusplus; also writes ablation.md in Table 3's layout")
+    parser.add_argument("--data", type=Path, help="data set root (default: the recipe's data.root, e.g. an override data.root=...)")
+    parser.add_argument("--models", help="comma-separated registered model names (`flanet models`; default: every one, "
+                        "or with --table N the table's rows that are registered models)")
+    parser.add_argument("--table", type=int, choices=(2, 3, 4),
+                        help="a table of the paper: train and score its rows that are registered models (or the "
+                        "--models among them) and write tableN.md in its layout, with params, GFLOPs at 352, "
+                        "frames/s and the paper's numbers beside ours")
+    parser.add_argument("--ablation", action="store_const", const=3, dest="table", help="the same as --table 3")
     parser.add_argument("--config", required=True, help="training recipe: shipped name (buv-paper, polyp-paper, cpu-small) or YAML file")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
     parser.add_argument("--out", type=Path, default=Path("flanet-compare"), help="output folder (default: flanet-compare)")
@@ -100,22 +103,27 @@ def model_overrides(model: str, data: Path, out: Path, overrides: Sequence[str],
 def compare_models(
     data: Path, models: Sequence[str], config: str | Path, overrides: Sequence[str] = (), out: Path = Path("flanet-compare"),
     *, split: str = "test", retrain: bool = False, device: str | None = None, batch_size: int = 8,
-    settings: EvaluationSettings | None = None, ablation: bool = False,
+    settings: EvaluationSettings | None = None, table: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every model; returns one row of scores per model and writes the tables.
 
     Every model trains with its own default loss (only ``flanet`` with eq. 1, see
     :func:`flanet.models.default_contrastive_weight`) unless the overrides set
-    ``loss.contrastive_weight``. With ``ablation`` the rows are also written to
-    ``<out>/ablation.md`` in Table 3's layout.
+    ``loss.contrastive_weight``. With ``table`` (2, 3 or 4) the rows are also written to
+    ``<out>/table<N>.md`` in that table's layout, with each row's cost (parameters and GFLOPs at
+    352, streaming frames/s on the evaluation device) and the paper's numbers.
 
     Raises:
-        ValueError: an unknown model name (checked before any training starts).
+        ValueError: an unknown model name, or one without a row in ``table`` (checked before any
+            training starts).
     """
+    from flanet.devices import resolve_device
     from flanet.evaluation.evaluate import EvaluationSettings, evaluate_checkpoint
     from flanet.evaluation.report import table_rows, write_metrics_json, write_rows_csv
-    from flanet.experiments.ablation import AblationEntry, table3_markdown
-    from flanet.models import list_models, model_spec
+    from flanet.experiments.ablation import TABLE3_MARK_HEADERS, table3_marks
+    from flanet.experiments.costs import device_name, row_cost
+    from flanet.experiments.paper_tables import TableEntry, table_markdown, table_note
+    from flanet.models import list_models, load_checkpoint, model_spec
     from flanet.training import load_config, train
     from flanet.training.config import config_hash
     from flanet.training.model_defaults import resolve_model_defaults
@@ -126,10 +134,15 @@ def compare_models(
     unknown = [m for m in models if m not in list_models()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}")
+    outside = [m for m in models if table is not None and model_spec(m).row(table) is None]
+    if outside:
+        raise ValueError(f"model(s) {', '.join(outside)} have no row in Table {table}; its models: "
+                         f"{', '.join(list_models(table=table))}")
+    refuse_overlap(out, [data, config if Path(config).is_file() else None])  # before any training writes into it
+    table_entries: list[TableEntry] = []
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     entries: list[tuple[str, str, dict[str, Any]]] = []
-    ablation_entries: list[AblationEntry] = []
     for model in models:
         model_args = model_overrides(model, data, out, overrides, config)
         recipe = with_absolute_root(resolve_model_defaults(load_config(config, model_args)))
@@ -144,7 +157,6 @@ def compare_models(
         run_config = best.parent.parent / "config.yaml"  # what the run trained with (also a reused run)
         used = resolve_model_defaults(load_config(run_config)) if run_config.is_file() else recipe
         contrastive = float(used.loss.contrastive_weight)
-        ablation_entries.append(AblationEntry(model, contrastive, result.metrics))
         scored = result_context(out / "eval" / model)
         row = {"model": model, "kind": kind, "checkpoint": str(best), "run": str(run_dir),
                "config_hash": config_hash(recipe), "selected_on": _selected_on(best),
@@ -155,9 +167,14 @@ def compare_models(
         atomic_write_text(out / "comparison.md", _header(config, overrides, split, rows=rows) + table_rows(entries))
         write_rows_csv(out / "comparison.csv", [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows])
         write_metrics_json(out / "comparison.json", {"models": rows}, {"config": str(config), "overrides": list(overrides), "split": split})
-        if ablation:
-            header = _header(config, overrides, split, "Ablation (paper Table 3)", rows)
-            atomic_write_text(out / "ablation.md", header + table3_markdown(ablation_entries))
+        if table is not None:
+            cost = row_cost(load_checkpoint(best).model, recipe.data.image_size, resolve_device(device))
+            marks = table3_marks(model, contrastive) if table == 3 else ()
+            table_entries.append(TableEntry(model, result.metrics, cost.params_m, cost.gflops, cost.fps, marks))
+            fps_device = f"{device_name(resolve_device(device))}, {recipe.data.image_size}px"
+            text = table_markdown(table, table_entries, TABLE3_MARK_HEADERS if table == 3 else (), fps_device)
+            atomic_write_text(out / f"table{table}.md", _header(config, overrides, split, f"Paper Table {table}", rows)
+                              + text + "\n" + table_note(table) + "\n")
     return rows
 
 
@@ -233,20 +250,32 @@ def _header(config: str | Path, overrides: Sequence[str], split: str, title: str
 def run_compare(args: argparse.Namespace) -> int:
     """Entry point of ``flanet compare`` (and of its deprecated name ``flanet benchmark``)."""
     from flanet.evaluation.evaluate import EvaluationSettings
-    from flanet.experiments.ablation import ABLATION_MODELS
+    from flanet.experiments.paper_tables import table_models
+    from flanet.models import list_models
 
     if args.command == DEPRECATED_NAME:
         print(f"flanet {DEPRECATED_NAME}: deprecated, use `flanet compare` (same options); "
               "this name goes in the next release", file=sys.stderr)
-    if args.ablation and args.models is not None:
-        raise UsageError("give --ablation or --models, not both (--ablation)")
-    names = ",".join(ABLATION_MODELS) if args.ablation else (args.models or DEFAULT_MODELS)
-    models = [m.strip() for m in names.split(",") if m.strip()]
+    data = args.data
+    if data is None:
+        from flanet.training import load_config
+
+        root = load_config(args.config, args.overrides).data.root
+        if root is None:
+            raise UsageError("give the data set: --data DATA or the override data.root=DATA (--data)")
+        data = Path(root)
+    if args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:  # an empty list never means "every model"
+            raise UsageError(f"--models {args.models!r} names no model; give names as `flanet models` lists them "
+                             "(--models)")
+    else:
+        models = table_models(args.table) if args.table is not None else list_models()
     compare_models(  # errors reach flanet.cli.main: one line, exit status 2 (bad input) or 1 (failed run)
-        args.data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
+        data, models, args.config, args.overrides, args.out, split=args.split, retrain=args.retrain,
         device=args.device, batch_size=args.batch_size,
-        settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), ablation=args.ablation,
+        settings=EvaluationSettings(resamples=args.resamples, jobs=args.jobs), table=args.table,
     )
-    table = "ablation.md" if args.ablation else "comparison.md"
+    table = f"table{args.table}.md" if args.table is not None else "comparison.md"
     print((args.out / table).read_text(encoding="utf-8"))
     return 0

@@ -44,6 +44,7 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.runs.archive import is_archive_input, predict_archive
+    from flanet.inference.runs.burned_in import BurnedInPolicy
     from flanet.inference.runs.predict import predict_to_folder
     from flanet.models.hub import resolve_checkpoint
 
@@ -67,6 +68,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device, threshold=args.threshold, fps=args.fps, split=args.split,
         progress=not args.no_progress, backend=args.backend, full_frame=args.full_frame,
         export=sorted(set(args.export)), compile=_compile(args), frames_in_flight=args.frames_in_flight,
+        burned_in=BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions),
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -168,6 +170,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the CPUs: more frames/s on few cores (onnxruntime), same masks (default 1)")
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
+    p.add_argument("--allow-burned-in", action="store_true",
+                   help="DICOM declaring BurnedInAnnotation YES without ultrasound regions: process it unblanked "
+                   "(the overlay and viewer show the text; summary.json says so) instead of refusing it")
+    p.add_argument("--blank-outside-regions", action="store_true",
+                   help="DICOM: blank everything outside the ultrasound regions in the overlay and viewer of every "
+                   "file, not only those declaring burned-in annotation")
     p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
                    help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
                    "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")

@@ -1,6 +1,8 @@
-"""Segmentation losses on the mask branch: the BCE and IoU terms of eq. (2).
+"""Segmentation losses on the mask branch: the BCE and IoU terms of eq. (2), and those of the compared methods.
 
-Both take the raw ``mask_logits`` of a model (no sigmoid applied) and a binary ground-truth
+Dice (ACSNet, TransUNet) and the pixel-weighted BCE and IoU of PraNet's eq. (4) (:func:`boundary_weights`).
+
+All take the raw ``mask_logits`` of a model (no sigmoid applied) and a binary ground-truth
 mask, both shaped ``(B, 1, H, W)``, and optionally ``has_mask`` ``(B,)``: which items have a
 known mask. Items without one (box-only frames, docs/data.md) are left out of the mean and get
 no gradient, instead of being trained towards an empty mask.
@@ -60,14 +62,40 @@ def iou_loss(mask_logits: Tensor, mask: Tensor, smooth: float = 1.0, has_mask: T
     return masked_mean(1.0 - (intersection + smooth) / (union + smooth), has_mask)
 
 
+def dice_loss(mask_logits: Tensor, mask: Tensor, smooth: float = 1.0, has_mask: Tensor | None = None) -> Tensor:
+    """Soft Dice loss, mean over the items with a mask (ACSNet's and TransUNet's training loss, beside BCE).
+
+    Per image: ``1 - (2 sum(p * g) + smooth) / (sum(p) + sum(g) + smooth)`` with ``p = sigmoid(mask_logits)``;
+    ``smooth`` (1 pixel) makes an all-background prediction of a lesion-free frame cost 0.
+
+    Args:
+        mask_logits: predicted segmentation logits ``(B, 1, H, W)``.
+        mask: ground-truth mask ``(B, 1, H, W)`` in ``{0, 1}``.
+        smooth: additive smoothing in pixels, > 0.
+        has_mask: ``(B,)`` bool, items whose mask is known; None: all.
+
+    Returns:
+        Scalar tensor.
+    """
+    prob = torch.sigmoid(mask_logits.float())
+    target = mask.to(prob.dtype)
+    intersection = (prob * target).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
+    return masked_mean(1.0 - (2 * intersection + smooth) / (total + smooth), has_mask)
+
+
 def boundary_weights(mask: Tensor, kernel: int = 31) -> Tensor:
-    """``1 + 5 |avg_pool(G, kernel) - G|``: the authors' released pixel weights, large near mask edges."""
+    """``1 + 5 |avg_pool(G, kernel) - G|``: pixel weights up to 6 near mask edges, 1 far from them.
+
+    PraNet's eq. (4) (from F3Net), also in FLA-Net's released training script. The pooling counts the
+    zero padding, as theirs.
+    """
     mask = mask.float()
     return 1 + 5 * (F.avg_pool2d(mask, kernel_size=kernel, stride=1, padding=kernel // 2) - mask).abs()
 
 
 def weighted_iou_loss(mask_logits: Tensor, mask: Tensor, has_mask: Tensor | None = None) -> Tensor:
-    """The IoU half of the authors' released "structure loss": soft IoU with :func:`boundary_weights`.
+    """``L^w_IoU`` of PraNet's eq. (4), the IoU half of the authors' released "structure loss": soft IoU with :func:`boundary_weights`.
 
     Per image ``1 - (sum(w p g) + 1) / (sum(w (p + g)) - sum(w p g) + 1)``, mean over the items with a
     mask. (Their BCE half passes ``reduce='none'``, which PyTorch reads as a mean, so its boundary
@@ -79,3 +107,15 @@ def weighted_iou_loss(mask_logits: Tensor, mask: Tensor, has_mask: Tensor | None
     intersection = (prob * target * weights).flatten(1).sum(1)
     union = ((prob + target) * weights).flatten(1).sum(1)
     return masked_mean(1.0 - (intersection + 1) / (union - intersection + 1), has_mask)
+
+
+def weighted_bce_loss(mask_logits: Tensor, mask: Tensor, has_mask: Tensor | None = None) -> Tensor:
+    """PraNet's ``L^w_BCE`` (Fan et al., MICCAI 2020, eq. 4): per image ``sum(w * bce) / sum(w)``, :func:`boundary_weights`.
+
+    As the paper defines it: the pixel weights count (PraNet's and FLA-Net's released code pass
+    ``reduce='none'``, read by PyTorch as a mean, so there they cancel; that is ``bce`` with ``wiou``,
+    the ``structure`` mask loss).
+    """
+    weights = boundary_weights(mask)
+    per_pixel = F.binary_cross_entropy_with_logits(mask_logits.float(), mask.float(), reduction="none")
+    return masked_mean((weights * per_pixel).flatten(1).sum(1) / weights.flatten(1).sum(1), has_mask)

@@ -94,6 +94,9 @@ class ReleasedFAM(nn.Module):
     Args:
         channels: C, channels of each frame's map (1024 on Res2Net-50).
         compute: ``"closed-form"`` (``z1 + z2 = 0``: the output from the conv's bias) or ``"fft"``.
+            In closed form the SE blocks and the conv's weight do not reach the output, so they are
+            frozen (``requires_grad=False``; still in the state dict): distributed training needs every
+            trainable parameter to get a gradient.
     """
 
     def __init__(self, channels: int, compute: str = "closed-form") -> None:
@@ -105,6 +108,9 @@ class ReleasedFAM(nn.Module):
         self.se_block2 = ReleasedSEBlock(4 * channels, 2 * channels)
         self.reduce = nn.Conv2d(2 * channels, channels, 3, padding=1)
         self.norm = nn.GroupNorm(8, channels)
+        if compute == "closed-form":  # they do not reach the output: no gradient (DDP needs them frozen)
+            for frozen in (self.se_block1, self.se_block2, self.reduce.weight):
+                frozen.requires_grad_(False)
 
     def spectral_sum(self, x: Tensor) -> Tensor:
         """``z1 + z2`` of the release from ``(B, 3, C, h, w)``: shift, FFT, SE, inverse FFT (float32)."""
@@ -115,7 +121,8 @@ class ReleasedFAM(nn.Module):
         imag, real = spectrum.imag, spectrum.real
         total = x.new_zeros(b, 2 * c, h, w, dtype=torch.float32)
         for k, se in ((1, self.se_block1), (2, self.se_block2)):
-            pair = se(torch.cat([imag[:, 0], imag[:, k], real[:, 0], real[:, k]], dim=1))
+            pair = torch.cat([imag[:, 0], imag[:, k], real[:, 0], real[:, k]], dim=1)
+            pair = se(pair.to(se.down.weight.dtype)).float()  # half-precision weights: SE in their dtype
             first, second = pair.chunk(2, dim=1)  # used as real and imaginary parts, as released
             total = total + torch.fft.ifft2(torch.complex(first, second), s=(h, w)).real
         return total

@@ -17,7 +17,12 @@ class SegmentationOutput(NamedTuple):
         heatmap: ``(B, 1, H, W)`` lesion-location heatmap H_t (raw regression output;
             its target is a Gaussian with peak 1, Section 3.2), or ``None`` for models
             without the localisation branch.
+        side_logits: deep-supervision predictions ``(B, 1, H, W)`` each, at input resolution,
+            given in training mode by models trained with side losses (PraNet's global map and
+            reverse-attention outputs, ACSNet's decoder side outputs, SETR's auxiliary heads);
+            empty in eval mode and for every other model.
     """
 
     mask_logits: Tensor
     heatmap: Tensor | None
+    side_logits: tuple[Tensor, ...] = ()

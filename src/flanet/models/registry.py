@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from flanet.losses.names import MASK_TERMS, mask_loss_of
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -45,7 +46,12 @@ log = logging.getLogger(__name__)
 #: Entry point group through which other packages register models (docs/model.md).
 ENTRY_POINT_GROUP = "flanet.models"
 #: Modules of this package whose import registers its models, in the order ``flanet models`` lists them.
-BUILTIN_MODULES: tuple[str, ...] = ("flanet.models.variants", "flanet.models.baselines", "flanet.models.authors")
+BUILTIN_MODULES: tuple[str, ...] = (
+    "flanet.models.variants", "flanet.models.baselines", "flanet.models.authors",
+    "flanet.models.image_methods.resunetplusplus", "flanet.models.image_methods.acsnet",
+    "flanet.models.image_methods.pranet", "flanet.models.image_methods.transunet",
+    "flanet.models.image_methods.setr",
+)
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")
 
@@ -91,9 +97,12 @@ class ModelInfo:
         rows: the rows of FLA-Net's tables the model reproduces (empty: none).
         reference: what the implementation follows (paper sections, public code read as a reference).
         loss_terms: the loss terms the model trains with by default (:data:`EQ2_TERMS` names
-            eq. 2's; only ``flanet`` has ``"contrastive"``, eq. 1).
+            eq. 2's; only ``flanet`` has ``"contrastive"``, eq. 1); its mask terms are those of one
+            named mask loss (:data:`flanet.losses.names.MASK_LOSSES`, e.g. PraNet's ``wbce``, ``wiou``).
         encoders: ``fnmatch`` patterns of the timm encoders the model can use (e.g. ``("vit_*",)``
             for a plain ViT); empty: any timm model with ``features_only``.
+        side_weight: weight of each deep-supervision side output's loss by default (PraNet,
+            ACSNet 1, SETR's auxiliary heads 0.4); 0 for a model without side outputs.
     """
 
     kind: Literal["image", "video"]
@@ -103,6 +112,7 @@ class ModelInfo:
     reference: str = ""
     loss_terms: tuple[str, ...] = ("bce", "iou")
     encoders: tuple[str, ...] = ()
+    side_weight: float = 0.0
 
 
 OptionsT = TypeVar("OptionsT", bound=ModelOptions)
@@ -277,6 +287,21 @@ def rebuild_model(config: Mapping[str, Any]) -> VideoSegmentationModel:
     if not isinstance(config, Mapping) or "name" not in config or not isinstance(config.get("options", {}), Mapping):
         raise ModelError(f"a model configuration is {{'name': ..., 'options': {{...}}}}, got {config!r}")
     return create_model(str(config["name"]), **dict(config.get("options", {})))
+
+
+def default_mask_loss(name: str) -> str:
+    """The named mask loss (:data:`flanet.losses.names.MASK_LOSSES`) model ``name`` trains with by default.
+
+    ``bce-iou`` (eq. 2) for FLA-Net and UNet; the one made of a compared method's mask terms otherwise
+    (PraNet: ``wbce-wiou``).
+    """
+    terms = [term for term in model_spec(name).info.loss_terms if term in MASK_TERMS]
+    return mask_loss_of(terms)
+
+
+def default_side_weight(name: str) -> float:
+    """Weight of each side output's loss model ``name`` trains with by default (:attr:`ModelInfo.side_weight`)."""
+    return model_spec(name).info.side_weight
 
 
 def default_contrastive_weight(name: str) -> float:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "lr",
     "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
-    "train_negative_fraction", "train_triplet_fraction",
+    "train_negative_fraction", "train_triplet_fraction", "train_dice", "train_wbce", "train_wiou", "train_side",
     "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae", "val_centre_error", "encoder_pretrained",
 )
 
@@ -208,7 +208,8 @@ def loss_curve_figure(metrics_csv: Path) -> matplotlib.figure.Figure:
     for axis in (left, right):
         axis.set_prop_cycle(color=SERIES_COLOURS)  # never the truth / prediction / heatmap colours
     for key, style in (("train_loss", "-"), ("val_loss", "-"), ("train_bce", ":"), ("train_iou", ":"),
-                       ("train_heatmap_mse", ":"), ("train_contrastive", ":")):
+                       ("train_heatmap_mse", ":"), ("train_contrastive", ":"), ("train_dice", ":"),
+                       ("train_wbce", ":"), ("train_wiou", ":"), ("train_side", ":")):
         x, y = series(key)
         if x:
             left.plot(x, y, style, marker="o", markersize=3, label=key)

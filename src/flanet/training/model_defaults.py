@@ -1,9 +1,10 @@
 """Per-model defaults of a training configuration, filled in before a run starts.
 
 Table 3 rows share one recipe but not one loss: only ``flanet`` (the paper's full method)
-trains with the contrastive loss of eq. (1). Recipes therefore leave
-``loss.contrastive_weight`` at ``null`` ("the model's default") and :func:`resolve_model_defaults`
-writes the value actually used, so a run folder's ``config.yaml`` records it.
+trains with the contrastive loss of eq. (1), and each compared method of Tables 2 and 4 with its
+own loss. Recipes therefore leave ``loss.contrastive_weight``, ``loss.mask_loss`` and
+``loss.side_weight`` at ``null`` ("the model's default") and :func:`resolve_model_defaults`
+writes the values actually used, so a run folder's ``config.yaml`` records them.
 
 The paper initialises Res2Net-50 with ImageNet weights (Section 4); :func:`random_encoder_warning`
 names a paper run that would not.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from flanet.models import default_contrastive_weight
 from flanet.models.defaults import DEFAULT_ENCODER, IMAGENET
+from flanet.models.registry import default_mask_loss, default_side_weight
 from flanet.training.schema import TrainConfig
 
 #: Shipped recipes that reproduce the paper (``name`` of their configuration).
@@ -24,14 +26,21 @@ def resolve_model_defaults(config: TrainConfig) -> TrainConfig:
 
     ``loss.contrastive_weight: null`` becomes
     :func:`flanet.models.default_contrastive_weight` of ``model.name`` (1 for ``flanet``, 0
-    otherwise); an explicit number is kept as given.
+    otherwise); ``loss.mask_loss: null`` the model's own mask loss (``bce-iou``, eq. 2, for
+    FLA-Net; e.g. ``wbce-wiou`` for PraNet) and ``loss.side_weight: null`` its side-output weight
+    (:func:`flanet.models.registry.default_side_weight`); explicit values are kept as given.
 
     Raises:
         ValueError: unknown ``model.name``.
     """
-    if config.loss.contrastive_weight is not None:
-        return config
-    return config.replace(loss={"contrastive_weight": default_contrastive_weight(config.model.name)})
+    name, loss = config.model.name, config.loss
+    filled = {
+        "contrastive_weight": default_contrastive_weight(name) if loss.contrastive_weight is None else None,
+        "mask_loss": default_mask_loss(name) if loss.mask_loss is None else None,
+        "side_weight": default_side_weight(name) if loss.side_weight is None else None,
+    }
+    filled = {key: value for key, value in filled.items() if value is not None}
+    return config.replace(loss=filled) if filled else config
 
 
 def encoder_init(config: TrainConfig) -> str:

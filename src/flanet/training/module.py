@@ -138,6 +138,7 @@ class FLANetModule(pl.LightningModule):
             batch["has_lesion"],
             positive_valid,
             batch["has_mask"],
+            side_logits=out.side_logits,
         )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -269,7 +270,8 @@ def _term_values(terms: LossTerms) -> dict[str, Tensor]:
     values = {
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
-        "triplet_fraction": terms.triplet_fraction,
+        "triplet_fraction": terms.triplet_fraction, "dice": terms.dice, "wbce": terms.wbce, "wiou": terms.wiou,
+        "side": terms.side,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Checkpoint, Timer
 from torch.utils.data import DistributedSampler
 
 from flanet.data import ClipDataset
-from flanet.fileio import atomic_path
+from flanet.fileio import atomic_path, atomic_write_text, file_sha256
 from flanet.training.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint writer: temporary file in the destination folder, then ``os.replace``.
 
     Lightning's own writer stages the file in ``TMPDIR`` and moves it, which is a copy (and a
-    truncated file on a kill or a full disk) when ``TMPDIR`` is on another file system.
+    truncated file on a kill or a full disk) when ``TMPDIR`` is on another file system. Its SHA-256
+    is written beside it (:func:`hash_path`), so a resume verifies the file as ``.pt`` files are
+    (:func:`verify_resume_checkpoint`, issue 22 item 5).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -46,6 +48,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+            digest = file_sha256(tmp)
+        atomic_write_text(hash_path(Path(path)), f"{digest}  {Path(path).name}\n")
+
+
+def hash_path(checkpoint: Path) -> Path:
+    """``<checkpoint>.sha256``: the SHA-256 of a resume checkpoint, written beside it (``sha256sum`` format)."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def verify_resume_checkpoint(checkpoint: Path) -> None:
+    """Refuse a resume checkpoint whose bytes do not match the SHA-256 written beside it.
+
+    A checkpoint without a ``.sha256`` (written by an older flanet) is read as before.
+
+    Raises:
+        ValueError: naming the file, when the hash differs (damaged or changed since it was written).
+    """
+    sidecar = hash_path(checkpoint)
+    if not sidecar.is_file():
+        return
+    expected = sidecar.read_text(encoding="utf-8").split()[:1]
+    if expected != [file_sha256(checkpoint)]:
+        raise ValueError(f"{checkpoint}: resume checkpoint is corrupted (its SHA-256 does not match {sidecar.name}); "
+                         "restart the run, or resume from an intact copy")
 
 
 def parse_max_time(value: Any) -> timedelta | None:

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from flanet.data import DataError, discover
 from flanet.data.split_record import RECORD_FILE, SplitRecord
-from flanet.fileio import atomic_write_text
+from flanet.fileio import atomic_write_text, lock_output_folder, release_output_folder
 from flanet.models import CheckpointError
 from flanet.models.checkpoint import config_difference, normalise_model_config
 from flanet.models.registry import ModelError
@@ -30,7 +30,13 @@ from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
 from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
-from flanet.training.resume import AtomicCheckpointIO, InvocationTimer, ResumeState, parse_max_time
+from flanet.training.resume import (
+    AtomicCheckpointIO,
+    InvocationTimer,
+    ResumeState,
+    parse_max_time,
+    verify_resume_checkpoint,
+)
 from flanet.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -96,6 +102,7 @@ def train(
         created = global_rank() == 0 and (claimed or not run_dir.exists())
     if global_rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock_output_folder(run_dir)  # one writer per run folder: a second --resume of it is refused, PID named
         dump_config(resolved, run_dir / "config.yaml")
         atomic_write_text(run_dir / RECORD_FILE, json.dumps(record.to_dict(), indent=2) + "\n")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # ranks started by Lightning's launcher share it
@@ -113,6 +120,8 @@ def train(
             kept = f"last good checkpoint kept: {last}" if last.exists() else "no epoch had finished, no checkpoint"
             raise TrainingError(f"training stopped: {error}; {kept}. Try a lower optim.lr") from error
         raise
+    finally:
+        release_output_folder(run_dir)
     log.info("run folder: %s", run_dir)
     return run_dir
 
@@ -228,6 +237,10 @@ def _check_resume_model(ckpt: Path, model_config: Mapping[str, Any]) -> None:
     if ckpt.stat().st_size == 0:
         raise CheckpointError(f"{ckpt}: resume checkpoint is empty (0 bytes; written by a flanet older than "
                               "its atomic saves?): restart the run, or resume from a copy of an intact file")
+    try:
+        verify_resume_checkpoint(ckpt)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
     try:
         stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get(MODEL_CONFIG_KEY)
     except Exception as error:  # noqa: BLE001 - any failure to read is reported with the file

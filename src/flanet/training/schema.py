@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flanet.limits import MAX_IMAGE_SIZE
+from flanet.losses.names import MaskLossName
 from flanet.models.defaults import DEFAULT_ENCODER
 from flanet.typedvalues import WRONG, convert, describe_type
 
@@ -77,7 +78,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """``loss``: the weights of eq. (2) and the margin of eq. (1)."""
+    """``loss``: the weights of eq. (2), the margin of eq. (1), and the mask terms of the compared methods."""
 
     bce_weight: float = 1.0
     iou_weight: float = 1.0
@@ -85,8 +86,11 @@ class LossConfig:
     #: None: the model's default (1 for ``flanet``, else 0), filled in before a run starts.
     contrastive_weight: float | None = None
     alpha: float = 1.0e-3
-    #: ``bce-iou`` (eq. 2) or ``structure`` (the authors' released loss: IoU weighted towards edges).
-    mask_loss: Literal["bce-iou", "structure"] = "bce-iou"
+    #: Named mask loss (``flanet.losses.names``); None: the model's own (``bce-iou``, eq. 2, for FLA-Net).
+    mask_loss: MaskLossName | None = None
+    dice_weight: float = 1.0
+    #: Weight of each deep-supervision side output; None: the model's default (0 without side outputs).
+    side_weight: float | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pycocotools import mask as coco_mask
 
 from flanet.data import read_mask
 from flanet.data.rle import encode_coco, encode_cvat
+from flanet.data.videoset import frame_name
 from flanet.fileio import atomic_write_bytes, atomic_write_text
 from flanet.inference.runs.sources import VideoSource, image_files
 
@@ -43,11 +44,12 @@ _LESION_COLOUR = "#fa3253"
 def export_frames(source: VideoSource, count: int) -> list[tuple[str, str]]:
     """``(mask name, frame file name)`` of the ``count`` frames predict wrote for ``source``.
 
-    Mask names are those of ``masks/<name>.png``; frame file names are the input's (frame
-    folders) or ``frame_<index:06d>.png`` (frames decoded from a video or DICOM file).
+    Mask names are those of ``masks/<name>.png`` (:func:`flanet.data.videoset.frame_name`); frame file
+    names are the input's (frame folders) or CVAT's own 0-based ``frame_<index:06d>.png`` (frames decoded
+    from a video or DICOM file).
     """
     if source.frame_names is None:
-        return [(f"{index:06d}", f"frame_{index:06d}.png") for index in range(count)]
+        return [(frame_name(None, index), f"frame_{index:06d}.png") for index in range(count)]
     files = {path.stem: path.name for path in image_files(source.location)} if source.location.is_dir() else {}
     return [(name, files.get(name, f"{name}.png")) for name in source.frame_names[:count]]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import io
 import json
 import logging
@@ -39,9 +40,10 @@ from tqdm import tqdm
 
 from flanet.csvcells import escape_row
 from flanet.data import DataError
-from flanet.fileio import INCOMPLETE, atomic_write_text, prepare_output_folder
+from flanet.fileio import INCOMPLETE, atomic_write_text, file_sha256, prepare_output_folder, release_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter
 from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy
 from flanet.inference.runs.predict import _predict_video
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 
@@ -55,7 +57,10 @@ INDEX_COLUMNS = ("video", "status", "input", "output", "frames", "frames_with_le
                  "fps_achieved", "seconds", "error")
 
 
-RESUME_KEYS = ("checkpoint", "image_size", "threshold", "export")  # a finished video is reused only if these match
+#: A finished video is reused only if these match (issue 22 item 5: the checkpoint's content, not only its path;
+#: --full-frame; the input's size, mtime and first bytes).
+RESUME_KEYS = ("checkpoint", "checkpoint_sha256", "image_size", "threshold", "full_frame", "export", "input_fingerprint")
+FINGERPRINT_BYTES = 1 << 20  # the input's first MiB is hashed
 #: Names the archive writes in ``<out>`` itself: no video id may take one (``summary.json`` failed at the end
 #: and poisoned every rerun, issue 22 item 10); compared without case, for case-insensitive file systems.
 RESERVED_IDS = frozenset({"index.csv", "summary.json", INCOMPLETE.lower()})
@@ -137,6 +142,37 @@ def archive_items(input_path: Path, fps: float = 25.0, split: str | None = None)
     return items
 
 
+def input_fingerprint(location: Path) -> dict[str, Any] | None:
+    """What identifies a video's input cheaply: size, mtime and SHA-256 of the first MiB (of each frame for a folder).
+
+    A rerun reuses a finished video only when its input still has this fingerprint, so another
+    video put under the same path or id is segmented again. None when the input cannot be read
+    (its own row fails).
+    """
+    try:
+        if location.is_dir():
+            entries = sorted(p for p in location.iterdir() if p.is_file() and not p.name.startswith("."))
+            digest = hashlib.sha256()
+            for entry in entries:
+                info = entry.stat()
+                digest.update(f"{entry.name}|{info.st_size}|{info.st_mtime_ns}|{file_sha256(entry, 4096)}\n".encode())
+            return {"files": len(entries), "sha256": digest.hexdigest()}
+        info = location.stat()
+        return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "sha256_first_mib": file_sha256(location, FINGERPRINT_BYTES)}
+    except OSError:
+        return None
+
+
+def _complete(folder: Path, entry: dict) -> bool:
+    """A finished video's folder holds what its summary says: one ``frames.csv`` row per frame."""
+    try:
+        with (folder / "frames.csv").open(newline="", encoding="utf-8") as handle:
+            rows = sum(1 for _ in csv.reader(handle)) - 1
+    except OSError:
+        return False
+    return isinstance(entry.get("frames"), int) and rows == entry["frames"]
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -154,7 +190,11 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
     shutil.rmtree(partial, ignore_errors=True)
     try:
         source = item.open()
-        entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False))
+        fingerprint = input_fingerprint(item.location)  # before reading: a change while it runs is caught next time
+        entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False),
+                               burned_in=BurnedInPolicy(settings.get("allow_burned_in", False),
+                                                        settings.get("blank_outside_regions", False)))
+        entry["input_fingerprint"] = fingerprint
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
         atomic_write_text(partial / "summary.json", json.dumps({**settings, **entry}, indent=2, default=str))
@@ -183,6 +223,7 @@ def predict_archive(
     backend: str = "pytorch",
     full_frame: bool = False,
     export: Sequence[str] = (),
+    burned_in: BurnedInPolicy = DEFAULT_POLICY,
     compile: bool | str = False,
     frames_in_flight: int = 1,
 ) -> Path:
@@ -207,6 +248,7 @@ def predict_archive(
     from flanet.models.checkpoint import model_for_inference
 
     checkpoint = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
+    checkpoint_sha256 = file_sha256(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None
     model, _, size = model_for_inference(model, image_size)
     input_path, out = Path(input_path), Path(out_dir)
     items = archive_items(input_path, fps=fps, split=split)
@@ -215,14 +257,16 @@ def predict_archive(
     group = world > 1 and _init_group()
     try:
         if rank == 0:
-            _open_output(out, input_path, force)
+            _open_output(out, [input_path, checkpoint, *(item.location for item in items)], force)
             if backend != "pytorch":  # export once, before the other ranks look for it
                 VideoSegmenter(model, size, device, backend=backend)
         if group:
             torch.distributed.barrier()
         records = _run_share(items[rank::world], model, size, device, threshold, backend, out, progress,
-                             {"checkpoint": checkpoint, "image_size": size, "threshold": threshold, "backend": backend,
-                              "full_frame": full_frame, "export": sorted(export) or None},
+                             {"checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "image_size": size,
+                              "threshold": threshold, "backend": backend,
+                              "full_frame": full_frame, "export": sorted(export) or None,
+                              "allow_burned_in": burned_in.allow, "blank_outside_regions": burned_in.blank_always},
                              f"videos (rank {rank}/{world})" if world > 1 else "videos", compile, frames_in_flight)
         if group:
             gathered: list[Any] = [None] * world
@@ -239,6 +283,7 @@ def predict_archive(
                                     "image_size": size, "device": str(device or "auto"), "backend": backend,
                                     "threshold": threshold, "streaming": True, "edge": "causal",
                                     "input": str(input_path), "ranks": world}, time.perf_counter() - start)
+        release_output_folder(out)
     if failed and rank == 0:
         raise ArchiveError(f"{len(failed)} of {len(records)} videos failed, first: {failed[0]['error']} "
                            f"({out / 'index.csv'})")
@@ -251,10 +296,14 @@ def _init_group() -> bool:
     return True
 
 
-def _open_output(out: Path, input_path: Path, force: bool) -> None:
-    """A new output folder, or an existing archive to resume (never a folder of the user's)."""
+def _open_output(out: Path, inputs: list[Path | str | None], force: bool) -> None:
+    """A new output folder, or an existing archive to resume (never a folder of the user's).
+
+    ``inputs``: the folder or manifest, the checkpoint and every video's file or frame folder (a
+    manifest row may point anywhere, inside ``out`` too).
+    """
     resuming = not force and out.is_dir() and any(out.iterdir())
-    prepare_output_folder(out, "predict", inputs=[input_path], force=force, reuse=not force)
+    prepare_output_folder(out, "predict", inputs=inputs, force=force, reuse=not force)
     if not resuming:
         return
     log.info("%s: resuming (finished videos are kept; --force starts again)", out)
@@ -271,16 +320,35 @@ def _run_share(items: list[ArchiveItem], model: nn.Module, size: int, device: An
     for item in tqdm(items, desc=label, unit="video", disable=not progress):
         done = out / item.id / "summary.json"
         if done.is_file():
-            entry = json.loads(done.read_text(encoding="utf-8"))
-            changed = [k for k in RESUME_KEYS if entry.get(k) != settings[k]]
-            if changed:
+            entry = _read_summary(done)
+            wanted = {**settings, "input_fingerprint": input_fingerprint(item.location)}
+            changed = [k for k in RESUME_KEYS if k != "input_fingerprint" and entry.get(k) != wanted[k]]
+            if entry and changed:
                 raise ValueError(f"{done}: segmented with other settings ({', '.join(changed)}: "
                                  f"{[entry.get(k) for k in changed]}); use --force or another --out")
-            records.append({**{k: entry.get(k) for k in INDEX_COLUMNS}, "status": "done", "resumed": True})
-            continue
+            if not entry:
+                log.warning("%s: unreadable: segmenting the video again", done)
+            elif entry.get("input_fingerprint") != wanted["input_fingerprint"]:
+                log.warning("%s: the input changed since it was segmented (size, time or content): segmenting it again",
+                            item.location)
+            elif not _complete(out / item.id, entry):
+                log.warning("%s: frames.csv does not hold the %s frames its summary.json counts (damaged by another "
+                            "writer?): segmenting it again", out / item.id, entry.get("frames"))
+            else:
+                records.append({**{k: entry.get(k) for k in INDEX_COLUMNS}, "status": "done", "resumed": True})
+                continue
         start = time.perf_counter()
         records.append({**_segment(item, segmenter, out, settings, progress), "wall_s": time.perf_counter() - start})
     return records
+
+
+def _read_summary(path: Path) -> dict:
+    """A finished video's ``summary.json``; an unreadable one counts as not finished (empty)."""
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def _write_index(out: Path, records: list[dict], settings: dict, seconds: float) -> None:

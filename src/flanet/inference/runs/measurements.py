@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from flanet.data.dicom import Region
-from flanet.inference.runs.sources import VideoSource
 from flanet.inference.core.segmenter import FrameResult
+from flanet.inference.runs.sources import VideoSource
 
 __all__ = ["FrameGeometry", "MeasurementLog", "feret_diameter", "source_geometry"]
 

@@ -15,7 +15,7 @@ from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
 from flanet.csvcells import escape_row
 from flanet.inference.core.segmenter import FrameResult
 
-__all__ = ["FrameStats", "frame_stats", "draw_overlay", "OverlayVideoWriter", "FrameTableWriter"]
+__all__ = ["FrameStats", "frame_stats", "draw_overlay", "FrameTableWriter"]
 
 # Heatmap peaks below this value are not drawn (the target is a unit Gaussian, 0 = no lesion).
 HEATMAP_PEAK_MIN = 0.5
@@ -102,37 +102,12 @@ def draw_overlay(rgb: np.ndarray, result: FrameResult, stats: FrameStats) -> np.
         centre = (int(stats.heatmap_peak_x), int(stats.heatmap_peak_y))
         marker = max(8, min(height, width) // 20)
         cv2.drawMarker(canvas, centre, PEAK_COLOUR_BGR, cv2.MARKER_CROSS, marker, thickness)
-    label = f"frame {result.index}"
+    label = f"frame {stats.source}"  # the frame's one name (flanet.data.videoset.frame_name), as CSV and viewer
     scale = max(0.4, min(height, width) / 600)
     origin = (5, 5 + int(22 * scale))
     cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2)
     cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
     return canvas
-
-
-class OverlayVideoWriter:
-    """mp4 writer (``mp4v`` codec) at the input's size and frame rate; a context manager."""
-
-    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]) -> None:
-        self.path = Path(path)
-        self.size_wh = size_wh
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size_wh)
-        if not self._writer.isOpened():
-            raise OSError(f"{path}: OpenCV cannot open an mp4v video writer at {size_wh}, {fps} fps")
-
-    def write(self, bgr: np.ndarray) -> None:
-        """Append one BGR uint8 frame of the writer's size."""
-        self._writer.write(bgr)
-
-    def close(self) -> None:
-        """Finish the file."""
-        self._writer.release()
-
-    def __enter__(self) -> OverlayVideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
 class FrameTableWriter:

@@ -27,13 +27,16 @@ from torch import nn
 from tqdm import tqdm
 
 from flanet.data import DataError
+from flanet.data.videoset import frame_name
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
-from flanet.inference.runs.annotation_export import export_video
-from flanet.inference.runs.measurements import MeasurementLog, source_geometry
-from flanet.inference.runs.outputs import FrameTableWriter, OverlayVideoWriter, draw_overlay, frame_stats
-from flanet.inference.runs.sources import VideoSource, resolve_sources
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
+from flanet.inference.runs.annotation_export import export_video
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, blank_outside, burned_in_regions
+from flanet.inference.runs.measurements import MeasurementLog, source_geometry
+from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.overlay_video import OverlayVideoWriter
+from flanet.inference.runs.sources import VideoSource, resolve_sources
 
 __all__ = ["predict_to_folder", "OUTPUT_MARKER"]
 
@@ -57,9 +60,15 @@ class _LastFrame:
 
 def _predict_video(
     segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
-    viewer: ViewerCollector | None = None,
+    viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY,
 ) -> dict:
-    """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry."""
+    """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry.
+
+    The overlay and the viewer's frames are blanked outside the ultrasound regions of a file with
+    burned-in identifiers (:mod:`flanet.inference.runs.burned_in`); such a file without regions is
+    refused (DataError) unless ``burned_in.allow``.
+    """
+    keep, burned_in_entry = burned_in_regions(source, burned_in)
     geometry = source_geometry(source, use_region=not full_frame)
     measurements = MeasurementLog(geometry)
     masks_dir = video_dir / "masks"
@@ -73,9 +82,9 @@ def _predict_video(
     try:
         with FrameTableWriter(video_dir / "frames.csv", geometry.columns) as table:
             for result in segmenter.stream(geometry.model_frames(frames)):
-                rgb = as_rgb_frame(frames.frame, result.index)
+                rgb = blank_outside(as_rgb_frame(frames.frame, result.index), keep)  # what people see: no identifiers
                 result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
-                name = source.frame_names[result.index] if source.frame_names else f"{result.index:06d}"
+                name = frame_name(source.frame_names, result.index)
                 stats = frame_stats(result, source=name)
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
@@ -117,8 +126,9 @@ def _predict_video(
         "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
         "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
+        "overlay_codec": None if writer is None else writer.codec,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
-        **measurements.summary(source),
+        **measurements.summary(source), "burned_in_annotation": burned_in_entry,
     }
 
 
@@ -139,6 +149,7 @@ def predict_to_folder(
     export: Sequence[str] = (),
     compile: bool | str = False,
     frames_in_flight: int = 1,
+    burned_in: BurnedInPolicy = DEFAULT_POLICY,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
 
@@ -170,12 +181,14 @@ def predict_to_folder(
     model, metadata, size = model_for_inference(model, image_size)
     input_path = Path(input_path)
     sources = resolve_sources(input_path, fps=fps, split=split)
+    for source in sources:  # a burned-in file that cannot be de-identified is refused before anything is written
+        burned_in_regions(source, burned_in)
     segmenter = VideoSegmenter(model, size, device, threshold=threshold, backend=backend, compile=compile,
                                frames_in_flight=frames_in_flight)
     if metadata.get("edge", "causal") != "causal":
         log.info("the model was trained with edge=%r; streaming repeats the first frame at a video's start "
                  "(causal), which changes only the first %d frame(s)", metadata["edge"], segmenter.num_frames - 1)
-    out = prepare_output_folder(out_dir, "predict", inputs=[input_path], force=force)
+    out = prepare_output_folder(out_dir, "predict", inputs=[input_path, checkpoint], force=force)  # --force: never the checkpoint
     mark_incomplete(out, "flanet predict")
     videos = []
     counts = [source.frame_count for source in sources]
@@ -184,7 +197,7 @@ def predict_to_folder(
     for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
         single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
         video_dir = out if single else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer))
+        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in))
     elapsed = time.perf_counter() - start
     for source, video in zip(sources, videos):
         video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)

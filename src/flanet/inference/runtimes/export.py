@@ -198,9 +198,17 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
 
 def export_checkpoint(checkpoint: str | Path, out: Path, fmt: str = "onnx", image_size: int | None = None,
                       parts: str = "all") -> dict[str, Any]:
-    """Load a flanet checkpoint safely and :func:`export_model` it (image size from its metadata)."""
+    """Load a flanet checkpoint safely and :func:`export_model` it (image size from its metadata).
+
+    Raises:
+        ValueError: ``out`` (or a file written beside it) is the checkpoint (issue 22 item 3).
+    """
     from flanet.models.checkpoint import image_size_from_metadata, load_checkpoint
 
+    target, source = Path(out).resolve(), Path(checkpoint).resolve()
+    if source in (target, target.with_suffix(".json")) or (
+            source.parent == target.parent and source.name.startswith(f"{target.stem}-")):
+        raise ValueError(f"{out}: the export would overwrite the checkpoint {checkpoint} it reads; choose another --out")
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     size = image_size or image_size_from_metadata(loaded.metadata)
     return export_model(loaded.model, out, fmt=fmt, image_size=size, parts=parts,

@@ -44,7 +44,7 @@ def onnx_cache_dir() -> Path:
 
 
 #: Sources, relative to the flanet package, whose code becomes the exported graph.
-GRAPH_SOURCES = ("models/*.py", "inference/runtimes/export.py")
+GRAPH_SOURCES = ("models/**/*.py", "inference/runtimes/export.py")  # models in subpackages too
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the flanet package
 
 
