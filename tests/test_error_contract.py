@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -243,3 +244,40 @@ def test_compare_with_an_empty_model_list_is_refused(data_root: Path, tmp_path: 
     assert main(["compare", "--config", "cpu-small", "--data", str(data_root), "--models", " , ", "--out", str(out)]) == 2
     assert error_line(capsys, "compare").endswith("(--models)")
     assert not out.exists()
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 27 item 6: a write() that hits a full disk raised an OSError naming no file."""
+    from flanet.errors import report
+    from flanet.fileio import atomic_path
+    from flanet.inference.runs.outputs import FrameTableWriter
+
+    def full_disk(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file name
+
+    with pytest.raises(OSError) as caught, atomic_path(tmp_path / "summary.json"):
+        full_disk()
+    assert report("predict", caught.value, False) == 1
+    assert error_line(capsys, "predict").endswith(f"({tmp_path / 'summary.json'})")
+    from flanet.inference.runs.outputs import FrameStats
+
+    table = FrameTableWriter(tmp_path / "frames.csv")
+    table._writer.writerow = full_disk
+    stats = FrameStats(*[0] * len(dataclasses.fields(FrameStats)))
+    with pytest.raises(OSError) as caught:
+        table.write(stats)
+    assert caught.value.filename == str(tmp_path / "frames.csv") and caught.value.errno == errno.ENOSPC
+
+
+def test_a_failed_bench_worker_is_one_short_line_with_its_log_kept() -> None:
+    """Issue 27 item 6: `flanet bench` folded a worker's whole traceback into a 1,072-character line."""
+    from flanet.errors import describe
+    from flanet.inference.bench.harness import worker_failure
+
+    stderr = "Traceback (most recent call last):\n" + "  File \"x.py\", line 1, in f\n" * 30 + "ValueError: bad size 7\n"
+    line = describe(RuntimeError(worker_failure({"encoder": "resnet18", "mode": "stream", "backend": "pytorch"},
+                                                stderr)))
+    assert "\n" not in line and len(line) < 300 and "ValueError: bad size 7" in line and "resnet18" in line
+    log = Path(line.split("its whole log: ")[1].split(")")[0])
+    assert log.read_text(encoding="utf-8").count("line 1, in f") == 30
+    log.unlink()

@@ -93,7 +93,7 @@ def test_missing_wrong_size_and_extra_files_are_named(dataset: tuple[Path, Path]
     assert "missing" in err and str(preds / "caseA" / "001.png") in err
     assert "wrong size" in err and str(preds / "caseB" / "002.png") in err and "10x10" in err
     assert "stray.png" in err
-    assert not (tmp_path / "eval" / "metrics.json").exists()
+    assert not (tmp_path / "eval").exists()  # bad input: nothing written, exit 2 (docs/metrics.md)
 
 
 def test_resize_pred_scores_wrong_sized_predictions_and_extra_files_only_warn(dataset: tuple[Path, Path], tmp_path: Path) -> None:

@@ -59,7 +59,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         choose the format by extension pick the right one.
 
     Raises:
-        Whatever the writer raises; the destination is then left as it was.
+        Whatever the writer raises; the destination is then left as it was. An ``OSError``
+        that names no file (a full disk seen by ``write()``) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +73,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(flushed.fileno())
         tmp.chmod(umask_mode())  # mkstemp's 0600 -> what a plain open() gives
         os.replace(tmp, path)
+    except OSError as error:
+        raise named_os_error(error, path) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def named_os_error(error: OSError, path: str | Path) -> OSError:
+    """``error`` itself when it names a file, else the same error naming ``path`` (for the error line)."""
+    if error.filename is not None or error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def file_sha256(path: str | Path, limit: int | None = None) -> str:

@@ -26,6 +26,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,8 +123,19 @@ def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     command = [sys.executable, "-m", "flanet.inference.bench.harness", "--worker", json.dumps(config)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"bench worker {config} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(worker_failure(config, done.stderr))
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worker_failure(config: dict[str, Any], stderr: str) -> str:
+    """One line for a failed worker: which configuration, its last error line, and where its whole log is kept."""
+    handle, name = tempfile.mkstemp(prefix="flanet-bench-worker-", suffix=".log")
+    with os.fdopen(handle, "w", encoding="utf-8") as log_file:
+        log_file.write(f"configuration: {json.dumps(config)}\n{stderr}")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no error output"
+    label = ", ".join(str(config[k]) for k in ("encoder", "mode", "backend") if config.get(k))
+    return f"bench worker ({label}) failed: {last[:300]} (its whole log: {name})"
 
 
 def _allocator_label(env: dict[str, str | None]) -> str:

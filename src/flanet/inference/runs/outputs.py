@@ -13,6 +13,7 @@ import numpy as np
 
 from flanet.colours import HEATMAP_RGB, PREDICTION_RGB, bgr
 from flanet.csvcells import escape_row
+from flanet.fileio import named_os_error
 from flanet.inference.core.segmenter import FrameResult
 
 __all__ = ["FrameStats", "frame_stats", "draw_overlay", "FrameTableWriter"]
@@ -124,7 +125,10 @@ class FrameTableWriter:
         """Append one row (``extra``: values of the extra fields); NaN is written as an empty cell."""
         values = {**asdict(stats), **(extra or {})}
         row = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-        self._writer.writerow(escape_row(row))  # a frame name never runs as a spreadsheet formula
+        try:
+            self._writer.writerow(escape_row(row))  # a frame name never runs as a spreadsheet formula
+        except OSError as error:  # a full disk: the error line names the CSV
+            raise named_os_error(error, self.path) from error
 
     def flush(self) -> None:
         """Push the rows written so far to the file (live runs: the CSV can be followed as it grows)."""
@@ -132,7 +136,10 @@ class FrameTableWriter:
 
     def close(self) -> None:
         """Flush and close the file."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as error:
+            raise named_os_error(error, self.path) from error
 
     def __enter__(self) -> FrameTableWriter:
         return self
