@@ -281,3 +281,15 @@ def test_a_failed_bench_worker_is_one_short_line_with_its_log_kept() -> None:
     log = Path(line.split("its whole log: ")[1].split(")")[0])
     assert log.read_text(encoding="utf-8").count("line 1, in f") == 30
     log.unlink()
+
+
+def test_evaluate_with_an_impossible_image_size_writes_nothing(
+    checkpoint: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 27 item 6: bad input left an output folder with INCOMPLETE and a lock behind."""
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data_root), "--split", "all", "--out", str(out),
+            "--image-size", "50", "--no-progress"]
+    assert main(args) == 2
+    assert "not a positive multiple" in error_line(capsys, "evaluate")
+    assert not out.exists()
