@@ -27,7 +27,12 @@ from flanet.data.dicom import is_dicom_file, probe_dicom
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
-from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
+from flanet.evaluation.model_predictions import (
+    check_image_size,
+    choose_mode,
+    iter_model_predictions,
+    iter_streamed_predictions,
+)
 from flanet.evaluation.prediction_folder import (
     PredictionCheck,
     check_predictions,
@@ -254,6 +259,7 @@ def evaluate_model(
     """
     split = resolve_split(video_set, split)
     video_set.ensure_masks(split)
+    check_image_size(model, image_size)  # bad input is refused before the output folder is touched
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
@@ -313,6 +319,7 @@ def evaluate_checkpoint(
     if not_held_out:
         log.warning("NOT HELD OUT: %s", not_held_out)
     training_edge = loaded.metadata.get("edge")
+    check_image_size(loaded.model, size)  # before the output folder is touched
     if out is not None:
         prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(
