@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -53,13 +54,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/image_methods_cost.json"))
     args = parser.parse_args()
     machine = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    load_start = os.getloadavg()
     rows = []
     for name in args.models:
         rows.append(measure(name, args.size, args.frames))
         row = rows[-1]
         print(f"{name}: {row['params_m']:.1f} M, {row['stream_gflops']:.1f} GFLOPs, {row['fps']:.2f} frames/s", flush=True)
     report = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "image_size": args.size,
-              "torch_threads": torch.get_num_threads(), "lscpu": machine, "rows": rows}
+              "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
+              "load_average_end": os.getloadavg(), "lscpu": machine, "rows": rows}
     args.out.write_text(json.dumps(report, indent=2))
 
 

@@ -32,7 +32,7 @@ from flanet.evaluation import EvaluationSettings, evaluate_checkpoint
 from flanet.evaluation.prediction_folder import frame_name, scored_indices
 from flanet.training import train
 
-MODELS = ("flanet", "unet")
+MODELS = "flanet,unet"
 
 
 def decompose(pred_dir: Path, root: Path, band: int) -> dict[str, float]:
@@ -50,7 +50,7 @@ def decompose(pred_dir: Path, root: Path, band: int) -> dict[str, float]:
             n = error.size
             frames += 1
             mae += error.sum() / n
-            parts["soft"] += (error.sum() - np.abs((p >= 0.5) - gt).sum()) / n
+            parts["soft"] += (error.sum() - ((p >= 0.5) != gt).sum()) / n
             if not gt.any():
                 parts["lesion_free"] += error.sum() / n
                 continue
@@ -66,27 +66,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per model, 90 steps each (demo: 11 = 990 steps)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--videos", type=int, default=30, help="synthetic videos (demo: 30, split 4:2:4)")
+    parser.add_argument("--frames", type=int, default=30, help="frames per video (demo: 30)")
     parser.add_argument("--band", type=int, default=2, help="half-width in px of the edge band (frames are 128 px)")
+    parser.add_argument("--models", default=MODELS, help="comma-separated model specs: a model name, optionally "
+                        "with overrides joined by '+', e.g. flanet+model.options.mask_stride=2 (default: flanet,unet)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     root = args.out / "data"
     if not root.is_dir():
-        generate_dataset(root, videos=30, frames=30, size=128, seed=args.seed, progress=False)
-    results: dict[str, dict] = {}
-    for model in MODELS:
-        start = time.perf_counter()
-        run = train("demo", [f"data.root={root}", f"model.name={model}", f"seed={args.seed}",
-                             f"trainer.max_epochs={args.epochs}",
-                             "trainer.enable_progress_bar=false", f"output.run_dir={args.out / 'runs' / model}"])
-        seconds = time.perf_counter() - start
+        generate_dataset(root, videos=args.videos, frames=args.frames, size=128, seed=args.seed, progress=False)
+    saved = args.out / "mae_sources.json"
+    results: dict[str, dict] = json.loads(saved.read_text())["results"] if saved.is_file() else {}
+    for spec in args.models.split(","):
+        model, *extra = spec.split("+")
+        label = spec.replace("+", "_").replace("=", "-")
+        start, run, seconds = time.perf_counter(), args.out / "runs" / label, None
+        if not (run / "checkpoints" / "best.pt").is_file():  # a finished run of an earlier invocation is reused
+            train("demo", [f"data.root={root}", f"model.name={model}", f"seed={args.seed}",
+                           f"trainer.max_epochs={args.epochs}", *extra,
+                           "trainer.enable_progress_bar=false", f"output.run_dir={run}"])
+            seconds = time.perf_counter() - start
         best = run / "checkpoints" / "best.pt"
-        evaluation = args.out / "eval" / model
+        evaluation = args.out / "eval" / label
         result = evaluate_checkpoint(best, root, "test", evaluation, save_pred=True, device="cpu",
                                      settings=EvaluationSettings(resamples=200, progress=False, jobs=1))
-        results[model] = {**decompose(evaluation / "predictions", root, args.band), "dice": result.metrics["dice"],
+        results[spec] = {**decompose(evaluation / "predictions", root, args.band), "dice": result.metrics["dice"],
                           "vps_mae": result.metrics.get("vps_mae"), "train_seconds": seconds}
-        print(model, json.dumps(results[model], indent=1))
-    (args.out / "mae_sources.json").write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)},
+        print(spec, json.dumps(results[spec], indent=1))
+    saved.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)},
                                                            "results": results}, indent=2) + "\n")
 
 

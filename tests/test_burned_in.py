@@ -12,8 +12,8 @@ import pytest
 
 from dicom_writer import colour_frames, write_cine
 from flanet.cli import main
+from flanet.data.deidentify import blank_outside
 from flanet.data.dicom import Region
-from flanet.inference.runs.burned_in import blank_outside
 
 REGION = (8, 12, 55, 43)  # x0, y0, x1, y1: the imaging region of the 64 x 48 frames; "text" above it
 
@@ -88,3 +88,18 @@ def test_blank_outside_keeps_the_union_of_regions() -> None:
     out = blank_outside(rgb, (Region(0, 0, 2, 2), Region(8, 5, 11, 9)))
     assert out[:3, :3].min() == 200 and out[5:, 8:].min() == 200 and out[4, 4].max() == 0 and out[0, 11].max() == 0
     assert blank_outside(rgb, ()) is rgb
+
+
+@pytest.mark.parametrize("region", [True, False])
+def test_the_evaluate_viewer_frames_are_blanked_too(region: bool, tmp_path: Path) -> None:
+    """evaluate's viewer and worst-frames figure read frames of a DICOM data set: blanked the same way."""
+    from flanet.data import discover
+    from flanet.data.video_io import VideoFrameReader
+    from flanet.evaluation.evaluate import _read_rgb
+
+    (tmp_path / "data").mkdir()
+    _cine(tmp_path / "data" / "us.dcm", burned_in="YES", region=region)
+    (video,) = discover(tmp_path / "data").videos
+    rgb = _read_rgb(video, 0, VideoFrameReader())
+    assert rgb[:10].max() == 0  # the text rows
+    assert (rgb[14:40, 10:50].mean() > 40) == region  # the imaging region kept; without regions all blank

@@ -132,7 +132,7 @@ def test_run_failing_before_its_first_step_leaves_no_folder(tmp_path: Path, caps
     (tmp_path / "empty").mkdir()  # exists, but holds no data set: fails in the data module's setup
     assert main(train_args(tmp_path / "empty", tmp_path)) == 2
     error_line(capsys, "train")
-    assert list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
 def test_full_disk_during_training_fails_the_run_with_one_line_and_keeps_an_absolute_root(
@@ -281,3 +281,15 @@ def test_a_failed_bench_worker_is_one_short_line_with_its_log_kept() -> None:
     log = Path(line.split("its whole log: ")[1].split(")")[0])
     assert log.read_text(encoding="utf-8").count("line 1, in f") == 30
     log.unlink()
+
+
+def test_evaluate_with_an_impossible_image_size_writes_nothing(
+    checkpoint: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 27 item 6: bad input left an output folder with INCOMPLETE and a lock behind."""
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data_root), "--split", "all", "--out", str(out),
+            "--image-size", "50", "--no-progress"]
+    assert main(args) == 2
+    assert "not a positive multiple" in error_line(capsys, "evaluate")
+    assert not out.exists()

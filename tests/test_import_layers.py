@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("flanet.data.errors",),  # DataError, standard library only: the error contract classifies it
     ("flanet",),
     ("flanet.data", "flanet.metrics"),
-    ("flanet.losses",),  # the paper's losses; model options name them
+    ("flanet.losses",),  # tensor functions of the paper's eqs. 1-2; the registry names each model's default loss
     ("flanet.models",),
     ("flanet.inference.runtimes",),
     ("flanet.inference.core",),

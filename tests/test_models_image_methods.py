@@ -26,9 +26,9 @@ TINY: dict[str, dict] = {
     "resunetplusplus": {"channels": [8, 8, 16, 16]},
     "acsnet": {"encoder": "resnet18", "gcm_channels": 8},
     "pranet": {"encoder": "resnet18", "rfb_channels": 8, "ra_channels": [8, 8, 16]},
-    "transunet": {"img_size": SIZE, "decoder_channels": [16, 16, 8, 8],
+    "transunet": {"img_size": SIZE, "cup_channels": [16, 16, 8, 8],
                   "encoder_kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}},
-    "setr": {"encoder": "vit_tiny_patch16_224", "img_size": SIZE, "decoder_channels": 16,
+    "setr": {"encoder": "vit_tiny_patch16_224", "img_size": SIZE, "pup_channels": 16,
              "encoder_kwargs": {"depth": 6}},  # auxiliary heads at layers 1, 3, 4
 }
 #: Side outputs each method gives in training (deep supervision).
@@ -77,6 +77,16 @@ def test_a_longer_clip_is_segmented_from_its_current_frame(model: VideoSegmentat
         torch.testing.assert_close(model(clip).mask_logits, model(clip[:, :1]).mask_logits)
 
 
+def test_a_cpu_small_recipe_fits_every_method() -> None:
+    """FLA-Net's recipe options (decoder_channels, neck_channels...) do not reach the methods: no option shares a name."""
+    from flanet.training import load_config
+    from flanet.training.model_defaults import resolve_model_defaults
+
+    for name in TINY:
+        config = resolve_model_defaults(load_config("cpu-small", [f"model.name={name}"]))
+        assert config.model.options == {} and config.loss.mask_loss == default_mask_loss(name)
+
+
 def test_an_option_of_another_model_is_refused() -> None:
     with pytest.raises(ModelError, match="'pranet' has no option 'neck_channels'"):
         create_model("pranet", encoder="resnet18", neck_channels=[8, 8, 8, 8])
@@ -99,7 +109,7 @@ def test_setr_refuses_a_hybrid_and_transunet_a_cnn() -> None:
 
 def test_transunet_on_a_plain_vit_has_no_skips() -> None:
     net = create_model("transunet", encoder="vit_tiny_patch16_224", img_size=SIZE,
-                       decoder_channels=[8, 8, 8, 8], encoder_kwargs={"depth": 1}).eval()
+                       cup_channels=[8, 8, 8, 8], encoder_kwargs={"depth": 1}).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 1, 3, SIZE, SIZE)).mask_logits.shape == (1, 1, SIZE, SIZE)
     assert net.skip_blocks == ()

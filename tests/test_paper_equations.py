@@ -60,11 +60,12 @@ def _criterion_inputs(module: FLANetModule, batch: dict[str, Any], monkeypatch: 
     seen: dict[str, Any] = {}
     forward = module.criterion.forward
 
-    def spy(*args: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         names = ("mask_logits", "mask", "heatmap", "heatmap_target", "heatmap_prev", "video_index", "has_lesion",
                  "positive_valid", "has_mask")
         seen.update(zip(names, args))
-        return forward(*args)
+        seen.update(kwargs)
+        return forward(*args, **kwargs)
 
     monkeypatch.setattr(module.criterion, "forward", spy)
     with torch.no_grad():

@@ -4,12 +4,34 @@ flanet writes no header value to any output; :func:`withheld_tags` lists the ide
 attributes a file carries so that ``summary.json`` can say what was withheld. The list follows
 the attributes the DICOM basic application level confidentiality profile removes or replaces
 (PS3.15 Annex E, Table E.1-1) that occur in ultrasound and endoscopy files; private attributes
-are withheld as a group.
+are withheld as a group. Identifiers burned into the pixels are blanked with :func:`blank_outside`
+(what is kept: the ultrasound regions; :mod:`flanet.inference.runs.burned_in` for the policy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
 from pydicom.dataset import Dataset
+
+
+class _Box(Protocol):
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def blank_outside(rgb: np.ndarray, regions: Sequence[_Box]) -> np.ndarray:
+    """A copy of ``rgb`` (H, W, 3) black outside the union of ``regions`` (inclusive); ``rgb`` itself when none."""
+    if not regions:
+        return rgb
+    keep = np.zeros(rgb.shape[:2], bool)
+    for region in regions:
+        keep[region.y0:region.y1 + 1, region.x0:region.x1 + 1] = True
+    return np.where(keep[..., None], rgb, np.uint8(0))
 
 # PS3.15 Table E.1-1, basic profile: attributes with action X/Z/D/U (removed, emptied, dummy, new UID).
 IDENTIFYING_KEYWORDS: tuple[str, ...] = (

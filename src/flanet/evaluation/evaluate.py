@@ -8,6 +8,7 @@ paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames),
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,11 +21,18 @@ import torch
 from tqdm import tqdm
 
 from flanet import __version__
-from flanet.data import DataError, Video, VideoSet, discover, read_mask
+from flanet.data import DataError, Video, VideoSet, discover, read_image, read_mask
+from flanet.data.deidentify import blank_outside
+from flanet.data.dicom import is_dicom_file, probe_dicom
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
-from flanet.evaluation.model_predictions import choose_mode, iter_model_predictions, iter_streamed_predictions
+from flanet.evaluation.model_predictions import (
+    check_image_size,
+    choose_mode,
+    iter_model_predictions,
+    iter_streamed_predictions,
+)
 from flanet.evaluation.prediction_folder import (
     PredictionCheck,
     check_predictions,
@@ -132,13 +140,34 @@ def scored_context(split: str | None, videos: list[Video], not_held_out: str = "
     return context
 
 
+def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
+    """A frame for the viewer and the worst-frames figure: a DICOM declaring burned-in identifiers is blanked
+    outside its ultrasound regions (entirely without regions: the masks are still shown), issue 22 item 2."""
+    if video.video_file is None:
+        return read_image(video.frames[index])
+    rgb = reader.read(video.video_file, index)
+    keep = _burned_in_keep(Path(video.video_file))
+    if keep is None:
+        return rgb
+    return blank_outside(rgb, keep) if keep else np.zeros_like(rgb)
+
+
+@functools.lru_cache(maxsize=64)
+def _burned_in_keep(path: Path) -> tuple | None:
+    """The regions to keep of a DICOM declaring burned-in identifiers (empty: none), None for any other file."""
+    if not is_dicom_file(path):
+        return None
+    info = probe_dicom(path)
+    return info.regions if info.burned_in else None
+
+
 def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
     """Original frames of the worst frames (looked up by name), resized to their maps if needed."""
     reader, images = VideoFrameReader(), []
     for frame in result.worst:
         video = videos[frame.video]
         index = next(i for i in range(video.num_frames) if frame_name(video, i) == frame.frame)
-        rgb = video.read_frame(index, reader)
+        rgb = _read_rgb(video, index, reader)
         if rgb.shape[:2] != frame.gt.shape:
             rgb = cv2.resize(rgb, (frame.gt.shape[1], frame.gt.shape[0]))
         images.append(rgb)
@@ -183,7 +212,7 @@ def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, 
     """``viewer.html`` of an evaluation: scored frames, Dice per frame, lowest-Dice frames listed."""
     viewer.set_values({(row["video"], row["frame"]): row["dice"] for row in result.per_frame})
     reader = VideoFrameReader()
-    viewer.write(out / "viewer.html", lambda video, index: videos[video].read_frame(index, reader),
+    viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
                  f"flanet evaluate: {method}", "Dice",
                  note="Frames with a ground-truth mask; prediction: probability > 0.5.")
 
@@ -233,12 +262,13 @@ def evaluate_model(
     """
     split = resolve_split(video_set, split)
     video_set.ensure_masks(split)
+    image_size = resolve_image_size(image_size, model.trained_image_size)
+    check_image_size(model, image_size)  # bad input is refused before the output folder is touched
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
     save_dir = out / "predictions" if (out is not None and save_pred) else None
     dev = resolve_device(device)
-    image_size = resolve_image_size(image_size, model.trained_image_size)
     mode = choose_mode(model, video_set.subset(split), mode)
     chunks = _model_chunks(
         model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode
@@ -293,6 +323,7 @@ def evaluate_checkpoint(
                          "score them anyway (the table then says so)", checkpoint)
     if not_held_out:
         log.warning("NOT HELD OUT: %s", not_held_out)
+    check_image_size(loaded.model, resolve_image_size(image_size, loaded.model.trained_image_size))  # before the output folder is touched
     if out is not None:
         prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(

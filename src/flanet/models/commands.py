@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generated clip on the CPU and print its output shapes, parameters and time. Exit 0 when it runs.",
     )
     smoke.add_argument("--model", default="flanet", help="model name, as `flanet models` lists (default: flanet)")
-    smoke.add_argument("--encoder", default="resnet18",
-                       help=f"timm encoder (default: resnet18, small and quick; the paper's: {DEFAULT_ENCODER})")
+    smoke.add_argument("--encoder", default=None,
+                       help="timm encoder (default: resnet18, small and quick, where the model accepts it, else the "
+                       f"model's own; FLA-Net's paper: {DEFAULT_ENCODER})")
     smoke.add_argument("--size", type=int, default=IMAGE_SIZE, help=f"frame size in pixels (default: {IMAGE_SIZE})")
     smoke.set_defaults(func=_smoke)
 
@@ -62,9 +63,12 @@ def _list_models(args: argparse.Namespace) -> int:
 def _smoke(args: argparse.Namespace) -> int:
     import torch
 
-    from flanet.models.registry import create_model
+    from flanet.models.registry import create_model, model_spec
 
     torch.manual_seed(0)
+    if args.encoder is None:  # a quick CNN where the model takes one (a ViT model keeps its own)
+        spec = model_spec(args.model)
+        args.encoder = "resnet18" if spec.accepts_encoder("resnet18") else spec.default_encoder
     model = create_model(args.model, encoder=args.encoder).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     # A bright disc on a noisy background moving by two pixels a frame, current frame first.

@@ -318,12 +318,12 @@ def fit_recipe_to_model(config: TrainConfig, recipe_model: ModelConfig) -> Train
     changes: dict[str, Any] = {}
     if dropped:
         changes["options"] = {k: v for k, v in model.options.items() if k not in dropped}
-        log.warning("model.options %s of the recipe (for %s) do not apply to %s: left out",
-                    ", ".join(dropped), recipe_model.name, model.name)
+        _warn_once(f"model.options {', '.join(dropped)} of the recipe (for {recipe_model.name}) do not apply "
+                   f"to {model.name}: left out")
     if model.encoder == recipe_model.encoder and not spec.accepts_encoder(model.encoder):
         changes["encoder"] = spec.default_encoder
-        log.warning("%s cannot use the recipe's encoder %s (it needs %s): it uses %s", model.name, model.encoder,
-                    " or ".join(spec.info.encoders), spec.default_encoder)
+        _warn_once(f"{model.name} cannot use the recipe's encoder {model.encoder} (it needs "
+                   f"{' or '.join(spec.info.encoders)}): it uses {spec.default_encoder}")
         if model.encoder_weights not in (None, IMAGENET):
             raise ConfigError(f"config key 'model.encoder_weights': the recipe's file {model.encoder_weights} is for "
                               f"encoder {model.encoder}, which {model.name} cannot use; set model.encoder_weights")
@@ -331,6 +331,14 @@ def fit_recipe_to_model(config: TrainConfig, recipe_model: ModelConfig) -> Train
 
 
 _MISSING = object()
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Logs ``message`` the first time only: a command resolves one configuration several times."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
 
 
 def _lookup(config: Mapping[str, Any], dotted: str) -> Any:

@@ -20,13 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from flanet.data import DataError
 from flanet.data.dicom import Region
 from flanet.inference.runs.sources import VideoSource
 
-__all__ = ["DEFAULT_POLICY", "BurnedInPolicy", "blank_outside", "burned_in_regions"]
+__all__ = ["DEFAULT_POLICY", "BurnedInPolicy", "burned_in_regions"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +60,3 @@ def burned_in_regions(source: VideoSource, policy: BurnedInPolicy) -> tuple[tupl
     if info.burned_in:
         return (), {"declared": True, "handling": "not blanked (--allow-burned-in): outputs may show identifiers"}
     return (), {"declared": False, "handling": "none declared, nothing blanked"}
-
-
-def blank_outside(rgb: np.ndarray, regions: tuple[Region, ...]) -> np.ndarray:
-    """A copy of ``rgb`` (H, W, 3) black outside the union of ``regions``; ``rgb`` itself when there are none."""
-    if not regions:
-        return rgb
-    keep = np.zeros(rgb.shape[:2], bool)
-    for region in regions:
-        keep[region.y0:region.y1 + 1, region.x0:region.x1 + 1] = True
-    return np.where(keep[..., None], rgb, np.uint8(0))

@@ -33,7 +33,7 @@ class SETROptions(ModelOptions):
         encoder: a plain timm ViT (the paper: ViT-L/16, ``vit_large_patch16_384``).
         encoder_weights: ``"imagenet"``, a local file, or None.
         img_size: input side the positional embedding is stored for (other sizes are resampled).
-        decoder_channels: width of the PUP convolutions (256).
+        pup_channels: width of the PUP convolutions (256).
         aux_layers: 0-based layers of the auxiliary heads; None: the paper's Z10, Z15, Z20 scaled to the depth.
         encoder_kwargs: further ``timm.create_model`` arguments of the ViT (e.g. ``depth``).
     """
@@ -41,7 +41,7 @@ class SETROptions(ModelOptions):
     encoder: str = "vit_large_patch16_384"
     encoder_weights: str | None = None
     img_size: int = 352
-    decoder_channels: int = 256
+    pup_channels: int = 256
     aux_layers: list[int] | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -76,7 +76,7 @@ class SETR(ImageMethod):
             raise ValueError(f"SETR's PUP needs a power-of-two patch size; {options.encoder!r} has {stride}")
         super().__init__(options, stride)
         self.encoder = encoder
-        width, dim = options.decoder_channels, encoder.embed_dim
+        width, dim = options.pup_channels, encoder.embed_dim
         self.head = ProgressiveUpsampling(dim, width, steps, 2)
         self.aux_heads = nn.ModuleList(ProgressiveUpsampling(dim, width, 2, 4) for _ in aux)
 

@@ -34,7 +34,7 @@ class TransUNetOptions(ModelOptions):
         encoder: timm ViT, hybrid or plain (the paper: R50-ViT-B/16, ``vit_base_r50_s16_384``).
         encoder_weights: ``"imagenet"`` (timm's ImageNet-21k/1k weights), a local file, or None.
         img_size: input side the positional embedding is stored for (other sizes are resampled).
-        decoder_channels: widths of the four upsampling blocks (the paper: 256, 128, 64, 16).
+        cup_channels: widths of the four upsampling blocks (the paper: 256, 128, 64, 16).
         skips: how many of the hybrid's CNN levels (strides 2, 4, 8) feed the decoder (the paper: 3).
         encoder_kwargs: further ``timm.create_model`` arguments of the ViT (e.g. ``depth``).
     """
@@ -42,7 +42,7 @@ class TransUNetOptions(ModelOptions):
     encoder: str = "vit_base_r50_s16_384"
     encoder_weights: str | None = None
     img_size: int = 352
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 16])
+    cup_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 16])
     skips: int = 3
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -66,7 +66,7 @@ class TransUNet(ImageMethod):
     def __init__(self, options: TransUNetOptions) -> None:
         encoder = ViTEncoder(options.encoder, options.encoder_weights, [-1], options.img_size,
                              cnn_levels=options.skips, timm_kwargs=options.encoder_kwargs)
-        widths = tuple(options.decoder_channels)
+        widths = tuple(options.cup_channels)
         stride = encoder.patch_stride
         if stride != 2 ** len(widths):
             raise ValueError(f"TransUNet's {len(widths)} upsampling blocks need a stride-{2 ** len(widths)} "
