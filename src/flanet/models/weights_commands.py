@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.set_defaults(func=_import_weights)
 
     weights = subparsers.add_parser(
-        "weights", help="list the checkpoints in the Hugging Face cache (hf:// and https:// downloads)")
+        "weights", help="list the checkpoints in the Hugging Face cache (hf:// and https:// downloads)",
+        description="List the checkpoints that --checkpoint hf://... and https://... (with --sha256) downloaded into "
+        "the Hugging Face cache (HF_HOME), with their sizes; nothing is downloaded (docs/model.md).")
     weights.set_defaults(func=_list_weights)
 
 
