@@ -15,7 +15,7 @@ from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, plan_st
 from flanet.demo.compare import paired_dice
 from flanet.demo.figures import read_step_losses
 from flanet.demo.report import fmt, fmt_ci, signed
-from flanet.fileio import output_marker, prepare_output_folder
+from flanet.fileio import LOCK_NAME, output_marker, prepare_output_folder
 
 TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, progress=False)
 
@@ -101,7 +101,7 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     prepare_output_folder(earlier, "demo", force=False)
     (earlier / "old.txt").write_text("old")
     assert prepare_output_folder(earlier, "demo", force=True) == earlier.resolve()
-    assert sorted(p.name for p in earlier.iterdir()) == [output_marker("demo")]
+    assert sorted(p.name for p in earlier.iterdir()) == sorted([LOCK_NAME, output_marker("demo")])  # one writer
 
 
 def test_plan_steps_is_whole_epochs_of_the_asked_steps() -> None:
