@@ -291,5 +291,5 @@ def test_evaluate_with_an_impossible_image_size_writes_nothing(
     args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data_root), "--split", "all", "--out", str(out),
             "--image-size", "50", "--no-progress"]
     assert main(args) == 2
-    assert "not a positive multiple" in error_line(capsys, "evaluate")
+    assert "must each be a positive multiple of 32" in error_line(capsys, "evaluate")  # the one size check
     assert not out.exists()
