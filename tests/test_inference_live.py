@@ -20,6 +20,7 @@ import torch
 
 from conftest import _disc_frames, _write_video
 from flanet.cli import main
+from flanet.fileio import LOCK_NAME
 from flanet.inference.runs.capture import open_live_source, redact_source, stop_on_signals
 from flanet.inference.runs.live import LIVE_COLUMNS, SourceLostError, predict_live
 from flanet.models import create_model
@@ -274,5 +275,5 @@ def test_ctrl_c_ends_a_live_run_cleanly(checkpoint: Path, tmp_path: Path) -> Non
     capture = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(rows)
     capture.release()
-    assert sorted(p.name for p in out.iterdir()) == [".flanet-predict", "frames.csv", "masks", "overlay.mp4",
-                                                    "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, ".flanet-predict", "frames.csv", "masks", "overlay.mp4",
+                                                    "summary.json"]  # the writer's lock file stays, released
