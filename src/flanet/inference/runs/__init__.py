@@ -1,0 +1,1 @@
+"""Runs of ``flanet predict``: video sources, outputs, measurements, archives, live capture, annotation export."""
