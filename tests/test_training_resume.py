@@ -161,7 +161,7 @@ def test_resume_file_is_staged_in_its_own_folder_when_tmpdir_is_on_another_files
     AtomicCheckpointIO().save_checkpoint({"step": 3}, destination)
     assert [path.parent for path in staged] == [destination.parent] and not any(elsewhere.iterdir())
     assert torch.load(destination, weights_only=True) == {"step": 3}
-    assert sorted(p.name for p in destination.parent.iterdir()) == ["resume.ckpt"]
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["resume.ckpt", "resume.ckpt.sha256"]  # and its hash (issue 22 item 5)
 
 
 def test_resume_without_a_resume_file_points_to_checkpoints_not_the_stale_lightning_folder(
