@@ -115,21 +115,21 @@ def test_a_run_whose_outputs_turn_non_finite_stops(tmp_path: Path, monkeypatch: 
     import cv2
     import numpy as np
 
-    from flanet.inference import VideoSegmenter
+    from flanet.inference.runtimes.pytorch_runner import PyTorchRunner
 
     path = save_checkpoint(tmp_path / "m.pt", create_model("flanet", encoder="resnet18"), {"image_size": 64})
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(3):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((32, 32, 3), 60 * i, np.uint8))
-    predict, calls = VideoSegmenter._predict, []
+    predict, calls = PyTorchRunner.predict, []
 
-    def nan_from_frame_2(self, window):
-        mask_logits, heatmap = predict(self, window)
+    def nan_from_frame_2(self, frames):
+        mask_logits, heatmap = predict(self, frames)
         calls.append(1)
         return (mask_logits.fill_(float("nan")) if len(calls) == 3 else mask_logits), heatmap
 
-    monkeypatch.setattr(VideoSegmenter, "_predict", nan_from_frame_2)
+    monkeypatch.setattr(PyTorchRunner, "predict", nan_from_frame_2)
     assert main(["predict", str(frames), "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "flanet predict: error: frame 2: the model's output holds NaN or infinite values" in err
