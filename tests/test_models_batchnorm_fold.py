@@ -53,8 +53,8 @@ def test_streaming_on_cpu_folds_by_default_with_the_same_results(model: nn.Modul
     default = VideoSegmenter(model, SIZE, "cpu")
     assert not model.training  # the segmenter puts the given model in eval mode, folded copy or not
     plain = VideoSegmenter(model, SIZE, "cpu", fold_batchnorm=False)
-    assert _batch_norms(default.model.encoder) == 0
-    assert plain.model is model and _batch_norms(model.encoder) > 0
+    assert _batch_norms(default.runner.model.encoder) == 0  # the PyTorch runner runs the folded copy
+    assert plain.runner.model is model and _batch_norms(model.encoder) > 0
     for a, b in zip(default.stream(frames), plain.stream(frames), strict=True):
         torch.testing.assert_close(a.mask_logits, b.mask_logits, rtol=0, atol=1e-4)
         torch.testing.assert_close(a.heatmap, b.heatmap, rtol=0, atol=1e-4)
@@ -63,4 +63,4 @@ def test_streaming_on_cpu_folds_by_default_with_the_same_results(model: nn.Modul
 def test_image_baselines_are_left_as_they_are() -> None:
     baseline = create_model("unet", encoder="resnet18").eval()
     assert fold_batch_norms(baseline) is baseline
-    assert VideoSegmenter(baseline, SIZE, "cpu").model is baseline
+    assert VideoSegmenter(baseline, SIZE, "cpu").runner.model is baseline
