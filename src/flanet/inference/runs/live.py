@@ -2,7 +2,7 @@
 
 Output (one folder, as for one video, see :mod:`flanet.inference.runs.predict`)::
 
-    <out>/masks/<capture index>.png   binary masks of the segmented frames (gaps = dropped frames)
+    <out>/masks/<capture number>.png  binary masks of the segmented frames, 1-based (gaps = dropped frames)
     <out>/overlay.mp4                 the segmented frames with contour and peak, at the source's frame rate
     <out>/frames.csv                  per-frame statistics plus capture_time, latency_ms, dropped_before
     <out>/summary.json                frames captured / segmented / dropped, latency p50 / p95, stop reason
