@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 if TYPE_CHECKING:
     from flanet.inference.core.settings import SegmenterSettings
+    from flanet.inference.runs.dicom_outputs import DicomOutputs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
         raise UsageError("--split applies to a dataset root, not to --source")
     if args.export:
         raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
+    if args.dicom_out:
+        raise UsageError("--dicom-out applies to DICOM cines, not to --source")
     source = Path(args.source)
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
@@ -62,16 +65,21 @@ def _predict(args: argparse.Namespace) -> int:
         return _predict_live(args, checkpoint)
     if args.max_frames is not None or args.duration is not None:
         raise UsageError("--max-frames and --duration bound a live run; they need --source")
+    dicom = _dicom_outputs(args)
+    burned_in = BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions)
     input_path = Path(args.input)
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
     out = Path(args.out) if args.out else Path.cwd() / default_name
     archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
+    if archive and dicom.wanted:
+        raise UsageError("--dicom-out applies to one DICOM cine or a dataset root, not to an "
+                         "archive folder or manifest (--dicom-out)")
+    extra = {"dicom_outputs": dicom} if dicom.wanted else {}
     out_dir = (predict_archive if archive else predict_to_folder)(
         checkpoint, input_path, out, force=args.force, fps=args.fps, split=args.split,
         progress=not args.no_progress, full_frame=args.full_frame, export=sorted(set(args.export)),
-        burned_in=BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions),
-        settings=_settings(args),
+        burned_in=burned_in, settings=_settings(args), **extra,
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -85,6 +93,17 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
     )
     return 0
+
+
+def _dicom_outputs(args: argparse.Namespace) -> DicomOutputs:
+    """The DICOM objects ``--dicom-out``, ``--seg-type`` and ``--dicom-identity`` ask for."""
+    from flanet.data.dicom_identity import DicomIdentity
+    from flanet.inference.runs.dicom_outputs import DicomOutputs
+
+    kinds = tuple(sorted(set(args.dicom_out) | ({"seg"} if "sr" in args.dicom_out else set())))  # sr names SEG frames
+    if args.seg_type != "binary" and not kinds:
+        raise UsageError("--seg-type applies to the SEG of --dicom-out seg (--seg-type)")
+    return DicomOutputs(kinds, args.seg_type, DicomIdentity(args.dicom_identity))
 
 
 def _settings(args: argparse.Namespace) -> SegmenterSettings:
@@ -190,6 +209,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
                    help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
                    "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
+    p.add_argument("--dicom-out", nargs="+", action="extend", default=[], choices=["seg", "sr"], metavar="KIND",
+                   help="DICOM cines: also write per cine dicom/seg.dcm (DICOM Segmentation of the lesion, one frame "
+                   "per cine frame with a lesion) and/or dicom/sr.dcm (TID 1500 SR: largest area and diameter; "
+                   "implies seg), e.g. --dicom-out seg sr")
+    p.add_argument("--seg-type", choices=["binary", "fractional"], default="binary",
+                   help="the SEG's pixels: binary masks (default) or fractional lesion probabilities")
+    p.add_argument("--dicom-identity", choices=["deidentify", "source"], default="deidentify",
+                   help="whose study the DICOM results belong to: deidentify (default: DICOM PS3.15 basic profile, "
+                   "consistent replacement UIDs) or source (the source's patient and study, new series)")
     p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
     p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict, streaming=True)  # threads adapt to free CPUs: libgomp's spinning kept
