@@ -28,6 +28,17 @@ HEADLINE: tuple[str, ...] = (
     "flicker", "sensitivity", "specificity", "auroc", "loc_error_px", "loc_error_mm",
 )
 
+#: Scores of a video-level diagnosis, per label, under ``metrics.json["diagnosis"]["labels"][<label>]``
+#: (:mod:`flanet.metrics.diagnosis`; each with a ``<score>_ci`` interval over resampled videos).
+DIAGNOSIS: tuple[str, ...] = ("auroc", "sensitivity", "specificity", "balanced_accuracy", "ece")
+#: The ``metrics.json`` key of the diagnosis section.
+DIAGNOSIS_KEY = "diagnosis"
+
+
+def diagnosis_name(label: str, score: str) -> str:
+    """The flat name of one label's diagnosis score (training log, tables): ``pathology_auroc``."""
+    return f"{label}_{score}"
+
 
 def reported_name(vps_key: str) -> str:
     """The ``metrics.json`` key of a VPS score (``mae`` -> :data:`VPS_MAE`)."""
