@@ -193,5 +193,7 @@ def test_dicom_out_usage_errors(small_checkpoint: Path, tmp_path: Path, write_vi
     base = ["predict", "--checkpoint", str(small_checkpoint), "--device", "cpu", "--no-progress"]
     assert main([*base, str(video), "--out", str(tmp_path / "a"), "--dicom-out", "seg"]) == 2
     assert "needs a DICOM cine input" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert main([*base, str(REAL_CINE), "--out", str(tmp_path / "b"), "--dicom-out", "seg", "--store"]) == 2
+    assert "--store sends the results to the PACS" in capsys.readouterr().err
     assert main([*base, str(REAL_CINE), "--out", str(tmp_path / "c"), "--seg-type", "fractional"]) == 2
     assert "--seg-type applies" in capsys.readouterr().err
