@@ -146,6 +146,7 @@ def test_deidentify_leaves_no_identifier_and_keeps_references(small_checkpoint: 
         data = path.read_bytes()
         for secret in secrets:
             assert secret.encode() not in data and secret not in str(path.relative_to(out)), (secret, path)
+    assert dciodvfy_errors(out / "dicom" / "seg.dcm") == [] and dciodvfy_errors(out / "dicom" / "sr.dcm") == []
     seg, sr = pydicom.dcmread(out / "dicom" / "seg.dcm"), pydicom.dcmread(out / "dicom" / "sr.dcm")
     summary = json.loads((out / "summary.json").read_text())["videos"][0]["dicom_outputs"]
     assert seg.StudyInstanceUID == sr.StudyInstanceUID == summary["study_instance_uid"] != source.StudyInstanceUID

@@ -23,7 +23,7 @@ import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from dicom_writer import colour_frames, write_cine
+from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.cli import main
 from flanet.inference.runs.dicom_seg import segmentation_masks
 from flanet.inference.runs.dicom_sr import report_measurements
@@ -156,6 +156,23 @@ def test_half_done_store_is_reported(orthanc: str, credentials: None, small_chec
     record = json.loads((out / "pacs.json").read_text())
     assert [o["kind"] for o in record["stored"]] == ["seg"] and [o["kind"] for o in record["not_stored"]] == ["sr"]
     assert set(_series(orthanc, REFUSED_SR_STUDY)) == {"US", "SEG"}  # what the record says is what the PACS holds
+
+
+def test_deidentified_study_outputs_hold_no_identifier(orthanc: str, credentials: None, small_checkpoint: Path,
+                                                      tmp_path: Path) -> None:
+    source = _upload(orthanc, write_cine(tmp_path / "cine.dcm", colour_frames(4), identifiers=True))
+    out = tmp_path / "study"
+    assert _predict(small_checkpoint, orthanc, str(source.StudyInstanceUID), out, "--dicom-out", "seg", "sr",
+                    "--threshold", "0.5") == 0  # --dicom-identity deidentify, the default; nothing stored
+    secrets = [*IDENTIFIERS.values(), source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID]
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert {"pacs.json", "seg.dcm", "sr.dcm"} <= {path.name for path in files}
+    for path in files:
+        assert not [s for s in secrets if s.encode() in path.read_bytes() or s in str(path)], path
+    record = json.loads((out / "pacs.json").read_text())
+    seg = pydicom.dcmread(out / "cine-001" / "dicom" / "seg.dcm")
+    assert record["study_instance_uid"] == seg.StudyInstanceUID and record["store"] == "not asked (--store)"
+    assert set(_series(orthanc, str(source.StudyInstanceUID))) == {"US"}  # nothing went to the PACS
 
 
 def test_refusals_and_a_pacs_that_is_down(orthanc: str, small_checkpoint: Path, tmp_path: Path,

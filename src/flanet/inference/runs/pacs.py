@@ -6,7 +6,8 @@ private temporary folder (deleted afterwards: it holds the patient's images), ea
 DICOM cine input is (``<out>/cine-001/``, ... in the study's order; no identifier in a name), and with
 ``store`` the SEG and SR of every cine (:mod:`flanet.inference.runs.dicom_outputs`, identity ``source``)
 go back into the same study in one STOW-RS request. ``<out>/pacs.json`` records what was retrieved
-and what the PACS confirmed stored.
+(the study's, series' and instances' UIDs; their replacements in ``deidentify`` mode, so that no
+identifier reaches the outputs) and what the study holds afterwards.
 
 Credentials never come from the command line: ``$FLANET_PACS_USERNAME`` / ``$FLANET_PACS_PASSWORD``
 (HTTP basic) or ``$FLANET_PACS_TOKEN`` (bearer), or a JSON file (``--pacs-credentials``:
@@ -222,7 +223,8 @@ def predict_pacs_study(
     cines = study_cines(client, pacs.url, study)  # before anything is written
     out = prepare_output_folder(out_dir, "predict", inputs=[checkpoint], force=force)
     mark_incomplete(out, "flanet predict --pacs")
-    record: dict[str, Any] = {"pacs": pacs.url, "study_instance_uid": study, "identity": dicom_outputs.identity.mode,
+    identity = dicom_outputs.identity  # de-identified runs record the replacement UIDs, never the study's own
+    record: dict[str, Any] = {"pacs": pacs.url, "study_instance_uid": identity.uid(study), "identity": identity.mode,
                               "cines": [], "stored": [], "not_stored": [], "store": "not asked (--store)"}
     objects: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="flanet-pacs-") as folder:  # the patient's images: deleted afterwards
@@ -236,7 +238,8 @@ def predict_pacs_study(
                                           full_frame=full_frame, burned_in=burned_in, settings=settings,
                                           dicom_outputs=dicom_outputs)
             summary = json.loads((video_dir / "summary.json").read_text(encoding="utf-8"))["videos"][0]
-            record["cines"].append({"id": name, "output": name, "frames": summary["frames"],
+            record["cines"].append({"id": name, "output": name, "series_instance_uid": identity.uid(series),
+                                    "sop_instance_uid": identity.uid(instance), "frames": summary["frames"],
                                     "frames_with_lesion": summary["frames_with_lesion"]})
             for kind in ("seg", "sr"):
                 written = (summary.get("dicom_outputs") or {}).get(kind)
