@@ -122,7 +122,7 @@ def test_fractional_seg_and_source_identity(small_checkpoint: Path, tmp_path: Pa
     for ds in (seg, sr):  # the source's patient and study, a new series
         assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientName == IDENTIFIERS["PatientName"]
         assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.PatientIdentityRemoved == "NO"
-        assert "identity: source" in ds.SeriesDescription
+        assert "identity: source" in ds.SeriesDescription and ds.SeriesDate == ds.ContentDate  # a dated new series
     reference = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
     assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
     report = report_measurements(sr)
