@@ -152,3 +152,13 @@ def test_flanet_export_of_a_memory_model_is_refused(model: torch.nn.Module, tmp_
     error = capsys.readouterr().err
     assert error.startswith("flanet export: error:") and "backend pytorch only" in error
     assert not (tmp_path / "export.onnx").exists()
+
+
+def test_stream_cost_counts_a_step_at_full_memory(model: torch.nn.Module) -> None:
+    from flanet.models.cost import count_gflops, measure_cost
+
+    cost = measure_cost(model, 32)
+    image = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        first = count_gflops(model.step, model.init_state(), model.encode(image))  # an empty memory
+    assert cost.stream_gflops > cost.encoder_gflops + first > cost.encoder_gflops > 0
