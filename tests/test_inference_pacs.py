@@ -23,6 +23,7 @@ import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from dicom_checks import dciodvfy_errors
 from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.cli import main
 from flanet.inference.runs.dicom_seg import segmentation_masks
@@ -137,6 +138,9 @@ def test_round_trip_stores_seg_and_sr_into_the_study(orthanc: str, credentials: 
     sr = client.retrieve_instance(study, series["SR"], sr_item["00080018"]["Value"][0])
     local = report_measurements(pydicom.dcmread(out / "cine-001" / "dicom" / "sr.dcm"))
     assert report_measurements(sr) == local and local["area"][3] == seg.SegmentSequence[0].TrackingUID
+    for name, stored in (("seg.dcm", seg), ("sr.dcm", sr)):  # what the PACS holds is still valid DICOM
+        stored.save_as(tmp_path / name, enforce_file_format=True)
+        assert dciodvfy_errors(tmp_path / name) == []
     assert not list(out.rglob("*.dcm.tmp*")) and not (out / "INCOMPLETE").exists()
 
 
