@@ -58,6 +58,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     if _compile(args) and args.backend != "pytorch":
         raise UsageError("--compile applies to --backend pytorch only (--compile)")
+    if args.backend == "pytorch" and (args.precision != "float32" or args.exported or args.calibration):
+        raise UsageError("--precision int8, --exported and --calibration need --backend onnxruntime or openvino "
+                         "(--backend)")
+    if args.precision == "int8" and not (args.exported or args.calibration):
+        raise UsageError("--precision int8 needs --calibration DATA_ROOT_OR_VIDEO ... (the frames that calibrate "
+                         "it) or --exported MANIFEST (from flanet export --precision int8) (--precision)")
     if args.frames_in_flight > 1 and (args.backend == "pytorch" or args.source is not None):
         raise UsageError("--frames-in-flight above 1 needs --backend onnxruntime or openvino and a recorded input, "
                          "not --source (--frames-in-flight)")
@@ -140,7 +146,9 @@ def _settings(args: argparse.Namespace) -> SegmenterSettings:
     from flanet.inference.core.settings import SegmenterSettings
 
     return SegmenterSettings(image_size=args.image_size, device=args.device, threshold=args.threshold,
-                             backend=args.backend, compile=_compile(args), frames_in_flight=args.frames_in_flight)
+                             backend=args.backend, compile=_compile(args), frames_in_flight=args.frames_in_flight,
+                             precision=args.precision, onnx=args.exported, calibration=tuple(args.calibration),
+                             max_dice_drop=args.max_dice_drop)
 
 
 def _export_parts(value: str) -> str:
@@ -148,9 +156,50 @@ def _export_parts(value: str) -> str:
     return "stream" if value == "streaming" else value
 
 
+def _export_int8(args: argparse.Namespace) -> int:
+    """``flanet export --precision int8``: float32 ONNX parts, quantized for ``--runtime`` and checked."""
+    import tempfile
+
+    from flanet.inference.runtimes.calibration import read_videos, split_held_out
+    from flanet.inference.runtimes.export import export_checkpoint
+    from flanet.inference.runtimes.quantize import quantize_export
+    from flanet.models.hub import resolve_checkpoint
+
+    if args.format != "onnx":
+        raise UsageError("--precision int8 quantizes the ONNX export: use --format onnx (--format)")
+    if not args.calibration:
+        raise UsageError("--precision int8 needs the frames that calibrate it: --calibration DATA_ROOT_OR_VIDEO ... "
+                         "(--calibration)")
+    checkpoint = resolve_checkpoint(args.checkpoint, args.sha256)
+    calibration = read_videos(args.calibration, args.calibration_split)
+    if args.held_out:
+        held_out = read_videos(args.held_out, args.held_out_split)
+    else:
+        calibration, held_out = split_held_out(calibration)
+    out = Path(args.out).with_suffix(".onnx") if not Path(args.out).suffix else Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".float32-", dir=out.parent) as staging:
+        export_checkpoint(checkpoint, Path(staging) / "flanet.onnx", fmt="onnx", image_size=args.image_size,
+                          parts="stream")
+        manifest = quantize_export(Path(staging) / "flanet.json", out, args.runtime, calibration, held_out,
+                                   args.max_dice_drop, args.calibration_frames, extra={"checkpoint": str(checkpoint)})
+    check = manifest["quantization"]
+    scores = ("no masks on the held-out frames" if check["dice_drop"] is None else
+              f"Dice {check['dice_float32']:.4f} float32 -> {check['dice_int8']:.4f} INT8 (drop {check['dice_drop']:+.4f})")
+    print(f"INT8 for {args.runtime}, calibrated on {check['calibration_frames']} frames: {scores}, "
+          f"agreement with float32 {check['agreement']:.4f}, on {check['videos']} held-out video(s) "
+          f"({check['frames']} frames) -> {out.with_suffix('.json')}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from flanet.inference.runtimes.export import export_checkpoint
     from flanet.models.hub import resolve_checkpoint
+
+    if args.precision == "int8":
+        return _export_int8(args)
+    if args.calibration or args.held_out:
+        raise UsageError("--calibration and --held-out apply to --precision int8 (--precision)")
 
     manifest = export_checkpoint(
         resolve_checkpoint(args.checkpoint, args.sha256), Path(args.out), fmt=args.format, image_size=args.image_size, parts=args.parts
@@ -193,6 +242,36 @@ def _add_compile(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, help="another torch.compile mode (implies --compile)")
 
 
+def _add_precision(parser: argparse.ArgumentParser, predict: bool) -> None:
+    """``--precision`` and the INT8 options of ``flanet predict`` (``predict``) and ``flanet export``."""
+    parser.add_argument("--precision", default="float32", choices=["float32", "int8"],
+                        help="int8: post-training static quantization for the CPU, calibrated on your frames "
+                        "(--calibration), its Dice drop against float32 measured on held-out videos (docs/inference.md)")
+    parser.add_argument("--calibration", nargs="+", action="extend", default=[], metavar="DATA",
+                        help="--precision int8: data roots, video files or frame folders whose frames calibrate the "
+                        "INT8 model" + ("; a third of the videos is held out for the Dice check" if predict else ""))
+    parser.add_argument("--max-dice-drop", type=unit_interval, default=0.01, metavar="D",
+                        help="--precision int8: refuse (exit 1) an INT8 model whose Dice on the held-out videos is more "
+                        "than D below float32's (without masks: 1 - Dice of the INT8 masks against float32's) "
+                        "(default 0.01)")
+    if predict:
+        parser.add_argument("--exported", metavar="MANIFEST",
+                            help="--backend onnxruntime/openvino: run this flanet export (its .json) instead of "
+                            "exporting the checkpoint, e.g. one made with flanet export --precision int8")
+        return
+    parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                        help="--precision int8: quantize for onnxruntime (quantize_static, QDQ ONNX) or OpenVINO "
+                        "(NNCF, OpenVINO IR); run it with flanet predict --backend <runtime> (default onnxruntime)")
+    parser.add_argument("--calibration-split", help="--calibration data roots: this split only (default: all videos)")
+    parser.add_argument("--calibration-frames", type=positive_int, default=64, metavar="N",
+                        help="--precision int8: calibration frames in all, consecutive from each video's start "
+                        "(default 64)")
+    parser.add_argument("--held-out", nargs="+", action="extend", default=[], metavar="DATA",
+                        help="--precision int8: videos for the Dice check (default: a third of the calibration "
+                        "videos, held out by video)")
+    parser.add_argument("--held-out-split", help="--held-out data roots: this split only (default: all videos)")
+
+
 def _compile(args: argparse.Namespace) -> bool | str:
     """The ``compile`` argument of VideoSegmenter: False, True (mode by device) or a mode."""
     return args.compile_mode or args.compile
@@ -231,6 +310,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-in-flight", type=positive_int, default=1, metavar="N",
                    help="--backend onnxruntime/openvino, recorded inputs: segment N frames at a time, each on 1/N of "
                    "the CPUs: more frames/s on few cores (onnxruntime), same masks (default 1)")
+    _add_precision(p, predict=True)
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
     p.add_argument("--allow-burned-in", action="store_true",
@@ -274,6 +354,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--parts", default="all", choices=["all", "step", "stream"], type=_export_parts,
                    help="step: full 3-frame step; stream: encoder + decoder; all (default): both")
     e.add_argument("--image-size", type=image_size, help=f"fixed input size (default: the checkpoint's, else {IMAGE_SIZE})")
+    _add_precision(e, predict=False)
     e.set_defaults(func=_export)
 
     b = subparsers.add_parser(

@@ -43,6 +43,12 @@ class RuntimeOptions:
         reuse_features: encode each frame once and reuse its features (False: the full ``model(clip)`` per
             frame, the authors' way; PyTorch only).
         onnx: exported runtimes: the manifest of an existing ``flanet export`` to run instead of exporting.
+        precision: exported runtimes: ``"float32"``, or ``"int8"``: the parts quantized for the backend
+            (:mod:`flanet.inference.runtimes.quantize`), from ``onnx`` (``flanet export --precision int8``) or
+            calibrated on ``calibration`` and cached.
+        calibration: ``precision="int8"`` without ``onnx``: data roots or videos whose frames calibrate the INT8
+            parts; a third of their videos (by video) is held out for the Dice check.
+        max_dice_drop: ``precision="int8"``: the largest Dice drop on the held-out videos accepted (None: any).
     """
 
     device: str | torch.device | None = None
@@ -54,6 +60,9 @@ class RuntimeOptions:
     frames_in_flight: int = 1
     reuse_features: bool = True
     onnx: str | Path | None = None
+    precision: str = "float32"
+    calibration: tuple[str, ...] = ()
+    max_dice_drop: float | None = 0.01
 
     @property
     def compiled(self) -> bool:

@@ -110,6 +110,8 @@ class ExportedParts:
         num_frames: T of the exported model.
         input_dtype: dtype the parts take (float16 exports take float16).
         streaming: whether there is an encoder + decoder (features reused); else a ``step``.
+        precision: ``"float32"`` (or the weights' float dtype) or ``"int8"`` (``flanet export --precision int8``).
+        runtime: the runtime an INT8 export was quantized for (``onnxruntime``, ``openvino``); None for float.
     """
 
     files: dict[str, Path]
@@ -117,6 +119,8 @@ class ExportedParts:
     num_frames: int
     input_dtype: np.dtype
     streaming: bool
+    precision: str = "float32"
+    runtime: str | None = None
 
     def file(self, name: str) -> Path:
         """Path of part ``name``; raises ``FileNotFoundError`` when it is missing."""
@@ -141,7 +145,8 @@ def read_export_manifest(manifest: str | Path) -> ExportedParts:
     if not streaming and "step" not in files:
         raise ValueError(f"{manifest}: no encoder + decoder or step part to run")
     return ExportedParts(files, int(data["image_size"]), int(data["num_frames"]),
-                         np.dtype(data.get("dtype", "float32")), streaming)
+                         np.dtype(data.get("dtype", "float32")), streaming, str(data.get("precision", "float32")),
+                         data.get("runtime"))
 
 
 class ExportedRunner(Runner):
@@ -158,9 +163,15 @@ class ExportedRunner(Runner):
 
     device = torch.device("cpu")  # inputs and outputs of the parts are host arrays
 
+    #: The runtime this class is (the ``backend`` name), for the INT8 exports made for one runtime.
+    runtime: str = ""
+
     def __init__(self, parts: ExportedParts) -> None:
+        if parts.runtime is not None and parts.runtime != self.runtime:
+            raise ValueError(f"{parts.files[next(iter(parts.files))]}: an INT8 export for {parts.runtime}, not for "
+                             f"{self.runtime}; export it with --runtime {self.runtime}")
         self.image_size, self.num_frames, self.streaming = parts.image_size, parts.num_frames, parts.streaming
-        self.part_dtype = parts.input_dtype
+        self.part_dtype, self.precision = parts.input_dtype, parts.precision
         self.has_heatmap = False  # set by subclasses from the last part's outputs
 
     @classmethod
@@ -178,8 +189,15 @@ class ExportedRunner(Runner):
         if options.device is not None:
             resolve_device(options.device)  # refuses CUDA without a GPU
         cls.check(options)
-        manifest = options.onnx or export_for_onnxruntime(model, image_size)
+        if options.precision == "int8":
+            from flanet.inference.runtimes.quantize import quantized_for
+
+            manifest = options.onnx or quantized_for(model, image_size, options)
+        else:
+            manifest = options.onnx or export_for_onnxruntime(model, image_size)
         runner = cls.open(manifest, options)
+        if runner.precision != options.precision:
+            raise ValueError(f"{manifest}: a {runner.precision} export, but precision {options.precision} was asked for")
         if runner.image_size != image_size:
             raise ValueError(f"{manifest}: exported for image size {runner.image_size}, not {image_size}")
         if runner.streaming != (options.reuse_features and runner.num_frames > 1):

@@ -60,6 +60,8 @@ class OnnxRunner(ExportedRunner):
         ValueError: the manifest has neither an encoder + decoder nor a step part.
     """
 
+    runtime = "onnxruntime"
+
     def __init__(self, manifest: str | Path, providers: Sequence[str] | None = None,
                  threads: int | None = None) -> None:
         import onnxruntime

@@ -64,6 +64,8 @@ class OpenVinoRunner(ExportedRunner):
         FileNotFoundError: the manifest or a part it names is missing.
     """
 
+    runtime = "openvino"
+
     def __init__(self, manifest: str | Path, threads: int | None = None, streams: int = 1) -> None:
         try:
             import openvino

@@ -88,6 +88,8 @@ class PyTorchRunner(Runner):
     @classmethod
     def create(cls, model: VideoSegmentationModel, image_size: int, options: RuntimeOptions) -> PyTorchRunner:
         """The runner (any input size the model accepts)."""
+        if options.precision != "float32":
+            raise ValueError(f"precision {options.precision} runs on backend onnxruntime or openvino, not pytorch")
         if options.frames_in_flight != 1:
             raise ValueError(f"frames_in_flight {options.frames_in_flight}: must be 1 with backend pytorch, >= 1 "
                              "with an exported backend (onnxruntime, openvino)")
