@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -117,16 +118,19 @@ class VideoDataModule(pl.LightningDataModule):
             localisation branch, see :class:`~flanet.data.ClipDataset`); else box-only splits are refused.
         video_set: the data set with its ``train``/``val`` splits chosen (:func:`choose_splits`); by
             default discovered and split in :meth:`setup`.
+        video_targets: per video, its diagnosis targets (joint diagnosis head), carried by every clip.
     """
 
     def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False,
-                 video_set: VideoSet | None = None) -> None:
+                 video_set: VideoSet | None = None,
+                 video_targets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         super().__init__()
         self.config = config
         self.video_set = video_set  # splits already chosen by choose_splits (else chosen in setup)
         self.clip_len = clip_len
         self.with_previous = with_previous
         self.box_targets = box_targets
+        self.video_targets = video_targets
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
@@ -144,7 +148,7 @@ class VideoDataModule(pl.LightningDataModule):
         video_set = self.video_set or split_train_val(discover(data.root), data, self.config.seed)
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
                       heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
-                      heatmap_centre=data.heatmap_centre)
+                      heatmap_centre=data.heatmap_centre, video_targets=self.video_targets)
         self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
                                          with_previous=self.with_previous, seed=self.config.seed, **common)
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
