@@ -17,7 +17,8 @@ from flanet.demo.figures import read_step_losses
 from flanet.demo.report import fmt, fmt_ci, signed
 from flanet.fileio import LOCK_NAME, output_marker, prepare_output_folder
 
-TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, progress=False)
+TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, diagnosis_epochs=2,
+                    progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,11 @@ def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
         "evaluation/flanet/metrics.json", "evaluation/unet/metrics.json", "streaming/overlay.mp4",
         "streaming/summary.json", "figures/training_curves.png", "figures/per_video_dice.png",
         "figures/dice_by_frame_kind.png", "figures/cases.png", "figures/overlay.gif",
-        "runs/flanet/logs/csv/metrics.csv",
+        "runs/flanet/logs/csv/metrics.csv", "runs/diagnosis/checkpoints/last.pt",
     ):
         assert (out / relative).is_file() and (out / relative).stat().st_size > 0, relative
-    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/7]" for k in range(1, 8)]
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/8]" for k in range(1, 9)]
+    assert "## Diagnosis: benign or malignant, per video" in (out / "report.md").read_text()
     assert lines[-2].startswith("done in ")
 
 

@@ -31,8 +31,8 @@ from flanet.data import VideoSet, discover
 from flanet.data.synth import generate_dataset
 from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, measure_step_cost, plan_steps
 from flanet.demo.cases import build_cases, pick_cases
-from flanet.demo.diagnosis import train_and_score
 from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
+from flanet.demo.diagnosis import DIAGNOSIS_EPOCHS, train_and_score
 from flanet.demo.figures import (
     overlay_video_to_gif,
     plot_cases,
@@ -73,6 +73,7 @@ class DemoSettings:
         image_size: model input side (multiple of 32); None = the ``demo`` recipe's.
         encoder: timm encoder of both models (random init); None = the recipe's.
         resamples: bootstrap resamples of the 95% intervals.
+        diagnosis_epochs: epochs of the benign/malignant head on the frozen FLA-Net (:mod:`flanet.demo.diagnosis`).
         progress: progress bars.
     """
 
@@ -84,6 +85,7 @@ class DemoSettings:
     image_size: int | None = None
     encoder: str | None = None
     resamples: int = 2000
+    diagnosis_epochs: int = DIAGNOSIS_EPOCHS
     progress: bool = True
 
 
@@ -288,7 +290,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
         models["flanet"], root / "img_list" / stream_id, out / "streaming", image_size=image_size, fps=8.0,
         progress=settings.progress))
     diagnosis = stages.run("diagnosis", "training a benign/malignant head on the frozen FLA-Net", lambda: train_and_score(
-        out, root, checkpoints["flanet"], video_set, image_size, settings.seed, settings.resamples, settings.progress))
+        out, root, checkpoints["flanet"], video_set, image_size, settings.seed, settings.resamples, settings.progress,
+        settings.diagnosis_epochs))
     outcome = _Outcome(runs, results, comparison, kinds, hard_counts, stream_id, Path(stream_dir))
     figures = stages.run("figures", "drawing figures and writing the report",
                          lambda: _draw_figures(out, outcome, models, video_set, image_size))

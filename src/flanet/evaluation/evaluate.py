@@ -48,7 +48,7 @@ from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.inference.core.settings import resolve_image_size, trained_edge
-from flanet.metrics import names
+from flanet.metrics.names import DIAGNOSIS_KEY
 from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 
@@ -282,7 +282,7 @@ def evaluate_model(
     total = sum(len(scored_indices(video)) for video in video_set.subset(split))
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing)
-    result.metrics[names.DIAGNOSIS_KEY] = _diagnose(model, diagnosis, video_set, split, image_size, dev, settings)
+    result.metrics[DIAGNOSIS_KEY] = _diagnose(model, diagnosis, video_set, split, image_size, dev, settings)
     if out is not None:
         name = method or str(model.config["name"])
         kind = "video" if model.num_frames > 1 else "image"
@@ -384,7 +384,7 @@ def evaluate_prediction_folder(
     total = sum(len(scored_indices(video)) for video in videos)
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(_folder_chunks(pred_dir, videos, resize), video_set, settings, total, viewer, pixel_spacing)
-    result.metrics[names.DIAGNOSIS_KEY] = not_applicable("scored from prediction PNGs, which carry no diagnosis")
+    result.metrics[DIAGNOSIS_KEY] = not_applicable("scored from prediction PNGs, which carry no diagnosis")
     if out is not None:
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),

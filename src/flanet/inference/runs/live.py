@@ -33,8 +33,8 @@ from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, pre
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
-from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
 from flanet.inference.runs.diagnosis import StreamDiagnoser
+from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.runs.predict import run_settings

@@ -30,12 +30,12 @@ from tqdm import tqdm
 from flanet.data import DataError
 from flanet.data.deidentify import blank_outside
 from flanet.data.videoset import frame_name
+from flanet.evaluation.report import write_rows_csv
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
-from flanet.evaluation.report import write_rows_csv
 from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
 from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
