@@ -67,3 +67,12 @@ def test_not_applicable_is_stated_in_the_table_and_summary():
     section = not_applicable("the model has no diagnosis head")
     assert "Not applicable: the model has no diagnosis head." in diagnosis_table(section)
     assert diagnosis_summary(section) == "diagnosis    not applicable: the model has no diagnosis head"
+
+
+def test_the_prediction_viewer_names_the_frames_that_weighed_most():
+    from flanet.evaluation.viewer import diagnosis_note
+
+    video = {"video": "clip", "diagnosis": {"labels": {"pathology": {"probability": 0.734}},
+                                            "top_frames": [{"frame": 7, "weight": 0.5}, {"frame": 2, "weight": 0.25}]}}
+    assert diagnosis_note([video, {"video": "plain"}]) == (
+        " Diagnosis of clip: pathology 0.73; frames that weighed most (0-based index, attention): 7 (0.50), 2 (0.25).")
