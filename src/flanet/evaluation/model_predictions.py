@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flanet.data import ClipDataset, Video, VideoSet, to_model_input
+from flanet.evaluation.prediction_folder import scored_indices
 from flanet.metrics.video import heatmap_peaks
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
@@ -70,8 +71,11 @@ def logits_to_uint8(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return (torch.sigmoid(logits) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
 
 
-def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = "auto") -> str:
-    """``clips`` or ``stream``; ``auto`` streams a FLA-Net model when that needs fewer encoder passes."""
+def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = "auto", boxes: bool = False) -> str:
+    """``clips`` or ``stream``; ``auto`` streams a FLA-Net model when that needs fewer encoder passes.
+
+    ``boxes``: the scored frames are those with a box or annotated lesion-free (detection only).
+    """
     if mode not in MODES:
         raise ValueError(f"inference mode must be one of {MODES}, got {mode!r}")
     can_stream = model.num_frames > 1
@@ -81,14 +85,10 @@ def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = 
         return mode
     if not can_stream:
         return "clips"
-    annotated = [scored for scored in (_annotated(v) for v in videos) if scored]
+    annotated = [scored for scored in (scored_indices(v, boxes) for v in videos) if scored]
     streamed = sum(indices[-1] + 1 for indices in annotated)  # frames up to the last annotated one
     clipped = sum(len(indices) for indices in annotated) * int(model.num_frames)
     return "stream" if streamed <= clipped else "clips"
-
-
-def _annotated(video: Video) -> list[int]:
-    return [i for i, mask in enumerate(video.masks) if mask is not None]
 
 
 def iter_model_predictions(
@@ -100,17 +100,20 @@ def iter_model_predictions(
     batch_size: int = 8,
     num_workers: int = 0,
     progress: bool = True,
+    boxes: bool = False,
 ) -> Iterator[PredictionChunk]:
     """Yield :class:`PredictionChunk` s for the annotated frames of a split.
 
-    Consecutive frames of one video and one size are grouped, so each yield is vectorised.
+    Consecutive frames of one video and one size are grouped, so each yield is vectorised. ``boxes``:
+    frames with a lesion box or annotated lesion-free count as annotated (detection only).
 
     Raises:
         ValueError: when ``image_size`` is not a multiple of the model's ``size_multiple``.
     """
     check_image_size(model, image_size)
     dataset = ClipDataset(
-        video_set, split=split, image_size=image_size, clip_len=int(model.num_frames), augment=False, edge="causal"
+        video_set, split=split, image_size=image_size, clip_len=int(model.num_frames), augment=False, edge="causal",
+        box_targets=boxes,
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     model = model.to(device).eval()
@@ -146,6 +149,7 @@ def iter_streamed_predictions(
     device: torch.device,
     batch_size: int = 16,
     progress: bool = True,
+    boxes: bool = False,
 ) -> Iterator[PredictionChunk]:
     """Like :func:`iter_model_predictions`, but every frame is encoded once (FLA-Net variants).
 
@@ -158,10 +162,10 @@ def iter_streamed_predictions(
     check_image_size(model, image_size)
     num_frames = int(model.num_frames)
     model = model.to(device).eval()
-    total = sum(len(_annotated(v)) for v in videos)
+    total = sum(len(scored_indices(v, boxes)) for v in videos)
     with torch.inference_mode(), tqdm(total=total, unit="frame", desc="evaluate", disable=not progress) as bar:
         for video in videos:
-            annotated = _annotated(video)
+            annotated = scored_indices(video, boxes)
             if not annotated:
                 continue
             wanted = np.zeros(annotated[-1] + 1, dtype=bool)
