@@ -55,7 +55,9 @@ def test_html_is_self_contained(demo: tuple[Path, list[str]]) -> None:
     out, _ = demo
     page = (out / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert len(sources) == 5  # frame kinds, curves, per video, cases, overlay GIF
+    reliability = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["diagnosis"]["reliability"]
+    # frame kinds, curves, per video, cases, overlay GIF, and the diagnosis' reliability plot when it applies
+    assert len(sources) == 5 + (reliability is not None)
     assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
     assert 'href="streaming/overlay.mp4"' in page
     for viewer in ("evaluation/flanet/viewer.html", "evaluation/unet/viewer.html", "streaming/viewer.html"):
@@ -80,6 +82,9 @@ def test_report_numbers_are_those_of_metrics_json(demo: tuple[Path, list[str]]) 
     for group in record["comparison"].values():
         expected.append(f"{signed(group['difference'])} {fmt_ci(group['difference_ci'])}")
     expected += [record["verdict"]["text"], f"{fmt(record['streaming']['fps'], 1)} frames/s"]
+    diagnosis = record["diagnosis"]["scores"]
+    expected.append(f"Not applicable on these test videos: {diagnosis['not_applicable']}" if "not_applicable" in diagnosis
+                    else f"Test AUROC **{fmt(diagnosis['auroc'])} {fmt_ci(diagnosis['auroc_ci'])}**")
     for text in expected:
         assert text in markdown, text
         assert text in page, text
