@@ -1,8 +1,11 @@
 """Every registered model meets the one model contract (timm's ``test_models.py`` pattern).
 
 A model is tested here by being registered (:func:`flanet.models.list_models`): it is built at a small
-size, takes one training step on the CPU with its default loss, streams equal to ``forward``, exports
-to ONNX with the same outputs, and round-trips a checkpoint.
+size, decodes its encoded frames as ``forward`` does and streams equal to ``forward`` (every model, in
+the default suite), takes one training step on the CPU with its default loss, exports to ONNX with the
+same outputs, and round-trips a checkpoint. The last three are the heavy ones (10-25 s a model on 2
+cores): the default suite runs them for FLA-Net and one image model (:data:`FULLY_TESTED`), the slow
+suite (``make test-slow``) for every model.
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from flanet.models.contract import VideoSegmentationModel
 SIZE = 64
 #: Small timm encoders, the first one a model can use is the one it is tested with (else its default).
 SMALL_ENCODERS = ("resnet18", "vit_tiny_patch16_224", "vit_tiny_r_s16_p8_224")
+
+
+#: The models whose heavy checks (training step, ONNX export, checkpoint) run in the default suite.
+FULLY_TESTED = ("flanet", "unet")
+
+
+def _heavy(names: list[str]) -> list:
+    """``names`` as parameters, those not in :data:`FULLY_TESTED` marked slow."""
+    return [name if name in FULLY_TESTED else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+#: A heavy check: every registered model, in the slow suite except :data:`FULLY_TESTED`.
+heavy_per_model = pytest.mark.parametrize("model", _heavy(list_models()), indirect=True)
 
 
 def small_encoder(name: str) -> str:
@@ -85,6 +101,7 @@ def test_streaming_equals_forward(model: VideoSegmentationModel) -> None:
             torch.testing.assert_close(result.mask_logits, expected.mask_logits[0], rtol=0, atol=1e-4)
 
 
+@heavy_per_model
 def test_onnx_export_streams_the_same_masks(model: VideoSegmentationModel, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLANET_CACHE_DIR", str(tmp_path))
@@ -95,6 +112,7 @@ def test_onnx_export_streams_the_same_masks(model: VideoSegmentationModel, tmp_p
         torch.testing.assert_close(torch.as_tensor(b.mask_logits), a.mask_logits, rtol=0, atol=1e-3)
 
 
+@heavy_per_model
 def test_checkpoint_round_trip(model: VideoSegmentationModel, tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "model.pt", model, {"image_size": SIZE})
     loaded = load_checkpoint(path)
@@ -104,7 +122,7 @@ def test_checkpoint_round_trip(model: VideoSegmentationModel, tmp_path: Path) ->
         torch.testing.assert_close(loaded.model(clip).mask_logits, model(clip).mask_logits, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _heavy(list_models()))
 def test_one_training_step_on_cpu_with_its_default_loss(name: str, data_root: Path) -> None:
     from flanet.training import load_config
     from flanet.training.datamodule import VideoDataModule
