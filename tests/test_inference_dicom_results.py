@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -15,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from dicom_checks import dciodvfy_errors
 from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet import __version__
 from flanet.cli import main
@@ -32,16 +31,6 @@ from flanet.inference.runs.dicom_sr import report_measurements
 REAL_CINE = Path(get_testdata_file("examples_ybr_color.dcm"))
 THRESHOLD = "0.65"  # the small random model's probabilities on the real cine lie around 0.45..0.72: partial masks
 REGION = (8, 4, 55, 39)
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The error lines of dicom3tools' validator on ``path`` (warnings are not errors)."""
-    if shutil.which("dciodvfy") is None:
-        pytest.fail("dciodvfy is missing: install Debian's dicom3tools (.ci/run does)")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    lines = (run.stdout + run.stderr).splitlines()
-    assert any(line.strip() in ("Segmentation", "Comprehensive3DSR") for line in lines), lines  # it read the IOD
-    return [line for line in lines if line.startswith("Error")]
 
 
 def _png_masks(out: Path) -> dict[int, np.ndarray]:
@@ -122,7 +111,7 @@ def test_fractional_seg_and_source_identity(small_checkpoint: Path, tmp_path: Pa
     for ds in (seg, sr):  # the source's patient and study, a new series
         assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientName == IDENTIFIERS["PatientName"]
         assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.PatientIdentityRemoved == "NO"
-        assert "identity: source" in ds.SeriesDescription
+        assert "identity: source" in ds.SeriesDescription and ds.SeriesDate == ds.ContentDate  # a dated new series
     reference = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
     assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
     report = report_measurements(sr)
@@ -198,3 +187,22 @@ def test_dicom_out_usage_errors(small_checkpoint: Path, tmp_path: Path, write_vi
     assert "--store sends the results to the PACS" in capsys.readouterr().err
     assert main([*base, str(REAL_CINE), "--out", str(tmp_path / "c"), "--seg-type", "fractional"]) == 2
     assert "--seg-type applies" in capsys.readouterr().err
+
+
+def test_identity_replaces_uids_consistently_and_keeps_standard_ones() -> None:
+    source = pydicom.dcmread(REAL_CINE, stop_before_pixels=True)
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID, item.ReferencedSOPClassUID = source.SOPInstanceUID, source.SOPClassUID
+    source.ReferencedImageSequence = [item]
+    run, other = DicomIdentity("deidentify"), DicomIdentity("deidentify")
+    header = run.header(source)
+    assert header.SOPInstanceUID == run.uid(source.SOPInstanceUID) != source.SOPInstanceUID  # consistent in a run
+    assert header.ReferencedImageSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID  # nested, same map
+    assert other.uid(source.SOPInstanceUID) != header.SOPInstanceUID  # another run, another secret
+    assert header.SOPClassUID == source.SOPClassUID and header.ReferencedImageSequence[0].ReferencedSOPClassUID == \
+        source.SOPClassUID  # standard UIDs stay
+    assert "PixelData" not in header and "PatientName" in header and header.PatientName == ""
+    kept = DicomIdentity("source").header(source)
+    assert kept.SOPInstanceUID == source.SOPInstanceUID and kept.PatientName == source.PatientName
+    with pytest.raises(ValueError, match="unknown DICOM identity mode"):
+        DicomIdentity("anonymous")

@@ -23,6 +23,7 @@ import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from dicom_checks import dciodvfy_errors
 from dicom_writer import IDENTIFIERS, colour_frames, write_cine
 from flanet.cli import main
 from flanet.inference.runs.dicom_seg import segmentation_masks
@@ -137,6 +138,9 @@ def test_round_trip_stores_seg_and_sr_into_the_study(orthanc: str, credentials: 
     sr = client.retrieve_instance(study, series["SR"], sr_item["00080018"]["Value"][0])
     local = report_measurements(pydicom.dcmread(out / "cine-001" / "dicom" / "sr.dcm"))
     assert report_measurements(sr) == local and local["area"][3] == seg.SegmentSequence[0].TrackingUID
+    for name, stored in (("seg.dcm", seg), ("sr.dcm", sr)):  # what the PACS holds is still valid DICOM
+        stored.save_as(tmp_path / name, enforce_file_format=True)
+        assert dciodvfy_errors(tmp_path / name) == []
     assert not list(out.rglob("*.dcm.tmp*")) and not (out / "INCOMPLETE").exists()
 
 
@@ -203,3 +207,19 @@ def test_tls_verification_is_on_by_default() -> None:
     assert bundle.client()._session.verify == "/etc/ca.pem"
     token = PacsSettings.from_environment("https://pacs.example", environ={"FLANET_PACS_TOKEN": "t0k"})
     assert "t0k" not in repr(token) and token.client()._session.headers["Authorization"] == "Bearer t0k"
+
+
+def test_store_into_a_pacs_that_went_down_names_every_object_as_unknown(tmp_path: Path) -> None:
+    from flanet.inference.runs.pacs import _store
+
+    class Gone:  # the PACS stopped answering between retrieval and storing
+        def store_instances(self, *args: object, **kwargs: object) -> None:
+            raise requests.ConnectionError("connection refused")
+
+        search_for_instances = store_instances
+
+    path = write_cine(tmp_path / "cine.dcm", colour_frames(2))
+    objects = [{"cine": "cine-001", "kind": "seg", "path": path, "sop_instance_uid": "1.2.3", "series_instance_uid": "1.2"}]
+    stored, missing, problem = _store(Gone(), "http://127.0.0.1:9/dicom-web", "1.2.9", objects)
+    assert stored == [] and missing == objects
+    assert "cannot reach the PACS" in problem and "check the study by hand" in problem

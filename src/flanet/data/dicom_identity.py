@@ -112,7 +112,12 @@ class DicomIdentity:
         return ds
 
     def stamp(self, result: Dataset) -> None:
-        """Record the mode in a result object (``PatientIdentityRemoved``, ``DeidentificationMethod``)."""
+        """Record the mode in a result object (``PatientIdentityRemoved``, ``DeidentificationMethod``).
+
+        In ``source`` mode the new series is also dated (``SeriesDate``/``SeriesTime``: the object's creation);
+        both modes keep the creation date and time highdicom stamps (``ContentDate``, ``InstanceCreationDate``:
+        when flanet wrote the object, not when the patient was scanned).
+        """
         result.PatientIdentityRemoved = "YES" if self.deidentify else "NO"
         if self.deidentify:
             code = Dataset()
@@ -123,3 +128,6 @@ class DicomIdentity:
             for keyword in ("DeidentificationMethod", "DeidentificationMethodCodeSequence"):
                 if keyword in result:
                     del result[keyword]
+            for series, content in (("SeriesDate", "ContentDate"), ("SeriesTime", "ContentTime")):
+                if content in result:  # the new series is dated by its creation (a PACS lists series by date)
+                    setattr(result, series, result[content].value)

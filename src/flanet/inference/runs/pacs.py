@@ -157,7 +157,8 @@ def _value(item: Mapping[str, Any], tag: str) -> Any:
 
 def study_cines(client: Any, url: str, study: str) -> list[tuple[str, str]]:
     """``(series UID, instance UID)`` of the study's cines (multi-frame images of :data:`CINE_SOP_CLASSES`)."""
-    found = _request(f"the instances of study {study}", url, client.search_for_instances, study_instance_uid=study)
+    found = _request(f"the instances of study {study}", url, client.search_for_instances, study_instance_uid=study,
+                     fields=["NumberOfFrames"], get_remaining=True)  # every page of a large study
     if not found:
         raise PacsRefused(f"{url}: the PACS holds no study {study} (or no instance in it)")
     cines = [(str(_value(item, _SERIES)), str(_value(item, _INSTANCE))) for item in found
@@ -183,11 +184,15 @@ def _store(client: Any, url: str, study: str, objects: list[dict[str, Any]]) -> 
             problem = f"the PACS refused {len(failed)} object(s) (failure reasons {', '.join(sorted(set(failed)))})"
     except (PacsError, PacsRefused) as error:
         problem = str(error)
-    try:  # what does the study hold now?
-        held = _request(f"the instances of study {study}", url, client.search_for_instances, study_instance_uid=study)
+    present: set[str] = set()
+    try:  # what does the study hold now, in the new series?
+        for series in sorted({o["series_instance_uid"] for o in objects}):
+            held = _request(f"the instances of series {series}", url, client.search_for_instances,
+                            study_instance_uid=study, series_instance_uid=series, get_remaining=True)
+            present |= {str(_value(item, _INSTANCE)) for item in held}
     except (PacsError, PacsRefused) as again:
         return [], objects, f"{problem or 'stored'}; asking the PACS what it holds failed ({again}): check the study by hand"
-    present = {str(_value(item, _INSTANCE)) for item in held}
+
     stored = [o for o in objects if o["sop_instance_uid"] in present]
     missing = [o for o in objects if o["sop_instance_uid"] not in present]
     if missing and problem is None:

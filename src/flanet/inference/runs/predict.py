@@ -109,7 +109,7 @@ def _predict_video(
                     raise OSError(f"{mask_path}: could not write the mask")
                 count += 1
                 with_lesion += stats.lesion_present
-                full_context += result.context_frames == segmenter.num_frames
+                full_context += result.context_frames >= segmenter.num_frames
                 if stats.area_px > largest_area:
                     largest_area, largest_frame = stats.area_px, result.index
                 bar.update()
