@@ -205,3 +205,14 @@ def test_checkpoint_round_trip_of_a_tiny_model(model: torch.nn.Module, tmp_path:
     clip = torch.randn(1, model.num_frames + 2, 3, 32, 32)[:, : model.num_frames if model.init_state().window else None]
     with torch.no_grad():
         torch.testing.assert_close(loaded(clip).mask_logits, model(clip).mask_logits, rtol=0, atol=1e-6)
+
+
+def test_runs_of_windows_are_refused_for_a_memory_model(tmp_path: Path) -> None:
+    from flanet.training import load_config
+    from flanet.training.module import FLANetModule
+    from flanet.training.schema import ConfigError
+
+    config = load_config("cpu-small", ["model.name=stm", "model.encoder=resnet18", f"data.root={tmp_path}",
+                                       "data.sequence_length=4"])
+    with pytest.raises(ConfigError, match="data.sequence_length.*memory"):
+        FLANetModule(config)
