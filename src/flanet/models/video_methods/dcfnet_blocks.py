@@ -1,0 +1,148 @@
+"""DCFNet's computation (Zhang et al., "Dynamic Context-Sensitive Filtering Network for Video Salient Object
+Detection", ICCV 2021, Sec. 3): dynamic context-sensitive filtering (DCFM) in a bidirectional fusion.
+
+A DCFM (Sec. 3.2) turns the affinity between a neighbouring frame's features and the current frame's
+into convolution kernels: query from the neighbour, key and value from the current frame, a
+*channel* affinity ``softmax(Q K^T)`` (C/2 x C/2) applied to V plus Q, a 1x1 conv to ``(C/2)^2``
+channels and average pooling to ``k x k`` give one ``(C/2, C/2, k, k)`` kernel per video, which
+filters the current value map. Three such filters (dilations 1, 3, 5) are mixed by softmax weights
+from each one's pooled response, then a 3x3 conv and BatchNorm restore C.
+
+The *bidirectional dynamic fusion* (Sec. 3.3) runs a DCFM with the previous frame and one with the
+next, fuses them (1x1 conv + BN) and blends the result with the current features by a learned
+weight alpha. Four levels are decoded deep to shallow, each DCFM output feeding the next level's
+input (``DenseDecoder``). Causal deviation: a stream has no next frame, so the "next" neighbour is
+the current frame itself, which is what the public code does at the last frame of a clip; the
+previous frame's level inputs are carried in the per-video state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flanet.models.image_methods.base import ConvBNReLU, resize
+
+
+class DynamicFilterLayer(nn.Module):
+    """One DCFM filter of dilation ``dilation``: context -> a ``(C/2, C/2, k, k)`` kernel per video -> filtered value."""
+
+    def __init__(self, context_channels: int, channels: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.half, self.kernel_size, self.dilation = half, kernel_size, dilation
+        self.query = nn.Conv2d(context_channels, half, 1)
+        self.key = nn.Conv2d(channels, half, 1)
+        self.value = nn.Conv2d(channels, half, 1)
+        self.to_filter = nn.Conv2d(half, half * half, 1)
+
+    def forward(self, context: Tensor, current: Tensor) -> Tensor:
+        """``context (B, C_c, h, w)``, ``current (B, C, h, w)`` -> ``(B, C/2, h, w)``."""
+        b, _, h, w = current.shape
+        q = self.query(context).flatten(2)  # (B, C/2, hw)
+        k = self.key(current).flatten(2)
+        v = self.value(current).flatten(2)
+        affinity = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1)  # (B, C/2, C/2) channel affinity
+        filters = self.to_filter((torch.bmm(affinity, v) + q).view(b, self.half, h, w))
+        kernels = F.adaptive_avg_pool2d(filters, self.kernel_size)  # (B, (C/2)^2, k, k)
+        kernels = kernels.reshape(b * self.half, self.half, self.kernel_size, self.kernel_size)
+        pad = self.dilation * (self.kernel_size // 2)
+        out = F.conv2d(v.reshape(1, b * self.half, h, w), kernels, padding=pad, dilation=self.dilation, groups=b)
+        return out.view(b, self.half, h, w)
+
+
+class DCFM(nn.Module):
+    """Three dynamic filters (dilations ``dilations``) mixed by softmax weights, 3x3 conv + BN, ReLU."""
+
+    def __init__(self, context_channels: int, channels: int, kernel_size: int = 3,
+                 dilations: tuple[int, ...] = (1, 3, 5)) -> None:
+        super().__init__()
+        self.filters = nn.ModuleList(DynamicFilterLayer(context_channels, channels, kernel_size, d) for d in dilations)
+        self.weights = nn.ModuleList(nn.Linear(channels // 2, 1) for _ in dilations)
+        self.out = nn.Sequential(nn.Conv2d(channels // 2, channels, 3, padding=1), nn.BatchNorm2d(channels))
+
+    def forward(self, context: Tensor, current: Tensor) -> Tensor:
+        responses = [layer(context, current) for layer in self.filters]  # each (B, C/2, h, w)
+        logits = torch.cat([fc(r.mean(dim=(2, 3))) for fc, r in zip(self.weights, responses)], dim=1)  # (B, 3)
+        alpha = torch.softmax(logits, dim=1)
+        mixed = sum(alpha[:, i, None, None, None] * r for i, r in enumerate(responses))
+        return F.relu(self.out(mixed))
+
+
+class BidirectionalFusion(nn.Module):
+    """``DCFMRear``: DCFMs with the previous and the next frame, fused, blended with the current features."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.reduce_front, self.reduce_rear = nn.Conv2d(channels, half, 1, bias=False), nn.Conv2d(channels, half, 1, bias=False)
+        self.front, self.rear = DCFM(channels, half), DCFM(channels, half)
+        self.expand_front, self.expand_rear = nn.Conv2d(half, channels, 1, bias=False), nn.Conv2d(half, channels, 1, bias=False)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), nn.BatchNorm2d(channels))
+        self.alpha = nn.Linear(channels, 1)
+
+    def forward(self, previous: Tensor, current: Tensor, following: Tensor) -> Tensor:
+        """Three ``(B, C, h, w)`` maps -> ``(B, C, h, w)``: ``a * fused + (1 - a) * current``, a = sigmoid(fc(GAP(fused)))."""
+        y_front = self.expand_front(self.front(previous, self.reduce_front(current)))
+        y_rear = self.expand_rear(self.rear(following, self.reduce_rear(current)))
+        fused = self.fuse(torch.cat([y_front, y_rear], dim=1))
+        alpha = torch.sigmoid(self.alpha(fused.mean(dim=(2, 3))))[:, :, None, None]
+        return alpha * fused + (1 - alpha) * current
+
+
+class DenseDecoder(nn.Module):
+    """The four-level decoder of DCFNet: a bidirectional fusion per level, deep to shallow.
+
+    ``levels`` are the fused encoder maps ``y0..y3`` (strides 4, 8, 16, 16, all ``channels`` wide);
+    :meth:`step` runs one frame's levels given the previous frame's level inputs and returns the
+    frame's own, which the next frame reads. Level inputs: ``y3``; ``y2 + r(F0)``;
+    ``y1 + r(F1) + r(F0)``; ``y0 + r(F2) + r(F1) + r(F0)`` (F_L: level L's fusion output, r: resize and
+    3x3 conv); the mask: the four fusion outputs concatenated at stride 4, conv, 1x1 conv.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.fusions = nn.ModuleList(BidirectionalFusion(c) for _ in range(4))
+        self.refine = nn.ModuleDict({name: ConvBNReLU(c, c) for name in ("r0_1", "r0_2", "r1_2", "r0_3", "r1_3", "r2_3")})
+        self.cat = nn.ModuleList(ConvBNReLU(c, c) for _ in range(4))
+        self.fuse = ConvBNReLU(4 * c, c)
+        self.head = nn.Sequential(ConvBNReLU(c, 2 * c), nn.Conv2d(2 * c, 1, 1))
+
+    def step(self, levels: list[Tensor], previous: list[Tensor] | None, depth: int = 4) -> tuple[Tensor | None, list[Tensor]]:
+        """One frame of the recurrence, up to ``depth`` fusion levels.
+
+        Args:
+            levels: the frame's fused encoder maps ``[y0, y1, y2, y3]``.
+            previous: the previous frame's level inputs (at least ``depth`` of them); None: the frame is the
+                video's first (its own inputs stand in).
+            depth: fusions to run (0-4): level L's input needs the fusions of the levels before it, and
+                only with all four is there a mask.
+
+        Returns:
+            ``(logits at stride 4 (B, 1, h4, w4) when depth == 4 else None, the frame's level inputs 0..min(depth, 3))``.
+        """
+        y0, y1, y2, y3 = levels
+        inputs: list[Tensor] = [y3]
+        fused: list[Tensor] = []
+
+        def resized(level: int, like: Tensor) -> Tensor:
+            return resize(fused[level], like.shape[-2:])
+
+        for level in range(depth):
+            current = inputs[level]
+            before = current if previous is None else previous[level]
+            fused.append(self.fusions[level](before, current, current))  # causal: the "next" frame is t itself
+            if level == 0:
+                inputs.append(y2 + self.refine["r0_1"](resized(0, y2)))
+            elif level == 1:
+                inputs.append(y1 + self.refine["r1_2"](resized(1, y1)) + self.refine["r0_2"](resized(0, y1)))
+            elif level == 2:
+                inputs.append(y0 + self.refine["r2_3"](resized(2, y0)) + self.refine["r1_3"](resized(1, y0))
+                              + self.refine["r0_3"](resized(0, y0)))
+        if depth < 4:
+            return None, inputs[:depth + 1]
+        agg = torch.cat([conv(x) for conv, x in zip(self.cat, (fused[3], resized(2, y0), resized(1, y0), resized(0, y0)))],
+                        dim=1)
+        return self.head(self.fuse(agg)), inputs[:4]
