@@ -25,6 +25,20 @@ from torch import Tensor, nn
 from flanet.models.image_methods.base import ConvBNReLU, resize
 
 
+def adaptive_pool_matrix(size_in: int, size_out: int, like: Tensor) -> Tensor:
+    """``(size_out, size_in)`` averaging weights of ``F.adaptive_avg_pool2d`` along one axis.
+
+    Bin i averages the inputs ``floor(i n / m) .. ceil((i + 1) n / m) - 1``; as a matrix product it
+    exports to ONNX at any size (ONNX's adaptive pooling needs the output size to divide the input's).
+    """
+    i = torch.arange(size_out, device=like.device)
+    start = (i * size_in) // size_out
+    end = ((i + 1) * size_in + size_out - 1) // size_out
+    j = torch.arange(size_in, device=like.device)
+    inside = ((j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])).to(like.dtype)
+    return inside / inside.sum(dim=1, keepdim=True)
+
+
 class DynamicFilterLayer(nn.Module):
     """One DCFM filter of dilation ``dilation``: context -> a ``(C/2, C/2, k, k)`` kernel per video -> filtered value."""
 
@@ -45,11 +59,13 @@ class DynamicFilterLayer(nn.Module):
         v = self.value(current).flatten(2)
         affinity = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1)  # (B, C/2, C/2) channel affinity
         filters = self.to_filter((torch.bmm(affinity, v) + q).view(b, self.half, h, w))
-        kernels = F.adaptive_avg_pool2d(filters, self.kernel_size)  # (B, (C/2)^2, k, k)
-        kernels = kernels.reshape(b * self.half, self.half, self.kernel_size, self.kernel_size)
+        rows = adaptive_pool_matrix(h, self.kernel_size, filters)
+        cols = adaptive_pool_matrix(w, self.kernel_size, filters)
+        kernels = torch.einsum("ih,bchw,jw->bcij", rows, filters, cols)  # adaptive average pooling to (B, (C/2)^2, k, k)
+        # each video's own kernel: one batched product with the unfolded value map (a grouped conv, batch-agnostic)
         pad = self.dilation * (self.kernel_size // 2)
-        out = F.conv2d(v.reshape(1, b * self.half, h, w), kernels, padding=pad, dilation=self.dilation, groups=b)
-        return out.view(b, self.half, h, w)
+        columns = F.unfold(v.view(b, self.half, h, w), self.kernel_size, dilation=self.dilation, padding=pad)
+        return torch.bmm(kernels.reshape(b, self.half, -1), columns).view(b, self.half, h, w)
 
 
 class DCFM(nn.Module):

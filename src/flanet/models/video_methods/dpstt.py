@@ -107,8 +107,11 @@ class DPSTT(MemoryVideoModel):
 
     def decode(self, frame_features: Sequence[Sequence[Tensor]]) -> SegmentationOutput:
         """``[levels of frame t, *memory entries (newest first)]`` -> the mask of frame t."""
-        r4, r8, r16 = frame_features[0]
         memory = frame_features[1:]
+        if len(frame_features[0]) != 3 or any(len(entry) != 2 for entry in memory):
+            raise ValueError("decode needs features of 1 frame (3 levels), then memory entries [key, value], got "
+                             f"entries of {[len(entry) for entry in frame_features]} tensors")
+        r4, r8, r16 = frame_features[0]
         b = r16.shape[0]
         if memory:
             keys = torch.stack([entry[0] for entry in memory], dim=1)  # (B, T, C_k, h, w)
