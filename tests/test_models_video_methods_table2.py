@@ -139,6 +139,8 @@ def test_pnsplus_reads_the_first_frame_as_its_anchor_and_a_batch_of_frames_at_on
         for t in (2, 6):
             clip = frames[[max(t - k, 0) for k in range(5)] + [0]][None]  # window, then the anchor: frame 0
             torch.testing.assert_close(model(clip).mask_logits, streamed[t], rtol=0, atol=1e-5)
+            so_far = frames[list(range(t, -1, -1))][None]  # the video so far, current first
+            torch.testing.assert_close(model(so_far).mask_logits, streamed[t], rtol=0, atol=1e-5)
         batched = model.decode(model.init_state().read(model.encode(frames)))
     torch.testing.assert_close(batched.mask_logits, torch.cat(streamed), rtol=0, atol=1e-5)
 

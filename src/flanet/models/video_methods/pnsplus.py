@@ -146,12 +146,17 @@ class PNSPlus(VideoSegmentationModel):
         return SegmentationOutput(resize(logits, size), None)
 
     def forward(self, clip: Tensor) -> SegmentationOutput:
-        """``clip (B, T+1, 3, H, W)``: the window, current frame first, then the anchor (the clip's oldest frame)."""
-        if clip.ndim != 5 or clip.shape[2] != 3 or clip.shape[1] != self.num_frames:
-            raise ValueError(f"expected a clip (B, {self.num_frames}, 3, H, W), got shape {tuple(clip.shape)}")
-        b, t = clip.shape[:2]
-        levels = [level.unflatten(0, (b, t)) for level in self.encode(clip.flatten(0, 1))]
-        return self.decode([[level[:, k] for level in levels] for k in range(t)])
+        """``clip (B, L, 3, H, W)``, current frame first: the window is its first T frames (its oldest frame
+        repeated when L <= T), the anchor its oldest frame; so ``L = T + 1`` is a training clip and the video
+        so far (``L = t + 1``) gives what streaming gives."""
+        if clip.ndim != 5 or clip.shape[2] != 3 or clip.shape[1] < 1:
+            raise ValueError(f"expected a clip (B, L, 3, H, W), got shape {tuple(clip.shape)}")
+        b, length = clip.shape[:2]
+        picks = [min(k, length - 1) for k in range(self.options.local_frames)] + [length - 1]
+        frames = clip[:, sorted(set(picks))]  # each frame encoded once
+        position = {k: i for i, k in enumerate(sorted(set(picks)))}
+        levels = [level.unflatten(0, (b, frames.shape[1])) for level in self.encode(frames.flatten(0, 1))]
+        return self.decode([[level[:, position[k]] for level in levels] for k in picks])
 
 
 @register_model("pnsplus", PNSPlusOptions, ModelInfo(
