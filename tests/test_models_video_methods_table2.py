@@ -166,3 +166,17 @@ def test_each_method_streams_in_bfloat16(model: VideoSegmentationModel) -> None:
     for h, f in zip(half, full):
         assert h.dtype == torch.bfloat16 and torch.isfinite(h).all()
         assert float((h.float() - f).abs().max()) <= 0.1 * max(1.0, float(f.abs().max()))
+
+
+def test_dcfm_filters_each_video_with_its_own_kernels() -> None:
+    """The dynamic kernels are per video: a batch gives what each video gives alone (no kernel crosses videos)."""
+    from flanet.models.video_methods.dcfnet_blocks import DCFM
+
+    torch.manual_seed(0)
+    dcfm = DCFM(8, 8).eval()
+    context, current = torch.randn(3, 8, 6, 5), torch.randn(3, 8, 6, 5)
+    with torch.no_grad():
+        batched = dcfm(context, current)
+        alone = torch.cat([dcfm(context[i:i + 1], current[i:i + 1]) for i in range(3)])
+        torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
+        assert not torch.allclose(dcfm(context.flip(0), current), batched, atol=1e-4)  # the context matters

@@ -39,50 +39,50 @@ def adaptive_pool_matrix(size_in: int, size_out: int, like: Tensor) -> Tensor:
     return inside / inside.sum(dim=1, keepdim=True)
 
 
-class DynamicFilterLayer(nn.Module):
-    """One DCFM filter of dilation ``dilation``: context -> a ``(C/2, C/2, k, k)`` kernel per video -> filtered value."""
-
-    def __init__(self, context_channels: int, channels: int, kernel_size: int, dilation: int) -> None:
-        super().__init__()
-        half = channels // 2
-        self.half, self.kernel_size, self.dilation = half, kernel_size, dilation
-        self.query = nn.Conv2d(context_channels, half, 1)
-        self.key = nn.Conv2d(channels, half, 1)
-        self.value = nn.Conv2d(channels, half, 1)
-        self.to_filter = nn.Conv2d(half, half * half, 1)
-
-    def forward(self, context: Tensor, current: Tensor) -> Tensor:
-        """``context (B, C_c, h, w)``, ``current (B, C, h, w)`` -> ``(B, C/2, h, w)``."""
-        b, _, h, w = current.shape
-        q = self.query(context).flatten(2)  # (B, C/2, hw)
-        k = self.key(current).flatten(2)
-        v = self.value(current).flatten(2)
-        affinity = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1)  # (B, C/2, C/2) channel affinity
-        filters = self.to_filter((torch.bmm(affinity, v) + q).view(b, self.half, h, w))
-        rows = adaptive_pool_matrix(h, self.kernel_size, filters)
-        cols = adaptive_pool_matrix(w, self.kernel_size, filters)
-        kernels = torch.einsum("ih,bchw,jw->bcij", rows, filters, cols)  # adaptive average pooling to (B, (C/2)^2, k, k)
-        # each video's own kernel: one batched product with the unfolded value map (a grouped conv, batch-agnostic)
-        pad = self.dilation * (self.kernel_size // 2)
-        columns = F.unfold(v.view(b, self.half, h, w), self.kernel_size, dilation=self.dilation, padding=pad)
-        return torch.bmm(kernels.reshape(b, self.half, -1), columns).view(b, self.half, h, w)
-
-
 class DCFM(nn.Module):
-    """Three dynamic filters (dilations ``dilations``) mixed by softmax weights, 3x3 conv + BN, ReLU."""
+    """Dynamic context-sensitive filtering: three dynamic filters (dilations 1, 3, 5) mixed by softmax weights.
+
+    Filter i: query from the context, key and value from the current map (``C/2`` channels each),
+    a channel affinity ``softmax(Q K^T)`` applied to V plus Q, a 1x1 conv to ``(C/2)^2`` channels and
+    average pooling to ``k x k`` give each video its own ``(C/2, C/2, k, k)`` kernel, which filters V
+    (dilation d_i). The three responses are weighted by a softmax over a linear map of each one's mean,
+    summed, then a 3x3 conv and BatchNorm restore C, and a ReLU. The three filters run as one grouped
+    computation (one conv of 3 C/2 channels for each of Q, K, V, a grouped 1x1 conv to the kernels),
+    which keeps the exported graph small.
+    """
 
     def __init__(self, context_channels: int, channels: int, kernel_size: int = 3,
                  dilations: tuple[int, ...] = (1, 3, 5)) -> None:
         super().__init__()
-        self.filters = nn.ModuleList(DynamicFilterLayer(context_channels, channels, kernel_size, d) for d in dilations)
-        self.weights = nn.ModuleList(nn.Linear(channels // 2, 1) for _ in dilations)
-        self.out = nn.Sequential(nn.Conv2d(channels // 2, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        half, n = channels // 2, len(dilations)
+        self.half, self.kernel_size, self.dilations = half, kernel_size, tuple(dilations)
+        self.query = nn.Conv2d(context_channels, n * half, 1)
+        self.key = nn.Conv2d(channels, n * half, 1)
+        self.value = nn.Conv2d(channels, n * half, 1)
+        self.to_filter = nn.Conv2d(n * half, n * half * half, 1, groups=n)
+        bound = half ** -0.5  # nn.Linear's initialisation, one linear map per filter
+        self.mix_weight = nn.Parameter(torch.empty(n, half).uniform_(-bound, bound))
+        self.mix_bias = nn.Parameter(torch.empty(n).uniform_(-bound, bound))
+        self.out = nn.Sequential(nn.Conv2d(half, channels, 3, padding=1), nn.BatchNorm2d(channels))
 
     def forward(self, context: Tensor, current: Tensor) -> Tensor:
-        responses = [layer(context, current) for layer in self.filters]  # each (B, C/2, h, w)
-        logits = torch.cat([fc(r.mean(dim=(2, 3))) for fc, r in zip(self.weights, responses)], dim=1)  # (B, 3)
-        alpha = torch.softmax(logits, dim=1)
-        mixed = sum(alpha[:, i, None, None, None] * r for i, r in enumerate(responses))
+        """``context (B, C_c, h, w)``, ``current (B, C, h, w)`` -> ``(B, C, h, w)``."""
+        b, _, h, w = current.shape
+        n, half, k = len(self.dilations), self.half, self.kernel_size
+        q = self.query(context).view(b, n, half, h * w)
+        key = self.key(current).view(b, n, half, h * w)
+        v = self.value(current).view(b, n, half, h * w)
+        affinity = torch.softmax(q @ key.transpose(-1, -2), dim=-1)  # (B, 3, C/2, C/2) channel affinity
+        filters = self.to_filter((affinity @ v + q).view(b, n * half, h, w))  # (B, 3 (C/2)^2, h, w)
+        rows, cols = adaptive_pool_matrix(h, k, filters), adaptive_pool_matrix(w, k, filters)
+        kernels = torch.einsum("ih,bchw,jw->bcij", rows, filters, cols).reshape(b, n, half, half * k * k)
+        responses = []
+        for i, dilation in enumerate(self.dilations):  # each video's own kernel: a batched product with the unfolded V
+            columns = F.unfold(v[:, i].reshape(b, half, h, w), k, dilation=dilation, padding=dilation * (k // 2))
+            responses.append(torch.bmm(kernels[:, i], columns))  # (B, C/2, hw)
+        stacked = torch.stack(responses, dim=1)  # (B, 3, C/2, hw)
+        alpha = torch.softmax(torch.einsum("bnc,nc->bn", stacked.mean(dim=-1), self.mix_weight) + self.mix_bias, dim=1)
+        mixed = (alpha[:, :, None, None] * stacked).sum(dim=1).view(b, half, h, w)
         return F.relu(self.out(mixed))
 
 
