@@ -286,7 +286,7 @@ def _term_values(terms: LossTerms) -> dict[str, Tensor]:
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
         "triplet_fraction": terms.triplet_fraction, "dice": terms.dice, "wbce": terms.wbce, "wiou": terms.wiou,
-        "side": terms.side,
+        "side": terms.side, "ssim": terms.ssim,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 

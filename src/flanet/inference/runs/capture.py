@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from flanet.data import DataError
+from flanet.data.dicom import is_dicom_file
 
 __all__ = ["Capture", "LiveCapture", "LiveFrame", "open_live_source", "redact_source", "stop_on_signals"]
 
@@ -251,12 +252,16 @@ def open_live_source(
         open_capture: opens what ``cv2.VideoCapture`` would (tests give a fake); default OpenCV's.
 
     Raises:
-        flanet.data.DataError: a missing file, or a source that cannot be opened or delivers no frame.
+        flanet.data.DataError: a missing file, a DICOM file, or a source that cannot be opened or delivers no frame.
     """
     target, kind = _parse_source(source)
     label = redact_source(source)
     if kind == "file" and not Path(source).is_file():
         raise DataError("capture source not found (give a device index, a stream URL or a video file)", label)
+    if kind == "file" and is_dicom_file(Path(source)):  # OpenCV would play some unblanked, or fail vaguely
+        raise DataError("a DICOM file is segmented as INPUT (`flanet predict FILE.dcm`), where its ultrasound "
+                        "regions, calibration and BurnedInAnnotation are honoured; --source plays cameras, streams "
+                        "and video files", label)
     what = "no such device, or it is in use" if kind == "device" else "unreachable or not a video"
     try:
         with _quiet_native_stderr():
