@@ -110,6 +110,10 @@ class FLANetModule(pl.LightningModule):
         self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model = build_model(config.model)
+        if config.data.sequence_length is not None and self.model.init_state().window is None:
+            raise ConfigError(f"config key 'data.sequence_length': runs are decoded as causal windows, and model "
+                              f"{config.model.name!r} reads a memory of its own earlier predictions: train it on "
+                              "clips (data.sequence_length: null), which run its memory over each clip")
         self.criterion = FLANetLoss(**dataclasses.asdict(config.loss))
         self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
         self._train_sums: dict[str, Tensor] = {}
@@ -282,7 +286,7 @@ def _term_values(terms: LossTerms) -> dict[str, Tensor]:
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
         "triplet_fraction": terms.triplet_fraction, "dice": terms.dice, "wbce": terms.wbce, "wiou": terms.wiou,
-        "side": terms.side,
+        "side": terms.side, "ssim": terms.ssim,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 
