@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
+from flanet.data.sequences import SequenceDataset
 from flanet.data.split_record import RECORD_FILE, SplitRecord
 from flanet.data.splits import split_alias
 from flanet.training.resume import ResumableSampler, batches_done
@@ -108,7 +109,8 @@ class VideoDataModule(pl.LightningDataModule):
     """Clips for training (shuffled, seeded per epoch) and validation (in order).
 
     ``data.batch_size`` is the global batch: each of the ``world_size`` processes gets
-    ``batch_size // world_size`` clips per step.
+    ``batch_size // world_size`` clips per step. With ``data.sequence_length`` the training batches
+    hold runs of that many consecutive frames instead of clips (:class:`~flanet.data.sequences.SequenceDataset`).
 
     Args:
         config: resolved training configuration.
@@ -148,13 +150,20 @@ class VideoDataModule(pl.LightningDataModule):
         video_set = self.video_set or split_train_val(discover(data.root), data, self.config.seed)
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
                       heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
-                      heatmap_centre=data.heatmap_centre, video_targets=self.video_targets)
-        self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
-                                         with_previous=self.with_previous, seed=self.config.seed, **common)
+                      heatmap_centre=data.heatmap_centre)
+        if data.sequence_length is None:  # random clips, one target each (paper)
+            self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
+                                             with_previous=self.with_previous, seed=self.config.seed,
+                                             video_targets=self.video_targets, **common)
+        else:  # runs of consecutive frames, each frame encoded once (docs/training.md)
+            self.train_dataset = SequenceDataset(video_set, split=TRAIN, augment=data.augment,
+                                                 with_previous=self.with_previous, seed=self.config.seed,
+                                                 run_length=data.sequence_length, **common)
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
             self.val_dataset = None
         else:
-            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
+            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False,
+                                           video_targets=self.video_targets, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if dataset is not None and len(dataset) == 0:
                 raise DataError(f"the {name} split has no target frame (a mask, or a box)", video_set.root)

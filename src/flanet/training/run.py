@@ -30,7 +30,13 @@ from flanet.training.diagnosis import BagDataModule, DiagnosisModule, frozen_mod
 from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
-from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
+from flanet.training.preflight import (
+    check_run_folder_outside_data,
+    check_settings,
+    claim_new_run_dir,
+    run_name,
+    with_absolute_root,
+)
 from flanet.training.resume import (
     AtomicCheckpointIO,
     InvocationTimer,
@@ -91,6 +97,7 @@ def train(
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
+    check_run_folder_outside_data(resolved, run_dir)  # before any folder exists
     video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)  # before any folder exists
     resolved = resolve_labels(resolved, video_set)  # diagnosis.labels of a run with the diagnosis head
     pl.seed_everything(resolved.seed, workers=True, verbose=False)
