@@ -110,6 +110,10 @@ class FLANetModule(pl.LightningModule):
         self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model = build_model(config.model)
+        if config.data.sequence_length is not None and self.model.init_state().window is None:
+            raise ConfigError(f"config key 'data.sequence_length': runs are decoded as causal windows, and model "
+                              f"{config.model.name!r} reads a memory of earlier frames beyond a fixed window: train it on clips "
+                              "(data.sequence_length: null), which run its memory over each clip")
         self.criterion = FLANetLoss(**dataclasses.asdict(config.loss))
         self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
         self._train_sums: dict[str, Tensor] = {}

@@ -40,6 +40,7 @@ from flanet.inference.runs.capture import (
     Capture,
     LiveCapture,
     LiveFrame,
+    check_live_source,
     open_live_source,
     redact_source,
     stop_on_signals,
@@ -213,6 +214,7 @@ def predict_live(
             complete (summary ``stop_reason: source_lost``).
     """
     checkpoint = str(model) if isinstance(model, (str, Path)) else None
+    check_live_source(source)  # a missing file or a DICOM file: before the model is loaded
     keep, burned_in_entry = burned_in_regions(None, burned_in, redact_source(source))  # refused before anything
     segmenter = VideoSegmenter.create(model, settings, **options)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
