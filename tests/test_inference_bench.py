@@ -96,18 +96,25 @@ def test_bench_end_to_end_and_authors_rows_with_ratios(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     report = run_bench(["resnet18"], image_size=64, frames=2, runs=1, warmup=0, devices=["cpu"],
                        json_path=tmp_path / "b.json", markdown=docs, backends=["pytorch"], end_to_end=True,
-                       authors=replica, rounds=1)
+                       authors=replica, rounds=1, video_size=(96, 72), video_frames=3, unfolded=True)
     rows = {(r["mode"], r["backend"]): r for r in report["results"]}
-    assert list(rows) == [("authors", "pytorch"), ("stream", "pytorch"), ("clips", "pytorch"),
-                          ("end-to-end", "pytorch")]
+    assert [(r["mode"], r["backend"], r.get("unfolded")) for r in report["results"]] == [
+        ("authors", "pytorch", False), ("stream", "pytorch", False), ("stream", "pytorch", True),
+        ("clips", "pytorch", False), ("end-to-end", "pytorch", False)]
     authors = rows["authors", "pytorch"]
     for record in report["results"]:
         assert record["fps"] > 0 and math.isclose(record["x_authors"], record["fps"] / authors["fps"])
-    streaming = rows["stream", "pytorch"]
+    streaming = report["results"][1]
     assert streaming["decode_ms"] > 0 and streaming["frame_ms"] > 0 and streaming["decode_share"] > 0
-    assert rows["end-to-end", "pytorch"]["video_size"] == [640, 480]
+    assert 0 < streaming["latency_ms_p50"] <= streaming["latency_ms_p95"]  # issue 28 item 3: per-frame latency
+    assert report["results"][2]["peak_rss_mb"] > 0  # the unfolded row's memory, beside the folded one's
+    e2e = rows["end-to-end", "pytorch"]
+    assert e2e["video_size"] == [96, 72] and e2e["video_frames"] == 3
+    assert e2e["streaming_fps"] > 0 and e2e["model_only_fps"] > 0 and e2e["x_model_only"] > 0  # issue 28 item 1
     text = docs.read_text()
     assert "| cpu | default | resnet18 | pytorch | end-to-end |" in text and "| x authors |" in text
+    assert "| cpu | resnet18 | pytorch |" in text and "| latency p50 / p95 ms | peak RSS MB |" in text
+    assert "| pytorch, BatchNorms unfolded | stream |" in text
 
 
 # Scripted frames/s per (allocator, mode) and round: the machine drifts (the authors' model runs at 1, 2

@@ -71,17 +71,24 @@ class FrameEncoder(nn.Module):
         return [neck(f) for neck, f in zip(self.neck, self.backbone(frames))]
 
 
-def fold_batch_norms(model: VideoSegmentationModel) -> VideoSegmentationModel:
-    """A copy of ``model`` for inference, its encoder's BatchNorms folded into the convolutions.
+def fold_batch_norms(model: VideoSegmentationModel, inplace: bool = False) -> VideoSegmentationModel:
+    """The model for inference with its encoder's BatchNorms folded into the convolutions.
 
     In eval mode a BatchNorm after a convolution is a per-channel affine map, so it folds into
     that convolution's weights and bias (``torch.fx.experimental.optimization.fuse`` traces the
     timm backbone and folds every ``nn.BatchNorm2d`` that only a ``nn.Conv2d`` feeds): the same
     function to float rounding, one pass over each activation map fewer (Res2Net-50: all 85
     BatchNorms). timm's own norm-and-activation modules (``BatchNormAct2d`` of EfficientNet,
-    RegNet) are traced through and kept as they are. ``model`` itself is left as it
-    is (training mode, BatchNorm statistics and all); the copy is in eval mode. A model whose
-    encoder is not a :class:`FrameEncoder` (the image baselines) is returned unchanged.
+    RegNet) are traced through and kept as they are. A model whose encoder is not a
+    :class:`FrameEncoder` (the image baselines) is returned unchanged.
+
+    Args:
+        model: the model.
+        inplace: fold into ``model`` itself (put in eval mode; its unfolded backbone is released): for a model
+            nobody else uses, such as one a segmenter loaded from a checkpoint, so that no second copy of the
+            weights is held. False (default): ``model`` is left as it is (training mode, BatchNorm statistics
+            and all) and a copy in eval mode is returned that holds new tensors only for the folded
+            convolutions: every other parameter and buffer is ``model``'s own (shared, not copied).
 
     Raises:
         torch.fx.proxy.TraceError, TypeError: torch.fx cannot trace the backbone (control flow
@@ -91,10 +98,15 @@ def fold_batch_norms(model: VideoSegmentationModel) -> VideoSegmentationModel:
 
     if not isinstance(model.encoder, FrameEncoder):
         return model
-    was_training = model.training
-    folded = copy.deepcopy(model.eval())
-    model.train(was_training)
-    folded.encoder.backbone = fuse(folded.encoder.backbone)
+    if inplace:
+        folded = model.eval()
+    else:
+        was_training = model.training
+        shared = {id(t): t for t in (*model.parameters(), *model.buffers())}  # modules copied, tensors shared
+        folded = copy.deepcopy(model.eval(), memo=shared)
+        model.train(was_training)
+    # the traced backbone refers to the copy's modules; each folded pair becomes a new convolution
+    folded.encoder.backbone = fuse(folded.encoder.backbone, inplace=True)
     return folded
 
 

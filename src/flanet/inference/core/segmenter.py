@@ -179,6 +179,8 @@ class VideoSegmenter:
 
         loaded = load_checkpoint(path, map_location="cpu")
         edge = trained_edge(loaded.metadata, str(path))
+        # nobody else holds the loaded model: the runtime may change it instead of copying it (BatchNorm folding)
+        settings = dataclasses.replace(settings or SegmenterSettings(), own_model=True)
         segmenter = cls(loaded.model, settings=settings, **options)
         if edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "

@@ -25,13 +25,14 @@ from flanet.models.encoder import fold_batch_norms
 __all__ = ["PyTorchRunner", "compile_options"]
 
 
-def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool) -> VideoSegmentationModel:
-    """``model``, or its copy with folded BatchNorms; without ``strict``, an encoder torch.fx
-    cannot trace is run as it is (same results, only the fold's saving is lost)."""
+def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool, inplace: bool) -> VideoSegmentationModel:
+    """``model``, or it with folded BatchNorms (``inplace``: folded into it, else a copy sharing its other tensors);
+    without ``strict``, an encoder torch.fx cannot trace is run as it is (same results, only the fold's saving
+    is lost)."""
     if not fold:
         return model
     try:
-        return fold_batch_norms(model)
+        return fold_batch_norms(model, inplace=inplace)
     except (TraceError, TypeError):
         if strict:
             raise
@@ -57,7 +58,8 @@ def compile_options(compile: bool | str | dict[str, Any], device: torch.device) 
 class PyTorchRunner(Runner):
     """``model`` on a torch device (see the module docstring and :class:`RuntimeOptions`).
 
-    The given model is put in eval mode; a folded copy is run in its place on the CPU. Frames go in at the
+    The given model is put in eval mode; on the CPU its BatchNorms are folded, into the model itself when the
+    runtime owns it (``own_model``), else into a copy that shares the model's other tensors. Frames go in at the
     weights' dtype, so a ``model.to(torch.bfloat16)`` streams in it; outputs are float32 on the caller's side.
     """
 
@@ -67,7 +69,7 @@ class PyTorchRunner(Runner):
         channels_last = self.device.type == "cpu" if options.channels_last is None else options.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         fold = self.device.type == "cpu" if options.fold_batchnorm is None else options.fold_batchnorm
-        model = _prepare(model.eval(), fold, strict=options.fold_batchnorm is not None)
+        model = _prepare(model.eval(), fold, strict=options.fold_batchnorm is not None, inplace=options.own_model)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.input_dtype = next(self.model.parameters()).dtype
         self.num_frames = self.model.num_frames
