@@ -156,7 +156,7 @@ def test_overlapped_predict_writes_the_sequential_files(small_checkpoint: Path, 
         cv2.imwrite(str(folder / f"f_{i + 1}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)[:, :, 0])  # grayscale
     cine = write_cine(tmp_path / "cine.dcm", colour_frames(5), region=(8, 4, 55, 39))
     for given in (video, folder, cine):
-        overlapped, sequential = _both(lambda out, overlap: predict_to_folder(
+        overlapped, sequential = _both(lambda out, overlap, given=given: predict_to_folder(
             small_checkpoint, given, out, device="cpu", progress=False, threshold=threshold, overlap=overlap),
             tmp_path / f"out-{given.name}", overlays)
         assert overlapped == sequential, given.name

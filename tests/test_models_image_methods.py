@@ -116,7 +116,9 @@ def test_transunet_on_a_plain_vit_has_no_skips() -> None:
 
 
 @pytest.mark.parametrize("name, kwargs, cnn", [
-    ("vit_base_r50_s16_384", {"depth": 2, "embed_dim": 32, "num_heads": 2}, 3),
+    # the hybrid builds a full ResNet-50 (about 25 s on 2 loaded cores): slow suite; TransUNet's tests above
+    # run its CNN levels in the default suite
+    pytest.param("vit_base_r50_s16_384", {"depth": 2, "embed_dim": 32, "num_heads": 2}, 3, marks=pytest.mark.slow),
     ("vit_tiny_patch16_224", {"depth": 3}, 0),
 ])
 def test_vit_encoder_layers_equal_timms_own(name: str, kwargs: dict, cnn: int) -> None:

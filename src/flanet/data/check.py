@@ -24,6 +24,7 @@ from flanet.data.bboxes import box_iou, mask_bbox
 from flanet.data.dicom import dicom_problems, is_dicom_file
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
+from flanet.data.labels import label_value
 from flanet.data.layouts import discover
 from flanet.data.rle import EncodedMask
 from flanet.data.splits import split_alias
@@ -57,7 +58,10 @@ class CheckReport:
     lesion_frames: int = 0
     image_sizes: Counter = field(default_factory=Counter)
     split_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
-    label_counts: dict[str, Counter] = field(default_factory=dict)
+    #: ``{label: {split: Counter(value)}}``, split ``"all"`` for the whole set; a blank cell counts as ``"missing"``.
+    label_counts: dict[str, dict[str, Counter]] = field(default_factory=dict)
+    #: Ids of the videos that have no label at all (when the set has labels).
+    unlabelled: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     def count(self, severity: str) -> int:
@@ -68,15 +72,26 @@ class CheckReport:
         """True without errors (and, when ``strict``, without warnings)."""
         return self.count("error") == 0 and (not strict or self.count("warning") == 0)
 
+    def _format_labels(self) -> str:
+        """``pathology: benign 5, malignant 3 (train: benign 2, malignant 1; test: ...)`` per label, then the unlabelled."""
+        def counts(counter: Counter) -> str:
+            return ", ".join(f"{value} {n}" for value, n in sorted(counter.items()))
+
+        lines = []
+        for name, by_split in self.label_counts.items():
+            splits = "; ".join(f"{split}: {counts(counter)}" for split, counter in by_split.items() if split != "all")
+            lines.append(f"{name}: {counts(by_split['all'])}" + (f" ({splits})" if splits else ""))
+        if self.label_counts and self.unlabelled:
+            listed = ", ".join(self.unlabelled[:8]) + (" ..." if len(self.unlabelled) > 8 else "")
+            lines.append(f"{_count(len(self.unlabelled), 'video')} without labels: {listed}")
+        return "\n              ".join(lines)
+
     def format(self) -> str:
         """Human-readable report: summary, then every problem (errors first)."""
         sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.image_sizes.most_common(6)) or "-"
         splits = ", ".join(f"{name} {_count(v, 'video')} / {_count(f, 'frame')}"
                            for name, (v, f) in self.split_sizes.items())
-        labels = "; ".join(
-            f"{name}: " + ", ".join(f"{value} {n}" for value, n in sorted(counts.items()))
-            for name, counts in self.label_counts.items()
-        )
+        labels = self._format_labels()
         lines = [
             f"data set      {self.root}",
             f"layout        {self.layout or 'not recognised'}",
@@ -291,11 +306,51 @@ def check_dataset(
         report.masked_frames += video.num_masks
     split_problems, report.split_sizes = _split_problems(video_set)
     report.problems += split_problems
-    ids = {video.id for video in video_set.videos}
-    for video_id, values in video_set.labels.items():
-        if video_id not in ids:
-            report.problems.append(Problem("warning", video_set.root, f"labels name video {video_id!r}, "
-                                                                      "which does not exist"))
-        for name, value in values.items():
-            report.label_counts.setdefault(name, Counter())[value] += 1
+    report.problems += _label_problems(video_set)
+    report.label_counts, report.unlabelled = label_counts(video_set)
     return report
+
+
+def label_counts(video_set: VideoSet) -> tuple[dict[str, dict[str, Counter]], list[str]]:
+    """Counts of each label's values over the set (``"all"``) and per split, and the videos without any label.
+
+    A video without a value for a label counts as ``"missing"``; no labels at all give ``({}, [])``.
+    """
+    names = sorted({name for values in video_set.labels.values() for name in values})
+    if not names:
+        return {}, []
+    display = _alias_names(video_set.splits)
+    groups = {"all": [video.id for video in video_set.videos]}
+    groups.update({display[split]: ids for split, ids in video_set.splits.items() if split in display})
+    counts: dict[str, dict[str, Counter]] = {name: {} for name in names}
+    for group, ids in groups.items():
+        for name in names:
+            counts[name][group] = Counter(video_set.labels.get(video, {}).get(name, "").strip() or "missing"
+                                          for video in ids)
+    unlabelled = [video.id for video in video_set.videos
+                  if not any(value.strip() for value in video_set.labels.get(video.id, {}).values())]
+    return counts, unlabelled
+
+
+def _label_problems(video_set: VideoSet) -> list[Problem]:
+    """Labels of videos that do not exist (warning), and labels the diagnosis head cannot read as binary (note)."""
+    ids = {video.id for video in video_set.videos}
+    problems = [Problem("warning", video_set.root, f"labels name video {video_id!r}, which does not exist")
+                for video_id in video_set.labels if video_id not in ids]
+    names = sorted({name for values in video_set.labels.values() for name in values})
+    for name in names:
+        odd = sorted({value for values in video_set.labels.values() for value in [values.get(name, "")]
+                      if not _is_binary(value)})
+        if odd:
+            problems.append(Problem("note", video_set.root, f"label {name!r} has values that are not binary "
+                                                            f"({', '.join(odd[:4])}): per-label scores only, "
+                                                            "no diagnosis head"))
+    return problems
+
+
+def _is_binary(value: str) -> bool:
+    try:
+        label_value(value)
+    except ValueError:
+        return False
+    return True

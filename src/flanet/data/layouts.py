@@ -30,8 +30,8 @@ from flanet.data.annotation_layouts import cvat_task_folders, read_coco_layout, 
 from flanet.data.bboxes import read_bbox_json
 from flanet.data.dicom import DICOM_SUFFIXES, is_dicom_file, probe_dicom
 from flanet.data.errors import DataError, Problem
-from flanet.data.labels import find_label_file, read_labels
-from flanet.data.listing import list_dir, match_masks, paired_videos
+from flanet.data.labels import find_label_file, folder_labels, merged_labels, read_labels
+from flanet.data.listing import list_dir, match_masks, paired_videos, video_folders
 from flanet.data.splits import read_split_lists, with_aliases
 from flanet.data.videoset import Video, VideoSet
 
@@ -198,12 +198,12 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         layout = "video-polyp"
         videos, folder_splits = _read_polyp(found)
     else:
-        subfolders, loose_images = list_dir(root, [])
+        subfolders, loose_images = video_folders(root, [])
         suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
         files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
         mask_folder = "masks" if files else None  # masks/<video stem>/ of video files is no video
-        listed = [(folder.name, frames) for folder in subfolders if folder.name != mask_folder
+        listed = [(name, frames) for name, folder in subfolders if name != mask_folder
                   for frames in [list_dir(folder, notes)[1]] if frames]
         _refuse_mixed_frames(root, loose_images, files, listed)
         if loose_images:  # the root itself is one video's frames
@@ -232,5 +232,15 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
     if list_splits and folder_splits:
         notes.append(Problem("note", root, "split lists (*_list.csv) take precedence over split folders"))
     label_file = Path(labels_csv) if labels_csv is not None else find_label_file(root)
-    labels = read_labels(label_file) if label_file is not None else {}
+    labels = merged_labels(read_labels(label_file) if label_file is not None else {},
+                           folder_labels([(video.id, _path_parts(root, video)) for video in videos]))
     return VideoSet(root, layout, videos, splits, labels, notes, split_files or coco_files)
+
+
+def _path_parts(root: Path, video: Video) -> list[str]:
+    """The parts of a video's id and of its frames' (or file's) folder below ``root``: where class folders show."""
+    source = video.video_file or (video.frames[0] if video.frames else None)
+    parts = list(video.id.split("/"))
+    if source is not None and source.parent.is_relative_to(root):
+        parts = list(source.parent.relative_to(root).parts) + parts
+    return parts

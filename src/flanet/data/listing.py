@@ -10,6 +10,7 @@ from natsort import natsorted
 
 from flanet.data.errors import Problem
 from flanet.data.images import is_image_file
+from flanet.data.labels import CLASS_FOLDERS
 from flanet.data.videoset import Video
 
 STRAY_NAMES: frozenset[str] = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
@@ -67,22 +68,46 @@ def match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes:
     return [by_stem.get(frame.stem) for frame in frames]
 
 
+def is_class_folder(folder: Path, notes: list[Problem]) -> bool:
+    """True for a ``benign/`` or ``malignant/`` folder that holds video folders and no frames (docs/data.md)."""
+    if folder.name.lower() not in CLASS_FOLDERS:
+        return False
+    subfolders, images = list_dir(folder, [])
+    return bool(subfolders) and not images
+
+
+def video_folders(root: Path, notes: list[Problem]) -> tuple[list[tuple[str, Path]], list[Path]]:
+    """``(video id, folder)`` of every video folder under ``root`` and the loose images of ``root``.
+
+    A class folder (:func:`is_class_folder`) is a level above its videos: ``benign/case1/`` is
+    video ``benign/case1`` (its label comes from the folder name, :func:`flanet.data.labels.folder_labels`).
+    """
+    folders, loose = list_dir(root, notes)
+    found: list[tuple[str, Path]] = []
+    for folder in folders:
+        if is_class_folder(folder, notes):
+            found += [(f"{folder.name}/{sub.name}", sub) for sub in list_dir(folder, notes)[0]]
+        else:
+            found.append((folder.name, folder))
+    return found, loose
+
+
 def paired_videos(image_root: Path, mask_root: Path, notes: list[Problem]) -> list[Video]:
-    """Videos ``image_root/<video>/`` with masks in ``mask_root/<video>/``."""
-    folders, loose = list_dir(image_root, notes)
+    """Videos ``image_root/<video>/`` with masks in ``mask_root/<video>/`` (``<video>`` may be ``benign/<name>``)."""
+    folders, loose = video_folders(image_root, notes)
     for path in loose:
         notes.append(Problem("warning", path, "image outside any video folder, ignored"))
     videos = []
-    for folder in folders:
+    for video_id, folder in folders:
         _, frames = list_dir(folder, notes)
-        mask_dir = mask_root / folder.name
+        mask_dir = mask_root / video_id
         if not mask_dir.is_dir():
-            message = f"no mask folder for video {folder.name!r}: its frames have no masks"
+            message = f"no mask folder for video {video_id!r}: its frames have no masks"
             notes.append(Problem("warning", mask_dir, message))
-        videos.append(Video(folder.name, frames, match_masks(folder.name, frames, mask_dir, notes)))
+        videos.append(Video(video_id, frames, match_masks(video_id, frames, mask_dir, notes)))
     if mask_root.is_dir():
-        image_names = {folder.name for folder in folders}
-        for folder in list_dir(mask_root, notes)[0]:
-            if folder.name not in image_names:
+        image_names = {video_id for video_id, _ in folders}
+        for video_id, folder in video_folders(mask_root, [])[0]:
+            if video_id not in image_names:
                 notes.append(Problem("warning", folder, "mask folder without a frame folder, ignored"))
     return videos

@@ -170,6 +170,10 @@ class VideoSet:
         """True when the set has boxes but no mask at all (e.g. CVA-Net's detection set)."""
         return _box_only(self.videos)
 
+    def is_box_only(self, split: str | None) -> bool:
+        """True when the split (every video for None) has lesion boxes but no mask: scored as detection only."""
+        return _box_only(self.subset(split))
+
     def ensure_masks(self, split: str | None, use: str = "scoring lesion masks (Dice, IoU, ...)") -> None:
         """Refuse a use that needs masks on a split that has boxes but no masks.
 

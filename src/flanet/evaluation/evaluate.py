@@ -27,6 +27,7 @@ from flanet.data.dicom import is_dicom_file, probe_dicom
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
+from flanet.evaluation.detection import annotated_boxes, box_masks
 from flanet.evaluation.model_predictions import (
     check_image_size,
     choose_mode,
@@ -181,18 +182,22 @@ Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | N
 
 def _score(
     chunks: Iterator[Chunk], video_set: VideoSet, settings: EvaluationSettings, total: int | None = None,
-    viewer: ViewerCollector | None = None, pixel_spacing: GivenSpacing = None,
+    viewer: ViewerCollector | None = None, pixel_spacing: GivenSpacing = None, detection_only: bool = False,
 ) -> EvaluationResult:
     """Feed chunks to a scorer (and the viewer; a progress bar when ``total`` frames are known) and summarise.
 
     Pixel spacing: each video's own calibration, else ``pixel_spacing`` (:mod:`flanet.evaluation.spacing`).
+    True boxes: the annotated ones (``bbox.json``, COCO boxes), else the masks'. ``detection_only``: the
+    frames have boxes but no masks (a box-only set; the chunks' ``gt`` are the boxes, filled).
     """
     spacing = resolve_spacing(video_set.videos, pixel_spacing)
-    with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs) as scorer, tqdm(
+    by_id = {video.id: video for video in video_set.videos}
+    with EvaluationScorer(settings.threshold, settings.worst_count, jobs=settings.jobs,
+                          segmentation=not detection_only) as scorer, tqdm(
         total=total, unit="frame", desc="score", disable=total is None or not settings.progress
     ) as bar:
         for video_id, names, indices, prob, gt, heatmap, centres in chunks:
-            scorer.add(video_id, names, prob, gt, centres)
+            scorer.add(video_id, names, prob, gt, centres, annotated_boxes(by_id[video_id], indices))
             if viewer is not None:
                 viewer.add(video_id, names, indices, prob, gt, heatmap)
             bar.update(len(names))
@@ -201,37 +206,47 @@ def _score(
     return annotate_spacing(result, spacing)
 
 
-def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool) -> Iterator[Chunk]:
+def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool, boxes: bool = False) -> Iterator[Chunk]:
     """Prediction-folder chunks with frame indices (no heatmap: centres are mask centroids)."""
-    index_of = {video.id: {frame_name(video, i): i for i in scored_indices(video)} for video in videos}
-    for video_id, names, prob, gt in iter_prediction_folder(pred_dir, videos, resize):
+    index_of = {video.id: {frame_name(video, i): i for i in scored_indices(video, boxes)} for video in videos}
+    for video_id, names, prob, gt in iter_prediction_folder(pred_dir, videos, resize, boxes):
         yield video_id, names, [index_of[video_id][n] for n in names], prob, gt, None, None
 
 
-def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, videos: dict[str, Video], method: str) -> None:
-    """``viewer.html`` of an evaluation: scored frames, Dice per frame, lowest-Dice frames listed."""
-    viewer.set_values({(row["video"], row["frame"]): row["dice"] for row in result.per_frame})
+def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, videos: dict[str, Video], method: str,
+                  detection_only: bool = False) -> None:
+    """``viewer.html`` of an evaluation: scored frames, Dice per frame (box IoU when scoring detection only),
+    lowest frames listed."""
+    key, label = ("box_iou", "Box IoU") if detection_only else ("dice", "Dice")
+    viewer.set_values({(row["video"], row["frame"]): row[key] for row in result.per_frame if row[key] != ""})
     reader = VideoFrameReader()
+    note = ("Frames with a lesion box (truth: the box) or annotated lesion-free" if detection_only
+            else "Frames with a ground-truth mask")
     viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
-                 f"flanet evaluate: {method}", "Dice",
-                 note="Frames with a ground-truth mask; prediction: probability > 0.5.")
+                 f"flanet evaluate: {method}", label, note=f"{note}; prediction: probability > 0.5.")
 
 
 def _model_chunks(
     model: VideoSegmentationModel, video_set: VideoSet, split: str | None, image_size: int, device: torch.device,
-    batch_size: int, num_workers: int, save_dir: Path | None, progress: bool, mode: str,
+    batch_size: int, num_workers: int, save_dir: Path | None, progress: bool, mode: str, detection_only: bool = False,
 ) -> Iterator[Chunk]:
-    """Model predictions with their ground truth at original size; optionally saved as PNGs."""
+    """Model predictions with their ground truth at original size (``detection_only``: the true boxes,
+    filled); optionally saved as PNGs."""
     videos = video_set.subset(split)
     by_id = {video.id: video for video in videos}
     if mode == "stream":
-        predictions = iter_streamed_predictions(model, videos, image_size, device, max(batch_size, 4), progress)
+        predictions = iter_streamed_predictions(model, videos, image_size, device, max(batch_size, 4), progress,
+                                                boxes=detection_only)
     else:
-        predictions = iter_model_predictions(model, video_set, split, image_size, device, batch_size, num_workers, progress)
+        predictions = iter_model_predictions(model, video_set, split, image_size, device, batch_size, num_workers,
+                                             progress, boxes=detection_only)
     for chunk in predictions:
         video = by_id[chunk.video]
         names = [frame_name(video, i) for i in chunk.indices]
-        gt = np.stack([read_mask(video.masks[i]) for i in chunk.indices])  # type: ignore[arg-type]
+        if detection_only:
+            gt = box_masks(annotated_boxes(video, chunk.indices), *chunk.prob.shape[1:])
+        else:
+            gt = np.stack([read_mask(video.masks[i]) for i in chunk.indices])  # type: ignore[arg-type]
         if save_dir is not None:
             folder = save_dir / chunk.video
             folder.mkdir(parents=True, exist_ok=True)
@@ -258,10 +273,12 @@ def evaluate_model(
     millimetres; a video whose file carries a calibration (DICOM) keeps its own. ``not_held_out``: why
     the scored videos are not a held-out test set (stated at the top of ``table.md``), or ``""``.
     Clips always use the causal edge (the first frame repeated at a video's start), whatever the
-    model was trained with; ``metrics.json`` records it (``context.edge``).
+    model was trained with; ``metrics.json`` records it (``context.edge``). A split with lesion boxes
+    but no masks (CVA-Net's) is scored as detection only: its box and listed lesion-free frames, COCO AP
+    and the frame-level measures (``metrics.json``: ``segmentation.applicable`` false).
     """
     split = resolve_split(video_set, split)
-    video_set.ensure_masks(split)
+    detection_only = video_set.is_box_only(split)
     image_size = resolve_image_size(image_size, model.trained_image_size)
     check_image_size(model, image_size)  # bad input is refused before the output folder is touched
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root], reuse=True) if out is not None else None
@@ -269,13 +286,15 @@ def evaluate_model(
         mark_incomplete(out, "flanet evaluate")
     save_dir = out / "predictions" if (out is not None and save_pred) else None
     dev = resolve_device(device)
-    mode = choose_mode(model, video_set.subset(split), mode)
+    mode = choose_mode(model, video_set.subset(split), mode, boxes=detection_only)
     chunks = _model_chunks(
-        model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode
+        model, video_set, split, image_size, dev, batch_size, num_workers, save_dir, settings.progress, mode,
+        detection_only,
     )
-    total = sum(len(scored_indices(video)) for video in video_set.subset(split))
+    total = sum(len(scored_indices(video, detection_only)) for video in video_set.subset(split))
     viewer = ViewerCollector(total) if out is not None else None
-    result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing)
+    result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing,
+                    detection_only=detection_only)
     if out is not None:
         name = method or str(model.config["name"])
         kind = "video" if model.num_frames > 1 else "image"
@@ -283,11 +302,12 @@ def evaluate_model(
             "mode": "model", "flanet_version": __version__, "data": str(video_set.root), "layout": video_set.layout,
             "split": split or "all", "image_size": image_size, "device": str(dev), "threshold": settings.threshold,
             "inference_mode": mode, "model_config": model.config, "edge": "causal",
+            "scoring": "detection only (box-only frames)" if detection_only else "segmentation and detection",
             "scored_videos": scored_context(split, video_set.subset(split), not_held_out), **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, name)  # type: ignore[arg-type]
+        _write_viewer(out, viewer, result, by_id, name, detection_only)  # type: ignore[arg-type]
         mark_complete(out)
     return result
 
@@ -349,9 +369,9 @@ def evaluate_prediction_folder(
         raise FileNotFoundError(f"{pred_dir}: prediction folder does not exist")
     video_set = discover(data)
     split = resolve_split(video_set, split)
-    video_set.ensure_masks(split)
+    detection_only = video_set.is_box_only(split)
     videos = video_set.subset(split)
-    check = check_predictions(pred_dir, videos, {video.id for video in video_set.videos})
+    check = check_predictions(pred_dir, videos, {video.id for video in video_set.videos}, detection_only)
     if check.extra or check.outside_split:
         log.warning("%s", check.report())
     if check.missing or (check.wrong_size and not resize):
@@ -361,13 +381,15 @@ def evaluate_prediction_folder(
     out = prepare_output_folder(out, "evaluate", inputs=[video_set.root, pred_dir], reuse=True) if out is not None else None
     if out is not None:
         mark_incomplete(out, "flanet evaluate")
-    total = sum(len(scored_indices(video)) for video in videos)
+    total = sum(len(scored_indices(video, detection_only)) for video in videos)
     viewer = ViewerCollector(total) if out is not None else None
-    result = _score(_folder_chunks(pred_dir, videos, resize), video_set, settings, total, viewer, pixel_spacing)
+    result = _score(_folder_chunks(pred_dir, videos, resize, detection_only), video_set, settings, total, viewer,
+                    pixel_spacing, detection_only)
     if out is not None:
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),
             "layout": video_set.layout, "split": split or "all", "threshold": settings.threshold,
+            "scoring": "detection only (box-only frames)" if detection_only else "segmentation and detection",
             "scored_videos": scored_context(split, videos),
             "resized_predictions": [str(p) for p, _, _ in check.wrong_size],
             "extra_files": [str(p) for p in check.extra],
@@ -375,6 +397,6 @@ def evaluate_prediction_folder(
         atomic_write_text(out / "prediction_check.txt", (check.report(limit=None) or "no problems") + "\n")
         by_id = {video.id: video for video in video_set.videos}
         write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, method or pred_dir.name)  # type: ignore[arg-type]
+        _write_viewer(out, viewer, result, by_id, method or pred_dir.name, detection_only)  # type: ignore[arg-type]
         mark_complete(out)
     return result, check

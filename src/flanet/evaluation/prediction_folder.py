@@ -21,6 +21,7 @@ from flanet.data import Video, read_mask
 from flanet.data.images import binarise_mask, is_palette_png, read_bytes, read_mask_values
 from flanet.data.rle import EncodedMask
 from flanet.data.videoset import frame_name as stem_name
+from flanet.evaluation.detection import annotated_boxes, box_masks
 
 PREDICTION_SUFFIX = ".png"
 CHUNK_FRAMES = 16
@@ -31,9 +32,13 @@ def frame_name(video: Video, index: int) -> str:
     return stem_name([path.stem for path in video.frames] if video.frames else None, index)
 
 
-def scored_indices(video: Video) -> list[int]:
-    """Indices of the frames that have a ground-truth mask (the frames that are scored)."""
-    return [i for i, mask in enumerate(video.masks) if mask is not None]
+def scored_indices(video: Video, boxes: bool = False) -> list[int]:
+    """Indices of the frames that are scored: those with a ground-truth mask; with ``boxes`` (detection
+    only, a box-only set) those with a lesion box or annotated lesion-free."""
+    if not boxes:
+        return [i for i, mask in enumerate(video.masks) if mask is not None]
+    box = video.bboxes or [None] * len(video.masks)
+    return [i for i in range(len(video.masks)) if video.known_mask(i) or box[i] is not None]
 
 
 def prediction_folder(pred_dir: Path, video: Video) -> Path:
@@ -96,24 +101,35 @@ class PredictionCheck:
         return "\n".join(lines)
 
 
-def check_predictions(pred_dir: Path, videos: list[Video], all_video_ids: set[str]) -> PredictionCheck:
+def truth_size(video: Video, index: int) -> tuple[int, int]:
+    """(H, W) a prediction of frame ``index`` must have: its mask's, else (a box-only frame) the frame's."""
+    mask = video.masks[index]
+    if mask is not None:
+        return image_size(mask)
+    if video.video_file is not None:
+        return tuple(video.read_frame(index).shape[:2])  # type: ignore[return-value]
+    return image_size(video.frames[index])
+
+
+def check_predictions(pred_dir: Path, videos: list[Video], all_video_ids: set[str], boxes: bool = False) -> PredictionCheck:
     """Compare a prediction folder with the frames to score, by file name and image size.
 
     Args:
         pred_dir: the prediction folder.
         videos: the evaluated videos.
         all_video_ids: ids of every video of the data set (to tell other splits from stray files).
+        boxes: the scored frames are those of :func:`scored_indices` with ``boxes`` (detection only).
     """
     check = PredictionCheck()
     for video in videos:
         folder = prediction_folder(pred_dir, video)
         names = {frame_name(video, i) for i in range(video.num_frames)}
-        for index in scored_indices(video):
+        for index in scored_indices(video, boxes):
             path = folder / f"{frame_name(video, index)}{PREDICTION_SUFFIX}"
             if not path.is_file():
                 check.missing.append(path)
                 continue
-            found, wanted = image_size(path), image_size(video.masks[index])  # type: ignore[arg-type]
+            found, wanted = image_size(path), truth_size(video, index)
             if found != wanted:
                 check.wrong_size.append((path, found, wanted))
         if folder.is_dir():
@@ -177,7 +193,7 @@ def read_prediction(path: Path, size: tuple[int, int] | None = None) -> np.ndarr
 
 
 def iter_prediction_folder(
-    pred_dir: Path, videos: list[Video], resize: bool = False
+    pred_dir: Path, videos: list[Video], resize: bool = False, boxes: bool = False,
 ) -> Iterator[tuple[str, list[str], np.ndarray, np.ndarray]]:
     """Yield ``(video id, frame names, prob uint8 (N, H, W), gt bool (N, H, W))`` chunks in frame order.
 
@@ -185,14 +201,19 @@ def iter_prediction_folder(
         pred_dir: prediction folder (checked with :func:`check_predictions` first).
         videos: the evaluated videos.
         resize: resize predictions to the ground-truth size (like the VPS toolbox) instead of failing.
+        boxes: detection only (a box-only set): the frames with a box or annotated lesion-free, and
+            ``gt`` is each frame's box, filled (:func:`flanet.evaluation.detection.box_masks`).
     """
     for video in videos:
         folder = prediction_folder(pred_dir, video)
         names: list[str] = []
         probs: list[np.ndarray] = []
         gts: list[np.ndarray] = []
-        for index in scored_indices(video):
-            gt = read_mask(video.masks[index])  # type: ignore[arg-type]
+        for index in scored_indices(video, boxes):
+            if boxes:
+                gt = box_masks(annotated_boxes(video, [index]), *truth_size(video, index))[0]
+            else:
+                gt = read_mask(video.masks[index])  # type: ignore[arg-type]
             path = folder / f"{frame_name(video, index)}{PREDICTION_SUFFIX}"
             prob = read_prediction(path, gt.shape if resize else None)
             if prob.shape != gt.shape:

@@ -29,6 +29,16 @@ BEHAVIOUR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("loc_error_mm", "Centre error mm ↓"),
 )
 DETECTION_KEYS = ("specificity", "fp_frames_per_video", "fp_area_px", "auroc")
+BOX_COLUMNS: tuple[tuple[str, str], ...] = tuple(zip(
+    (*names.DETECTION, *names.PEAK_DETECTION),
+    ("AP ↑", "AP50 ↑", "AP75 ↑", "Peak-box AP ↑", "Peak-box AP50 ↑", "Peak-box AP75 ↑"),
+))
+BOX_NOTE = (
+    "Detection: one box per frame, the largest connected component of the prediction (threshold 0.5) scored by its "
+    "maximum probability; peak box: that extent centred at the heatmap peak (models with the localisation branch). "
+    "COCO AP (IoU 0.50:0.05:0.95), AP50, AP75 against the annotated boxes (bbox.json, COCO), else the masks' boxes; "
+    "no interval. n/a: no lesion box among the frames, or no heatmap. Definitions: docs/metrics.md."
+)
 BEHAVIOUR_NOTE = (
     "Video behaviour: flicker = mean over consecutive scored frames of max(0, mask change of the prediction - "
     "mask change of the ground truth), mask change = 1 - Dice between consecutive masks; sensitivity / "
@@ -108,7 +118,16 @@ def table_rows(entries: list[tuple[str, str, dict[str, Any]]], with_ci: bool = T
             cell = format_cell(metrics, key, with_ci)
             cells.append("n/a" if cell == "-" and (key in DETECTION_KEYS or key == "loc_error_mm") else cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", TABLE_NOTE, "", BEHAVIOUR_NOTE]
+    lines += ["", "### Detection (COCO AP of one box per frame)", ""]
+    lines.append("| Method | " + " | ".join(h for _, h in BOX_COLUMNS) + " |")
+    lines.append("|---|" + "---|" * len(BOX_COLUMNS))
+    for method, _, metrics in entries:
+        cells = [format_cell(metrics, key, with_ci) for key, _ in BOX_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join("n/a" if cell == "-" else cell for cell in cells) + " |")
+    lines += ["", TABLE_NOTE, "", BEHAVIOUR_NOTE, "", BOX_NOTE]
+    for method, _, metrics in entries:
+        if note := metrics.get("segmentation", {}).get("note"):
+            lines += ["", f"{method}: segmentation {note}."]
     for method, _, metrics in entries:
         if note := spacing_note(method, metrics):
             lines += ["", note]

@@ -20,11 +20,14 @@ import numpy as np
 import torch
 
 from flanet.evaluation.behaviour import BehaviourScorer
+from flanet.evaluation.detection import DetectionScorer, box_masks
 from flanet.metrics import names, standard, vps
 from flanet.metrics.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap_intervals
 
 HEADLINE_STANDARD: tuple[str, ...] = names.STANDARD
 HEADLINE_VPS: tuple[str, ...] = names.VPS_REPORTED
+NO_SEGMENTATION = ("not applicable: the evaluated frames have lesion boxes but no masks (box-only set); "
+                   "scored as detection only")
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,13 @@ class EvaluationScorer:
         worst_count: how many worst frames to keep for the overlay report.
         device: where the standard-protocol maths runs.
         jobs: worker processes for the VPS protocol (1: in this process).
+        segmentation: False scores detection only (box-only frames: no mask, so neither protocol of
+            segmentation; the frame-level measures take each true box as the lesion's extent).
     """
 
     def __init__(
-        self, threshold: float = 0.5, worst_count: int = 8, device: str | torch.device = "cpu", jobs: int = 1
+        self, threshold: float = 0.5, worst_count: int = 8, device: str | torch.device = "cpu", jobs: int = 1,
+        segmentation: bool = True,
     ) -> None:
         self.threshold = threshold
         self.worst_count = worst_count
@@ -90,6 +96,8 @@ class EvaluationScorer:
         self._worst: list[tuple[float, float, int, ScoredFrame]] = []  # min-heap of the worst frames
         self._counter = 0
         self._behaviour = BehaviourScorer(threshold)
+        self._detection = DetectionScorer(threshold)
+        self.segmentation = segmentation
 
     def __enter__(self) -> EvaluationScorer:
         return self
@@ -104,7 +112,8 @@ class EvaluationScorer:
             self._pool = None
 
     def add(
-        self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray, centres: np.ndarray | None = None
+        self, video: str, frames: list[str], prob: np.ndarray, gt: np.ndarray | None, centres: np.ndarray | None = None,
+        truth_boxes: np.ndarray | None = None,
     ) -> None:
         """Add consecutive frames of one video.
 
@@ -112,22 +121,31 @@ class EvaluationScorer:
             video: video id; all frames of a video must arrive before the next video starts.
             frames: (N,) frame names (for reports).
             prob: (N, H, W) uint8 predicted probability x 255 (what a prediction PNG holds).
-            gt: (N, H, W) bool ground truth at the same size.
+            gt: (N, H, W) bool ground truth at the same size; None when scoring detection only.
             centres: (N, 2) predicted lesion centres ``(x, y)`` (heatmap peaks, pixel-edge coordinates
                 of the frame) for the localisation error; None: centroids of the predicted masks.
+            truth_boxes: (N, 4) annotated lesion boxes ``(x1, y1, x2, y2)``, NaN rows where a frame has
+                none (the box of its mask is the truth then); required when scoring detection only.
         """
-        if prob.shape != gt.shape or prob.ndim != 3 or len(frames) != prob.shape[0]:
-            raise ValueError(f"{video}: prediction {prob.shape}, ground truth {gt.shape}, {len(frames)} names")
+        if not self.segmentation:
+            if truth_boxes is None:
+                raise ValueError(f"{video}: scoring detection only needs the true boxes")
+            gt = box_masks(np.asarray(truth_boxes, np.float64), *prob.shape[1:])
+        if gt is None or prob.shape != gt.shape or prob.ndim != 3 or len(frames) != prob.shape[0]:
+            raise ValueError(f"{video}: prediction {prob.shape}, ground truth {getattr(gt, 'shape', None)}, {len(frames)} names")
         if prob.dtype != np.uint8 or gt.dtype != np.bool_:
             raise TypeError("prob must be uint8 (probability x 255) and gt bool")
         self._switch_to(video)
+        self._detection.add(prob, gt if self.segmentation else None, truth_boxes, centres)
         prob_t = torch.from_numpy(prob).to(self.device).unsqueeze(1).float() / 255  # (N, 1, H, W)
         gt_t = torch.from_numpy(gt).to(self.device).unsqueeze(1)
-        scores = {k: v.cpu().numpy() for k, v in standard.frame_scores(prob_t, gt_t, self.threshold).items()}
-        self._frame_scores.append(scores)
         self._behaviour.add(video, prob_t[:, 0], gt_t[:, 0], centres)
         self._frame_videos.extend([video] * len(frames))
         self._frame_names.extend(frames)
+        if not self.segmentation:
+            return
+        scores = {k: v.cpu().numpy() for k, v in standard.frame_scores(prob_t, gt_t, self.threshold).items()}
+        self._frame_scores.append(scores)
         if self._pool is None:
             self._vps_parts[video].append(vps.score_frames(prob, gt))
         else:
@@ -161,7 +179,7 @@ class EvaluationScorer:
             if not block and any(isinstance(p, Future) and not p.done() for p in parts):
                 continue
             frames = [p.result() if isinstance(p, Future) else p for p in parts]
-            self._sequences[video] = vps.sequence_scores(vps.FrameScores.concatenate(frames))
+            self._sequences[video] = vps.sequence_scores(vps.FrameScores.concatenate(frames)) if frames else None
             del self._vps_parts[video]
 
     def _keep_worst(self, video: str, frames: list[str], scores: dict[str, np.ndarray], prob: np.ndarray, gt: np.ndarray) -> None:
@@ -196,6 +214,38 @@ class EvaluationScorer:
         if not self._frame_videos:
             raise ValueError("no frame with a ground-truth mask was scored")
         labels = labels or {}
+        if self.segmentation:
+            videos, metrics, rows, per_frame = self._segmentation_result(labels, num_resamples, level, seed)
+        else:
+            videos, metrics, rows, per_frame = _detection_only(self._frame_videos, labels, level, num_resamples)
+        behaviour, video_columns, frame_columns = self._behaviour.result(
+            videos, self._frame_videos, pixel_spacing, num_resamples, level, seed
+        )
+        if not self.segmentation:  # the truth is a box, not the lesion's outline: its change says nothing
+            behaviour.update(dict.fromkeys(("flicker", "mask_change_pred", "mask_change_gt"), None))
+            behaviour["ci"].pop("flicker", None)
+            for key in ("flicker", "mask_change_pred", "mask_change_gt"):
+                video_columns.pop(key, None)
+                frame_columns.pop(key, None)
+        metrics.update({k: v for k, v in behaviour.items() if k != "ci"})
+        metrics["ci"].update(behaviour["ci"])
+        detection, detection_columns = self._detection.result()
+        metrics.update(detection)
+        frame_columns.update(detection_columns)
+        for i, row in enumerate(rows):
+            row.update({k: _cell(v[i]) for k, v in video_columns.items()})
+        frame_rows = [
+            {"video": v, "frame": f, **{k: float(per_frame[k][i]) for k in per_frame},
+             **{k: _cell(c[i]) for k, c in frame_columns.items()}}
+            for i, (v, f) in enumerate(zip(self._frame_videos, self._frame_names))
+        ]
+        worst = [entry[3] for entry in sorted(self._worst, key=lambda e: (e[0], e[1]), reverse=True)]
+        return EvaluationResult(metrics, rows, frame_rows, worst)
+
+    def _segmentation_result(
+        self, labels: dict[str, dict[str, str]], num_resamples: int, level: float, seed: int,
+    ) -> tuple[list[str], dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+        """Both segmentation protocols: ``(videos, metrics, per-video rows, per-frame scores)``."""
         per_frame = {k: np.concatenate([s[k] for s in self._frame_scores]) for k in standard.FRAME_KEYS}
         videos, sums, counts = standard.video_sums(per_frame, self._frame_videos)
         std_summary = standard.summarise(per_frame, self._frame_videos)
@@ -214,27 +264,31 @@ class EvaluationScorer:
             )
             intervals.update({names.reported_name(k): v for k, v in vps_ci.items() if k in HEADLINE_VPS})
         metrics = _flat_metrics(std_summary, vps_summary, intervals, level, num_resamples)
-        behaviour, video_columns, frame_columns = self._behaviour.result(
-            videos, self._frame_videos, pixel_spacing, num_resamples, level, seed
-        )
-        metrics.update({k: v for k, v in behaviour.items() if k != "ci"})
-        metrics["ci"].update(behaviour["ci"])
         metrics["by_label"] = _by_label(videos, sums, counts, labels)
-        rows = _video_rows(videos, sums, counts, self._sequences, labels)
-        for i, row in enumerate(rows):
-            row.update({k: _cell(v[i]) for k, v in video_columns.items()})
-        frame_rows = [
-            {"video": v, "frame": f, **{k: float(per_frame[k][i]) for k in standard.FRAME_KEYS},
-             **{k: _cell(c[i]) for k, c in frame_columns.items()}}
-            for i, (v, f) in enumerate(zip(self._frame_videos, self._frame_names))
-        ]
-        worst = [entry[3] for entry in sorted(self._worst, key=lambda e: (e[0], e[1]), reverse=True)]
-        return EvaluationResult(metrics, rows, frame_rows, worst)
+        return videos, metrics, _video_rows(videos, sums, counts, self._sequences, labels), per_frame
 
 
 def _cell(value: float) -> float | str:
     """A CSV cell: the number, or blank when it is not defined (NaN)."""
     return float(value) if np.isfinite(value) else ""
+
+
+def _detection_only(
+    frame_videos: list[str], labels: dict[str, dict[str, str]], level: float, resamples: int,
+) -> tuple[list[str], dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+    """What a detection-only evaluation reports of segmentation: nothing (null), and the counts."""
+    videos, first, counts = np.unique(np.asarray(frame_videos, dtype=str), return_index=True, return_counts=True)
+    order = np.argsort(first)  # first-appearance order, as the segmentation protocols
+    videos, counts = videos[order].tolist(), counts[order]
+    nan = float("nan")
+    std = {**dict.fromkeys(names.STANDARD, nan), "num_videos": len(videos), "num_frames": len(frame_videos)}
+    metrics = _flat_metrics(std, {}, {}, level, resamples)
+    metrics["standard"], metrics["by_label"] = {}, {}
+    metrics["segmentation"] = {"applicable": False, "note": NO_SEGMENTATION}
+    columns = sorted({column for video in videos for column in labels.get(video, {})})
+    rows = [{"video": video, "frames": int(count), **{c: labels.get(video, {}).get(c, "") for c in columns}}
+            for video, count in zip(videos, counts)]
+    return videos, metrics, rows, {}
 
 
 def _flat_metrics(

@@ -7,6 +7,7 @@
 * :mod:`flanet.metrics.bootstrap`: 95% bootstrap confidence intervals over videos.
 * :mod:`flanet.metrics.names`: the metric names every table, summary and log reads.
 * :mod:`flanet.metrics.video`: video behaviour (flicker, detection, lesion-centre error, heatmap peaks).
+* :mod:`flanet.metrics.detection`: one box per frame from a segmentation, COCO AP / AP50 / AP75.
 """
 
 from flanet._lazy import lazy_exports

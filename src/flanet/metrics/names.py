@@ -22,11 +22,27 @@ VPS_REPORTED: tuple[str, ...] = ("s_alpha", "e_phi_mean", "e_phi_max", "weighted
 VPS_MAE = "vps_mae"
 #: The accuracy columns of a comparison of models (``flanet compare``): both protocols.
 COMPARISON: tuple[str, ...] = (*STANDARD, *(VPS_MAE if key == "mae" else key for key in VPS_REPORTED))
+#: Lesion detection scored as detection (:mod:`flanet.metrics.detection`): COCO AP, AP50, AP75 of the
+#: largest predicted component's box per frame, and of that extent at the heatmap peak (``peak_``).
+DETECTION: tuple[str, ...] = ("box_ap", "box_ap50", "box_ap75")
+PEAK_DETECTION: tuple[str, ...] = ("peak_box_ap", "peak_box_ap50", "peak_box_ap75")
 #: What ``flanet evaluate`` prints: both protocols' headline scores and the video behaviour.
 HEADLINE: tuple[str, ...] = (
     *TABLE2, "s_alpha", "e_phi_mean", "e_phi_max", "weighted_f", "max_dice",
     "flicker", "sensitivity", "specificity", "auroc", "loc_error_px", "loc_error_mm",
+    *DETECTION,
 )
+
+#: Scores of a video-level diagnosis, per label, under ``metrics.json["diagnosis"]["labels"][<label>]``
+#: (:mod:`flanet.metrics.diagnosis`; each with a ``<score>_ci`` interval over resampled videos).
+DIAGNOSIS: tuple[str, ...] = ("auroc", "sensitivity", "specificity", "balanced_accuracy", "ece")
+#: The ``metrics.json`` key of the diagnosis section.
+DIAGNOSIS_KEY = "diagnosis"
+
+
+def diagnosis_name(label: str, score: str) -> str:
+    """The flat name of one label's diagnosis score (training log, tables): ``pathology_auroc``."""
+    return f"{label}_{score}"
 
 
 def reported_name(vps_key: str) -> str:

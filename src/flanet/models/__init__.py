@@ -9,11 +9,12 @@ from flanet._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "flanet.models.checkpoint": ("CheckpointError", "LoadedCheckpoint", "image_size_from_metadata", "load_checkpoint", "save_checkpoint"),
+        "flanet.models.checkpoint": ("CheckpointError", "LoadedCheckpoint", "LoadedDiagnosis", "image_size_from_metadata", "load_checkpoint", "save_checkpoint"),
         "flanet.models.registry": ("ModelError", "ModelInfo", "ModelOptions", "PaperRow", "create_model",
                                    "default_contrastive_weight", "list_models", "model_options", "model_spec",
                                    "rebuild_model", "register_model"),
         "flanet.models.variants": ("TABLE3_ROWS", "FLANetOptions"),
+        "flanet.models.diagnosis": ("DiagnosisHead", "RunningDiagnosis"),
         "flanet.models.flanet": ("FLANet",),
         "flanet.models.outputs": ("SegmentationOutput",),
         "flanet.models.weights": ("EncoderWeightsError",),

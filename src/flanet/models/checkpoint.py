@@ -18,6 +18,7 @@ from flanet import __version__
 from flanet.defaults import IMAGE_SIZE
 from flanet.fileio import atomic_path
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.diagnosis import DiagnosisHead, build_head
 from flanet.models.registry import ModelError, model_spec, rebuild_model
 
 FORMAT = "flanet-checkpoint"
@@ -33,12 +34,21 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unsafe, damaged or does not fit."""
 
 
+class LoadedDiagnosis(NamedTuple):
+    """A checkpoint's diagnosis head (eval mode) and the thresholds chosen on validation, per label (None: not chosen)."""
+
+    head: DiagnosisHead
+    thresholds: dict[str, float | None]
+
+
 class LoadedCheckpoint(NamedTuple):
-    """A rebuilt model (in eval mode) with its ``{"name", "options"}`` configuration and the metadata."""
+    """A rebuilt model (in eval mode) with its ``{"name", "options"}`` configuration, the metadata and
+    the diagnosis head when the checkpoint has one."""
 
     model: VideoSegmentationModel
     config: dict[str, Any]
     metadata: dict[str, Any]
+    diagnosis: LoadedDiagnosis | None = None
 
 
 def legacy_model_config(flat: dict[str, Any]) -> dict[str, Any]:
@@ -68,11 +78,15 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: VideoSegmentationModel, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(path: str | Path, model: VideoSegmentationModel, metadata: dict[str, Any] | None = None,
+                    diagnosis: DiagnosisHead | None = None,
+                    thresholds: dict[str, float | None] | None = None) -> Path:
     """Saves ``model`` (built by :func:`~flanet.models.create_model`) with its ``{name, options}`` and ``metadata``.
 
-    The file is written next to its destination and renamed into place, so an
-    interrupted save never leaves a truncated checkpoint behind.
+    A ``diagnosis`` head is stored beside the model (``"diagnosis"``: its configuration, weights, their
+    SHA-256 and the per-label ``thresholds`` chosen on validation); the model's own weights stay as they are,
+    so a checkpoint with a head loads wherever one without does. The file is written next to its destination
+    and renamed into place, so an interrupted save never leaves a truncated checkpoint behind.
     """
     if not isinstance(model, VideoSegmentationModel) or not model.config:
         raise CheckpointError("the model has no name and options: build it with flanet.models.create_model")
@@ -87,6 +101,10 @@ def save_checkpoint(path: str | Path, model: VideoSegmentationModel, metadata: d
         "metadata": dict(metadata or {}),
     }
     payload["state_sha256"] = state_digest(payload["state_dict"])
+    if diagnosis is not None:
+        state = {k: v.detach().cpu() for k, v in diagnosis.state_dict().items()}
+        payload["diagnosis"] = {"config": dict(diagnosis.config), "state_dict": state, "state_sha256": state_digest(state),
+                                "thresholds": {label: (thresholds or {}).get(label) for label in diagnosis.labels}}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -189,7 +207,7 @@ def _check_fields(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(f"{path}: field 'state_dict' holds entries that are not named tensors: {', '.join(bad)}")
     if not isinstance(payload.get("metadata", {}), dict):
         raise CheckpointError(f"{path}: field 'metadata' must be a mapping, got {type(payload['metadata']).__name__}")
-    for field in ("model", "model_config"):
+    for field in ("model", "model_config", "diagnosis"):
         if field in payload and not isinstance(payload[field], dict):
             raise CheckpointError(f"{path}: field '{field}' must be a mapping, got {type(payload[field]).__name__}")
     digest = payload.get("state_sha256")
@@ -230,7 +248,33 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: weights do not fit model {config['name']!r}: {err}") from err
     model.to(map_location).eval()
     model.trained_image_size = image_size_from_metadata(payload.get("metadata"), default=None)
-    return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})))
+    return LoadedCheckpoint(model, config, dict(payload.get("metadata", {})), load_diagnosis(path, payload))
+
+
+def load_diagnosis(path: str | Path, payload: dict[str, Any]) -> LoadedDiagnosis | None:
+    """The diagnosis head of a checkpoint payload (:func:`read_checkpoint`), None when it has none.
+
+    Raises:
+        CheckpointError: a head whose configuration, weights or checksum do not fit.
+    """
+    stored = payload.get("diagnosis")
+    if stored is None:
+        return None
+    try:
+        head = build_head(stored["config"])
+        state = stored["state_dict"]
+        if state_digest(state) != stored.get("state_sha256"):
+            raise CheckpointError(f"{path}: the diagnosis head's weights are corrupted (SHA-256 does not match)")
+        head.load_state_dict(state, strict=True)
+        thresholds = {label: None if value is None else float(value)
+                      for label, value in dict(stored.get("thresholds", {})).items()}
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: unreadable diagnosis head ({err})") from err
+    if bad := non_finite_tensors(state):
+        raise CheckpointError(f"{path}: refused: the diagnosis head holds NaN or infinite weights ({', '.join(bad[:3])})")
+    return LoadedDiagnosis(head.eval(), thresholds)
 
 
 def image_size_from_metadata(metadata: dict[str, Any] | None, default: int | None = IMAGE_SIZE) -> int | None:

@@ -50,7 +50,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "flanet.models.variants", "flanet.models.baselines", "flanet.models.authors",
     "flanet.models.image_methods.resunetplusplus", "flanet.models.image_methods.acsnet",
     "flanet.models.image_methods.pranet", "flanet.models.image_methods.transunet",
-    "flanet.models.image_methods.setr",
+    "flanet.models.image_methods.setr", "flanet.models.video_methods.stm",
 )
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")

@@ -10,6 +10,8 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
     <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
                               (flanet.inference.runs.annotation_export)
+    <out>/dicom/seg.dcm, sr.dcm   with ``dicom_outputs`` (DICOM cines): DICOM Segmentation and TID 1500 SR
+                              (flanet.inference.runs.dicom_outputs)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from flanet.inference.core.segmenter import FrameResult, VideoSegmenter, as_rgb_
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
+from flanet.inference.runs.dicom_outputs import DicomOutputs, DicomResultCollector, run_algorithm
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
 from flanet.inference.runs.outputs import FrameStats, FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
@@ -94,9 +97,12 @@ def _overlap_workers() -> int:
 
 def _predict_video(
     segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
-    viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY, overlap: bool = True,
+    viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY,
+    on_frame: Callable[[FrameResult], None] | None = None, overlap: bool = True,
 ) -> dict:
     """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry.
+
+    ``on_frame`` gets every full-frame prediction (the DICOM results keep their lesion frames).
 
     The overlay and the viewer's frames are blanked outside the ultrasound regions of a file with
     burned-in identifiers (:mod:`flanet.inference.runs.burned_in`); such a file without regions is
@@ -143,6 +149,8 @@ def _predict_video(
             for frame in rendered:
                 result, stats = frame.result, frame.stats
                 height, width = result.probability.shape
+                if on_frame is not None:
+                    on_frame(result)
                 if writer is None:
                     writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (width, height))
                 writer.write(frame.overlay)
@@ -154,7 +162,7 @@ def _predict_video(
                 _write_mask(masks_dir / f"{frame.name}.png", frame.mask_png)
                 count += 1
                 with_lesion += stats.lesion_present
-                full_context += result.context_frames == segmenter.num_frames
+                full_context += result.context_frames >= segmenter.num_frames
                 if stats.area_px > largest_area:
                     largest_area, largest_frame = stats.area_px, result.index
                 bar.update()
@@ -211,6 +219,7 @@ def predict_to_folder(
     export: Sequence[str] = (),
     burned_in: BurnedInPolicy = DEFAULT_POLICY,
     settings: SegmenterSettings | None = None,
+    dicom_outputs: DicomOutputs | None = None,
     overlap: bool = True,
     **options: Any,
 ) -> Path:
@@ -228,6 +237,8 @@ def predict_to_folder(
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.runs.annotation_export`).
+        dicom_outputs: DICOM objects to write per cine (SEG, SR), their identity rule
+            (:mod:`flanet.inference.runs.dicom_outputs`); every input must then be a DICOM cine.
         settings: the segmenter's settings (image size, device, threshold, backend, compile, frames in
             flight, ...: :class:`~flanet.inference.core.settings.SegmenterSettings`).
         overlap: run decoding, the model, post-processing and writing at once on threads (the same files;
@@ -242,18 +253,25 @@ def predict_to_folder(
     sources = resolve_sources(input_path, fps=fps, split=split)  # a bad input is named before any export
     for source in sources:  # a burned-in file that cannot be de-identified is refused before anything is written
         burned_in_regions(source, burned_in)
+    dicom = dicom_outputs if dicom_outputs is not None and dicom_outputs.wanted else None
     segmenter = VideoSegmenter.create(model, settings, **options)
+    collectors = [DicomResultCollector(dicom, source, segmenter.threshold) if dicom else None for source in sources]
     out = prepare_output_folder(out_dir, "predict", inputs=[input_path, checkpoint], force=force)  # --force: never the checkpoint
     mark_incomplete(out, "flanet predict")
     videos = []
     counts = [source.frame_count for source in sources]
     viewer = ViewerCollector(sum(counts) if None not in counts else None)  # type: ignore[arg-type]
     start = time.perf_counter()
-    for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
+    algorithm = run_algorithm(segmenter, checkpoint) if dicom else None
+    for source, collector in tqdm(list(zip(sources, collectors)), desc="videos", unit="video",
+                                  disable=not progress or len(sources) == 1):
         single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
         video_dir = out if single else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in,
-                                     overlap))
+        video = _predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in,
+                               on_frame=None if collector is None else collector.add, overlap=overlap)
+        if collector is not None and algorithm is not None:
+            video["dicom_outputs"] = collector.write(video_dir, video, algorithm)
+        videos.append(video)
     elapsed = time.perf_counter() - start
     for source, video in zip(sources, videos):
         video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
