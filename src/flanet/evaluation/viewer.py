@@ -203,7 +203,11 @@ class ViewerCollector:
 
     def draw_streamed(self, pred: np.ndarray, heatmap: np.ndarray | None, rgb: np.ndarray) -> FrameImages:
         """:meth:`add_streamed`'s images of one frame, drawn ahead (thread-safe)."""
-        heat = None if heatmap is None else np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)
+        heat = None
+        if heatmap is not None:  # round(clip(h, 0, 1) * 255) as uint8, in place on one copy
+            scaled = np.clip(heatmap, 0, 1)
+            scaled *= 255
+            heat = np.rint(scaled, out=scaled).astype(np.uint8)
         return self.draw(pred, heatmap=heat, rgb=rgb)
 
     def may_keep(self, position: int) -> bool:
