@@ -29,13 +29,20 @@ from flanet.models.registry import default_mask_loss, model_spec
 TINY: dict[str, dict] = {
     "stm": {"encoder": "resnet18", "key_channels": 8, "value_channels": 16, "decoder_width": 16,
             "memory_size": 3, "memory_every": 2},
+    "pnsnet": {"encoder": "resnet18", "num_frames": 3, "low_channels": 8, "high_channels": 16, "rfb_channels": 16,
+               "head_channels": 4, "dilations": [1, 3]},
 }
+#: The methods with a memory beyond a fixed window (their own checks below).
+MEMORY = ("stm",)
 
 
 def test_the_video_methods_are_registered_with_their_table_rows_and_losses() -> None:
     assert set(TINY) <= set(list_models(kind="video"))
     assert model_spec("stm").row(2).label == "STM" and default_mask_loss("stm") == "bce"
     assert model_spec("stm").default_encoder == "resnet50"
+    assert model_spec("pnsnet").row(4).label == "PNSNet" and default_mask_loss("pnsnet") == "bce"
+    assert model_spec("pnsnet").default_encoder == "res2net50_26w_4s"
+    assert [create_model(n, **TINY[n]).init_state().window is None for n in TINY] == [n in MEMORY for n in TINY]
 
 
 def _tagging_memory(size: int, every: int, keep_first: bool = True) -> FrameMemory:
@@ -84,6 +91,12 @@ def model(request: pytest.FixtureRequest) -> torch.nn.Module:
     return create_model(request.param, **TINY[request.param]).eval()
 
 
+@pytest.fixture(scope="module", params=MEMORY)
+def memory_model(request: pytest.FixtureRequest) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(request.param, **TINY[request.param]).eval()
+
+
 def _state_bytes(state) -> int:
     """Bytes of the tensors a state holds: what its memory costs."""
     return sum(t.numel() * t.element_size() for t in _tensors(vars(state)))
@@ -127,7 +140,9 @@ def video_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("videos") / "data", videos=2, frames=5, size=48, seed=3)
 
 
-def test_evaluation_streams_a_memory_model_equal_to_its_full_history(model: torch.nn.Module, video_data: Path) -> None:
+def test_evaluation_streams_a_memory_model_equal_to_its_full_history(memory_model: torch.nn.Module,
+                                                                     video_data: Path) -> None:
+    model = memory_model
     videos = discover(video_data).subset(None)
     assert choose_mode(model, videos, "auto") == "stream"
     with pytest.raises(ValueError, match="reads a memory of earlier frames.*stream"):
@@ -146,7 +161,8 @@ def test_evaluation_streams_a_memory_model_equal_to_its_full_history(model: torc
     assert np.isfinite(result.metrics["dice"])
 
 
-def test_flanet_export_of_a_memory_model_is_refused(model: torch.nn.Module, tmp_path: Path, capsys) -> None:
+def test_flanet_export_of_a_memory_model_is_refused(memory_model: torch.nn.Module, tmp_path: Path, capsys) -> None:
+    model = memory_model
     checkpoint = save_checkpoint(tmp_path / "model.pt", model, {"image_size": 64})
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "export.onnx")]) == 2
     error = capsys.readouterr().err
@@ -154,11 +170,49 @@ def test_flanet_export_of_a_memory_model_is_refused(model: torch.nn.Module, tmp_
     assert not (tmp_path / "export.onnx").exists()
 
 
-def test_stream_cost_counts_a_step_at_full_memory(model: torch.nn.Module) -> None:
+def test_stream_cost_counts_a_step_at_full_memory(memory_model: torch.nn.Module) -> None:
     from flanet.models.cost import count_gflops, measure_cost
 
+    model = memory_model
     cost = measure_cost(model, 32)
     image = torch.randn(1, 3, 32, 32)
     with torch.inference_mode():
         first = count_gflops(model.step, model.init_state(), model.encode(image))  # an empty memory
     assert cost.stream_gflops > cost.encoder_gflops + first > cost.encoder_gflops > 0
+
+
+def test_one_tiny_training_step_reaches_every_part(model: torch.nn.Module) -> None:
+    """The default loss trains every part: a memory model's memory encoder through the frames it memorised."""
+    from flanet.losses import FLANetLoss
+
+    name = model.config["name"]
+    net = create_model(name, **model.config["options"]).train()
+    clip, mask = torch.randn(2, net.num_frames, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    out = net(clip)
+    loss = FLANetLoss(mask_loss=default_mask_loss(name))(out.mask_logits, mask).total
+    loss.backward()
+    # every part gets a gradient (within a part, timm zero-initialises each residual block's last BatchNorm)
+    silent = [part for part, module in net.named_children()
+              if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())]
+    assert torch.isfinite(loss) and not silent, f"{name}: no gradient reaches {silent}"
+
+
+def test_checkpoint_round_trip_of_a_tiny_model(model: torch.nn.Module, tmp_path: Path) -> None:
+    from flanet.models import load_checkpoint
+
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model, {"image_size": 32})).model
+    assert loaded.config == model.config
+    clip = torch.randn(1, model.num_frames + 2, 3, 32, 32)[:, : model.num_frames if model.init_state().window else None]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip).mask_logits, model(clip).mask_logits, rtol=0, atol=1e-6)
+
+
+def test_runs_of_windows_are_refused_for_a_memory_model(tmp_path: Path) -> None:
+    from flanet.training import load_config
+    from flanet.training.module import FLANetModule
+    from flanet.training.schema import ConfigError
+
+    config = load_config("cpu-small", ["model.name=stm", "model.encoder=resnet18", f"data.root={tmp_path}",
+                                       "data.sequence_length=4"])
+    with pytest.raises(ConfigError, match="data.sequence_length.*memory"):
+        FLANetModule(config)

@@ -110,12 +110,21 @@ def _probe(path: Path) -> tuple[int, tuple[float, float] | None, str | None]:
     return info.frame_count, spacing, info.calibration_source
 
 
-def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> list[Video]:
+def _read_video_files(root: Path, files: list[Path], notes: list[Problem], list_unreadable: bool = False) -> list[Video]:
+    """The videos of video and DICOM files; an unreadable one is refused by name (issue 22 item 6: a folder
+    was read without it), or, with ``list_unreadable`` (``flanet data check``), noted as an error and left out.
+
+    Raises:
+        DataError: naming the first unreadable file, unless ``list_unreadable``.
+    """
     videos = []
     for path in files:
         try:
             frame_count, spacing, spacing_source = _probe(path)
         except DataError as error:
+            if not list_unreadable:
+                raise DataError(f"unreadable video, so the folder cannot be read whole: {error}; repair or "
+                                "remove it (`flanet data check` lists every problem)", path) from error
             notes.append(Problem("error", path, f"unreadable video: {error}"))
             continue
         masks: list[Path | None] = [None] * frame_count
@@ -155,18 +164,21 @@ def _refuse_shared_ids(root: Path, videos: list[Video]) -> None:
         seen[video.id] = video
 
 
-def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet:
+def discover(root: str | Path, labels_csv: str | Path | None = None, *, list_unreadable: bool = False) -> VideoSet:
     """Detect the layout of ``root`` and list its videos, masks, bboxes, splits and labels.
 
-    Reads only directory listings and the small JSON/CSV files; images are read later.
+    Reads only directory listings and the small JSON/CSV files (and the headers of video and DICOM
+    files); images are read later.
 
     Args:
         root: the data set folder.
         labels_csv: a video-labels CSV; default ``<root>/video_labels.csv`` or ``<root>/labels.csv``.
+        list_unreadable: an unreadable video or DICOM file becomes an error in ``notes`` and is left
+            out (``flanet data check``, which lists every problem); by default it is refused.
 
     Raises:
         DataError: naming ``root`` when it is missing or matches no known layout, or a
-            malformed labels CSV / split list.
+            malformed labels CSV / split list; naming the file, an unreadable video or DICOM file.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -212,7 +224,7 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
             dicom = all(p.suffix.lower() in DICOM_SUFFIXES for p in files)
             layout = ("mixed" if files and listed else "frame-folders" if listed
                       else "dicom" if dicom else "video-files")
-            videos = _read_video_files(root, files, notes) + [Video(name, frames, [None] * len(frames))
+            videos = _read_video_files(root, files, notes, list_unreadable) + [Video(name, frames, [None] * len(frames))
                                                               for name, frames in listed]
             _refuse_shared_ids(root, videos)
         else:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.argtypes import image_size, pixel_spacing, unit_interval
+from flanet.argtypes import image_size, keep_region, pixel_spacing, unit_interval
 from flanet.defaults import IMAGE_SIZE
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pixel-spacing", type=pixel_spacing, metavar="MM[,MM]",
                         help="millimetres per pixel (one value, or ROW_MM,COLUMN_MM) of every video without a "
                         "calibration of its own (DICOM cines carry theirs), for the centre error in mm")
+    parser.add_argument("--blank-outside-regions", action="store_true",
+                        help="viewer.html and worst_frames/: blank everything outside the ultrasound regions of every "
+                        "video, not only DICOM files declaring burned-in annotation (a video without regions is shown "
+                        "black, its masks drawn; see --keep-region)")
+    parser.add_argument("--keep-region", type=keep_region, metavar="X0,Y0,X1,Y1",
+                        help="viewer.html and worst_frames/: show only this rectangle of frame pixels (inclusive) of "
+                        "every video without ultrasound regions of its own (burned-in names, IDs, dates blanked)")
     parser.add_argument("--threshold", type=unit_interval, default=0.5, help="threshold of the standard protocol (default: 0.5)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
@@ -80,10 +87,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         evaluate_checkpoint,
         evaluate_prediction_folder,
     )
+    from flanet.evaluation.shown_frames import Blanking
     from flanet.models.hub import resolve_checkpoint
 
     out = args.out or _default_out(args)
-    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
+    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs,
+                                  Blanking(args.blank_outside_regions, args.keep_region))
     try:
         if args.checkpoint is not None:
             result = evaluate_checkpoint(

@@ -8,7 +8,6 @@ paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames),
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -21,9 +20,7 @@ import torch
 from tqdm import tqdm
 
 from flanet import __version__
-from flanet.data import DataError, Video, VideoSet, discover, read_image, read_mask
-from flanet.data.deidentify import blank_outside
-from flanet.data.dicom import is_dicom_file, probe_dicom
+from flanet.data import DataError, Video, VideoSet, discover, read_mask
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
@@ -43,6 +40,7 @@ from flanet.evaluation.prediction_folder import (
 )
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+from flanet.evaluation.shown_frames import AS_DECLARED, Blanking, read_shown_frame, worst_images
 from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
 from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
@@ -73,6 +71,8 @@ class EvaluationSettings:
         seed: bootstrap seed.
         progress: show progress bars.
         jobs: worker processes for the VPS protocol (1: in this process).
+        blanking: what the viewer and the worst frames show of frames with burned-in text
+            (:mod:`flanet.evaluation.shown_frames`).
     """
 
     threshold: float = 0.5
@@ -81,6 +81,7 @@ class EvaluationSettings:
     seed: int = 0
     progress: bool = True
     jobs: int = 1
+    blanking: Blanking = AS_DECLARED
 
 
 class SplitError(DataError):
@@ -141,40 +142,6 @@ def scored_context(split: str | None, videos: list[Video], not_held_out: str = "
     return context
 
 
-def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
-    """A frame for the viewer and the worst-frames figure: a DICOM declaring burned-in identifiers is blanked
-    outside its ultrasound regions (entirely without regions: the masks are still shown), issue 22 item 2."""
-    if video.video_file is None:
-        return read_image(video.frames[index])
-    rgb = reader.read(video.video_file, index)
-    keep = _burned_in_keep(Path(video.video_file))
-    if keep is None:
-        return rgb
-    return blank_outside(rgb, keep) if keep else np.zeros_like(rgb)
-
-
-@functools.lru_cache(maxsize=64)
-def _burned_in_keep(path: Path) -> tuple | None:
-    """The regions to keep of a DICOM declaring burned-in identifiers (empty: none), None for any other file."""
-    if not is_dicom_file(path):
-        return None
-    info = probe_dicom(path)
-    return info.regions if info.burned_in else None
-
-
-def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
-    """Original frames of the worst frames (looked up by name), resized to their maps if needed."""
-    reader, images = VideoFrameReader(), []
-    for frame in result.worst:
-        video = videos[frame.video]
-        index = next(i for i in range(video.num_frames) if frame_name(video, i) == frame.frame)
-        rgb = _read_rgb(video, index, reader)
-        if rgb.shape[:2] != frame.gt.shape:
-            rgb = cv2.resize(rgb, (frame.gt.shape[1], frame.gt.shape[0]))
-        images.append(rgb)
-    return images
-
-
 #: What the scorer and the viewer are fed: video id, frame names, frame indices, prob uint8 (N, H, W),
 #: gt bool (N, H, W), heatmap uint8 (N, S, S) or None, heatmap peaks (N, 2) or None.
 Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]
@@ -214,7 +181,7 @@ def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool, boxes: boo
 
 
 def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, videos: dict[str, Video], method: str,
-                  detection_only: bool = False) -> None:
+                  detection_only: bool = False, blanking: Blanking = AS_DECLARED) -> None:
     """``viewer.html`` of an evaluation: scored frames, Dice per frame (box IoU when scoring detection only),
     lowest frames listed."""
     key, label = ("box_iou", "Box IoU") if detection_only else ("dice", "Dice")
@@ -222,7 +189,7 @@ def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, 
     reader = VideoFrameReader()
     note = ("Frames with a lesion box (truth: the box) or annotated lesion-free" if detection_only
             else "Frames with a ground-truth mask")
-    viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
+    viewer.write(out / "viewer.html", lambda video, index: read_shown_frame(videos[video], index, reader, blanking),
                  f"flanet evaluate: {method}", label, note=f"{note}; prediction: probability > 0.5.")
 
 
@@ -306,8 +273,8 @@ def evaluate_model(
             "scored_videos": scored_context(split, video_set.subset(split), not_held_out), **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
-        write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, name, detection_only)  # type: ignore[arg-type]
+        write_evaluation(out, result, full_context, name, kind, worst_images(result.worst, by_id, settings.blanking))
+        _write_viewer(out, viewer, result, by_id, name, detection_only, settings.blanking)  # type: ignore[arg-type]
         mark_complete(out)
     return result
 
@@ -396,7 +363,8 @@ def evaluate_prediction_folder(
         }
         atomic_write_text(out / "prediction_check.txt", (check.report(limit=None) or "no problems") + "\n")
         by_id = {video.id: video for video in video_set.videos}
-        write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, method or pred_dir.name, detection_only)  # type: ignore[arg-type]
+        write_evaluation(out, result, context, method or pred_dir.name, "-", worst_images(result.worst, by_id, settings.blanking))
+        _write_viewer(out, viewer, result, by_id, method or pred_dir.name, detection_only,  # type: ignore[arg-type]
+                      settings.blanking)
         mark_complete(out)
     return result, check

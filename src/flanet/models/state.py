@@ -65,7 +65,7 @@ class StreamState(ABC):
             frames (or videos) in the leading dimension.
         """
 
-    def write(self, output: SegmentationOutput) -> None:
+    def write(self, output: SegmentationOutput) -> None:  # noqa: B027 (a hook with a default: most states keep nothing)
         """Keep what the state needs of the output of the frame(s) just read (default: nothing)."""
 
     @property

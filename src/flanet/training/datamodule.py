@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
+from flanet.data.sequences import SequenceDataset
 from flanet.data.split_record import RECORD_FILE, SplitRecord
 from flanet.data.splits import split_alias
 from flanet.training.resume import ResumableSampler, batches_done
@@ -107,7 +108,8 @@ class VideoDataModule(pl.LightningDataModule):
     """Clips for training (shuffled, seeded per epoch) and validation (in order).
 
     ``data.batch_size`` is the global batch: each of the ``world_size`` processes gets
-    ``batch_size // world_size`` clips per step.
+    ``batch_size // world_size`` clips per step. With ``data.sequence_length`` the training batches
+    hold runs of that many consecutive frames instead of clips (:class:`~flanet.data.sequences.SequenceDataset`).
 
     Args:
         config: resolved training configuration.
@@ -145,8 +147,13 @@ class VideoDataModule(pl.LightningDataModule):
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
                       heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
                       heatmap_centre=data.heatmap_centre)
-        self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
-                                         with_previous=self.with_previous, seed=self.config.seed, **common)
+        if data.sequence_length is None:  # random clips, one target each (paper)
+            self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
+                                             with_previous=self.with_previous, seed=self.config.seed, **common)
+        else:  # runs of consecutive frames, each frame encoded once (docs/training.md)
+            self.train_dataset = SequenceDataset(video_set, split=TRAIN, augment=data.augment,
+                                                 with_previous=self.with_previous, seed=self.config.seed,
+                                                 run_length=data.sequence_length, **common)
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
             self.val_dataset = None
         else:

@@ -23,6 +23,7 @@ from flanet.models.contract import VideoSegmentationModel
 from flanet.models.registry import ModelError
 from flanet.training.model_defaults import resolve_model_defaults
 from flanet.training.schema import ConfigError, ModelConfig, TrainConfig
+from flanet.training.sequences import run_loss_inputs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class FLANetModule(pl.LightningModule):
     With the contrastive term on (model with localisation branch, weight > 0), a batch holds
     4-frame clips ``[t, t-1, t-2, t-3]`` and ``model.forward_windows`` yields ``H_t`` and
     ``H_{t-1}`` from one encoder pass per frame (Section 3.3). Otherwise clips have
-    ``model.num_frames`` frames and ``model(clip)`` is used.
+    ``model.num_frames`` frames and ``model(clip)`` is used. With ``data.sequence_length`` a batch
+    holds runs of consecutive frames instead, each frame encoded once for all the targets of its run
+    (:mod:`flanet.training.sequences`); the loss is that of the clips of the same targets.
 
     Box-only samples (a lesion box, no mask: ``batch["has_mask"]`` False) train the
     localisation branch only: the mask terms of eq. (2) are means over the samples with a mask.
@@ -107,6 +110,10 @@ class FLANetModule(pl.LightningModule):
         self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model = build_model(config.model)
+        if config.data.sequence_length is not None and self.model.init_state().window is None:
+            raise ConfigError(f"config key 'data.sequence_length': runs are decoded as causal windows, and model "
+                              f"{config.model.name!r} reads a memory of its own earlier predictions: train it on "
+                              "clips (data.sequence_length: null), which run its memory over each clip")
         self.criterion = FLANetLoss(**dataclasses.asdict(config.loss))
         self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
         self._train_sums: dict[str, Tensor] = {}
@@ -119,7 +126,9 @@ class FLANetModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- steps
     def _losses(self, batch: Mapping[str, Any]) -> LossTerms:
-        """Forward pass and eq. (2) for one training batch."""
+        """Forward pass and eq. (2) for one training batch (of clips, or of runs with ``data.sequence_length``)."""
+        if self.config.data.sequence_length is not None:
+            return self.criterion(**run_loss_inputs(self.model, batch, self.use_previous))
         frames = batch["frames"]  # (B, T, 3, S, S), T = num_frames (+1 with the previous frame)
         if self.use_previous:
             windows = self.model.forward_windows(frames)  # each (B, 2, 1, S, S)
@@ -159,7 +168,7 @@ class FLANetModule(pl.LightningModule):
                 "train/negative_fraction)"
             )
             self._warned_single_video = True
-        batch_size = batch["frames"].shape[0]
+        batch_size = _target_count(batch)
         for name, value in _term_values(terms).items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name == "loss",
                      batch_size=batch_size)
@@ -266,13 +275,18 @@ class FLANetModule(pl.LightningModule):
         return self.trainer.strategy.reduce(value, reduce_op="sum") if self.trainer.world_size > 1 else value
 
 
+def _target_count(batch: Mapping[str, Any]) -> int:
+    """Target frames of a training batch: its clips, or the targets of its runs (``data.sequence_length``)."""
+    return int(batch["target"].sum()) if "target" in batch else int(batch["frames"].shape[0])
+
+
 def _term_values(terms: LossTerms) -> dict[str, Tensor]:
     """Named scalar terms present in ``terms`` (``loss`` is the weighted total)."""
     values = {
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
         "triplet_fraction": terms.triplet_fraction, "dice": terms.dice, "wbce": terms.wbce, "wiou": terms.wiou,
-        "side": terms.side,
+        "side": terms.side, "ssim": terms.ssim,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 

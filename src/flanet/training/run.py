@@ -29,7 +29,13 @@ from flanet.training.datamodule import VideoDataModule, choose_splits
 from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
-from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
+from flanet.training.preflight import (
+    check_run_folder_outside_data,
+    check_settings,
+    claim_new_run_dir,
+    run_name,
+    with_absolute_root,
+)
 from flanet.training.resume import (
     AtomicCheckpointIO,
     InvocationTimer,
@@ -90,6 +96,7 @@ def train(
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
+    check_run_folder_outside_data(resolved, run_dir)  # before any folder exists
     video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)  # before any folder exists
     pl.seed_everything(resolved.seed, workers=True, verbose=False)
     module = FLANetModule(resolved)

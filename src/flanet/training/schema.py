@@ -73,8 +73,10 @@ class DataConfig:
     #: Heatmap centre of a frame with a mask: its bounding box (``mask``, paper) or its ``bbox.json`` box (``box``).
     heatmap_centre: Literal["mask", "box"] = "mask"
     num_workers: int = 4
-    #: Global batch, split over all processes.
+    #: Global batch, split over all processes: clips, or runs with ``sequence_length``.
     batch_size: int = 24
+    #: ``null``: random clips, one target each (paper). ``L``: runs of L consecutive frames, each frame encoded once.
+    sequence_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] =
     "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
     "data.num_workers": ((0, True), None),
     "data.batch_size": ((1, True), None),
+    "data.sequence_length": ((1, True), None),
     "loss.bce_weight": ((0.0, True), None),
     "loss.iou_weight": ((0.0, True), None),
     "loss.heatmap_weight": ((0.0, True), None),
