@@ -70,6 +70,8 @@ def test_the_memory_holds_the_first_previous_and_every_kth_frame_within_its_boun
     _stream_indices(memory, 3000)
     assert memory.held_frames == 3 and memory.frames_seen == 3000
     assert _stream_indices(_tagging_memory(size=1, every=2), 5) == [[], [0], [1], [2], [3]]  # the previous frame only
+    assert _stream_indices(_tagging_memory(size=3, every=1), 6)[-1] == [4, 3, 0]  # every frame sampled: all 3 slots
+    assert _stream_indices(_tagging_memory(size=2, every=1, keep_first=False), 4)[-1] == [2, 1]
 
 
 def test_a_memory_reads_one_frame_then_its_write() -> None:

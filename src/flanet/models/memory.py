@@ -104,7 +104,8 @@ class FrameMemory(StreamState):
         if index == 0 and self.keep_first:
             self._first, self._previous = entry, None
             return
-        sampled_slots = self.size - 1 - int(self.keep_first)  # one slot stays for the previous frame
+        # one slot stays for the previous frame, unless every frame is sampled (then the previous one is too)
+        sampled_slots = self.size - int(self.keep_first) - int(self.every > 1)
         if index % self.every == 0 and sampled_slots > 0:
             self._sampled = [*self._sampled, entry][-sampled_slots:]
             self._previous = None

@@ -37,6 +37,7 @@ from flanet.inference.core.overlap import read_ahead
 from flanet.inference.core.settings import SegmenterSettings, resolve_image_size, trained_edge
 from flanet.inference.runtimes import runner_class
 from flanet.inference.runtimes.base import Runner
+from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
 from flanet.models.windows import CausalWindows
@@ -162,6 +163,8 @@ class VideoSegmenter:
         adaptive = settings.adaptive_threads
         self.adaptive_threads = self.device.type == "cpu" and not self.runner.fixed_threads if adaptive is None \
             else adaptive
+        #: The checkpoint's diagnosis head (:meth:`from_checkpoint`), for :class:`flanet.inference.runs.diagnosis.StreamDiagnoser`.
+        self.diagnosis: LoadedDiagnosis | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, settings: SegmenterSettings | None = None,
@@ -184,6 +187,7 @@ class VideoSegmenter:
         # nobody else holds the loaded model: the runtime may change it instead of copying it (BatchNorm folding)
         settings = dataclasses.replace(settings or SegmenterSettings(), own_model=True)
         segmenter = cls(loaded.model, settings=settings, **options)
+        segmenter.diagnosis = loaded.diagnosis
         if edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
                      "which changes only the first %d frame(s)", path, edge, segmenter.num_frames - 1)

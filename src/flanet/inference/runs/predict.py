@@ -6,7 +6,9 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/masks/<frame>.png   binary masks (0/255) at the input frame's size
     <out>/overlay.mp4         input frames + lesion contour + heatmap peak + frame number
     <out>/frames.csv          per-frame statistics (see FrameStats)
-    <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
+    <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings; with a
+                              diagnosis head, each video's label probabilities and the frames that weighed most
+    <out>/diagnosis.csv       with a diagnosis head: one row per video (probabilities, calls, top frames)
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
     <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
                               (flanet.inference.runs.annotation_export)
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from flanet.data import DataError
 from flanet.data.deidentify import blank_outside
 from flanet.data.videoset import frame_name
+from flanet.evaluation.report import write_rows_csv
 from flanet.evaluation.viewer import FrameImages, ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.core.overlap import ordered_map, read_ahead
@@ -39,6 +42,7 @@ from flanet.inference.core.segmenter import FrameResult, VideoSegmenter, as_rgb_
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
+from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.dicom_outputs import DicomOutputs, DicomResultCollector, run_algorithm
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
 from flanet.inference.runs.outputs import FrameStats, FrameTableWriter, draw_overlay, frame_stats
@@ -88,6 +92,8 @@ class _Rendered:
     overlay: np.ndarray
     mask_png: np.ndarray | None
     viewer_images: FrameImages | None
+    model_result: FrameResult  # at the model's region, before the paste into the full frame
+    model_rgb: np.ndarray | None  # the region the model saw (only with a diagnosis head)
 
 
 def _overlap_workers() -> int:
@@ -122,11 +128,16 @@ def _predict_video(
     masks_dir.mkdir(parents=True, exist_ok=True)
     frames = _InputFrames(source.frames())
     first_position = None if viewer is None else viewer.offered  # of this video's first frame in the viewer
+    diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size) \
+        if segmenter.diagnosis is not None else None
 
     def render(item: tuple[FrameResult, np.ndarray]) -> _Rendered:
-        result, frame = item
-        rgb = blank_outside(as_rgb_frame(frame, result.index), keep)  # what people see: no identifiers
-        result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
+        model_result, frame = item
+        model_rgb = None  # what the model saw, for the diagnosis head
+        if diagnoser is not None:
+            model_rgb = as_rgb_frame(next(geometry.model_frames(iter([frame]))), model_result.index)
+        rgb = blank_outside(as_rgb_frame(frame, model_result.index), keep)  # what people see: no identifiers
+        result = geometry.full_frame(model_result, rgb.shape[0], rgb.shape[1])
         name = frame_name(source.frame_names, result.index)
         stats = frame_stats(result, source=name)
         images = None
@@ -134,7 +145,7 @@ def _predict_video(
             images = viewer.draw_streamed(result.mask, result.heatmap_full, rgb)
         ok, png = cv2.imencode(".png", result.mask.astype(np.uint8) * 255)
         return _Rendered(result, rgb, name, stats, geometry.measure(result.mask), draw_overlay(rgb, result, stats),
-                         png if ok else None, images)
+                         png if ok else None, images, model_result, model_rgb)
 
     workers = _overlap_workers() if overlap else 0
     results = frames.with_results(segmenter.stream(geometry.model_frames(iter(frames)), prefetch=2 if overlap else 0))
@@ -145,10 +156,12 @@ def _predict_video(
     largest_area, largest_frame = 0, None
     start = time.perf_counter()
     try:
-        with FrameTableWriter(video_dir / "frames.csv", geometry.columns) as table:
+        columns = [*geometry.columns, *(diagnoser.columns if diagnoser is not None else [])]
+        with FrameTableWriter(video_dir / "frames.csv", columns) as table:
             for frame in rendered:
                 result, stats = frame.result, frame.stats
                 height, width = result.probability.shape
+                running = {} if diagnoser is None else diagnoser.update(frame.model_rgb, frame.model_result)
                 if on_frame is not None:
                     on_frame(result)
                 if writer is None:
@@ -157,7 +170,7 @@ def _predict_video(
                 if viewer is not None:
                     viewer.add_streamed(source.id, frame.name, result.index, stats.area_px, result.mask,
                                         result.heatmap_full, frame.rgb, frame.viewer_images)
-                table.write(stats, frame.measures)
+                table.write(stats, {**frame.measures, **running})
                 measurements.add(result.index, frame.measures)
                 _write_mask(masks_dir / f"{frame.name}.png", frame.mask_png)
                 count += 1
@@ -193,6 +206,7 @@ def _predict_video(
         "overlay_codec": None if writer is None else writer.codec,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
         **measurements.summary(source), "burned_in_annotation": burned_in_entry,
+        **({"diagnosis": diagnoser.summary()} if diagnoser is not None else {}),
     }
 
 
@@ -283,9 +297,25 @@ def predict_to_folder(
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    if segmenter.diagnosis is not None:
+        write_rows_csv(out / "diagnosis.csv", diagnosis_rows(videos))
     write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out
+
+
+def diagnosis_rows(videos: list[dict]) -> list[dict[str, Any]]:
+    """``diagnosis.csv``: per video the probability and call (at the validation threshold) of each label, top frames."""
+    rows = []
+    for video in videos:
+        found = video["diagnosis"]
+        row: dict[str, Any] = {"video": video["video"]}
+        for label, entry in found["labels"].items():
+            row[f"{label}_probability"] = f"{entry['probability']:.4f}"
+            row[f"{label}_positive"] = "" if entry["positive"] is None else int(entry["positive"])
+        row["top_frames"] = " ".join(f"{t['frame']}:{t['weight']:.3f}" for t in found["top_frames"])
+        rows.append(row)
+    return rows
 
 
 def run_settings(segmenter: VideoSegmenter, checkpoint: str | None) -> dict[str, Any]:

@@ -158,7 +158,8 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
     check_image_size(model, image_size)
     if model.init_state().window is None:
         raise ValueError(f"model {model.config.get('name', type(model).__name__)!r} reads a memory of earlier frames "
-                         "and its own predictions, which a fixed-input exported decoder cannot hold: it runs with "
+                         "beyond a fixed window (its own predictions, an anchor frame), which a fixed-input exported "
+                         "decoder cannot hold: it runs with "
                          "backend pytorch only (flanet export writes models that read a fixed window)")
     dtype = next(model.parameters()).dtype
     if fmt == "onnx" and dtype == torch.bfloat16:
