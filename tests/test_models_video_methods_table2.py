@@ -25,9 +25,9 @@ SIZE = 64
 TINY: dict[str, dict] = {
     "pnsplus": {"encoder": "resnet18", "rfb_channels": 16},
     "afb-urr": {"encoder": "resnet18", "clip_frames": 3, "bank_size": 40, "key_channels": 16,
-                "value_channels": 32, "decoder_channels": 16, "refine_channels": 8},
+                "value_channels": 32, "memory_decoder_channels": 16, "refine_channels": 8},
     "dpstt": {"encoder": "resnet18", "memory_size": 4, "selected_frames": 2, "key_channels": 16,
-              "value_channels": 32, "decoder_channels": 16},
+              "value_channels": 32, "memory_decoder_channels": 16},
     "dcfnet": {"encoder": "resnet18", "aspp_channels": 16, "channels": 16},
 }
 MEMORIES = ("afb-urr", "dpstt")
@@ -180,3 +180,13 @@ def test_dcfm_filters_each_video_with_its_own_kernels() -> None:
         alone = torch.cat([dcfm(context[i:i + 1], current[i:i + 1]) for i in range(3)])
         torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
         assert not torch.allclose(dcfm(context.flip(0), current), batched, atol=1e-4)  # the context matters
+
+
+def test_a_cpu_small_recipe_fits_every_method() -> None:
+    """FLA-Net's recipe options (neck_channels, decoder_channels, head_channels) reach none of them: no option shares a name."""
+    from flanet.training import load_config
+    from flanet.training.model_defaults import resolve_model_defaults
+
+    for name in TINY:
+        config = resolve_model_defaults(load_config("cpu-small", [f"model.name={name}"]))
+        assert config.model.options == {} and config.loss.mask_loss == default_mask_loss(name)

@@ -76,7 +76,24 @@ def print_summary(metrics: dict, out: Path) -> None:
 
     for key in HEADLINE:
         print(f"{key:12s} {format_cell(metrics, key)}")
+    print(diagnosis_summary(metrics.get("diagnosis")))
     print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
+
+
+def diagnosis_summary(section: dict | None) -> str:
+    """One line per diagnosed label (``pathology AUROC 0.812 [0.700, 0.910], 40 videos``), or why there is none."""
+    if not section or "not_applicable" in section:
+        return f"diagnosis    not applicable: {(section or {}).get('not_applicable', 'no diagnosis')}"
+    lines = []
+    for label, summary in section["labels"].items():
+        if "not_applicable" in summary:
+            lines.append(f"diagnosis    {label}: not applicable ({summary['not_applicable']})")
+            continue
+        interval = summary.get("auroc_ci")
+        shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+        lines.append(f"diagnosis    {label} AUROC {summary['auroc']:.3f}{shown}, balanced accuracy "
+                     f"{summary['balanced_accuracy']:.3f}, {summary['videos']} videos")
+    return "\n".join(lines)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from flanet.data.split_record import SplitRecord, record_from_metadata, video_li
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
 from flanet.evaluation.detection import annotated_boxes, box_masks
+from flanet.evaluation.diagnosis import diagnose_videos, diagnosis_section, not_applicable
 from flanet.evaluation.model_predictions import (
     check_image_size,
     choose_mode,
@@ -46,6 +47,8 @@ from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.inference.core.settings import resolve_image_size, trained_edge
+from flanet.metrics.names import DIAGNOSIS_KEY
+from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 
 log = logging.getLogger(__name__)
@@ -228,7 +231,7 @@ def evaluate_model(
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: GivenSpacing = None, not_held_out: str = "",
+    pixel_spacing: GivenSpacing = None, not_held_out: str = "", diagnosis: LoadedDiagnosis | None = None,
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
@@ -242,7 +245,10 @@ def evaluate_model(
     Clips always use the causal edge (the first frame repeated at a video's start), whatever the
     model was trained with; ``metrics.json`` records it (``context.edge``). A split with lesion boxes
     but no masks (CVA-Net's) is scored as detection only: its box and listed lesion-free frames, COCO AP
-    and the frame-level measures (``metrics.json``: ``segmentation.applicable`` false).
+    and the frame-level measures (``metrics.json``: ``segmentation.applicable`` false). ``diagnosis``: the checkpoint's
+    diagnosis head, scored against the video labels (``metrics.json["diagnosis"]``, ``diagnosis.csv``,
+    ``reliability.png``; :mod:`flanet.evaluation.diagnosis`); without it, or without labels, the section says
+    why it does not apply.
     """
     split = resolve_split(video_set, split)
     detection_only = video_set.is_box_only(split)
@@ -262,6 +268,7 @@ def evaluate_model(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing,
                     detection_only=detection_only)
+    result.metrics[DIAGNOSIS_KEY] = _diagnose(model, diagnosis, video_set, split, image_size, dev, settings)
     if out is not None:
         name = method or str(model.config["name"])
         kind = "video" if model.num_frames > 1 else "image"
@@ -277,6 +284,19 @@ def evaluate_model(
         _write_viewer(out, viewer, result, by_id, name, detection_only, settings.blanking)  # type: ignore[arg-type]
         mark_complete(out)
     return result
+
+
+def _diagnose(model: VideoSegmentationModel, diagnosis: LoadedDiagnosis | None, video_set: VideoSet,
+              split: str | None, image_size: int, device: torch.device, settings: EvaluationSettings) -> dict[str, Any]:
+    """The diagnosis section of ``metrics.json``: the head scored on the labelled videos of the split, or why not."""
+    if diagnosis is None:
+        return not_applicable("the model has no diagnosis head (train one: docs/training.md, 'Diagnosis')")
+    videos = video_set.subset(split)
+    labels = list(diagnosis.head.labels)
+    if not any(video_set.labels.get(video.id, {}).get(label, "").strip() for video in videos for label in labels):
+        return not_applicable(f"no scored video has a label {labels} (labels.csv, benign/ malignant/ folders)")
+    found = diagnose_videos(model, diagnosis.head, videos, image_size, device, progress=settings.progress)
+    return diagnosis_section(found, video_set.labels, labels, diagnosis.thresholds, settings.resamples, settings.seed)
 
 
 def evaluate_checkpoint(
@@ -316,7 +336,7 @@ def evaluate_checkpoint(
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=image_size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
-        pixel_spacing=pixel_spacing, not_held_out=not_held_out,
+        pixel_spacing=pixel_spacing, not_held_out=not_held_out, diagnosis=loaded.diagnosis,
         context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata,
                  "training_edge": training_edge, "selection": loaded.metadata.get("selection")},
     )
@@ -352,6 +372,7 @@ def evaluate_prediction_folder(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(_folder_chunks(pred_dir, videos, resize, detection_only), video_set, settings, total, viewer,
                     pixel_spacing, detection_only)
+    result.metrics[DIAGNOSIS_KEY] = not_applicable("scored from prediction PNGs, which carry no diagnosis")
     if out is not None:
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -119,16 +120,19 @@ class VideoDataModule(pl.LightningDataModule):
             localisation branch, see :class:`~flanet.data.ClipDataset`); else box-only splits are refused.
         video_set: the data set with its ``train``/``val`` splits chosen (:func:`choose_splits`); by
             default discovered and split in :meth:`setup`.
+        video_targets: per video, its diagnosis targets (joint diagnosis head), carried by every clip.
     """
 
     def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False,
-                 video_set: VideoSet | None = None) -> None:
+                 video_set: VideoSet | None = None,
+                 video_targets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         super().__init__()
         self.config = config
         self.video_set = video_set  # splits already chosen by choose_splits (else chosen in setup)
         self.clip_len = clip_len
         self.with_previous = with_previous
         self.box_targets = box_targets
+        self.video_targets = video_targets
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
@@ -149,7 +153,8 @@ class VideoDataModule(pl.LightningDataModule):
                       heatmap_centre=data.heatmap_centre)
         if data.sequence_length is None:  # random clips, one target each (paper)
             self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
-                                             with_previous=self.with_previous, seed=self.config.seed, **common)
+                                             with_previous=self.with_previous, seed=self.config.seed,
+                                             video_targets=self.video_targets, **common)
         else:  # runs of consecutive frames, each frame encoded once (docs/training.md)
             self.train_dataset = SequenceDataset(video_set, split=TRAIN, augment=data.augment,
                                                  with_previous=self.with_previous, seed=self.config.seed,
@@ -157,7 +162,8 @@ class VideoDataModule(pl.LightningDataModule):
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
             self.val_dataset = None
         else:
-            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
+            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False,
+                                           video_targets=self.video_targets, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if dataset is not None and len(dataset) == 0:
                 raise DataError(f"the {name} split has no target frame (a mask, or a box)", video_set.root)

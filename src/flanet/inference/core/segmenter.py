@@ -35,6 +35,7 @@ from flanet.inference.core.in_flight import pipelined_predictions
 from flanet.inference.core.settings import SegmenterSettings, resolve_image_size, trained_edge
 from flanet.inference.runtimes import runner_class
 from flanet.inference.runtimes.base import Runner
+from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
 from flanet.models.windows import CausalWindows
@@ -160,6 +161,8 @@ class VideoSegmenter:
         adaptive = settings.adaptive_threads
         self.adaptive_threads = self.device.type == "cpu" and not self.runner.fixed_threads if adaptive is None \
             else adaptive
+        #: The checkpoint's diagnosis head (:meth:`from_checkpoint`), for :class:`flanet.inference.runs.diagnosis.StreamDiagnoser`.
+        self.diagnosis: LoadedDiagnosis | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, settings: SegmenterSettings | None = None,
@@ -180,6 +183,7 @@ class VideoSegmenter:
         loaded = load_checkpoint(path, map_location="cpu")
         edge = trained_edge(loaded.metadata, str(path))
         segmenter = cls(loaded.model, settings=settings, **options)
+        segmenter.diagnosis = loaded.diagnosis
         if edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
                      "which changes only the first %d frame(s)", path, edge, segmenter.num_frames - 1)

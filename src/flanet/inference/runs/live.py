@@ -45,6 +45,7 @@ from flanet.inference.runs.capture import (
     redact_source,
     stop_on_signals,
 )
+from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
@@ -77,6 +78,7 @@ class _Run:
     largest_area_px: int = 0
     largest_area_frame: int | None = None
     size: tuple[int, int] | None = None  # (height, width) of the frames
+    diagnoser: StreamDiagnoser | None = None  # the running diagnosis, with a checkpoint's head
 
 
 def _segment(
@@ -86,6 +88,9 @@ def _segment(
     """Segment the frames ``frames`` hands out into ``out``; the overlay shows only ``keep`` (all when empty)."""
     geometry = FrameGeometry()  # whole frame, pixel units (no calibration outside DICOM)
     run = _Run(MeasurementLog(geometry))
+    if segmenter.diagnosis is not None:
+        run.diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size)
+    diagnosis_columns = run.diagnoser.columns if run.diagnoser is not None else []
     masks_dir = out / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
     taken: list[LiveFrame] = []
@@ -98,7 +103,7 @@ def _segment(
     writer: OverlayVideoWriter | None = None
     bar = tqdm(total=total, desc=live.label, unit="frame", disable=not progress, leave=False)
     try:
-        with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns]) as table:
+        with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns, *diagnosis_columns]) as table:
             for result in segmenter.stream(images()):
                 frame = taken[0]
                 latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
@@ -112,7 +117,8 @@ def _segment(
                 measures = geometry.measure(result.mask)
                 live_values = {"capture_time": _iso(frame.captured_at), "latency_ms": round(latency_ms, 3),
                                "dropped_before": frame.dropped_before}
-                table.write(stats, {**live_values, **measures})
+                running = run.diagnoser.update(rgb, result) if run.diagnoser is not None else {}
+                table.write(stats, {**live_values, **measures, **running})
                 table.flush()  # a live CSV can be followed while it grows
                 mask_path = masks_dir / f"{stats.source}.png"
                 if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
@@ -232,7 +238,8 @@ def predict_live(
     finally:
         live.close()
     summary = {**run_settings(segmenter, checkpoint), "live": True, **_summary(live, run, out, seconds),
-               "burned_in_annotation": burned_in_entry}
+               "burned_in_annotation": burned_in_entry,
+               **({"diagnosis": run.diagnoser.summary()} if run.diagnoser is not None else {})}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     mark_complete(out)
     if live.stop_reason == "source_lost":

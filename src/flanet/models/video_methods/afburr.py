@@ -61,7 +61,7 @@ class AFBURROptions(ModelOptions):
         merge_threshold: cosine similarity above which a new feature merges into a bank slot (0.95).
         update_rate: the merge's moving-average rate r (0.1).
         key_channels, value_channels: of the key/value embedding (128, 512).
-        decoder_channels: the STM decoder's width (256).
+        memory_decoder_channels: the STM decoder's width (256).
         refine_channels, refine_window: URR's conv width (32) and local window (7).
         mask_channels: width of the memory encoder's mask embedding.
     """
@@ -74,7 +74,7 @@ class AFBURROptions(ModelOptions):
     update_rate: float = 0.1
     key_channels: int = 128
     value_channels: int = 512
-    decoder_channels: int = 256
+    memory_decoder_channels: int = 256
     refine_channels: int = 32
     refine_window: int = 7
     mask_channels: int = 32
@@ -151,7 +151,7 @@ class AFBURR(MemoryVideoModel):
         c2, c4, c8, c16 = self.encoder.channels
         self.key_value = KeyValue(c16, options.key_channels, options.value_channels)
         self.memory_encoder = MaskedMemoryEncoder(c16, options.mask_channels)
-        self.decoder = MemoryDecoder(2 * options.value_channels, (c8, c4), options.decoder_channels)
+        self.decoder = MemoryDecoder(2 * options.value_channels, (c8, c4), options.memory_decoder_channels)
         self.refine = UncertainRegionRefinement(c2, options.refine_channels, options.refine_window)
         # which read is the lesion's: with no mask given, nothing else tells the two classes apart
         self.class_embedding = nn.Parameter(torch.randn(CLASSES, options.value_channels, 1, 1))

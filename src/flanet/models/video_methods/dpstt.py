@@ -54,7 +54,7 @@ class DPSTTOptions(MemoryOptions):
         clip_frames: frames of a training clip.
         key_channels, value_channels: of the key/value embeddings (128, 512).
         grid: regions per side of the temporal transformer (2).
-        decoder_channels: the STM decoder's width (256).
+        memory_decoder_channels: the STM decoder's width (256).
         mask_channels: width of the memory encoder's mask embedding.
     """
 
@@ -68,7 +68,7 @@ class DPSTTOptions(MemoryOptions):
     key_channels: int = 128
     value_channels: int = 512
     grid: int = 2
-    decoder_channels: int = 256
+    memory_decoder_channels: int = 256
     mask_channels: int = 32
 
 
@@ -89,7 +89,7 @@ class DPSTT(MemoryVideoModel):
         self.memory_encoder = MaskedMemoryEncoder(c16, options.mask_channels)
         self.memory_key_value = KeyValue(c16, options.key_channels, options.value_channels)
         self.transformer = ParallelSpatialTemporalRead(c16, options.key_channels, options.value_channels, options.grid)
-        self.decoder = MemoryDecoder(self.transformer.out_channels, (c8, c4), options.decoder_channels)
+        self.decoder = MemoryDecoder(self.transformer.out_channels, (c8, c4), options.memory_decoder_channels)
 
     @property
     def size_multiple(self) -> int:

@@ -44,8 +44,8 @@ class PNSPlusOptions(ModelOptions):
         local_frames: T, frames of the local window, the current one included (5).
         high_channels, low_channels: widths of the stride-16 and stride-8 RFB outputs (32, 24).
         rfb_channels: the RFBs' inner width (128).
-        decoder_channels: the decoder's width (16).
-        heads, head_channels: NS block channel groups and their query/key/value width (4, 8).
+        seg_channels: the decoder's width (16).
+        heads, attention_channels: NS block channel groups and their query/key/value width (4, 8).
         radius: per group, the neighbourhood radius r ((2r+1)^2 positions a frame; 3).
         global_dilation, local_dilation: per group, the dilation of the anchor-query and of the
             local-query NS block ([3, 4, 3, 4] and [1, 2, 1, 2]).
@@ -57,9 +57,9 @@ class PNSPlusOptions(ModelOptions):
     high_channels: int = 32
     low_channels: int = 24
     rfb_channels: int = 128
-    decoder_channels: int = 16
+    seg_channels: int = 16
     heads: int = 4
-    head_channels: int = 8
+    attention_channels: int = 8
     radius: list[int] = field(default_factory=lambda: [3, 3, 3, 3])
     global_dilation: list[int] = field(default_factory=lambda: [3, 4, 3, 4])
     local_dilation: list[int] = field(default_factory=lambda: [1, 2, 1, 2])
@@ -116,8 +116,8 @@ class PNSPlus(VideoSegmentationModel):
         c8, c16 = self.encoder.channels
         self.low_rfb = LightRFB(c8, options.rfb_channels, options.low_channels)
         self.high_rfb = LightRFB(c16, options.rfb_channels, options.high_channels)
-        self.head = PNSPlusHead(options.high_channels, options.low_channels, options.decoder_channels, options.heads,
-                                options.head_channels, options.radius, options.global_dilation, options.local_dilation)
+        self.head = PNSPlusHead(options.high_channels, options.low_channels, options.seg_channels, options.heads,
+                                options.attention_channels, options.radius, options.global_dilation, options.local_dilation)
 
     @property
     def size_multiple(self) -> int:
