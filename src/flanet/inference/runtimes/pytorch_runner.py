@@ -3,8 +3,9 @@
 With features reused (FLA-Net variants) each frame is encoded once by ``model.encode`` and a window of
 encoder features is decoded by ``model.decode`` (paper, Sec. 3, Fig. 2); otherwise (image baselines,
 or ``reuse_features=False``, the authors' way) the window is the frames themselves and ``model(clip)``
-runs on it. On the CPU the runner by default works on a copy whose encoder BatchNorms are folded into
-the convolutions and in channels-last memory format (docs/benchmarks.md).
+runs on it. On the CPU the runner by default folds the encoder's BatchNorms into the convolutions (into the
+model itself when it owns it, a checkpoint's; else into a copy sharing the model's other tensors) and runs
+in channels-last memory format (docs/benchmarks.md).
 """
 
 from __future__ import annotations
