@@ -88,7 +88,8 @@ def fold_batch_norms(model: VideoSegmentationModel, inplace: bool = False) -> Vi
             nobody else uses, such as one a segmenter loaded from a checkpoint, so that no second copy of the
             weights is held. False (default): ``model`` is left as it is (training mode, BatchNorm statistics
             and all) and a copy in eval mode is returned that holds new tensors only for the folded
-            convolutions: every other parameter and buffer is ``model``'s own (shared, not copied).
+            convolutions: every other parameter and buffer is ``model``'s own (shared, not copied), so the
+            copy is for inference with the weights as they are now: train ``model`` further and fold again.
 
     Raises:
         torch.fx.proxy.TraceError, TypeError: torch.fx cannot trace the backbone (control flow
