@@ -49,6 +49,8 @@ class RuntimeOptions:
         calibration: ``precision="int8"`` without ``onnx``: data roots or videos whose frames calibrate the INT8
             parts; a third of their videos (by video) is held out for the Dice check.
         max_dice_drop: ``precision="int8"``: the largest Dice drop on the held-out videos accepted (None: any).
+        own_model: the model is the runtime's alone (a segmenter built from a checkpoint): PyTorch folds the
+            BatchNorms into it in place rather than into a second copy of its weights.
     """
 
     device: str | torch.device | None = None
@@ -63,6 +65,7 @@ class RuntimeOptions:
     precision: str = "float32"
     calibration: tuple[str, ...] = ()
     max_dice_drop: float | None = 0.01
+    own_model: bool = False
 
     @property
     def compiled(self) -> bool:

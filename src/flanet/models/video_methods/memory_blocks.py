@@ -75,8 +75,8 @@ class MaskedMemoryEncoder(nn.Module):
     STM, AFB-URR and DPSTT run a second ResNet-50 on the frame with the mask (and its complement)
     added after the first convolution. Here the frame's features come from the query encoder, which
     ran once for the frame already, and the mask pair enters through a light strided conv stack
-    (average-pooled to stride 4, two stride-2 3x3 convs to stride 16); the two are fused by a 1x1 conv
-    and a residual block, then the 3x3 key and value convs. Why: one backbone pass a frame instead of
+    (average-pooled to stride 4, two stride-2 3x3 convs to stride 16); a bottleneck branch (1x1 to C/4,
+    3x3, 1x1 back to C) of the two is added to the features, then the 3x3 key and value convs. Why: one backbone pass a frame instead of
     two, and the memory entry is made from what the per-frame state already holds.
 
     Args:
@@ -89,14 +89,16 @@ class MaskedMemoryEncoder(nn.Module):
         self.mask = nn.Sequential(
             nn.Conv2d(2, mask_channels // 2, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(mask_channels // 2, mask_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True))
-        self.fuse = nn.Sequential(nn.Conv2d(feature_channels + mask_channels, feature_channels, 1),
-                                  ResBlock(feature_channels))
+        inner = max(1, feature_channels // 4)
+        self.fuse = nn.Sequential(  # a bottleneck residual branch (1x1, 3x3, 1x1), as a ResNet stage's block
+            nn.Conv2d(feature_channels + mask_channels, inner, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(inner, inner, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(inner, feature_channels, 1))
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """``features (B, C, h16, w16)``, ``mask (B, 1, H, W)`` in [0, 1] -> memory features ``(B, C, h16, w16)``."""
         pair = torch.cat([mask, 1 - mask], dim=1)
         pair = F.adaptive_avg_pool2d(pair, (features.shape[-2] * 4, features.shape[-1] * 4))
-        return self.fuse(torch.cat([features, self.mask(pair)], dim=1))
+        return features + self.fuse(torch.cat([features, self.mask(pair)], dim=1))
 
 
 class KeyValue(nn.Module):
