@@ -28,14 +28,15 @@ from natsort import natsorted
 
 from flanet.data.annotation_layouts import cvat_task_folders, read_coco_layout, read_cvat_layout
 from flanet.data.bboxes import read_bbox_json
-from flanet.data.dicom import DICOM_SUFFIXES, is_dicom_file, probe_dicom
+from flanet.data.dicom import DICOM_SUFFIXES
 from flanet.data.errors import DataError, Problem
 from flanet.data.labels import find_label_file, folder_labels, merged_labels, read_labels
 from flanet.data.listing import list_dir, match_masks, paired_videos, video_folders
 from flanet.data.splits import read_split_lists, with_aliases
+from flanet.data.video_io import VIDEO_EXTENSIONS, VIDEO_FILE_SUFFIXES
 from flanet.data.videoset import Video, VideoSet
 
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+__all__ = ["VIDEO_EXTENSIONS", "MixedFolderError", "discover"]
 _MAX_POLYP_DEPTH = 5
 
 
@@ -99,26 +100,15 @@ def _video_number(path: Path) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
-def _probe(path: Path) -> tuple[int, tuple[float, float] | None, str | None]:
-    """Frame count, ``(row mm, column mm)`` pixel spacing and its source of a video or DICOM file."""
-    from flanet.data.video_io import probe_video
-
-    if not is_dicom_file(path):
-        return probe_video(path).frame_count, None, None
-    info = probe_dicom(path)
-    spacing = None if info.spacing_mm is None else (info.spacing_mm[1], info.spacing_mm[0])  # (x, y) -> (row, column)
-    return info.frame_count, spacing, info.calibration_source
-
-
 def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> list[Video]:
     videos = []
     for path in files:
         try:
-            frame_count, spacing, spacing_source = _probe(path)
+            video = Video.from_file(path)
         except DataError as error:
             notes.append(Problem("error", path, f"unreadable video: {error}"))
             continue
-        masks: list[Path | None] = [None] * frame_count
+        frame_count, masks = video.num_frames, video.masks  # one None per declared frame
         mask_dir = root / "masks" / path.stem
         if mask_dir.is_dir():
             for mask in list_dir(mask_dir, notes)[1]:
@@ -128,7 +118,7 @@ def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> li
                     notes.append(Problem("warning", mask, message))
                 else:
                     masks[index] = mask
-        videos.append(Video(path.stem, [], masks, video_file=path, pixel_spacing=spacing, spacing_source=spacing_source))
+        videos.append(video)
     return videos
 
 
@@ -199,8 +189,7 @@ def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet
         videos, folder_splits = _read_polyp(found)
     else:
         subfolders, loose_images = video_folders(root, [])
-        suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
-        files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
+        files = [p for p in root.iterdir() if p.suffix.lower() in VIDEO_FILE_SUFFIXES and p.is_file()]
         files = natsorted(files, key=lambda p: p.name)
         mask_folder = "masks" if files else None  # masks/<video stem>/ of video files is no video
         listed = [(name, frames) for name, folder in subfolders if name != mask_folder

@@ -8,7 +8,6 @@ paper's Tables 2 and 4), ``worst_frames/`` (overlays of the lowest-Dice frames),
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -21,9 +20,8 @@ import torch
 from tqdm import tqdm
 
 from flanet import __version__
-from flanet.data import DataError, Video, VideoSet, discover, read_image, read_mask
+from flanet.data import DataError, Video, VideoSet, discover, read_mask
 from flanet.data.deidentify import blank_outside
-from flanet.data.dicom import is_dicom_file, probe_dicom
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
@@ -144,22 +142,11 @@ def scored_context(split: str | None, videos: list[Video], not_held_out: str = "
 def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
     """A frame for the viewer and the worst-frames figure: a DICOM declaring burned-in identifiers is blanked
     outside its ultrasound regions (entirely without regions: the masks are still shown), issue 22 item 2."""
-    if video.video_file is None:
-        return read_image(video.frames[index])
-    rgb = reader.read(video.video_file, index)
-    keep = _burned_in_keep(Path(video.video_file))
-    if keep is None:
+    rgb = video.read_frame(index, reader)
+    dicom = video.dicom  # read once per video (discover probed it)
+    if dicom is None or not dicom.burned_in:
         return rgb
-    return blank_outside(rgb, keep) if keep else np.zeros_like(rgb)
-
-
-@functools.lru_cache(maxsize=64)
-def _burned_in_keep(path: Path) -> tuple | None:
-    """The regions to keep of a DICOM declaring burned-in identifiers (empty: none), None for any other file."""
-    if not is_dicom_file(path):
-        return None
-    info = probe_dicom(path)
-    return info.regions if info.burned_in else None
+    return blank_outside(rgb, dicom.regions) if dicom.regions else np.zeros_like(rgb)
 
 
 def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
