@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -186,6 +186,24 @@ class Video:
     def known_mask(self, index: int) -> bool:
         """Whether frame ``index``'s mask is known: it has one, or it is annotated lesion-free (empty mask)."""
         return self.masks[index] is not None or (self.lesion_free is not None and self.lesion_free[index])
+
+
+class LayoutRead(NamedTuple):
+    """What the reader of a layout found in a root (:data:`flanet.data.layouts.LAYOUTS`).
+
+    Attributes:
+        layout: the layout's name (``VideoSet.layout``).
+        videos: the videos; sorted by id in natural order unless ``keep_order``.
+        splits: video ids per split that the layout's folders or files give (split lists take precedence).
+        split_files: the file or folder each of those splits was read from.
+        keep_order: the reader's order is the set's (split folders one after the other).
+    """
+
+    layout: str
+    videos: list[Video]
+    splits: dict[str, list[str]] | None = None
+    split_files: dict[str, Path] | None = None
+    keep_order: bool = False
 
 
 @dataclass

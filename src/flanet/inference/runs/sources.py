@@ -11,7 +11,7 @@ import numpy as np
 
 from flanet.data import DataError, Video, discover
 from flanet.data.dicom import DicomInfo
-from flanet.data.layouts import MixedFolderError
+from flanet.data.file_layouts import MixedFolderError
 from flanet.data.listing import frame_files
 from flanet.data.video_io import VIDEO_EXTENSIONS, is_video_file
 
