@@ -142,8 +142,11 @@ class Video:
     @property
     def frame_names(self) -> list[str]:
         """Each frame's name (:func:`frame_name`): its file's stem, or its 1-based number for decoded frames."""
-        stems = [path.stem for path in self.frames] if self.video_file is None else None
-        return [frame_name(stems, index) for index in range(self.num_frames)]
+        return [self.frame_name(index) for index in range(self.num_frames)]
+
+    def frame_name(self, index: int) -> str:
+        """The name of frame ``index`` (:func:`frame_name`): its file's stem, or its 1-based number for decoded frames."""
+        return Path(self.frames[index]).stem if self.video_file is None else frame_name(None, index)
 
     def iter_frames(self, last: int | None = None) -> Iterator[np.ndarray]:
         """RGB uint8 frames ``0..last`` (every frame by default) in order, decoded one at a time.
