@@ -49,6 +49,7 @@ def _base(syntax: str, identifiers: bool) -> Dataset:
     ds.file_meta = meta
     ds.SOPClassUID = US_MULTIFRAME
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality = "US"
     if identifiers:
         for keyword, value in IDENTIFIERS.items():

@@ -21,7 +21,7 @@ FAILED_RUN = 1
 
 #: Names of exception classes (from flanet or the libraries it drives) that mean "a run failed".
 _FAILED_RUN_CLASSES = frozenset({"TrainingError", "NonFiniteLossError", "NonFiniteOutputError", "ExportError",
-                                 "SourceLostError"})
+                                 "SourceLostError", "PacsError"})
 #: Lightning's "this trainer setting is impossible" (e.g. a GPU accelerator without a GPU).
 _BAD_SETTING_CLASSES = frozenset({"MisconfigurationException"})
 _INPUT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.EACCES,

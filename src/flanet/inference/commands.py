@@ -20,6 +20,8 @@ __all__ = ["register"]
 
 if TYPE_CHECKING:
     from flanet.inference.core.settings import SegmenterSettings
+    from flanet.inference.runs.burned_in import BurnedInPolicy
+    from flanet.inference.runs.dicom_outputs import DicomOutputs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
         raise UsageError("--split applies to a dataset root, not to --source")
     if args.export:
         raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
+    if args.dicom_out or args.store or args.study:
+        raise UsageError("--dicom-out, --study and --store apply to DICOM cines and --pacs studies, not to --source")
     source = Path(args.source)
     name = f"{source.stem}-live" if source.is_file() else f"live-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = predict_live(
@@ -62,16 +66,23 @@ def _predict(args: argparse.Namespace) -> int:
         return _predict_live(args, checkpoint)
     if args.max_frames is not None or args.duration is not None:
         raise UsageError("--max-frames and --duration bound a live run; they need --source")
+    dicom = _dicom_outputs(args)
+    burned_in = BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions)
+    if args.pacs is not None:
+        return _predict_pacs(args, checkpoint, dicom, burned_in)
     input_path = Path(args.input)
     resolved = input_path.resolve()
     default_name = f"{resolved.stem if resolved.is_file() else resolved.name}-flanet"
     out = Path(args.out) if args.out else Path.cwd() / default_name
     archive = is_archive_input(input_path)  # a manifest CSV or a folder of videos: resumable, sharded
+    if archive and dicom.wanted:
+        raise UsageError("--dicom-out applies to one DICOM cine, a dataset root or a --pacs study, not to an "
+                         "archive folder or manifest (--dicom-out)")
+    extra = {"dicom_outputs": dicom} if dicom.wanted else {}
     out_dir = (predict_archive if archive else predict_to_folder)(
         checkpoint, input_path, out, force=args.force, fps=args.fps, split=args.split,
         progress=not args.no_progress, full_frame=args.full_frame, export=sorted(set(args.export)),
-        burned_in=BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions),
-        settings=_settings(args),
+        burned_in=burned_in, settings=_settings(args), **extra,
     )
     if archive and int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for all
         return 0
@@ -84,6 +95,43 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary['frames']} frames ({summary['frames_with_lesion']} with a lesion, largest "
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
     )
+    return 0
+
+
+def _dicom_outputs(args: argparse.Namespace) -> DicomOutputs:
+    """The DICOM objects ``--dicom-out``, ``--seg-type`` and ``--dicom-identity`` ask for."""
+    from flanet.data.dicom_identity import DicomIdentity
+    from flanet.inference.runs.dicom_outputs import DicomOutputs
+
+    kinds = tuple(sorted(set(args.dicom_out) | ({"seg"} if "sr" in args.dicom_out else set())))  # sr names SEG frames
+    if args.seg_type != "binary" and not kinds:
+        raise UsageError("--seg-type applies to the SEG of --dicom-out seg (--seg-type)")
+    if args.study is not None and args.pacs is None:
+        raise UsageError("--study names a study of the PACS given with --pacs (--study)")
+    if args.store and args.pacs is None:
+        raise UsageError("--store sends the results to the PACS of --pacs (--store)")
+    if args.store and not kinds:
+        raise UsageError("--store needs --dicom-out seg and/or sr: the objects to store (--store)")
+    if args.store and args.dicom_identity != "source":
+        raise UsageError("--store puts the results back into the source study: give --dicom-identity source "
+                         "(de-identified results belong to no study of the PACS) (--dicom-identity)")
+    return DicomOutputs(kinds, args.seg_type, DicomIdentity(args.dicom_identity))
+
+
+def _predict_pacs(args: argparse.Namespace, checkpoint: Path, dicom: DicomOutputs, burned_in: BurnedInPolicy) -> int:
+    from flanet.inference.runs.pacs import PacsSettings, predict_pacs_study
+
+    if args.study is None:
+        raise UsageError("--pacs needs --study UID: the study whose cines to segment (--study)")
+    if args.split or args.export:
+        raise UsageError("--split and --export apply to INPUT, not to a --pacs study")
+    out = Path(args.out) if args.out else Path.cwd() / "pacs-study-flanet"
+    pacs = PacsSettings.from_environment(args.pacs, credentials_file=args.pacs_credentials, ca_bundle=args.pacs_ca_bundle)
+    record = predict_pacs_study(
+        checkpoint, pacs, args.study, out, dicom_outputs=dicom, store=args.store, force=args.force, fps=args.fps,
+        progress=not args.no_progress, full_frame=args.full_frame, burned_in=burned_in, settings=_settings(args))
+    stored = f", {len(record['stored'])} object(s) stored into the study" if args.store else ""
+    print(f"{len(record['cines'])} cine(s) of the study segmented{stored} -> {out}")
     return 0
 
 
@@ -160,6 +208,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("input", nargs="?", help="video file (mp4/avi/...), DICOM cine (.dcm), folder of frames, or dataset root")
+    given.add_argument("--pacs", metavar="URL",
+                       help="a PACS's DICOMweb root (https://pacs.example/dicom-web): segment the cines of --study; "
+                       "credentials from $FLANET_PACS_USERNAME/$FLANET_PACS_PASSWORD, $FLANET_PACS_TOKEN or "
+                       "--pacs-credentials FILE, never the command line (docs/inference.md, Results into the PACS)")
     given.add_argument("--source", help="live: a capture device index (0), a stream URL (rtsp://, http://) or a video "
                        "file played at its frame rate; the newest frame is segmented, stale ones dropped (docs/inference.md)")
     p.add_argument("--checkpoint", required=True, help=f"flanet checkpoint (.pt): {CHECKPOINT_HELP}")
@@ -190,6 +242,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
                    help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
                    "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")
+    p.add_argument("--dicom-out", nargs="+", action="extend", default=[], choices=["seg", "sr"], metavar="KIND",
+                   help="DICOM cines: also write per cine dicom/seg.dcm (DICOM Segmentation of the lesion, one frame "
+                   "per cine frame with a lesion) and/or dicom/sr.dcm (TID 1500 SR: largest area and diameter; "
+                   "implies seg), e.g. --dicom-out seg sr")
+    p.add_argument("--seg-type", choices=["binary", "fractional"], default="binary",
+                   help="the SEG's pixels: binary masks (default) or fractional lesion probabilities")
+    p.add_argument("--dicom-identity", choices=["deidentify", "source"], default="deidentify",
+                   help="whose study the DICOM results belong to: deidentify (default: DICOM PS3.15 basic profile, "
+                   "consistent replacement UIDs) or source (the source's patient and study, new series)")
+    p.add_argument("--study", metavar="UID", help="--pacs: the Study Instance UID whose cines to segment")
+    p.add_argument("--store", action="store_true",
+                   help="--pacs: store the SEG/SR back into the study (STOW-RS); needs --dicom-identity source")
+    p.add_argument("--pacs-credentials", metavar="FILE",
+                   help="--pacs: JSON file with username and password, or token (keep it private: mode 600)")
+    p.add_argument("--pacs-ca-bundle", metavar="FILE",
+                   help="--pacs: CA certificates to verify the PACS's TLS certificate with (verification is always on)")
     p.add_argument("--max-frames", type=positive_int, help="--source: stop after this many segmented frames")
     p.add_argument("--duration", type=positive_float, help="--source: stop after this many seconds")
     p.set_defaults(func=_predict, streaming=True)  # threads adapt to free CPUs: libgomp's spinning kept

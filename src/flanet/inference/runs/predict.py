@@ -10,6 +10,8 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
     <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
                               (flanet.inference.runs.annotation_export)
+    <out>/dicom/seg.dcm, sr.dcm   with ``dicom_outputs`` (DICOM cines): DICOM Segmentation and TID 1500 SR
+                              (flanet.inference.runs.dicom_outputs)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ from flanet.data.deidentify import blank_outside
 from flanet.data.videoset import frame_name
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
-from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
+from flanet.inference.core.segmenter import FrameResult, VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
+from flanet.inference.runs.dicom_outputs import DicomOutputs, DicomResultCollector, run_algorithm
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
@@ -63,8 +66,11 @@ class _LastFrame:
 def _predict_video(
     segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
     viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY,
+    on_frame: Callable[[FrameResult], None] | None = None,
 ) -> dict:
     """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry.
+
+    ``on_frame`` gets every full-frame prediction (the DICOM results keep their lesion frames).
 
     The overlay and the viewer's frames are blanked outside the ultrasound regions of a file with
     burned-in identifiers (:mod:`flanet.inference.runs.burned_in`); such a file without regions is
@@ -86,6 +92,8 @@ def _predict_video(
             for result in segmenter.stream(geometry.model_frames(frames)):
                 rgb = blank_outside(as_rgb_frame(frames.frame, result.index), keep)  # what people see: no identifiers
                 result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
+                if on_frame is not None:
+                    on_frame(result)
                 name = frame_name(source.frame_names, result.index)
                 stats = frame_stats(result, source=name)
                 if writer is None:
@@ -147,6 +155,7 @@ def predict_to_folder(
     export: Sequence[str] = (),
     burned_in: BurnedInPolicy = DEFAULT_POLICY,
     settings: SegmenterSettings | None = None,
+    dicom_outputs: DicomOutputs | None = None,
     **options: Any,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
@@ -163,6 +172,8 @@ def predict_to_folder(
         full_frame: give the model the whole DICOM frame, not its ultrasound imaging region.
         export: annotation files to write per video, any of ``"coco"``, ``"cvat"``
             (see :mod:`flanet.inference.runs.annotation_export`).
+        dicom_outputs: DICOM objects to write per cine (SEG, SR), their identity rule
+            (:mod:`flanet.inference.runs.dicom_outputs`); every input must then be a DICOM cine.
         settings: the segmenter's settings (image size, device, threshold, backend, compile, frames in
             flight, ...: :class:`~flanet.inference.core.settings.SegmenterSettings`).
         **options: fields of ``settings`` given as keywords (``image_size=``, ``device=``, ``threshold=``, ...).
@@ -175,17 +186,25 @@ def predict_to_folder(
     sources = resolve_sources(input_path, fps=fps, split=split)  # a bad input is named before any export
     for source in sources:  # a burned-in file that cannot be de-identified is refused before anything is written
         burned_in_regions(source, burned_in)
+    dicom = dicom_outputs if dicom_outputs is not None and dicom_outputs.wanted else None
     segmenter = VideoSegmenter.create(model, settings, **options)
+    collectors = [DicomResultCollector(dicom, source, segmenter.threshold) if dicom else None for source in sources]
     out = prepare_output_folder(out_dir, "predict", inputs=[input_path, checkpoint], force=force)  # --force: never the checkpoint
     mark_incomplete(out, "flanet predict")
     videos = []
     counts = [source.frame_count for source in sources]
     viewer = ViewerCollector(sum(counts) if None not in counts else None)  # type: ignore[arg-type]
     start = time.perf_counter()
-    for source in tqdm(sources, desc="videos", unit="video", disable=not progress or len(sources) == 1):
+    algorithm = run_algorithm(segmenter, checkpoint) if dicom else None
+    for source, collector in tqdm(list(zip(sources, collectors)), desc="videos", unit="video",
+                                  disable=not progress or len(sources) == 1):
         single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
         video_dir = out if single else out / source.id
-        videos.append(_predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in))
+        video = _predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in,
+                               on_frame=None if collector is None else collector.add)
+        if collector is not None and algorithm is not None:
+            video["dicom_outputs"] = collector.write(video_dir, video, algorithm)
+        videos.append(video)
     elapsed = time.perf_counter() - start
     for source, video in zip(sources, videos):
         video["exports"] = export_video(source, Path(video["output"]), video["frames"], export)
