@@ -86,10 +86,16 @@ def write_video() -> VideoWriter:
 
 
 def _save_flanet(path: Path, seed: int = 0, **options: object) -> Path:
-    """A FLA-Net of random weights (seeded), saved as a checkpoint trained at image size 64."""
+    """A FLA-Net of random weights (seeded), saved as a checkpoint trained at image size 64.
+
+    Its mask head keeps PyTorch's default initialisation (``mask_prior=None``: p near 0.5), so that
+    random weights draw lesions and the tests exercise every output a lesion produces; a trained
+    model's head starts at the lesion prior instead (``FLANetOptions.mask_prior``).
+    """
     from flanet.models import create_model, save_checkpoint
 
     torch.manual_seed(seed)
+    options = {"mask_prior": None, **options}
     return save_checkpoint(path, create_model("flanet", **options), {"image_size": 64})
 
 

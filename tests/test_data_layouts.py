@@ -139,7 +139,10 @@ def test_video_files_with_optional_masks(tmp_path):
     writer.release()
     (tmp_path / "empty.mp4").write_bytes(b"")
     _mask(tmp_path / "masks" / "scan" / "frame_3.png", size=(12, 16))
-    video_set = discover(tmp_path)
+    with pytest.raises(DataError, match="unreadable video, so the folder cannot be read whole") as refused:
+        discover(tmp_path)  # issue 22 item 6: never a folder read without one of its videos
+    assert refused.value.path.name == "empty.mp4"
+    video_set = discover(tmp_path, list_unreadable=True)  # flanet data check lists it among every problem
     assert video_set.layout == "video-files"
     (video,) = video_set.videos
     assert video.video_file.name == "scan.avi" and video.frames == [] and video.num_frames == 5
@@ -182,6 +185,25 @@ def test_a_folder_mixing_video_files_dicom_and_frame_folders_reads_them_all(tmp_
     assert video_set.layout == "mixed"
     assert sorted(v.id for v in video_set.videos) == ["cine", "clip", "scan"]
     assert {v.id: v.num_frames for v in video_set.videos} == {"cine": 2, "clip": 2, "scan": 3}
+
+
+def test_an_unreadable_video_in_a_mixed_folder_is_refused_by_name_not_skipped(tmp_path, capsys, checkpoint):
+    """Issue 22 item 6: predict read the frame folder and the good video and dropped the broken one, exit 0."""
+    from flanet.cli import main
+    from flanet.inference.runs.sources import resolve_sources
+
+    (tmp_path / "data").mkdir()
+    _avi(tmp_path / "data" / "scan.avi")
+    (tmp_path / "data" / "broken.avi").write_bytes(b"RIFF but not a video")
+    _frame(tmp_path / "data" / "clip" / "1.png")
+    with pytest.raises(DataError, match="unreadable video") as refused:
+        resolve_sources(tmp_path / "data")
+    assert refused.value.path.name == "broken.avi"
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "data"), "--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("flanet predict: error: unreadable video") and "broken.avi" in err[0]
+    assert not out.exists()
 
 
 def test_loose_frames_beside_other_videos_are_refused_by_discover_and_predict(tmp_path):

@@ -17,7 +17,8 @@ from flanet.demo.figures import read_step_losses
 from flanet.demo.report import fmt, fmt_ci, signed
 from flanet.fileio import LOCK_NAME, output_marker, prepare_output_folder
 
-TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, progress=False)
+TINY = DemoSettings(videos=6, frames=6, frame_size=64, image_size=64, steps=3, resamples=50, diagnosis_epochs=2,
+                    progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,11 @@ def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
         "evaluation/flanet/metrics.json", "evaluation/unet/metrics.json", "streaming/overlay.mp4",
         "streaming/summary.json", "figures/training_curves.png", "figures/per_video_dice.png",
         "figures/dice_by_frame_kind.png", "figures/cases.png", "figures/overlay.gif",
-        "runs/flanet/logs/csv/metrics.csv",
+        "runs/flanet/logs/csv/metrics.csv", "runs/diagnosis/checkpoints/last.pt",
     ):
         assert (out / relative).is_file() and (out / relative).stat().st_size > 0, relative
-    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/7]" for k in range(1, 8)]
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/8]" for k in range(1, 9)]
+    assert "## Diagnosis: benign or malignant, per video" in (out / "report.md").read_text()
     assert lines[-2].startswith("done in ")
 
 
@@ -53,7 +55,9 @@ def test_html_is_self_contained(demo: tuple[Path, list[str]]) -> None:
     out, _ = demo
     page = (out / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert len(sources) == 5  # frame kinds, curves, per video, cases, overlay GIF
+    reliability = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["diagnosis"]["reliability"]
+    # frame kinds, curves, per video, cases, overlay GIF, and the diagnosis' reliability plot when it applies
+    assert len(sources) == 5 + (reliability is not None)
     assert all(s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in sources)
     assert 'href="streaming/overlay.mp4"' in page
     for viewer in ("evaluation/flanet/viewer.html", "evaluation/unet/viewer.html", "streaming/viewer.html"):
@@ -78,6 +82,10 @@ def test_report_numbers_are_those_of_metrics_json(demo: tuple[Path, list[str]]) 
     for group in record["comparison"].values():
         expected.append(f"{signed(group['difference'])} {fmt_ci(group['difference_ci'])}")
     expected += [record["verdict"]["text"], f"{fmt(record['streaming']['fps'], 1)} frames/s"]
+    diagnosis = record["diagnosis"]["scores"]
+    expected.append("Diagnosis: benign or malignant, per video")
+    if "not_applicable" not in diagnosis:
+        expected.append(f"{fmt(diagnosis['auroc'])} {fmt_ci(diagnosis['auroc_ci'])}")
     for text in expected:
         assert text in markdown, text
         assert text in page, text

@@ -19,10 +19,12 @@ from flanet.models.diagnosis import (
 )
 
 
-def _small_model():
-    """The smallest FLA-Net (MobileNetV3-small encoder, narrow neck and decoder), random weights."""
+@pytest.fixture(scope="module")
+def small_model():
+    """The smallest FLA-Net (MobileNetV3-small encoder, narrow neck and decoder), random weights, eval mode."""
+    torch.manual_seed(0)
     return create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
-                        decoder_channels=[64, 32, 24, 16], head_channels=16)
+                        decoder_channels=[64, 32, 24, 16], head_channels=16).eval()
 
 
 def test_grouped_softmax_normalises_within_each_video():
@@ -81,8 +83,8 @@ def test_running_estimate_equals_the_head_on_every_frame_so_far():
     assert [index for index, _ in top] == torch.argsort(full, descending=True)[:2].tolist()
 
 
-def test_clip_inputs_read_the_model_through_its_contract():
-    model = _small_model().eval()
+def test_clip_inputs_read_the_model_through_its_contract(small_model):
+    model = small_model
     channels = feature_channels(model)
     assert channels == model.encode(torch.zeros(1, 3, 64, 64))[-1].shape[1]
     clips = torch.randn(2, model.num_frames, 3, 64, 64)
@@ -93,8 +95,8 @@ def test_clip_inputs_read_the_model_through_its_contract():
     torch.testing.assert_close(output.mask_logits, expected, atol=1e-5, rtol=1e-4)
 
 
-def test_checkpoint_carries_the_head_and_its_thresholds(tmp_path):
-    model = _small_model()
+def test_checkpoint_carries_the_head_and_its_thresholds(small_model, tmp_path):
+    model = small_model
     head = DiagnosisHead(feature_channels(model), ["pathology"], hidden=8, attention=4)
     path = save_checkpoint(tmp_path / "m.pt", model, {"image_size": 64}, diagnosis=head, thresholds={"pathology": 0.4})
     loaded = load_checkpoint(path)
@@ -105,8 +107,8 @@ def test_checkpoint_carries_the_head_and_its_thresholds(tmp_path):
     assert load_checkpoint(save_checkpoint(tmp_path / "plain.pt", model)).diagnosis is None
 
 
-def test_a_tampered_head_is_refused(tmp_path):
-    model = _small_model()
+def test_a_tampered_head_is_refused(small_model, tmp_path):
+    model = small_model
     head = DiagnosisHead(feature_channels(model), ["pathology"], hidden=8, attention=4)
     path = save_checkpoint(tmp_path / "m.pt", model, diagnosis=head)
     payload = torch.load(path, weights_only=True)

@@ -187,3 +187,22 @@ def test_dicom_out_usage_errors(small_checkpoint: Path, tmp_path: Path, write_vi
     assert "--store sends the results to the PACS" in capsys.readouterr().err
     assert main([*base, str(REAL_CINE), "--out", str(tmp_path / "c"), "--seg-type", "fractional"]) == 2
     assert "--seg-type applies" in capsys.readouterr().err
+
+
+def test_identity_replaces_uids_consistently_and_keeps_standard_ones() -> None:
+    source = pydicom.dcmread(REAL_CINE, stop_before_pixels=True)
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID, item.ReferencedSOPClassUID = source.SOPInstanceUID, source.SOPClassUID
+    source.ReferencedImageSequence = [item]
+    run, other = DicomIdentity("deidentify"), DicomIdentity("deidentify")
+    header = run.header(source)
+    assert header.SOPInstanceUID == run.uid(source.SOPInstanceUID) != source.SOPInstanceUID  # consistent in a run
+    assert header.ReferencedImageSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID  # nested, same map
+    assert other.uid(source.SOPInstanceUID) != header.SOPInstanceUID  # another run, another secret
+    assert header.SOPClassUID == source.SOPClassUID and header.ReferencedImageSequence[0].ReferencedSOPClassUID == \
+        source.SOPClassUID  # standard UIDs stay
+    assert "PixelData" not in header and "PatientName" in header and header.PatientName == ""
+    kept = DicomIdentity("source").header(source)
+    assert kept.SOPInstanceUID == source.SOPInstanceUID and kept.PatientName == source.PatientName
+    with pytest.raises(ValueError, match="unknown DICOM identity mode"):
+        DicomIdentity("anonymous")

@@ -207,3 +207,19 @@ def test_tls_verification_is_on_by_default() -> None:
     assert bundle.client()._session.verify == "/etc/ca.pem"
     token = PacsSettings.from_environment("https://pacs.example", environ={"FLANET_PACS_TOKEN": "t0k"})
     assert "t0k" not in repr(token) and token.client()._session.headers["Authorization"] == "Bearer t0k"
+
+
+def test_store_into_a_pacs_that_went_down_names_every_object_as_unknown(tmp_path: Path) -> None:
+    from flanet.inference.runs.pacs import _store
+
+    class Gone:  # the PACS stopped answering between retrieval and storing
+        def store_instances(self, *args: object, **kwargs: object) -> None:
+            raise requests.ConnectionError("connection refused")
+
+        search_for_instances = store_instances
+
+    path = write_cine(tmp_path / "cine.dcm", colour_frames(2))
+    objects = [{"cine": "cine-001", "kind": "seg", "path": path, "sop_instance_uid": "1.2.3", "series_instance_uid": "1.2"}]
+    stored, missing, problem = _store(Gone(), "http://127.0.0.1:9/dicom-web", "1.2.9", objects)
+    assert stored == [] and missing == objects
+    assert "cannot reach the PACS" in problem and "check the study by hand" in problem

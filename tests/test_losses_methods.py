@@ -107,3 +107,28 @@ def test_every_registered_model_has_a_named_default_mask_loss() -> None:
     assert mask_loss_of(["wiou", "bce"]) == "structure"
     with pytest.raises(ValueError, match="no mask loss is made of"):
         mask_loss_of(["dice", "iou"])
+
+
+def test_ssim_loss_equals_an_independent_computation_and_is_zero_for_a_perfect_map() -> None:
+    """DCFNet's SSIM term: 1 - mean SSIM under an 11x11 Gaussian (sigma 1.5), zero padding, C1 = 0.01^2, C2 = 0.03^2."""
+    import numpy as np
+    from scipy import ndimage
+
+    from flanet.losses.mask import ssim_loss
+
+    torch.manual_seed(0)
+    logits, mask = torch.randn(2, 1, 24, 20), (torch.rand(2, 1, 24, 20) > 0.5).float()
+    x = np.arange(11) - 5
+    g = np.exp(-x**2 / (2 * 1.5**2))
+    window = np.outer(g, g) / g.sum() ** 2
+    expected = []
+    for p, t in zip(torch.sigmoid(logits)[:, 0].double().numpy(), mask[:, 0].double().numpy()):
+        def blur(a):
+            return ndimage.correlate(a, window, mode="constant")
+        mp, mt = blur(p), blur(t)
+        vp, vt, c = blur(p * p) - mp**2, blur(t * t) - mt**2, blur(p * t) - mp * mt
+        ssim = (2 * mp * mt + 1e-4) * (2 * c + 9e-4) / ((mp**2 + mt**2 + 1e-4) * (vp + vt + 9e-4))
+        expected.append(1 - ssim.mean())
+    assert float(ssim_loss(logits, mask)) == pytest.approx(float(np.mean(expected)), abs=1e-5)
+    assert float(ssim_loss(logits, mask, has_mask=torch.tensor([False, True]))) == pytest.approx(expected[1], abs=1e-5)
+    assert float(ssim_loss(40 * (mask - 0.5), mask)) < 1e-5

@@ -1,9 +1,10 @@
 """Every registered model meets the one model contract (timm's ``test_models.py`` pattern).
 
 A model is tested here by being registered (:func:`flanet.models.list_models`): it is built at a small
-size, decodes its encoded frames as ``forward`` does and streams equal to ``forward`` (every model, in
-the default suite), takes one training step on the CPU with its default loss, exports to ONNX with the
-same outputs, and round-trips a checkpoint. The last three are the heavy ones (10-25 s a model on 2
+size, decodes its encoded frames as ``forward`` does and streams equal to ``forward`` on each frame's
+full input (its window, or for a memory model the whole video so far; every model, in the default
+suite), takes one training step on the CPU with its default loss, exports to ONNX with the
+same outputs (a memory model: the export is refused, saying why), and round-trips a checkpoint. The last three are the heavy ones (10-25 s a model on 2
 cores): the default suite runs them for FLA-Net and one image model (:data:`FULLY_TESTED`), the slow
 suite (``make test-slow``) for every model.
 """
@@ -21,6 +22,7 @@ from flanet.data.synth import generate_dataset
 from flanet.inference import VideoSegmenter
 from flanet.models import SegmentationOutput, create_model, list_models, load_checkpoint, model_spec, save_checkpoint
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.state import StreamState
 
 SIZE = 64
 #: Small timm encoders, the first one a model can use is the one it is tested with (else its default).
@@ -64,11 +66,27 @@ def test_model_meets_the_contract(model: VideoSegmentationModel) -> None:
     assert model.config["name"] in list_models()
     assert sum(p.numel() for p in model.encoder.parameters()) > 0
     spec = model_spec(model.config["name"])
-    assert spec.info.kind == ("image" if model.num_frames == 1 else "video")
+    state = model.init_state()
+    assert isinstance(state, StreamState) and state.frames_seen == 0 and state.held_frames == 0
+    assert state.window in (None, model.num_frames)
+    assert spec.info.kind == ("image" if model.num_frames == 1 and state.window == 1 else "video")
     assert spec.info.paper and spec.info.reference and spec.info.loss_terms
 
 
+def test_stepping_through_a_clip_equals_forward(model: VideoSegmentationModel) -> None:
+    clip = torch.randn(1, model.num_frames + 1, 3, SIZE, SIZE)  # current frame first
+    with torch.no_grad():
+        full = model(clip[:, : model.num_frames]) if model.init_state().window else model(clip)
+        state = model.init_state()
+        for k in range(clip.shape[1] - 1, -1, -1):  # oldest first
+            out, state = model.step(state, model.encode(clip[:, k]))
+    assert state.frames_seen == clip.shape[1] and state.context_frames >= 1
+    torch.testing.assert_close(out.mask_logits, full.mask_logits, atol=1e-5, rtol=1e-5)
+
+
 def test_decode_of_encoded_frames_equals_forward(model: VideoSegmentationModel) -> None:
+    if model.init_state().window is None:
+        pytest.skip("a memory model's decode reads its memory's entries (test_stepping_through_a_clip_equals_forward)")
     clip = torch.randn(2, model.num_frames, 3, SIZE, SIZE)
     with torch.no_grad():
         full = model(clip)
@@ -82,6 +100,8 @@ def test_decode_of_encoded_frames_equals_forward(model: VideoSegmentationModel) 
 
 
 def test_decode_refuses_the_wrong_number_of_frames(model: VideoSegmentationModel) -> None:
+    if model.init_state().window is None:
+        pytest.skip("a memory model's decode reads any number of memory entries")
     features = model.encode(torch.randn(1, 3, SIZE, SIZE))
     with pytest.raises(ValueError, match="decode needs features of"):
         model.decode([features] * (model.num_frames + 1))
@@ -95,9 +115,10 @@ def test_streaming_equals_forward(model: VideoSegmentationModel) -> None:
     frames = _noise_frames(4)
     results = list(VideoSegmenter(model, SIZE, "cpu").stream(frames))
     inputs = [to_model_input(f, SIZE) for f in frames]
+    window = model.init_state().window
     with torch.inference_mode():
-        for t, result in enumerate(results):
-            expected = model(_causal_clip(inputs, t, model.num_frames))
+        for t, result in enumerate(results):  # each frame's full input: its window, or the video so far
+            expected = model(_causal_clip(inputs, t, window or t + 1))
             torch.testing.assert_close(result.mask_logits, expected.mask_logits[0], rtol=0, atol=1e-4)
 
 
@@ -106,6 +127,10 @@ def test_onnx_export_streams_the_same_masks(model: VideoSegmentationModel, tmp_p
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLANET_CACHE_DIR", str(tmp_path))
     frames = _noise_frames(3, seed=1)
+    if model.init_state().window is None:
+        with pytest.raises(ValueError, match="reads a memory of earlier frames.*backend pytorch"):
+            VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime")
+        return
     torch_results = list(VideoSegmenter(model, SIZE, "cpu").stream(frames))
     onnx_results = list(VideoSegmenter(model, SIZE, "cpu", backend="onnxruntime").stream(frames))
     for a, b in zip(torch_results, onnx_results, strict=True):

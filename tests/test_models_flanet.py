@@ -242,3 +242,25 @@ def test_one_channel_map_is_the_1x1_convolution(layout: str) -> None:
         torch.testing.assert_close(one_channel_map(x, conv), conv(x), rtol=1e-5, atol=1e-5)
         conv.bias = None
         torch.testing.assert_close(one_channel_map(x, conv), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["flanet", "flanet-basic"])
+def test_untrained_mask_head_starts_at_the_lesion_prior(name: str) -> None:
+    """The mask classifier's bias starts at logit(mask_prior) (focal-loss prior initialisation), which
+    removed FLA-Net's background probability floor (issue 31 item 9, docs/benchmarks.md): an untrained
+    model predicts about the prior on a blank clip, and mask_prior=None keeps PyTorch's default."""
+    torch.manual_seed(0)
+    model = create_model(name, encoder="resnet18", encoder_weights=None).eval()
+    bias = model.seg_head.classifier.bias
+    assert torch.sigmoid(bias).item() == pytest.approx(0.01, rel=1e-5)
+    with torch.no_grad():
+        prob = torch.sigmoid(model(torch.zeros(1, 3, 3, 64, 64)).mask_logits)
+    assert prob.median().item() < 0.1  # p = 0.5 at PyTorch's default init
+    torch.manual_seed(0)
+    default = create_model(name, encoder="resnet18", encoder_weights=None, mask_prior=None)
+    assert abs(default.seg_head.classifier.bias.item()) < 1 / 16 ** 0.5  # U(-1/sqrt(fan_in), ..)
+    assert create_model(name, encoder="resnet18", encoder_weights=None, mask_prior=0.2).config["options"][
+        "mask_prior"] == 0.2
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="mask_prior"):
+            create_model(name, encoder="resnet18", encoder_weights=None, mask_prior=bad)

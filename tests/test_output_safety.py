@@ -94,6 +94,19 @@ def test_compare_out_inside_the_data_set_is_refused_before_training(tmp_path: Pa
     assert sorted(str(p) for p in root.rglob("*")) == before
 
 
+@pytest.mark.parametrize("key", ["output.dir", "output.run_dir"])
+def test_training_output_inside_the_data_set_is_refused_before_writing(key: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """``flanet train output.dir=<data>/runs`` wrote its run folder (checkpoints, logs) into the data set."""
+    root = generate_dataset(tmp_path / "data", videos=3, frames=2, size=32, seed=0)
+    before = sorted(str(p) for p in root.rglob("*"))
+    assert main(["train", "--config", "cpu-small", f"data.root={root}", f"{key}={root / 'runs'}",
+                 "data.image_size=32", "trainer.max_epochs=1"]) == 2
+    err = _error(capsys).strip().splitlines()
+    assert len(err) == 1 and f"config key '{key}'" in err[0] and "overlaps the input" in err[0]
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+
 HOLD = """
 import sys, time
 from flanet.fileio import lock_output_folder

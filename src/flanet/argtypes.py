@@ -77,3 +77,23 @@ def pixel_spacing(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"expected MM or ROW_MM,COLUMN_MM, got {text!r}")
     values = tuple(positive_float(part.strip()) for part in parts)
     return (values[0], values[-1])
+
+
+#: Largest coordinate a ``--keep-region`` may name (frames are far smaller).
+MAX_REGION_PIXELS = 1 << 16
+
+
+def keep_region(text: str) -> tuple[int, int, int, int]:
+    """``X0,Y0,X1,Y1``: a rectangle of frame pixels, columns ``x0..x1`` and rows ``y0..y1`` inclusive (as a
+    DICOM ultrasound region), ``0 <= x0 <= x1`` and ``0 <= y0 <= y1``."""
+    parts = text.split(",")
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 (whole pixels), got {text!r}") from error
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected four numbers X0,Y0,X1,Y1, got {text!r}")
+    x0, y0, x1, y1 = values
+    if min(values) < 0 or x1 < x0 or y1 < y0 or max(values) > MAX_REGION_PIXELS:
+        raise argparse.ArgumentTypeError(f"needs 0 <= X0 <= X1 and 0 <= Y0 <= Y1 (at most {MAX_REGION_PIXELS}), got {text}")
+    return x0, y0, x1, y1

@@ -271,7 +271,7 @@ def check_dataset(
     """
     report = CheckReport(Path(root))
     try:
-        video_set = discover(root, labels_csv=labels_csv)
+        video_set = discover(root, labels_csv=labels_csv, list_unreadable=True)
     except DataError as error:
         report.problems.append(Problem("error", error.path or Path(root), error.message))
         return report

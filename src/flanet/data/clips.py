@@ -87,6 +87,9 @@ class ClipDataset(Dataset):
         seed: with ``augment``, the draws of clip ``i`` in epoch ``e`` come from the random
             generator seeded by ``(seed, e, i)`` (see :meth:`set_epoch`): the same in any
             DataLoader worker and after a resume, whatever the order clips are read in.
+        video_targets: per video id, its diagnosis targets ``(values (L,), known (L,))``
+            (:func:`flanet.data.labels.binary_targets`); each sample then carries them as
+            ``diagnosis_target`` and ``diagnosis_known`` (a video not named: nothing known).
 
     Raises:
         DataError: when the set has error-level problems, the split is unknown, no frame is a target,
@@ -107,6 +110,7 @@ class ClipDataset(Dataset):
         augment_config: AugmentConfig | None = None,
         seed: int = 0,
         heatmap_centre: str = "mask",
+        video_targets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         if edge not in EDGE_POLICIES:
             raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
@@ -132,6 +136,7 @@ class ClipDataset(Dataset):
             what = "a mask or a lesion box" if box_targets else "a mask"
             raise DataError(f"split {split!r} has no frame with {what} to train or evaluate on", video_set.root)
         self._video_reader = VideoFrameReader()
+        self.video_targets = video_targets
 
     def _target_frames(self) -> np.ndarray:
         """(N, 2) int64 ``(video position, frame index)`` of every usable target frame."""
@@ -222,6 +227,11 @@ class ClipDataset(Dataset):
             )
             sample["prev_distinct"] = torch.tensor(previous != t)
             sample["prev_lesion_free"] = torch.tensor(lesion_free)
+        if self.video_targets is not None:
+            width = len(next(iter(self.video_targets.values()))[0]) if self.video_targets else 0
+            values, known = self.video_targets.get(video.id, (np.zeros(width, np.float32), np.zeros(width, bool)))
+            sample["diagnosis_target"] = torch.from_numpy(np.asarray(values, np.float32))
+            sample["diagnosis_known"] = torch.from_numpy(np.asarray(known, bool))
         sample.update(
             video=video.id,
             video_index=position,

@@ -11,6 +11,7 @@ The last reader of :data:`flanet.data.layouts.LAYOUTS` (docs/data.md):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from natsort import natsorted
@@ -24,6 +25,14 @@ from flanet.data.videoset import LayoutRead, Video
 
 class MixedFolderError(DataError):
     """A folder whose loose frames sit beside other videos: no reader can tell which video they are."""
+
+
+@dataclass(frozen=True)
+class UnreadableVideo(Problem):
+    """An unreadable video or DICOM file, left out of the set: :func:`flanet.data.discover` refuses the folder
+    for it unless asked to list it (``flanet data check``). ``reason``: the reader's error."""
+
+    reason: str = ""
 
 
 def read_files(root: Path, notes: list[Problem]) -> LayoutRead | None:
@@ -62,7 +71,7 @@ def _read_video_files(root: Path, files: list[Path], notes: list[Problem]) -> li
         try:
             video = Video.from_file(path)
         except DataError as error:
-            notes.append(Problem("error", path, f"unreadable video: {error}"))
+            notes.append(UnreadableVideo("error", path, f"unreadable video: {error}", str(error)))
             continue
         frame_count, masks = video.num_frames, video.masks  # one None per declared frame
         mask_dir = root / "masks" / path.stem

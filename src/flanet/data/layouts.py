@@ -83,24 +83,33 @@ def _read_layout(root: Path, notes: list[Problem]) -> LayoutRead:
     raise DataError(f"no known data layout: expected {', '.join(expected)} (see docs/data.md)", root)
 
 
-def discover(root: str | Path, labels_csv: str | Path | None = None) -> VideoSet:
+def discover(root: str | Path, labels_csv: str | Path | None = None, *, list_unreadable: bool = False) -> VideoSet:
     """Detect the layout of ``root`` and list its videos, masks, bboxes, splits and labels.
 
-    Reads only directory listings, the small JSON/CSV files and the headers of video files; frames are read later.
+    Reads only directory listings and the small JSON/CSV files (and the headers of video and DICOM
+    files); images are read later.
 
     Args:
         root: the data set folder.
         labels_csv: a video-labels CSV; default ``<root>/video_labels.csv`` or ``<root>/labels.csv``.
+        list_unreadable: an unreadable video or DICOM file becomes an error in ``notes`` and is left
+            out (``flanet data check``, which lists every problem); by default it is refused.
 
     Raises:
         DataError: naming ``root`` when it is missing or matches no known layout, or a
-            malformed labels CSV / split list.
+            malformed labels CSV / split list; naming the file, an unreadable video or DICOM file.
     """
+    from flanet.data.file_layouts import UnreadableVideo
+
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError("not a folder", root)
     notes: list[Problem] = []
     layout, videos, folder_splits, coco_files, keep_order = _read_layout(root, notes)
+    unreadable = [note for note in notes if isinstance(note, UnreadableVideo)]
+    if unreadable and not list_unreadable:  # issue 22 item 6: a folder was read without it
+        raise DataError(f"unreadable video, so the folder cannot be read whole: {unreadable[0].reason}; repair or "
+                        "remove it (`flanet data check` lists every problem)", unreadable[0].path)
     folder_splits, coco_files = folder_splits or {}, coco_files or {}
     videos = videos if keep_order else natsorted(videos, key=lambda video: video.id)
     if (root / "bbox.json").is_file():

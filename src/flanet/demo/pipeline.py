@@ -5,6 +5,7 @@ Output folder::
     data/                 synthetic breast-ultrasound videos (authors' layout, contact_sheet.png)
     runs/<model>/         training run folders (config.yaml, checkpoints/best.pt, metrics.csv, ...)
     evaluation/<model>/   ``flanet evaluate`` reports on the test videos
+    runs/diagnosis/       the benign/malignant head trained on the frozen FLA-Net (flanet.demo.diagnosis)
     streaming/            ``flanet predict`` output on one test video (overlay.mp4, masks, frames.csv)
     figures/              the report's PNGs and overlay.gif
     metrics.json          every number of the report
@@ -31,6 +32,7 @@ from flanet.data.synth import generate_dataset
 from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, measure_step_cost, plan_steps
 from flanet.demo.cases import build_cases, pick_cases
 from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
+from flanet.demo.diagnosis import DIAGNOSIS_EPOCHS, train_and_score
 from flanet.demo.figures import (
     overlay_video_to_gif,
     plot_cases,
@@ -71,6 +73,7 @@ class DemoSettings:
         image_size: model input side (multiple of 32); None = the ``demo`` recipe's.
         encoder: timm encoder of both models (random init); None = the recipe's.
         resamples: bootstrap resamples of the 95% intervals.
+        diagnosis_epochs: epochs of the benign/malignant head on the frozen FLA-Net (:mod:`flanet.demo.diagnosis`).
         progress: progress bars.
     """
 
@@ -82,6 +85,7 @@ class DemoSettings:
     image_size: int | None = None
     encoder: str | None = None
     resamples: int = 2000
+    diagnosis_epochs: int = DIAGNOSIS_EPOCHS
     progress: bool = True
 
 
@@ -257,7 +261,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
         FileExistsError: see :func:`flanet.fileio.prepare_output_folder`.
     """
     out = prepare_output_folder(out, "demo", force=force)
-    stages = _Stages(7, say)
+    stages = _Stages(8, say)
     root = out / "data"
     stages.run("data", f"generating {settings.videos} synthetic ultrasound videos", lambda: generate_dataset(
         root, settings.videos, settings.frames, settings.frame_size, settings.seed, progress=settings.progress))
@@ -285,10 +289,14 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     stream_dir = stages.run("streaming", f"streaming FLA-Net over test video {stream_id}", lambda: predict_to_folder(
         models["flanet"], root / "img_list" / stream_id, out / "streaming", image_size=image_size, fps=8.0,
         progress=settings.progress))
+    diagnosis = stages.run("diagnosis", "training a benign/malignant head on the frozen FLA-Net", lambda: train_and_score(
+        out, root, checkpoints["flanet"], video_set, image_size, settings.seed, settings.resamples, settings.progress,
+        settings.diagnosis_epochs))
     outcome = _Outcome(runs, results, comparison, kinds, hard_counts, stream_id, Path(stream_dir))
     figures = stages.run("figures", "drawing figures and writing the report",
                          lambda: _draw_figures(out, outcome, models, video_set, image_size))
     record = _record(out, settings, outcome, figures, {name: len(video_set.subset(name)) for name in ("train", "val", "test")})
+    record["diagnosis"] = diagnosis
     record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
                         "expected_total_s": expected, "total_s": stages.elapsed}

@@ -104,6 +104,7 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
                    "per-video and per-frame CSV, worst frames) are in `evaluation/<model>/`."),
         *(Block("link", f"interactive viewer of {m['display_name']}'s test predictions (play, scrub, toggle overlays)",
                 path=m["viewer"]) for m in models.values()),
+        *_diagnosis_blocks(results.get("diagnosis"), names[0]),
         Block("h2", "Training"),
         Block("image", "Training loss (mask terms shared by both models) per logged step with its moving mean, "
                        "and validation Dice after each epoch, against the optimisation step",
@@ -127,6 +128,29 @@ def build_blocks(results: dict[str, Any]) -> list[Block]:
         Block("table", rows=(("Setting", "Value"),) + tuple((k, _setting(v)) for k, v in settings.items())
               + tuple((f"time: {k}", fmt(v, 1)) for k, v in timing.items())),
     ]
+    return blocks
+
+
+def _diagnosis_blocks(diagnosis: dict[str, Any] | None, model: str) -> list[Block]:
+    """The report's diagnosis section: the head's test AUROC with its interval, or why there is none."""
+    if not diagnosis:
+        return []
+    scores = diagnosis["scores"]
+    blocks = [Block("h2", "Diagnosis: benign or malignant, per video")]
+    intro = (f"A diagnosis head (attention over the frames of {model}'s features pooled under its predicted mask; "
+             f"docs/training.md, \"Diagnosis\") trained for {diagnosis['epochs']} epochs on the frozen {model} "
+             "(its segmentation unchanged), one probability per test video.")
+    if "not_applicable" in scores:
+        return [*blocks, Block("p", f"{intro} Not applicable on these test videos: {scores['not_applicable']}.")]
+    blocks.append(Block("p", f"{intro} Test AUROC **{fmt(scores['auroc'])} {fmt_ci(scores['auroc_ci'])}** over "
+                             f"{scores['videos']} test videos ({scores['positives']} malignant); at the threshold "
+                             f"{fmt(scores['threshold'])} ({scores['threshold_source']}) sensitivity "
+                             f"{fmt(scores['sensitivity'])} {fmt_ci(scores['sensitivity_ci'])}, specificity "
+                             f"{fmt(scores['specificity'])} {fmt_ci(scores['specificity_ci'])}; expected calibration "
+                             f"error {fmt(scores['ece'])}. Brackets: 95% bootstrap intervals over test videos."))
+    if diagnosis.get("reliability"):
+        blocks.append(Block("image", "Reliability of the diagnosis (share of malignant videos against the mean "
+                                     "predicted probability, per bin)", path=diagnosis["reliability"]))
     return blocks
 
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from flanet.argtypes import image_size, pixel_spacing, unit_interval
+from flanet.argtypes import image_size, keep_region, pixel_spacing, unit_interval
 from flanet.defaults import IMAGE_SIZE
 from flanet.errors import UsageError
 from flanet.evaluation.parallel import default_jobs
@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pixel-spacing", type=pixel_spacing, metavar="MM[,MM]",
                         help="millimetres per pixel (one value, or ROW_MM,COLUMN_MM) of every video without a "
                         "calibration of its own (DICOM cines carry theirs), for the centre error in mm")
+    parser.add_argument("--blank-outside-regions", action="store_true",
+                        help="viewer.html and worst_frames/: blank everything outside the ultrasound regions of every "
+                        "video, not only DICOM files declaring burned-in annotation (a video without regions is shown "
+                        "black, its masks drawn; see --keep-region)")
+    parser.add_argument("--keep-region", type=keep_region, metavar="X0,Y0,X1,Y1",
+                        help="viewer.html and worst_frames/: show only this rectangle of frame pixels (inclusive) of "
+                        "every video without ultrasound regions of its own (burned-in names, IDs, dates blanked)")
     parser.add_argument("--threshold", type=unit_interval, default=0.5, help="threshold of the standard protocol (default: 0.5)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst frames drawn (default: 8)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
@@ -69,7 +76,24 @@ def print_summary(metrics: dict, out: Path) -> None:
 
     for key in HEADLINE:
         print(f"{key:12s} {format_cell(metrics, key)}")
+    print(diagnosis_summary(metrics.get("diagnosis")))
     print(f"{metrics['num_frames']} frames of {metrics['num_videos']} videos; report in {out}")
+
+
+def diagnosis_summary(section: dict | None) -> str:
+    """One line per diagnosed label (``pathology AUROC 0.812 [0.700, 0.910], 40 videos``), or why there is none."""
+    if not section or "not_applicable" in section:
+        return f"diagnosis    not applicable: {(section or {}).get('not_applicable', 'no diagnosis')}"
+    lines = []
+    for label, summary in section["labels"].items():
+        if "not_applicable" in summary:
+            lines.append(f"diagnosis    {label}: not applicable ({summary['not_applicable']})")
+            continue
+        interval = summary.get("auroc_ci")
+        shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+        lines.append(f"diagnosis    {label} AUROC {summary['auroc']:.3f}{shown}, balanced accuracy "
+                     f"{summary['balanced_accuracy']:.3f}, {summary['videos']} videos")
+    return "\n".join(lines)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -80,10 +104,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         evaluate_checkpoint,
         evaluate_prediction_folder,
     )
+    from flanet.evaluation.shown_frames import Blanking
     from flanet.models.hub import resolve_checkpoint
 
     out = args.out or _default_out(args)
-    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs)
+    settings = EvaluationSettings(args.threshold, args.worst, args.resamples, args.seed, not args.no_progress, args.jobs,
+                                  Blanking(args.blank_outside_regions, args.keep_region))
     try:
         if args.checkpoint is not None:
             result = evaluate_checkpoint(

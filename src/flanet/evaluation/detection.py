@@ -82,8 +82,9 @@ class DetectionScorer:
         truth = annotated.copy()
         if gt is not None:
             truth[~given] = detection.mask_boxes(gt[~given])
-        probability = prob.astype(np.float32) / 255
-        boxes, scores = detection.component_boxes(probability > self.threshold, probability)
+        binary = prob.astype(np.float32) / np.float32(255) > np.float32(self.threshold)  # as the standard protocol
+        boxes, scores = detection.component_boxes(binary, prob)
+        scores = scores / 255
         self._truth.append(truth)
         self._annotated.append(given)
         self._boxes.append(boxes)

@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from flanet import __version__
 from flanet.data import DataError, Video, VideoSet, discover, read_mask
-from flanet.data.deidentify import blank_outside
 from flanet.data.split_record import SplitRecord, record_from_metadata, video_list_hash
 from flanet.data.video_io import VideoFrameReader
 from flanet.devices import resolve_device
 from flanet.evaluation.detection import annotated_boxes, box_masks
+from flanet.evaluation.diagnosis import diagnose_videos, diagnosis_section, not_applicable
 from flanet.evaluation.model_predictions import (
     check_image_size,
     choose_mode,
@@ -41,10 +41,13 @@ from flanet.evaluation.prediction_folder import (
 )
 from flanet.evaluation.report import write_evaluation
 from flanet.evaluation.scoring import EvaluationResult, EvaluationScorer
+from flanet.evaluation.shown_frames import AS_DECLARED, Blanking, read_shown_frame, worst_images
 from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
 from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
+from flanet.metrics.names import DIAGNOSIS_KEY
+from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.trained import load_trained, resolve_image_size
 
@@ -71,6 +74,8 @@ class EvaluationSettings:
         seed: bootstrap seed.
         progress: show progress bars.
         jobs: worker processes for the VPS protocol (1: in this process).
+        blanking: what the viewer and the worst frames show of frames with burned-in text
+            (:mod:`flanet.evaluation.shown_frames`).
     """
 
     threshold: float = 0.5
@@ -79,6 +84,7 @@ class EvaluationSettings:
     seed: int = 0
     progress: bool = True
     jobs: int = 1
+    blanking: Blanking = AS_DECLARED
 
 
 class SplitError(DataError):
@@ -139,29 +145,6 @@ def scored_context(split: str | None, videos: list[Video], not_held_out: str = "
     return context
 
 
-def _read_rgb(video: Video, index: int, reader: VideoFrameReader) -> np.ndarray:
-    """A frame for the viewer and the worst-frames figure: a DICOM declaring burned-in identifiers is blanked
-    outside its ultrasound regions (entirely without regions: the masks are still shown), issue 22 item 2."""
-    rgb = video.read_frame(index, reader)
-    dicom = video.dicom  # read once per video (discover probed it)
-    if dicom is None or not dicom.burned_in:
-        return rgb
-    return blank_outside(rgb, dicom.regions) if dicom.regions else np.zeros_like(rgb)
-
-
-def _worst_images(result: EvaluationResult, videos: dict[str, Video]) -> list[np.ndarray]:
-    """Original frames of the worst frames (looked up by name), resized to their maps if needed."""
-    reader, images = VideoFrameReader(), []
-    for frame in result.worst:
-        video = videos[frame.video]
-        index = next(i for i in range(video.num_frames) if frame_name(video, i) == frame.frame)
-        rgb = _read_rgb(video, index, reader)
-        if rgb.shape[:2] != frame.gt.shape:
-            rgb = cv2.resize(rgb, (frame.gt.shape[1], frame.gt.shape[0]))
-        images.append(rgb)
-    return images
-
-
 #: What the scorer and the viewer are fed: video id, frame names, frame indices, prob uint8 (N, H, W),
 #: gt bool (N, H, W), heatmap uint8 (N, S, S) or None, heatmap peaks (N, 2) or None.
 Chunk = tuple[str, list[str], list[int], np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]
@@ -201,7 +184,7 @@ def _folder_chunks(pred_dir: Path, videos: list[Video], resize: bool, boxes: boo
 
 
 def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, videos: dict[str, Video], method: str,
-                  detection_only: bool = False) -> None:
+                  detection_only: bool = False, blanking: Blanking = AS_DECLARED) -> None:
     """``viewer.html`` of an evaluation: scored frames, Dice per frame (box IoU when scoring detection only),
     lowest frames listed."""
     key, label = ("box_iou", "Box IoU") if detection_only else ("dice", "Dice")
@@ -209,7 +192,7 @@ def _write_viewer(out: Path, viewer: ViewerCollector, result: EvaluationResult, 
     reader = VideoFrameReader()
     note = ("Frames with a lesion box (truth: the box) or annotated lesion-free" if detection_only
             else "Frames with a ground-truth mask")
-    viewer.write(out / "viewer.html", lambda video, index: _read_rgb(videos[video], index, reader),
+    viewer.write(out / "viewer.html", lambda video, index: read_shown_frame(videos[video], index, reader, blanking),
                  f"flanet evaluate: {method}", label, note=f"{note}; prediction: probability > 0.5.")
 
 
@@ -248,7 +231,7 @@ def evaluate_model(
     image_size: int | None = None, device: str | torch.device | None = None, batch_size: int = 8, num_workers: int = 0,
     save_pred: bool = False, method: str | None = None, context: dict[str, Any] | None = None,
     mode: str = "auto", settings: EvaluationSettings = EvaluationSettings(),
-    pixel_spacing: GivenSpacing = None, not_held_out: str = "",
+    pixel_spacing: GivenSpacing = None, not_held_out: str = "", diagnosis: LoadedDiagnosis | None = None,
 ) -> EvaluationResult:
     """Run ``model`` over a split and score it; write the report into ``out`` when given.
 
@@ -262,7 +245,10 @@ def evaluate_model(
     Clips always use the causal edge (the first frame repeated at a video's start), whatever the
     model was trained with; ``metrics.json`` records it (``context.edge``). A split with lesion boxes
     but no masks (CVA-Net's) is scored as detection only: its box and listed lesion-free frames, COCO AP
-    and the frame-level measures (``metrics.json``: ``segmentation.applicable`` false).
+    and the frame-level measures (``metrics.json``: ``segmentation.applicable`` false). ``diagnosis``: the checkpoint's
+    diagnosis head, scored against the video labels (``metrics.json["diagnosis"]``, ``diagnosis.csv``,
+    ``reliability.png``; :mod:`flanet.evaluation.diagnosis`); without it, or without labels, the section says
+    why it does not apply.
     """
     split = resolve_split(video_set, split)
     detection_only = video_set.is_box_only(split)
@@ -282,6 +268,7 @@ def evaluate_model(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(chunks, video_set, settings, viewer=viewer, pixel_spacing=pixel_spacing,
                     detection_only=detection_only)
+    result.metrics[DIAGNOSIS_KEY] = _diagnose(model, diagnosis, video_set, split, image_size, dev, settings)
     if out is not None:
         name = method or str(model.config["name"])
         kind = "video" if model.num_frames > 1 else "image"
@@ -293,10 +280,23 @@ def evaluate_model(
             "scored_videos": scored_context(split, video_set.subset(split), not_held_out), **(context or {}),
         }
         by_id = {video.id: video for video in video_set.videos}
-        write_evaluation(out, result, full_context, name, kind, _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, name, detection_only)  # type: ignore[arg-type]
+        write_evaluation(out, result, full_context, name, kind, worst_images(result.worst, by_id, settings.blanking))
+        _write_viewer(out, viewer, result, by_id, name, detection_only, settings.blanking)  # type: ignore[arg-type]
         mark_complete(out)
     return result
+
+
+def _diagnose(model: VideoSegmentationModel, diagnosis: LoadedDiagnosis | None, video_set: VideoSet,
+              split: str | None, image_size: int, device: torch.device, settings: EvaluationSettings) -> dict[str, Any]:
+    """The diagnosis section of ``metrics.json``: the head scored on the labelled videos of the split, or why not."""
+    if diagnosis is None:
+        return not_applicable("the model has no diagnosis head (train one: docs/training.md, 'Diagnosis')")
+    videos = video_set.subset(split)
+    labels = list(diagnosis.head.labels)
+    if not any(video_set.labels.get(video.id, {}).get(label, "").strip() for video in videos for label in labels):
+        return not_applicable(f"no scored video has a label {labels} (labels.csv, benign/ malignant/ folders)")
+    found = diagnose_videos(model, diagnosis.head, videos, image_size, device, progress=settings.progress)
+    return diagnosis_section(found, video_set.labels, labels, diagnosis.thresholds, settings.resamples, settings.seed)
 
 
 def evaluate_checkpoint(
@@ -334,7 +334,7 @@ def evaluate_checkpoint(
     return evaluate_model(
         loaded.model, video_set, split, out, image_size=image_size, device=device, batch_size=batch_size,
         num_workers=num_workers, save_pred=save_pred, method=method, mode=mode, settings=settings,
-        pixel_spacing=pixel_spacing, not_held_out=not_held_out,
+        pixel_spacing=pixel_spacing, not_held_out=not_held_out, diagnosis=loaded.diagnosis,
         context={"mode": "checkpoint", "checkpoint": str(checkpoint), "checkpoint_metadata": loaded.metadata,
                  "training_edge": training_edge, "selection": loaded.metadata.get("selection")},
     )
@@ -370,6 +370,7 @@ def evaluate_prediction_folder(
     viewer = ViewerCollector(total) if out is not None else None
     result = _score(_folder_chunks(pred_dir, videos, resize, detection_only), video_set, settings, total, viewer,
                     pixel_spacing, detection_only)
+    result.metrics[DIAGNOSIS_KEY] = not_applicable("scored from prediction PNGs, which carry no diagnosis")
     if out is not None:
         context = {
             "mode": "pred-dir", "flanet_version": __version__, "pred_dir": str(pred_dir), "data": str(video_set.root),
@@ -381,7 +382,8 @@ def evaluate_prediction_folder(
         }
         atomic_write_text(out / "prediction_check.txt", (check.report(limit=None) or "no problems") + "\n")
         by_id = {video.id: video for video in video_set.videos}
-        write_evaluation(out, result, context, method or pred_dir.name, "-", _worst_images(result, by_id))
-        _write_viewer(out, viewer, result, by_id, method or pred_dir.name, detection_only)  # type: ignore[arg-type]
+        write_evaluation(out, result, context, method or pred_dir.name, "-", worst_images(result.worst, by_id, settings.blanking))
+        _write_viewer(out, viewer, result, by_id, method or pred_dir.name, detection_only,  # type: ignore[arg-type]
+                      settings.blanking)
         mark_complete(out)
     return result, check

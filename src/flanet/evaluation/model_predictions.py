@@ -5,9 +5,11 @@ Two equivalent ways (same clips ``[t, t-1, t-2]``, causal edge policy, no augmen
 * ``clips``: batches of clips from :class:`flanet.data.ClipDataset` (``clip_len = model.num_frames``),
   one per annotated frame; every frame of a clip is encoded, so a densely annotated video costs
   ``num_frames`` encoder passes per frame.
-* ``stream``: FLA-Net variants only; the frames of a video are encoded once, in batches, and their
+* ``stream``: video models; the frames of a video are encoded once, in batches, and their
   features are reused by every window that contains them (``model.encode`` / ``model.decode``);
   unannotated frames are encoded too, as context. ``auto`` picks the mode with fewer encoder passes.
+  A model whose state reaches beyond a fixed window (a memory of its own earlier predictions,
+  ``model.init_state().window`` None) is always streamed, every frame decoded in order.
 
 The mask logits are resized (bilinear) back to the original frame size, passed through the sigmoid
 and stored as 8 bits (``round(255 p)``), exactly what a prediction PNG holds, so scoring a checkpoint
@@ -31,7 +33,8 @@ from flanet.evaluation.prediction_folder import scored_indices
 from flanet.metrics.video import heatmap_peaks
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
-from flanet.models.windows import CausalWindows, frame_features
+from flanet.models.outputs import SegmentationOutput
+from flanet.models.state import StreamState
 
 MODES: tuple[str, ...] = ("auto", "clips", "stream")
 
@@ -78,9 +81,15 @@ def choose_mode(model: VideoSegmentationModel, videos: list[Video], mode: str = 
     """
     if mode not in MODES:
         raise ValueError(f"inference mode must be one of {MODES}, got {mode!r}")
+    window = model.init_state().window
+    if window is None:  # a memory beyond a fixed window: a clip of num_frames frames is not its input
+        if mode == "clips":
+            raise ValueError(f"model {model.config.get('name', type(model).__name__)!r} reads a memory of earlier "
+                             "frames, which clips do not hold: evaluate it with inference mode stream (or auto)")
+        return "stream"
     can_stream = model.num_frames > 1
     if mode == "stream" and not can_stream:
-        raise ValueError("streaming needs a FLA-Net model (num_frames > 1 with encode/decode)")
+        raise ValueError("streaming needs a video model (num_frames > 1 with encode/decode)")
     if mode != "auto":
         return mode
     if not can_stream:
@@ -142,6 +151,25 @@ def _runs_of_equal_size(indices: list[int], sizes: list[tuple[int, int]]) -> Ite
             start = end
 
 
+def _decode_chunk(model: VideoSegmentationModel, state: StreamState, levels: list[torch.Tensor],
+                  targets: np.ndarray) -> SegmentationOutput | None:
+    """Outputs of the frames ``targets`` among the next ``n`` frames of a video (encoded: ``levels``), or None.
+
+    A window state reads the chunk at once and decodes the targets' windows as one batch; a recurrent
+    state (a memory of the model's own predictions) decodes every frame in turn, each written to the
+    memory before the next is read (:meth:`~flanet.models.contract.VideoSegmentationModel.step`).
+    """
+    if not state.recurrent:
+        inputs = state.read(levels, torch.as_tensor(targets))  # windows [t, t-1, t-2], per level (m, ...)
+        return model.decode(inputs) if targets.size else None
+    outputs = [model.step(state, [level[k : k + 1] for level in levels])[0] for k in range(levels[0].shape[0])]
+    if targets.size == 0:
+        return None
+    heatmaps = [outputs[int(k)].heatmap for k in targets]
+    return SegmentationOutput(torch.cat([outputs[int(k)].mask_logits for k in targets]),
+                              None if heatmaps[0] is None else torch.cat(heatmaps))  # type: ignore[arg-type]
+
+
 def iter_streamed_predictions(
     model: VideoSegmentationModel,
     videos: list[Video],
@@ -151,16 +179,16 @@ def iter_streamed_predictions(
     progress: bool = True,
     boxes: bool = False,
 ) -> Iterator[PredictionChunk]:
-    """Like :func:`iter_model_predictions`, but every frame is encoded once (FLA-Net variants).
+    """Like :func:`iter_model_predictions`, but every frame is encoded once (video models).
 
     Each video is read in chunks of ``batch_size`` frames: the chunk is encoded as one batch
-    (``model.encode``), :class:`~flanet.models.windows.CausalWindows` carries the features of the
-    previous ``num_frames - 1`` frames over (the first frame's stand in for the frames before the
-    video start: causal edge policy), and the annotated frames of the chunk are decoded as one batch
-    of windows ``[t, t-1, t-2]`` (``model.decode``).
+    (``model.encode``), the model's per-video state (``model.init_state()``; for FLA-Net
+    :class:`~flanet.models.windows.CausalWindows`) carries the features of the previous
+    ``num_frames - 1`` frames over (the first frame's stand in for the frames before the video start:
+    causal edge policy), and the annotated frames of the chunk are decoded as one batch of windows
+    ``[t, t-1, t-2]`` (``model.decode``); a memory model decodes every frame of the chunk in order.
     """
     check_image_size(model, image_size)
-    num_frames = int(model.num_frames)
     model = model.to(device).eval()
     total = sum(len(scored_indices(v, boxes)) for v in videos)
     with torch.inference_mode(), tqdm(total=total, unit="frame", desc="evaluate", disable=not progress) as bar:
@@ -171,15 +199,14 @@ def iter_streamed_predictions(
             wanted = np.zeros(annotated[-1] + 1, dtype=bool)
             wanted[annotated] = True
             frames = video.iter_frames(annotated[-1])
-            windows = CausalWindows(num_frames)
+            state = model.init_state()
             for start in range(0, len(wanted), batch_size):
                 rgb = list(islice(frames, batch_size))
                 images = torch.stack([to_model_input(frame, image_size) for frame in rgb]).to(device)  # (n, 3, S, S)
                 targets = np.flatnonzero(wanted[start : start + len(rgb)])
-                levels = windows.push(model.encode(images), torch.as_tensor(targets))  # per level (m, T, C, h, w)
-                if targets.size == 0:
+                out = _decode_chunk(model, state, model.encode(images), targets)
+                if out is None:
                     continue
-                out = model.decode(frame_features(levels))  # windows [t, t-1, t-2]
                 logits = out.mask_logits.float()  # (m, 1, S, S)
                 indices = [start + int(t) for t in targets]
                 sizes = [tuple(rgb[int(t)].shape[:2]) for t in targets]

@@ -13,6 +13,7 @@ import numpy as np
 
 from flanet import colours
 from flanet.csvcells import escape_row
+from flanet.evaluation.diagnosis import RELIABILITY_PLOT, diagnosis_rows, diagnosis_table, write_reliability_plot
 from flanet.evaluation.scoring import EvaluationResult, ScoredFrame
 from flanet.fileio import atomic_open, atomic_path, atomic_write_text
 from flanet.metrics import names
@@ -209,5 +210,10 @@ def write_evaluation(
     write_rows_csv(out / "per_video.csv", result.per_video)
     write_rows_csv(out / "per_frame.csv", result.per_frame)
     header = scored_header(context.get("scored_videos"), context.get("edge"), context.get("training_edge"))
-    atomic_write_text(out / "table.md", header + table_rows([(method, kind, result.metrics)]))
+    section = result.metrics.get(names.DIAGNOSIS_KEY)
+    atomic_write_text(out / "table.md", header + table_rows([(method, kind, result.metrics)]) + "\n"
+                      + diagnosis_table(section))
+    if section and "per_video" in section:
+        write_rows_csv(out / "diagnosis.csv", diagnosis_rows(section))
+        write_reliability_plot(section, out / RELIABILITY_PLOT)
     write_worst_frames(out / "worst_frames", result.worst, images)

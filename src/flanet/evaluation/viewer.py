@@ -253,5 +253,20 @@ def write_prediction_viewer(out: Path, collector: ViewerCollector, videos: Seque
     return collector.write(
         out / "viewer.html", None, "flanet predict: " + ", ".join(v["video"] for v in videos), "lesion area (px)",
         worst="jumps", note="Prediction: the binary mask written to masks/; heatmap: the localisation heatmap h "
-                            "(opacity 0.7 h; models without one have none). Values: predicted lesion area.",
+                            "(opacity 0.7 h; models without one have none). Values: predicted lesion area."
+                            + diagnosis_note(videos),
     )
+
+
+def diagnosis_note(videos: Sequence[dict[str, Any]]) -> str:
+    """The viewer's line per diagnosed video: each label's probability and the frames whose attention weighed most."""
+    lines = []
+    for video in videos:
+        found = video.get("diagnosis")
+        if not found:
+            continue
+        labels = ", ".join(f"{label} {entry['probability']:.2f}" for label, entry in found["labels"].items())
+        top = ", ".join(f"{t['frame']} ({t['weight']:.2f})" for t in found["top_frames"])
+        lines.append(f" Diagnosis of {video['video']}: {labels}; frames that weighed most (0-based index, "
+                     f"attention): {top}.")
+    return "".join(lines)

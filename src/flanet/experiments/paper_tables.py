@@ -86,7 +86,7 @@ class TableEntry:
         model: registered model name.
         metrics: the evaluation's metrics (scores and ``ci``).
         params_m: parameters, millions (the trained model's options).
-        gflops: GFLOPs of one output frame at 352 x 352, streaming (one new frame encoded + one decode).
+        gflops: GFLOPs of one output frame at 352 x 352, streaming (one new frame encoded + one step: the decode, and a memory model's write).
         fps: frames/s of :class:`~flanet.inference.VideoSegmenter` streaming, measured (None: not measured).
         marks: extra cells before the scores (Table 3: FLA, Loc-Branch, Contrastive loss).
     """
@@ -152,7 +152,7 @@ def table_note(number: int) -> str:
                 "over videos; Dice/IoU = maxDice/maxIoU, Eϕ = mean E-measure)")
     where = " and ".join(table.datasets)
     return (f"Our scores: {protocol}; brackets: 95% bootstrap interval over videos (docs/metrics.md). Params and "
-            "GFLOPs: the trained model at 352x352, one output frame streamed (a new frame encoded, one decode). "
+            "GFLOPs: the trained model at 352x352, one output frame streamed (a new frame encoded, one decode; a memory model also writes its memory, which is full). "
             f"frames/s: streaming on the device named, measured in this run. Columns headed 'paper' are the numbers "
             f"the paper prints for its own runs on {where}, not ours."
             + (" The paper prints Table 4 with one column per method." if number == 4 else ""))

@@ -10,7 +10,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flanet.argtypes import frame_rate, image_size, non_negative_int, positive_float, positive_int, unit_interval
+from flanet.argtypes import (
+    frame_rate,
+    image_size,
+    keep_region,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 from flanet.defaults import IMAGE_SIZE
 from flanet.errors import UsageError
 from flanet.inference.runtimes import BACKENDS  # imports no torch: --help stays fast
@@ -33,6 +41,8 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
         raise UsageError("--split applies to a dataset root, not to --source")
     if args.export:
         raise UsageError("--export writes annotation files for INPUT's videos, not for --source")
+    if args.full_frame:
+        raise UsageError("--full-frame applies to DICOM INPUT files (their ultrasound region), not to --source")
     if args.dicom_out or args.store or args.study:
         raise UsageError("--dicom-out, --study and --store apply to DICOM cines and --pacs studies, not to --source")
     source = Path(args.source)
@@ -40,7 +50,7 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
     out_dir = predict_live(
         checkpoint, args.source, Path(args.out) if args.out else Path.cwd() / f"{name}-flanet",
         force=args.force, fps=args.fps, progress=not args.no_progress, max_frames=args.max_frames,
-        duration=args.duration, settings=_settings(args),
+        duration=args.duration, settings=_settings(args), burned_in=_burned_in(args),
     )
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     latency = "" if summary["latency_ms_p50"] is None else (
@@ -52,7 +62,6 @@ def _predict_live(args: argparse.Namespace, checkpoint: Path) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from flanet.inference.runs.archive import is_archive_input, predict_archive
-    from flanet.inference.runs.burned_in import BurnedInPolicy
     from flanet.inference.runs.predict import predict_to_folder
     from flanet.models.hub import resolve_checkpoint
 
@@ -67,7 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.max_frames is not None or args.duration is not None:
         raise UsageError("--max-frames and --duration bound a live run; they need --source")
     dicom = _dicom_outputs(args)
-    burned_in = BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions)
+    burned_in = _burned_in(args)
     if args.pacs is not None:
         return _predict_pacs(args, checkpoint, dicom, burned_in)
     input_path = Path(args.input)
@@ -96,6 +105,15 @@ def _predict(args: argparse.Namespace) -> int:
         f"{summary['largest_area_px']} px) at {summary['fps_achieved']:.1f} frames/s -> {out_dir}"
     )
     return 0
+
+
+def _burned_in(args: argparse.Namespace) -> BurnedInPolicy:
+    """The burned-in identifier policy ``flanet predict``'s options give (docs/inference.md, "Burned-in identifiers")."""
+    from flanet.data.dicom import Region
+    from flanet.inference.runs.burned_in import BurnedInPolicy
+
+    region = None if args.keep_region is None else Region(*args.keep_region)
+    return BurnedInPolicy(allow=args.allow_burned_in, blank_always=args.blank_outside_regions, keep_region=region)
 
 
 def _dicom_outputs(args: argparse.Namespace) -> DicomOutputs:
@@ -234,11 +252,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--full-frame", action="store_true",
                    help="DICOM: segment the whole frame, not only its ultrasound imaging region")
     p.add_argument("--allow-burned-in", action="store_true",
-                   help="DICOM declaring BurnedInAnnotation YES without ultrasound regions: process it unblanked "
-                   "(the overlay and viewer show the text; summary.json says so) instead of refusing it")
+                   help="an input to blank (a DICOM declaring BurnedInAnnotation YES, or any with "
+                   "--blank-outside-regions) that has no region to keep: process it unblanked (the overlay and "
+                   "viewer show any text; summary.json says so) instead of refusing it")
     p.add_argument("--blank-outside-regions", action="store_true",
-                   help="DICOM: blank everything outside the ultrasound regions in the overlay and viewer of every "
-                   "file, not only those declaring burned-in annotation")
+                   help="blank everything outside the ultrasound regions in the overlay and viewer of every input, "
+                   "not only DICOM files declaring burned-in annotation; an input without regions of its own needs "
+                   "--keep-region (else refused)")
+    p.add_argument("--keep-region", type=keep_region, metavar="X0,Y0,X1,Y1",
+                   help="keep only this rectangle of frame pixels (inclusive) in the overlay and viewer of every input "
+                   "without ultrasound regions of its own (video files, frame folders, --source), blanking the rest "
+                   "(burned-in names, IDs, dates); DICOM files keep their own regions")
     p.add_argument("--export", nargs="+", action="extend", default=[], choices=["coco", "cvat"], metavar="FORMAT",
                    help="also write the masks for annotation tools, per video in export/: coco (COCO RLE, "
                    "coco.json) and/or cvat (CVAT for video 1.1, cvat.xml); e.g. --export coco cvat")

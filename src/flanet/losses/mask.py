@@ -1,6 +1,7 @@
 """Segmentation losses on the mask branch: the BCE and IoU terms of eq. (2), and those of the compared methods.
 
-Dice (ACSNet, TransUNet) and the pixel-weighted BCE and IoU of PraNet's eq. (4) (:func:`boundary_weights`).
+Dice (ACSNet, TransUNet), the pixel-weighted BCE and IoU of PraNet's eq. (4) (:func:`boundary_weights`)
+and the SSIM loss of DCFNet's (and BASNet's) hybrid loss.
 
 All take the raw ``mask_logits`` of a model (no sigmoid applied) and a binary ground-truth
 mask, both shaped ``(B, 1, H, W)``, and optionally ``has_mask`` ``(B,)``: which items have a
@@ -119,3 +120,30 @@ def weighted_bce_loss(mask_logits: Tensor, mask: Tensor, has_mask: Tensor | None
     weights = boundary_weights(mask)
     per_pixel = F.binary_cross_entropy_with_logits(mask_logits.float(), mask.float(), reduction="none")
     return masked_mean((weights * per_pixel).flatten(1).sum(1) / weights.flatten(1).sum(1), has_mask)
+
+
+def ssim_loss(mask_logits: Tensor, mask: Tensor, has_mask: Tensor | None = None, window: int = 11,
+              sigma: float = 1.5) -> Tensor:
+    """``1 - SSIM(p, G)``, mean over the items with a mask: the structural term of DCFNet's loss (BCE + SSIM + IoU).
+
+    SSIM (Wang et al., TIP 2004) of the probability map ``p = sigmoid(mask_logits)`` and the mask,
+    with local means, variances and covariance under an ``window x window`` Gaussian of ``sigma``
+    (11, 1.5, zero padding, as ``pytorch_ssim`` that DCFNet's code uses) and ``C1 = 0.01^2``,
+    ``C2 = 0.03^2``, averaged over the pixels of each image.
+    """
+    prob = torch.sigmoid(mask_logits.float())
+    target = mask.to(prob.dtype)
+    coords = torch.arange(window, dtype=prob.dtype, device=prob.device) - window // 2
+    gauss = torch.exp(-coords**2 / (2 * sigma**2))
+    kernel = (gauss[:, None] * gauss[None, :] / gauss.sum() ** 2)[None, None]
+
+    def blur(x: Tensor) -> Tensor:
+        return F.conv2d(x, kernel, padding=window // 2)
+
+    mu_p, mu_g = blur(prob), blur(target)
+    var_p = blur(prob * prob) - mu_p**2
+    var_g = blur(target * target) - mu_g**2
+    cov = blur(prob * target) - mu_p * mu_g
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mu_p * mu_g + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_g**2 + c1) * (var_p + var_g + c2))
+    return masked_mean(1.0 - ssim.flatten(1).mean(1), has_mask)

@@ -1,7 +1,7 @@
 """The named mask losses a recipe chooses with ``loss.mask_loss`` (standard library only: configuration and registry read it).
 
 Each is a set of mask terms of :mod:`flanet.losses.mask`: ``bce`` and ``iou`` (FLA-Net's eq. 2),
-``dice``, and the pixel-weighted ``wbce`` and ``wiou`` of PraNet's eq. (4).
+``dice``, the pixel-weighted ``wbce`` and ``wiou`` of PraNet's eq. (4), and ``ssim`` (DCFNet).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 #: A ``loss.mask_loss`` value.
-MaskLossName = Literal["bce-iou", "structure", "wbce-wiou", "bce-dice", "bce"]
+MaskLossName = Literal["bce-iou", "structure", "wbce-wiou", "bce-dice", "bce", "bce-ssim-iou"]
 
 #: Mask loss name -> its terms, and whose loss it is.
 MASK_LOSSES: dict[str, tuple[str, ...]] = {
@@ -18,9 +18,10 @@ MASK_LOSSES: dict[str, tuple[str, ...]] = {
     "wbce-wiou": ("wbce", "wiou"),  # PraNet's paper, eq. (4)
     "bce-dice": ("bce", "dice"),  # ACSNet, TransUNet
     "bce": ("bce",),  # ResUNet++, SETR (cross-entropy)
+    "bce-ssim-iou": ("bce", "ssim", "iou"),  # DCFNet (BASNet's hybrid loss)
 }
 #: Every mask term a named loss uses.
-MASK_TERMS: tuple[str, ...] = ("bce", "iou", "dice", "wbce", "wiou")
+MASK_TERMS: tuple[str, ...] = ("bce", "iou", "dice", "wbce", "wiou", "ssim")
 
 
 def mask_loss_of(terms: tuple[str, ...] | list[str]) -> str:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from flanet.losses.heatmap import contrastive_loss, heatmap_mse
-from flanet.losses.mask import bce_loss, dice_loss, iou_loss, weighted_bce_loss, weighted_iou_loss
+from flanet.losses.mask import bce_loss, dice_loss, iou_loss, ssim_loss, weighted_bce_loss, weighted_iou_loss
 from flanet.losses.names import MASK_LOSSES
 
 #: Mask term name -> its function (:mod:`flanet.losses.mask`).
@@ -18,6 +18,7 @@ MASK_TERM_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
     "dice": dice_loss,
     "wbce": weighted_bce_loss,
     "wiou": weighted_iou_loss,
+    "ssim": ssim_loss,
 }
 
 #: Default margin of eq. (1). The paper does not state alpha. Heatmap MSE is small: two
@@ -47,6 +48,7 @@ class LossTerms(NamedTuple):
         wiou: PraNet's weighted IoU of ``S_t``, when a mask term.
         side: deep supervision, the weighted mask terms summed over the model's side outputs
             (before ``side_weight``); None for a model without side outputs.
+        ssim: ``1 - SSIM`` of ``S_t`` (DCFNet's loss), when a mask term.
     """
 
     total: Tensor
@@ -60,6 +62,7 @@ class LossTerms(NamedTuple):
     wbce: Tensor | None = None
     wiou: Tensor | None = None
     side: Tensor | None = None
+    ssim: Tensor | None = None
 
 
 class FLANetLoss(nn.Module):
@@ -122,7 +125,7 @@ class FLANetLoss(nn.Module):
         self.dice_weight = float(dice_weight)
         self.side_weight = float(side_weight)
         self._term_weights = {"bce": float(bce_weight), "wbce": float(bce_weight), "iou": float(iou_weight),
-                              "wiou": float(iou_weight), "dice": float(dice_weight)}
+                              "wiou": float(iou_weight), "dice": float(dice_weight), "ssim": 1.0}
         self.bce_weight = float(bce_weight)
         self.iou_weight = float(iou_weight)
         self.heatmap_weight = float(heatmap_weight)
@@ -183,7 +186,8 @@ class FLANetLoss(nn.Module):
                 triplet_fraction = term.valid.float().mean()
                 total = total + self.contrastive_weight * contrastive
         return LossTerms(total, mask_terms.get("bce"), mask_terms.get("iou"), heat, contrastive, negative_fraction,
-                         triplet_fraction, mask_terms.get("dice"), mask_terms.get("wbce"), mask_terms.get("wiou"), side)
+                         triplet_fraction, mask_terms.get("dice"), mask_terms.get("wbce"), mask_terms.get("wiou"), side,
+                         mask_terms.get("ssim"))
 
     def _mask_terms(self, logits: Tensor, mask: Tensor, has_mask: Tensor | None) -> dict[str, Tensor]:
         return {term: MASK_TERM_FUNCTIONS[term](logits, mask, has_mask=has_mask) for term in self.mask_terms}

@@ -23,7 +23,6 @@ import io
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 Box = tuple[float, float, float, float]
 #: metrics.json keys of :func:`coco_average_precision`, by IoU threshold.
@@ -35,11 +34,13 @@ def component_boxes(binary: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, n
 
     The frames are stacked into one image with a background row between consecutive frames (so no
     component spans two frames) and labelled once by OpenCV; the largest component of each frame is
-    chosen by sorting the component table, and its score is the maximum of ``prob`` over it.
+    chosen by sorting the component table, and its score is the maximum of ``prob`` over its pixels
+    (gathered with a lookup table and reduced per component).
 
     Args:
         binary: (N, H, W) bool predicted masks.
-        prob: (N, H, W) probabilities (any real dtype) of the same frames.
+        prob: (N, H, W) probabilities of the same frames (any real dtype: uint8 ``round(255 p)`` is read
+            as it is, without a copy, and its scores are then in 0..255).
 
     Returns:
         ``(boxes, scores)``: (N, 4) float64 ``(x1, y1, x2, y2)`` and (N,) float64; NaN for a frame
@@ -61,9 +62,16 @@ def component_boxes(binary: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, n
     chosen = order[first]
     top = y[chosen] - frames * (height + 1)
     boxes[frames] = np.stack([x[chosen], top, x[chosen] + w[chosen], top + h[chosen]], axis=1)
-    padded = np.zeros((n, height + 1, width), np.float64)
-    padded[:, :height] = prob
-    scores[frames] = ndimage.maximum(padded.reshape(labels.shape), labels, label[chosen])
+    per_frame = labels.reshape(n, height + 1, width)[:, :height]  # the separator rows dropped: prob's shape
+    wanted = np.zeros(count, bool)
+    wanted[label[chosen]] = True
+    inside = wanted[per_frame]  # pixels of the chosen components only (a lookup, no sort of the frame)
+    owner, values = per_frame[inside], prob[inside]
+    order = np.argsort(owner, kind="stable")
+    owner, values = owner[order], values[order]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    maxima = np.maximum.reduceat(values, starts)  # per chosen component, in label order
+    scores[frames] = maxima[np.searchsorted(owner[starts], label[chosen])]
     return boxes, scores
 
 

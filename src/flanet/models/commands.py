@@ -56,7 +56,7 @@ def _list_models(args: argparse.Namespace) -> int:
     if costs:
         print("\nCosts: one output frame at 352x352 with the default options (FLOPs = 2 x multiply-adds, "
               "torch.utils.flop_counter); clip = every frame of a clip encoded, stream = one new frame encoded "
-              "and one decode from cached features.")
+              "and one decode from cached features (a memory model: with its memory full, and the memory's write).")
     return 0
 
 

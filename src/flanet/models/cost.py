@@ -36,8 +36,10 @@ class ModelCost:
         params_m: parameters, millions.
         encoder_params_m: of which in the per-frame encoder (backbone + neck).
         clip_gflops: one ``model(clip)`` call, every frame of the clip encoded.
-        stream_gflops: one new frame encoded plus one decode from cached features
-            (equal to ``clip_gflops`` for single-frame models).
+        stream_gflops: one new frame encoded plus one step of the stream (:meth:`~flanet.models.contract.
+            VideoSegmentationModel.step`: the decode from cached features, and for a memory model the
+            memory's read and write) with the state as full as it gets (equal to ``clip_gflops`` for
+            single-frame models).
         encoder_gflops: one frame through the encoder.
     """
 
@@ -61,6 +63,31 @@ def count_gflops(fn: Callable[..., Any], *args: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def full_state_step_gflops(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 16,
+                           limit: int = 256) -> float:
+    """GFLOPs of one :meth:`~flanet.models.contract.VideoSegmentationModel.step` when the state holds the most.
+
+    A window is full after ``num_frames - 1`` frames. Another state (a bounded memory) is streamed the
+    frame ``image`` until its ``held_frames`` has not grown for ``patience`` frames, at most ``limit``,
+    and the step of the frame that read the fullest state is counted.
+    """
+    features = model.encode(image)
+    state = model.init_state()
+    if state.window is not None:
+        fullest = state.window - 1
+    else:
+        held: list[int] = []
+        since = 0
+        while since < patience and len(held) < limit:
+            held.append(state.held_frames)
+            since = 0 if held[-1] > max(held[:-1], default=-1) else since + 1
+            model.step(state, features)
+        fullest, state = held.index(max(held)), model.init_state()
+    for _ in range(fullest):
+        model.step(state, features)
+    return count_gflops(model.step, state, features)
+
+
 @torch.inference_mode()
 def measure_cost(model: VideoSegmentationModel, size: int = IMAGE_SIZE) -> ModelCost:
     """Counts parameters and FLOPs with ``torch.utils.flop_counter`` on a random clip."""
@@ -72,8 +99,7 @@ def measure_cost(model: VideoSegmentationModel, size: int = IMAGE_SIZE) -> Model
     clip_gflops = count_gflops(model, clip)
     encoder_params = sum(p.numel() for p in model.encoder.parameters()) / 1e6
     encoder_gflops = count_gflops(model.encode, clip[:, 0])
-    features = model.encode(clip[:, 0])
-    stream_gflops = encoder_gflops + count_gflops(model.decode, [features] * model.num_frames)
+    stream_gflops = encoder_gflops + full_state_step_gflops(model, clip[:, 0])
     model.train(was_training)
     return ModelCost(params, encoder_params, clip_gflops, stream_gflops, encoder_gflops)
 

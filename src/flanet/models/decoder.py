@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -90,13 +91,23 @@ class SegmentationHead(nn.Module):
         d2_channels: channels of the second-to-last decoder layer.
         channels: width of the BConv (and of the refinement).
         detail_channels: channels of the stride-2 map, or None for the stride-4 head.
+        prior: the lesion probability the untrained head predicts everywhere: the classifier's bias
+            starts at ``log(prior / (1 - prior))`` (the prior initialisation of Lin et al., "Focal
+            Loss for Dense Object Detection", ICCV 2017, Sec. 4.1); None keeps PyTorch's default
+            initialisation (bias near 0, every pixel starting at p = 0.5). The paper is silent on
+            the head's initialisation; docs/model.md gives the measurement behind the default.
     """
 
-    def __init__(self, d1_channels: int, d2_channels: int, channels: int, detail_channels: int | None = None) -> None:
+    def __init__(self, d1_channels: int, d2_channels: int, channels: int, detail_channels: int | None = None,
+                 prior: float | None = None) -> None:
         super().__init__()
         self.bconv = BConv(d1_channels + d2_channels, channels)
         self.refine = None if detail_channels is None else BConv(channels + detail_channels, channels)
         self.classifier = nn.Conv2d(channels, 1, 1)
+        if prior is not None:
+            if not 0.0 < prior < 1.0:
+                raise ValueError(f"mask_prior must be in (0, 1), got {prior}")
+            nn.init.constant_(self.classifier.bias, math.log(prior / (1.0 - prior)))
 
     def forward(self, d1: Tensor, d2: Tensor, size: tuple[int, int], detail: Tensor | None = None) -> Tensor:
         """``d1 (B, C1, h, w)``, ``d2 (B, C2, h/2, w/2)`` [, ``detail (B, Cd, 2h, 2w)``] -> logits ``(B, 1, *size)``."""

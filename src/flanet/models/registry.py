@@ -50,7 +50,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "flanet.models.variants", "flanet.models.baselines", "flanet.models.authors",
     "flanet.models.image_methods.resunetplusplus", "flanet.models.image_methods.acsnet",
     "flanet.models.image_methods.pranet", "flanet.models.image_methods.transunet",
-    "flanet.models.image_methods.setr",
+    "flanet.models.image_methods.setr", "flanet.models.video_methods.pnsnet", "flanet.models.video_methods.stm",
+    "flanet.models.video_methods.afburr",
+    "flanet.models.video_methods.pnsplus", "flanet.models.video_methods.dpstt", "flanet.models.video_methods.dcfnet",
 )
 #: Loss terms of FLA-Net's eq. (2): mask BCE and IoU, heatmap MSE, and the contrastive loss of eq. (1).
 EQ2_TERMS: tuple[str, ...] = ("bce", "iou", "heatmap", "contrastive")

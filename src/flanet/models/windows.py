@@ -9,7 +9,9 @@ module:
 * :meth:`flanet.models.FLANet.forward_windows` (training: windows t and t-1 of a longer clip),
   through :func:`gather_windows`;
 * :class:`flanet.inference.VideoSegmenter` (one frame at a time) and the ``stream`` mode of
-  ``flanet evaluate`` (chunks of frames), through :class:`CausalWindows`.
+  ``flanet evaluate`` (chunks of frames), through :class:`CausalWindows`, the per-video
+  :class:`~flanet.models.state.StreamState` of every model that reads a fixed window (FLA-Net, the
+  image models: ``model.init_state()`` by default).
 
 Frames go in in video order (oldest first, as a video is read); each window comes out current
 frame first, as the models take it. Windows are gathered by indexing, so a frame's features are
@@ -22,6 +24,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from flanet.models.state import StreamState
 
 
 def causal_window_indices(ends: Tensor, num_frames: int) -> Tensor:
@@ -62,11 +66,14 @@ def frame_features(windows: Sequence[Tensor]) -> list[list[Tensor]]:
     return [[level[:, k] for level in windows] for k in range(windows[0].shape[1])]
 
 
-class CausalWindows:
+class CausalWindows(StreamState):
     """Causal windows over one video whose per-frame features arrive in order, in chunks of any size.
 
     Keeps the features of the last ``num_frames - 1`` frames, nothing more, so memory stays flat
-    on arbitrarily long videos. One instance per video.
+    on arbitrarily long videos. One instance per video. As a :class:`~flanet.models.state.StreamState`
+    (the default state of :meth:`~flanet.models.contract.VideoSegmentationModel.init_state`) it is not
+    recurrent, its ``window`` is ``num_frames``, and :meth:`read` gives ``decode`` the windows
+    (:meth:`push`, then :func:`frame_features`).
 
     Args:
         num_frames: T, frames per window (1: every window is its own frame).
@@ -75,7 +82,7 @@ class CausalWindows:
     def __init__(self, num_frames: int) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        self.num_frames = num_frames
+        self.num_frames = self.window = num_frames
         self.frames_seen = 0
         self._context: list[Tensor] | None = None  # per level, the last (<= T-1) frames
 
@@ -106,6 +113,20 @@ class CausalWindows:
         self._context = [buffer[buffer.shape[0] - min(keep, buffer.shape[0]):] for buffer in buffers]
         self.frames_seen += count
         return windows
+
+    def read(self, levels: Sequence[Tensor], targets: Tensor | None = None) -> list[list[Tensor]]:
+        """:meth:`push`, as ``decode``'s input: T entries (t first) of per-level ``(M, ...)`` views of the windows."""
+        return frame_features(self.push(levels, targets))
+
+    @property
+    def context_frames(self) -> int:
+        """Distinct real frames in the window of the last frame read (1..T)."""
+        return min(self.frames_seen, self.num_frames)
+
+    @property
+    def held_frames(self) -> int:
+        """Frames whose features are kept (at most T - 1)."""
+        return 0 if self._context is None else self._context[0].shape[0]
 
     def distinct_frames(self, position: int) -> int:
         """Real frames (1..T) in the window of frame ``position`` of the video: fewer at its start."""

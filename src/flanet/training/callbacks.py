@@ -34,6 +34,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "train_loss", "train_bce", "train_iou", "train_heatmap_mse", "train_contrastive",
     "train_negative_fraction", "train_triplet_fraction", "train_dice", "train_wbce", "train_wiou", "train_side",
     "val_loss", "val_dice", "val_jaccard", "val_f1", "val_mae", "val_centre_error", "encoder_pretrained",
+    "train_diagnosis", "val_diagnosis_auroc",
 )
 
 
@@ -41,10 +42,13 @@ def selection_score(val: Mapping[str, float]) -> tuple[str, float] | None:
     """``(metric, score)`` that ``best.pt`` is chosen by, higher is better; None without one.
 
     Validation Dice; for a validation split without any mask (box-only, docs/data.md), minus
-    ``val_centre_error`` (heatmap peak to box centre, pixels).
+    ``val_centre_error`` (heatmap peak to box centre, pixels); for ``task: diagnosis`` (no Dice), the
+    mean validation AUROC of the diagnosis head's labels (``val_diagnosis_auroc``).
     """
     if "val_dice" in val:
         return "val_dice", float(val["val_dice"])
+    if "val_diagnosis_auroc" in val:
+        return "val_diagnosis_auroc", float(val["val_diagnosis_auroc"])
     if "val_centre_error" in val:
         return "val_centre_error", -float(val["val_centre_error"])
     return None
@@ -134,14 +138,15 @@ class RunFolder(Checkpoint):
             if self.record is not None:
                 metadata[SPLIT_KEY] = self.record.to_dict()
             folder = self.run_dir / "checkpoints"
-            save_checkpoint(folder / "last.pt", pl_module.model, metadata)
+            head = {"diagnosis": pl_module.head, "thresholds": pl_module.thresholds}
+            save_checkpoint(folder / "last.pt", pl_module.model, metadata, **head)
             if partial:
                 log.info("epoch %d stopped at step %d: %s written; --resume finishes the epoch",
                          epoch, trainer.global_step, folder / "last.pt")
                 return
             if improved:
                 chosen = {"split": self.record.selection_split if self.record else None, "metric": selection[0]}
-                save_checkpoint(folder / "best.pt", pl_module.model, {**metadata, "selection": chosen})
+                save_checkpoint(folder / "best.pt", pl_module.model, {**metadata, "selection": chosen}, **head)
                 log.info("epoch %d: %s %.4f, best so far -> %s", epoch, selection[0], val[selection[0]],
                          folder / "best.pt")
             _append_row(self.metrics_path, row)

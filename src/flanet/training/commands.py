@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted overrides typed as YAML, e.g. optim.lr=1e-4 trainer.max_epochs=50")
+    parser.add_argument("--task", choices=("segmentation", "diagnosis"), default=None,
+                        help="diagnosis: train the video diagnosis head alone on the frozen model of "
+                        "model.init_from=CHECKPOINT (the same as the override task=diagnosis; docs/training.md)")
     parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT",
                         help="continue a run from its folder or checkpoints/resume.ckpt")
     parser.set_defaults(func=run)
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         raise UsageError("give --config RECIPE_OR_FILE (or --resume RUN_DIR)")
-    run_dir = train(args.config, args.overrides, resume=args.resume)
+    overrides = [*args.overrides, *([f"task={args.task}"] if args.task else [])]
+    run_dir = train(args.config, overrides, resume=args.resume)
     if global_rank() == 0:
         print(run_dir)
     return 0

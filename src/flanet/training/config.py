@@ -115,6 +115,9 @@ def load_config(
         _merge(config, _renamed(_nest(key, value), f"override '{item}'"), "")
     typed = fit_recipe_to_model(build(TrainConfig, config), recipe_model)
     check_model_options(typed.model)
+    if typed.data.sequence_length is not None and typed.data.edge != "causal":
+        raise ConfigError(f"config key 'data.edge': runs of consecutive frames (data.sequence_length="
+                          f"{typed.data.sequence_length}) need the causal edge policy, got {typed.data.edge!r}")
     return typed
 
 

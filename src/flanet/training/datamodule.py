@@ -8,10 +8,12 @@ import random
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from flanet.data import ClipDataset, DataError, VideoSet, discover
+from flanet.data.sequences import SequenceDataset
 from flanet.data.split_record import RECORD_FILE, SplitRecord
 from flanet.data.splits import split_alias
 from flanet.training.resume import ResumableSampler, batches_done
@@ -107,7 +109,8 @@ class VideoDataModule(pl.LightningDataModule):
     """Clips for training (shuffled, seeded per epoch) and validation (in order).
 
     ``data.batch_size`` is the global batch: each of the ``world_size`` processes gets
-    ``batch_size // world_size`` clips per step.
+    ``batch_size // world_size`` clips per step. With ``data.sequence_length`` the training batches
+    hold runs of that many consecutive frames instead of clips (:class:`~flanet.data.sequences.SequenceDataset`).
 
     Args:
         config: resolved training configuration.
@@ -117,16 +120,19 @@ class VideoDataModule(pl.LightningDataModule):
             localisation branch, see :class:`~flanet.data.ClipDataset`); else box-only splits are refused.
         video_set: the data set with its ``train``/``val`` splits chosen (:func:`choose_splits`); by
             default discovered and split in :meth:`setup`.
+        video_targets: per video, its diagnosis targets (joint diagnosis head), carried by every clip.
     """
 
     def __init__(self, config: TrainConfig, clip_len: int, with_previous: bool, box_targets: bool = False,
-                 video_set: VideoSet | None = None) -> None:
+                 video_set: VideoSet | None = None,
+                 video_targets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         super().__init__()
         self.config = config
         self.video_set = video_set  # splits already chosen by choose_splits (else chosen in setup)
         self.clip_len = clip_len
         self.with_previous = with_previous
         self.box_targets = box_targets
+        self.video_targets = video_targets
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         # Loader iterators draw their worker seeds from these, not from the global RNG; the
@@ -145,12 +151,19 @@ class VideoDataModule(pl.LightningDataModule):
         common = dict(image_size=data.image_size, clip_len=self.clip_len, edge=data.edge,
                       heatmap_sigma=data.heatmap_sigma, box_targets=self.box_targets,
                       heatmap_centre=data.heatmap_centre)
-        self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
-                                         with_previous=self.with_previous, seed=self.config.seed, **common)
+        if data.sequence_length is None:  # random clips, one target each (paper)
+            self.train_dataset = ClipDataset(video_set, split=TRAIN, augment=data.augment,
+                                             with_previous=self.with_previous, seed=self.config.seed,
+                                             video_targets=self.video_targets, **common)
+        else:  # runs of consecutive frames, each frame encoded once (docs/training.md)
+            self.train_dataset = SequenceDataset(video_set, split=TRAIN, augment=data.augment,
+                                                 with_previous=self.with_previous, seed=self.config.seed,
+                                                 run_length=data.sequence_length, **common)
         if not video_set.splits[VAL]:  # trained without validation (choose_splits): no val loader
             self.val_dataset = None
         else:
-            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False, **common)
+            self.val_dataset = ClipDataset(video_set, split=VAL, augment=False, with_previous=False,
+                                           video_targets=self.video_targets, **common)
         for name, dataset in ((TRAIN, self.train_dataset), (VAL, self.val_dataset)):
             if dataset is not None and len(dataset) == 0:
                 raise DataError(f"the {name} split has no target frame (a mask, or a box)", video_set.root)

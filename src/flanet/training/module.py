@@ -20,9 +20,11 @@ from flanet.metrics.video import heatmap_peaks
 from flanet.models import SegmentationOutput, create_model
 from flanet.models.checkpoint import config_difference, normalise_model_config
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.diagnosis import DiagnosisHead, lesion_weight, pooled_features
 from flanet.models.registry import ModelError
 from flanet.training.model_defaults import resolve_model_defaults
 from flanet.training.schema import ConfigError, ModelConfig, TrainConfig
+from flanet.training.sequences import run_loss_inputs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,9 @@ class FLANetModule(pl.LightningModule):
     With the contrastive term on (model with localisation branch, weight > 0), a batch holds
     4-frame clips ``[t, t-1, t-2, t-3]`` and ``model.forward_windows`` yields ``H_t`` and
     ``H_{t-1}`` from one encoder pass per frame (Section 3.3). Otherwise clips have
-    ``model.num_frames`` frames and ``model(clip)`` is used.
+    ``model.num_frames`` frames and ``model(clip)`` is used. With ``data.sequence_length`` a batch
+    holds runs of consecutive frames instead, each frame encoded once for all the targets of its run
+    (:mod:`flanet.training.sequences`); the loss is that of the clips of the same targets.
 
     Box-only samples (a lesion box, no mask: ``batch["has_mask"]`` False) train the
     localisation branch only: the mask terms of eq. (2) are means over the samples with a mask.
@@ -94,6 +98,13 @@ class FLANetModule(pl.LightningModule):
     resolution) between the heatmap peak and the lesion's box centre, over the samples with a
     lesion. A box-only validation split (box-only samples and no mask showing a lesion, its
     lesion-free frames aside) reports no Dice: ``best.pt`` is then chosen by the centre error.
+
+    With ``diagnosis.weight`` > 0 the diagnosis head (:mod:`flanet.models.diagnosis`) trains jointly:
+    each clip's current frame is pooled under its predicted mask (the mask detached: the head does not
+    reshape it), the clips of one video in the batch form its bag, and ``weight`` times the per-video
+    binary cross-entropy (:func:`~flanet.training.diagnosis.diagnosis_loss`) is added to eq. (2). Validation
+    then also gives each label's AUROC over the validation videos (all their annotated frames one bag)
+    and the thresholds stored with the head (:func:`~flanet.training.diagnosis.validation_scores`).
 
     Args:
         config: resolved training configuration (see :mod:`flanet.training.config`); keys
@@ -107,8 +118,24 @@ class FLANetModule(pl.LightningModule):
         self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model = build_model(config.model)
+        if config.data.sequence_length is not None and self.model.init_state().window is None:
+            raise ConfigError(f"config key 'data.sequence_length': runs are decoded as causal windows, and model "
+                              f"{config.model.name!r} reads a memory of earlier frames beyond a fixed window: train it on clips "
+                              "(data.sequence_length: null), which run its memory over each clip")
         self.criterion = FLANetLoss(**dataclasses.asdict(config.loss))
         self.use_previous = uses_heatmap_prev(self.criterion, bool(self.model.has_heatmap))
+        self.head: DiagnosisHead | None = None
+        self.thresholds: dict[str, float | None] = {}
+        self._diagnosis = torch.zeros(())
+        if config.diagnosis.weight > 0:
+            from flanet.training.diagnosis import build_head
+
+            if config.data.sequence_length is not None:
+                raise ConfigError("config key 'diagnosis.weight': the joint diagnosis head trains on clips "
+                                  "(data.sequence_length: null); or train it afterwards on the frozen model "
+                                  "(task: diagnosis)")
+
+            self.head = build_head(self.model, config.diagnosis)
         self._train_sums: dict[str, Tensor] = {}
         self._val_batches: list[dict[str, Tensor]] = []
         self._pending_rng: dict[str, Any] | None = None
@@ -119,7 +146,9 @@ class FLANetModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- steps
     def _losses(self, batch: Mapping[str, Any]) -> LossTerms:
-        """Forward pass and eq. (2) for one training batch."""
+        """Forward pass and eq. (2) for one training batch (of clips, or of runs with ``data.sequence_length``)."""
+        if self.config.data.sequence_length is not None:
+            return self.criterion(**run_loss_inputs(self.model, batch, self.use_previous))
         frames = batch["frames"]  # (B, T, 3, S, S), T = num_frames (+1 with the previous frame)
         if self.use_previous:
             windows = self.model.forward_windows(frames)  # each (B, 2, 1, S, S)
@@ -129,7 +158,7 @@ class FLANetModule(pl.LightningModule):
             positive_valid = batch["prev_distinct"] & ~batch["prev_lesion_free"]
         else:
             out, heatmap_prev, positive_valid = self.model(frames), None, None
-        return self.criterion(
+        terms = self.criterion(
             out.mask_logits,
             batch["mask"],
             out.heatmap,
@@ -141,6 +170,25 @@ class FLANetModule(pl.LightningModule):
             batch["has_mask"],
             side_logits=out.side_logits,
         )
+        if self.head is None:
+            return terms
+        self._diagnosis = self._diagnosis_loss(batch, out)
+        return terms._replace(total=terms.total + self.config.diagnosis.weight * self._diagnosis)
+
+    def _head_inputs(self, frames: Tensor, out: SegmentationOutput) -> Tensor:
+        """Per-clip inputs of the diagnosis head: frame t's deepest features under its (detached) lesion map."""
+        return pooled_features(self.model.encode(frames[:, 0])[-1],
+                               lesion_weight(out, self.config.diagnosis.pool).detach())
+
+    def _diagnosis_loss(self, batch: Mapping[str, Any], out: SegmentationOutput) -> Tensor:
+        """The head's loss on the bags of the batch (the clips of each video)."""
+        from flanet.training.diagnosis import diagnosis_loss
+
+        videos, groups = torch.unique(batch["video_index"], return_inverse=True)
+        logits = self.head(self._head_inputs(batch["frames"], out), groups, len(videos)).logits
+        first = torch.full((len(videos),), groups.numel(), device=groups.device).scatter_reduce(
+            0, groups, torch.arange(groups.numel(), device=groups.device), reduce="amin")
+        return diagnosis_loss(logits, batch["diagnosis_target"][first], batch["diagnosis_known"][first])
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms = self._losses(batch)
@@ -159,8 +207,11 @@ class FLANetModule(pl.LightningModule):
                 "train/negative_fraction)"
             )
             self._warned_single_video = True
-        batch_size = batch["frames"].shape[0]
-        for name, value in _term_values(terms).items():
+        batch_size = _target_count(batch)
+        values = _term_values(terms)
+        if self.head is not None:
+            values["diagnosis"] = self._diagnosis.detach().float()
+        for name, value in values.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name == "loss",
                      batch_size=batch_size)
             self._accumulate(self._train_sums, name, value.detach() * batch_size)
@@ -184,6 +235,10 @@ class FLANetModule(pl.LightningModule):
             scores["centre_error"] = _centre_error(out.heatmap, batch["bbox"], batch["has_lesion"])
         scores["video_index"] = batch["video_index"].to(self.device)
         scores["frame_index"] = batch["frame_index"].to(self.device)
+        if self.head is not None:
+            scores["head_inputs"] = self._head_inputs(batch["frames"], out).float()
+            scores["diagnosis_target"] = batch["diagnosis_target"].to(self.device, torch.float32)
+            scores["diagnosis_known"] = batch["diagnosis_known"].to(self.device, torch.float32)
         self._val_batches.append(scores)
 
     # ------------------------------------------------------------------------ epoch ends
@@ -223,15 +278,32 @@ class FLANetModule(pl.LightningModule):
         if "centre_error" in merged and torch.isfinite(merged["centre_error"]).any():
             error = merged["centre_error"]
             self.val_metrics["val_centre_error"] = float(error[torch.isfinite(error)].mean())
+        if self.head is not None:
+            self.val_metrics.update(self._validate_head(merged))
         self.val_epoch = self.current_epoch
         for name, value in self.val_metrics.items():
             self.log(name.replace("val_", "val/"), value, prog_bar=name == "val_dice", sync_dist=True)
 
+    def _validate_head(self, merged: dict[str, Tensor]) -> dict[str, float]:
+        """Per-video AUROC of the head on the validation frames (each video's frames one bag); sets the thresholds."""
+        from flanet.training.diagnosis import validation_scores
+
+        videos, groups = torch.unique(merged["video_index"], return_inverse=True)
+        with torch.no_grad():
+            probs = torch.sigmoid(self.head(merged["head_inputs"], groups, len(videos)).logits).float()
+        first = torch.full((len(videos),), groups.numel(), device=groups.device).scatter_reduce(
+            0, groups, torch.arange(groups.numel(), device=groups.device), reduce="amin")
+        metrics, self.thresholds = validation_scores(
+            probs.cpu().numpy(), merged["diagnosis_target"][first].cpu().numpy(),
+            merged["diagnosis_known"][first].bool().cpu().numpy(), list(self.config.diagnosis.labels))
+        return metrics
+
     # ------------------------------------------------------------- optimiser, checkpoints
     def configure_optimizers(self) -> Any:
         optim = self.config.optim
+        parameters = [*self.model.parameters(), *(self.head.parameters() if self.head is not None else ())]
         optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay,
+            parameters, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay,
         )
         if optim.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -266,13 +338,18 @@ class FLANetModule(pl.LightningModule):
         return self.trainer.strategy.reduce(value, reduce_op="sum") if self.trainer.world_size > 1 else value
 
 
+def _target_count(batch: Mapping[str, Any]) -> int:
+    """Target frames of a training batch: its clips, or the targets of its runs (``data.sequence_length``)."""
+    return int(batch["target"].sum()) if "target" in batch else int(batch["frames"].shape[0])
+
+
 def _term_values(terms: LossTerms) -> dict[str, Tensor]:
     """Named scalar terms present in ``terms`` (``loss`` is the weighted total)."""
     values = {
         "loss": terms.total, "bce": terms.bce, "iou": terms.iou, "heatmap_mse": terms.heatmap,
         "contrastive": terms.contrastive, "negative_fraction": terms.negative_fraction,
         "triplet_fraction": terms.triplet_fraction, "dice": terms.dice, "wbce": terms.wbce, "wiou": terms.wiou,
-        "side": terms.side,
+        "side": terms.side, "ssim": terms.ssim,
     }
     return {k: v.detach().float() for k, v in values.items() if v is not None}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from flanet.fileio import refuse_overlap
 from flanet.training.resume import parse_max_time
 from flanet.training.schema import ConfigError, TrainConfig
 
@@ -47,6 +48,31 @@ def check_settings(config: TrainConfig) -> None:
     if accelerator in _GPU_ACCELERATORS and not torch.cuda.is_available():
         raise ConfigError(f"config key 'trainer.accelerator' is {trainer.accelerator!r} but no CUDA GPU is "
                           "available here; use trainer.accelerator=auto or cpu")
+
+
+def check_run_folder_outside_data(config: TrainConfig, run_dir: Path | None = None) -> None:
+    """Refuse a run folder in or under the data set, or holding it, before anything is written (issue 22 item 3).
+
+    Checkpoints, logs and ``splits.json`` written into ``data.root`` change the data set (a run
+    folder there is read back as a video by the frame-folder layouts); a data set inside the run
+    folder would be deleted with a failed run's folder. ``run_dir``: the folder of ``--resume``;
+    otherwise ``output.run_dir``, else the run folder a new run gets under ``output.dir``.
+
+    Raises:
+        ConfigError: naming the key and the data set.
+    """
+    if config.data.root is None:
+        return
+    if run_dir is not None:
+        folder, key = run_dir, "--resume"
+    elif config.output.run_dir is not None:
+        folder, key = Path(config.output.run_dir), "output.run_dir"
+    else:
+        folder, key = Path(config.output.dir) / run_name(config), "output.dir"
+    try:
+        refuse_overlap(folder, [config.data.root], flag=key)
+    except ValueError as error:
+        raise ConfigError(f"config key {key!r}: {error} (data.root: the run would write into the data set)") from error
 
 
 def with_absolute_root(config: TrainConfig) -> TrainConfig:

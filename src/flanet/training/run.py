@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from flanet.data import DataError, discover
+from flanet.data import DataError, VideoSet, discover
 from flanet.data.split_record import RECORD_FILE, SplitRecord
 from flanet.fileio import atomic_write_text, lock_output_folder, release_output_folder
 from flanet.models import CheckpointError
@@ -26,10 +26,17 @@ from flanet.models.registry import ModelError
 from flanet.training.callbacks import RunFolder
 from flanet.training.config import dump_config, load_config
 from flanet.training.datamodule import VideoDataModule, choose_splits
+from flanet.training.diagnosis import BagDataModule, DiagnosisModule, frozen_model, resolve_labels, video_targets
 from flanet.training.lightning_logs import quiet_lightning
 from flanet.training.model_defaults import random_encoder_warning, resolve_model_defaults
 from flanet.training.module import MODEL_CONFIG_KEY, FLANetModule, NonFiniteLossError
-from flanet.training.preflight import check_settings, claim_new_run_dir, run_name, with_absolute_root
+from flanet.training.preflight import (
+    check_run_folder_outside_data,
+    check_settings,
+    claim_new_run_dir,
+    run_name,
+    with_absolute_root,
+)
 from flanet.training.resume import (
     AtomicCheckpointIO,
     InvocationTimer,
@@ -90,9 +97,12 @@ def train(
         raise DataError("no dataset given: set data.root=/path/to/dataset")
     if not Path(root).exists():
         raise DataError("dataset folder not found (data.root)", root)
+    check_run_folder_outside_data(resolved, run_dir)  # before any folder exists
     video_set, record = choose_splits(discover(root), resolved.data, resolved.seed)  # before any folder exists
+    resolved = resolve_labels(resolved, video_set)  # diagnosis.labels of a run with the diagnosis head
     pl.seed_everything(resolved.seed, workers=True, verbose=False)
-    module = FLANetModule(resolved)
+    module: FLANetModule | DiagnosisModule = (DiagnosisModule(resolved, frozen_model(resolved))
+                                              if resolved.task == "diagnosis" else FLANetModule(resolved))
     if resume_ckpt is not None:
         _check_resume_model(resume_ckpt, module.model.config)
         created = False
@@ -109,8 +119,7 @@ def train(
     trainer = None
     try:
         trainer = _build_trainer(resolved, run_dir, record)
-        data = VideoDataModule(resolved, clip_len=module.model.num_frames, with_previous=module.use_previous,
-                               box_targets=bool(module.model.has_heatmap), video_set=video_set)
+        data = _data_module(resolved, module, video_set)
         trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt, weights_only=True)
     except BaseException as error:
         if created and (trainer is None or trainer.global_step == 0):
@@ -124,6 +133,16 @@ def train(
         release_output_folder(run_dir)
     log.info("run folder: %s", run_dir)
     return run_dir
+
+
+def _data_module(config: TrainConfig, module: FLANetModule | DiagnosisModule,
+                 video_set: VideoSet) -> pl.LightningDataModule:
+    """Bags of clips per video for ``task: diagnosis``; clips (with the videos' labels for a joint head) otherwise."""
+    if isinstance(module, DiagnosisModule):
+        return BagDataModule(config, clip_len=module.model.num_frames, video_set=video_set)
+    targets = video_targets(video_set, list(config.diagnosis.labels)) if module.head is not None else None
+    return VideoDataModule(config, clip_len=module.model.num_frames, with_previous=module.use_previous,
+                           box_targets=bool(module.model.has_heatmap), video_set=video_set, video_targets=targets)
 
 
 def precision_for(config: TrainConfig) -> int | str:
@@ -164,6 +183,8 @@ def _build_trainer(config: TrainConfig, run_dir: Path, record: SplitRecord | Non
     # The data module restores the data order of a run resumed mid-epoch (training/resume.py).
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")  # max_time dropped
+    if config.task == "diagnosis":  # the frozen segmentation model stays in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     loggers = [CSVLogger(logs, name="", version="csv"), TensorBoardLogger(logs, name="", version="tensorboard")]
     arguments = trainer_arguments(config)
     if record is not None and record.selection_split is None:  # no validation split (a single training video): last.pt only

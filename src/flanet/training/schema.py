@@ -73,8 +73,10 @@ class DataConfig:
     #: Heatmap centre of a frame with a mask: its bounding box (``mask``, paper) or its ``bbox.json`` box (``box``).
     heatmap_centre: Literal["mask", "box"] = "mask"
     num_workers: int = 4
-    #: Global batch, split over all processes.
+    #: Global batch, split over all processes: clips, or runs with ``sequence_length``.
     batch_size: int = 24
+    #: ``null``: random clips, one target each (paper). ``L``: runs of L consecutive frames, each frame encoded once.
+    sequence_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,17 +149,44 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class DiagnosisConfig:
+    """``diagnosis``: the video-level diagnosis head (:mod:`flanet.models.diagnosis`; docs/training.md, "Diagnosis").
+
+    The head is trained jointly with the segmentation when ``weight`` > 0, or alone on the frozen
+    features of a trained model with ``task: diagnosis`` (``flanet train --task diagnosis``).
+    """
+
+    #: Video labels the head predicts (columns of ``labels.csv``, ``pathology`` of class folders); empty: every
+    #: label of the data set whose values are binary.
+    labels: list[str] = field(default_factory=list)
+    #: Joint training: weight of the head's loss (binary cross-entropy per video and label) beside eq. (2); 0: no head.
+    weight: float = 0.0
+    #: Pool each frame's features under the predicted ``mask`` or the localisation ``heatmap``.
+    pool: Literal["mask", "heatmap"] = "mask"
+    hidden: int = 64
+    attention: int = 32
+    #: ``task: diagnosis``: frames drawn per video for each training step (validation and evaluation
+    #: spread ``eval_frames`` over the video).
+    frames: int = 8
+    eval_frames: int = 32
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A complete training configuration; :func:`flanet.training.config.load_config` builds one."""
 
     name: str = "flanet"
     seed: int = 42
+    #: ``segmentation`` (the paper's training, plus the diagnosis head when ``diagnosis.weight`` > 0) or
+    #: ``diagnosis`` (the head alone, on the frozen model of ``model.init_from``).
+    task: Literal["segmentation", "diagnosis"] = "segmentation"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (YAML, checkpoint metadata, ``load_config`` input)."""
@@ -184,6 +213,7 @@ RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] =
     "data.heatmap_sigma": ((0.0, False), (1024.0, True)),
     "data.num_workers": ((0, True), None),
     "data.batch_size": ((1, True), None),
+    "data.sequence_length": ((1, True), None),
     "loss.bce_weight": ((0.0, True), None),
     "loss.iou_weight": ((0.0, True), None),
     "loss.heatmap_weight": ((0.0, True), None),
@@ -196,6 +226,11 @@ RANGES: dict[str, tuple[tuple[float, bool] | None, tuple[float, bool] | None]] =
     "optim.step_gamma": ((0.0, False), None),
     "trainer.gradient_clip_val": ((0.0, True), None),
     "output.checkpoint_every_n_steps": ((0, True), None),
+    "diagnosis.weight": ((0.0, True), None),
+    "diagnosis.hidden": ((1, True), None),
+    "diagnosis.attention": ((1, True), None),
+    "diagnosis.frames": ((1, True), None),
+    "diagnosis.eval_frames": ((1, True), None),
 }
 
 

@@ -3,14 +3,16 @@
 FLA-Net predicts frame ``t`` from the clip ``[I_t, I_{t-1}, I_{t-2}]`` (paper, Sec. 3, Fig. 2).
 Evaluated clip by clip, every frame of a video goes through the encoder three times.
 :class:`VideoSegmenter` encodes each incoming frame once with ``model.encode``, keeps the
-per-frame features of the last frames (:class:`flanet.models.windows.CausalWindows`, the one
-window core of training, evaluation and streaming), and calls
-``model.decode([f_t, f_{t-1}, f_{t-2}])``. At the start of a video the first frame's
+per-frame features of the last frames in the model's per-video state (``model.init_state()``:
+:class:`flanet.models.windows.CausalWindows`, the one window core of training, evaluation and
+streaming; a bounded memory of past frames and predictions for a memory model,
+:mod:`flanet.models.memory`), and calls ``model.decode([f_t, f_{t-1}, f_{t-2}])``. At the start of a video the first frame's
 features stand in for the frames before it (the *causal* edge policy of the data layer), so the
 output for every frame equals ``model(clip)`` on the causally padded clip.
 
 Frames are taken one at a time from any iterable and nothing but the last ``num_frames - 1``
-frames' features is kept, so memory stays flat on arbitrarily long videos. With an exported
+frames' features (a memory model: its bounded memory) is kept, so memory stays flat on arbitrarily
+long videos. With an exported
 backend (onnxruntime, OpenVINO) several frames can be in flight at once
 (:mod:`flanet.inference.core.in_flight`): the same outputs, in order, at more frames/s on few cores.
 """
@@ -33,10 +35,11 @@ from flanet.inference.core.in_flight import pipelined_predictions
 from flanet.inference.core.settings import SegmenterSettings, resolve_image_size
 from flanet.inference.runtimes import runner_class
 from flanet.inference.runtimes.base import Runner
+from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
 from flanet.models.trained import load_trained
-from flanet.models.windows import CausalWindows, frame_features
+from flanet.models.windows import CausalWindows
 from flanet.threads import AdaptiveThreads
 
 __all__ = ["FrameResult", "NonFiniteOutputError", "VideoSegmenter", "as_rgb_frame"]
@@ -159,6 +162,8 @@ class VideoSegmenter:
         adaptive = settings.adaptive_threads
         self.adaptive_threads = self.device.type == "cpu" and not self.runner.fixed_threads if adaptive is None \
             else adaptive
+        #: The checkpoint's diagnosis head (:meth:`from_checkpoint`), for :class:`flanet.inference.runs.diagnosis.StreamDiagnoser`.
+        self.diagnosis: LoadedDiagnosis | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, settings: SegmenterSettings | None = None,
@@ -176,6 +181,7 @@ class VideoSegmenter:
         """
         trained = load_trained(path)
         segmenter = cls(trained.loaded.model, settings=settings, **options)
+        segmenter.diagnosis = trained.loaded.diagnosis
         if trained.edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
                      "which changes only the first %d frame(s)", path, trained.edge, segmenter.num_frames - 1)
@@ -220,17 +226,19 @@ class VideoSegmenter:
 
     def _stream(self, frames: Iterable[np.ndarray], threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
         """:meth:`stream`'s loop: one frame at a time, or ``frames_in_flight`` of them in workers."""
-        windows, runner = CausalWindows(self.num_frames), self.runner
-        if self.frames_in_flight > 1:
+        runner = self.runner
+        state = runner.init_state()  # the model's window or memory (one per video)
+        if self.frames_in_flight > 1:  # exported runtimes: their state is the causal window of num_frames
+            windows = CausalWindows(self.num_frames)
             work = pipelined_predictions(self._prepared(frames, threads), lambda item: runner.per_frame_state(item[2]),
                                          runner.predict, self.num_frames, self.frames_in_flight)
             for (index, size, _), (mask_logits, heatmap) in work:
                 yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
             return
         for index, size, image in self._prepared(frames, threads):
-            # the windows are views of one gathered tensor per level (frame_features), at the video start as later
-            mask_logits, heatmap = runner.predict(frame_features(windows.push(runner.per_frame_state(image))))
-            yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
+            # a window's read gives views of one gathered tensor per level (frame_features), at the video start as later
+            mask_logits, heatmap = runner.step(state, image)
+            yield self._result(index, mask_logits, heatmap, size, state.context_frames)
 
     def _prepared(self, frames: Iterable[np.ndarray],
                   threads: AdaptiveThreads | None) -> Iterator[tuple[int, tuple[int, int], torch.Tensor]]:

@@ -44,7 +44,7 @@ from flanet.fileio import INCOMPLETE, atomic_write_text, file_sha256, prepare_ou
 from flanet.inference.core.segmenter import VideoSegmenter
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
-from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, policy_from_settings
 from flanet.inference.runs.predict import _predict_video, run_settings
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 from flanet.models.contract import VideoSegmentationModel
@@ -61,7 +61,8 @@ INDEX_COLUMNS = ("video", "status", "input", "output", "frames", "frames_with_le
 
 #: A finished video is reused only if these match (issue 22 item 5: the checkpoint's content, not only its path;
 #: --full-frame; the input's size, mtime and first bytes).
-RESUME_KEYS = ("checkpoint", "checkpoint_sha256", "image_size", "threshold", "full_frame", "export", "input_fingerprint")
+RESUME_KEYS = ("checkpoint", "checkpoint_sha256", "image_size", "threshold", "full_frame", "export",
+               "allow_burned_in", "blank_outside_regions", "keep_region", "input_fingerprint")
 FINGERPRINT_BYTES = 1 << 20  # the input's first MiB is hashed
 #: Names the archive writes in ``<out>`` itself: no video id may take one (``summary.json`` failed at the end
 #: and poisoned every rerun, issue 22 item 10); compared without case, for case-insensitive file systems.
@@ -194,8 +195,7 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
         source = item.open()
         fingerprint = input_fingerprint(item.location)  # before reading: a change while it runs is caught next time
         entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False),
-                               burned_in=BurnedInPolicy(settings.get("allow_burned_in", False),
-                                                        settings.get("blank_outside_regions", False)))
+                               burned_in=policy_from_settings(settings))
         entry["input_fingerprint"] = fingerprint
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
@@ -257,8 +257,7 @@ def predict_archive(
             torch.distributed.barrier()
         segmenter = segmenter or VideoSegmenter.create(model, settings)
         run = {**run_settings(segmenter, checkpoint), "checkpoint_sha256": checkpoint_sha256, "full_frame": full_frame,
-               "export": sorted(export) or None, "allow_burned_in": burned_in.allow,
-               "blank_outside_regions": burned_in.blank_always}
+               "export": sorted(export) or None, **burned_in.settings}
         records = _run_share(items[rank::world], segmenter, out, progress, run,
                              f"videos (rank {rank}/{world})" if world > 1 else "videos")
         if group:

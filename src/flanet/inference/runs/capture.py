@@ -37,8 +37,10 @@ import cv2
 import numpy as np
 
 from flanet.data import DataError
+from flanet.data.dicom import is_dicom_file
 
-__all__ = ["Capture", "LiveCapture", "LiveFrame", "open_live_source", "redact_source", "stop_on_signals"]
+__all__ = ["Capture", "LiveCapture", "LiveFrame", "check_live_source", "open_live_source", "redact_source",
+           "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,22 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def check_live_source(source: str) -> None:
+    """Refuse a missing file, and a DICOM file, as ``--source`` (before a model is loaded or anything written).
+
+    Raises:
+        flanet.data.DataError: naming the source.
+    """
+    target, kind = _parse_source(source)
+    label = redact_source(source)
+    if kind == "file" and not Path(source).is_file():
+        raise DataError("capture source not found (give a device index, a stream URL or a video file)", label)
+    if kind == "file" and is_dicom_file(Path(source)):  # OpenCV would play some unblanked, or fail vaguely
+        raise DataError("a DICOM file is segmented as INPUT (`flanet predict FILE.dcm`), where its ultrasound "
+                        "regions, calibration and BurnedInAnnotation are honoured; --source plays cameras, streams "
+                        "and video files", label)
+
+
 def open_live_source(
     source: str, default_fps: float = 25.0, open_capture: Callable[[int | str], Capture] | None = None
 ) -> LiveCapture:
@@ -251,12 +269,11 @@ def open_live_source(
         open_capture: opens what ``cv2.VideoCapture`` would (tests give a fake); default OpenCV's.
 
     Raises:
-        flanet.data.DataError: a missing file, or a source that cannot be opened or delivers no frame.
+        flanet.data.DataError: a missing file, a DICOM file, or a source that cannot be opened or delivers no frame.
     """
     target, kind = _parse_source(source)
     label = redact_source(source)
-    if kind == "file" and not Path(source).is_file():
-        raise DataError("capture source not found (give a device index, a stream URL or a video file)", label)
+    check_live_source(source)
     what = "no such device, or it is in use" if kind == "device" else "unreachable or not a video"
     try:
         with _quiet_native_stderr():

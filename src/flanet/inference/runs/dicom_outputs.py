@@ -16,6 +16,7 @@ cine has been segmented, so a ``dicom/`` file is always complete.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,12 @@ class DicomResultCollector:
         return found
 
     def write(self, video_dir: Path, video: dict[str, Any], algorithm: Algorithm) -> dict[str, Any]:
+        """See :meth:`_write`; highdicom's warning about a source's one-part patient name (the scanner's) is not repeated."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+            return self._write(video_dir, video, algorithm)
+
+    def _write(self, video_dir: Path, video: dict[str, Any], algorithm: Algorithm) -> dict[str, Any]:
         """Write ``dicom/seg.dcm`` and ``dicom/sr.dcm`` for the video whose summary entry is ``video``.
 
         Returns:

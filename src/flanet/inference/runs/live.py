@@ -4,6 +4,7 @@ Output (one folder, as for one video, see :mod:`flanet.inference.runs.predict`):
 
     <out>/masks/<capture number>.png  binary masks of the segmented frames, 1-based (gaps = dropped frames)
     <out>/overlay.mp4                 the segmented frames with contour and peak, at the source's frame rate
+                                      (only ``--keep-region`` of each frame with that option: burned-in text)
     <out>/frames.csv                  per-frame statistics plus capture_time, latency_ms, dropped_before
     <out>/summary.json                frames captured / segmented / dropped, latency p50 / p95, stop reason
 
@@ -28,11 +29,23 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from flanet.data.deidentify import blank_outside
+from flanet.data.dicom import Region
 from flanet.data.videoset import frame_name
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
 from flanet.inference.core.segmenter import VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
-from flanet.inference.runs.capture import Capture, LiveCapture, LiveFrame, open_live_source, stop_on_signals
+from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
+from flanet.inference.runs.capture import (
+    Capture,
+    LiveCapture,
+    LiveFrame,
+    check_live_source,
+    open_live_source,
+    redact_source,
+    stop_on_signals,
+)
+from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.measurements import FrameGeometry, MeasurementLog
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
@@ -65,15 +78,19 @@ class _Run:
     largest_area_px: int = 0
     largest_area_frame: int | None = None
     size: tuple[int, int] | None = None  # (height, width) of the frames
+    diagnoser: StreamDiagnoser | None = None  # the running diagnosis, with a checkpoint's head
 
 
 def _segment(
     segmenter: VideoSegmenter, live: LiveCapture, out: Path, frames: Iterator[LiveFrame], progress: bool,
-    total: int | None,
+    total: int | None, keep: tuple[Region, ...] = (),
 ) -> _Run:
-    """Segment the frames ``frames`` hands out into ``out``."""
+    """Segment the frames ``frames`` hands out into ``out``; the overlay shows only ``keep`` (all when empty)."""
     geometry = FrameGeometry()  # whole frame, pixel units (no calibration outside DICOM)
     run = _Run(MeasurementLog(geometry))
+    if segmenter.diagnosis is not None:
+        run.diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size)
+    diagnosis_columns = run.diagnoser.columns if run.diagnoser is not None else []
     masks_dir = out / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
     taken: list[LiveFrame] = []
@@ -86,12 +103,12 @@ def _segment(
     writer: OverlayVideoWriter | None = None
     bar = tqdm(total=total, desc=live.label, unit="frame", disable=not progress, leave=False)
     try:
-        with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns]) as table:
+        with FrameTableWriter(out / "frames.csv", [*LIVE_COLUMNS, *geometry.columns, *diagnosis_columns]) as table:
             for result in segmenter.stream(images()):
                 frame = taken[0]
                 latency_ms = (time.perf_counter() - frame.captured_clock) * 1000.0
                 result = replace(result, index=frame.index)  # rows, masks and overlay carry the capture index
-                rgb = as_rgb_frame(frame.image, frame.index)
+                rgb = blank_outside(as_rgb_frame(frame.image, frame.index), keep)  # what people see: no identifiers
                 stats = frame_stats(result, source=frame_name(None, frame.index))
                 if writer is None:
                     run.size = rgb.shape[:2]
@@ -100,7 +117,8 @@ def _segment(
                 measures = geometry.measure(result.mask)
                 live_values = {"capture_time": _iso(frame.captured_at), "latency_ms": round(latency_ms, 3),
                                "dropped_before": frame.dropped_before}
-                table.write(stats, {**live_values, **measures})
+                running = run.diagnoser.update(rgb, result) if run.diagnoser is not None else {}
+                table.write(stats, {**live_values, **measures, **running})
                 table.flush()  # a live CSV can be followed while it grows
                 mask_path = masks_dir / f"{stats.source}.png"
                 if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
@@ -163,6 +181,7 @@ def predict_live(
     stop: threading.Event | None = None,
     open_capture: Callable[[int | str], Capture] | None = None,
     settings: SegmenterSettings | None = None,
+    burned_in: BurnedInPolicy = DEFAULT_POLICY,
     **options: Any,
 ) -> Path:
     """Segment a live source in real time (newest frame, stale frames dropped) until it is stopped.
@@ -186,17 +205,23 @@ def predict_live(
         open_capture: opens what ``cv2.VideoCapture`` would (tests); default OpenCV's.
         settings: the segmenter's settings (:class:`~flanet.inference.core.settings.SegmenterSettings`);
             with ``compile`` the first frames wait for the compilation, so frames are dropped at the start.
+        burned_in: what the overlay shows (:mod:`flanet.inference.runs.burned_in`): a live source declares
+            nothing and has no ultrasound regions, so only ``keep_region`` blanks it, and
+            ``blank_always`` without it is refused (unless ``allow``).
         **options: fields of ``settings`` given as keywords (``image_size=``, ``device=``, ``threshold=``, ...).
 
     Returns:
         The output folder.
 
     Raises:
-        flanet.data.DataError: the source cannot be opened or delivers no frame (nothing written).
+        flanet.data.DataError: the source cannot be opened or delivers no frame, is a DICOM file (segment it as
+            ``flanet predict``'s INPUT), or cannot be blanked as ``burned_in`` asks (nothing written).
         SourceLostError: a camera or stream stopped delivering frames; the outputs up to then are
             complete (summary ``stop_reason: source_lost``).
     """
     checkpoint = str(model) if isinstance(model, (str, Path)) else None
+    check_live_source(source)  # a missing file or a DICOM file: before the model is loaded
+    keep, burned_in_entry = burned_in_regions(None, burned_in, redact_source(source))  # refused before anything
     segmenter = VideoSegmenter.create(model, settings, **options)
     live = open_live_source(source, fps, open_capture)  # nothing is written when it cannot be opened
     try:
@@ -206,13 +231,15 @@ def predict_live(
         log.info("segmenting %s live (%g frames/s); Ctrl-C stops and closes every file", live.label, live.fps)
         start = time.perf_counter()
         with _stop_event(stop) as event:
-            run = _segment(segmenter, live, out, live.frames(event, max_frames, duration), progress, max_frames)
+            run = _segment(segmenter, live, out, live.frames(event, max_frames, duration), progress, max_frames, keep)
         seconds = time.perf_counter() - start
         if live.stop_reason == "interrupted":
             log.info("stopped on request after %d segmented frame(s); files closed", len(run.latencies))
     finally:
         live.close()
-    summary = {**run_settings(segmenter, checkpoint), "live": True, **_summary(live, run, out, seconds)}
+    summary = {**run_settings(segmenter, checkpoint), "live": True, **_summary(live, run, out, seconds),
+               "burned_in_annotation": burned_in_entry,
+               **({"diagnosis": run.diagnoser.summary()} if run.diagnoser is not None else {})}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     mark_complete(out)
     if live.stop_reason == "source_lost":

@@ -6,7 +6,9 @@ Output layout (one video input; for a dataset root each video gets a sub-folder
     <out>/masks/<frame>.png   binary masks (0/255) at the input frame's size
     <out>/overlay.mp4         input frames + lesion contour + heatmap peak + frame number
     <out>/frames.csv          per-frame statistics (see FrameStats)
-    <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings
+    <out>/summary.json        frames, frames with lesion, largest area, fps achieved, settings; with a
+                              diagnosis head, each video's label probabilities and the frames that weighed most
+    <out>/diagnosis.csv       with a diagnosis head: one row per video (probabilities, calls, top frames)
     <out>/viewer.html         interactive viewer of every video (flanet.evaluation.viewer)
     <out>/export/coco.json, cvat.xml   with ``export``: the masks for annotation tools
                               (flanet.inference.runs.annotation_export)
@@ -30,12 +32,14 @@ from tqdm import tqdm
 from flanet.data import DataError
 from flanet.data.deidentify import blank_outside
 from flanet.data.videoset import frame_name
+from flanet.evaluation.report import write_rows_csv
 from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
 from flanet.inference.core.segmenter import FrameResult, VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
 from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burned_in_regions
+from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.dicom_outputs import DicomOutputs, DicomResultCollector, run_algorithm
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
 from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
@@ -48,6 +52,20 @@ __all__ = ["predict_to_folder", "run_settings", "OUTPUT_MARKER"]
 log = logging.getLogger(__name__)
 
 OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
+
+
+class _RecentFrames:
+    """Pass frames through while keeping the last ``keep`` of them by index (frames in flight run ahead of results)."""
+
+    def __init__(self, frames: Iterator[np.ndarray], keep: int) -> None:
+        self._frames, self._keep = frames, keep
+        self.recent: dict[int, np.ndarray] = {}
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(self._frames):
+            self.recent[index] = frame
+            self.recent.pop(index - self._keep, None)
+            yield frame
 
 
 class _LastFrame:
@@ -86,10 +104,16 @@ def _predict_video(
     writer: OverlayVideoWriter | None = None
     count = with_lesion = full_context = 0
     largest_area, largest_frame = 0, None
+    diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size) \
+        if segmenter.diagnosis is not None else None
+    model_frames = _RecentFrames(geometry.model_frames(frames), keep=segmenter.frames_in_flight + 2)
     start = time.perf_counter()
     try:
-        with FrameTableWriter(video_dir / "frames.csv", geometry.columns) as table:
-            for result in segmenter.stream(geometry.model_frames(frames)):
+        columns = [*geometry.columns, *(diagnoser.columns if diagnoser is not None else [])]
+        with FrameTableWriter(video_dir / "frames.csv", columns) as table:
+            for result in segmenter.stream(model_frames):
+                running = {} if diagnoser is None else diagnoser.update(
+                    as_rgb_frame(model_frames.recent[result.index], result.index), result)
                 rgb = blank_outside(as_rgb_frame(frames.frame, result.index), keep)  # what people see: no identifiers
                 result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
                 if on_frame is not None:
@@ -102,14 +126,14 @@ def _predict_video(
                 if viewer is not None:
                     viewer.add_streamed(source.id, name, result.index, stats.area_px, result.mask, result.heatmap_full, rgb)
                 measures = geometry.measure(result.mask)
-                table.write(stats, measures)
+                table.write(stats, {**measures, **running})
                 measurements.add(result.index, measures)
                 mask_path = masks_dir / f"{name}.png"
                 if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
                     raise OSError(f"{mask_path}: could not write the mask")
                 count += 1
                 with_lesion += stats.lesion_present
-                full_context += result.context_frames == segmenter.num_frames
+                full_context += result.context_frames >= segmenter.num_frames
                 if stats.area_px > largest_area:
                     largest_area, largest_frame = stats.area_px, result.index
                 bar.update()
@@ -139,6 +163,7 @@ def _predict_video(
         "overlay_codec": None if writer is None else writer.codec,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
         **measurements.summary(source), "burned_in_annotation": burned_in_entry,
+        **({"diagnosis": diagnoser.summary()} if diagnoser is not None else {}),
     }
 
 
@@ -216,9 +241,25 @@ def predict_to_folder(
         "fps_achieved": total / elapsed if elapsed > 0 else None, "videos": videos,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    if segmenter.diagnosis is not None:
+        write_rows_csv(out / "diagnosis.csv", diagnosis_rows(videos))
     write_prediction_viewer(out, viewer, videos)
     mark_complete(out)
     return out
+
+
+def diagnosis_rows(videos: list[dict]) -> list[dict[str, Any]]:
+    """``diagnosis.csv``: per video the probability and call (at the validation threshold) of each label, top frames."""
+    rows = []
+    for video in videos:
+        found = video["diagnosis"]
+        row: dict[str, Any] = {"video": video["video"]}
+        for label, entry in found["labels"].items():
+            row[f"{label}_probability"] = f"{entry['probability']:.4f}"
+            row[f"{label}_positive"] = "" if entry["positive"] is None else int(entry["positive"])
+        row["top_frames"] = " ".join(f"{t['frame']}:{t['weight']:.3f}" for t in found["top_frames"])
+        rows.append(row)
+    return rows
 
 
 def run_settings(segmenter: VideoSegmenter, checkpoint: str | None) -> dict[str, Any]:

@@ -20,6 +20,9 @@ import torch
 from torch import Tensor
 
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.outputs import SegmentationOutput
+from flanet.models.state import StreamState
+from flanet.models.windows import CausalWindows
 
 __all__ = ["RuntimeOptions", "Runner"]
 
@@ -94,4 +97,16 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, frames: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Tensor | None]:
-        """Outputs for a window of per-frame states, current frame first: ``(1, 1, S, S)`` logits and heatmap (or None)."""
+        """Outputs for what the state read, current frame first: ``(1, 1, S, S)`` logits and heatmap (or None)."""
+
+    def init_state(self) -> StreamState:
+        """A new per-video state of what :meth:`per_frame_state` gives: the causal window of ``num_frames``
+        (the model's own state is a window wherever this runtime can run the model)."""
+        return CausalWindows(self.num_frames)
+
+    def step(self, state: StreamState, image: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Outputs for the next frame ``(1, 3, S, S)`` of the stream of ``state``: the model's
+        :meth:`~flanet.models.contract.VideoSegmentationModel.step` with this runtime's encoder and decoder."""
+        mask_logits, heatmap = self.predict(state.read(self.per_frame_state(image)))
+        state.write(SegmentationOutput(mask_logits, heatmap))
+        return mask_logits, heatmap

@@ -156,6 +156,11 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
     if fmt not in FORMATS or parts not in PARTS:
         raise ValueError(f"format must be one of {FORMATS} and parts one of {'/'.join(PARTS)}")
     check_image_size(model, image_size)
+    if model.init_state().window is None:
+        raise ValueError(f"model {model.config.get('name', type(model).__name__)!r} reads a memory of earlier frames "
+                         "beyond a fixed window (its own predictions, an anchor frame), which a fixed-input exported "
+                         "decoder cannot hold: it runs with "
+                         "backend pytorch only (flanet export writes models that read a fixed window)")
     dtype = next(model.parameters()).dtype
     if fmt == "onnx" and dtype == torch.bfloat16:
         raise ValueError("ONNX has no bfloat16 convolutions (onnxruntime refuses such a graph): export "

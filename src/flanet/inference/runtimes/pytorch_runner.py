@@ -21,6 +21,7 @@ from flanet.devices import resolve_device
 from flanet.inference.runtimes.base import Runner, RuntimeOptions
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import fold_batch_norms
+from flanet.models.state import StreamState
 
 __all__ = ["PyTorchRunner", "compile_options"]
 
@@ -71,7 +72,11 @@ class PyTorchRunner(Runner):
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.input_dtype = next(self.model.parameters()).dtype
         self.num_frames = self.model.num_frames
-        self.streaming = options.reuse_features and self.num_frames > 1
+        self.window = self.model.init_state().window  # None: the model reads a memory beyond a fixed window
+        if self.window is None and not options.reuse_features:
+            raise ValueError(f"model {self.model.config.get('name', type(self.model).__name__)!r} reads a memory of "
+                             "earlier frames: it streams with features reused only (reuse_features=True)")
+        self.streaming = options.reuse_features and (self.num_frames > 1 or self.window is None)
         self.compiled = self.fixed_threads = options.compiled
         self._encode, self._decode, self._forward = self.model.encode, self.model.decode, self.model
         if self.compiled:
@@ -87,6 +92,15 @@ class PyTorchRunner(Runner):
             raise ValueError(f"frames_in_flight {options.frames_in_flight}: must be 1 with backend pytorch, >= 1 "
                              "with an exported backend (onnxruntime, openvino)")
         return cls(model, options)
+
+    def init_state(self) -> StreamState:
+        """The model's own state (its window or memory) when features are reused, else the window of frames."""
+        return self.model.init_state() if self.streaming else super().init_state()
+
+    def step(self, state: StreamState, image: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`Runner.step`, a memory's write under the same autocast as the decoder."""
+        with self._autocast():
+            return super().step(state, image)
 
     def per_frame_state(self, image: Tensor) -> list[Tensor]:
         """The frame's encoder features per level, or ``[image]`` when whole clips run."""

@@ -67,9 +67,11 @@ class TimmLevels(nn.Module):
         weights: ``"imagenet"``, a local state dict file, or None (see :mod:`flanet.models.weights`).
         levels: which of the backbone's levels to return (0 = shallowest), e.g. ``(2, 3, 4)`` for
             PraNet's strides 8, 16 and 32 on a ResNet.
+        output_stride: the deepest stride, when the backbone should dilate its last stages instead of
+            striding (timm's ``output_stride``, e.g. 16 for DCFNet's dilated ResNet-101); None: its own.
     """
 
-    def __init__(self, name: str, weights: str | None, levels: Sequence[int]) -> None:
+    def __init__(self, name: str, weights: str | None, levels: Sequence[int], output_stride: int | None = None) -> None:
         super().__init__()
         if name not in timm.list_models():
             raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models()")
@@ -77,7 +79,8 @@ class TimmLevels(nn.Module):
             total = len(timm.create_model(name, features_only=True, pretrained=False).feature_info)
         if any(not 0 <= level < total for level in levels):
             raise ValueError(f"encoder {name!r} gives {total} feature levels; this method needs levels {list(levels)}")
-        self.backbone = timm.create_model(name, features_only=True, pretrained=False, out_indices=tuple(levels))
+        extra = {} if output_stride is None else {"output_stride": output_stride}
+        self.backbone = timm.create_model(name, features_only=True, pretrained=False, out_indices=tuple(levels), **extra)
         if weights is not None:
             load_encoder_weights(self.backbone, name, weights)
         self.channels: tuple[int, ...] = tuple(self.backbone.feature_info.channels())

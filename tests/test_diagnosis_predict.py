@@ -1,0 +1,52 @@
+"""``flanet predict`` with a diagnosis head (issue 30 item 2): the running estimate ends at the head's video estimate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import _disc_frames
+from flanet.data import discover
+from flanet.evaluation.diagnosis import diagnose_videos
+from flanet.inference import predict_to_folder
+from flanet.models import create_model, load_checkpoint, save_checkpoint
+from flanet.models.diagnosis import DiagnosisHead, feature_channels
+
+
+@pytest.fixture(scope="module")
+def headed_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("flanet", encoder="mobilenetv3_small_100", neck_channels=[16, 24, 48, 96],
+                         decoder_channels=[64, 32, 24, 16], head_channels=16)
+    head = DiagnosisHead(feature_channels(model), ["pathology"], hidden=8, attention=4)
+    with torch.no_grad():
+        head.attend[-1].weight.mul_(50.0)  # attention far from uniform: which frames weigh most matters
+    return save_checkpoint(tmp_path_factory.mktemp("headed") / "m.pt", model, {"image_size": 64}, diagnosis=head,
+                           thresholds={"pathology": 0.5})
+
+
+def test_predict_writes_the_running_estimate_and_the_video_estimate(headed_checkpoint, tmp_path):
+    folder = tmp_path / "data" / "clip"
+    folder.mkdir(parents=True)
+    for index, frame in enumerate(_disc_frames(5, 64, 64)):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), frame[..., ::-1])
+    out = predict_to_folder(headed_checkpoint, folder, tmp_path / "pred", progress=False, device="cpu")
+    found = json.loads((out / "summary.json").read_text())["videos"][0]["diagnosis"]
+    rows = list(csv.DictReader((out / "frames.csv").open()))
+    assert len(rows) == 5 and float(rows[-1]["pathology_probability"]) == pytest.approx(
+        found["labels"]["pathology"]["probability"], abs=1e-6)
+    loaded = load_checkpoint(headed_checkpoint)
+    batch = diagnose_videos(loaded.model, loaded.diagnosis.head, discover(tmp_path / "data").videos, 64,
+                            torch.device("cpu"))[0]  # every frame, clips read as a batch
+    assert found["labels"]["pathology"]["probability"] == pytest.approx(float(batch.probs[0]), abs=1e-4)
+    assert [t["frame"] for t in found["top_frames"]] == [frame for frame, _ in batch.top_frames()]
+    assert found["labels"]["pathology"]["positive"] == (found["labels"]["pathology"]["probability"] >= 0.5)
+    table = list(csv.DictReader((out / "diagnosis.csv").open()))
+    assert table[0]["video"] == "clip" and set(table[0]) == {"video", "pathology_probability", "pathology_positive",
+                                                             "top_frames"}
+    assert np.isclose(float(table[0]["pathology_probability"]), found["labels"]["pathology"]["probability"], atol=1e-4)
