@@ -96,18 +96,22 @@ def test_bench_end_to_end_and_authors_rows_with_ratios(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     report = run_bench(["resnet18"], image_size=64, frames=2, runs=1, warmup=0, devices=["cpu"],
                        json_path=tmp_path / "b.json", markdown=docs, backends=["pytorch"], end_to_end=True,
-                       authors=replica, rounds=1)
+                       authors=replica, rounds=1, video_size=(96, 72), video_frames=3)
     rows = {(r["mode"], r["backend"]): r for r in report["results"]}
     assert list(rows) == [("authors", "pytorch"), ("stream", "pytorch"), ("clips", "pytorch"),
                           ("end-to-end", "pytorch")]
     authors = rows["authors", "pytorch"]
     for record in report["results"]:
         assert record["fps"] > 0 and math.isclose(record["x_authors"], record["fps"] / authors["fps"])
-    streaming = rows["stream", "pytorch"]
+    streaming = report["results"][1]
     assert streaming["decode_ms"] > 0 and streaming["frame_ms"] > 0 and streaming["decode_share"] > 0
-    assert rows["end-to-end", "pytorch"]["video_size"] == [640, 480]
+    assert 0 < streaming["latency_ms_p50"] <= streaming["latency_ms_p95"]  # issue 28 item 3: per-frame latency
+    e2e = rows["end-to-end", "pytorch"]
+    assert e2e["video_size"] == [96, 72] and e2e["video_frames"] == 3
+    assert e2e["streaming_fps"] > 0 and e2e["model_only_fps"] > 0 and e2e["x_model_only"] > 0  # issue 28 item 1
     text = docs.read_text()
     assert "| cpu | default | resnet18 | pytorch | end-to-end |" in text and "| x authors |" in text
+    assert "| cpu | resnet18 | pytorch |" in text and "| latency p50 / p95 ms | peak RSS MB |" in text
 
 
 # Scripted frames/s per (allocator, mode) and round: the machine drifts (the authors' model runs at 1, 2
@@ -250,3 +254,20 @@ def test_bench_frames_in_flight_adds_a_pipelined_row_per_exported_backend(tmp_pa
     assert "| cpu | default | resnet18 | onnxruntime | stream | 5.00 | 5.00 | 20.0 ms = 7 % |" in text
     with pytest.raises(ValueError, match="frames_in_flight must be at least 1"):
         run_bench(["resnet18"], json_path=tmp_path / "c.json", frames_in_flight=0)
+
+
+def test_bench_unfolded_adds_a_pytorch_row_without_batchnorm_folding(tmp_path: Path, monkeypatch) -> None:
+    """Issue 28 item 6: peak memory with and without folding, side by side."""
+    configs: list[dict] = []
+
+    def worker(config: dict, env: dict) -> dict:
+        configs.append(config)
+        return {**config, "fps": 2.0, "ms_per_frame": 500.0, "run_seconds": [1.0], "machine": machine_description(),
+                "gflops_per_frame": 1.0, "peak_rss_mb": 100.0 + 10 * config["unfolded"], "rss_after_model_mb": 90.0,
+                "cuda_peak_allocated_mb": None}
+
+    monkeypatch.setattr(bench, "_run_worker", worker)
+    run_bench(["resnet18"], frames=2, runs=1, devices=["cpu"], json_path=tmp_path / "b.json", backends=("pytorch",),
+              rounds=1, unfolded=True)
+    assert [(c["mode"], c["unfolded"]) for c in configs] == [("stream", False), ("stream", True), ("clips", False)]
+    assert "| stream (pytorch, BatchNorms unfolded) | 2.00 | 500.0 | 1.0 | 110 (90) |" in (tmp_path / "b.md").read_text()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from conftest import _noise_frames
 from flanet.inference import VideoSegmenter
-from flanet.models import create_model
+from flanet.models import create_model, load_checkpoint
 from flanet.models.encoder import fold_batch_norms
 
 SIZE = 64
@@ -64,3 +66,33 @@ def test_image_baselines_are_left_as_they_are() -> None:
     baseline = create_model("unet", encoder="resnet18").eval()
     assert fold_batch_norms(baseline) is baseline
     assert VideoSegmenter(baseline, SIZE, "cpu").runner.model is baseline
+
+
+def _storages(module: nn.Module) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in (*module.parameters(), *module.buffers())}
+
+
+def test_the_folded_copy_shares_every_tensor_but_the_folded_convolutions(model: nn.Module) -> None:
+    """Issue 28 item 6: the copy held +211 MB for Res2Net-50 (a deep copy of the whole model, and fuse's own
+    copy of the backbone); only the folded convolutions need new tensors."""
+    folded = fold_batch_norms(model)
+    outside = [name for name, _ in folded.named_children() if name != "encoder"]
+    assert outside
+    for name in outside:
+        assert _storages(getattr(folded, name)) <= _storages(model), name
+    new = _storages(folded) - _storages(model)
+    convs = [m for m in folded.encoder.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert new and new <= {t.untyped_storage().data_ptr() for m in convs for t in m.parameters()}
+
+
+def test_a_segmenter_of_a_checkpoint_folds_the_model_it_loaded_in_place(checkpoint: Path) -> None:
+    """A segmenter built from a checkpoint owns its model: the fold replaces the original instead of sitting
+    beside it (one set of weights), with the results of a folded copy."""
+    owned = VideoSegmenter.from_checkpoint(checkpoint, device="cpu")
+    assert owned.runner.model is owned.model and _batch_norms(owned.model.encoder) == 0
+    assert not owned.model.training
+    copy_of = VideoSegmenter(load_checkpoint(checkpoint).model, device="cpu")
+    assert copy_of.runner.model is not copy_of.model and _batch_norms(copy_of.model.encoder) > 0
+    frames = _noise_frames(4)
+    for a, b in zip(owned.stream(frames), copy_of.stream(frames), strict=True):
+        torch.testing.assert_close(a.mask_logits, b.mask_logits, rtol=0, atol=0)

@@ -11,10 +11,12 @@ are withheld as a group. Identifiers burned into the pixels are blanked with :fu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from pydicom.dataset import Dataset
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is read, not by every predict (start-up time)
+    from pydicom.dataset import Dataset
 
 
 class _Box(Protocol):

@@ -41,6 +41,16 @@ WORST_COUNT = 10
 JPEG_QUALITY = 80
 
 
+@dataclass(frozen=True)
+class FrameImages:
+    """The page's images of one frame, as data URIs: prediction and truth overlays, heatmap, the frame itself."""
+
+    pred: str
+    gt: str | None
+    heat: str | None
+    img: str | None
+
+
 @dataclass
 class _Frame:
     name: str
@@ -100,7 +110,8 @@ def heat_overlay(heat: np.ndarray, size: tuple[int, int]) -> str:
 def frame_jpeg(rgb: np.ndarray, max_side: int = MAX_SIDE) -> str:
     """JPEG data URI of an RGB frame downscaled to at most ``max_side`` px (:func:`viewer_size`)."""
     size = viewer_size(*rgb.shape[:2], max_side)
-    return _uri(cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA), ".jpg")
+    # resized first, then the channels swapped: the same pixels (channels resize independently), less work
+    return _uri(cv2.cvtColor(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR), ".jpg")
 
 
 class ViewerCollector:
@@ -140,13 +151,24 @@ class ViewerCollector:
         Without ``rgb`` the frame is read at :meth:`write` time. ``position``: the frame's place
         among all offered frames (default: the last one offered).
         """
+        self._add(video, name, index, value, self.draw(pred, gt, heatmap, rgb), position)
+
+    def draw(self, pred: np.ndarray, gt: np.ndarray | None = None, heatmap: np.ndarray | None = None,
+             rgb: np.ndarray | None = None) -> FrameImages:
+        """The page's images of one frame (thread-safe: nothing of the collector changes)."""
         size = viewer_size(*pred.shape, self.max_side)
-        self.videos.setdefault(video, []).append(_Frame(
-            str(name), int(index), value, mask_overlay(pred, colours.PREDICTION_RGB, size),
+        return FrameImages(
+            mask_overlay(pred, colours.PREDICTION_RGB, size),
             None if gt is None else mask_overlay(gt, colours.TRUTH_RGB, size),
             None if heatmap is None else heat_overlay(heatmap, size),
-            self._seen - 1 if position is None else position,
             None if rgb is None else frame_jpeg(rgb, self.max_side),
+        )
+
+    def _add(self, video: str, name: str, index: int, value: float | None, images: FrameImages,
+             position: int | None) -> None:
+        self.videos.setdefault(video, []).append(_Frame(
+            str(name), int(index), value, images.pred, images.gt, images.heat,
+            self._seen - 1 if position is None else position, images.img,
         ))
         self._count += 1
         while self._count > self.max_frames or self._bytes() > self.max_bytes:
@@ -164,7 +186,7 @@ class ViewerCollector:
 
     def add_streamed(
         self, video: str, name: str, index: int, value: float, pred: np.ndarray,
-        heatmap: np.ndarray | None, rgb: np.ndarray,
+        heatmap: np.ndarray | None, rgb: np.ndarray, images: FrameImages | None = None,
     ) -> None:
         """Offer one frame of a stream (``flanet predict``); it is kept on the stride.
 
@@ -173,11 +195,32 @@ class ViewerCollector:
             value: the plotted value (predicted lesion area).
             pred: (H, W) bool mask; ``heatmap``: (H, W) float heatmap at the frame's size, or None.
             rgb: (H, W, 3) uint8 frame.
+            images: the frame's images drawn ahead by :meth:`draw_streamed` (in a worker), if any.
         """
         if not self.kept(1).size:
             return
-        heat = None if heatmap is None else np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)
-        self.add_frame(video, name, index, value, pred, heatmap=heat, rgb=rgb)
+        self._add(video, name, index, value, images or self.draw_streamed(pred, heatmap, rgb), None)
+
+    def draw_streamed(self, pred: np.ndarray, heatmap: np.ndarray | None, rgb: np.ndarray) -> FrameImages:
+        """:meth:`add_streamed`'s images of one frame, drawn ahead (thread-safe)."""
+        heat = None
+        if heatmap is not None:  # round(clip(h, 0, 1) * 255) as uint8, in place on one copy
+            scaled = np.clip(heatmap, 0, 1)
+            scaled *= 255
+            heat = np.rint(scaled, out=scaled).astype(np.uint8)
+        return self.draw(pred, heatmap=heat, rgb=rgb)
+
+    def may_keep(self, position: int) -> bool:
+        """Whether the frame offered at ``position`` (0-based, among all offered) can still be kept.
+
+        False is final (the stride only doubles); True may become False by the time it is offered.
+        """
+        return position % self.stride == 0
+
+    @property
+    def offered(self) -> int:
+        """Frames offered so far (the position of the next one)."""
+        return self._seen
 
     def add(
         self, video: str, names: Sequence[str], indices: Sequence[int], prob: np.ndarray,

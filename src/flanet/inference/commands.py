@@ -189,8 +189,20 @@ def _bench(args: argparse.Namespace) -> int:
         backends=args.backends or _installed_backends(), end_to_end=not args.no_end_to_end,
         authors=None if args.authors == "none" or not Path(args.authors).is_file() else Path(args.authors),
         compile=_compile(args), rounds=args.rounds, frames_in_flight=args.frames_in_flight,
+        video_size=args.video_size, video_frames=args.video_frames, unfolded=args.unfolded,
     )
     return 0
+
+
+def _video_size(value: str) -> tuple[int, int]:
+    """``--video-size WxH`` of ``flanet bench``."""
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {value!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"expected at least 16x16, got {value!r}")
+    return width, height
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -326,7 +338,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--frames-in-flight", type=positive_int, default=1, metavar="N",
                    help="above 1: also a stream row per exported backend with N frames in flight (default 1)")
     b.add_argument("--no-end-to-end", action="store_true",
-                   help="skip the end-to-end rows (predict on a synthetic 640x480 mp4: decode ... write)")
+                   help="skip the end-to-end rows (predict on a synthetic recording: decode ... write, beside the "
+                   "model-only stream of the same frames)")
+    b.add_argument("--video-size", type=_video_size, default=(1920, 1080), metavar="WxH",
+                   help="the end-to-end rows' synthetic recording (default 1920x1080)")
+    b.add_argument("--video-frames", type=positive_int, default=32, metavar="N",
+                   help="frames of that recording (default 32)")
+    b.add_argument("--unfolded", action="store_true",
+                   help="also a PyTorch stream row without BatchNorm folding (peak memory beside the folded row)")
     b.add_argument("--authors", default="benchmarks/authors_model_replica.py",
                    help="authors' model replica for the side-by-side row and ratios (default: the repository's "
                    "benchmarks/authors_model_replica.py when present; 'none' to skip)")

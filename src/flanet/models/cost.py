@@ -63,8 +63,8 @@ def count_gflops(fn: Callable[..., Any], *args: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def full_state_step_gflops(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 16,
-                           limit: int = 256) -> float:
+def full_state_step_gflops(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 8,
+                           limit: int = 48) -> float:
     """GFLOPs of one :meth:`~flanet.models.contract.VideoSegmentationModel.step` when the state holds the most.
 
     A window is full after ``num_frames - 1`` frames. Another state (a bounded memory) is streamed the

@@ -71,31 +71,70 @@ class FrameEncoder(nn.Module):
         return [neck(f) for neck, f in zip(self.neck, self.backbone(frames))]
 
 
-def fold_batch_norms(model: VideoSegmentationModel) -> VideoSegmentationModel:
-    """A copy of ``model`` for inference, its encoder's BatchNorms folded into the convolutions.
+def fold_batch_norms(model: VideoSegmentationModel, inplace: bool = False) -> VideoSegmentationModel:
+    """The model for inference with its encoder's BatchNorms folded into the convolutions.
 
     In eval mode a BatchNorm after a convolution is a per-channel affine map, so it folds into
-    that convolution's weights and bias (``torch.fx.experimental.optimization.fuse`` traces the
-    timm backbone and folds every ``nn.BatchNorm2d`` that only a ``nn.Conv2d`` feeds): the same
+    that convolution's weights and bias (torch.fx traces the timm backbone and every ``nn.BatchNorm2d``
+    that only a ``nn.Conv2d`` feeds is folded, as ``torch.fx.experimental.optimization.fuse`` does): the same
     function to float rounding, one pass over each activation map fewer (Res2Net-50: all 85
     BatchNorms). timm's own norm-and-activation modules (``BatchNormAct2d`` of EfficientNet,
-    RegNet) are traced through and kept as they are. ``model`` itself is left as it
-    is (training mode, BatchNorm statistics and all); the copy is in eval mode. A model whose
-    encoder is not a :class:`FrameEncoder` (the image baselines) is returned unchanged.
+    RegNet) are traced through and kept as they are. A model whose encoder is not a
+    :class:`FrameEncoder` (the image baselines) is returned unchanged.
+
+    Args:
+        model: the model.
+        inplace: fold into ``model`` itself (put in eval mode; its unfolded backbone is released): for a model
+            nobody else uses, such as one a segmenter loaded from a checkpoint, so that no second copy of the
+            weights is held. False (default): ``model`` is left as it is (training mode, BatchNorm statistics
+            and all) and a copy in eval mode is returned that holds new tensors only for the folded
+            convolutions: every other parameter and buffer is ``model``'s own (shared, not copied), so the
+            copy is for inference with the weights as they are now: train ``model`` further and fold again.
 
     Raises:
         torch.fx.proxy.TraceError, TypeError: torch.fx cannot trace the backbone (control flow
             on tensor values).
     """
-    from torch.fx.experimental.optimization import fuse
-
     if not isinstance(model.encoder, FrameEncoder):
         return model
-    was_training = model.training
-    folded = copy.deepcopy(model.eval())
-    model.train(was_training)
-    folded.encoder.backbone = fuse(folded.encoder.backbone)
+    if inplace:
+        folded = model.eval()
+    else:
+        was_training = model.training
+        shared = {id(t): t for t in (*model.parameters(), *model.buffers())}  # modules copied, tensors shared
+        folded = copy.deepcopy(model.eval(), memo=shared)
+        model.train(was_training)
+    folded.encoder.backbone = _fold_traced(folded.encoder.backbone)
     return folded
+
+
+@torch.no_grad()
+def _fold_traced(backbone: nn.Module) -> nn.Module:
+    """``backbone`` traced by torch.fx, each BatchNorm that only a convolution feeds folded into that convolution.
+
+    As ``torch.fx.experimental.optimization.fuse`` (same ``fuse_conv_bn_weights``, the same numbers), but each
+    convolution module of ``backbone`` gets its folded weights in place, one after the other, so the old
+    weights are released as they are replaced: no second copy of the backbone, not even for a moment.
+    """
+    from torch import fx
+    from torch.fx.experimental.optimization import matches_module_pattern
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    traced = fx.symbolic_trace(backbone)  # refers to backbone's own modules
+    modules = dict(traced.named_modules())
+    for node in list(traced.graph.nodes):
+        if not matches_module_pattern((nn.Conv2d, nn.BatchNorm2d), node, modules) or len(node.args[0].users) > 1:
+            continue  # not a BatchNorm fed by a convolution alone
+        conv, norm = modules[node.args[0].target], modules[node.target]
+        if not norm.track_running_stats:
+            continue
+        conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
+                                                      norm.eps, norm.weight, norm.bias)
+        node.replace_all_uses_with(node.args[0])
+        traced.graph.erase_node(node)
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced
 
 
 def create_timm_backbone(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -82,8 +83,11 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
         return {**config, **end_to_end_fps(model, config), "machine": machine_description(),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     compile = config.get("compile", False) if backend == "pytorch" else False
+    unfolded = bool(config.get("unfolded"))
+    # the segmenter owns the model, as with a checkpoint (flanet predict): BatchNorms folded in place
     segmenter = VideoSegmenter(model, size, device, reuse_features=config["mode"] == "stream", backend=backend,
-                               compile=compile, frames_in_flight=config.get("frames_in_flight", 1))
+                               compile=compile, frames_in_flight=config.get("frames_in_flight", 1), own_model=True,
+                               fold_batchnorm=False if unfolded else None)
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     x = torch.randn(1, 3, size, size, device=device)
@@ -94,30 +98,46 @@ def _worker(config: dict[str, Any]) -> dict[str, Any]:
             gflops = count_gflops(model, x[:, None].expand(1, model.num_frames, -1, -1, -1))
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    latencies: list[float] = []  # seconds from asking for a frame's result to having it (one frame at a time)
+
     def one_run() -> float:
-        start = time.perf_counter()
+        start = last = time.perf_counter()
         for _ in segmenter.stream(pool[i % len(pool)] for i in range(n_frames)):
-            pass
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            now = time.perf_counter()
+            latencies.append(now - last)
+            last = now
         return time.perf_counter() - start
 
     for _ in range(max(1, config["warmup"]) if compile else config["warmup"]):  # compiling is not timed
         one_run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    latencies.clear()
     seconds = [one_run() for _ in range(config["runs"])]
     median = statistics.median(seconds)
+    latency = latency_percentiles(latencies) if segmenter.frames_in_flight == 1 else {}
     share = decode_share(segmenter, pool) if segmenter.reuse_features else {}
     return {
         **{k: config[k] for k in ("device", "encoder", "mode", "image_size", "frames", "runs", "warmup")},
-        "backend": backend, "compile": compile, "frames_in_flight": segmenter.frames_in_flight, **share,
+        "backend": backend, "compile": compile, "frames_in_flight": segmenter.frames_in_flight, **share, **latency,
+        "unfolded": unfolded,
         "fps": n_frames / median, "ms_per_frame": 1000 * median / n_frames, "run_seconds": seconds,
         "gflops_per_frame": gflops, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_after_model_mb": rss_loaded,
         "cuda_peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "machine": machine_description(),
     }
+
+
+def latency_percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    """``latency_ms_p50`` / ``latency_ms_p95`` of per-frame latencies in seconds (nearest rank; empty: {})."""
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    rank = lambda q: ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]  # noqa: E731
+    return {"latency_ms_p50": 1000 * rank(0.50), "latency_ms_p95": 1000 * rank(0.95)}
 
 
 def _run_worker(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -151,6 +171,7 @@ def _backend_label(record: dict[str, Any]) -> str:
     """``pytorch``, ``pytorch compiled``, an exported backend's name, or ``<name>, N in flight``, for one row."""
     backend = record.get("backend", "pytorch")
     in_flight = record.get("frames_in_flight", 1)
+    backend = f"{backend}, BatchNorms unfolded" if record.get("unfolded") else backend
     return (f"{backend} compiled" if record.get("compile") else backend) + (
         f", {in_flight} in flight" if in_flight > 1 else "")
 
@@ -204,15 +225,20 @@ def _markdown(report: dict[str, Any]) -> str:
     lines.append("")
     if any(r["mode"] not in MODES or r.get("x_authors") for r in report["results"]):
         lines += [
-            "Per backend, model only (stream) and end to end (`predict_to_folder` on a synthetic 640x480 mp4: "
+            "Per backend, model only (stream) and end to end (`predict_to_folder` on a synthetic "
+            f"{'x'.join(str(v) for v in settings.get('video_size', (640, 480)))} mp4, timed whole: "
             "decoding, preprocessing, model, resizing, masks, overlay video, CSV), beside the authors' "
             "architecture (clips, model only) measured in the same run; fusion + decoders = the median "
             "time of one `decode` of cached features over that of a whole streamed frame. "
             + ("x authors = the median over rounds of the ratio to the authors' frames/s measured in the same "
                "round (which cancels the machine's drift between rounds), fusion + decoders the median over "
                "rounds; min-max over rounds in brackets.\n" if rounds > 1 else "\n"),
-            "| device | allocator | encoder | backend | measured | output frames/s | x authors | fusion + decoders |",
-            "|---|---|---|---|---|---|---|---|",
+            "Latency: per frame, one frame at a time, from asking for a frame's result to having it "
+            "(nearest-rank p50 / p95 over the timed runs, median over rounds). Peak RSS: the worker process's "
+            "(an end-to-end worker holds the model twice: `predict`'s and the model-only segmenter's).\n",
+            "| device | allocator | encoder | backend | measured | output frames/s | x authors | fusion + decoders "
+            "| latency p50 / p95 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["results"]:
             ratio = ("-" if not r.get("x_authors") else "1.00" if r["mode"] == "authors"
@@ -220,8 +246,29 @@ def _markdown(report: dict[str, Any]) -> str:
             share = (f"{r['decode_ms']:.1f} ms = "
                      + with_range(100 * r["decode_share"], [100 * s for s in r["rounds_decode_share"]], 0, " %")
                      if r.get("decode_share") else "-")
+            latency = (f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f}" if r.get("latency_ms_p50") else "-")
+            rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "-"
             lines.append(f"| {r['device']} | {r['allocator']} | {r['encoder']} | {_backend_label(r)} | "
-                         f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} |")
+                         f"{r['mode']} | {r['fps']:.2f} | {ratio} | {share} | {latency} | {rss} |")
+        lines.append("")
+    e2e = [r for r in report["results"] if r.get("x_model_only")]
+    if e2e:
+        size = "x".join(str(v) for v in e2e[0]["video_size"])
+        lines += [
+            f"End to end against model only (issue 28: >= 0.85x): `predict_to_folder` of a synthetic {size} mp4 "
+            f"({e2e[0]['video_frames']} frames: decoding, model, outputs at full size, masks, overlay video, "
+            "viewer, CSV), from its first frame to its last write (its summary's `fps_achieved`), against the "
+            "same checkpoint streaming the same decoded frames in the same process, the two alternating; ratio = "
+            "the median of the paired ratios (min-max over rounds). With start-up = the whole `predict_to_folder` "
+            "call (loading the checkpoint, an exported backend's session, the output folder).\n",
+            "| device | encoder | backend | end to end frames/s | with start-up | model only frames/s | "
+            "end to end / model only |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in e2e:
+            lines.append(f"| {r['device']} | {r['encoder']} | {_backend_label(r)} | {r['streaming_fps']:.2f} | "
+                         f"{r['fps']:.2f} | {r['model_only_fps']:.2f} | "
+                         f"{with_range(r['x_model_only'], r['rounds_x_model_only'], unit='x')} |")
         lines.append("")
     if rounds > 1 and report["speedup"]:
         lines.append("Stream vs clips: the median over rounds of the ratio within a round (min-max).\n")
@@ -235,7 +282,8 @@ def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int
               markdown: Path | None = None, allocators: Sequence[str] = ("default",),
               backends: Sequence[str] = ("pytorch",), end_to_end: bool = False,
               authors: Path | None = None, compile: bool | str = False, rounds: int = 3,
-              frames_in_flight: int = 1) -> dict[str, Any]:
+              frames_in_flight: int = 1, video_size: tuple[int, int] = (1920, 1080), video_frames: int = 32,
+              unfolded: bool = False) -> dict[str, Any]:
     """Run every configuration ``rounds`` times round-robin, each time in a fresh process; write the reports.
 
     Round 1 runs the whole list of configurations (per allocator and device: the authors' model first,
@@ -259,8 +307,9 @@ def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int
             ``TUNED_MALLOC_ENV``, glibc keeps large buffers mapped).
         backends: any of "pytorch", "onnxruntime", "openvino": a model-only stream row each (with
             the share of the fusion + decoders in a frame).
-        end_to_end: also time ``predict_to_folder`` on a synthetic 640x480 mp4, per backend (eager
-            PyTorch: every predict would compile anew).
+        end_to_end: also time ``predict_to_folder`` on a synthetic ``video_size`` mp4 of ``video_frames``
+            frames, per backend (eager PyTorch: every predict would compile anew), beside the model-only stream
+            of the same decoded frames (:func:`~flanet.inference.bench.end_to_end.end_to_end_fps`).
         authors: file of the authors' model replica (``benchmarks/authors_model_replica.py``):
             adds its clips row and every row's ratio to it (same run, same machine).
         compile: add a stream row with the PyTorch per-frame step compiled (True: mode by device,
@@ -271,6 +320,9 @@ def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int
         frames_in_flight: above 1, also a stream row per exported backend with this many frames in
             flight (:mod:`flanet.inference.core.in_flight`; its fusion + decoders share is per worker:
             one decode over ``frames_in_flight`` x the frame interval).
+        video_size: (width, height) of the end-to-end rows' synthetic recording.
+        video_frames: frames of that recording.
+        unfolded: also a PyTorch stream row without BatchNorm folding (its peak memory beside the folded one's).
 
     Returns:
         The report written to ``json_path``.
@@ -293,14 +345,18 @@ def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int
                     jobs.append((encoder, "stream", "pytorch", compile, 1))
                 if frames_in_flight > 1:  # pipelined rows beside the one-frame-at-a-time ones
                     jobs += [(encoder, "stream", b, False, frames_in_flight) for b in backends if b != "pytorch"]
+                if unfolded and "pytorch" in backends:  # peak memory without BatchNorm folding, beside it
+                    jobs.append((encoder, "stream-unfolded", "pytorch", False, 1))
                 jobs.append((encoder, "clips", "pytorch", False, 1))
                 # eager only: each predict builds its own segmenter, so a compiled row would time compilation
                 jobs += [(encoder, "end-to-end", backend, False, 1) for backend in backends if end_to_end]
             for encoder, mode, backend, compiled, in_flight in jobs:
                 plan.append((allocator, env, {
-                    "device": device, "encoder": encoder, "mode": mode, "image_size": image_size, "frames": frames,
-                    "runs": runs, "warmup": warmup, "backend": backend, "compile": compiled,
-                    "frames_in_flight": in_flight, "authors": str(authors) if authors is not None else None}))
+                    "device": device, "encoder": encoder, "mode": mode.removesuffix("-unfolded"),
+                    "image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "backend": backend,
+                    "compile": compiled, "frames_in_flight": in_flight, "unfolded": mode.endswith("-unfolded"),
+                    "video_size": list(video_size), "video_frames": video_frames,
+                    "authors": str(authors) if authors is not None else None}))
     measured: list[list[dict[str, Any]]] = [[] for _ in plan]
     for round_number in range(1, rounds + 1):
         for (allocator, env, config), records in zip(plan, measured, strict=True):
@@ -328,7 +384,8 @@ def run_bench(encoders: Sequence[str], image_size: int = IMAGE_SIZE, frames: int
         "machine": results[0]["machine"], "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "settings": {"image_size": image_size, "frames": frames, "runs": runs, "warmup": warmup, "batch": 1,
-                     "compile": compile, "rounds": rounds, "frames_in_flight": frames_in_flight},
+                     "compile": compile, "rounds": rounds, "frames_in_flight": frames_in_flight,
+                     "video_size": list(video_size), "video_frames": video_frames},
         "allocators": allocator_envs, "results": results, "speedup": speedup, "speedup_rounds": speedup_rounds,
     }
     section = _markdown(report)

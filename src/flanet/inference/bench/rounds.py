@@ -20,7 +20,8 @@ from typing import Any
 __all__ = ["combine_rounds", "paired_ratio", "with_range"]
 
 _LARGEST = ("peak_rss_mb", "rss_after_model_mb", "cuda_peak_allocated_mb")
-_DECODE = ("decode_ms", "frame_ms", "decode_share")
+_DECODE = ("decode_ms", "frame_ms", "decode_share", "latency_ms_p50", "latency_ms_p95",  # stream rows
+           "streaming_fps", "model_only_fps", "x_model_only")  # end-to-end rows
 
 
 def combine_rounds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -28,8 +29,9 @@ def combine_rounds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``fps`` is the median over rounds and ``ms_per_frame`` its inverse; ``rounds_fps`` and
     ``rounds_run_seconds`` keep every round (``run_seconds`` goes); memory fields are the largest
-    of the rounds; ``decode_ms``, ``frame_ms`` and ``decode_share`` (stream rows) are each the median
-    over rounds, with every round in ``rounds_decode_ms`` etc. The rest (settings, machine) is the
+    of the rounds; ``decode_ms``, ``frame_ms``, ``decode_share`` and the latency percentiles (stream rows),
+    ``streaming_fps``, ``model_only_fps`` and ``x_model_only`` (end-to-end rows) are each the median over
+    rounds, with every round in ``rounds_decode_ms`` etc. The rest (settings, machine) is the
     first round's.
 
     Args:

@@ -20,6 +20,7 @@ backend (onnxruntime, OpenVINO) several frames can be in flight at once
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from flanet.data import to_model_input
 from flanet.inference.core.in_flight import pipelined_predictions
+from flanet.inference.core.overlap import read_ahead
 from flanet.inference.core.settings import SegmenterSettings, resolve_image_size
 from flanet.inference.runtimes import runner_class
 from flanet.inference.runtimes.base import Runner
@@ -75,9 +77,9 @@ class FrameResult:
     context_frames: int
     threshold: float = 0.5
 
-    @property
+    @functools.cached_property
     def mask(self) -> np.ndarray:
-        """Binary lesion mask at the input frame's size, (H, W) bool."""
+        """Binary lesion mask at the input frame's size, (H, W) bool (computed once)."""
         return self.probability >= self.threshold
 
 
@@ -180,6 +182,8 @@ class VideoSegmenter:
             ValueError: as :class:`VideoSegmenter`, or a normalisation flanet does not apply.
         """
         trained = load_trained(path)
+        # nobody else holds the loaded model: the runtime may change it instead of copying it (BatchNorm folding)
+        settings = dataclasses.replace(settings or SegmenterSettings(), own_model=True)
         segmenter = cls(trained.loaded.model, settings=settings, **options)
         segmenter.diagnosis = trained.loaded.diagnosis
         if trained.edge not in (None, "causal"):
@@ -206,47 +210,52 @@ class VideoSegmenter:
         return self.runner.memory_format
 
     @torch.inference_mode()
-    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
+    def stream(self, frames: Iterable[np.ndarray], *, prefetch: int = 0) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per incoming frame, in order.
 
         Args:
             frames: RGB uint8 frames (H, W, 3) (grayscale accepted, see :func:`as_rgb_frame`),
                 consumed one at a time; all must have the same height and width.
+            prefetch: above 0, ``frames`` is iterated (decoded, when it decodes) and each frame checked,
+                resized and normalised in a background thread, up to ``prefetch`` frames ahead of the model
+                (:func:`~flanet.inference.core.overlap.read_ahead`): the same results, with the input side
+                overlapping the model. 0 (default): everything in the caller's thread, each frame taken only
+                when the model is ready for it (what a live source needs).
 
         Raises:
             ValueError: for a malformed frame or a frame whose size differs from the first
-                frame's (the temporal window assumes one field of view).
+                frame's (the temporal window assumes one field of view), after the frames before it.
         """
         threads = AdaptiveThreads() if self.adaptive_threads else None
         try:
-            yield from self._stream(frames, threads)
+            yield from self._stream(read_ahead(self._checked(frames), prefetch, "flanet-prefetch"), threads)
         finally:
             if threads is not None:
                 threads.restore()
 
-    def _stream(self, frames: Iterable[np.ndarray], threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
+    def _stream(self, checked: Iterable[tuple[int, tuple[int, int], torch.Tensor]],
+                threads: AdaptiveThreads | None) -> Iterator[FrameResult]:
         """:meth:`stream`'s loop: one frame at a time, or ``frames_in_flight`` of them in workers."""
         runner = self.runner
         state = runner.init_state()  # the model's window or memory (one per video)
+        prepared = self._on_device(checked, threads)
         if self.frames_in_flight > 1:  # exported runtimes: their state is the causal window of num_frames
             windows = CausalWindows(self.num_frames)
-            work = pipelined_predictions(self._prepared(frames, threads), lambda item: runner.per_frame_state(item[2]),
+            work = pipelined_predictions(prepared, lambda item: runner.per_frame_state(item[2]),
                                          runner.predict, self.num_frames, self.frames_in_flight)
             for (index, size, _), (mask_logits, heatmap) in work:
                 yield self._result(index, mask_logits, heatmap, size, windows.distinct_frames(index))
             return
-        for index, size, image in self._prepared(frames, threads):
+        for index, size, image in prepared:
             # a window's read gives views of one gathered tensor per level (frame_features), at the video start as later
             mask_logits, heatmap = runner.step(state, image)
             yield self._result(index, mask_logits, heatmap, size, state.context_frames)
 
-    def _prepared(self, frames: Iterable[np.ndarray],
-                  threads: AdaptiveThreads | None) -> Iterator[tuple[int, tuple[int, int], torch.Tensor]]:
-        """``(index, (H, W), model input (1, 3, S, S))`` per checked frame; ``threads`` sampled before each."""
+    def _checked(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[int, tuple[int, int], torch.Tensor]]:
+        """``(index, (H, W), normalised input (3, S, S) on the CPU)`` per checked frame (numpy and OpenCV only:
+        it may run in a prefetch thread)."""
         first_size: tuple[int, int] | None = None
         for index, frame in enumerate(frames):
-            if threads is not None:
-                threads.update()
             rgb = as_rgb_frame(frame, index)
             size = rgb.shape[:2]
             if first_size is None:
@@ -256,7 +265,18 @@ class VideoSegmenter:
                     f"frame {index} is {size[1]}x{size[0]} (WxH) but the video started at "
                     f"{first_size[1]}x{first_size[0]}; frames of one video must keep one size"
                 )
-            image = to_model_input(rgb, self.image_size).to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
+            yield index, size, to_model_input(rgb, self.image_size)
+
+    def _on_device(self, checked: Iterable[tuple[int, tuple[int, int], torch.Tensor]],
+                   threads: AdaptiveThreads | None) -> Iterator[tuple[int, tuple[int, int], torch.Tensor]]:
+        """``(index, (H, W), model input (1, 3, S, S))``, in the model's thread; ``threads`` sampled before each.
+
+        Torch's thread count is per OS thread, so it is sampled and set in the thread that runs the model.
+        """
+        for index, size, image in checked:
+            if threads is not None:
+                threads.update()
+            image = image.to(self.device, self.input_dtype)[None]  # (1, 3, S, S)
             yield index, size, image.contiguous(memory_format=self.memory_format)
 
     def _result(

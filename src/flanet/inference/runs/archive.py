@@ -181,7 +181,8 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool) -> dict:
+def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: dict, progress: bool,
+             overlap: bool = True) -> dict:
     """Segment one video into ``.<name>.partial`` beside its folder, then rename it to ``out/<id>``.
 
     A nested id (``Test/0004``, ``CVC-300/seq1``: a data set's split folders) gets nested folders:
@@ -195,7 +196,7 @@ def _segment(item: ArchiveItem, segmenter: VideoSegmenter, out: Path, settings: 
         source = item.open()
         fingerprint = input_fingerprint(item.location)  # before reading: a change while it runs is caught next time
         entry = _predict_video(segmenter, source, partial, progress, settings.get("full_frame", False),
-                               burned_in=policy_from_settings(settings))
+                               burned_in=policy_from_settings(settings), overlap=overlap)
         entry["input_fingerprint"] = fingerprint
         entry["exports"] = export_video(source, partial, entry["frames"], settings.get("export") or ())
         entry["output"] = str(final)
@@ -223,6 +224,7 @@ def predict_archive(
     export: Sequence[str] = (),
     burned_in: BurnedInPolicy = DEFAULT_POLICY,
     settings: SegmenterSettings | None = None,
+    overlap: bool = True,
     **options: Any,
 ) -> Path:
     """Segment every video of a folder or manifest into ``out_dir`` (resumable, sharded).
@@ -259,7 +261,7 @@ def predict_archive(
         run = {**run_settings(segmenter, checkpoint), "checkpoint_sha256": checkpoint_sha256, "full_frame": full_frame,
                "export": sorted(export) or None, **burned_in.settings}
         records = _run_share(items[rank::world], segmenter, out, progress, run,
-                             f"videos (rank {rank}/{world})" if world > 1 else "videos")
+                             f"videos (rank {rank}/{world})" if world > 1 else "videos", overlap)
         if group:
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, records)
@@ -300,7 +302,7 @@ def _open_output(out: Path, inputs: list[Path | str | None], force: bool) -> Non
 
 
 def _run_share(items: list[ArchiveItem], segmenter: VideoSegmenter, out: Path, progress: bool, settings: dict,
-               label: str) -> list[dict]:
+               label: str, overlap: bool = True) -> list[dict]:
     """Segment this rank's videos; finished ones are read back, not redone."""
     records = []
     for item in tqdm(items, desc=label, unit="video", disable=not progress):
@@ -324,7 +326,8 @@ def _run_share(items: list[ArchiveItem], segmenter: VideoSegmenter, out: Path, p
                 records.append({**{k: entry.get(k) for k in INDEX_COLUMNS}, "status": "done", "resumed": True})
                 continue
         start = time.perf_counter()
-        records.append({**_segment(item, segmenter, out, settings, progress), "wall_s": time.perf_counter() - start})
+        records.append({**_segment(item, segmenter, out, settings, progress, overlap),
+                        "wall_s": time.perf_counter() - start})
     return records
 
 

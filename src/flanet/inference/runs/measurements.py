@@ -20,6 +20,7 @@ import numpy as np
 
 from flanet.data.dicom import Region
 from flanet.inference.core.segmenter import FrameResult
+from flanet.inference.runs.outputs import lesion_extent
 from flanet.inference.runs.sources import VideoSource
 
 __all__ = ["FrameGeometry", "MeasurementLog", "feret_diameter", "source_geometry"]
@@ -99,11 +100,8 @@ class FrameGeometry:
         """Area, largest diameter and centroid of a full-frame mask, in mm (or pixels); NaN without lesion."""
         dx, dy = self.spacing_mm or (1.0, 1.0)
         x0, y0 = (self.region.x0, self.region.y0) if self.region is not None else (0, 0)
-        area = int(mask.sum())
-        centroid = (math.nan, math.nan)
-        if area:
-            ys, xs = np.nonzero(mask)
-            centroid = ((float(xs.mean()) - x0) * dx, (float(ys.mean()) - y0) * dy)
+        area, _, (x, y) = lesion_extent(mask)
+        centroid = ((x - x0) * dx, (y - y0) * dy) if area else (math.nan, math.nan)
         values = (area * dx * dy, feret_diameter(mask, (dx, dy)) if area else math.nan, *centroid)
         return dict(zip(self.columns, values))
 

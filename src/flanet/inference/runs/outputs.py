@@ -16,7 +16,7 @@ from flanet.csvcells import escape_row
 from flanet.fileio import named_os_error
 from flanet.inference.core.segmenter import FrameResult
 
-__all__ = ["FrameStats", "frame_stats", "draw_overlay", "FrameTableWriter"]
+__all__ = ["FrameStats", "frame_stats", "lesion_extent", "draw_overlay", "FrameTableWriter"]
 
 # Heatmap peaks below this value are not drawn (the target is a unit Gaussian, 0 = no lesion).
 HEATMAP_PEAK_MIN = 0.5
@@ -51,6 +51,24 @@ class FrameStats:
     context_frames: int
 
 
+def lesion_extent(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int] | None, tuple[float, float]]:
+    """Area, inclusive bbox ``(x1, y1, x2, y2)`` and centroid ``(x, y)`` of the lesion pixels of a bool mask.
+
+    From the row and column counts (two passes over the mask, no coordinate arrays): the centroid is the
+    exact integer sum of the coordinates over the area, the same float64 as the mean of ``np.nonzero``'s
+    coordinates. None and NaN without a lesion.
+    """
+    rows, cols = mask.sum(axis=1), mask.sum(axis=0)
+    area = int(rows.sum())
+    if not area:
+        return 0, None, (math.nan, math.nan)
+    filled_rows, filled_cols = np.flatnonzero(rows), np.flatnonzero(cols)
+    bbox = (int(filled_cols[0]), int(filled_rows[0]), int(filled_cols[-1]), int(filled_rows[-1]))
+    x_sum = int(np.dot(cols, np.arange(cols.size, dtype=cols.dtype)))
+    y_sum = int(np.dot(rows, np.arange(rows.size, dtype=rows.dtype)))
+    return area, bbox, (x_sum / area, y_sum / area)
+
+
 def frame_stats(result: FrameResult, source: str = "") -> FrameStats:
     """Compute the lesion statistics of one prediction (vectorised over pixels).
 
@@ -58,18 +76,14 @@ def frame_stats(result: FrameResult, source: str = "") -> FrameStats:
     of the lesion pixels' coordinates.
     """
     mask = result.mask
-    area = int(mask.sum())
+    area, box, centroid = lesion_extent(mask)
     nan = math.nan
     bbox = (nan, nan, nan, nan)
-    centroid = (nan, nan)
     mean_prob = nan
-    if area:
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        bbox = (float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1]))
-        ys, xs = np.nonzero(mask)
-        centroid = (float(xs.mean()), float(ys.mean()))
-        mean_prob = float(result.probability[mask].mean())
+    if box is not None:
+        bbox = tuple(float(v) for v in box)
+        inside = (slice(box[1], box[3] + 1), slice(box[0], box[2] + 1))  # the same pixels, in the same order
+        mean_prob = float(result.probability[inside][mask[inside]].mean())
     peak = (nan, nan, nan)
     if result.heatmap_full is not None:
         flat = int(np.argmax(result.heatmap_full))

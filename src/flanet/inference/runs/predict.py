@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ from flanet.data import DataError
 from flanet.data.deidentify import blank_outside
 from flanet.data.videoset import frame_name
 from flanet.evaluation.report import write_rows_csv
-from flanet.evaluation.viewer import ViewerCollector, write_prediction_viewer
+from flanet.evaluation.viewer import FrameImages, ViewerCollector, write_prediction_viewer
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, output_marker, prepare_output_folder
+from flanet.inference.core.overlap import ordered_map, read_ahead
 from flanet.inference.core.segmenter import FrameResult, VideoSegmenter, as_rgb_frame
 from flanet.inference.core.settings import SegmenterSettings
 from flanet.inference.runs.annotation_export import export_video
@@ -42,10 +45,11 @@ from flanet.inference.runs.burned_in import DEFAULT_POLICY, BurnedInPolicy, burn
 from flanet.inference.runs.diagnosis import StreamDiagnoser
 from flanet.inference.runs.dicom_outputs import DicomOutputs, DicomResultCollector, run_algorithm
 from flanet.inference.runs.measurements import MeasurementLog, source_geometry
-from flanet.inference.runs.outputs import FrameTableWriter, draw_overlay, frame_stats
+from flanet.inference.runs.outputs import FrameStats, FrameTableWriter, draw_overlay, frame_stats
 from flanet.inference.runs.overlay_video import OverlayVideoWriter
 from flanet.inference.runs.sources import VideoSource, resolve_sources
 from flanet.models.contract import VideoSegmentationModel
+from flanet.threads import available_cpus
 
 __all__ = ["predict_to_folder", "run_settings", "OUTPUT_MARKER"]
 
@@ -54,37 +58,53 @@ log = logging.getLogger(__name__)
 OUTPUT_MARKER = output_marker("predict")  # marks a folder written by predict; only such folders are replaced by --force
 
 
-class _RecentFrames:
-    """Pass frames through while keeping the last ``keep`` of them by index (frames in flight run ahead of results)."""
+class _InputFrames:
+    """Pass a source's frames through while keeping, in order, those whose result has not come out yet.
 
-    def __init__(self, frames: Iterator[np.ndarray], keep: int) -> None:
-        self._frames, self._keep = frames, keep
-        self.recent: dict[int, np.ndarray] = {}
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for index, frame in enumerate(self._frames):
-            self.recent[index] = frame
-            self.recent.pop(index - self._keep, None)
-            yield frame
-
-
-class _LastFrame:
-    """Pass frames through while remembering the newest one (the overlay needs it)."""
+    The overlay and the viewer need each result's full input frame; with frames read ahead of the model
+    (``prefetch``) the newest frame read is no longer the frame of the newest result.
+    """
 
     def __init__(self, frames: Iterator[np.ndarray]) -> None:
         self._frames = frames
-        self.frame: np.ndarray | None = None
+        self._waiting: deque[np.ndarray] = deque()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for frame in self._frames:
-            self.frame = frame
+            self._waiting.append(frame)  # before the segmenter sees it, so its result always finds it
             yield frame
+
+    def with_results(self, results: Iterable[FrameResult]) -> Iterator[tuple[FrameResult, np.ndarray]]:
+        """Each result with its input frame (one result per frame, in order)."""
+        for result in results:
+            yield result, self._waiting.popleft()
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """What one frame writes, made by a worker: the full-frame result, its row, overlay, mask PNG, viewer images."""
+
+    result: FrameResult
+    rgb: np.ndarray
+    name: str
+    stats: FrameStats
+    measures: dict[str, float]
+    overlay: np.ndarray
+    mask_png: np.ndarray | None
+    viewer_images: FrameImages | None
+    model_result: FrameResult  # at the model's region, before the paste into the full frame
+    model_rgb: np.ndarray | None  # the region the model saw (only with a diagnosis head)
+
+
+def _overlap_workers() -> int:
+    """Post-processing threads of an overlapped run: one per CPU, at most two (drawing is light; the rest waits)."""
+    return min(2, available_cpus())
 
 
 def _predict_video(
     segmenter: VideoSegmenter, source: VideoSource, video_dir: Path, progress: bool, full_frame: bool = False,
     viewer: ViewerCollector | None = None, burned_in: BurnedInPolicy = DEFAULT_POLICY,
-    on_frame: Callable[[FrameResult], None] | None = None,
+    on_frame: Callable[[FrameResult], None] | None = None, overlap: bool = True,
 ) -> dict:
     """Segment one video into ``video_dir`` (and its kept frames into ``viewer``); returns its summary entry.
 
@@ -93,44 +113,66 @@ def _predict_video(
     The overlay and the viewer's frames are blanked outside the ultrasound regions of a file with
     burned-in identifiers (:mod:`flanet.inference.runs.burned_in`); such a file without regions is
     refused (DataError) unless ``burned_in.allow``.
+
+    With ``overlap`` (default) the stages run at once on threads (:mod:`flanet.inference.core.overlap`):
+    decoding and preparing frames ahead of the model, the model, then per frame in workers the outputs at
+    full size, statistics, overlay drawing, measurements, the mask PNG and the viewer's images, and in this
+    thread, in frame order, the writes (CSV row, PNG file, overlay video, viewer). The files are the same
+    as without ``overlap`` (everything in this thread, one frame after the other), byte for byte; an error
+    is raised at the frame it belongs to, after the frames before it were written.
     """
     keep, burned_in_entry = burned_in_regions(source, burned_in)
     geometry = source_geometry(source, use_region=not full_frame)
     measurements = MeasurementLog(geometry)
     masks_dir = video_dir / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
-    frames = _LastFrame(source.frames())
+    frames = _InputFrames(source.frames())
+    first_position = None if viewer is None else viewer.offered  # of this video's first frame in the viewer
+    diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size) \
+        if segmenter.diagnosis is not None else None
+
+    def render(item: tuple[FrameResult, np.ndarray]) -> _Rendered:
+        model_result, frame = item
+        model_rgb = None  # what the model saw, for the diagnosis head
+        if diagnoser is not None:
+            model_rgb = as_rgb_frame(next(geometry.model_frames(iter([frame]))), model_result.index)
+        rgb = blank_outside(as_rgb_frame(frame, model_result.index), keep)  # what people see: no identifiers
+        result = geometry.full_frame(model_result, rgb.shape[0], rgb.shape[1])
+        name = frame_name(source.frame_names, result.index)
+        stats = frame_stats(result, source=name)
+        images = None
+        if viewer is not None and viewer.may_keep(first_position + result.index):  # type: ignore[operator]
+            images = viewer.draw_streamed(result.mask, result.heatmap_full, rgb)
+        ok, png = cv2.imencode(".png", result.mask.astype(np.uint8) * 255)
+        return _Rendered(result, rgb, name, stats, geometry.measure(result.mask), draw_overlay(rgb, result, stats),
+                         png if ok else None, images, model_result, model_rgb)
+
+    workers = _overlap_workers() if overlap else 0
+    results = frames.with_results(segmenter.stream(geometry.model_frames(iter(frames)), prefetch=2 if overlap else 0))
+    rendered = ordered_map(render, read_ahead(results, 2 if overlap else 0, "flanet-model"), workers)
     bar = tqdm(total=source.frame_count, desc=source.id, unit="frame", disable=not progress, leave=False)
     writer: OverlayVideoWriter | None = None
     count = with_lesion = full_context = 0
     largest_area, largest_frame = 0, None
-    diagnoser = StreamDiagnoser(segmenter.model, segmenter.diagnosis, segmenter.image_size) \
-        if segmenter.diagnosis is not None else None
-    model_frames = _RecentFrames(geometry.model_frames(frames), keep=segmenter.frames_in_flight + 2)
     start = time.perf_counter()
     try:
         columns = [*geometry.columns, *(diagnoser.columns if diagnoser is not None else [])]
         with FrameTableWriter(video_dir / "frames.csv", columns) as table:
-            for result in segmenter.stream(model_frames):
-                running = {} if diagnoser is None else diagnoser.update(
-                    as_rgb_frame(model_frames.recent[result.index], result.index), result)
-                rgb = blank_outside(as_rgb_frame(frames.frame, result.index), keep)  # what people see: no identifiers
-                result = geometry.full_frame(result, rgb.shape[0], rgb.shape[1])
+            for frame in rendered:
+                result, stats = frame.result, frame.stats
+                height, width = result.probability.shape
+                running = {} if diagnoser is None else diagnoser.update(frame.model_rgb, frame.model_result)
                 if on_frame is not None:
                     on_frame(result)
-                name = frame_name(source.frame_names, result.index)
-                stats = frame_stats(result, source=name)
                 if writer is None:
-                    writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (rgb.shape[1], rgb.shape[0]))
-                writer.write(draw_overlay(rgb, result, stats))
+                    writer = OverlayVideoWriter(video_dir / "overlay.mp4", source.fps, (width, height))
+                writer.write(frame.overlay)
                 if viewer is not None:
-                    viewer.add_streamed(source.id, name, result.index, stats.area_px, result.mask, result.heatmap_full, rgb)
-                measures = geometry.measure(result.mask)
-                table.write(stats, {**measures, **running})
-                measurements.add(result.index, measures)
-                mask_path = masks_dir / f"{name}.png"
-                if not cv2.imwrite(str(mask_path), result.mask.astype(np.uint8) * 255):
-                    raise OSError(f"{mask_path}: could not write the mask")
+                    viewer.add_streamed(source.id, frame.name, result.index, stats.area_px, result.mask,
+                                        result.heatmap_full, frame.rgb, frame.viewer_images)
+                table.write(stats, {**frame.measures, **running})
+                measurements.add(result.index, frame.measures)
+                _write_mask(masks_dir / f"{frame.name}.png", frame.mask_png)
                 count += 1
                 with_lesion += stats.lesion_present
                 full_context += result.context_frames >= segmenter.num_frames
@@ -142,6 +184,7 @@ def _predict_video(
     except ValueError as error:  # malformed / changing-size frames, named by the segmenter
         raise ValueError(f"{source.location}: {error}") from error
     finally:
+        rendered.close()  # stops the workers and the threads before the files are closed
         bar.close()
         if writer is not None:
             writer.close()
@@ -159,12 +202,22 @@ def _predict_video(
         "truncated": source.frame_count is not None and count < source.frame_count,  # frames missing at the end
         "frames_with_lesion": with_lesion, "largest_area_px": largest_area,
         "largest_area_frame": largest_frame, "frames_with_full_context": full_context,
-        "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "input_fps": source.fps,
+        "width": int(width), "height": int(height), "input_fps": source.fps,
         "overlay_codec": None if writer is None else writer.codec,
         "fps_achieved": count / elapsed if elapsed > 0 else None, "seconds": elapsed,
         **measurements.summary(source), "burned_in_annotation": burned_in_entry,
         **({"diagnosis": diagnoser.summary()} if diagnoser is not None else {}),
     }
+
+
+def _write_mask(path: Path, png: np.ndarray | None) -> None:
+    """Write an encoded mask PNG (what ``cv2.imwrite`` writes, encoded in a worker)."""
+    try:
+        if png is None:
+            raise OSError("not encoded")
+        path.write_bytes(png.tobytes())
+    except OSError as error:
+        raise OSError(f"{path}: could not write the mask") from error
 
 
 def predict_to_folder(
@@ -181,6 +234,7 @@ def predict_to_folder(
     burned_in: BurnedInPolicy = DEFAULT_POLICY,
     settings: SegmenterSettings | None = None,
     dicom_outputs: DicomOutputs | None = None,
+    overlap: bool = True,
     **options: Any,
 ) -> Path:
     """Segment a video file, a folder of frames or a dataset root and write the results.
@@ -201,6 +255,8 @@ def predict_to_folder(
             (:mod:`flanet.inference.runs.dicom_outputs`); every input must then be a DICOM cine.
         settings: the segmenter's settings (image size, device, threshold, backend, compile, frames in
             flight, ...: :class:`~flanet.inference.core.settings.SegmenterSettings`).
+        overlap: run decoding, the model, post-processing and writing at once on threads (the same files;
+            False: one after the other, in this thread).
         **options: fields of ``settings`` given as keywords (``image_size=``, ``device=``, ``threshold=``, ...).
 
     Returns:
@@ -226,7 +282,7 @@ def predict_to_folder(
         single = len(sources) == 1 and source.location == input_path  # a data set gets a folder per video
         video_dir = out if single else out / source.id
         video = _predict_video(segmenter, source, video_dir, progress, full_frame, viewer, burned_in,
-                               on_frame=None if collector is None else collector.add)
+                               on_frame=None if collector is None else collector.add, overlap=overlap)
         if collector is not None and algorithm is not None:
             video["dicom_outputs"] = collector.write(video_dir, video, algorithm)
         videos.append(video)

@@ -43,6 +43,8 @@ class RuntimeOptions:
         reuse_features: encode each frame once and reuse its features (False: the full ``model(clip)`` per
             frame, the authors' way; PyTorch only).
         onnx: exported runtimes: the manifest of an existing ``flanet export`` to run instead of exporting.
+        own_model: the model is the runtime's alone (a segmenter built from a checkpoint): PyTorch folds the
+            BatchNorms into it in place rather than into a second copy of its weights.
     """
 
     device: str | torch.device | None = None
@@ -54,6 +56,7 @@ class RuntimeOptions:
     frames_in_flight: int = 1
     reuse_features: bool = True
     onnx: str | Path | None = None
+    own_model: bool = False
 
     @property
     def compiled(self) -> bool:

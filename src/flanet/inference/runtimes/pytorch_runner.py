@@ -3,8 +3,9 @@
 With features reused (FLA-Net variants) each frame is encoded once by ``model.encode`` and a window of
 encoder features is decoded by ``model.decode`` (paper, Sec. 3, Fig. 2); otherwise (image baselines,
 or ``reuse_features=False``, the authors' way) the window is the frames themselves and ``model(clip)``
-runs on it. On the CPU the runner by default works on a copy whose encoder BatchNorms are folded into
-the convolutions and in channels-last memory format (docs/benchmarks.md).
+runs on it. On the CPU the runner by default folds the encoder's BatchNorms into the convolutions (into the
+model itself when it owns it, a checkpoint's; else into a copy sharing the model's other tensors) and runs
+in channels-last memory format (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from flanet.models.state import StreamState
 __all__ = ["PyTorchRunner", "compile_options"]
 
 
-def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool) -> VideoSegmentationModel:
-    """``model``, or its copy with folded BatchNorms; without ``strict``, an encoder torch.fx
-    cannot trace is run as it is (same results, only the fold's saving is lost)."""
+def _prepare(model: VideoSegmentationModel, fold: bool, strict: bool, inplace: bool) -> VideoSegmentationModel:
+    """``model``, or it with folded BatchNorms (``inplace``: folded into it, else a copy sharing its other tensors);
+    without ``strict``, an encoder torch.fx cannot trace is run as it is (same results, only the fold's saving
+    is lost)."""
     if not fold:
         return model
     try:
-        return fold_batch_norms(model)
+        return fold_batch_norms(model, inplace=inplace)
     except (TraceError, TypeError):
         if strict:
             raise
@@ -58,7 +60,8 @@ def compile_options(compile: bool | str | dict[str, Any], device: torch.device) 
 class PyTorchRunner(Runner):
     """``model`` on a torch device (see the module docstring and :class:`RuntimeOptions`).
 
-    The given model is put in eval mode; a folded copy is run in its place on the CPU. Frames go in at the
+    The given model is put in eval mode; on the CPU its BatchNorms are folded, into the model itself when the
+    runtime owns it (``own_model``), else into a copy that shares the model's other tensors. Frames go in at the
     weights' dtype, so a ``model.to(torch.bfloat16)`` streams in it; outputs are float32 on the caller's side.
     """
 
@@ -68,7 +71,7 @@ class PyTorchRunner(Runner):
         channels_last = self.device.type == "cpu" if options.channels_last is None else options.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         fold = self.device.type == "cpu" if options.fold_batchnorm is None else options.fold_batchnorm
-        model = _prepare(model.eval(), fold, strict=options.fold_batchnorm is not None)
+        model = _prepare(model.eval(), fold, strict=options.fold_batchnorm is not None, inplace=options.own_model)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.input_dtype = next(self.model.parameters()).dtype
         self.num_frames = self.model.num_frames
