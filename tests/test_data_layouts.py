@@ -237,3 +237,43 @@ def test_frames_sharing_a_stem_are_refused_with_both_names(tmp_path, root_frames
             read(tmp_path)
     with pytest.raises(DataError, match="two frames share the name 'f1'"):
         resolve_sources(folder)
+
+
+def _read_scans(root, notes):
+    """A layout made up for the test below: ``scans/<video>/<frame>``, no masks."""
+    from flanet.data.listing import frame_files, list_dir
+    from flanet.data.videoset import LayoutRead, Video
+
+    if not (root / "scans").is_dir():
+        return None
+    folders = list_dir(root / "scans", notes)[0]
+    return LayoutRead("scans", [Video(f.name, frame_files(f), [None] * len(frame_files(f))) for f in folders])
+
+
+def test_a_new_layout_is_one_reader_and_its_line_in_layouts(tmp_path, monkeypatch):
+    """Adding an input format touches its reader and its registration only (docs/architecture.md)."""
+    from flanet.data import layouts
+
+    for video in ("b", "a10", "a2"):
+        _frame(tmp_path / "data" / "scans" / video / "1.png")
+    with pytest.raises(DataError, match=r"no known data layout: expected img_list/ \+ mask_list/ \(authors\), .*"
+                                        r"one folder of frames per video \(see docs/data.md\)"):
+        discover(tmp_path / "data")
+    registered = {"scans": layouts.Layout(f"{__name__}:_read_scans", "scans/<video>/ (made up)"), **layouts.LAYOUTS}
+    monkeypatch.setattr(layouts, "LAYOUTS", registered)
+    video_set = discover(tmp_path / "data")
+    assert video_set.layout == "scans" and [v.id for v in video_set.videos] == ["a2", "a10", "b"]
+    assert [f.name for f in video_set.video("b").frames] == ["1.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"expected scans/<video>/ \(made up\), img_list/"):
+        discover(tmp_path / "empty")
+    with pytest.raises(ValueError, match="layout 'scan': expected one of scans, authors"):
+        layouts.layout_reader("scan")
+
+
+def test_every_registered_layout_reader_imports_and_passes_over_an_empty_folder(tmp_path):
+    from flanet.data.layouts import LAYOUTS, layout_reader
+
+    assert list(LAYOUTS)[-1] == "files"  # video files and plain frame folders: tried last, they match most roots
+    for name in LAYOUTS:
+        assert layout_reader(name)(tmp_path, []) is None, name

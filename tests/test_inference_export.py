@@ -57,6 +57,18 @@ def test_export_command_torch_export_step_of_a_variant_without_heatmap(
         np.testing.assert_allclose(mask_logits, basic(clip).mask_logits.numpy(), rtol=0, atol=1e-5)
 
 
+def test_export_refuses_a_checkpoint_trained_with_another_normalisation(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """export loads as predict does (issue 24 item 2): before, it wrote a manifest stating ImageNet's normalisation."""
+    other = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": "RGB / 255"}
+    checkpoint = save_checkpoint(tmp_path / "other.pt", create_model("flanet-basic", encoder="resnet18"),
+                                 {"image_size": SIZE, "input_normalisation": other})
+    out = tmp_path / "export" / "m.ts"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "torchscript",
+                 "--parts", "step"]) == 2
+    assert "trained with input normalisation" in capsys.readouterr().err and not out.parent.exists()
+
+
 def test_export_rejects_a_size_the_encoder_cannot_take(model: torch.nn.Module, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple"):
         export_model(model, tmp_path / "m.onnx", "onnx", 50)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from flanet.cli import main
-from flanet.data.layouts import VIDEO_EXTENSIONS
 from flanet.data.synth import CONTACT_SHEET, generate_dataset
+from flanet.data.video_io import VIDEO_EXTENSIONS
 from flanet.inference import predict_to_folder
 from flanet.inference.runs.sources import resolve_sources
 

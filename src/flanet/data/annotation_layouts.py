@@ -1,5 +1,13 @@
 """Layouts read from annotation files: ``cvat`` (CVAT for video 1.1 tasks) and ``coco`` / ``cva-net`` (COCO files).
 
+Each reader (:func:`read_cvat`, :func:`read_coco`, :func:`read_cva_net`) is registered in
+:data:`flanet.data.layouts.LAYOUTS` and returns None for a root that is not its layout (docs/data.md):
+
+- ``cvat``: CVAT-for-video exports, ``annotations.xml`` + ``images/`` in the root (one video) or in
+  each ``<video>/`` sub-folder.
+- ``coco``: a COCO export, ``annotations/*.json`` + ``images/<video>/<frame>``.
+- ``cva-net``: CVA-Net's ``rawframes/<video>/<frame>`` + COCO box files ``*.json`` in the root (box-only).
+
 The rules of each are in :mod:`flanet.data.cvat`, :mod:`flanet.data.coco` and docs/data.md.
 """
 
@@ -14,7 +22,28 @@ from flanet.data.cvat import read_cvat_video
 from flanet.data.errors import DataError, Problem
 from flanet.data.listing import list_dir
 from flanet.data.splits import with_aliases
-from flanet.data.videoset import Video
+from flanet.data.videoset import LayoutRead, Video
+
+
+def read_cvat(root: Path, notes: list[Problem]) -> LayoutRead | None:
+    """CVAT for video: ``annotations.xml`` + ``images/`` in the root or in each ``<video>/`` sub-folder."""
+    if not ((root / "annotations.xml").is_file() or cvat_task_folders(root)):
+        return None
+    return LayoutRead("cvat", read_cvat_layout(root, notes))
+
+
+def read_coco(root: Path, notes: list[Problem]) -> LayoutRead | None:
+    """A COCO export: ``annotations/*.json`` + ``images/<video>/<frame>``."""
+    if not ((root / "annotations").is_dir() and (root / "images").is_dir()):
+        return None
+    return LayoutRead("coco", *read_coco_layout(root, root / "images", root / "annotations", notes))
+
+
+def read_cva_net(root: Path, notes: list[Problem]) -> LayoutRead | None:
+    """CVA-Net's detection set: ``rawframes/<video>/<frame>`` + COCO box files ``*.json`` in the root."""
+    if not ((root / "rawframes").is_dir() and any(root.glob("*.json"))):
+        return None
+    return LayoutRead("cva-net", *read_coco_layout(root, root / "rawframes", root, notes))
 
 
 def cvat_task_folders(root: Path) -> list[Path]:

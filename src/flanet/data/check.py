@@ -21,14 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from flanet.data.bboxes import box_iou, mask_bbox
-from flanet.data.dicom import dicom_problems, is_dicom_file
+from flanet.data.dicom import dicom_problems
 from flanet.data.errors import DataError, Problem
 from flanet.data.images import binarise_mask, decode_unchanged, read_bytes, read_mask_values
 from flanet.data.labels import label_value
 from flanet.data.layouts import discover
 from flanet.data.rle import EncodedMask
 from flanet.data.splits import split_alias
-from flanet.data.video_io import probe_video
 from flanet.data.videoset import BBox, Video, VideoSet
 
 MIN_BOX_IOU = 0.5
@@ -282,10 +281,10 @@ def check_dataset(
     for video in video_set.videos:
         size = None
         if video.video_file is not None:
-            info = probe_video(video.video_file)
+            info = video.info
             size = (info.width, info.height)
             report.image_sizes[size] += video.num_frames
-            if is_dicom_file(video.video_file):
+            if video.dicom is not None:
                 report.problems += dicom_problems(video.video_file)
         jobs += [(video, index, size) for index in range(video.num_frames)
                  if video.video_file is None or video.masks[index] is not None]

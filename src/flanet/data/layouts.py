@@ -1,19 +1,14 @@
-"""Finding videos on disk: layout detection and one reader per public layout.
+"""Finding videos on disk: the registered layouts, and :func:`discover`, which tries them in order.
 
-Layouts (checked in this order, see docs/data.md):
+A layout is a reader ``read(root, notes) -> LayoutRead | None`` (None: ``root`` is not this layout) in
+its own module, and its line in :data:`LAYOUTS` (docs/architecture.md). The layouts, in the order they
+are tried (docs/data.md):
 
-- ``authors``: ``img_list/<video>/<frame>``, ``mask_list/<video>/<frame>``, optional ``bbox.json``.
-- ``buv2022``: ``images/<video>/<frame>``, ``labels/<video>/<frame>.png``.
-- ``video-polyp``: ``<split>/Frame/<case>/`` + ``<split>/GT/<case>/`` at any depth up to 5 (CVC-300-TV,
-  CVC-612, SUN-SEG, MICCAI-VPS test), or ``<split>/<case>/{Frame,GT}/`` (one MICCAI-VPS train variant).
-- ``cvat``: CVAT-for-video exports, ``annotations.xml`` + ``images/`` in the root (one video) or in
-  each ``<video>/`` sub-folder.
-- ``coco``: a COCO export, ``annotations/*.json`` + ``images/<video>/<frame>``.
-- ``cva-net``: CVA-Net's ``rawframes/<video>/<frame>`` + COCO box files ``*.json`` in the root (box-only).
-- ``vtus``: ``<split>/<video>/<frame>`` with masks in ``<split>_GT/<video>/`` (VTUS thyroid videos).
-- ``video-files``: ``*.mp4``/``*.avi``/... in the root, optional masks in ``masks/<video stem>/``.
-- ``dicom``: DICOM cine files ``*.dcm`` in the root, optional masks in ``masks/<file stem>/`` (as video files).
-- ``frame-folders``: ``<video>/<frame>``, or frames directly in the root (one video); unlabelled, for inference.
+- ``authors``, ``buv2022``, ``vtus``, ``video-polyp``: frame folders paired with mask folders
+  (:mod:`flanet.data.folder_layouts`);
+- ``cvat``, ``coco``, ``cva-net``: frames with annotation files (:mod:`flanet.data.annotation_layouts`);
+- ``video-files``, ``dicom``, ``frame-folders``, ``mixed``: video or DICOM files and plain frame folders,
+  tried last (:mod:`flanet.data.file_layouts`).
 
 Split lists ``<split>_list.csv`` at the root apply to every layout (and take precedence over
 split folders); labels come from ``video_labels.csv`` / ``labels.csv`` at the root.
@@ -21,147 +16,71 @@ split folders); labels come from ``video_labels.csv`` / ``labels.csv`` at the ro
 
 from __future__ import annotations
 
-import re
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from natsort import natsorted
 
-from flanet.data.annotation_layouts import cvat_task_folders, read_coco_layout, read_cvat_layout
 from flanet.data.bboxes import read_bbox_json
-from flanet.data.dicom import DICOM_SUFFIXES, is_dicom_file, probe_dicom
 from flanet.data.errors import DataError, Problem
 from flanet.data.labels import find_label_file, folder_labels, merged_labels, read_labels
-from flanet.data.listing import list_dir, match_masks, paired_videos, video_folders
-from flanet.data.splits import read_split_lists, with_aliases
-from flanet.data.videoset import Video, VideoSet
+from flanet.data.splits import read_split_lists
+from flanet.data.videoset import LayoutRead, Video, VideoSet
 
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
-_MAX_POLYP_DEPTH = 5
+__all__ = ["LAYOUTS", "Layout", "discover", "layout_reader"]
 
 
-def _find_polyp_splits(root: Path, notes: list[Problem]) -> list[tuple[str, list[Video]]]:
-    """Search ``Frame``/``GT`` folder pairs up to depth 5; returns ``(split path, videos)`` pairs."""
-    found: list[tuple[str, list[Video]]] = []
-    per_sequence: dict[Path, list[Video]] = {}
+@dataclass(frozen=True)
+class Layout:
+    """A registered layout: ``reader`` (``module:function``, imported when tried) and what it expects in a root."""
 
-    def walk(folder: Path, depth: int) -> None:
-        frame_dir = folder / "Frame"
-        if frame_dir.is_dir() and (folder / "GT").is_dir():
-            subfolders, images = list_dir(frame_dir, notes)
-            if images:  # <split>/<case>/{Frame,GT}/<frame>
-                video = Video(folder.name, images, match_masks(folder.name, images, folder / "GT", notes))
-                if folder == root:
-                    found.append(("", [video]))
-                else:
-                    per_sequence.setdefault(folder.parent, []).append(video)
-            elif subfolders:  # <split>/{Frame,GT}/<case>/<frame>
-                split = folder.relative_to(root).as_posix()
-                found.append((split if split != "." else "", paired_videos(frame_dir, folder / "GT", notes)))
-            return
-        if depth < _MAX_POLYP_DEPTH:
-            for sub in list_dir(folder, [])[0]:
-                walk(sub, depth + 1)
-
-    walk(root, 0)
-    for parent, videos in per_sequence.items():
-        split = parent.relative_to(root).as_posix()
-        found.append((split if split != "." else "", natsorted(videos, key=lambda v: v.id)))
-    return found
+    reader: str
+    expects: str
 
 
-def _read_polyp(found: list[tuple[str, list[Video]]]) -> tuple[list[Video], dict[str, list[str]]]:
-    """Prefix video ids with their split folder; add ``train``/``val``/``test`` aliases of split folders."""
-    videos: list[Video] = []
-    splits: dict[str, list[str]] = {}
-    for split, split_videos in found:
-        for video in split_videos:
-            video.id = f"{split}/{video.id}" if split else video.id
-        videos.extend(split_videos)
-        if split:
-            splits.setdefault(split, []).extend(video.id for video in split_videos)
-    return videos, with_aliases(splits)
+#: The layouts :func:`discover` tries, in this order; the first whose reader returns a result is used.
+LAYOUTS: dict[str, Layout] = {
+    "authors": Layout("flanet.data.folder_layouts:read_authors", "img_list/ + mask_list/ (authors)"),
+    "buv2022": Layout("flanet.data.folder_layouts:read_buv2022", "images/ + labels/ (BUV2022)"),
+    "cvat": Layout("flanet.data.annotation_layouts:read_cvat", "annotations.xml + images/ (CVAT)"),
+    "coco": Layout("flanet.data.annotation_layouts:read_coco", "annotations/*.json + images/ (COCO)"),
+    "cva-net": Layout("flanet.data.annotation_layouts:read_cva_net", "rawframes/ + *.json (CVA-Net)"),
+    "vtus": Layout("flanet.data.folder_layouts:read_vtus", "<split>/ + <split>_GT/ (VTUS)"),
+    "video-polyp": Layout("flanet.data.folder_layouts:read_video_polyp",
+                          "<split>/Frame/<case> + <split>/GT/<case> (video polyp)"),
+    "files": Layout("flanet.data.file_layouts:read_files",
+                    "video files (.mp4/.avi), DICOM cine files (.dcm), or one folder of frames per video"),
+}
+
+Reader = Callable[[Path, list[Problem]], "LayoutRead | None"]
 
 
-def _vtus_splits(root: Path) -> list[str]:
-    """Split folders ``<split>`` of ``root`` that have a mask folder ``<split>_GT`` beside them."""
-    names = {folder.name for folder in list_dir(root, [])[0]}
-    return natsorted(name for name in names if f"{name}_GT" in names)
-
-
-def _read_vtus(root: Path, splits: list[str], notes: list[Problem]) -> tuple[list[Video], dict[str, list[str]]]:
-    """``<split>/<video>/`` frames with ``<split>_GT/<video>/`` masks; ids ``<split>/<video>``."""
-    found = [(split, paired_videos(root / split, root / f"{split}_GT", notes)) for split in splits]
-    return _read_polyp(found)
-
-
-def _video_number(path: Path) -> int | None:
-    numbers = re.findall(r"\d+", path.stem)
-    return int(numbers[-1]) if numbers else None
-
-
-def _probe(path: Path) -> tuple[int, tuple[float, float] | None, str | None]:
-    """Frame count, ``(row mm, column mm)`` pixel spacing and its source of a video or DICOM file."""
-    from flanet.data.video_io import probe_video
-
-    if not is_dicom_file(path):
-        return probe_video(path).frame_count, None, None
-    info = probe_dicom(path)
-    spacing = None if info.spacing_mm is None else (info.spacing_mm[1], info.spacing_mm[0])  # (x, y) -> (row, column)
-    return info.frame_count, spacing, info.calibration_source
-
-
-def _read_video_files(root: Path, files: list[Path], notes: list[Problem], list_unreadable: bool = False) -> list[Video]:
-    """The videos of video and DICOM files; an unreadable one is refused by name (issue 22 item 6: a folder
-    was read without it), or, with ``list_unreadable`` (``flanet data check``), noted as an error and left out.
+def layout_reader(name: str) -> Reader:
+    """The reader of the registered layout ``name`` (imported now).
 
     Raises:
-        DataError: naming the first unreadable file, unless ``list_unreadable``.
+        ValueError: an unknown layout.
     """
-    videos = []
-    for path in files:
-        try:
-            frame_count, spacing, spacing_source = _probe(path)
-        except DataError as error:
-            if not list_unreadable:
-                raise DataError(f"unreadable video, so the folder cannot be read whole: {error}; repair or "
-                                "remove it (`flanet data check` lists every problem)", path) from error
-            notes.append(Problem("error", path, f"unreadable video: {error}"))
-            continue
-        masks: list[Path | None] = [None] * frame_count
-        mask_dir = root / "masks" / path.stem
-        if mask_dir.is_dir():
-            for mask in list_dir(mask_dir, notes)[1]:
-                index = _video_number(mask)
-                if index is None or not 0 <= index < frame_count:
-                    message = f"mask name gives no frame number in 0..{frame_count - 1}, ignored"
-                    notes.append(Problem("warning", mask, message))
-                else:
-                    masks[index] = mask
-        videos.append(Video(path.stem, [], masks, video_file=path, pixel_spacing=spacing, spacing_source=spacing_source))
-    return videos
+    if name not in LAYOUTS:
+        raise ValueError(f"layout {name!r}: expected one of {', '.join(LAYOUTS)}")
+    module, function = LAYOUTS[name].reader.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
-class MixedFolderError(DataError):
-    """A folder whose loose frames sit beside other videos: no reader can tell which video they are."""
+def _read_layout(root: Path, notes: list[Problem]) -> LayoutRead:
+    """The first registered layout that reads ``root``.
 
-
-def _refuse_mixed_frames(root: Path, loose: list[Path], files: list[Path],
-                         listed: list[tuple[str, list[Path]]]) -> None:
-    """Frames loose in a root that also holds videos or frame folders: which video are they? Refused, named."""
-    if loose and (files or listed):
-        others = [p.name for p in files[:2]] + [f"{name}/" for name, _ in listed[:2]]
-        raise MixedFolderError(f"holds frames directly ({loose[0].name}, ...) beside other videos ({', '.join(others)}, ...): "
-                        "move the loose frames into a folder of their own (one folder per video)", root)
-
-
-def _refuse_shared_ids(root: Path, videos: list[Video]) -> None:
-    """Two inputs giving one video id (``a.mp4`` and ``a.dcm``, or ``a.mp4`` and ``a/``) would share outputs."""
-    seen: dict[str, Video] = {}
-    for video in videos:
-        if video.id in seen:
-            first, second = (v.video_file.name if v.video_file else f"{v.id}/" for v in (seen[video.id], video))
-            raise DataError(f"{first} and {second} both give video id {video.id!r}: rename one", root)
-        seen[video.id] = video
+    Raises:
+        DataError: no layout reads it (the message lists what each expects).
+    """
+    for name in LAYOUTS:
+        found = layout_reader(name)(root, notes)
+        if found is not None:
+            return found
+    expected = [layout.expects for layout in LAYOUTS.values()]
+    raise DataError(f"no known data layout: expected {', '.join(expected)} (see docs/data.md)", root)
 
 
 def discover(root: str | Path, labels_csv: str | Path | None = None, *, list_unreadable: bool = False) -> VideoSet:
@@ -180,63 +99,19 @@ def discover(root: str | Path, labels_csv: str | Path | None = None, *, list_unr
         DataError: naming ``root`` when it is missing or matches no known layout, or a
             malformed labels CSV / split list; naming the file, an unreadable video or DICOM file.
     """
+    from flanet.data.file_layouts import UnreadableVideo
+
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError("not a folder", root)
     notes: list[Problem] = []
-    folder_splits: dict[str, list[str]] = {}
-    coco_files: dict[str, Path] = {}
-    if (root / "img_list").is_dir():
-        layout = "authors"
-        videos = paired_videos(root / "img_list", root / "mask_list", notes)
-        if not (root / "mask_list").is_dir():
-            notes.append(Problem("warning", root / "mask_list", "no mask_list folder: frames have no masks"))
-    elif (root / "images").is_dir() and (root / "labels").is_dir():
-        layout = "buv2022"
-        videos = paired_videos(root / "images", root / "labels", notes)
-    elif (root / "annotations.xml").is_file() or cvat_task_folders(root):
-        layout = "cvat"
-        videos = read_cvat_layout(root, notes)
-    elif (root / "annotations").is_dir() and (root / "images").is_dir():
-        layout = "coco"
-        videos, folder_splits, coco_files = read_coco_layout(root, root / "images", root / "annotations", notes)
-    elif (root / "rawframes").is_dir() and any(root.glob("*.json")):
-        layout = "cva-net"
-        videos, folder_splits, coco_files = read_coco_layout(root, root / "rawframes", root, notes)
-    elif vtus := _vtus_splits(root):
-        layout = "vtus"
-        videos, folder_splits = _read_vtus(root, vtus, notes)
-    elif found := _find_polyp_splits(root, notes):
-        layout = "video-polyp"
-        videos, folder_splits = _read_polyp(found)
-    else:
-        subfolders, loose_images = video_folders(root, [])
-        suffixes = VIDEO_EXTENSIONS | DICOM_SUFFIXES
-        files = [p for p in root.iterdir() if p.suffix.lower() in suffixes and p.is_file()]
-        files = natsorted(files, key=lambda p: p.name)
-        mask_folder = "masks" if files else None  # masks/<video stem>/ of video files is no video
-        listed = [(name, frames) for name, folder in subfolders if name != mask_folder
-                  for frames in [list_dir(folder, notes)[1]] if frames]
-        _refuse_mixed_frames(root, loose_images, files, listed)
-        if loose_images:  # the root itself is one video's frames
-            listed = [(root.name, loose_images)]
-        if files or listed:
-            dicom = all(p.suffix.lower() in DICOM_SUFFIXES for p in files)
-            layout = ("mixed" if files and listed else "frame-folders" if listed
-                      else "dicom" if dicom else "video-files")
-            videos = _read_video_files(root, files, notes, list_unreadable) + [Video(name, frames, [None] * len(frames))
-                                                              for name, frames in listed]
-            _refuse_shared_ids(root, videos)
-        else:
-            raise DataError(
-                "no known data layout: expected img_list/ + mask_list/ (authors), images/ + labels/ (BUV2022), "
-                "<split>/Frame/<case> + <split>/GT/<case> (video polyp), annotations.xml + images/ (CVAT), "
-                "annotations/*.json + images/ (COCO), rawframes/ + *.json (CVA-Net), <split>/ + <split>_GT/ (VTUS), "
-                "video files (.mp4/.avi), DICOM cine files (.dcm), "
-                "or one folder of frames per video (see docs/data.md)",
-                root,
-            )
-    videos = natsorted(videos, key=lambda video: video.id) if layout not in ("video-polyp", "vtus") else videos
+    layout, videos, folder_splits, coco_files, keep_order = _read_layout(root, notes)
+    unreadable = [note for note in notes if isinstance(note, UnreadableVideo)]
+    if unreadable and not list_unreadable:  # issue 22 item 6: a folder was read without it
+        raise DataError(f"unreadable video, so the folder cannot be read whole: {unreadable[0].reason}; repair or "
+                        "remove it (`flanet data check` lists every problem)", unreadable[0].path)
+    folder_splits, coco_files = folder_splits or {}, coco_files or {}
+    videos = videos if keep_order else natsorted(videos, key=lambda video: video.id)
     if (root / "bbox.json").is_file():
         read_bbox_json(root / "bbox.json", videos, notes)
     list_splits, split_files = read_split_lists(root)

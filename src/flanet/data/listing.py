@@ -49,6 +49,12 @@ def list_dir(folder: Path, notes: list[Problem]) -> tuple[list[Path], list[Path]
     return natsorted(folders, key=lambda p: p.name), natsorted(images, key=lambda p: p.name)
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, natural order (``frame_2`` before ``frame_10``): one video's
+    frames, listed as every layout lists them (:func:`list_dir`: hidden and stray system files left out)."""
+    return list_dir(folder, [])[1]
+
+
 def match_masks(video_id: str, frames: list[Path], mask_dir: Path | None, notes: list[Problem]) -> list[Path | None]:
     """Pair each frame with the mask of the same file stem in ``mask_dir``."""
     if mask_dir is None or not mask_dir.is_dir():

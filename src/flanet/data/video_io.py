@@ -1,7 +1,8 @@
-"""Reading video files (mp4, avi, ...) and folders of frames, one frame at a time.
+"""Reading video files (mp4, avi, ...) and folders of frames, one frame at a time; the suffixes of video files.
 
 Frames come out as uint8 RGB ``(H, W, 3)``. Decoding uses OpenCV's FFmpeg backend; DICOM cine
-files (``.dcm``) are decoded by pydicom (:mod:`flanet.data.dicom`).
+files (``.dcm``) are decoded by pydicom (:mod:`flanet.data.dicom`). Callers read a video through
+:class:`flanet.data.Video` (``iter_frames``, ``read_frame``, ``info``), which calls these.
 """
 
 from __future__ import annotations
@@ -13,23 +14,48 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from natsort import natsorted
 from pydicom.dataset import Dataset
 
-from flanet.data.dicom import is_dicom_file, iter_dicom_frames, probe_dicom, read_dicom, read_dicom_frame
+from flanet.data.dicom import (
+    DICOM_SUFFIXES,
+    DicomInfo,
+    is_dicom_file,
+    iter_dicom_frames,
+    probe_dicom,
+    read_dicom,
+    read_dicom_frame,
+)
 from flanet.data.errors import DataError
-from flanet.data.images import is_image_file, read_image
+from flanet.data.images import read_image
 
 log = logging.getLogger(__name__)
 
+#: Containers OpenCV's FFmpeg backend decodes (by content: the suffix only says which files are videos).
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+#: Every suffix a video file is listed by in a folder: the containers and DICOM cines.
+VIDEO_FILE_SUFFIXES: frozenset[str] = VIDEO_EXTENSIONS | DICOM_SUFFIXES
+
+
+def is_video_file(path: Path) -> bool:
+    """True for a file named as a video or DICOM cine, or a suffix-less file with DICOM's ``DICM`` marker."""
+    return path.suffix.lower() in VIDEO_FILE_SUFFIXES or is_dicom_file(path)
+
 
 class VideoInfo(NamedTuple):
-    """What a video file says about itself (``frame_count`` is the container's count)."""
+    """What a video says about itself.
+
+    Attributes:
+        fps: the stated frame rate, 0.0 when it states none (a frame list, a container without one).
+        frame_count: the container's (or header's) count of frames, 0 when unknown; a frame list's length.
+        width, height: the frame size in pixels.
+        dicom: a DICOM cine's header (region, calibration, burned-in text, withheld tags), else None.
+    """
 
     fps: float
     frame_count: int
     width: int
     height: int
+    dicom: DicomInfo | None = None
 
 
 def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture]:
@@ -53,7 +79,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     """
     if is_dicom_file(Path(path)):
         dicom = probe_dicom(path)
-        return VideoInfo(dicom.fps or 0.0, dicom.frame_count, dicom.width, dicom.height)
+        return VideoInfo(dicom.fps or 0.0, dicom.frame_count, dicom.width, dicom.height, dicom)
     path, capture = _open(path)
     try:
         info = VideoInfo(
@@ -80,8 +106,9 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     """
     path = Path(path)
     if path.is_dir():
-        frames = [p for p in path.iterdir() if is_image_file(p) and not p.name.startswith(".")]
-        frames = natsorted(frames, key=lambda p: p.name)
+        from flanet.data.listing import frame_files
+
+        frames = frame_files(path)
         if not frames:
             raise DataError("folder holds no image frames", path)
         for frame in frames:

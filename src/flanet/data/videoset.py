@@ -1,11 +1,11 @@
-"""The in-memory description of a video data set: :class:`Video` (which also reads its frames) and :class:`VideoSet`."""
+"""The in-memory description of a video data set: :class:`Video` (the one frame reader) and :class:`VideoSet`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -13,8 +13,9 @@ from flanet.data.errors import DataError, Problem
 from flanet.data.splits import split_alias
 
 if TYPE_CHECKING:
+    from flanet.data.dicom import DicomInfo
     from flanet.data.rle import EncodedMask
-    from flanet.data.video_io import VideoFrameReader
+    from flanet.data.video_io import VideoFrameReader, VideoInfo
 
 BBox = tuple[float, float, float, float]
 
@@ -49,7 +50,12 @@ def check_unique_stems(frames: list[Path]) -> None:
 
 @dataclass
 class Video:
-    """One video: its frames in natural order and the matching masks.
+    """One video: its frames in natural order and the matching masks; the one reader of its frames.
+
+    A video is a file (a container OpenCV decodes, or a DICOM cine) or a list of frame images; only this
+    class tells them apart. Training, evaluation and ``flanet predict`` read frames through it
+    (:meth:`iter_frames`, :meth:`read_frame`, :attr:`frame_names`) and what the source says about itself
+    (frame rate, frame count, size, a DICOM's header) through :attr:`info`.
 
     Attributes:
         id: video id, unique in its set (e.g. ``"case12"`` or ``"TrainDataset/case1_1"``).
@@ -78,9 +84,50 @@ class Video:
     pixel_spacing: tuple[float, float] | None = None
     spacing_source: str | None = None
     lesion_free: list[bool] | None = None
+    _info: VideoInfo | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_unique_stems([Path(frame) for frame in self.frames])
+
+    @classmethod
+    def from_file(cls, path: Path, video_id: str | None = None) -> Video:
+        """The video of a file (video container or DICOM cine), probed once: one ``None`` mask per frame it
+        declares, a DICOM's calibration as ``pixel_spacing``.
+
+        Raises:
+            DataError: a missing, empty or unreadable file.
+        """
+        from flanet.data.video_io import probe_video
+
+        info = probe_video(path)
+        dicom = info.dicom
+        spacing = None if dicom is None or dicom.spacing_mm is None else (dicom.spacing_mm[1], dicom.spacing_mm[0])
+        return cls(video_id or path.stem, [], [None] * info.frame_count, video_file=path, pixel_spacing=spacing,
+                   spacing_source=None if dicom is None else dicom.calibration_source, _info=info)
+
+    @property
+    def info(self) -> VideoInfo:
+        """What the video says about itself (frame rate, frame count, size, a DICOM's header), read once.
+
+        A frame list states no frame rate (0.0); its size is its first frame's.
+
+        Raises:
+            DataError: an unreadable file or first frame.
+        """
+        if self._info is None:
+            from flanet.data.video_io import VideoInfo, probe_video
+
+            if self.video_file is not None:
+                self._info = probe_video(self.video_file)
+            else:
+                height, width = self.read_frame(0).shape[:2] if self.frames else (0, 0)
+                self._info = VideoInfo(0.0, len(self.frames), width, height)
+        return self._info
+
+    @property
+    def dicom(self) -> DicomInfo | None:
+        """A DICOM cine's header (regions, calibration, burned-in text), None for any other video."""
+        return self.info.dicom if self.video_file is not None else None
 
     @property
     def num_frames(self) -> int:
@@ -95,8 +142,11 @@ class Video:
     @property
     def frame_names(self) -> list[str]:
         """Each frame's name (:func:`frame_name`): its file's stem, or its 1-based number for decoded frames."""
-        stems = [path.stem for path in self.frames] if self.video_file is None else None
-        return [frame_name(stems, index) for index in range(self.num_frames)]
+        return [self.frame_name(index) for index in range(self.num_frames)]
+
+    def frame_name(self, index: int) -> str:
+        """The name of frame ``index`` (:func:`frame_name`): its file's stem, or its 1-based number for decoded frames."""
+        return Path(self.frames[index]).stem if self.video_file is None else frame_name(None, index)
 
     def iter_frames(self, last: int | None = None) -> Iterator[np.ndarray]:
         """RGB uint8 frames ``0..last`` (every frame by default) in order, decoded one at a time.
@@ -139,6 +189,24 @@ class Video:
     def known_mask(self, index: int) -> bool:
         """Whether frame ``index``'s mask is known: it has one, or it is annotated lesion-free (empty mask)."""
         return self.masks[index] is not None or (self.lesion_free is not None and self.lesion_free[index])
+
+
+class LayoutRead(NamedTuple):
+    """What the reader of a layout found in a root (:data:`flanet.data.layouts.LAYOUTS`).
+
+    Attributes:
+        layout: the layout's name (``VideoSet.layout``).
+        videos: the videos; sorted by id in natural order unless ``keep_order``.
+        splits: video ids per split that the layout's folders or files give (split lists take precedence).
+        split_files: the file or folder each of those splits was read from.
+        keep_order: the reader's order is the set's (split folders one after the other).
+    """
+
+    layout: str
+    videos: list[Video]
+    splits: dict[str, list[str]] | None = None
+    split_files: dict[str, Path] | None = None
+    keep_order: bool = False
 
 
 @dataclass

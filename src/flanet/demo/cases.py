@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flanet.data import ClipDataset, VideoSet, read_image, read_mask
+from flanet.data import ClipDataset, VideoSet, read_mask
 from flanet.demo.figures import CaseFrame
 
 
@@ -105,7 +105,7 @@ def build_cases(
         kind = kinds.get((video_id, frame), "none")
         cases.append(CaseFrame(
             title=f"{reason}\n{video_id}/{frame}\nframe kind: {'normal' if kind == 'none' else kind}\nDice: {scores}",
-            rgb=read_image(video.frames[position]),
+            rgb=video.read_frame(position),
             gt=read_mask(video.masks[position]),  # type: ignore[arg-type]
             probs={label: maps[label][k][0] for label in models},
             heatmap=maps[first][k][1],

@@ -46,10 +46,10 @@ from flanet.evaluation.spacing import GivenSpacing, as_pairs, resolve_spacing
 from flanet.evaluation.spacing import annotate as annotate_spacing
 from flanet.evaluation.viewer import ViewerCollector
 from flanet.fileio import atomic_write_text, mark_complete, mark_incomplete, prepare_output_folder
-from flanet.inference.core.settings import resolve_image_size, trained_edge
 from flanet.metrics.names import DIAGNOSIS_KEY
 from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
+from flanet.models.trained import load_trained, resolve_image_size
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def evaluate_model(
     ``mode``: ``clips`` (batched clips), ``stream`` (FLA-Net: each frame encoded once) or ``auto``
     (fewer encoder passes); see :mod:`flanet.evaluation.model_predictions`. ``image_size``: None runs the model
     at the size it was trained at (a checkpoint's), else the paper's 352, as ``flanet predict``
-    (:func:`~flanet.inference.core.settings.resolve_image_size`). ``pixel_spacing``: ``(row mm,
+    (:func:`~flanet.models.trained.resolve_image_size`). ``pixel_spacing``: ``(row mm,
     column mm)`` for every video, or ``{video id: (row mm, column mm)}``, for the localisation error in
     millimetres; a video whose file carries a calibration (DICOM) keeps its own. ``not_held_out``: why
     the scored videos are not a held-out test set (stated at the top of ``table.md``), or ``""``.
@@ -317,10 +317,8 @@ def evaluate_checkpoint(
     Raises:
         SplitError: the videos to score are not held out for this checkpoint.
     """
-    from flanet.models.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(checkpoint, map_location="cpu")
-    training_edge = trained_edge(loaded.metadata, str(checkpoint))  # refuses a normalisation flanet does not apply
+    trained = load_trained(checkpoint)  # refuses a normalisation flanet does not apply
+    loaded, training_edge = trained.loaded, trained.edge
     record = record_from_metadata(loaded.metadata)
     video_set = with_held_out_test(discover(data), record)
     scored = video_set.subset(resolve_split(video_set, split))
@@ -330,7 +328,7 @@ def evaluate_checkpoint(
                          "score them anyway (the table then says so)", checkpoint)
     if not_held_out:
         log.warning("NOT HELD OUT: %s", not_held_out)
-    check_image_size(loaded.model, resolve_image_size(image_size, loaded.model.trained_image_size))  # before the output folder is touched
+    trained.image_size(image_size)  # a size the model cannot take is refused before the output folder is touched
     if out is not None:
         prepare_output_folder(out, "evaluate", inputs=[video_set.root, checkpoint], reuse=True)
     return evaluate_model(

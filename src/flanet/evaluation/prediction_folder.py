@@ -20,7 +20,6 @@ import numpy as np
 from flanet.data import Video, read_mask
 from flanet.data.images import binarise_mask, is_palette_png, read_bytes, read_mask_values
 from flanet.data.rle import EncodedMask
-from flanet.data.videoset import frame_name as stem_name
 from flanet.evaluation.detection import annotated_boxes, box_masks
 
 PREDICTION_SUFFIX = ".png"
@@ -29,7 +28,7 @@ CHUNK_FRAMES = 16
 
 def frame_name(video: Video, index: int) -> str:
     """Name (without suffix) of the prediction of frame ``index``: :func:`flanet.data.videoset.frame_name`."""
-    return stem_name([path.stem for path in video.frames] if video.frames else None, index)
+    return video.frame_name(index)
 
 
 def scored_indices(video: Video, boxes: bool = False) -> list[int]:

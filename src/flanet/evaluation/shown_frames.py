@@ -13,16 +13,14 @@ Ultrasound scanners draw the patient's name, ID and date into the image outside 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from flanet.data import Video, read_image
+from flanet.data import Video
 from flanet.data.deidentify import blank_outside
-from flanet.data.dicom import Region, is_dicom_file, probe_dicom
+from flanet.data.dicom import Region
 from flanet.data.video_io import VideoFrameReader
 
 
@@ -39,18 +37,10 @@ class Blanking:
 AS_DECLARED = Blanking()
 
 
-@functools.lru_cache(maxsize=64)
-def _dicom_regions(path: Path) -> tuple[tuple[Region, ...], bool]:
-    """A file's ultrasound regions and whether it declares burned-in annotation (none, False: not DICOM)."""
-    if not is_dicom_file(path):
-        return (), False
-    info = probe_dicom(path)
-    return info.regions, bool(info.burned_in)
-
-
 def regions_to_keep(video: Video, blanking: Blanking = AS_DECLARED) -> tuple[Region, ...] | None:
     """None: the frames are shown whole; else the regions kept (empty: nothing, the frame is black)."""
-    own, declared = _dicom_regions(Path(video.video_file)) if video.video_file is not None else ((), False)
+    dicom = video.dicom  # the header discover read (flanet.data.Video.info); None for other videos
+    own, declared = ((), False) if dicom is None else (dicom.regions, bool(dicom.burned_in))
     given = () if blanking.keep_region is None else (Region(*blanking.keep_region),)
     if not (declared or blanking.blank_always or given):
         return None
@@ -58,8 +48,8 @@ def regions_to_keep(video: Video, blanking: Blanking = AS_DECLARED) -> tuple[Reg
 
 
 def read_shown_frame(video: Video, index: int, reader: VideoFrameReader, blanking: Blanking = AS_DECLARED) -> np.ndarray:
-    """Frame ``index`` as RGB, blanked as the module docstring says."""
-    rgb = read_image(video.frames[index]) if video.video_file is None else reader.read(video.video_file, index)
+    """Frame ``index`` as RGB (:meth:`flanet.data.Video.read_frame`), blanked as the module docstring says."""
+    rgb = video.read_frame(index, reader)
     keep = regions_to_keep(video, blanking)
     if keep is None:
         return rgb

@@ -34,12 +34,13 @@ import torch.nn.functional as F
 from flanet.data import to_model_input
 from flanet.inference.core.in_flight import pipelined_predictions
 from flanet.inference.core.overlap import read_ahead
-from flanet.inference.core.settings import SegmenterSettings, resolve_image_size, trained_edge
+from flanet.inference.core.settings import SegmenterSettings, resolve_image_size
 from flanet.inference.runtimes import runner_class
 from flanet.inference.runtimes.base import Runner
 from flanet.models.checkpoint import LoadedDiagnosis
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_image_size
+from flanet.models.trained import load_trained
 from flanet.models.windows import CausalWindows
 from flanet.threads import AdaptiveThreads
 
@@ -180,17 +181,14 @@ class VideoSegmenter:
             flanet.models.CheckpointError: a missing, unsafe or damaged checkpoint.
             ValueError: as :class:`VideoSegmenter`, or a normalisation flanet does not apply.
         """
-        from flanet.models.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(path, map_location="cpu")
-        edge = trained_edge(loaded.metadata, str(path))
+        trained = load_trained(path)
         # nobody else holds the loaded model: the runtime may change it instead of copying it (BatchNorm folding)
         settings = dataclasses.replace(settings or SegmenterSettings(), own_model=True)
-        segmenter = cls(loaded.model, settings=settings, **options)
-        segmenter.diagnosis = loaded.diagnosis
-        if edge not in (None, "causal"):
+        segmenter = cls(trained.loaded.model, settings=settings, **options)
+        segmenter.diagnosis = trained.loaded.diagnosis
+        if trained.edge not in (None, "causal"):
             log.info("%s was trained with edge=%r; streaming repeats the first frame at a video's start (causal), "
-                     "which changes only the first %d frame(s)", path, edge, segmenter.num_frames - 1)
+                     "which changes only the first %d frame(s)", path, trained.edge, segmenter.num_frames - 1)
         return segmenter
 
     @classmethod

@@ -28,10 +28,11 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from flanet.data import read_mask
+from flanet.data.listing import frame_files
 from flanet.data.rle import encode_coco, encode_cvat
 from flanet.data.videoset import frame_name
 from flanet.fileio import atomic_write_bytes, atomic_write_text
-from flanet.inference.runs.sources import VideoSource, image_files
+from flanet.inference.runs.sources import VideoSource
 
 __all__ = ["EXPORT_FORMATS", "LESION_LABEL", "export_frames", "export_video", "write_annotation_exports",
            "coco_document", "cvat_document"]
@@ -50,7 +51,7 @@ def export_frames(source: VideoSource, count: int) -> list[tuple[str, str]]:
     """
     if source.frame_names is None:
         return [(frame_name(None, index), f"frame_{index:06d}.png") for index in range(count)]
-    files = {path.stem: path.name for path in image_files(source.location)} if source.location.is_dir() else {}
+    files = {path.stem: path.name for path in frame_files(source.location)} if source.location.is_dir() else {}
     return [(name, files.get(name, f"{name}.png")) for name in source.frame_names[:count]]
 
 

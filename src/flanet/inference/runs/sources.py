@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from natsort import natsorted
 
 from flanet.data import DataError, Video, discover
-from flanet.data.dicom import DicomInfo, is_dicom_file, iter_dicom_frames, probe_dicom
-from flanet.data.images import is_image_file
-from flanet.data.layouts import VIDEO_EXTENSIONS, MixedFolderError
-from flanet.data.video_io import iter_video_frames, probe_video
-from flanet.data.videoset import check_unique_stems
+from flanet.data.dicom import DicomInfo
+from flanet.data.file_layouts import MixedFolderError
+from flanet.data.listing import frame_files
+from flanet.data.video_io import VIDEO_EXTENSIONS, is_video_file
 
 __all__ = ["VideoSource", "resolve_sources"]
 
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class VideoSource:
-    """One video to segment, decoded lazily one frame at a time.
+    """One video to segment: a :class:`~flanet.data.Video` (the one frame reader) and what predict adds to it.
 
     Attributes:
         id: name used for the output sub-folder (the video id or the input's stem).
@@ -34,7 +31,7 @@ class VideoSource:
         frame_count: number of frames if known in advance (progress bar), else None.
         frame_names: file stem of every frame for frame folders (names of the mask PNGs),
             or None for video files (masks are then numbered).
-        dicom: what a DICOM cine's header says (region, calibration, withheld tags), else None.
+        video: the video, which decodes the frames lazily one at a time.
     """
 
     id: str
@@ -42,54 +39,33 @@ class VideoSource:
     fps: float
     frame_count: int | None
     frame_names: list[str] | None
-    _open: Callable[[], Iterator[np.ndarray]] = field(repr=False)
-    dicom: DicomInfo | None = None
+    video: Video = field(repr=False)
+
+    @property
+    def dicom(self) -> DicomInfo | None:
+        """What a DICOM cine's header says (region, calibration, withheld tags), else None."""
+        return self.video.dicom
 
     def frames(self) -> Iterator[np.ndarray]:
         """Iterate the RGB uint8 (H, W, 3) frames, one decoded at a time."""
-        return self._open()
+        return self.video.iter_frames()
 
 
-def _dicom_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
-    info = probe_dicom(path)  # DataError for unreadable / truncated files; frames are decoded lazily
-    for problem in info.problems:  # header values set aside (region, calibration, rate), named
-        log.warning("%s: %s", path, problem)
-    if info.fps is None:
-        log.warning("%s states no frame rate (FrameTime, CineRate, RecommendedDisplayFrameRate); "
-                    "using %g frames/s (--fps)", path, default_fps)
-    fps = info.fps or default_fps
-    return VideoSource(video_id, path, fps, info.frame_count, None, lambda: iter_dicom_frames(path), info)
-
-
-def _video_file_source(path: Path, video_id: str, default_fps: float) -> VideoSource:
-    if is_dicom_file(path):
-        return _dicom_source(path, video_id, default_fps)
-    info = probe_video(path)  # DataError for unreadable / zero-byte files
-    fps = float(info.fps) if info.fps and info.fps > 0 else default_fps
-    count = int(info.frame_count) if info.frame_count and info.frame_count > 0 else None
-    return VideoSource(video_id, path, fps, count, None, lambda: iter_video_frames(path))
-
-
-def _frame_list_source(frames: list[Path], video_id: str, location: Path, fps: float) -> VideoSource:
-    check_unique_stems(frames)
-    video = Video(video_id, frames, [None] * len(frames))
-    return VideoSource(video_id, location, fps, len(frames), video.frame_names, video.iter_frames)
-
-
-def _dataset_video_source(video: Video, root: Path, fps: float) -> VideoSource:
-    if video.video_file is not None:
-        return _video_file_source(Path(video.video_file), video.id, fps)
-    location = Path(video.frames[0]).parent if video.frames else root
-    return VideoSource(video.id, location, fps, len(video.frames), video.frame_names, video.iter_frames)
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, in natural order (frame_2 before frame_10)."""
-    files = [
-        p for p in folder.iterdir()
-        if p.is_file() and is_image_file(p) and not p.name.startswith(".")
-    ]
-    return natsorted(files, key=lambda p: p.name)
+def _source(video: Video, location: Path, default_fps: float) -> VideoSource:
+    """The source of ``video``: a frame list at ``default_fps``; a file at its stated rate (DICOM header values
+    set aside are logged), else ``default_fps``."""
+    if video.video_file is None:
+        return VideoSource(video.id, location, default_fps, len(video.frames), video.frame_names, video)
+    info = video.info  # DataError for unreadable / truncated files; frames are decoded lazily
+    if info.dicom is not None:
+        for problem in info.dicom.problems:  # header values set aside (region, calibration, rate), named
+            log.warning("%s: %s", video.video_file, problem)
+        if info.dicom.fps is None:
+            log.warning("%s states no frame rate (FrameTime, CineRate, RecommendedDisplayFrameRate); "
+                        "using %g frames/s (--fps)", video.video_file, default_fps)
+    fps = float(info.fps) if info.fps > 0 else default_fps
+    count = info.frame_count if info.frame_count > 0 else None
+    return VideoSource(video.id, Path(video.video_file), fps, count, None, video)
 
 
 def is_frame_folder(path: Path) -> bool:
@@ -98,7 +74,7 @@ def is_frame_folder(path: Path) -> bool:
     A data set root holding a stray image (e.g. the contact sheet of ``flanet data synth``) next to
     ``img_list/``, ``images/``, split folders or video files is a data set, not a frame folder.
     """
-    if not path.is_dir() or not image_files(path):
+    if not path.is_dir() or not frame_files(path):
         return False
     try:
         return discover(path).layout == "frame-folders"  # loose frames at the root make it one video
@@ -126,17 +102,18 @@ def resolve_sources(input_path: Path, fps: float = 25.0, split: str | None = Non
     if not path.exists():
         raise FileNotFoundError(f"{path}: input does not exist")
     if path.is_file():
-        if path.suffix.lower() not in VIDEO_EXTENSIONS and not is_dicom_file(path):
+        if not is_video_file(path):
             raise ValueError(
                 f"{path}: unsupported input file type {path.suffix!r}; give a video "
                 f"({', '.join(sorted(VIDEO_EXTENSIONS))}), a DICOM cine (.dcm), a folder of frames or a dataset root"
             )
-        return [_video_file_source(path, path.stem, fps)]
+        return [_source(Video.from_file(path), path, fps)]
     if split is None and is_frame_folder(path):
-        return [_frame_list_source(image_files(path), path.name, path, fps)]
+        frames = frame_files(path)
+        return [_source(Video(path.name, frames, [None] * len(frames)), path, fps)]
     video_set = discover(path)
     videos = video_set.subset(split) if split else list(video_set.videos)
     if not videos:
         where = f"split {split!r} of " if split else ""
         raise ValueError(f"{path}: {where}dataset holds no videos")
-    return [_dataset_video_source(video, path, fps) for video in videos]
+    return [_source(video, Path(video.frames[0]).parent if video.frames else path, fps) for video in videos]

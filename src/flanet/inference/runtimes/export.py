@@ -204,18 +204,20 @@ def export_model(model: VideoSegmentationModel, out: Path, fmt: str = "onnx", im
 
 def export_checkpoint(checkpoint: str | Path, out: Path, fmt: str = "onnx", image_size: int | None = None,
                       parts: str = "all") -> dict[str, Any]:
-    """Load a flanet checkpoint safely and :func:`export_model` it (at its training size unless ``image_size``).
+    """Load a flanet checkpoint as :meth:`~flanet.inference.VideoSegmenter.from_checkpoint` does
+    (:func:`~flanet.models.trained.load_trained`) and :func:`export_model` it, at its training size unless
+    ``image_size`` (another size is exported with a warning).
 
     Raises:
-        ValueError: ``out`` (or a file written beside it) is the checkpoint (issue 22 item 3).
+        ValueError: ``out`` (or a file written beside it) is the checkpoint (issue 22 item 3), or the checkpoint
+            records an input normalisation flanet does not apply (the manifest states ImageNet's).
     """
-    from flanet.models.checkpoint import load_checkpoint
+    from flanet.models.trained import load_trained
 
     target, source = Path(out).resolve(), Path(checkpoint).resolve()
     if source in (target, target.with_suffix(".json")) or (
             source.parent == target.parent and source.name.startswith(f"{target.stem}-")):
         raise ValueError(f"{out}: the export would overwrite the checkpoint {checkpoint} it reads; choose another --out")
-    loaded = load_checkpoint(checkpoint, map_location="cpu")
-    size = image_size or loaded.model.trained_image_size or IMAGE_SIZE
-    return export_model(loaded.model, out, fmt=fmt, image_size=size, parts=parts,
+    trained = load_trained(checkpoint)
+    return export_model(trained.loaded.model, out, fmt=fmt, image_size=trained.image_size(image_size), parts=parts,
                         extra={"checkpoint": str(checkpoint)})
