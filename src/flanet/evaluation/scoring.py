@@ -254,7 +254,8 @@ class EvaluationScorer:
                 lambda w: standard.summary_from_sums(sums, counts, w), len(videos), num_resamples, level, seed
             ).items() if k in HEADLINE_STANDARD
         }
-        scored = [(v, s) for v, s in self._sequences.items() if s is not None]
+        # in video order, not in the order the scoring workers finished: the bootstrap draws weights by position
+        scored = [(v, self._sequences[v]) for v in videos if self._sequences.get(v) is not None]
         vps_summary: dict[str, float] = {}
         if scored:
             stacked = vps.stack_sequences([s for _, s in scored])
