@@ -14,6 +14,7 @@ from flanet.cli import main
 from flanet.data import ClipDataset, DataError, discover
 from flanet.data.check import check_dataset
 from flanet.data.synth import CONTACT_SHEET, generate_dataset
+from flanet.data.synth_render import _lesion_mask, plan_video
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,25 @@ def test_lesion_is_hypoechoic_except_in_hard_frames(synth_root):
     assert np.median(contrast["hard"]) < 0.4 * np.median(contrast["normal"])
     hard_first = [row for row in rows if row["hard"] != "none" and int(row["frame"][:5]) < 2]
     assert not hard_first  # the first two frames of a video are always easy
+
+
+def _largest_lesion_height_over_width(plan, frames: int, size: int) -> float:
+    masks = np.stack([_lesion_mask(plan, index, size) > 0.5 for index in range(frames)])  # (T, S, S)
+    largest = masks[int(masks.sum((1, 2)).argmax())]
+    rows, cols = np.nonzero(largest)
+    return (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
+
+
+def test_malignant_lesions_are_taller_than_wide_and_benign_ones_wider():
+    """BI-RADS orientation (issue 30 item 4): "not parallel" (taller than wide) is a malignant cue."""
+    ratios: dict[bool, list[float]] = {True: [], False: []}
+    for seed in range(40):
+        plan = plan_video(np.random.default_rng(seed), 20, 128)
+        ratios[plan.malignant].append(_largest_lesion_height_over_width(plan, 20, 128))
+    malignant, benign = np.array(ratios[True]), np.array(ratios[False])
+    assert len(malignant) >= 8 and len(benign) >= 8
+    assert (malignant > 1).mean() >= 0.85 and np.median(malignant) > 1.15  # measured on the drawn masks
+    assert (benign < 1).all()
 
 
 def test_clip_dataset_on_synthetic_data(synth_root):

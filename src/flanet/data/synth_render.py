@@ -98,7 +98,7 @@ def plan_video(rng: np.random.Generator, frames: int, size: int) -> VideoPlan:
     parts = rng.standard_normal((2, height, width, 2), dtype=np.float32) * np.float32(0.7071)
     scatter = parts.view(np.complex64)[..., 0]  # (2, Hw, Ww) unit-variance circular complex Gaussian
     radius = rng.uniform(0.11, 0.17) * size
-    aspect = rng.uniform(0.8, 1.15) if malignant else rng.uniform(0.5, 0.75)  # axial / lateral
+    aspect = rng.uniform(1.2, 1.5) if malignant else rng.uniform(0.5, 0.75)  # axial / lateral: taller / wider than tall
     orders = np.arange(2, 15 if malignant else 6)
     amps = rng.uniform(0, 1, orders.size) * (0.25 if malignant else 0.08) / np.sqrt(orders)
     offset = rng.uniform(-0.6, 0.6) if rng.random() < 0.3 else 0.0  # some videos sweep off the lesion
