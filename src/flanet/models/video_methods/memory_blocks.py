@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flanet.models.image_methods.base import resize
+
 
 class ResBlock(nn.Module):
     """Pre-activation residual block of two 3x3 convs (STM's ``ResBlock``), with a 3x3 projection when widths differ."""
@@ -41,7 +43,7 @@ class Refine(nn.Module):
 
     def forward(self, skip: Tensor, coarse: Tensor) -> Tensor:
         s = self.skip(skip)
-        return self.merge(s + F.interpolate(coarse, size=s.shape[-2:], mode="bilinear", align_corners=False))
+        return self.merge(s + resize(coarse, s.shape[-2:]))
 
 
 class MemoryDecoder(nn.Module):

@@ -37,6 +37,7 @@ from flanet.models.image_methods.base import TimmLevels, resize
 from flanet.models.memory import MemoryOptions, MemoryVideoModel
 from flanet.models.outputs import SegmentationOutput
 from flanet.models.registry import ModelInfo, PaperRow, register_model
+from flanet.models.video_methods.memory_blocks import KeyValue, Refine, ResBlock
 from flanet.models.weights import load_encoder_weights
 
 
@@ -67,43 +68,6 @@ class STMOptions(MemoryOptions):
     memory_size: int = 8
     memory_every: int = 5
     memory_first: bool = True
-
-
-class ResBlock(nn.Module):
-    """Pre-activation residual block of the decoder (two 3x3 convolutions)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
-class Refine(nn.Module):
-    """Refinement module: a skip map compressed and refined, plus the upsampled coarser map, refined."""
-
-    def __init__(self, skip_channels: int, channels: int) -> None:
-        super().__init__()
-        self.skip = nn.Sequential(nn.Conv2d(skip_channels, channels, 3, padding=1), ResBlock(channels))
-        self.merge = ResBlock(channels)
-
-    def forward(self, skip: Tensor, coarse: Tensor) -> Tensor:
-        s = self.skip(skip)
-        return self.merge(s + resize(coarse, s.shape[-2:]))
-
-
-class KeyValue(nn.Module):
-    """Key and value embeddings of a res4 map (two 3x3 convolutions, Sec. 3.1)."""
-
-    def __init__(self, in_channels: int, key_channels: int, value_channels: int) -> None:
-        super().__init__()
-        self.key = nn.Conv2d(in_channels, key_channels, 3, padding=1)
-        self.value = nn.Conv2d(in_channels, value_channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.key(x), self.value(x)
 
 
 def memory_read(query_key: Tensor, memory_keys: Tensor, memory_values: Tensor) -> Tensor:
