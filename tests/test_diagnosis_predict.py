@@ -50,3 +50,35 @@ def test_predict_writes_the_running_estimate_and_the_video_estimate(headed_check
     assert table[0]["video"] == "clip" and set(table[0]) == {"video", "pathology_probability", "pathology_positive",
                                                              "top_frames"}
     assert np.isclose(float(table[0]["pathology_probability"]), found["labels"]["pathology"]["probability"], atol=1e-4)
+
+
+def test_predict_viewer_plots_the_attention_over_frames_in_chromium(headed_checkpoint, tmp_path):
+    """Issue 30 item 2: the attention over frames, which the viewer can show (a curve on its plot)."""
+    from selenium.webdriver.common.by import By
+
+    from test_viewer import _browser
+
+    folder = tmp_path / "data" / "clip"
+    folder.mkdir(parents=True)
+    for index, frame in enumerate(_disc_frames(5, 64, 64)):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), frame[..., ::-1])
+    out = predict_to_folder(headed_checkpoint, folder, tmp_path / "pred", progress=False, device="cpu")
+    page = (out / "viewer.html").read_text(encoding="utf-8")
+    frames = json.loads(page.split('id="viewer-data">')[1].split("</script>")[0])["videos"][0]["frames"]
+    loaded = load_checkpoint(headed_checkpoint)
+    batch = diagnose_videos(loaded.model, loaded.diagnosis.head, discover(tmp_path / "data").videos, 64,
+                            torch.device("cpu"))[0]
+    expected = dict(zip(batch.frames, batch.attention))
+    assert [f["attention"] for f in frames] == pytest.approx([expected[f["index"]] for f in frames], abs=1e-4)
+    assert max(f["attention"] for f in frames) > 0.3  # far from uniform (0.2): the curve has a peak
+    browser = _browser()
+    try:
+        browser.get((out / "viewer.html").as_uri())
+        assert "diagnosis attention" in browser.find_element(By.ID, "info").text
+        plot = browser.find_element(By.ID, "plot").screenshot_as_png
+        bgr = cv2.imdecode(np.frombuffer(plot, np.uint8), cv2.IMREAD_COLOR).astype(int)
+        purple = (np.abs(bgr - np.array([0xbd, 0x67, 0x94])).max(axis=2) < 40).sum()  # '#9467bd' in BGR
+        assert purple > 50  # the attention curve and its label are drawn
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        browser.quit()

@@ -61,6 +61,7 @@ class _Frame:
     heat: str | None
     position: int  # among every frame offered to the collector (for the stride)
     img: str | None = None  # the frame's JPEG, when it was given with the overlays
+    attention: float | None = None  # the diagnosis head's attention weight of the frame (flanet predict)
 
     @property
     def size(self) -> int:
@@ -232,6 +233,11 @@ class ViewerCollector:
             self.add_frame(video, names[i], indices[i], None, prob[i] > 127,
                            None if gt is None else gt[i], None if heatmap is None else heatmap[i], position=first + int(i))
 
+    def set_attention(self, video: str, weights: dict[int, float]) -> None:
+        """The diagnosis head's attention weight of each frame of ``video`` by frame index (the plot's second curve)."""
+        for frame in self.videos.get(video, []):
+            frame.attention = weights.get(frame.index)
+
     def set_values(self, values: dict[tuple[str, str], float]) -> None:
         """Per-frame values (e.g. Dice) by ``(video, frame name)``, known after scoring."""
         for video, frames in self.videos.items():
@@ -258,7 +264,7 @@ class ViewerCollector:
         videos = []
         for video, frames in self.videos.items():
             entries = [{"name": f.name, "index": f.index, "value": f.value, "img": f.img, "gt": f.gt,
-                        "pred": f.pred, "heat": f.heat} for f in frames]
+                        "pred": f.pred, "heat": f.heat, "attention": f.attention} for f in frames]
             videos.append({"id": video, "value_name": value_name, "frames": entries, "worst_rule": worst,
                            "worst": worst_positions([f.value for f in frames], worst)})
         sampled = (f" Every {self.stride}th frame is shown (size limit {self.max_frames} frames, "
@@ -311,5 +317,5 @@ def diagnosis_note(videos: Sequence[dict[str, Any]]) -> str:
         labels = ", ".join(f"{label} {entry['probability']:.2f}" for label, entry in found["labels"].items())
         top = ", ".join(f"{t['frame']} ({t['weight']:.2f})" for t in found["top_frames"])
         lines.append(f" Diagnosis of {video['video']}: {labels}; frames that weighed most (0-based index, "
-                     f"attention): {top}.")
+                     f"attention): {top}; the plot's purple curve is the attention of every frame.")
     return "".join(lines)

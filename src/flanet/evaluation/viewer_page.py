@@ -2,11 +2,13 @@
 
 The page reads one JSON object embedded in a ``<script type="application/json">`` element:
 ``{"title", "note", "layers": {"gt", "pred", "heat"}, "videos": [{"id", "value_name", "frames":
-[{"name", "index", "value", "img", "gt", "pred", "heat"}], "worst_rule", "worst": [frame positions]}]}``,
+[{"name", "index", "value", "img", "gt", "pred", "heat", "attention"}], "worst_rule", "worst": [frame positions]}]}``,
 where ``img`` is a JPEG and ``gt`` / ``pred`` / ``heat`` transparent PNG overlays (data URIs, or null
 when absent). A layer no frame has (``layers``) has no toggle; ``worst_rule`` ``"lowest"`` lists the
 frames of lowest value, ``"jumps"`` those of largest change from the previous frame, with the change.
-The value plot keeps its label in a band above the curve.
+The value plot keeps its label in a band above the curve. ``attention`` (``flanet predict`` with a
+diagnosis head; null otherwise) is the head's attention weight of the frame over the whole video: a
+second, purple curve on the plot scaled to its own maximum, and a figure in the frame's info line.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ function show(i) {
   setLayer('heat', f.heat, $('show-heat').checked);
   $('scrub').value = frame;
   const value = f.value === null ? '-' : f.value.toFixed(3);
-  $('info').textContent = `${v.id} / frame ${f.name} (${frame + 1} of ${v.frames.length}): ${v.value_name} ${value}`;
+  const attention = f.attention === null || f.attention === undefined ? '' : `; diagnosis attention ${f.attention.toFixed(3)}`;
+  $('info').textContent = `${v.id} / frame ${f.name} (${frame + 1} of ${v.frames.length}): ${v.value_name} ${value}${attention}`;
   drawPlot();
 }
+const ATTENTION_COLOUR = '#9467bd';
 const LABEL_BAND = 18;  // px above the curve for its label: the two never overlap
 function drawPlot() {
   const v = current(), c = $('plot'), g = c.getContext('2d');
@@ -60,10 +64,21 @@ function drawPlot() {
     py = h - 4 - y / top * (h - 8 - LABEL_BAND);
     if (i === 0) g.moveTo(px, py); else g.lineTo(px, py); });
   g.stroke();
+  const attention = v.frames.map((f) => f.attention === null || f.attention === undefined ? null : f.attention);
+  const attended = attention.some((a) => a !== null), peak = Math.max(1e-12, ...attention.map((a) => a || 0));
+  if (attended) {  // the diagnosis head's attention over frames, scaled to its own maximum
+    g.strokeStyle = ATTENTION_COLOUR; g.lineWidth = 1.5; g.beginPath();
+    attention.forEach((a, i) => { const px = n > 1 ? i * (w - 1) / (n - 1) : w / 2,
+      py = h - 4 - (a || 0) / peak * (h - 8 - LABEL_BAND);
+      if (i === 0) g.moveTo(px, py); else g.lineTo(px, py); });
+    g.stroke();
+  }
   const x = n > 1 ? frame * (w - 1) / (n - 1) : w / 2;
   g.strokeStyle = '#000'; g.beginPath(); g.moveTo(x, LABEL_BAND); g.lineTo(x, h); g.stroke();
   g.fillStyle = '#333'; g.font = '11px sans-serif';
   g.fillText(`${v.value_name} per frame (max ${top.toFixed(2)}); click to jump`, 4, 12);
+  if (attended) { g.fillStyle = ATTENTION_COLOUR; g.textAlign = 'right';
+    g.fillText(`diagnosis attention (max ${peak.toFixed(3)})`, w - 4, 12); g.textAlign = 'left'; }
 }
 function worstText(v, pos) {
   const f = v.frames[pos], value = (x) => x === null ? '-' : x.toFixed(3);

@@ -60,6 +60,10 @@ class StreamDiagnoser:
         self.frames.append(result.index)
         return {column: float(p) for column, p in zip(self.columns, self.probs)}
 
+    def attention_by_frame(self) -> dict[int, float]:
+        """The head's attention weight of every frame read (frame index -> weight; they sum to 1)."""
+        return dict(zip(self.frames, self.running.attention().tolist()))
+
     def summary(self) -> dict[str, Any]:
         """Per label the probability, the threshold and the call; the frames that weighed most (0-based index)."""
         if self.probs is None:

@@ -191,6 +191,8 @@ def _predict_video(
     elapsed = time.perf_counter() - start
     if count == 0:
         raise ValueError(f"{source.location}: no frames could be read")
+    if viewer is not None and diagnoser is not None:
+        viewer.set_attention(source.id, diagnoser.attention_by_frame())
     if count < segmenter.num_frames:
         log.warning(
             "%s has only %d frame(s); the model uses %d, so the first frame is repeated as its "
