@@ -218,3 +218,27 @@ def test_runs_of_windows_are_refused_for_a_memory_model(tmp_path: Path) -> None:
                                        "data.sequence_length=4"])
     with pytest.raises(ConfigError, match="data.sequence_length.*memory"):
         FLANetModule(config)
+
+
+def test_stream_fps_times_only_frames_that_read_a_full_memory(monkeypatch) -> None:
+    """A memory model's frames/s (benchmarks, ``flanet compare``) is of frames reading its full memory."""
+    from flanet.experiments.costs import stream_fps
+    from flanet.models.cost import frames_to_fill
+
+    torch.manual_seed(0)
+    model = create_model("stm", **TINY["stm"]).eval()
+    small = torch.zeros(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert frames_to_fill(model, small) == 4  # frame 4 reads [3, 2, 0]: 3 entries, the bound
+        assert frames_to_fill(create_model("pnsnet", **TINY["pnsnet"]).eval(), small) == 2  # a 3-frame window
+    held: list[int] = []
+    step = model.step
+
+    def spying_step(state, features):
+        held.append(state.held_frames)
+        return step(state, features)
+
+    monkeypatch.setattr(model, "step", spying_step)
+    stream_fps(model, 64, frames=3, warmup=2)
+    assert len(held) >= 4 + 3 and held.index(3) < len(held) - 3  # the memory filled before the 3 timed frames
+    assert set(held[-3:]) <= {2, 3}  # steady state: the previous frame is also the sampled one every other frame

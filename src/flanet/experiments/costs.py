@@ -15,7 +15,7 @@ import torch
 
 from flanet.defaults import IMAGE_SIZE
 from flanet.models.contract import VideoSegmentationModel
-from flanet.models.cost import registered_cost
+from flanet.models.cost import frames_to_fill, registered_cost
 
 #: The paper's input size (Section 4): GFLOPs are counted at 352 x 352 for every row.
 COST_SIZE = IMAGE_SIZE
@@ -32,13 +32,20 @@ class RowCost:
 
 def stream_fps(model: VideoSegmentationModel, image_size: int, device: str | torch.device = "cpu", frames: int = 12,
                warmup: int = 2, seed: int = 0) -> float:
-    """Frames/s of :class:`~flanet.inference.VideoSegmenter` streaming ``frames`` noise frames after ``warmup``.
+    """Frames/s of :class:`~flanet.inference.VideoSegmenter` streaming ``frames`` noise frames after the warm-up.
 
     One encoder pass per frame (cached features for the previous ones), batch 1, frames already at
-    ``image_size`` (no resizing); the median of per-frame times, so one stall does not decide it.
+    ``image_size`` (no resizing); the median of per-frame times, so one stall does not decide it. The
+    warm-up is ``warmup`` frames, or more: as many as the model's state needs to fill
+    (:func:`~flanet.models.cost.frames_to_fill`: a window, a memory), so every timed frame is of the
+    steady state (a memory sampling every k-th frame then holds its bound, or one entry less when the
+    previous frame is also a sampled one).
     """
     from flanet.inference import VideoSegmenter
 
+    small = torch.zeros(1, 3, 2 * model.size_multiple, 2 * model.size_multiple)  # a state fills by frame count alone
+    with torch.inference_mode():
+        warmup = max(warmup, frames_to_fill(model.eval(), small) + 1)
     rng = np.random.default_rng(seed)
     source = [rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for _ in range(warmup + frames)]
     segmenter = VideoSegmenter(model, image_size, device)

@@ -63,27 +63,33 @@ def count_gflops(fn: Callable[..., Any], *args: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def full_state_step_gflops(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 8,
-                           limit: int = 48) -> float:
-    """GFLOPs of one :meth:`~flanet.models.contract.VideoSegmentationModel.step` when the state holds the most.
+def frames_to_fill(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 8, limit: int = 48) -> int:
+    """Frames streamed before the one that reads the fullest state (its position, 0-based).
 
     A window is full after ``num_frames - 1`` frames. Another state (a bounded memory) is streamed the
-    frame ``image`` until its ``held_frames`` has not grown for ``patience`` frames, at most ``limit``,
-    and the step of the frame that read the fullest state is counted.
+    frame ``image`` until its ``held_frames`` has not grown for ``patience`` frames, at most ``limit``.
+    How full a state gets depends on the frame count only, so a small ``image`` gives the count of any size.
     """
-    features = model.encode(image)
     state = model.init_state()
     if state.window is not None:
-        fullest = state.window - 1
-    else:
-        held: list[int] = []
-        since = 0
-        while since < patience and len(held) < limit:
-            held.append(state.held_frames)
-            since = 0 if held[-1] > max(held[:-1], default=-1) else since + 1
-            model.step(state, features)
-        fullest, state = held.index(max(held)), model.init_state()
-    for _ in range(fullest):
+        return state.window - 1
+    features = model.encode(image)
+    held: list[int] = []
+    since = 0
+    while since < patience and len(held) < limit:
+        held.append(state.held_frames)
+        since = 0 if held[-1] > max(held[:-1], default=-1) else since + 1
+        model.step(state, features)
+    return held.index(max(held))
+
+
+def full_state_step_gflops(model: VideoSegmentationModel, image: torch.Tensor, patience: int = 8,
+                           limit: int = 48) -> float:
+    """GFLOPs of one :meth:`~flanet.models.contract.VideoSegmentationModel.step` when the state holds the most
+    (after :func:`frames_to_fill` frames)."""
+    features = model.encode(image)
+    state = model.init_state()
+    for _ in range(frames_to_fill(model, image, patience, limit)):
         model.step(state, features)
     return count_gflops(model.step, state, features)
 
