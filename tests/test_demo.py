@@ -11,9 +11,10 @@ import pytest
 
 from flanet.cli import main
 from flanet.demo import DemoSettings, run_demo
-from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, plan_steps
+from flanet.demo.budget import StepCost, TrainingPlan, expected_diagnosis_seconds, expected_seconds, plan_steps
 from flanet.demo.compare import paired_dice
 from flanet.demo.figures import read_step_losses
+from flanet.demo.pipeline import OTHER_STAGES_S
 from flanet.demo.report import fmt, fmt_ci, signed
 from flanet.fileio import LOCK_NAME, output_marker, prepare_output_folder
 
@@ -43,6 +44,11 @@ def test_demo_writes_every_artefact(demo: tuple[Path, list[str]]) -> None:
     assert [line[:5] for line in lines if line.startswith("[")] == [f"[{k}/8]" for k in range(1, 9)]
     assert "## Diagnosis: benign or malignant, per video" in (out / "report.md").read_text()
     assert lines[-2].startswith("done in ")
+    timing = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    models = sum(m["expected_s"] for m in timing["models"].values())
+    # the printed expectation covers the diagnosis stage too (at least its start-up, 8 s)
+    assert timing["timing"]["expected_diagnosis_s"] >= 8.0
+    assert timing["timing"]["expected_total_s"] >= models + OTHER_STAGES_S + timing["timing"]["expected_diagnosis_s"]
 
 
 def test_training_curves_have_every_step(demo: tuple[Path, list[str]]) -> None:
@@ -129,6 +135,13 @@ def test_expected_seconds_counts_steps_validation_overhead_and_test() -> None:
     cost = StepCost(train_step_s=0.5, eval_frame_s=0.01)
     # 8 s start-up + 2 epochs x (20 x 0.5 + 100 x 0.01 + 1) + 50 x 0.01 = 8 + 24 + 0.5
     assert expected_seconds(cost, TrainingPlan(2, 20, True), val_frames=100, test_frames=50) == pytest.approx(32.5)
+
+
+def test_expected_diagnosis_seconds_counts_the_frozen_model_reads_of_every_epoch() -> None:
+    """The demo's printed duration includes its diagnosis stage (it was left out: 8.2 min printed, 10.6 taken)."""
+    videos = {"train": 12, "val": 6, "test": 12}
+    # 8 s start-up + 20 epochs x ((12 x 8 + 6 x 30) clips x 0.01 s + 1 s) + 12 x 30 x 0.01 = 8 + 75.2 + 3.6
+    assert expected_diagnosis_seconds(0.01, 20, videos, frames=8, eval_frames=30) == pytest.approx(86.8)
 
 
 def test_paired_dice_means_difference_and_subsets() -> None:

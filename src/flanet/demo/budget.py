@@ -124,3 +124,18 @@ def expected_seconds(
     """
     per_epoch = plan.steps_per_epoch * cost.train_step_s + val_frames * cost.eval_frame_s + epoch_overhead_s
     return run_overhead_s + plan.epochs * per_epoch + test_frames * cost.eval_frame_s
+
+
+def expected_diagnosis_seconds(
+    eval_frame_s: float, epochs: int, videos: dict[str, int], frames: int, eval_frames: int,
+    epoch_overhead_s: float = 1.0, run_overhead_s: float = 8.0,
+) -> float:
+    """Expected seconds of the demo's diagnosis stage: a head trained on the frozen model, then scored.
+
+    Every epoch the frozen model reads ``frames`` clips of each ``train`` video and ``eval_frames`` of
+    each ``val`` video (forward only: ``eval_frame_s`` per clip), then the ``test`` videos are read once:
+    ``run_overhead_s + epochs * ((train * frames + val * eval_frames) * eval_frame_s + epoch_overhead_s)
+    + test * eval_frames * eval_frame_s``, ``videos`` giving the video count of each split.
+    """
+    per_epoch = (videos["train"] * frames + videos["val"] * eval_frames) * eval_frame_s + epoch_overhead_s
+    return run_overhead_s + epochs * per_epoch + videos["test"] * eval_frames * eval_frame_s

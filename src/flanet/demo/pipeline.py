@@ -29,7 +29,14 @@ from torch import nn
 from flanet import __version__
 from flanet.data import VideoSet, discover
 from flanet.data.synth import generate_dataset
-from flanet.demo.budget import StepCost, TrainingPlan, expected_seconds, measure_step_cost, plan_steps
+from flanet.demo.budget import (
+    StepCost,
+    TrainingPlan,
+    expected_diagnosis_seconds,
+    expected_seconds,
+    measure_step_cost,
+    plan_steps,
+)
 from flanet.demo.cases import build_cases, pick_cases
 from flanet.demo.compare import aligned_dice, compare_by_frame_kind, read_frame_kinds
 from flanet.demo.diagnosis import DIAGNOSIS_EPOCHS, train_and_score
@@ -268,7 +275,12 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     video_set = discover(root)
     plans = stages.run("timing", f"timing a few training steps of both models ({settings.steps} steps each)",
                        lambda: _plan_models(root, out, settings, say))
-    expected = stages.elapsed + sum(p.expected_s for p in plans.values()) + OTHER_STAGES_S
+    diagnosis_config = plans["flanet"].config.diagnosis
+    expected_diagnosis = expected_diagnosis_seconds(
+        plans["flanet"].cost.eval_frame_s, settings.diagnosis_epochs,
+        {name: len(video_set.subset(name)) for name in ("train", "val", "test")},
+        diagnosis_config.frames, min(diagnosis_config.eval_frames, settings.frames))
+    expected = stages.elapsed + sum(p.expected_s for p in plans.values()) + expected_diagnosis + OTHER_STAGES_S
     say(f"    expected duration of the whole demo on this machine: about {expected / 60:.1f} min")
     runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plans[label].plan.steps} steps)",
                               lambda label=label: _train_one(label, plans[label], out, say))
@@ -299,7 +311,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     record["diagnosis"] = diagnosis
     record["verdict"] = verdict(comparison, (MODELS["flanet"][0], MODELS["unet"][0]))
     record["timing"] = {**{f"{k}_s": v for k, v in stages.seconds.items()},
-                        "expected_total_s": expected, "total_s": stages.elapsed}
+                        "expected_diagnosis_s": expected_diagnosis, "expected_total_s": expected,
+                        "total_s": stages.elapsed}
     atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=str) + "\n")
     _, page = write_report(record, out)
     say(f"done in {stages.elapsed:.0f} s: {page}")
