@@ -30,12 +30,17 @@ def headed_checkpoint(tmp_path_factory):
                            thresholds={"pathology": 0.5})
 
 
-def test_predict_writes_the_running_estimate_and_the_video_estimate(headed_checkpoint, tmp_path):
+def _predict_five_frames(checkpoint, tmp_path):
+    """``flanet predict`` of a 5-frame clip folder ``tmp_path/data/clip``; its output folder."""
     folder = tmp_path / "data" / "clip"
     folder.mkdir(parents=True)
     for index, frame in enumerate(_disc_frames(5, 64, 64)):
         cv2.imwrite(str(folder / f"{index:03d}.png"), frame[..., ::-1])
-    out = predict_to_folder(headed_checkpoint, folder, tmp_path / "pred", progress=False, device="cpu")
+    return predict_to_folder(checkpoint, folder, tmp_path / "pred", progress=False, device="cpu")
+
+
+def test_predict_writes_the_running_estimate_and_the_video_estimate(headed_checkpoint, tmp_path):
+    out = _predict_five_frames(headed_checkpoint, tmp_path)
     found = json.loads((out / "summary.json").read_text())["videos"][0]["diagnosis"]
     rows = list(csv.DictReader((out / "frames.csv").open()))
     assert len(rows) == 5 and float(rows[-1]["pathology_probability"]) == pytest.approx(
@@ -58,11 +63,7 @@ def test_predict_viewer_plots_the_attention_over_frames_in_chromium(headed_check
 
     from test_viewer import _browser
 
-    folder = tmp_path / "data" / "clip"
-    folder.mkdir(parents=True)
-    for index, frame in enumerate(_disc_frames(5, 64, 64)):
-        cv2.imwrite(str(folder / f"{index:03d}.png"), frame[..., ::-1])
-    out = predict_to_folder(headed_checkpoint, folder, tmp_path / "pred", progress=False, device="cpu")
+    out = _predict_five_frames(headed_checkpoint, tmp_path)
     page = (out / "viewer.html").read_text(encoding="utf-8")
     frames = json.loads(page.split('id="viewer-data">')[1].split("</script>")[0])["videos"][0]["frames"]
     loaded = load_checkpoint(headed_checkpoint)
