@@ -82,3 +82,35 @@ def test_bags_hold_clips_of_one_labelled_video(tmp_path):
     assert drawn[0]["frame_index"].tolist() == VideoBags(clips, frames=2, random=True, seed=1)[0]["frame_index"].tolist()
     batch = collate_bags([bags[0], drawn[1]])
     assert batch["frames"].shape[0] == 5 and batch["groups"].tolist() == [0, 0, 0, 1, 1]
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_validation_reads_the_frozen_model_once_per_batch_and_training_every_step(tmp_path, monkeypatch):
+    """The frozen model's inputs of a validation batch are kept (same clips, frozen model): one read, same logits."""
+    import flanet.training.diagnosis as module
+    from flanet.models import create_model
+
+    video_set = _tree(tmp_path, "video,pathology\nv1,malignant\nv2,benign\n")
+    config = load_config("cpu-small", [f"data.root={tmp_path}", "task=diagnosis", "diagnosis.labels=[pathology]"])
+    torch.manual_seed(0)
+    model = create_model("flanet", encoder="resnet18", neck_channels=[8, 8, 8, 8], decoder_channels=[8, 8, 8, 8],
+                         head_channels=8)
+    diagnosis = module.DiagnosisModule(config, model)
+    clips = ClipDataset(video_set, None, image_size=32, clip_len=3,
+                        video_targets=video_targets(video_set, ["pathology"]))
+    batch = collate_bags([VideoBags(clips, frames=3)[i] for i in range(2)])
+    reads = []
+    original = module.clip_inputs
+    monkeypatch.setattr(module, "clip_inputs", lambda *args: reads.append(1) or original(*args))
+    diagnosis.validation_step(batch, 0)
+    diagnosis.validation_step(batch, 0)
+    assert len(reads) == 1
+    first, second = diagnosis._val
+    assert torch.equal(first[0], second[0])  # the same probabilities from the kept inputs
+    with torch.no_grad():
+        diagnosis.head.classify.bias.add_(1.0)  # the head moves between epochs: its inputs are kept, not its outputs
+    diagnosis.validation_step(batch, 0)
+    assert len(reads) == 1 and (diagnosis._val[-1][0] > first[0]).all()
+    diagnosis.training_step(batch, 0)
+    diagnosis.training_step(batch, 0)
+    assert len(reads) == 3  # training batches are drawn (and augmented) anew: read every time

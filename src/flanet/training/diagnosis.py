@@ -140,15 +140,24 @@ class DiagnosisModule(pl.LightningModule):
         self.val_epoch = -1
         self._train_sums: list[tuple[float, int]] = []
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._val_inputs: dict[tuple[str, ...], Tensor] = {}  # the frozen model's pooled inputs of each val batch
 
     def train(self, mode: bool = True) -> DiagnosisModule:
         super().train(mode)
         self.model.eval()  # frozen: its BatchNorm statistics must not move
         return self
 
-    def _logits(self, batch: Mapping[str, Any]) -> Tensor:
-        with torch.no_grad():
-            inputs, _ = clip_inputs(self.model, batch["frames"], self.config.diagnosis.pool)
+    def _logits(self, batch: Mapping[str, Any], reuse: bool = False) -> Tensor:
+        """The head's logits of a batch of bags. ``reuse``: the frozen model's per-frame inputs of a batch
+        with these videos are computed once and kept (validation: the same clips, no augmentation, every
+        epoch, and the model does not change, so the inputs are the same; only the head moves)."""
+        key = tuple(batch["video"])
+        inputs = self._val_inputs.get(key) if reuse else None
+        if inputs is None:
+            with torch.no_grad():
+                inputs, _ = clip_inputs(self.model, batch["frames"], self.config.diagnosis.pool)
+            if reuse:
+                self._val_inputs[key] = inputs
         return self.head(inputs, batch["groups"], len(batch["video"])).logits
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -158,7 +167,7 @@ class DiagnosisModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._val.append((torch.sigmoid(self._logits(batch)).float().cpu(), batch["diagnosis_target"].cpu(),
+        self._val.append((torch.sigmoid(self._logits(batch, reuse=True)).float().cpu(), batch["diagnosis_target"].cpu(),
                           batch["diagnosis_known"].cpu()))
 
     def on_train_epoch_start(self) -> None:
