@@ -75,4 +75,5 @@ def test_the_prediction_viewer_names_the_frames_that_weighed_most():
     video = {"video": "clip", "diagnosis": {"labels": {"pathology": {"probability": 0.734}},
                                             "top_frames": [{"frame": 7, "weight": 0.5}, {"frame": 2, "weight": 0.25}]}}
     assert diagnosis_note([video, {"video": "plain"}]) == (
-        " Diagnosis of clip: pathology 0.73; frames that weighed most (0-based index, attention): 7 (0.50), 2 (0.25).")
+        " Diagnosis of clip: pathology 0.73; frames that weighed most (0-based index, attention): 7 (0.50), 2 (0.25); "
+        "the plot's purple curve is the attention of every frame.")
