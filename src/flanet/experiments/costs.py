@@ -43,7 +43,8 @@ def stream_fps(model: VideoSegmentationModel, image_size: int, device: str | tor
     """
     from flanet.inference import VideoSegmenter
 
-    small = torch.zeros(1, 3, 2 * model.size_multiple, 2 * model.size_multiple)  # a state fills by frame count alone
+    side = 2 * model.size_multiple  # a state fills by frame count alone: a small frame where the model is
+    small = torch.zeros(1, 3, side, side, device=next(model.parameters()).device)
     with torch.inference_mode():
         warmup = max(warmup, frames_to_fill(model.eval(), small) + 1)
     rng = np.random.default_rng(seed)
