@@ -137,11 +137,13 @@ def test_expected_seconds_counts_steps_validation_overhead_and_test() -> None:
     assert expected_seconds(cost, TrainingPlan(2, 20, True), val_frames=100, test_frames=50) == pytest.approx(32.5)
 
 
-def test_expected_diagnosis_seconds_counts_the_frozen_model_reads_of_every_epoch() -> None:
+def test_expected_diagnosis_seconds_counts_each_clip_read_once_and_every_epoch() -> None:
     """The demo's printed duration includes its diagnosis stage (it was left out: 8.2 min printed, 10.6 taken)."""
     videos = {"train": 12, "val": 6, "test": 12}
-    # 8 s start-up + 20 epochs x ((12 x 8 + 6 x 30) clips x 0.01 s + 1 s) + 12 x 30 x 0.01 = 8 + 75.2 + 3.6
-    assert expected_diagnosis_seconds(0.01, 20, videos, frames=8, eval_frames=30) == pytest.approx(86.8)
+    # 8 s start-up + 60 epochs x 0.7 s + (12 x min(30, 60 x 8) + (6 + 12) x 30) clips x 0.01 s = 8 + 42 + 9
+    assert expected_diagnosis_seconds(0.01, 60, videos, frames=8, eval_frames=30, video_frames=30) == pytest.approx(59)
+    # one epoch: a train video's bag reads its 8 drawn clips, not all 30: 8 + 0.7 + (96 + 540) x 0.01
+    assert expected_diagnosis_seconds(0.01, 1, videos, frames=8, eval_frames=30, video_frames=30) == pytest.approx(15.06)
 
 
 def test_paired_dice_means_difference_and_subsets() -> None:

@@ -116,3 +116,33 @@ def test_a_tampered_head_is_refused(small_model, tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="diagnosis head's weights are corrupted"):
         load_checkpoint(path)
+
+
+def test_standardise_uses_the_training_inputs_mean_and_spread_and_only_centres_a_constant():
+    head = DiagnosisHead(1, ["pathology"], hidden=4, attention=2)
+    plain = DiagnosisHead(1, ["pathology"], hidden=4, attention=2)
+    plain.load_state_dict(head.state_dict())
+    training = torch.tensor([[0.0, 5.0, 1.0, 0.0, 0.0], [2.0, 5.0, 3.0, 0.0, 0.0], [4.0, 5.0, 5.0, 3.0, 0.0]])
+    head.standardize(training)
+    torch.testing.assert_close(head.input_mean, torch.tensor([2.0, 5.0, 3.0, 1.0, 0.0]))
+    # population std: sqrt(8 / 3) for 0, 2, 4 and 1, 3, 5; sqrt(2) for 0, 0, 3; constant columns keep scale 1
+    torch.testing.assert_close(head.input_scale, torch.tensor([math.sqrt(8 / 3), 1.0, math.sqrt(8 / 3), math.sqrt(2), 1.0]))
+    frames = torch.tensor([[1.0, 6.0, 2.0, 1.0, 7.0], [3.0, 4.0, 0.0, 2.0, -1.0]])
+    groups = torch.zeros(2, dtype=torch.long)
+    torch.testing.assert_close(head(frames, groups, 1).logits,
+                               plain((frames - head.input_mean) / head.input_scale, groups, 1).logits)
+
+
+def test_a_head_stored_before_standardisation_loads_with_the_identity(small_model, tmp_path):
+    from flanet.models.checkpoint import state_digest
+
+    head = DiagnosisHead(feature_channels(small_model), ["pathology"], hidden=8, attention=4)
+    path = save_checkpoint(tmp_path / "m.pt", small_model, diagnosis=head)
+    payload = torch.load(path, weights_only=True)
+    state = payload["diagnosis"]["state_dict"]
+    del state["input_mean"], state["input_scale"]
+    payload["diagnosis"]["state_sha256"] = state_digest(state)
+    torch.save(payload, path)
+    loaded = load_checkpoint(path).diagnosis.head
+    assert loaded.input_mean.abs().max() == 0 and torch.equal(loaded.input_scale, torch.ones_like(loaded.input_scale))
+    torch.testing.assert_close(loaded.classify.weight, head.classify.weight)

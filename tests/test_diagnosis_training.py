@@ -84,33 +84,99 @@ def test_bags_hold_clips_of_one_labelled_video(tmp_path):
     assert batch["frames"].shape[0] == 5 and batch["groups"].tolist() == [0, 0, 0, 1, 1]
 
 
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-def test_validation_reads_the_frozen_model_once_per_batch_and_training_every_step(tmp_path, monkeypatch):
-    """The frozen model's inputs of a validation batch are kept (same clips, frozen model): one read, same logits."""
+def _frozen_module(tmp_path, *overrides):
+    """A ``task: diagnosis`` module on a tiny random FLA-Net, and a batch of the two labelled videos' bags."""
     import flanet.training.diagnosis as module
     from flanet.models import create_model
 
     video_set = _tree(tmp_path, "video,pathology\nv1,malignant\nv2,benign\n")
-    config = load_config("cpu-small", [f"data.root={tmp_path}", "task=diagnosis", "diagnosis.labels=[pathology]"])
+    config = load_config("cpu-small", [f"data.root={tmp_path}", "task=diagnosis", "diagnosis.labels=[pathology]",
+                                       *overrides])
     torch.manual_seed(0)
     model = create_model("flanet", encoder="resnet18", neck_channels=[8, 8, 8, 8], decoder_channels=[8, 8, 8, 8],
                          head_channels=8)
-    diagnosis = module.DiagnosisModule(config, model)
     clips = ClipDataset(video_set, None, image_size=32, clip_len=3,
                         video_targets=video_targets(video_set, ["pathology"]))
-    batch = collate_bags([VideoBags(clips, frames=3)[i] for i in range(2)])
-    reads = []
+    return module, module.DiagnosisModule(config, model), clips
+
+
+def _count_reads(module, monkeypatch) -> list[int]:
+    """Clips the frozen model reads through ``clip_inputs`` from now on, one entry per call."""
+    reads: list[int] = []
     original = module.clip_inputs
-    monkeypatch.setattr(module, "clip_inputs", lambda *args: reads.append(1) or original(*args))
+    monkeypatch.setattr(module, "clip_inputs", lambda model, clips, *rest: reads.append(len(clips)) or
+                        original(model, clips, *rest))
+    return reads
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_validation_reads_the_frozen_model_once_per_clip(tmp_path, monkeypatch):
+    """The frozen model's inputs of a validation clip are kept (same clips, frozen model): one read, same logits."""
+    module, diagnosis, clips = _frozen_module(tmp_path, "data.augment=true")
+    batch = collate_bags([VideoBags(clips, frames=3)[i] for i in range(2)])
+    reads = _count_reads(module, monkeypatch)
     diagnosis.validation_step(batch, 0)
     diagnosis.validation_step(batch, 0)
-    assert len(reads) == 1
+    assert reads == [6]
     first, second = diagnosis._val
     assert torch.equal(first[0], second[0])  # the same probabilities from the kept inputs
     with torch.no_grad():
         diagnosis.head.classify.bias.add_(1.0)  # the head moves between epochs: its inputs are kept, not its outputs
     diagnosis.validation_step(batch, 0)
-    assert len(reads) == 1 and (diagnosis._val[-1][0] > first[0]).all()
+    assert reads == [6] and (diagnosis._val[-1][0] > first[0]).all()
     diagnosis.training_step(batch, 0)
     diagnosis.training_step(batch, 0)
-    assert len(reads) == 3  # training batches are drawn (and augmented) anew: read every time
+    assert reads == [6, 6, 6]  # augmented training clips differ each time they are drawn: read every time
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_without_augmentation_training_reads_each_clip_once_and_only_the_new_ones(tmp_path, monkeypatch):
+    module, diagnosis, clips = _frozen_module(tmp_path)  # data.augment: false (the default)
+    batch = collate_bags([VideoBags(clips, frames=3)[i] for i in range(2)])  # frames 0, 2, 4 of each video
+    reads = _count_reads(module, monkeypatch)
+    loss = diagnosis.training_step(batch, 0)
+    again = diagnosis.training_step(batch, 0)
+    assert reads == [6] and torch.equal(loss, again)
+    wider = collate_bags([VideoBags(clips, frames=4)[i] for i in range(2)])  # frames 0, 1, 3, 4 of each video
+    diagnosis.training_step(wider, 0)
+    assert reads == [6, 4]  # only the clips not read before (1 and 3 of each video)
+
+
+def test_fit_start_standardises_the_head_on_the_first_epochs_training_bags(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from flanet.models.diagnosis import clip_inputs
+    from flanet.training.diagnosis import BagDataModule
+
+    module, diagnosis, _ = _frozen_module(tmp_path, "diagnosis.frames=3", "data.image_size=32", "data.batch_size=2")
+    video_set = discover(tmp_path)
+    video_set.splits.update(train=["v1", "v2"])
+    data = BagDataModule(diagnosis.config, 3, video_set)
+    data.setup("fit")
+    diagnosis.trainer = SimpleNamespace(ckpt_path=None, datamodule=data, current_epoch=0)
+    data.trainer = diagnosis.trainer
+    reads = _count_reads(module, monkeypatch)
+    diagnosis.on_fit_start()
+    data.set_epoch(0)
+    batch = next(iter(data.train_dataloader()))
+    with torch.no_grad():
+        expected = clip_inputs(diagnosis.model, batch["frames"])[0]
+    torch.testing.assert_close(diagnosis.head.input_mean, expected.mean(0))
+    torch.testing.assert_close(diagnosis.head.input_scale[expected.std(0, unbiased=False) > 1e-4],
+                               expected.std(0, unbiased=False)[expected.std(0, unbiased=False) > 1e-4])
+    assert reads == [6]
+    diagnosis._inputs(batch, keep=True)
+    assert reads == [6]  # the first epoch's clips were kept by the standardisation pass
+    diagnosis.trainer = SimpleNamespace(ckpt_path="resume.ckpt", datamodule=data, current_epoch=0)
+    diagnosis.head.input_mean.zero_()
+    diagnosis.on_fit_start()
+    assert diagnosis.head.input_mean.abs().max() == 0  # resumed: the restored standardisation is kept
+
+
+def test_a_diagnosis_run_is_chosen_by_validation_cross_entropy_once_its_auroc_saturates():
+    from flanet.training.callbacks import selection_score
+
+    early = selection_score({"val_loss": 0.52, "val_diagnosis_auroc": 1.0, "val_pathology_auroc": 1.0})
+    later = selection_score({"val_loss": 0.02, "val_diagnosis_auroc": 1.0, "val_pathology_auroc": 1.0})
+    assert early == ("val_loss", -0.52) and later[1] > early[1]
+    assert selection_score({"val_loss": 0.3, "val_dice": 0.8}) == ("val_dice", 0.8)  # segmentation: Dice

@@ -127,15 +127,18 @@ def expected_seconds(
 
 
 def expected_diagnosis_seconds(
-    eval_frame_s: float, epochs: int, videos: dict[str, int], frames: int, eval_frames: int,
-    epoch_overhead_s: float = 1.0, run_overhead_s: float = 8.0,
+    eval_frame_s: float, epochs: int, videos: dict[str, int], frames: int, eval_frames: int, video_frames: int,
+    epoch_overhead_s: float = 0.7, run_overhead_s: float = 8.0,
 ) -> float:
     """Expected seconds of the demo's diagnosis stage: a head trained on the frozen model, then scored.
 
-    Every epoch the frozen model reads ``frames`` clips of each ``train`` video and ``eval_frames`` of
-    each ``val`` video (forward only: ``eval_frame_s`` per clip), then the ``test`` videos are read once:
-    ``run_overhead_s + epochs * ((train * frames + val * eval_frames) * eval_frame_s + epoch_overhead_s)
-    + test * eval_frames * eval_frame_s``, ``videos`` giving the video count of each split.
+    The demo does not augment, so the frozen model reads each clip once and keeps its inputs
+    (:class:`flanet.training.diagnosis.DiagnosisModule`): of each ``train`` video the clips its bags of
+    ``frames`` draw over the epochs (at most its ``video_frames``), of each ``val`` video ``eval_frames``,
+    forward only (``eval_frame_s`` per clip); then the ``test`` videos are read once. Every epoch adds
+    ``epoch_overhead_s`` (the head's steps, checkpoints, the loss plot): ``run_overhead_s + epochs *
+    epoch_overhead_s + (train * min(video_frames, epochs * frames) + (val + test) * eval_frames) *
+    eval_frame_s``, ``videos`` giving the video count of each split.
     """
-    per_epoch = (videos["train"] * frames + videos["val"] * eval_frames) * eval_frame_s + epoch_overhead_s
-    return run_overhead_s + epochs * per_epoch + videos["test"] * eval_frames * eval_frame_s
+    reads = videos["train"] * min(video_frames, epochs * frames) + (videos["val"] + videos["test"]) * eval_frames
+    return run_overhead_s + epochs * epoch_overhead_s + reads * eval_frame_s

@@ -22,8 +22,9 @@ from flanet.models import load_checkpoint
 from flanet.training import load_config, train
 
 LABEL = "pathology"
-#: Epochs of the head on the frozen model (cheap: the head is small, the model only runs forward).
-DIAGNOSIS_EPOCHS = 20
+#: Epochs of the head on the frozen model (cheap: the head is small and the frozen model reads each clip once,
+#: :class:`flanet.training.diagnosis.DiagnosisModule`); 60 epochs are 180 steps of the head on 12 training videos.
+DIAGNOSIS_EPOCHS = 60
 
 
 def train_and_score(out: Path, root: Path, checkpoint: Path, video_set: VideoSet, image_size: int, seed: int,

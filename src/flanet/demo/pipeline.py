@@ -279,7 +279,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), force: bo
     expected_diagnosis = expected_diagnosis_seconds(
         plans["flanet"].cost.eval_frame_s, settings.diagnosis_epochs,
         {name: len(video_set.subset(name)) for name in ("train", "val", "test")},
-        diagnosis_config.frames, min(diagnosis_config.eval_frames, settings.frames))
+        diagnosis_config.frames, min(diagnosis_config.eval_frames, settings.frames), settings.frames)
     expected = stages.elapsed + sum(p.expected_s for p in plans.values()) + expected_diagnosis + OTHER_STAGES_S
     say(f"    expected duration of the whole demo on this machine: about {expected / 60:.1f} min")
     runs = {label: stages.run(f"train_{label}", f"training {MODELS[label][0]} ({plans[label].plan.steps} steps)",

@@ -18,7 +18,7 @@ from flanet import __version__
 from flanet.defaults import IMAGE_SIZE
 from flanet.fileio import atomic_path
 from flanet.models.contract import VideoSegmentationModel
-from flanet.models.diagnosis import DiagnosisHead, build_head
+from flanet.models.diagnosis import STANDARDIZATION, DiagnosisHead, build_head
 from flanet.models.registry import ModelError, model_spec, rebuild_model
 
 FORMAT = "flanet-checkpoint"
@@ -265,7 +265,8 @@ def load_diagnosis(path: str | Path, payload: dict[str, Any]) -> LoadedDiagnosis
         state = stored["state_dict"]
         if state_digest(state) != stored.get("state_sha256"):
             raise CheckpointError(f"{path}: the diagnosis head's weights are corrupted (SHA-256 does not match)")
-        head.load_state_dict(state, strict=True)
+        identity = {key: value for key, value in head.state_dict().items() if key in STANDARDIZATION}
+        head.load_state_dict({**identity, **state}, strict=True)  # heads stored before standardisation: identity
         thresholds = {label: None if value is None else float(value)
                       for label, value in dict(stored.get("thresholds", {})).items()}
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:

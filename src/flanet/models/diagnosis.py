@@ -7,8 +7,12 @@ diagnosis. :class:`DiagnosisHead` reads only what the model contract documents
 current frame and the mask (or heatmap) of ``model.decode``. Per frame it pools the features under
 the predicted lesion (a soft masked mean, beside the frame's global mean) and adds three shape
 descriptors of the predicted lesion that the BI-RADS lexicon uses (size; orientation, ``log`` of the
-height/width ratio: "taller than wide"; margin irregularity: soft perimeter over a circle's). A small
-MLP embeds each frame; gated attention over the frames of a video (Ilse et al., "Attention-based deep
+height/width ratio: "taller than wide"; margin irregularity: soft perimeter over a circle's). Each
+input is standardised with the mean and spread of the training frames' inputs
+(:meth:`DiagnosisHead.standardize`; without them, as in joint training where the features move, the
+identity): the three descriptors carry the BI-RADS cues but are 3 of ``2C + 3`` inputs on their own
+scales, and a per-frame layer norm alone let the pooled features drown them on small training sets
+(docs/training.md, "Diagnosis"). A small MLP embeds each frame; gated attention over the frames of a video (Ilse et al., "Attention-based deep
 multiple instance learning", ICML 2018, eq. 8: ``a_k = softmax_k(w^T tanh(V e_k))``)
 pools the embeddings into one video embedding, and a linear layer gives one logit per label.
 
@@ -33,6 +37,8 @@ from flanet.models.outputs import SegmentationOutput
 POOLS: tuple[str, ...] = ("mask", "heatmap")
 #: Shape descriptors of the predicted lesion appended to the pooled features (size, orientation, irregularity).
 SHAPE_FEATURES = 3
+#: The head's buffers that standardise its inputs; heads stored before them load with the identity.
+STANDARDIZATION = ("input_mean", "input_scale")
 _EPS = 1e-6
 
 
@@ -146,13 +152,24 @@ class DiagnosisHead(nn.Module):
         self.config: dict[str, Any] = {"in_channels": int(in_channels), "labels": list(self.labels),
                                        "hidden": int(hidden), "attention": int(attention), "pool": pool}
         inputs = 2 * in_channels + SHAPE_FEATURES
+        self.register_buffer("input_mean", torch.zeros(inputs))
+        self.register_buffer("input_scale", torch.ones(inputs))
         self.embed = nn.Sequential(nn.LayerNorm(inputs), nn.Linear(inputs, hidden), nn.ReLU())
         self.attend = nn.Sequential(nn.Linear(hidden, attention), nn.Tanh(), nn.Linear(attention, 1))
         self.classify = nn.Linear(hidden, len(self.labels))
 
+    @torch.no_grad()
+    def standardize(self, inputs: Tensor) -> None:
+        """Standardise every later input with the mean and standard deviation of ``inputs (N, 2C + 3)``
+        (the training frames' inputs); an input (nearly) constant over them is only centred."""
+        inputs = inputs.float()
+        spread = inputs.std(0, unbiased=False) if inputs.shape[0] > 1 else torch.zeros_like(inputs[0])
+        self.input_mean.copy_(inputs.mean(0))
+        self.input_scale.copy_(torch.where(spread > 1e-4, spread, torch.ones_like(spread)))
+
     def frame_embeddings(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """``inputs (N, 2C + 3)`` -> embeddings ``(N, hidden)`` and attention scores ``(N,)`` (before the softmax)."""
-        embeddings = self.embed(inputs.float())
+        embeddings = self.embed((inputs.float() - self.input_mean) / self.input_scale)
         return embeddings, self.attend(embeddings)[:, 0]
 
     def forward(self, inputs: Tensor, groups: Tensor, num_groups: int) -> DiagnosisOutput:

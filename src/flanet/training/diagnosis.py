@@ -123,7 +123,9 @@ class DiagnosisModule(pl.LightningModule):
     """``task: diagnosis``: the head trained alone on the frozen model of ``model.init_from``.
 
     The model's weights do not change and it stays in eval mode (its BatchNorm statistics too); its
-    per-frame outputs are computed without gradients (:func:`flanet.models.diagnosis.clip_inputs`).
+    per-frame outputs are computed without gradients (:func:`flanet.models.diagnosis.clip_inputs`), once per
+    clip where its frames do not change between epochs (:meth:`_inputs`). The head's inputs are
+    standardised on the first epoch's training bags before the first step (:meth:`on_fit_start`).
     Validation gives ``val_<label>_auroc`` and ``val_diagnosis_auroc`` (their mean), by which
     ``best.pt`` is chosen, and the thresholds stored with the head.
     """
@@ -140,34 +142,63 @@ class DiagnosisModule(pl.LightningModule):
         self.val_epoch = -1
         self._train_sums: list[tuple[float, int]] = []
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
-        self._val_inputs: dict[tuple[str, ...], Tensor] = {}  # the frozen model's pooled inputs of each val batch
+        #: the frozen model's head inputs of each clip read so far, by (video, frame) (:meth:`_inputs`)
+        self._kept: dict[tuple[str, int], Tensor] = {}
+        self._keep_training = not config.data.augment
 
     def train(self, mode: bool = True) -> DiagnosisModule:
         super().train(mode)
         self.model.eval()  # frozen: its BatchNorm statistics must not move
         return self
 
-    def _logits(self, batch: Mapping[str, Any], reuse: bool = False) -> Tensor:
-        """The head's logits of a batch of bags. ``reuse``: the frozen model's per-frame inputs of a batch
-        with these videos are computed once and kept (validation: the same clips, no augmentation, every
-        epoch, and the model does not change, so the inputs are the same; only the head moves)."""
-        key = tuple(batch["video"])
-        inputs = self._val_inputs.get(key) if reuse else None
-        if inputs is None:
+    def _inputs(self, batch: Mapping[str, Any], keep: bool) -> Tensor:
+        """The frozen model's per-frame head inputs of a batch of bags (:func:`clip_inputs`).
+
+        ``keep``: each clip's inputs are computed once and kept, by (video, frame): the model does not
+        change, only the head, so a clip whose frames are the same each time it is drawn (validation,
+        and training without ``data.augment``) has the same inputs every epoch.
+        """
+        pool = self.config.diagnosis.pool
+        if not keep:
             with torch.no_grad():
-                inputs, _ = clip_inputs(self.model, batch["frames"], self.config.diagnosis.pool)
-            if reuse:
-                self._val_inputs[key] = inputs
-        return self.head(inputs, batch["groups"], len(batch["video"])).logits
+                return clip_inputs(self.model, batch["frames"], pool)[0]
+        keys = [(batch["video"][group], index) for group, index in zip(batch["groups"].tolist(),
+                                                                       batch["frame_index"].tolist())]
+        missing = [i for i, key in enumerate(keys) if key not in self._kept]
+        if missing:
+            with torch.no_grad():
+                computed, _ = clip_inputs(self.model, batch["frames"][missing], pool)
+            self._kept.update((keys[i], row) for i, row in zip(missing, computed))
+        return torch.stack([self._kept[key] for key in keys])
+
+    def _logits(self, batch: Mapping[str, Any], keep: bool) -> Tensor:
+        """The head's logits of a batch of bags (its inputs kept or not, :meth:`_inputs`)."""
+        return self.head(self._inputs(batch, keep), batch["groups"], len(batch["video"])).logits
+
+    def on_fit_start(self) -> None:
+        """Standardise the head's inputs (:meth:`DiagnosisHead.standardize`) on the first epoch's training bags.
+
+        Skipped on resume (the head's standardisation is restored with it). Without ``data.augment`` those
+        inputs are kept and the first epoch reads no clip again; with it this is one more pass of the model.
+        """
+        if self.trainer.ckpt_path is not None:
+            return
+        datamodule = self.trainer.datamodule
+        datamodule.set_epoch(0)
+        log.info("diagnosis: standardising the head's inputs on the first epoch's training bags")
+        inputs = [self._inputs({**batch, "frames": batch["frames"].to(self.device)}, self._keep_training)
+                  for batch in datamodule.train_dataloader()]
+        self.head.standardize(torch.cat(inputs))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        loss = diagnosis_loss(self._logits(batch), batch["diagnosis_target"], batch["diagnosis_known"])
+        loss = diagnosis_loss(self._logits(batch, self._keep_training), batch["diagnosis_target"],
+                              batch["diagnosis_known"])
         self.log("train/diagnosis", loss.detach(), on_step=True, prog_bar=True, batch_size=len(batch["video"]))
         self._train_sums.append((float(loss.detach()) * len(batch["video"]), len(batch["video"])))
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._val.append((torch.sigmoid(self._logits(batch, reuse=True)).float().cpu(), batch["diagnosis_target"].cpu(),
+        self._val.append((torch.sigmoid(self._logits(batch, keep=True)).float().cpu(), batch["diagnosis_target"].cpu(),
                           batch["diagnosis_known"].cpu()))
 
     def on_train_epoch_start(self) -> None:
