@@ -45,8 +45,8 @@ def selection_score(val: Mapping[str, float]) -> tuple[str, float] | None:
     ``val_centre_error`` (heatmap peak to box centre, pixels); for ``task: diagnosis`` (no Dice, its
     validation scored: ``val_diagnosis_auroc`` present), minus the head's validation cross-entropy
     (``val_loss``): a proper scoring rule that keeps telling epochs apart after the AUROC of a small
-    validation set has reached 1 (the demo's 6 videos did by the 5th of 20 epochs, and choosing by
-    AUROC kept that epoch's undertrained head: test AUROC 0.75 where the last epoch's was 0.81).
+    validation set has reached 1 (the demo's 6 videos did at the 5th epoch, and choosing by AUROC kept
+    that epoch's undertrained head: test AUROC 0.75, where the last of 100 epochs scored 0.81).
     """
     if "val_dice" in val:
         return "val_dice", float(val["val_dice"])

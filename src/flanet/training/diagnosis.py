@@ -37,7 +37,8 @@ from flanet.training.schema import ConfigError, DiagnosisConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: The validation score a diagnosis run chooses ``best.pt`` by: the mean AUROC over the labels.
+#: The mean validation AUROC over the labels (the progress bar's score; ``best.pt`` is chosen by the head's
+#: validation cross-entropy, :func:`flanet.training.callbacks.selection_score`).
 SELECTION = "val_diagnosis_auroc"
 
 
@@ -126,8 +127,8 @@ class DiagnosisModule(pl.LightningModule):
     per-frame outputs are computed without gradients (:func:`flanet.models.diagnosis.clip_inputs`), once per
     clip where its frames do not change between epochs (:meth:`_inputs`). The head's inputs are
     standardised on the first epoch's training bags before the first step (:meth:`on_fit_start`).
-    Validation gives ``val_<label>_auroc`` and ``val_diagnosis_auroc`` (their mean), by which
-    ``best.pt`` is chosen, and the thresholds stored with the head.
+    Validation gives ``val_loss`` (the head's cross-entropy, by which ``best.pt`` is chosen),
+    ``val_<label>_auroc``, ``val_diagnosis_auroc`` (their mean) and the thresholds stored with the head.
     """
 
     def __init__(self, config: TrainConfig, model: VideoSegmentationModel) -> None:
