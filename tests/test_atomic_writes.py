@@ -164,3 +164,23 @@ def test_every_file_we_write_follows_the_umask(umask: int, tmp_path: Path) -> No
         assert plain.stat().st_mode & 0o777 == 0o666 & ~umask
     finally:
         os.umask(old)
+
+
+def test_a_staged_folder_appears_whole_or_not_at_all_and_keeps_a_finished_one(tmp_path):
+    from flanet.fileio import staged_folder
+
+    target = tmp_path / "cache" / "entry"
+    with pytest.raises(RuntimeError):
+        with staged_folder(target) as staging:
+            (staging / "part.onnx").write_text("half")
+            raise RuntimeError("export failed")
+    assert not target.exists() and list((tmp_path / "cache").iterdir()) == []  # nothing half-written left
+    with staged_folder(target) as staging:
+        (staging / "flanet.json").write_text("first")
+    assert (target / "flanet.json").read_text() == "first"
+    with staged_folder(target) as staging:  # another process finished the same entry first: theirs is kept
+        (staging / "flanet.json").write_text("second")
+    assert (target / "flanet.json").read_text() == "first" and [p.name for p in target.parent.iterdir()] == ["entry"]
+    from flanet.fileio import current_umask
+
+    assert target.stat().st_mode & 0o777 == 0o777 & ~current_umask()

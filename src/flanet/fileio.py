@@ -79,6 +79,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def staged_folder(folder: str | Path, prefix: str = ".staging-") -> Iterator[Path]:
+    """Yield an empty folder next to ``folder`` to write into; on success it becomes ``folder`` in one rename.
+
+    Readers never see a half-written ``folder`` (a cache entry, an export). When another process
+    published the same ``folder`` first, its copy is kept and this one dropped. The staging folder
+    is removed whatever happens; it has the permissions ``mkdir`` gives under the user's umask.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=folder.parent))
+    staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 -> what mkdir gives
+    try:
+        yield staging
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished the same folder first
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def named_os_error(error: OSError, path: str | Path) -> OSError:
     """``error`` itself when it names a file, else the same error naming ``path`` (for the error line)."""
     if error.filename is not None or error.errno is None:

@@ -20,8 +20,6 @@ import abc
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +72,7 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
     """
     import copy
 
-    from flanet.fileio import umask_mode
+    from flanet.fileio import staged_folder
     from flanet.inference.runtimes.export import export_model
 
     cache = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
@@ -82,21 +80,11 @@ def export_for_onnxruntime(model: VideoSegmentationModel, image_size: int, cache
     manifest = folder / "flanet.json"
     if manifest.is_file():
         return manifest
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
-    staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 -> a folder others may read, as mkdir makes
-    try:
+    with staged_folder(folder, prefix=".export-") as staging:
         cpu_model = copy.deepcopy(model).cpu().float().eval()
         streamable = model.num_frames > 1
         export_model(cpu_model, staging / "flanet.onnx", "onnx", image_size,
                      parts="stream" if streamable else "step")
-        try:
-            staging.rename(folder)
-        except OSError:  # another process finished the same export first
-            if not manifest.is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flanet.fileio import atomic_write_text, umask_mode
+from flanet.fileio import atomic_write_text, staged_folder, umask_mode
 from flanet.inference.runtimes.base import RuntimeOptions
 from flanet.inference.runtimes.calibration import (
     CalibrationVideo,
@@ -289,16 +289,7 @@ def quantized_for(model: VideoSegmentationModel, image_size: int, options: Runti
     if manifest.is_file():
         return manifest
     calibration, held_out = split_held_out(read_videos(options.calibration))
-    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=folder.parent))
-    staging.chmod(umask_mode(0o777))
-    try:
+    with staged_folder(folder, prefix=".int8-") as staging:
         quantize_export(float_manifest, staging / "flanet.onnx", options.backend, calibration, held_out,
                         options.max_dice_drop)
-        try:
-            staging.rename(folder)
-        except OSError:  # another process finished the same export first
-            if not manifest.is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
