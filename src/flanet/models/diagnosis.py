@@ -12,9 +12,10 @@ input is standardised with the mean and spread of the training frames' inputs
 (:meth:`DiagnosisHead.standardize`; without them, as in joint training where the features move, the
 identity): the three descriptors carry the BI-RADS cues but are 3 of ``2C + 3`` inputs on their own
 scales, and a per-frame layer norm alone let the pooled features drown them on small training sets
-(docs/training.md, "Diagnosis"). A small MLP embeds each frame; gated attention over the frames of a video (Ilse et al., "Attention-based deep
-multiple instance learning", ICML 2018, eq. 8: ``a_k = softmax_k(w^T tanh(V e_k))``)
-pools the embeddings into one video embedding, and a linear layer gives one logit per label.
+(docs/training.md, "Diagnosis"). A small MLP embeds each frame; gated attention over the frames of a
+video (Ilse et al., "Attention-based deep multiple instance learning", ICML 2018, eq. 8:
+``a_k = softmax_k(w^T tanh(V e_k))``) pools the embeddings into one video embedding, and a linear
+layer gives one logit per label.
 
 :class:`RunningDiagnosis` keeps that attention pooling as a running (online-softmax) estimate over a
 stream, so the estimate after frame ``n`` equals the head on frames ``0..n``.
