@@ -242,3 +242,30 @@ def test_stream_fps_times_only_frames_that_read_a_full_memory(monkeypatch) -> No
     stream_fps(model, 64, frames=3, warmup=2)
     assert len(held) >= 4 + 3 and held.index(3) < len(held) - 3  # the memory filled before the 3 timed frames
     assert set(held[-3:]) <= {2, 3}  # steady state: the previous frame is also the sampled one every other frame
+
+
+@pytest.mark.parametrize("name", ["pnsnet", "pnsplus"])
+def test_mask_prior_gives_the_bias_free_classifier_a_bias_at_the_lesion_prior(name: str, tmp_path: Path) -> None:
+    """Default: the authors' bias-free 1x1 classifier (state keys unchanged, old checkpoints load); with
+    ``mask_prior`` a bias at logit(prior), so an untrained model starts far below 0.5 on every pixel."""
+    import math
+
+    from flanet.models import load_checkpoint
+
+    small = {"encoder": "resnet18", "high_channels": 16, "low_channels": 8, "rfb_channels": 16}
+    torch.manual_seed(0)
+    plain = create_model(name, **small).eval()
+    torch.manual_seed(0)
+    primed = create_model(name, **small, mask_prior=0.01).eval()
+    added = set(primed.state_dict()) - set(plain.state_dict())
+    assert len(added) == 1 and set(plain.state_dict()) <= set(primed.state_dict())
+    bias = primed.state_dict()[added.pop()]
+    torch.testing.assert_close(bias, torch.tensor([math.log(0.01 / 0.99)]))
+    clip = torch.randn(1, plain.num_frames, 3, 64, 64)
+    with torch.no_grad():
+        shift = primed(clip).mask_logits - plain(clip).mask_logits
+    torch.testing.assert_close(shift, torch.full_like(shift, math.log(0.01 / 0.99)), rtol=0, atol=1e-4)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "primed.pt", primed, {"image_size": 64})).model
+    assert loaded.config["options"]["mask_prior"] == 0.01 and set(loaded.state_dict()) == set(primed.state_dict())
+    with pytest.raises(ValueError, match="mask_prior must be in"):
+        create_model(name, **small, mask_prior=1.0)

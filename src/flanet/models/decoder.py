@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flanet.models.blocks import BConv
+from flanet.models.blocks import BConv, mask_classifier
 
 
 def one_channel_map(x: Tensor, conv: nn.Conv2d) -> Tensor:
@@ -103,11 +102,7 @@ class SegmentationHead(nn.Module):
         super().__init__()
         self.bconv = BConv(d1_channels + d2_channels, channels)
         self.refine = None if detail_channels is None else BConv(channels + detail_channels, channels)
-        self.classifier = nn.Conv2d(channels, 1, 1)
-        if prior is not None:
-            if not 0.0 < prior < 1.0:
-                raise ValueError(f"mask_prior must be in (0, 1), got {prior}")
-            nn.init.constant_(self.classifier.bias, math.log(prior / (1.0 - prior)))
+        self.classifier = mask_classifier(channels, prior)
 
     def forward(self, d1: Tensor, d2: Tensor, size: tuple[int, int], detail: Tensor | None = None) -> Tensor:
         """``d1 (B, C1, h, w)``, ``d2 (B, C2, h/2, w/2)`` [, ``detail (B, Cd, 2h, 2w)``] -> logits ``(B, 1, *size)``."""

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flanet.models.blocks import mask_classifier
 from flanet.models.contract import VideoSegmentationModel
 from flanet.models.encoder import check_input_size
 from flanet.models.image_methods.base import TimmLevels, resize
@@ -52,6 +53,10 @@ class PNSNetOptions(ModelOptions):
         dilations: one dilation rate per head (1, 3, 5, 7): N = 4 heads.
         radius: r of the (2r+1) x (2r+1) neighbourhood (3).
         ns_blocks: NS blocks in cascade (2).
+        mask_prior: None: the authors' bias-free 1x1 classifier; a probability (e.g. 0.01, FLA-Net's
+            default): a classifier with a bias started at that lesion probability
+            (:func:`flanet.models.blocks.mask_classifier`). In short schedules the bias-free head keeps
+            a background probability floor that dominates its MAE (docs/benchmarks.md).
     """
 
     encoder: str = "res2net50_26w_4s"
@@ -64,6 +69,7 @@ class PNSNetOptions(ModelOptions):
     dilations: list[int] = field(default_factory=lambda: [1, 3, 5, 7])
     radius: int = 3
     ns_blocks: int = 2
+    mask_prior: float | None = None
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1, groups: int = 1,
@@ -183,7 +189,7 @@ class PNSNet(VideoSegmentationModel):
         self.up_low = nn.Sequential(nn.Conv2d(low, half, 1, bias=False), nn.BatchNorm2d(half))
         self.merge = nn.Sequential(nn.PReLU(half), nn.Conv2d(half, half, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(half), nn.PReLU())
-        self.head = nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(half, 1, 1, bias=False))
+        self.head = nn.Sequential(nn.Dropout2d(0.1), mask_classifier(half, options.mask_prior, bias=False))
         self._size_multiple = max(self.encoder.reductions)
         self.config: dict = {}
 

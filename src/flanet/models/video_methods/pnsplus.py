@@ -49,6 +49,10 @@ class PNSPlusOptions(ModelOptions):
         radius: per group, the neighbourhood radius r ((2r+1)^2 positions a frame; 3).
         global_dilation, local_dilation: per group, the dilation of the anchor-query and of the
             local-query NS block ([3, 4, 3, 4] and [1, 2, 1, 2]).
+        mask_prior: None: the authors' bias-free 1x1 classifier; a probability (e.g. 0.01, FLA-Net's
+            default): a classifier with a bias started at that lesion probability
+            (:func:`flanet.models.blocks.mask_classifier`; docs/benchmarks.md: the bias-free head's
+            background probability floor in short schedules).
     """
 
     encoder: str = "res2net50_26w_4s"
@@ -63,6 +67,7 @@ class PNSPlusOptions(ModelOptions):
     radius: list[int] = field(default_factory=lambda: [3, 3, 3, 3])
     global_dilation: list[int] = field(default_factory=lambda: [3, 4, 3, 4])
     local_dilation: list[int] = field(default_factory=lambda: [1, 2, 1, 2])
+    mask_prior: float | None = None
 
 
 class AnchorWindow(StreamState):
@@ -117,7 +122,8 @@ class PNSPlus(VideoSegmentationModel):
         self.low_rfb = LightRFB(c8, options.rfb_channels, options.low_channels)
         self.high_rfb = LightRFB(c16, options.rfb_channels, options.high_channels)
         self.head = PNSPlusHead(options.high_channels, options.low_channels, options.seg_channels, options.heads,
-                                options.attention_channels, options.radius, options.global_dilation, options.local_dilation)
+                                options.attention_channels, options.radius, options.global_dilation, options.local_dilation,
+                                options.mask_prior)
 
     @property
     def size_multiple(self) -> int:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flanet.models.blocks import mask_classifier
 from flanet.models.video_methods.attention import local_window_attention
 
 
@@ -118,7 +119,7 @@ class PNSPlusDecoder(nn.Module):
     sum -> PReLU -> 3x3 conv -> dropout -> 1x1 conv to one channel.
     """
 
-    def __init__(self, high_channels: int, low_channels: int, channels: int) -> None:
+    def __init__(self, high_channels: int, low_channels: int, channels: int, mask_prior: float | None = None) -> None:
         super().__init__()
         half = (channels + 1) // 2
         self.high_in = nn.Conv2d(high_channels, channels, 1, bias=False)
@@ -128,7 +129,7 @@ class PNSPlusDecoder(nn.Module):
         self.low = nn.Sequential(nn.Conv2d(low_channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
         self.act = nn.PReLU(channels)
         self.refine = ConvNormAct(channels, channels, 3)
-        self.head = nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(channels, 1, 1, bias=False))
+        self.head = nn.Sequential(nn.Dropout2d(0.1), mask_classifier(channels, mask_prior, bias=False))
         self.half = half
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
@@ -149,11 +150,12 @@ class PNSPlusHead(nn.Module):
     """
 
     def __init__(self, high_channels: int, low_channels: int, decoder_channels: int, heads: int, head_channels: int,
-                 radius: Sequence[int], global_dilation: Sequence[int], local_dilation: Sequence[int]) -> None:
+                 radius: Sequence[int], global_dilation: Sequence[int], local_dilation: Sequence[int],
+                 mask_prior: float | None = None) -> None:
         super().__init__()
         self.ns_global = NSBlock(high_channels, heads, head_channels, radius, global_dilation)
         self.ns_local = NSBlock(high_channels, heads, head_channels, radius, local_dilation)
-        self.decoder = PNSPlusDecoder(high_channels, low_channels, decoder_channels)
+        self.decoder = PNSPlusDecoder(high_channels, low_channels, decoder_channels, mask_prior)
 
     def forward(self, anchor: Tensor, local: Tensor, low: Tensor) -> Tensor:
         """``anchor (B, C, h, w)``, ``local (B, T, C, h, w)`` oldest first (t last), ``low (B, C_l, h8, w8)`` -> logits."""
